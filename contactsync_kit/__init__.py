@@ -1,0 +1,55 @@
+"""contactsync_kit: keep, inspect and prove an offline SQLite cache of a Supabase app's contacts.
+
+The public API is listed in `__all__`; everything else is internal. Submodules
+`contactsync_kit.devstack` (the embedded local Supabase stack), `contactsync_kit.widgets`
+(Jupyter panels) and `contactsync_kit.testing` (test doubles) are imported on their own.
+"""
+
+from .bootstrap import UserSession, default_cache_path, start_session
+from .cache import CacheVersionError, ContactCache, SyncLogEntry
+from .clock import Clock, ManualClock, SystemClock
+from .mappers import MappedPage, MappingProblem, map_contacts_page
+from .remote import ContactSource, SupabaseContactSource
+from .repository import ContactCacheSyncRepository, SyncProgress
+from .results import (
+    StageTimings,
+    SyncError,
+    SyncErrorKind,
+    SyncFailure,
+    SyncResult,
+    SyncSuccess,
+)
+from .session import PrivilegedKeyError, SignInError, TokenInfo, inspect_token, sign_in
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CacheVersionError",
+    "Clock",
+    "ContactCache",
+    "ContactCacheSyncRepository",
+    "ContactSource",
+    "ManualClock",
+    "MappedPage",
+    "MappingProblem",
+    "PrivilegedKeyError",
+    "SignInError",
+    "StageTimings",
+    "SupabaseContactSource",
+    "SyncError",
+    "SyncErrorKind",
+    "SyncFailure",
+    "SyncLogEntry",
+    "SyncProgress",
+    "SyncResult",
+    "SyncSuccess",
+    "SystemClock",
+    "TokenInfo",
+    "UserSession",
+    "__version__",
+    "default_cache_path",
+    "inspect_token",
+    "map_contacts_page",
+    "sign_in",
+    "start_session",
+]

@@ -1,0 +1,279 @@
+"""`ContactCacheSyncRepository`: the one place a sync happens."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from supabase import AsyncClient
+
+from .cache import ContactCache, SyncLogEntry
+from .clock import Clock, SystemClock
+from .mappers import MappedPage, MappingProblem, concat_pages, map_contacts_page
+from .remote import ContactSource, RemoteFailure, SupabaseContactSource
+from .results import StageTimings, SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
+
+__all__ = ["ConcurrentPolicy", "ContactCacheSyncRepository", "SyncProgress"]
+
+ConcurrentPolicy = Literal["join", "reject"]
+
+
+@dataclass(frozen=True)
+class SyncProgress:
+    """A progress report: a page arrived (`stage="fetch"`) or a table was written."""
+
+    stage: Literal["fetch", "write"]
+    organisation_id: str
+    pages: int = 0
+    contacts_received: int = 0
+    contacts_expected: int | None = None
+    table: str | None = None
+    tables_written: int = 0
+    tables_total: int = 3
+
+
+ProgressCallback = Callable[[SyncProgress], None]
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.fetch = self.map = self.write = 0.0
+
+    def elapsed_ms(self) -> int:
+        return round((time.perf_counter() - self.started) * 1000)
+
+    def timings(self) -> StageTimings:
+        return StageTimings(round(self.fetch * 1000), round(self.map * 1000),
+                            round(self.write * 1000))
+
+
+class ContactCacheSyncRepository:
+    """Keeps the offline cache of an organisation's contacts in step with the server.
+
+    The client must be signed in as a user: the server's Row Level Security policies decide
+    which rows come back, and the kit adds no client-side filter. It does verify that every
+    row it receives belongs to the organisation asked for.
+
+    `sync_contacts_for_organisation` never raises for expected failures; it returns a
+    `SyncFailure` and leaves the cache exactly as it was. A second call for an organisation
+    already syncing joins the running sync (``on_concurrent="join"``, the default) or returns
+    ``in_progress`` at once (``"reject"``). Writes of different organisations never
+    interleave, and `clear_cache` makes sure no running sync writes after the wipe.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient | None,
+        cache: ContactCache,
+        clock: Clock | None = None,
+        *,
+        source: ContactSource | None = None,
+        page_size: int = 1000,
+        max_rows: int | None = 1000,
+        on_concurrent: ConcurrentPolicy = "join",
+    ) -> None:
+        self._clock = clock or SystemClock()
+        if source is None:
+            if client is None:
+                raise ValueError("give a signed-in supabase client or a ContactSource")
+            source = SupabaseContactSource(client, self._clock, page_size=page_size)
+        self._source = source
+        self._cache = cache
+        self._max_rows = max_rows
+        self._on_concurrent = on_concurrent
+        self._running: dict[str, asyncio.Task[SyncResult]] = {}
+        self._write_lock = asyncio.Lock()
+        # Bumped by clear_cache: a sync that started before a wipe may not write after it.
+        self._epoch = 0
+
+    @property
+    def cache(self) -> ContactCache:
+        """The cache this repository writes to."""
+        return self._cache
+
+    def last_synced_at(self, organisation_id: str) -> datetime | None:
+        """When `organisation_id` last synced successfully (aware UTC), or None."""
+        return self._cache.last_synced_at(organisation_id.lower())
+
+    def is_syncing(self, organisation_id: str | None = None) -> bool:
+        """Whether a sync (for `organisation_id`, or any) is running."""
+        if organisation_id is None:
+            return bool(self._running)
+        return organisation_id.lower() in self._running
+
+    async def sync_contacts_for_organisation(
+        self,
+        organisation_id: str,
+        *,
+        on_concurrent: ConcurrentPolicy | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> SyncResult:
+        """Fetch the organisation's contacts, notes and assignments and cache them.
+
+        Returns `SyncSuccess` with the counts and timings, or `SyncFailure` whose
+        `error.kind` says why; never raises for expected failures.
+        """
+        try:
+            org = str(uuid.UUID(organisation_id)) if isinstance(organisation_id, str) else ""
+        except ValueError:
+            org = ""
+        if not org:
+            return SyncFailure(
+                organisation_id=str(organisation_id),
+                error=SyncError(SyncErrorKind.INVALID_INPUT,
+                                "organisation_id must be a UUID string"),
+            )
+        running = self._running.get(org)
+        if running is not None:
+            if (on_concurrent or self._on_concurrent) == "reject":
+                return SyncFailure(organisation_id=org, error=SyncError(
+                    SyncErrorKind.IN_PROGRESS, "a sync for this organisation is already running"))
+            return await asyncio.shield(running)
+        task = asyncio.create_task(self._sync(org, progress), name=f"contactsync:{org}")
+        self._running[org] = task
+        task.add_done_callback(lambda _: self._running.pop(org, None))
+        # Shielded: a caller that gives up does not take the joined callers' sync with it.
+        return await asyncio.shield(task)
+
+    async def clear_cache(self) -> dict[str, int]:
+        """Wipe every cached row, every `last_synced_at` and the sync log (the logout path).
+
+        Running syncs are cancelled first and cannot write afterwards. Returns the number of
+        rows removed per table.
+        """
+        self._epoch += 1
+        running = list(self._running.values())
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running)
+        async with self._write_lock:
+            return await asyncio.to_thread(self._cache.clear)
+
+    async def _sync(self, org: str, progress: ProgressCallback | None) -> SyncResult:
+        epoch = self._epoch
+        started_at = self._clock.now()
+        timer = _Timer()
+        pages_seen = 0
+        try:
+            problem = await self._source.check_session()
+            if problem is not None:
+                return await self._finish(org, started_at, timer, epoch, pages_seen, problem)
+            mapped: list[MappedPage] = []
+            received = 0
+            expected: int | None = None
+            mark = time.perf_counter()
+            async for page in self._source.pages(org):
+                now = time.perf_counter()
+                timer.fetch += now - mark
+                pages_seen += 1
+                expected = page.total
+                result = map_contacts_page(page.rows, org, embedded_cap=self._max_rows)
+                mark = time.perf_counter()
+                timer.map += mark - now
+                if isinstance(result, MappingProblem):
+                    return await self._finish(org, started_at, timer, epoch, pages_seen,
+                                              SyncError(SyncErrorKind(result.kind),
+                                                        result.message))
+                mapped.append(result)
+                received += result.contacts.height
+                if progress is not None:
+                    progress(SyncProgress("fetch", org, pages_seen, received, expected))
+            if expected is None or received != expected:
+                return await self._finish(org, started_at, timer, epoch, pages_seen, SyncError(
+                    SyncErrorKind.INCOMPLETE,
+                    f"received {received} contacts but the server counted "
+                    f"{'none' if expected is None else expected}; nothing was written"))
+            counted = concat_pages(mapped)
+            problem = await self._write(org, counted, epoch, timer, progress)
+            return await self._finish(org, started_at, timer, epoch, pages_seen, problem,
+                                      counted)
+        except RemoteFailure as exc:
+            return await self._finish(org, started_at, timer, epoch, pages_seen, exc.error)
+        except asyncio.CancelledError:
+            return SyncFailure(
+                organisation_id=org, duration_ms=timer.elapsed_ms(), pages=pages_seen,
+                timings=timer.timings(),
+                error=SyncError(SyncErrorKind.CANCELLED,
+                                "the sync was cancelled (the cache was cleared or the app "
+                                "is closing); nothing was written"))
+
+    async def _write(
+        self, org: str, page: MappedPage, epoch: int, timer: _Timer,
+        progress: ProgressCallback | None,
+    ) -> SyncError | None:
+        loop = asyncio.get_running_loop()
+        written = 0
+
+        def table_written(table: str, _rows: int) -> None:
+            nonlocal written
+            written += 1
+            if progress is not None:
+                report = SyncProgress("write", org, table=table, tables_written=written)
+                loop.call_soon_threadsafe(progress, report)
+
+        async with self._write_lock:
+            if epoch != self._epoch:
+                raise asyncio.CancelledError
+            mark = time.perf_counter()
+            write = asyncio.ensure_future(asyncio.to_thread(
+                self._cache.apply_sync, org, page, self._clock.now(),
+                on_table_written=table_written))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                # The thread cannot be stopped; hold the lock until it is done so a wipe
+                # waiting on this lock runs after it, never before.
+                await asyncio.wait([write])
+                raise
+            except Exception as exc:  # the cache's own failure, whatever its class
+                return SyncError(SyncErrorKind.LOCAL_WRITE,
+                                 f"writing the cache failed ({type(exc).__name__}); "
+                                 "the cache was rolled back to its previous content")
+            finally:
+                timer.write += time.perf_counter() - mark
+        return None
+
+    async def _finish(
+        self, org: str, started_at: datetime, timer: _Timer, epoch: int, pages: int,
+        error: SyncError | None, page: MappedPage | None = None,
+    ) -> SyncResult:
+        counts = page.counts() if page is not None else {}
+        fields = dict(
+            organisation_id=org,
+            items_synced=counts.get("contacts", 0) if error is None else 0,
+            notes_synced=counts.get("notes", 0) if error is None else 0,
+            assignments_synced=counts.get("contact_assignments", 0) if error is None else 0,
+            duration_ms=timer.elapsed_ms(),
+            pages=pages,
+            timings=timer.timings(),
+        )
+        result: SyncResult = (SyncSuccess(**fields) if error is None  # type: ignore[arg-type]
+                              else SyncFailure(error=error, **fields))  # type: ignore[arg-type]
+        await self._log(result, started_at, epoch)
+        return result
+
+    async def _log(self, result: SyncResult, started_at: datetime, epoch: int) -> None:
+        error = result.error
+        entry = SyncLogEntry(
+            organisation_id=result.organisation_id, started_at=started_at,
+            duration_ms=result.duration_ms, outcome="success" if error is None else "failure",
+            error_kind=error.kind.value if error else None,
+            error_code=error.code if error else None,
+            http_status=error.status if error else None,
+            message=error.message if error else None,
+            contacts=result.items_synced, notes=result.notes_synced,
+            contact_assignments=result.assignments_synced, pages=result.pages)
+        async with self._write_lock:
+            if epoch != self._epoch:
+                return  # the log was wiped with the cache; this attempt predates the wipe
+            try:
+                await asyncio.to_thread(self._cache.record_attempt, entry)
+            except Exception:  # noqa: BLE001 - a log write must not turn a result into a crash
+                return

@@ -1,0 +1,96 @@
+"""What a sync returns: a `SyncSuccess` or a `SyncFailure`, never an exception."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+__all__ = [
+    "StageTimings",
+    "SyncError",
+    "SyncErrorKind",
+    "SyncFailure",
+    "SyncResult",
+    "SyncSuccess",
+]
+
+
+class SyncErrorKind(enum.StrEnum):
+    """Why a sync failed. Each kind maps to one action a person can take."""
+
+    NETWORK = "network"
+    TIMEOUT = "timeout"
+    AUTH = "auth"
+    REMOTE = "remote"
+    INVALID_INPUT = "invalid_input"
+    INVALID_DATA = "invalid_data"
+    INCOMPLETE = "incomplete"
+    LOCAL_WRITE = "local_write"
+    IN_PROGRESS = "in_progress"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncError:
+    """A failed sync's reason.
+
+    `message` is for people and never holds personal data (no names, emails, note bodies).
+    `code` is the server's error code when there was one (e.g. ``PGRST301``, ``42501``), and
+    `status` its HTTP status.
+    """
+
+    kind: SyncErrorKind
+    message: str
+    code: str | None = None
+    status: int | None = None
+
+    def __str__(self) -> str:
+        code = f" [{self.code}]" if self.code else ""
+        return f"{self.kind.value}{code}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class StageTimings:
+    """Milliseconds spent fetching, mapping and writing during one sync."""
+
+    fetch_ms: int = 0
+    map_ms: int = 0
+    write_ms: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncResult:
+    """The outcome of one `sync_contacts_for_organisation` call.
+
+    `items_synced` counts contacts; `notes_synced` and `assignments_synced` count the embedded
+    rows. `error` is None exactly when the sync succeeded. Use `match` on `SyncSuccess` /
+    `SyncFailure` to branch.
+    """
+
+    organisation_id: str
+    items_synced: int = 0
+    notes_synced: int = 0
+    assignments_synced: int = 0
+    duration_ms: int = 0
+    pages: int = 0
+    timings: StageTimings = field(default_factory=StageTimings)
+    error: SyncError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True for a `SyncSuccess`."""
+        return self.error is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncSuccess(SyncResult):
+    """Every row the server showed this user for the organisation is now in the cache."""
+
+    error: None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncFailure(SyncResult):
+    """Nothing was written; the cache holds exactly what it held before the call."""
+
+    error: SyncError

@@ -1,0 +1,200 @@
+"""Test doubles shipped with the kit (like httpx's `MockTransport`).
+
+`FakeSupabase` is an in-memory stand-in for the two Supabase endpoints the kit calls, served
+through an `httpx.MockTransport`, so a real supabase-py `AsyncClient` runs its real code path
+against it. Use it for unit tests of logic and for faults the real stack cannot produce; the
+integration tests use the real PostgreSQL + PostgREST stack (`contactsync_kit.devstack`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import jwt
+
+__all__ = ["FakeSupabase", "fake_contact"]
+
+_SECRET = "contactsync-fake-secret-with-enough-bytes-for-hs256"
+
+
+def _token(role: str, *, sub: str | None = None, email: str | None = None,
+           lifetime_s: int = 3600) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {"role": role, "iat": now, "exp": now + lifetime_s, "aud": role}
+    if sub:
+        claims.update(sub=sub, email=email, session_id=str(uuid.uuid4()))
+    return jwt.encode(claims, _SECRET, algorithm="HS256")
+
+
+def fake_contact(
+    organisation_id: str, *, notes: int = 3, assignments: int = 1,
+    rng: random.Random | None = None, when: datetime | None = None,
+) -> dict[str, Any]:
+    """One contact row shaped like the embedded select's output (fake personal data)."""
+    rng = rng or random.Random()
+    when = when or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def new_id() -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    contact_id = new_id()
+    stamp = when.isoformat()
+    return {
+        "id": contact_id, "organisation_id": organisation_id, "chapter_id": None,
+        "full_name": f"Test Person {rng.randrange(10_000)}", "phone": "+47 900 00 000",
+        "email": "test.person@example.org", "address": "1 Example Street",
+        "status": "active", "created_at": stamp, "updated_at": stamp,
+        "notes": [
+            {"id": new_id(), "contact_id": contact_id, "organisation_id": organisation_id,
+             "author_id": None, "body": f"note {n}", "created_at": stamp, "updated_at": stamp}
+            for n in range(notes)
+        ],
+        "contact_assignments": [
+            {"id": new_id(), "contact_id": contact_id, "organisation_id": organisation_id,
+             "assignee_id": new_id(), "role": "primary", "assigned_at": stamp,
+             "updated_at": stamp}
+            for _ in range(assignments)
+        ],
+    }
+
+
+@dataclass
+class FakeSupabase:
+    """An in-memory Supabase (PostgREST contacts endpoint + password sign-in).
+
+    `contacts` holds rows exactly as the embedded select returns them. Faults: set
+    `max_rows` (caps top-level and embedded arrays alike, as PostgREST's db-max-rows does),
+    `raise_on_rest` (an exception the transport raises), `respond_with` (status, body) for
+    REST calls, `delay_s` (awaited before answering), `count_offset` (misreport the count).
+    `requests` records every request for assertions (one query shape, no N+1).
+    """
+
+    contacts: list[dict[str, Any]] = field(default_factory=list)
+    users: dict[str, str] = field(default_factory=dict)  # email -> password
+    max_rows: int | None = None
+    raise_on_rest: BaseException | None = None
+    respond_with: tuple[int, str | bytes] | None = None
+    delay_s: float = 0.0
+    count_offset: int = 0
+    token_lifetime_s: int = 3600
+    requests: list[httpx.Request] = field(default_factory=list)
+    on_rest_request: Callable[[httpx.Request], None] | None = None
+
+    url: str = "http://fake-supabase.test"
+
+    @property
+    def anon_key(self) -> str:
+        """A JWT with role anon, like a legacy Supabase anon key."""
+        return _token("anon", lifetime_s=10 * 365 * 86400)
+
+    @property
+    def service_role_key(self) -> str:
+        """A JWT with role service_role: the kit must refuse it."""
+        return _token("service_role", lifetime_s=10 * 365 * 86400)
+
+    def user_token(self, email: str = "user@example.org", *, lifetime_s: int | None = None) -> str:
+        """A user access token (role authenticated) for `email`."""
+        return _token("authenticated", sub=str(uuid.uuid5(uuid.NAMESPACE_URL, email)),
+                      email=email, lifetime_s=self.token_lifetime_s if lifetime_s is None
+                      else lifetime_s)
+
+    def add_contacts(self, organisation_id: str, count: int, *, notes: int = 3,
+                     assignments: int = 1, seed: int = 0) -> list[dict[str, Any]]:
+        """Add `count` generated contacts to `organisation_id` and return them."""
+        rng = random.Random(f"{organisation_id}:{seed}:{len(self.contacts)}")
+        made = [fake_contact(organisation_id, notes=notes, assignments=assignments, rng=rng)
+                for _ in range(count)]
+        self.contacts.extend(made)
+        return made
+
+    def http_client(self) -> httpx.AsyncClient:
+        """An httpx client whose transport is this fake; pass it to `sign_in(http_client=…)`."""
+        return httpx.AsyncClient(transport=httpx.MockTransport(self._handle))
+
+    def rest_requests(self) -> list[httpx.Request]:
+        """The REST requests made so far."""
+        return [r for r in self.requests if r.url.path.startswith("/rest/v1/")]
+
+    async def _handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        path = request.url.path
+        if path.startswith("/auth/v1/"):
+            return self._auth(request, path.removeprefix("/auth/v1/"))
+        if path.startswith("/rest/v1/"):
+            if self.on_rest_request is not None:
+                self.on_rest_request(request)
+            if self.raise_on_rest is not None:
+                raise self.raise_on_rest
+            if self.respond_with is not None:
+                status, body = self.respond_with
+                return httpx.Response(status, content=body,
+                                      headers={"Content-Type": "application/json"})
+            return self._contacts(request)
+        return httpx.Response(404, json={"message": "not found"})
+
+    def _auth(self, request: httpx.Request, endpoint: str) -> httpx.Response:
+        if endpoint == "token" and request.url.params.get("grant_type") == "password":
+            body = json.loads(request.content)
+            if self.users.get(body.get("email")) != body.get("password"):
+                return httpx.Response(400, json={"code": "invalid_credentials",
+                                                 "error_code": "invalid_credentials",
+                                                 "msg": "Invalid login credentials"})
+            return httpx.Response(200, json=self._session(body["email"]))
+        if endpoint == "logout":
+            return httpx.Response(204)
+        return httpx.Response(404, json={"msg": "not supported by FakeSupabase"})
+
+    def _session(self, email: str) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        user_id = str(uuid.uuid5(uuid.NAMESPACE_URL, email))
+        return {
+            "access_token": self.user_token(email), "token_type": "bearer",
+            "expires_in": self.token_lifetime_s,
+            "expires_at": int((now + timedelta(seconds=self.token_lifetime_s)).timestamp()),
+            "refresh_token": uuid.uuid4().hex,
+            "user": {"id": user_id, "aud": "authenticated", "role": "authenticated",
+                     "email": email, "app_metadata": {}, "user_metadata": {},
+                     "created_at": now.isoformat()},
+        }
+
+    def _contacts(self, request: httpx.Request) -> httpx.Response:
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        claims = jwt.decode(token, _SECRET, algorithms=["HS256"],
+                            options={"verify_aud": False, "verify_exp": False})
+        if claims.get("exp", 0) < time.time():
+            return httpx.Response(401, json={"code": "PGRST301", "message": "JWT expired",
+                                             "details": None, "hint": None})
+        params = request.url.params
+        rows = self.contacts if claims.get("role") != "anon" else []
+        org = params.get("organisation_id", "").removeprefix("eq.")
+        rows = [r for r in rows if r["organisation_id"] == org]
+        after = params.get("id", "")
+        if after.startswith("gt."):
+            rows = [r for r in rows if uuid.UUID(r["id"]) > uuid.UUID(after[3:])]
+        rows = sorted(rows, key=lambda r: uuid.UUID(r["id"]))
+        total = len(rows)
+        limit = int(params.get("limit", total or 1))
+        cap = self.max_rows if self.max_rows is not None else limit
+        page = [self._capped(r) for r in rows[: min(limit, cap)]]
+        headers = {"Content-Type": "application/json"}
+        if "count=exact" in request.headers.get("prefer", ""):
+            end = f"0-{len(page) - 1}" if page else "*"
+            headers["Content-Range"] = f"{end}/{total + self.count_offset}"
+        return httpx.Response(200, content=json.dumps(page).encode(), headers=headers)
+
+    def _capped(self, row: dict[str, Any]) -> dict[str, Any]:
+        if self.max_rows is None:
+            return row
+        return {**row, "notes": row["notes"][: self.max_rows],
+                "contact_assignments": row["contact_assignments"][: self.max_rows]}
