@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +46,9 @@ class UserSession:
         Returns the rows removed per table.
         """
         removed = await self.repository.clear_cache()
-        try:
+        # The local wipe is what matters; the server may be unreachable at logout.
+        with contextlib.suppress(Exception):
             await self.client.auth.sign_out()
-        except Exception:  # noqa: BLE001 - the local wipe is what matters; the server may be gone
-            pass
         return removed
 
     def close(self) -> None:

@@ -25,12 +25,12 @@ from .mappers import MappedPage
 from .schemas import TABLE_COLUMNS
 
 __all__ = [
+    "DATA_TABLES",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
     "CacheVersionError",
     "ContactCache",
     "SyncLogEntry",
-    "MIGRATIONS",
-    "SCHEMA_VERSION",
-    "DATA_TABLES",
 ]
 
 DATA_TABLES: Final = tuple(TABLE_COLUMNS)
@@ -195,14 +195,16 @@ class ContactCache:
                     on_table_written(table, frame.height)
             conn.exec_driver_sql(
                 "INSERT INTO sync_state (organisation_id, last_synced_at) VALUES (?, ?) "
-                "ON CONFLICT (organisation_id) DO UPDATE SET last_synced_at = excluded.last_synced_at",
+                "ON CONFLICT (organisation_id) DO UPDATE "
+                "SET last_synced_at = excluded.last_synced_at",
                 (organisation_id, _iso(synced_at)),
             )
 
     def _write_frame(self, conn: Connection, table: str, frame: pl.DataFrame) -> None:
         # The DBAPI's executemany straight from polars' row tuples: the hot path, kept small.
         if frame.height:
-            conn.exec_driver_sql(_UPSERT_SQL[table], frame.select(list(TABLE_COLUMNS[table])).rows())
+            rows = frame.select(list(TABLE_COLUMNS[table])).rows()
+            conn.exec_driver_sql(_UPSERT_SQL[table], rows)
 
     def record_attempt(self, entry: SyncLogEntry) -> None:
         """Append one sync attempt to the sync log."""

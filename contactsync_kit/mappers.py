@@ -63,7 +63,7 @@ class MappingProblem:
 def empty_page() -> MappedPage:
     """A page with no rows, with the declared schemas."""
     return MappedPage(
-        **{name: pl.DataFrame(schema=table_schema(name)) for name in TABLE_COLUMNS}  # type: ignore[arg-type]
+        **{name: pl.DataFrame(schema=table_schema(name)) for name in TABLE_COLUMNS}
     )
 
 
@@ -72,7 +72,7 @@ def concat_pages(pages: list[MappedPage]) -> MappedPage:
     if not pages:
         return empty_page()
     return MappedPage(
-        **{  # type: ignore[arg-type]
+        **{
             name: pl.concat([page.frames()[name] for page in pages], how="vertical")
             for name in TABLE_COLUMNS
         }

@@ -21,7 +21,17 @@ from .results import SyncError, SyncErrorKind
 from .schemas import EMBEDDED_SELECT
 from .session import bearer_token, inspect_token
 
-__all__ = ["ContactSource", "RemoteFailure", "RemotePage", "SupabaseContactSource"]
+__all__ = [
+    "ContactSource",
+    "Filter",
+    "RemoteFailure",
+    "RemotePage",
+    "RemoteReader",
+    "SupabaseContactSource",
+]
+
+#: A PostgREST filter: (column, operator, value), e.g. ("full_name", "ilike", "*ada*").
+Filter = tuple[str, str, str]
 
 # PostgREST's JWT errors: PGRST301 (v12: invalid or expired), PGRST302 (no auth where needed),
 # PGRST303 (newer releases: expired claims).
@@ -124,6 +134,58 @@ class SupabaseContactSource:
             cursor = last.get("id") if isinstance(last, dict) else None
             if cursor is None or (total is not None and received >= total):
                 return
+
+
+class RemoteReader:
+    """Generic reads as the signed-in user, for diagnostics and RLS audits.
+
+    Every method raises `RemoteFailure` (never a foreign exception) on an expected failure.
+    """
+
+    def __init__(self, client: AsyncClient, *, page_size: int = 1000) -> None:
+        self._client = client
+        self._page_size = page_size
+
+    async def count(self, table: str, filters: list[Filter] | tuple[Filter, ...] = ()) -> int:
+        """Rows of `table` the user may see that match `filters` (``count=exact``, no body)."""
+        query = self._client.table(table).select("id", count=CountMethod.exact, head=True)
+        for column, operator, value in filters:
+            query = query.filter(column, operator, value)
+        response = await _execute(query.retry(False))
+        if response.count is None:
+            raise RemoteFailure(SyncError(SyncErrorKind.INVALID_DATA,
+                                          f"the server sent no count for {table}"))
+        return response.count
+
+    async def rows(
+        self, table: str, columns: str = "id", filters: list[Filter] | tuple[Filter, ...] = (),
+    ) -> list[dict[str, Any]]:
+        """All visible rows of `table` matching `filters`, keyset-paged on ``id``.
+
+        `columns` must include ``id``. Keep it to ids and timestamps where you can: whatever
+        is fetched is held in memory.
+        """
+        rows: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            query = self._client.table(table).select(columns)
+            for column, operator, value in filters:
+                query = query.filter(column, operator, value)
+            if cursor is not None:
+                query = query.gt("id", cursor)
+            response = await _execute(query.order("id").limit(self._page_size).retry(False))
+            page: Any = response.data
+            if not isinstance(page, list):
+                raise RemoteFailure(SyncError(SyncErrorKind.INVALID_DATA,
+                                              f"the server's answer for {table} is not a list"))
+            rows.extend(page)
+            if not page:
+                return rows
+            last = page[-1]
+            cursor = last.get("id") if isinstance(last, dict) else None
+            if cursor is None:
+                raise RemoteFailure(SyncError(SyncErrorKind.INVALID_DATA,
+                                              f"{table} rows came without an id column"))
 
 
 async def _execute(query: Any) -> APIResponse:

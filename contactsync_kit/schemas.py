@@ -11,9 +11,9 @@ import polars as pl
 
 __all__ = [
     "ASSIGNMENT_COLUMNS",
+    "ASSIGNMENT_ROLES",
     "CONTACT_COLUMNS",
     "CONTACT_STATUSES",
-    "ASSIGNMENT_ROLES",
     "EMBEDDED_SELECT",
     "NOTE_COLUMNS",
     "RAW_CONTACT_SCHEMA",
@@ -26,7 +26,9 @@ __all__ = [
 #: The one remote query shape a sync uses (never N+1).
 EMBEDDED_SELECT: Final = "*, notes(*), contact_assignments(*)"
 
-UUID_PATTERN: Final = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+UUID_PATTERN: Final = (
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 
 CONTACT_STATUSES: Final = ("active", "inactive", "archived")
 ASSIGNMENT_ROLES: Final = ("primary", "backup")
@@ -87,10 +89,7 @@ def _struct(columns: dict[str, tuple[bool, bool]]) -> pl.Struct:
 
 
 #: What one row of the embedded select looks like on the wire.
-RAW_CONTACT_SCHEMA: Final = pl.Schema(
-    {
-        **{name: pl.String for name in CONTACT_COLUMNS},
-        "notes": pl.List(_struct(NOTE_COLUMNS)),
-        "contact_assignments": pl.List(_struct(ASSIGNMENT_COLUMNS)),
-    }
-)
+_RAW_COLUMNS: dict[str, pl.DataType] = {name: pl.String() for name in CONTACT_COLUMNS}
+_RAW_COLUMNS["notes"] = pl.List(_struct(NOTE_COLUMNS))
+_RAW_COLUMNS["contact_assignments"] = pl.List(_struct(ASSIGNMENT_COLUMNS))
+RAW_CONTACT_SCHEMA: Final = pl.Schema(_RAW_COLUMNS)
