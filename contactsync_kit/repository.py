@@ -168,23 +168,30 @@ class ContactCacheSyncRepository:
             mapped: list[MappedPage] = []
             received = 0
             expected: int | None = None
-            mark = time.perf_counter()
-            async for page in self._source.pages(org):
-                now = time.perf_counter()
-                timer.fetch += now - mark
-                pages_seen += 1
-                expected = page.total
-                result = map_contacts_page(page.rows, org, embedded_cap=self._max_rows)
+            cursor: str | None = None
+            while True:
                 mark = time.perf_counter()
-                timer.map += mark - now
+                page = await self._source.fetch_page(org, after=cursor, with_count=not mapped)
+                fetched = time.perf_counter()
+                timer.fetch += fetched - mark
+                pages_seen += 1
+                if len(mapped) == 0:
+                    expected = page.total
+                result = map_contacts_page(page.body, org, embedded_cap=self._max_rows)
+                timer.map += time.perf_counter() - fetched
                 if isinstance(result, MappingProblem):
                     return await self._finish(org, started_at, timer, epoch, pages_seen,
                                               SyncError(SyncErrorKind(result.kind),
                                                         result.message))
                 mapped.append(result)
-                received += result.contacts.height
+                height = result.contacts.height
+                received += height
                 if progress is not None:
                     progress(SyncProgress("fetch", org, pages_seen, received, expected))
+                if height == 0 or expected is None or received >= expected:
+                    break
+                # Keyset paging: the page is ordered by id, so its last id is the cursor.
+                cursor = result.contacts.get_column("id")[-1]
             if expected is None or received != expected:
                 return await self._finish(org, started_at, timer, epoch, pages_seen, SyncError(
                     SyncErrorKind.INCOMPLETE,

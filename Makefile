@@ -1,0 +1,57 @@
+# Two commands on a fresh machine (Python 3.11 + npm): `make demo` and `make test`.
+# Everything else the project needs (venv, packages, PostgREST, Chromium) is installed here.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+# The notebooks' kernel and the console scripts must come from the venv.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install demo test lint typecheck unit integration notebooks browser bench lab stack clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks]'
+	$(BIN)/python -m contactsync_kit.devstack.postgrest_binary install
+	bash scripts/ensure-chromium.sh
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/contactsync demo
+
+lint: install
+	$(BIN)/ruff check contactsync_kit tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy contactsync_kit
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install
+	$(BIN)/pytest tests/integration
+
+notebooks: install
+	$(BIN)/pytest --nbval-lax notebooks
+
+browser: install
+	$(BIN)/pytest tests/browser
+
+test: install lint typecheck
+	$(BIN)/pytest tests --nbval-lax notebooks
+
+bench: install
+	$(BIN)/python -m benchmarks.sync_benchmark
+
+lab: install
+	$(BIN)/jupyter lab notebooks
+
+stack: install
+	$(BIN)/contactsync devstack up
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache artifacts

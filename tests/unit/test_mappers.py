@@ -1,0 +1,156 @@
+"""The pure mapper: raw rows -> validated frames, or a MappingProblem."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from typing import Any
+
+import polars as pl
+import pytest
+
+from contactsync_kit import MappedPage, MappingProblem, map_contacts_page
+from contactsync_kit.schemas import TABLE_COLUMNS, table_schema
+from contactsync_kit.testing import fake_contact
+
+ORG = "5f0e7a4e-1111-4c3b-9d2a-000000000001"
+
+
+def rows(count: int = 3, notes: int = 2) -> list[dict[str, Any]]:
+    rng = random.Random(7)
+    return [fake_contact(ORG, notes=notes, assignments=1, rng=rng) for _ in range(count)]
+
+
+def test_maps_rows_to_one_frame_per_table_with_declared_schemas() -> None:
+    page = map_contacts_page(rows(), ORG)
+    assert isinstance(page, MappedPage)
+    assert page.counts() == {"contacts": 3, "notes": 6, "contact_assignments": 3}
+    for table, frame in page.frames().items():
+        assert frame.schema == table_schema(table)
+    assert page.notes["contact_id"].to_list()[:2] == [page.contacts["id"][0]] * 2
+
+
+def test_bytes_and_parsed_rows_map_to_the_same_frames() -> None:
+    raw = rows()
+    from_list = map_contacts_page(raw, ORG)
+    from_bytes = map_contacts_page(json.dumps(raw).encode(), ORG)
+    assert isinstance(from_list, MappedPage) and isinstance(from_bytes, MappedPage)
+    for table in TABLE_COLUMNS:
+        assert from_list.frames()[table].equals(from_bytes.frames()[table])
+
+
+def test_timestamps_are_normalised_to_utc_and_uuids_to_lower_case() -> None:
+    raw = rows(1)
+    raw[0]["updated_at"] = "2026-03-01T12:00:00.5+02:00"
+    raw[0]["id"] = raw[0]["id"].upper()
+    for child in raw[0]["notes"]:
+        child["contact_id"] = child["contact_id"].upper()
+    page = map_contacts_page(raw, ORG)
+    assert isinstance(page, MappedPage)
+    assert page.contacts["updated_at"][0] == "2026-03-01T10:00:00.500000Z"
+    assert page.contacts["id"][0] == raw[0]["id"].lower()
+
+
+def test_missing_optional_columns_and_extra_columns_are_fine() -> None:
+    raw = rows(1)
+    del raw[0]["phone"]
+    raw[0]["favourite_colour"] = "teal"
+    page = map_contacts_page(raw, ORG)
+    assert isinstance(page, MappedPage)
+    assert page.contacts["phone"][0] is None
+
+
+def test_empty_page_maps_to_empty_frames() -> None:
+    for raw in ([], b"[]", b"  []\n"):
+        page = map_contacts_page(raw, ORG)
+        assert isinstance(page, MappedPage) and page.counts() == dict.fromkeys(TABLE_COLUMNS, 0)
+
+
+def _break(path: tuple[Any, ...], value: Any) -> list[dict[str, Any]]:
+    raw = copy.deepcopy(rows())
+    target: Any = raw
+    for step in path[:-1]:
+        target = target[step]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "reason"),
+    [
+        ((0, "id"), KeyError, "contacts.id missing"),
+        ((0, "id"), None, "contacts.id missing"),
+        ((0, "id"), "not-a-uuid", "contacts.id not a UUID"),
+        ((0, "id"), 12345, "contacts.id not a UUID"),
+        ((1, "chapter_id"), "chapter-7", "contacts.chapter_id not a UUID"),
+        ((1, "updated_at"), "yesterday", "contacts.updated_at not a timestamp"),
+        ((1, "created_at"), None, "contacts.created_at missing"),
+        ((2, "organisation_id"), "00000000-0000-4000-8000-000000000002",
+         "contacts rows of another organisation"),
+        ((2, "status"), "deleted", "contacts.status unknown"),
+        ((0, "full_name"), None, "contacts.full_name missing"),
+        ((0, "notes", 0, "contact_id"), "00000000-0000-4000-8000-000000000003",
+         "notes under the wrong contact"),
+        ((0, "notes", 1, "organisation_id"), "00000000-0000-4000-8000-000000000002",
+         "notes rows of another organisation"),
+        ((1, "notes", 0, "id"), None, "notes.id missing"),
+        ((1, "notes", 0, "body"), None, "notes.body missing"),
+        ((2, "contact_assignments", 0, "role"), "owner", "contact_assignments.role unknown"),
+        ((2, "contact_assignments", 0, "assigned_at"), "31/12/2026",
+         "contact_assignments.assigned_at not a timestamp"),
+        ((0, "notes"), None, "contacts without an embedded notes array"),
+        ((0, "contact_assignments"), KeyError,
+         "contacts without an embedded contact_assignments array"),
+    ],
+)
+def test_bad_values_fail_the_whole_page_with_a_counted_reason(
+    path: tuple[Any, ...], value: Any, reason: str
+) -> None:
+    problem = map_contacts_page(_break(path, value), ORG)
+    assert isinstance(problem, MappingProblem)
+    assert problem.kind == "invalid_data"
+    assert problem.reasons.get(reason) == 1, problem.reasons
+
+
+def test_repeated_ids_are_refused() -> None:
+    raw = rows(2)
+    raw[1]["id"] = raw[0]["id"]
+    for child in raw[1]["notes"] + raw[1]["contact_assignments"]:
+        child["contact_id"] = raw[0]["id"]
+    problem = map_contacts_page(raw, ORG)
+    assert isinstance(problem, MappingProblem) and "contacts ids repeated" in problem.reasons
+
+
+def test_problem_messages_hold_counts_not_values() -> None:
+    raw = rows(1)
+    raw[0]["updated_at"] = "Ada Lindqvist"
+    problem = map_contacts_page(raw, ORG)
+    assert isinstance(problem, MappingProblem) and "Ada" not in problem.message
+
+
+@pytest.mark.parametrize(
+    "raw", ["<html>Bad gateway</html>", {"message": "hi"}, None, 42, b'{"a": 1}', b"<html>",
+            [1, 2, 3], b"[1, 2"]
+)
+def test_a_body_that_is_not_a_list_of_rows_is_invalid_data(raw: Any) -> None:
+    problem = map_contacts_page(raw, ORG)
+    assert isinstance(problem, MappingProblem) and problem.kind == "invalid_data"
+
+
+def test_embedded_array_at_the_cap_is_incomplete() -> None:
+    raw = rows(2, notes=5)
+    assert isinstance(map_contacts_page(raw, ORG, embedded_cap=6), MappedPage)
+    problem = map_contacts_page(raw, ORG, embedded_cap=5)
+    assert isinstance(problem, MappingProblem) and problem.kind == "incomplete"
+
+
+def test_mapping_is_vectorised_at_scale() -> None:
+    rng = random.Random(1)
+    raw = [fake_contact(ORG, notes=3, rng=rng) for _ in range(5_000)]
+    page = map_contacts_page(json.dumps(raw).encode(), ORG)
+    assert isinstance(page, MappedPage) and page.notes.height == 15_000
+    assert page.notes.filter(pl.col("contact_id").is_null()).height == 0

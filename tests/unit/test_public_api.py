@@ -1,0 +1,46 @@
+"""The public surface: `__all__` is explicit, complete and importable."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+import contactsync_kit
+
+REQUIRED = {"ContactCacheSyncRepository", "SyncResult", "SyncSuccess", "SyncFailure",
+            "SyncError", "SyncErrorKind", "ContactCache"}
+
+
+def test_required_names_are_public() -> None:
+    assert REQUIRED <= set(contactsync_kit.__all__)
+
+
+def test_all_is_sorted_unique_and_importable() -> None:
+    names = contactsync_kit.__all__
+    assert len(names) == len(set(names))
+    for name in names:
+        assert hasattr(contactsync_kit, name), name
+
+
+def test_every_public_class_and_function_has_a_docstring() -> None:
+    for name in contactsync_kit.__all__:
+        obj = getattr(contactsync_kit, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert inspect.getdoc(obj), f"{name} needs a docstring"
+
+
+def test_nothing_public_is_missing_from_all() -> None:
+    public = {n for n, v in vars(contactsync_kit).items()
+              if not n.startswith("_") and not inspect.ismodule(v)}
+    assert public <= set(contactsync_kit.__all__)
+
+
+@pytest.mark.parametrize("module", ["results", "clock", "schemas", "mappers", "cache", "remote",
+                                    "session", "repository", "bootstrap", "testing"])
+def test_each_module_declares_all(module: str) -> None:
+    mod = importlib.import_module(f"contactsync_kit.{module}")
+    assert isinstance(mod.__all__, list)
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name}"

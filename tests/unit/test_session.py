@@ -1,0 +1,53 @@
+"""Keys and tokens: only a user session, never a key that bypasses RLS."""
+
+from __future__ import annotations
+
+import pytest
+
+from contactsync_kit import PrivilegedKeyError, SignInError, inspect_token, sign_in
+from contactsync_kit.testing import FakeSupabase
+
+from .conftest import EMAIL, PASSWORD
+
+
+def test_token_kinds_are_recognised(fake: FakeSupabase) -> None:
+    assert inspect_token(fake.anon_key).role == "anon"
+    assert inspect_token(fake.service_role_key).bypasses_rls
+    assert inspect_token("sb_secret_abc123").bypasses_rls
+    assert inspect_token("sb_publishable_abc123").kind == "publishable"
+    assert not inspect_token("sb_publishable_abc123").bypasses_rls
+    user = inspect_token(fake.user_token("someone@example.org"))
+    assert user.is_user and user.email == "someone@example.org" and user.expires_at is not None
+    assert inspect_token("garbage").kind == "opaque"
+
+
+@pytest.mark.parametrize("which", ["service_role_jwt", "secret_key"])
+async def test_privileged_keys_are_refused_before_any_request(
+    fake: FakeSupabase, which: str
+) -> None:
+    key = fake.service_role_key if which == "service_role_jwt" else "sb_secret_0123456789"
+    with pytest.raises(PrivilegedKeyError, match="Row Level Security"):
+        await sign_in(fake.url, key, email=EMAIL, password=PASSWORD,
+                      http_client=fake.http_client())
+    with pytest.raises(PrivilegedKeyError):
+        await sign_in(fake.url, fake.anon_key, access_token=key, http_client=fake.http_client())
+    assert fake.requests == []
+
+
+async def test_wrong_password_is_a_sign_in_error_with_a_plain_message(fake: FakeSupabase) -> None:
+    with pytest.raises(SignInError, match="wrong email or password"):
+        await sign_in(fake.url, fake.anon_key, email=EMAIL, password="nope",
+                      http_client=fake.http_client())
+
+
+async def test_sign_in_needs_credentials(fake: FakeSupabase) -> None:
+    with pytest.raises(ValueError, match="email and password"):
+        await sign_in(fake.url, fake.anon_key, email=EMAIL)
+
+
+async def test_password_sign_in_puts_the_user_token_on_requests(fake: FakeSupabase) -> None:
+    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
+                           http_client=fake.http_client())
+    header = client.options.headers["Authorization"].removeprefix("Bearer ")
+    assert inspect_token(header).is_user
+    assert client.options.postgrest_client_retry is False
