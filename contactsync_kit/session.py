@@ -132,7 +132,8 @@ async def sign_in(
     """Build a supabase-py `AsyncClient` signed in as a user.
 
     Give `email` and `password` (password grant), or an `access_token` you already hold.
-    `key` is the project's publishable/anon key. Service-role and secret keys are refused
+    `key` is the project's publishable/anon key. `timeout_s` applies per request unless you
+    pass your own `http_client`, whose settings then rule. Service-role and secret keys are refused
     with `PrivilegedKeyError`; a failed sign-in raises `SignInError` with a message fit to show.
     PostgREST retries are off unless `retry` is set: a failed sync leaves the cache intact
     and is cheap to repeat, while supabase-py's retries would hold a sync for about 7 s.
@@ -143,9 +144,9 @@ async def sign_in(
     if access_token is None and (email is None or password is None):
         raise ValueError("sign_in needs email and password, or an access_token")
     options = AsyncClientOptions(
-        postgrest_client_timeout=timeout_s,
         postgrest_client_retry=retry,
-        httpx_client=http_client,
+        # supabase-py takes timeouts from the httpx client it is given (its own are deprecated).
+        httpx_client=http_client or httpx.AsyncClient(timeout=timeout_s),
         persist_session=False,
     )
     if access_token is not None:
