@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return asyncio.run(run_demo(contacts_per_org=args.contacts))
-    from .devstack.__main__ import main as devstack_main
+    from .devstack.cli import main as devstack_main
 
     return devstack_main(args.devstack_args)
 

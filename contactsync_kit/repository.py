@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from .results import StageTimings, SyncError, SyncErrorKind, SyncFailure, SyncRe
 __all__ = ["ConcurrentPolicy", "ContactCacheSyncRepository", "SyncProgress"]
 
 ConcurrentPolicy = Literal["join", "reject"]
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,16 @@ class SyncProgress:
 
 
 ProgressCallback = Callable[[SyncProgress], None]
+
+
+def _report(progress: ProgressCallback | None, event: SyncProgress) -> None:
+    # A broken progress display must not break the sync it displays.
+    if progress is None:
+        return
+    try:
+        progress(event)
+    except Exception:
+        _log.exception("progress callback failed")
 
 
 class _Timer:
@@ -137,9 +149,13 @@ class ContactCacheSyncRepository:
             return await asyncio.shield(running)
         task = asyncio.create_task(self._sync(org, progress), name=f"contactsync:{org}")
         self._running[org] = task
-        task.add_done_callback(lambda _: self._running.pop(org, None))
+        task.add_done_callback(lambda done: self._forget(org, done))
         # Shielded: a caller that gives up does not take the joined callers' sync with it.
         return await asyncio.shield(task)
+
+    def _forget(self, org: str, task: asyncio.Task[SyncResult]) -> None:
+        if self._running.get(org) is task:
+            del self._running[org]
 
     async def clear_cache(self) -> dict[str, int]:
         """Wipe every cached row, every `last_synced_at` and the sync log (the logout path).
@@ -186,8 +202,7 @@ class ContactCacheSyncRepository:
                 mapped.append(result)
                 height = result.contacts.height
                 received += height
-                if progress is not None:
-                    progress(SyncProgress("fetch", org, pages_seen, received, expected))
+                _report(progress, SyncProgress("fetch", org, pages_seen, received, expected))
                 if height == 0 or expected is None or received >= expected:
                     break
                 # Keyset paging: the page is ordered by id, so its last id is the cursor.
@@ -221,9 +236,8 @@ class ContactCacheSyncRepository:
         def table_written(table: str, _rows: int) -> None:
             nonlocal written
             written += 1
-            if progress is not None:
-                report = SyncProgress("write", org, table=table, tables_written=written)
-                loop.call_soon_threadsafe(progress, report)
+            report = SyncProgress("write", org, table=table, tables_written=written)
+            loop.call_soon_threadsafe(_report, progress, report)
 
         async with self._write_lock:
             if epoch != self._epoch:

@@ -23,7 +23,7 @@ from contactsync_kit import (
     sign_in,
     start_session,
 )
-from contactsync_kit.devstack import DevStack, SeedResult, SeededUser
+from contactsync_kit.devstack import DevStack, SeededUser, SeedResult
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,8 @@ async def test_happy_path_caches_the_organisation_with_notes_and_assignments(
 async def test_an_empty_organisation_syncs_to_zero_items(
     stack: DevStack, world: SeedResult, tmp_path: Path
 ) -> None:
-    org_id = stack.sql("INSERT INTO organisations (name) VALUES ('Empty Org') RETURNING id::text")[0][0]
+    org_id = stack.sql(
+        "INSERT INTO organisations (name) VALUES ('Empty Org') RETURNING id::text")[0][0]
     user_id = stack.create_user("empty.org.admin@example.org", "pw-empty-1",
                                 memberships=[(org_id, None, "admin")])
     assert user_id

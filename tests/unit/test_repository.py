@@ -354,3 +354,25 @@ async def test_every_attempt_is_logged_without_personal_data(
     assert log["error_code"].to_list() == [None, "PGRST301"]
     text = str(log.rows())
     assert rows[0]["full_name"] not in text and rows[0]["email"] not in text
+
+
+async def test_progress_reports_pages_and_tables_and_a_broken_callback_is_harmless(
+    fake: FakeSupabase, cache: ContactCache, clock: ManualClock, org: str
+) -> None:
+    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
+                           http_client=fake.http_client())
+    repo = ContactCacheSyncRepository(client, cache, clock, page_size=10)
+    fake.add_contacts(org, 25)
+    events: list[tuple[str, int, str | None]] = []
+
+    def record(event: object) -> None:
+        events.append((event.stage, event.contacts_received, event.table))  # type: ignore[attr-defined]
+        raise RuntimeError("the display broke")
+
+    result = await repo.sync_contacts_for_organisation(org, progress=record)
+    await asyncio.sleep(0)  # write reports arrive through the loop
+    assert isinstance(result, SyncSuccess) and result.pages == 3
+    assert [e for e in events if e[0] == "fetch"] == [("fetch", 10, None), ("fetch", 20, None),
+                                                      ("fetch", 25, None)]
+    assert [e[2] for e in events if e[0] == "write"] == ["contacts", "notes",
+                                                         "contact_assignments"]
