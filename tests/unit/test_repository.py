@@ -376,3 +376,29 @@ async def test_progress_reports_pages_and_tables_and_a_broken_callback_is_harmle
                                                       ("fetch", 25, None)]
     assert [e[2] for e in events if e[0] == "write"] == ["contacts", "notes",
                                                          "contact_assignments"]
+
+
+async def test_writes_of_different_organisations_never_interleave(
+    fake: FakeSupabase, clock: ManualClock
+) -> None:
+    spans: list[tuple[str, str]] = []
+
+    class RecordingCache(ContactCache):
+        def apply_sync(self, organisation_id, page, synced_at, **kwargs):  # type: ignore[no-untyped-def]
+            spans.append(("enter", organisation_id))
+            import time
+            time.sleep(0.05)  # long enough for another write to barge in if it could
+            super().apply_sync(organisation_id, page, synced_at, **kwargs)
+            spans.append(("exit", organisation_id))
+
+    cache = RecordingCache.open(":memory:")
+    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
+                           http_client=fake.http_client())
+    repo = ContactCacheSyncRepository(client, cache, clock)
+    orgs = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(1, 4)]
+    for org in orgs:
+        fake.add_contacts(org, 2)
+    results = await asyncio.gather(*(repo.sync_contacts_for_organisation(o) for o in orgs))
+    assert all(r.ok for r in results)
+    assert [kind for kind, _ in spans] == ["enter", "exit"] * 3
+    assert all(spans[i][1] == spans[i + 1][1] for i in range(0, 6, 2))
