@@ -20,11 +20,13 @@ import functools
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
-import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from contactsync_kit import ContactCache, ContactCacheSyncRepository, SystemClock, sign_in
 from contactsync_kit.cache import MIGRATIONS
@@ -87,29 +89,50 @@ async def kit_sync(client: Any, organisation_id: str, path: Path) -> int:
     return result.items_synced
 
 
-async def measure(label: str, runner: Runner, repeats: int) -> tuple[float, float, int]:
-    """Median seconds over `repeats` timed runs, then the peak traced MiB of one more run.
+class PeakRss:
+    """Samples this process's resident memory every few ms; `growth_mib` is peak - start.
 
-    Memory is traced in its own run because tracemalloc slows Python-heavy code down.
+    RSS, not tracemalloc: polars and SQLite allocate outside Python's allocator.
     """
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._start = self._peak = 0
+
+    def __enter__(self) -> PeakRss:
+        self._start = self._peak = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self._peak = max(self._peak, self._process.memory_info().rss)
+
+    @property
+    def growth_mib(self) -> float:
+        return (self._peak - self._start) / 2**20
+
+
+async def measure(label: str, runner: Runner, repeats: int) -> tuple[float, float, int]:
+    """Median seconds and the largest RSS growth over `repeats` runs, each to a fresh cache."""
     seconds: list[float] = []
+    growth: list[float] = []
     items = 0
-    for attempt in range(repeats + 1):
-        with tempfile.TemporaryDirectory() as workdir:
-            traced = attempt == repeats
-            if traced:
-                tracemalloc.start()
+    for attempt in range(repeats):
+        with tempfile.TemporaryDirectory() as workdir, PeakRss() as memory:
             started = time.perf_counter()
             items = await runner(Path(workdir) / "cache.sqlite3")
-            elapsed = time.perf_counter() - started
-            if traced:
-                peak = tracemalloc.get_traced_memory()[1] / 2**20
-                tracemalloc.stop()
-            else:
-                seconds.append(elapsed)
-                print(f"    {label} run {attempt + 1}/{repeats}: {elapsed * 1000:8.1f} ms",
-                      flush=True)
-    return statistics.median(seconds), peak, items
+            seconds.append(time.perf_counter() - started)
+        growth.append(memory.growth_mib)
+        print(f"    {label} run {attempt + 1}/{repeats}: {seconds[-1] * 1000:8.1f} ms, "
+              f"RSS +{growth[-1]:.0f} MiB", flush=True)
+    return statistics.median(seconds), max(growth), items
 
 
 async def run(sizes: list[int], repeats: int, naive_limit: int) -> None:
@@ -136,7 +159,8 @@ async def run(sizes: list[int], repeats: int, naive_limit: int) -> None:
                 assert naive_items == size, (naive_items, size)
             rows.append((size, kit_s, kit_mib, naive_s, naive_mib))
 
-        print("\n| contacts | kit median | kit peak | naive median | naive peak | naive / kit |")
+        print("\n| contacts | kit median | kit RSS growth | naive median | naive RSS growth "
+              "| naive / kit |")
         print("|---:|---:|---:|---:|---:|---:|")
         for size, kit_s, kit_mib, naive_s, naive_mib in rows:
             naive = f"{naive_s * 1000:.0f} ms" if naive_s is not None else "not run"
