@@ -1,0 +1,98 @@
+"""What every panel model shares: a status line, and coroutines run on the kernel's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, Final, Literal, TypeVar
+
+from traitlets import Bool, HasTraits, Instance, Unicode
+
+from ..bootstrap import UserSession
+
+__all__ = ["PanelModel", "Tone"]
+
+_log = logging.getLogger("contactsync_kit.widgets")
+
+T = TypeVar("T")
+
+#: How a status line reads: neutral, working, fine, needs attention, failed.
+Tone = Literal["info", "busy", "ok", "warn", "error"]
+TONES: Final = ("info", "busy", "ok", "warn", "error")
+
+
+class PanelModel(HasTraits):
+    """State shared by every panel model: the session, a status line and pending work.
+
+    Click handlers must return at once, so they `schedule` coroutines on the running event
+    loop (the kernel's, in Jupyter) instead of awaiting them; the model keeps a reference to
+    every task until it is done (a task nobody references can be garbage-collected mid-run).
+    Code that prefers to await — notebooks, tests — calls the model's coroutines directly, or
+    awaits `wait()` after a click.
+    """
+
+    session = Instance(UserSession, allow_none=True, help="The signed-in user's session.")
+    status = Unicode("", help="One line for people: what happened last, or what to do.")
+    tone = Unicode("info", help="How the status reads: info, busy, ok, warn or error.")
+    busy = Bool(False, help="True while this panel waits on the server or the cache.")
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Before the traits are set: an observer fired by a constructor argument may schedule.
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_task: asyncio.Task[Any] | None = None
+        super().__init__(**kwargs)
+
+    def say(self, tone: Tone, text: str) -> None:
+        """Set the status line."""
+        if tone not in TONES:
+            raise ValueError(f"unknown tone {tone!r}")
+        # Tone first: a view that re-renders on `status` then already sees the right colour.
+        self.tone = tone
+        self.status = text
+
+    def schedule(self, work: Coroutine[Any, Any, T], *, what: str) -> asyncio.Task[T | None]:
+        """Run `work` on the running loop without waiting for it; return the task.
+
+        An unexpected exception ends up in the status line (``what`` names the action), never
+        as a traceback in the notebook.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # A click handler called outside a coroutine (e.g. from a kernel's comm handler on
+            # an older ipykernel): the kernel's loop is still the thread's current loop.
+            loop = asyncio.get_event_loop()
+        task = loop.create_task(self._guarded(work, what))
+        self._tasks.add(task)
+        self._last_task = task
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @property
+    def pending(self) -> asyncio.Task[Any] | None:
+        """The most recently scheduled task, while it is still running."""
+        task = self._last_task
+        return task if task is not None and not task.done() else None
+
+    @property
+    def has_pending(self) -> bool:
+        """True while any task this model scheduled is unfinished."""
+        return bool(self._tasks)
+
+    async def wait(self) -> None:
+        """Return when every task this model scheduled (and any they scheduled) is done."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _guarded(self, work: Coroutine[Any, Any, T], what: str) -> T | None:
+        try:
+            return await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _log.exception("%s failed", what)
+            self.busy = False
+            self.say("error", f"{what} failed unexpectedly ({type(exc).__name__}: {exc}). "
+                     "The details are in the kernel log.")
+            return None

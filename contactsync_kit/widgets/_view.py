@@ -1,0 +1,113 @@
+"""Shared look of the panels: cards, status lines, fact tables. HTML strings only."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+from typing import Any, Final
+
+import ipywidgets as ipw
+
+__all__ = ["COLOURS", "card", "esc", "facts_html", "ms", "pill", "status_html", "table_html", "tag"]
+
+#: Text colours per tone, dark enough to read on white (WCAG AA).
+COLOURS: Final = {
+    "info": "#3d4a5c",
+    "busy": "#1d4ed8",
+    "ok": "#1a7f37",
+    "warn": "#9a6700",
+    "error": "#b42318",
+}
+_ICONS: Final = {"info": "ℹ", "busy": "⏳", "ok": "✔", "warn": "⚠", "error": "✖"}
+_BACKGROUNDS: Final = {
+    "info": "#f6f8fa",
+    "busy": "#eff6ff",
+    "ok": "#edf7ef",
+    "warn": "#fff8e1",
+    "error": "#fdecea",
+}
+
+# One style sheet; every card carries it so a panel displayed on its own looks the same.
+# Repeated <style> blocks with the same rules are harmless.
+_CSS: Final = """<style>
+.csk-card { border: 1px solid #d0d7de; border-radius: 8px; padding: 10px 14px 12px 14px;
+  margin: 0 0 12px 0; background: #ffffff; }
+.csk-title { font-size: 15px; font-weight: 600; color: #1f2328; margin: 0 0 2px 0; }
+.csk-help { font-size: 12px; color: #57606a; margin: 0 0 8px 0; line-height: 1.35; }
+.csk-status { border-radius: 6px; padding: 6px 10px; margin: 4px 0; line-height: 1.4;
+  font-size: 13px; }
+.csk-facts { border-collapse: collapse; font-size: 13px; margin: 4px 0; }
+.csk-facts th { text-align: left; color: #57606a; font-weight: 500; padding: 2px 14px 2px 0;
+  vertical-align: top; white-space: nowrap; }
+.csk-facts td { padding: 2px 0; color: #1f2328; }
+.csk-table { border-collapse: collapse; font-size: 13px; margin: 6px 0; }
+.csk-table th { text-align: left; border-bottom: 2px solid #d0d7de; padding: 3px 12px 3px 0;
+  color: #57606a; font-weight: 600; white-space: nowrap; }
+.csk-table td { border-bottom: 1px solid #eaeef2; padding: 3px 12px 3px 0;
+  white-space: nowrap; }
+.csk-table td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.csk-pill { border-radius: 10px; padding: 1px 8px; font-size: 12px; font-weight: 600; }
+.csk-mono { font-family: monospace; font-size: 12px; color: #57606a; }
+</style>"""
+
+
+def esc(text: object) -> str:
+    """HTML-escape anything shown to people."""
+    return html.escape(str(text))
+
+
+def status_html(tone: str, text: str) -> str:
+    """A coloured status line with an icon; empty text gives an empty string."""
+    if not text:
+        return ""
+    colour = COLOURS.get(tone, COLOURS["info"])
+    background = _BACKGROUNDS.get(tone, _BACKGROUNDS["info"])
+    icon = _ICONS.get(tone, "")
+    return (f'<div class="csk-status" style="color:{colour};background:{background};'
+            f'border-left:4px solid {colour}">{icon} {esc(text)}</div>')
+
+
+def pill(tone: str, text: str) -> str:
+    """A small coloured label (e.g. "stale", "fresh")."""
+    colour = COLOURS.get(tone, COLOURS["info"])
+    background = _BACKGROUNDS.get(tone, _BACKGROUNDS["info"])
+    return (f'<span class="csk-pill" style="color:{colour};background:{background};'
+            f'border:1px solid {colour}">{esc(text)}</span>')
+
+
+def facts_html(rows: Iterable[tuple[str, str]]) -> str:
+    """A two-column table of label → value; values are HTML (escape them first)."""
+    body = "".join(f"<tr><th>{esc(label)}</th><td>{value}</td></tr>" for label, value in rows)
+    return f'<table class="csk-facts">{body}</table>'
+
+
+def table_html(header: Iterable[str], rows: Iterable[Iterable[str]],
+               numeric: Iterable[int] = ()) -> str:
+    """A data table; cells are HTML (escape them first); `numeric` columns align right."""
+    right = set(numeric)
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in right else f"<td>{c}</td>"
+                         for i, c in enumerate(row)) + "</tr>"
+        for row in rows)
+    return f'<table class="csk-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def card(title: str, help_text: str, *children: Any) -> ipw.VBox:
+    """A titled, bordered box holding `children`."""
+    header = ipw.HTML(f'{_CSS}<div class="csk-title">{esc(title)}</div>'
+                      f'<div class="csk-help">{esc(help_text)}</div>')
+    box = ipw.VBox([header, *children], layout=ipw.Layout(width="100%"))
+    box.add_class("csk-card")
+    return box
+
+
+def tag(widget: Any, css_class: str) -> Any:
+    """Give `widget` a stable CSS class (for browser tests and custom styling); return it."""
+    widget.add_class(css_class)
+    return widget
+
+
+def ms(value: int) -> str:
+    """Milliseconds for people: ``"850 ms"``, ``"1.24 s"``."""
+    return f"{value:,} ms" if value < 1000 else f"{value / 1000:.2f} s"

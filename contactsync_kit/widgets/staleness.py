@@ -1,0 +1,233 @@
+"""Staleness panel: how old each organisation's cached copy is, with a banner and a chart."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import ipywidgets as ipw
+import polars as pl
+from traitlets import Bytes, Dict, Float, Int, List, Unicode, observe, validate
+
+from ..clock import Clock, SystemClock
+from ..staleness import DEFAULT_STALE_AFTER, assess_staleness
+from . import _view
+from ._base import PanelModel
+from ._chart import age_chart_png
+
+__all__ = ["StalenessModel", "StalenessPanel"]
+
+
+class StalenessModel(PanelModel):
+    """Per organisation in the cache: when it last synced, how long ago, stale or not.
+
+    `refresh()` reads the cache overview (off the event loop) and re-assesses it against
+    `threshold_hours` with the injected clock; changing the threshold re-assesses without
+    reading again. `banner` is non-empty when something needs attention. `report` is the
+    `assess_staleness` frame (plus a ``label`` column of organisation names).
+    """
+
+    threshold_hours = Float(DEFAULT_STALE_AFTER.total_seconds() / 3600,
+                            help="A cache older than this many hours is stale.")
+    organisation_names = Dict(help="Organisation id → name, for labels.")
+    rows: List[dict[str, Any]] = List(help="One dict per cached organisation, for the view.")
+    stale_count = Int(0)
+    banner = Unicode("", help="A warning when any cached organisation is stale, else empty.")
+    summary = Unicode("", help="One line saying how fresh the cache is.")
+    chart = Bytes(b"", help="PNG of the cache-age bar chart (empty until drawn).")
+    chart_caption = Unicode("", help="What the chart shows, in words.")
+
+    def __init__(self, *, clock: Clock | None = None, draw_chart: bool = True,
+                 **kwargs: Any) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.draw_chart = draw_chart
+        self._overview: pl.DataFrame | None = None
+        self.report: pl.DataFrame | None = None
+        # Reads and drawings finish out of order (threads); only the newest may land.
+        self._reads = 0
+        self._assessments = 0
+        super().__init__(**kwargs)
+        self.say("info", "Sign in to inspect the cache.")
+
+    @property
+    def threshold(self) -> timedelta:
+        """`threshold_hours` as a timedelta."""
+        return timedelta(hours=self.threshold_hours)
+
+    @observe("session")
+    def _on_session(self, change: dict[str, Any]) -> None:
+        if change["new"] is None:
+            self._overview = None
+            self._assess()
+            self.chart, self.chart_caption = b"", ""
+            self.say("info", "Sign in to inspect the cache.")
+        else:
+            self.schedule(self.refresh(), what="Reading the cache")
+
+    @validate("threshold_hours")
+    def _valid_threshold(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if value > 0:
+            return value
+        # Kept, not raised: a typo in the threshold box must not become a traceback.
+        self.say("error", f"The threshold must be more than 0 hours; kept "
+                 f"{self.threshold_hours:g} h.")
+        return float(self.threshold_hours)
+
+    @observe("threshold_hours", "organisation_names")
+    def _reassess(self, _change: object) -> None:
+        if self._overview is not None:
+            self._assess()
+            if self.draw_chart:
+                self.schedule(self._draw(), what="Drawing the chart")
+
+    async def refresh(self) -> pl.DataFrame | None:
+        """Read the cache again and assess it; returns the report (None when signed out)."""
+        session = self.session
+        if session is None:
+            self.say("info", "Sign in to inspect the cache.")
+            return None
+        self._reads += 1
+        read = self._reads
+        self.busy = True
+        try:
+            overview = await asyncio.to_thread(session.cache.overview)
+            if read != self._reads or session is not self.session:
+                return self.report  # a newer read (or a sign-out) superseded this one
+            self._overview = overview
+            self._assess()
+            if self.draw_chart:
+                await self._draw()
+        finally:
+            self.busy = False
+        return self.report
+
+    def _assess(self) -> None:
+        self._assessments += 1
+        # Held: views re-render once per change, and must never show half an update.
+        with self.hold_trait_notifications():
+            self._assess_now()
+
+    def _assess_now(self) -> None:
+        if self._overview is None:
+            self.report, self.rows, self.stale_count = None, [], 0
+            self.banner = self.summary = ""
+            return
+        names = self.organisation_names
+        report = assess_staleness(self._overview, self.clock.now(), self.threshold)
+        report = report.with_columns(label=pl.col("organisation_id").replace_strict(
+            names, default=pl.col("organisation_id").str.slice(0, 8) + "…",
+            return_dtype=pl.String))
+        self.report = report
+        self.rows = report.select(
+            "label", "organisation_id", "last_synced_at", "age", "stale", "contacts", "notes",
+            "contact_assignments").to_dicts()
+        stale = report.filter(pl.col("stale"))
+        self.stale_count = stale.height
+        limit = f"{self.threshold_hours:g} h"
+        if stale.height:
+            which = ", ".join(f"{r['label']} ({r['age']})" for r in stale.iter_rows(named=True))
+            self.banner = (f"{stale.height} of {report.height} cached organisation"
+                           f"{'' if report.height == 1 else 's'} older than {limit}: {which}. "
+                           "Sync to refresh, or clear the cache if it is no longer needed.")
+        else:
+            self.banner = ""
+        if report.height == 0:
+            self.summary = "The cache is empty: nothing has been synced with this account yet."
+        elif not stale.height:
+            which = ("The cached organisation was" if report.height == 1
+                     else f"All {report.height} cached organisations were")
+            self.summary = f"{which} synced within {limit}."
+        else:
+            self.summary = ""
+        self.say("info", f"Checked at {self.clock.now():%Y-%m-%d %H:%M:%S} UTC.")
+
+    async def _draw(self) -> None:
+        report, hours, assessment = self.report, self.threshold_hours, self._assessments
+        if report is None:
+            self.chart, self.chart_caption = b"", ""
+            return
+        # Rendering takes tens of milliseconds (the first one, with matplotlib's import, about
+        # a second): off the event loop like any other slow work.
+        png = await asyncio.to_thread(age_chart_png, report, hours)
+        if assessment != self._assessments:
+            return  # the data changed while drawing; the newer drawing will land instead
+        n = report.height
+        with self.hold_trait_notifications():
+            self.chart = png
+            self.chart_caption = (f"Hours since the last sync of {n} cached organisation"
+                                  f"{'' if n == 1 else 's'}; the dashed line is the "
+                                  f"{hours:g} h threshold.")
+
+
+class StalenessPanel(ipw.VBox):  # type: ignore[misc]
+    """The view of a `StalenessModel`: threshold, banner, table and age chart."""
+
+    def __init__(self, model: StalenessModel, **kwargs: Any) -> None:
+        self.model = model
+        self.threshold = ipw.BoundedFloatText(
+            description="Stale after", min=0.0, max=24 * 365, step=1.0,
+            layout=ipw.Layout(width="14em"), style={"description_width": "7em"})
+        self.threshold.value = model.threshold_hours
+        # Only in this direction, from a finished edit: the model rejects bad values itself.
+        self.threshold.observe(self._threshold_edited, names="value")
+        model.observe(lambda c: setattr(self.threshold, "value", c["new"]),
+                      names="threshold_hours")
+        self.refresh_button = ipw.Button(description="Check again", icon="refresh",
+                                         tooltip="Read the cache and the clock again")
+        self.refresh_button.on_click(
+            lambda _: model.schedule(model.refresh(), what="Reading the cache"))
+        self.banner = _view.tag(ipw.HTML(), "csk-freshness-banner")
+        self.table = ipw.HTML()
+        self.image = _view.tag(ipw.Image(format="png", layout=ipw.Layout(max_width="640px")),
+                               "csk-chart")
+        self.caption = _view.tag(ipw.HTML(), "csk-chart-caption")
+        self.status = ipw.HTML()
+        super().__init__(children=[_view.card(
+            "4 · Cache freshness",
+            "How long ago each organisation in this machine's cache was synced. Older than "
+            "the threshold means support should sync again before trusting it.",
+            ipw.HBox([self.threshold, ipw.HTML("&nbsp;hours&nbsp;"), self.refresh_button],
+                     layout=ipw.Layout(align_items="center")),
+            self.banner, self.table, self.image, self.caption, self.status)], **kwargs)
+        model.observe(self._render, names=["session", "busy", "rows", "banner", "summary",
+                                           "status", "tone", "chart", "chart_caption"])
+        self._render()
+
+    def _threshold_edited(self, change: dict[str, Any]) -> None:
+        self.model.threshold_hours = float(change["new"])
+        if self.model.threshold_hours != change["new"]:  # refused: show the kept value again
+            self.threshold.value = self.model.threshold_hours
+
+    def _render(self, _change: object = None) -> None:
+        model = self.model
+        self.refresh_button.disabled = model.session is None or model.busy
+        if model.banner:
+            self.banner.value = _view.status_html("warn", model.banner)
+        else:
+            self.banner.value = _view.status_html("ok", model.summary) if model.rows else (
+                _view.status_html("info", model.summary))
+        self.table.value = _rows_html(model.rows) if model.rows else ""
+        self.image.value = model.chart
+        shown = bool(model.chart and model.rows)
+        self.image.layout.display = "" if shown else "none"
+        self.caption.value = (f'<div class="csk-help">{_view.esc(model.chart_caption)}</div>'
+                              if shown else "")
+        self.status.value = _view.status_html(model.tone, model.status)
+
+
+def _rows_html(rows: list[dict[str, Any]]) -> str:
+    body = []
+    for row in rows:
+        synced = row["last_synced_at"]
+        body.append([
+            f"<b>{_view.esc(row['label'])}</b>",
+            _view.esc(f"{synced:%Y-%m-%d %H:%M} UTC") if synced else "<i>never</i>",
+            _view.esc(row["age"]),
+            _view.pill("warn", "stale") if row["stale"] else _view.pill("ok", "fresh"),
+            f"{row['contacts']:,}", f"{row['notes']:,}", f"{row['contact_assignments']:,}",
+        ])
+    return _view.table_html(
+        ["Organisation", "Last synced", "Age", "State", "Contacts", "Notes", "Assignments"],
+        body, numeric=(4, 5, 6))

@@ -1,0 +1,459 @@
+"""The widget panels driven like a support person would (clicks) and like a notebook would
+(awaiting the models), against the embedded local stack: real PostgREST, real RLS."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+import contactsync_kit.widgets.staleness as staleness_panel
+from contactsync_kit import ContactCache, ManualClock, SyncErrorKind, SyncSuccess
+from contactsync_kit.devstack import DevStack, SeededUser, SeedResult
+from contactsync_kit.widgets import ContactSyncApp, LoginModel, LoginPanel
+
+pytestmark = pytest.mark.integration
+
+ERROR_RED = "#b42318"
+
+
+@pytest.fixture(scope="session")
+def widget_stack() -> Iterator[DevStack]:
+    """One local stack for the panel tests (the integration suite keeps its own)."""
+    with DevStack.start(max_rows=1000) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def world(widget_stack: DevStack) -> SeedResult:
+    """Three organisations x two chapters; the "multi-org" user belongs to the first two."""
+    return widget_stack.seed(organisations=3, chapters_per_org=2, users_per_org=3,
+                             contacts_per_org=[60, 40, 20], seed=404)
+
+
+@pytest.fixture(autouse=True)
+def healthy_gateway(widget_stack: DevStack) -> Iterator[None]:
+    yield
+    widget_stack.faults.reset()
+
+
+@pytest.fixture
+def now_clock() -> ManualClock:
+    # Starts at the real time: the stack's tokens expire an hour after the real now.
+    return ManualClock(datetime.now(UTC))
+
+
+@pytest.fixture
+def multi_org(world: SeedResult) -> SeededUser:
+    return world.user("multi-org")
+
+
+@pytest.fixture
+async def app(widget_stack: DevStack, multi_org: SeededUser, now_clock: ManualClock,
+              tmp_path: Path) -> AsyncIterator[ContactSyncApp]:
+    app = ContactSyncApp.for_stack(widget_stack, email=multi_org.email,
+                                   password=multi_org.password, clock=now_clock,
+                                   cache_path=tmp_path / "cache.sqlite3", page_size=25)
+    app.widget  # noqa: B018 -- build the views, as displaying the app does
+    yield app
+    await app.wait()
+    if app.login.session is not None:
+        await app.login.sign_out()
+    app.close()
+
+
+async def click(app: ContactSyncApp, button: Any) -> None:
+    button.click()
+    await app.wait()
+
+
+def org_wide_org(world: SeedResult, user: SeededUser) -> tuple[str, str]:
+    """(id, name) of an organisation `user` sees whole (not bound to a chapter)."""
+    org_id = next(m.organisation_id for m in user.memberships if m.chapter_id is None)
+    return org_id, world.organisation_names[org_id]
+
+
+def server_count(stack: DevStack, table: str, org_id: str) -> int:
+    return int(stack.sql(f"SELECT count(*) FROM public.{table} WHERE organisation_id = %s",
+                         org_id)[0][0])
+
+
+async def signed_in_and_synced(app: ContactSyncApp, org_id: str) -> SyncSuccess:
+    assert await app.sign_in()
+    app.organisation.select(org_id)
+    result = await app.run_sync()
+    assert isinstance(result, SyncSuccess), result
+    return result
+
+
+# -- login ----------------------------------------------------------------------------------
+
+async def test_sign_in_click_shows_who_and_how_long_the_token_lasts(
+    app: ContactSyncApp, multi_org: SeededUser,
+) -> None:
+    panel = app.panels.login
+    assert panel.sign_out_button.disabled  # nobody signed in yet
+    await click(app, panel.sign_in_button)
+
+    assert app.login.session is not None
+    assert app.login.user == multi_org.email
+    assert app.login.tone == "ok"
+    assert "valid for" in app.login.token_text and "UTC" in app.login.token_text
+    assert multi_org.email in panel.who.value and "valid for" in panel.who.value
+    assert panel.sign_in_button.disabled and not panel.sign_out_button.disabled
+    assert panel.email.disabled and panel.password.disabled
+    assert app.login.password == "", "the password is not kept after use"
+
+
+async def test_wrong_password_shows_the_reason_in_red_and_stays_signed_out(
+    app: ContactSyncApp,
+) -> None:
+    app.login.password = "not the password"
+    await click(app, app.panels.login.sign_in_button)
+
+    assert app.login.session is None
+    assert app.login.tone == "error"
+    assert "wrong email or password" in app.login.status
+    assert ERROR_RED in app.panels.login.status.value
+    assert "Traceback" not in app.panels.login.status.value
+    assert not app.panels.login.sign_in_button.disabled, "the user can try again"
+
+
+async def test_service_role_key_is_refused_visibly_before_any_request(
+    app: ContactSyncApp, widget_stack: DevStack,
+) -> None:
+    app.login.key = widget_stack.service_role_key
+    panel = app.panels.login
+    assert "service-role" in app.login.key_problem
+    assert "service-role" in panel.key_warning.value and ERROR_RED in panel.key_warning.value
+    assert panel.sign_in_button.disabled
+
+    assert await app.login.sign_in() is False  # the awaitable path refuses it too
+    assert app.login.session is None
+    assert "service-role" in app.login.status and app.login.tone == "error"
+
+    app.login.key = widget_stack.anon_key
+    assert app.login.key_problem == "" and not panel.sign_in_button.disabled
+
+
+async def test_unreachable_server_is_a_message_not_a_traceback(app: ContactSyncApp) -> None:
+    app.login.url = "http://127.0.0.1:9"  # discard port: nothing listens
+    assert await app.login.sign_in() is False
+    assert app.login.tone == "error"
+    assert app.login.status.startswith("Sign-in failed: ") and "failed: sign-in" not in (
+        app.login.status.lower())
+
+
+async def test_missing_fields_are_named(app: ContactSyncApp) -> None:
+    app.login.email = ""
+    assert await app.login.sign_in() is False
+    assert "email" in app.login.status
+
+
+# -- organisation -----------------------------------------------------------------------------
+
+async def test_dropdown_lists_exactly_the_users_organisations_by_name(
+    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    await click(app, app.panels.login.sign_in_button)
+
+    truth = {row[0]: row[1] for row in widget_stack.sql(
+        "SELECT o.id::text, o.name FROM public.organisations o "
+        "JOIN public.organisation_members m ON m.organisation_id = o.id "
+        "WHERE m.user_id = %s", multi_org.user_id)}
+    assert len(truth) == 2 < len(world.organisations), "a user in some organisations, not all"
+    dropdown = app.panels.organisation.dropdown
+    assert dict((value, label) for label, value in dropdown.options) == truth
+    assert [label for label, _ in dropdown.options] == sorted(truth.values(), key=str.casefold)
+    assert dropdown.value == app.organisation.organisation_id == dropdown.options[0][1]
+    assert not dropdown.disabled
+    assert app.organisation.organisation_id in app.panels.organisation.id_line.value
+
+    other = dropdown.options[1][1]
+    dropdown.value = other  # the user picks the other one
+    assert app.organisation.organisation_id == app.sync.organisation_id == other
+    assert app.sync.organisation_name == truth[other]
+
+
+async def test_a_user_of_one_organisation_sees_only_it(
+    app: ContactSyncApp, world: SeedResult,
+) -> None:
+    volunteer = world.user("org3-volunteer")
+    assert await app.sign_in(volunteer.email, volunteer.password)
+    assert [oid for _, oid in app.organisation.organisations] == volunteer.organisation_ids
+
+
+async def test_listing_failure_shows_in_the_panel(
+    widget_stack: DevStack, multi_org: SeededUser, tmp_path: Path,
+) -> None:
+    async def broken(_session: object) -> list[dict[str, Any]]:
+        raise RuntimeError("boom")
+
+    app = ContactSyncApp.for_stack(widget_stack, email=multi_org.email,
+                                   password=multi_org.password,
+                                   cache_path=tmp_path / "c.sqlite3", organisation_lister=broken)
+    app.widget  # noqa: B018
+    assert await app.sign_in()
+    assert app.organisation.tone == "error"
+    assert "failed unexpectedly (RuntimeError: boom)" in app.organisation.status
+    assert ERROR_RED in app.panels.organisation.status.value
+    await app.sign_out()
+
+
+# -- sync ---------------------------------------------------------------------------------------
+
+async def test_sync_click_fills_the_readout_with_counts_and_split_timings(
+    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, name = org_wide_org(world, multi_org)
+    await click(app, app.panels.login.sign_in_button)
+    app.organisation.select(name)
+    seen: list[float] = []
+    texts: list[str] = []
+    app.sync.observe(lambda c: seen.append(c["new"]), names="progress")
+    app.sync.observe(lambda c: texts.append(c["new"]), names="progress_text")
+
+    await click(app, app.panels.sync.sync_button)
+
+    result = app.sync.result
+    contacts = server_count(widget_stack, "contacts", org_id)
+    assert isinstance(result, SyncSuccess)
+    assert result.items_synced == contacts == 60
+    readout = app.sync.readout
+    assert f"{contacts} contacts" in readout
+    assert f"{server_count(widget_stack, 'notes', org_id)} notes" in readout
+    assert f"{server_count(widget_stack, 'contact_assignments', org_id)} assignments" in readout
+    t = result.timings
+    assert f"{result.duration_ms:,} ms in total" in readout
+    assert f"fetch {t.fetch_ms:,} ms · map {t.map_ms:,} ms · write {t.write_ms:,} ms" in readout
+    html = app.panels.sync.readout.value
+    assert f"{contacts} contacts" in html and "success" in html and "fetch" in html
+    # The bar moved per page (25 a page: 3 pages) and per table, and ended full.
+    assert [s for s in texts if s.startswith("Fetching")] == [
+        "Fetching: page 1, 25 of 60 contacts", "Fetching: page 2, 50 of 60 contacts",
+        "Fetching: page 3, 60 of 60 contacts"]
+    assert sum(1 for s in texts if s.startswith("Writing the cache")) == 3
+    assert seen == sorted(seen) and 0 < seen[0] < 0.8 and seen[-1] == 1.0
+    assert app.panels.sync.bar.bar_style == "success"
+    assert app.clearing.counts["contacts"] == contacts, "the cache panel refreshed itself"
+
+
+async def test_button_is_disabled_while_syncing_and_a_second_click_starts_nothing(
+    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    await click(app, app.panels.login.sign_in_button)
+    app.organisation.select(org_id)
+    button = app.panels.sync.sync_button
+    widget_stack.faults.latency_s = 0.2  # each page takes a while
+    before = len(widget_stack.request_log.rest())
+
+    button.click()
+    assert app.sync.running and button.disabled and button.description == "Syncing…"
+    button.click()  # a disabled button in a browser cannot fire; a programmatic click can
+    assert "already in progress" in app.sync.notice
+    assert "already in progress" in app.panels.sync.notice.value
+    second = await app.sync.run()  # the awaitable path says the same, at once
+    assert second is not None and second.error is not None
+    assert second.error.kind is SyncErrorKind.IN_PROGRESS
+    assert app.sync.running
+
+    await app.wait()
+    assert not app.sync.running and not button.disabled
+    assert isinstance(app.sync.result, SyncSuccess)
+    assert app.sync.notice == ""
+    rest = widget_stack.request_log.rest()[before:]
+    assert len([r for r in rest if r.path == "/contacts"]) == 3, "one sync of three pages"
+
+
+async def test_a_failed_sync_explains_itself_and_keeps_the_cache(
+    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    widget_stack.faults.respond(503, {"message": "maintenance"})
+
+    result = await app.run_sync()
+
+    assert result is not None and result.error is not None
+    assert result.error.kind is SyncErrorKind.REMOTE
+    assert app.sync.tone == "error"
+    assert "failed — remote" in app.sync.readout and "Nothing was written" in app.sync.readout
+    html = app.panels.sync.readout.value
+    assert "failed: remote" in html and "What to do" in html
+    assert app.panels.sync.bar.bar_style == "danger"
+    assert app.clearing.counts["contacts"] == 60, "the cache kept its previous content"
+
+
+# -- staleness --------------------------------------------------------------------------------
+
+async def test_staleness_banner_appears_once_the_clock_passes_24_hours(
+    app: ContactSyncApp, now_clock: ManualClock, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, name = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    panel = app.panels.staleness
+    assert app.staleness.banner == "" and app.staleness.stale_count == 0
+    assert "synced within 24 h" in app.staleness.summary
+    [row] = app.staleness.rows
+    assert (row["label"], row["contacts"], row["stale"]) == (name, 60, False)
+    assert app.staleness.chart.startswith(b"\x89PNG")
+
+    now_clock.advance(timedelta(hours=25))
+    await click(app, panel.refresh_button)
+
+    assert app.staleness.stale_count == 1
+    assert f"older than 24 h: {name} (1 d 1 h)" in app.staleness.banner
+    assert "⚠" in panel.banner.value and "stale" in panel.table.value
+    assert panel.image.layout.display != "none"
+    assert bytes(panel.image.value).startswith(b"\x89PNG")
+
+    panel.threshold.value = 48  # a support person relaxes the rule
+    await app.wait()
+    assert app.staleness.banner == "" and app.staleness.stale_count == 0
+
+
+async def test_a_slow_early_chart_never_replaces_a_newer_one(
+    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = staleness_panel.age_chart_png
+    drawing_empty = threading.Event()
+
+    def slow_when_empty(report: pl.DataFrame, hours: float) -> bytes:
+        if report.height == 0:
+            drawing_empty.set()
+            time.sleep(0.5)  # the first drawing in a kernel also imports matplotlib
+        return real(report, hours)
+
+    monkeypatch.setattr(staleness_panel, "age_chart_png", slow_when_empty)
+    org_id, _ = org_wide_org(world, multi_org)
+    assert await app.login.sign_in()  # schedules reading and drawing the (empty) cache
+    assert await asyncio.to_thread(drawing_empty.wait, 10)
+    await app.organisation.wait()
+    app.organisation.select(org_id)
+    assert (await app.sync.run()) is not None  # the synced cache is drawn while that one runs
+
+    await app.wait()
+    assert "of 1 cached organisation;" in app.staleness.chart_caption
+    assert "1 cached organisation" in app.panels.staleness.caption.value
+
+
+async def test_a_non_positive_threshold_is_refused_in_words(app: ContactSyncApp) -> None:
+    app.panels.staleness.threshold.value = 0
+    assert app.staleness.threshold_hours == 24 == app.panels.staleness.threshold.value
+    assert app.staleness.tone == "error" and "more than 0 hours" in app.staleness.status
+
+
+# -- clearing ---------------------------------------------------------------------------------
+
+async def test_clear_asks_for_confirmation_then_the_counts_are_zero(
+    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    result = await signed_in_and_synced(app, org_id)
+    panel = app.panels.clearing
+    assert app.clearing.counts == {"contacts": 60, "notes": result.notes_synced,
+                                   "contact_assignments": result.assignments_synced}
+    assert "60 contacts" in panel.summary.value
+    assert panel.confirm_box.layout.display == "none"
+
+    await click(app, panel.clear_button)
+    assert app.clearing.confirming and panel.confirm_box.layout.display == ""
+    assert "Delete 60 contacts" in app.clearing.status
+    assert app.clearing.counts["contacts"] == 60, "asking deletes nothing"
+    await click(app, panel.cancel_button)
+    assert not app.clearing.confirming and app.clearing.counts["contacts"] == 60
+
+    await click(app, panel.clear_button)
+    await click(app, panel.confirm_button)
+
+    assert app.clearing.counts == {"contacts": 0, "notes": 0, "contact_assignments": 0}
+    assert app.clearing.removed["contacts"] == 60
+    assert "Cleared: removed 60 contacts" in app.clearing.status
+    assert app.staleness.rows == [], "the freshness panel saw the wipe"
+    assert app.login.session is not None and app.login.session.repository.last_synced_at(
+        org_id) is None
+
+
+async def test_clear_without_confirm_only_asks(app: ContactSyncApp) -> None:
+    assert await app.sign_in()
+    assert await app.clearing.clear() is None
+    assert app.clearing.confirming
+
+
+# -- sign out ---------------------------------------------------------------------------------
+
+async def test_sign_out_wipes_the_cache_and_resets_the_panels(
+    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser, tmp_path: Path,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+
+    await click(app, app.panels.login.sign_out_button)
+
+    assert app.login.session is None
+    assert "The local cache was wiped: removed 60 contacts" in app.login.status
+    cache = ContactCache.open(tmp_path / "cache.sqlite3")
+    try:
+        assert cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
+        assert cache.overview().height == 0
+    finally:
+        cache.close()
+    assert app.organisation.organisations == [] and app.sync.result is None
+    assert app.panels.sync.sync_button.disabled
+    assert app.staleness.rows == [] and app.clearing.counts == {}
+    assert not app.panels.login.sign_in_button.disabled
+
+
+async def test_signing_out_during_a_sync_cancels_it_and_leaves_nothing_behind(
+    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+    tmp_path: Path,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    assert await app.sign_in()
+    app.organisation.select(org_id)
+    widget_stack.faults.latency_s = 0.3
+    app.panels.sync.sync_button.click()
+    await asyncio.sleep(0.1)  # the first page is on its way
+
+    await app.sign_out()
+
+    assert not app.sync.running and app.sync.result is None and app.sync.readout == ""
+    cache = ContactCache.open(tmp_path / "cache.sqlite3")
+    try:
+        assert cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
+    finally:
+        cache.close()
+
+
+# -- on their own -------------------------------------------------------------------------------
+
+async def test_a_panel_works_on_its_own(widget_stack: DevStack, multi_org: SeededUser,
+                                        tmp_path: Path) -> None:
+    model = LoginModel(url=widget_stack.url, key=widget_stack.anon_key, email=multi_org.email,
+                       password=multi_org.password, cache_path=tmp_path / "c.sqlite3")
+    panel = LoginPanel(model)
+    panel.sign_in_button.click()
+    await model.wait()
+    assert model.user == multi_org.email
+    assert await model.sign_out() is not None
+    model.close()
+
+
+def test_importing_the_widgets_builds_nothing() -> None:
+    code = ("import sys, contactsync_kit.widgets\n"
+            "from ipywidgets.widgets.widget import _instances\n"
+            "print(len(_instances), 'matplotlib' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["0", "False"]
