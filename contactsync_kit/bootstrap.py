@@ -55,6 +55,13 @@ class UserSession:
         """Release the cache file."""
         self.cache.close()
 
+    async def aclose(self) -> None:
+        """Release the cache file and the client's HTTP connections."""
+        self.cache.close()
+        http = self.client.options.httpx_client
+        if http is not None:
+            await http.aclose()
+
 
 async def start_session(
     url: str,

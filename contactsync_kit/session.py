@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
-from supabase_auth.errors import AuthApiError, AuthError
+from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
 
 __all__ = [
     "PrivilegedKeyError",
@@ -157,6 +157,9 @@ async def sign_in(
             await client.auth.sign_in_with_password({"email": email, "password": password})
     except AuthApiError as exc:
         raise SignInError(_auth_message(exc), status=exc.status) from exc
+    except AuthRetryableError as exc:
+        # supabase_auth wraps connection failures (refused, DNS, timeouts) in this class.
+        raise SignInError(f"cannot reach {url}: {exc}") from exc
     except AuthError as exc:
         raise SignInError(f"sign-in failed: {exc}") from exc
     except httpx.HTTPError as exc:

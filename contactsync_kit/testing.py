@@ -73,8 +73,9 @@ class FakeSupabase:
 
     `contacts` holds rows exactly as the embedded select returns them. Faults: set
     `max_rows` (caps top-level and embedded arrays alike, as PostgREST's db-max-rows does),
-    `raise_on_rest` (an exception the transport raises), `respond_with` (status, body) for
-    REST calls, `delay_s` (awaited before answering), `count_offset` (misreport the count).
+    `raise_on_rest` / `raise_on_auth` (an exception the transport raises), `respond_with`
+    (status, body) for REST calls, `delay_s` (awaited before answering), `count_offset`
+    (misreport the count).
     `requests` records every request for assertions (one query shape, no N+1).
     """
 
@@ -82,6 +83,7 @@ class FakeSupabase:
     users: dict[str, str] = field(default_factory=dict)  # email -> password
     max_rows: int | None = None
     raise_on_rest: BaseException | None = None
+    raise_on_auth: BaseException | None = None
     respond_with: tuple[int, str | bytes] | None = None
     delay_s: float = 0.0
     count_offset: int = 0
@@ -130,6 +132,8 @@ class FakeSupabase:
             await asyncio.sleep(self.delay_s)
         path = request.url.path
         if path.startswith("/auth/v1/"):
+            if self.raise_on_auth is not None:
+                raise self.raise_on_auth
             return self._auth(request, path.removeprefix("/auth/v1/"))
         if path.startswith("/rest/v1/"):
             if self.on_rest_request is not None:

