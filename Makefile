@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The notebooks' kernel and the console scripts must come from the venv.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test lint typecheck unit integration notebooks browser bench lab stack clean
+.PHONY: install demo test lint typecheck unit integration notebooks browser bench lab console stack clean
 
 install: $(STAMP)
 
@@ -49,6 +49,9 @@ bench: install
 
 lab: install
 	$(BIN)/jupyter lab notebooks
+
+console: install
+	CONTACTSYNC_DEMO=1 $(BIN)/voila notebooks/app.ipynb
 
 stack: install
 	$(BIN)/contactsync devstack up
