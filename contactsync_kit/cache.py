@@ -276,14 +276,28 @@ class ContactCache:
             pl.col("last_synced_at").str.to_datetime(time_zone="UTC", strict=False)
         )
 
-    def read_table(self, table: str, organisation_id: str | None = None) -> pl.DataFrame:
-        """A data table (or ``sync_state`` / ``sync_log``) as a frame, optionally one org's."""
+    def read_table(
+        self, table: str, organisation_id: str | None = None,
+        columns: list[str] | tuple[str, ...] | None = None,
+    ) -> pl.DataFrame:
+        """A data table (or ``sync_state`` / ``sync_log``) as a frame, optionally one org's.
+
+        Name `columns` to read only those (e.g. ids and timestamps, leaving personal data on
+        disk); all columns otherwise.
+        """
         if table not in (*DATA_TABLES, "sync_state", "sync_log"):
             raise ValueError(f"unknown cache table {table!r}")
+        with self._read() as conn:
+            known = [row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")]
+        unknown = sorted(set(columns or ()) - set(known))
+        if unknown:
+            raise ValueError(f"unknown columns of {table}: {', '.join(unknown)}")
+        selected = ", ".join(columns) if columns else "*"
         where, params = ("WHERE organisation_id = ?", (organisation_id,)) if organisation_id \
             else ("", ())
         with self._read() as conn:
-            result = conn.exec_driver_sql(f"SELECT * FROM {table} {where} ORDER BY rowid", params)
+            result = conn.exec_driver_sql(
+                f"SELECT {selected} FROM {table} {where} ORDER BY rowid", params)
             columns = list(result.keys())
             rows = [tuple(row) for row in result]
         return pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None)

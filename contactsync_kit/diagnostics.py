@@ -700,16 +700,11 @@ def _local_org(cache: ContactCache, org: str) -> tuple[datetime | None,
                                                        list[pl.DataFrame]]:
     frames = []
     for table in DATA_TABLES:
-        # read_table returns whole rows; keep only ids and timestamps right away.
-        frame = cache.read_table(table, org)
-        frames.append(pl.DataFrame({
-            "organisation_id": pl.Series([org] * frame.height, dtype=pl.String()),
-            "table": pl.Series([table] * frame.height, dtype=pl.String()),
-            "id": frame.get_column("id").cast(pl.String()) if frame.height
-            else pl.Series([], dtype=pl.String()),
-            "updated_at": frame.get_column("updated_at").cast(pl.String()) if frame.height
-            else pl.Series([], dtype=pl.String()),
-        }))
+        # Ids and timestamps only: personal columns are never loaded.
+        frame = cache.read_table(table, org, columns=("id", "updated_at"))
+        frames.append(frame.cast(pl.String()).select(
+            pl.lit(org, dtype=pl.String()).alias("organisation_id"),
+            pl.lit(table, dtype=pl.String()).alias("table"), "id", "updated_at"))
     return cache.last_synced_at(org), frames
 
 
@@ -869,7 +864,7 @@ def personal_values(cache: ContactCache, organisation_ids: Sequence[str] | None 
     orgs: list[str | None] = list(organisation_ids) if organisation_ids else [None]
     for table, columns in _PERSONAL_COLUMNS.items():
         for org in orgs:
-            frame = cache.read_table(table, org)
+            frame = cache.read_table(table, org, columns=columns)
             for column in columns:
                 if column in frame.columns:
                     values.update(v for v in frame.get_column(column).cast(pl.String()).to_list()

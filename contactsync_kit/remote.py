@@ -135,7 +135,7 @@ class RemoteReader:
 
     async def count(self, table: str, filters: list[Filter] | tuple[Filter, ...] = ()) -> int:
         """Rows of `table` the user may see that match `filters` (``count=exact``, no body)."""
-        query = self._client.table(table).select("id", count=CountMethod.exact, head=True)
+        query = self._client.table(table).select("*", count=CountMethod.exact, head=True)
         for column, operator, value in filters:
             query = query.filter(column, operator, value)
         total = _total(await _send(query))
@@ -146,11 +146,12 @@ class RemoteReader:
 
     async def rows(
         self, table: str, columns: str = "id", filters: list[Filter] | tuple[Filter, ...] = (),
+        *, key: str = "id",
     ) -> list[dict[str, Any]]:
-        """All visible rows of `table` matching `filters`, keyset-paged on ``id``.
+        """All visible rows of `table` matching `filters`, keyset-paged on `key`.
 
-        `columns` must include ``id``. Keep it to ids and timestamps where you can: whatever
-        is fetched is held in memory.
+        `key` must be a unique column and among `columns`. Keep `columns` to ids and
+        timestamps where you can: whatever is fetched is held in memory.
         """
         rows: list[dict[str, Any]] = []
         cursor: str | None = None
@@ -159,8 +160,8 @@ class RemoteReader:
             for column, operator, value in filters:
                 query = query.filter(column, operator, value)
             if cursor is not None:
-                query = query.gt("id", cursor)
-            response = await _send(query.order("id").limit(self._page_size))
+                query = query.gt(key, cursor)
+            response = await _send(query.order(key).limit(self._page_size))
             try:
                 page: Any = response.json()
             except ValueError:
@@ -172,10 +173,10 @@ class RemoteReader:
             if not page:
                 return rows
             last = page[-1]
-            cursor = last.get("id") if isinstance(last, dict) else None
+            cursor = last.get(key) if isinstance(last, dict) else None
             if cursor is None:
                 raise RemoteFailure(SyncError(SyncErrorKind.INVALID_DATA,
-                                              f"{table} rows came without an id column"))
+                                              f"{table} rows came without their {key} column"))
 
 
 async def _send(query: Any) -> httpx.Response:

@@ -118,3 +118,12 @@ def test_a_contact_that_moved_organisation_moves_in_the_cache() -> None:
 def test_unknown_table_names_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown"):
         ContactCache.open(":memory:").read_table("sqlite_master")
+
+
+def test_read_table_can_leave_personal_columns_on_disk() -> None:
+    cache = ContactCache.open(":memory:")
+    cache.apply_sync(ORG_A, page(ORG_A, 2), WHEN)
+    frame = cache.read_table("contacts", ORG_A, columns=("id", "updated_at"))
+    assert frame.columns == ["id", "updated_at"] and frame.height == 2
+    with pytest.raises(ValueError, match="full_nam"):
+        cache.read_table("contacts", columns=("id", "full_nam"))
