@@ -65,10 +65,10 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path,
 
 
 @pytest.fixture(scope="session")
-def browser_stack() -> Iterator[tuple[DevStack, SeedResult]]:
-    with DevStack.start() as stack:
-        yield stack, stack.seed(organisations=3, chapters_per_org=2, contacts_per_org=60,
-                                seed=515)
+def browser_stack(stack: DevStack) -> tuple[DevStack, SeedResult]:
+    """The session's shared local stack (tests/conftest.py), under the browser test's seed."""
+    return stack, stack.seed(organisations=3, chapters_per_org=2, contacts_per_org=60,
+                             seed=515)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Shared fixtures for the integration tests: ONE embedded local Supabase stack per session.
+"""Fixtures for the integration tests. The session's one local stack, ``stack``, lives in
+``tests/conftest.py`` and is shared with the panel and browser tests.
 
 The ``stack`` is started once (``max_rows=1000``, like Supabase) and seeded small with seed 42
 (three organisations x two chapters, users of every role; see ``contactsync_kit.devstack.seed``).
@@ -10,7 +11,7 @@ if they stopped it: the autouse ``_healthy_stack`` fixture does both after every
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
@@ -21,30 +22,9 @@ SignIn = Callable[..., Awaitable[AsyncClient]]
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[DevStack]:
-    """The session's local stack, seeded with :func:`seeded`'s data."""
-    with DevStack.start(max_rows=1000) as started:
-        started.seed(organisations=3, chapters_per_org=2, users_per_org=3,
-                     contacts_per_org=[60, 40, 20], notes_per_contact=3,
-                     assignments_per_contact=1, seed=42)
-        yield started
-
-
-@pytest.fixture(scope="session")
 def seeded(stack: DevStack) -> SeedResult:
     """What the session stack was seeded with (seed 42)."""
     return stack.seeds[0]
-
-
-@pytest.fixture(autouse=True)
-def _healthy_stack(request: pytest.FixtureRequest) -> Iterator[None]:
-    # Only for tests that use the stack: never start one just to clean it up.
-    yield
-    if "stack" in request.fixturenames:
-        current: DevStack = request.getfixturevalue("stack")
-        current.faults.reset()
-        if not current.postgrest_running:
-            current.start_postgrest()
 
 
 @pytest.fixture

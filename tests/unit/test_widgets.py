@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,9 @@ ERROR_RED = "#b42318"
 
 
 @pytest.fixture(scope="session")
-def widget_stack() -> Iterator[DevStack]:
-    """One local stack for the panel tests (the integration suite keeps its own)."""
-    with DevStack.start(max_rows=1000) as stack:
-        yield stack
+def widget_stack(stack: DevStack) -> DevStack:
+    """The session's shared local stack (tests/conftest.py), under the panels' own seed."""
+    return stack
 
 
 @pytest.fixture(scope="session")
@@ -38,12 +37,6 @@ def world(widget_stack: DevStack) -> SeedResult:
     """Three organisations x two chapters; the "multi-org" user belongs to the first two."""
     return widget_stack.seed(organisations=3, chapters_per_org=2, users_per_org=3,
                              contacts_per_org=[60, 40, 20], seed=404)
-
-
-@pytest.fixture(autouse=True)
-def healthy_gateway(widget_stack: DevStack) -> Iterator[None]:
-    yield
-    widget_stack.faults.reset()
 
 
 @pytest.fixture
