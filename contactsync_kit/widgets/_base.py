@@ -7,9 +7,10 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Final, Literal, TypeVar
 
-from traitlets import Bool, HasTraits, Instance, Unicode
+from traitlets import Bool, Float, HasTraits, Instance, Unicode, validate
 
 from ..bootstrap import UserSession
+from ..staleness import DEFAULT_STALE_AFTER
 
 __all__ = ["PanelModel", "Tone"]
 
@@ -96,3 +97,20 @@ class PanelModel(HasTraits):
             self.say("error", f"{what} failed unexpectedly ({type(exc).__name__}: {exc}). "
                      "The details are in the kernel log.")
             return None
+
+
+class ThresholdModel(PanelModel):
+    """A panel model with a staleness threshold people type in, in hours."""
+
+    threshold_hours = Float(DEFAULT_STALE_AFTER.total_seconds() / 3600,
+                            help="A cache older than this many hours is stale.")
+
+    @validate("threshold_hours")
+    def _valid_threshold(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if value > 0:
+            return value
+        # Kept, not raised: a typo in the threshold box must not become a traceback.
+        self.say("error", f"The threshold must be more than 0 hours; kept "
+                 f"{self.threshold_hours:g} h.")
+        return float(self.threshold_hours)

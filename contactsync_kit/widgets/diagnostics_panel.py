@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, Final
 
 import ipywidgets as ipw
-from traitlets import Float, List, Unicode, observe, validate
+from traitlets import List, Unicode, observe
 
 from ..bootstrap import UserSession
 from ..clock import Clock
 from ..diagnostics import Diagnosis, ServerReader, diagnose, write_support_bundle
 from ..remote import RemoteFailure, RemoteReader
 from . import _view
-from ._base import PanelModel, Tone
+from ._base import ThresholdModel, Tone
 
 __all__ = ["VERDICT_TONES", "DiagnosticsModel", "DiagnosticsPanel"]
 
@@ -42,7 +42,7 @@ async def _list_organisations(session: UserSession) -> list[dict[str, Any]]:
     return await RemoteReader(session.client).rows("organisations", "id, name")
 
 
-class DiagnosticsModel(PanelModel):
+class DiagnosticsModel(ThresholdModel):
     """State and actions of the diagnostics panel.
 
     `organisation_id` None diagnoses every organisation (cached, logged or a membership);
@@ -53,7 +53,6 @@ class DiagnosticsModel(PanelModel):
 
     organisations: List[tuple[str, str]] = List(help="(name, id) pairs to pick from.")
     organisation_id = Unicode(None, allow_none=True, help="The organisation; None for all.")
-    threshold_hours = Float(24.0, help="A cache older than this many hours is stale.")
     rows: List[dict[str, Any]] = List(help="One dict per diagnosed organisation.")
     headline = Unicode("", help="One line over all verdicts.")
     bundle_path = Unicode("", help="Where the last support bundle was written.")
@@ -73,15 +72,6 @@ class DiagnosticsModel(PanelModel):
     def names(self) -> dict[str, str]:
         """Organisation id → name."""
         return {str(oid): str(name) for name, oid in self.organisations}
-
-    @validate("threshold_hours")
-    def _valid_threshold(self, proposal: dict[str, Any]) -> float:
-        value = float(proposal["value"])
-        if value > 0:
-            return value
-        self.say("error", f"The threshold must be more than 0 hours; kept "
-                 f"{self.threshold_hours:g} h.")
-        return float(self.threshold_hours)
 
     @observe("session")
     def _on_session(self, change: dict[str, Any]) -> None:

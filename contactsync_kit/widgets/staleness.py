@@ -8,18 +8,18 @@ from typing import Any
 
 import ipywidgets as ipw
 import polars as pl
-from traitlets import Bytes, Dict, Float, Int, List, Unicode, observe, validate
+from traitlets import Bytes, Dict, Int, List, Unicode, observe
 
 from ..clock import Clock, SystemClock
-from ..staleness import DEFAULT_STALE_AFTER, assess_staleness
+from ..staleness import assess_staleness
 from . import _view
-from ._base import PanelModel
+from ._base import ThresholdModel
 from ._chart import age_chart_png
 
 __all__ = ["StalenessModel", "StalenessPanel"]
 
 
-class StalenessModel(PanelModel):
+class StalenessModel(ThresholdModel):
     """Per organisation in the cache: when it last synced, how long ago, stale or not.
 
     `refresh()` reads the cache overview (off the event loop) and re-assesses it against
@@ -28,8 +28,6 @@ class StalenessModel(PanelModel):
     `assess_staleness` frame (plus a ``label`` column of organisation names).
     """
 
-    threshold_hours = Float(DEFAULT_STALE_AFTER.total_seconds() / 3600,
-                            help="A cache older than this many hours is stale.")
     organisation_names = Dict(help="Organisation id → name, for labels.")
     rows: List[dict[str, Any]] = List(help="One dict per cached organisation, for the view.")
     stale_count = Int(0)
@@ -64,16 +62,6 @@ class StalenessModel(PanelModel):
             self.say("info", "Sign in to inspect the cache.")
         else:
             self.schedule(self.refresh(), what="Reading the cache")
-
-    @validate("threshold_hours")
-    def _valid_threshold(self, proposal: dict[str, Any]) -> float:
-        value = float(proposal["value"])
-        if value > 0:
-            return value
-        # Kept, not raised: a typo in the threshold box must not become a traceback.
-        self.say("error", f"The threshold must be more than 0 hours; kept "
-                 f"{self.threshold_hours:g} h.")
-        return float(self.threshold_hours)
 
     @observe("threshold_hours", "organisation_names")
     def _reassess(self, _change: object) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from contactsync_kit import ContactCache, ContactCacheSyncRepository, ManualClock, sign_in
+from contactsync_kit import Clock, ContactCache, ContactCacheSyncRepository, ManualClock, sign_in
 from contactsync_kit.testing import FakeSupabase
 
 EMAIL = "coordinator@example.org"
@@ -34,12 +34,16 @@ def cache() -> ContactCache:
     return ContactCache.open(":memory:")
 
 
+async def repository_for(fake: FakeSupabase, cache: ContactCache, clock: Clock,
+                         **options: Any) -> ContactCacheSyncRepository:
+    """A repository whose supabase-py client is signed in to `fake` as the test user."""
+    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
+                           http_client=fake.http_client())
+    return ContactCacheSyncRepository(client, cache, clock, **options)
+
+
 @pytest.fixture
 async def repo(
     fake: FakeSupabase, cache: ContactCache, clock: ManualClock
-) -> AsyncIterator[ContactCacheSyncRepository]:
-    http = fake.http_client()
-    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
-                           http_client=http)
-    yield ContactCacheSyncRepository(client, cache, clock)
-    await http.aclose()
+) -> ContactCacheSyncRepository:
+    return await repository_for(fake, cache, clock)

@@ -19,7 +19,7 @@ from contactsync_kit import (
 )
 from contactsync_kit.testing import FakeSupabase
 
-from .conftest import EMAIL, PASSWORD
+from .conftest import repository_for
 
 
 def snapshot(cache: ContactCache) -> dict[str, list[tuple[object, ...]]]:
@@ -120,9 +120,7 @@ async def test_write_failure_rolls_back_and_keeps_last_synced_at(
     fake: FakeSupabase, clock: ManualClock, org: str
 ) -> None:
     cache = FailingCache.open(":memory:")
-    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
-                           http_client=fake.http_client())
-    repo = ContactCacheSyncRepository(client, cache, clock)
+    repo = await repository_for(fake, cache, clock)
     fake.add_contacts(org, 5, notes=0)  # no notes yet: the first sync's writes all succeed
     first = await repo.sync_contacts_for_organisation(org)
     assert isinstance(first, SyncSuccess)
@@ -184,9 +182,7 @@ async def test_different_organisations_sync_side_by_side_without_touching_each_o
 async def test_pagination_fetches_every_page_with_keyset_cursor(
     fake: FakeSupabase, cache: ContactCache, clock: ManualClock, org: str
 ) -> None:
-    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
-                           http_client=fake.http_client())
-    repo = ContactCacheSyncRepository(client, cache, clock, page_size=100, max_rows=100)
+    repo = await repository_for(fake, cache, clock, page_size=100, max_rows=100)
     fake.max_rows = 100
     fake.add_contacts(org, 250, notes=1)
     result = await synced(repo, org)
@@ -200,9 +196,7 @@ async def test_pagination_fetches_every_page_with_keyset_cursor(
 async def test_embedded_array_at_the_cap_fails_incomplete_and_writes_nothing(
     fake: FakeSupabase, cache: ContactCache, clock: ManualClock, org: str
 ) -> None:
-    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
-                           http_client=fake.http_client())
-    repo = ContactCacheSyncRepository(client, cache, clock, max_rows=50)
+    repo = await repository_for(fake, cache, clock, max_rows=50)
     fake.max_rows = 50
     fake.add_contacts(org, 3, notes=60)  # the server cuts each notes array to 50, silently
     result = await repo.sync_contacts_for_organisation(org)
@@ -330,9 +324,7 @@ async def test_clear_while_a_write_is_in_flight_runs_after_the_write(
             super()._write_frame(conn, table, frame)
 
     cache = SlowCache.open(":memory:")
-    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
-                           http_client=fake.http_client())
-    repo = ContactCacheSyncRepository(client, cache, clock)
+    repo = await repository_for(fake, cache, clock)
     fake.add_contacts(org, 3)
     running = asyncio.ensure_future(repo.sync_contacts_for_organisation(org))
     await entered.wait()
@@ -359,9 +351,7 @@ async def test_every_attempt_is_logged_without_personal_data(
 async def test_progress_reports_pages_and_tables_and_a_broken_callback_is_harmless(
     fake: FakeSupabase, cache: ContactCache, clock: ManualClock, org: str
 ) -> None:
-    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
-                           http_client=fake.http_client())
-    repo = ContactCacheSyncRepository(client, cache, clock, page_size=10)
+    repo = await repository_for(fake, cache, clock, page_size=10)
     fake.add_contacts(org, 25)
     events: list[tuple[str, int, str | None]] = []
 
@@ -392,9 +382,7 @@ async def test_writes_of_different_organisations_never_interleave(
             spans.append(("exit", organisation_id))
 
     cache = RecordingCache.open(":memory:")
-    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
-                           http_client=fake.http_client())
-    repo = ContactCacheSyncRepository(client, cache, clock)
+    repo = await repository_for(fake, cache, clock)
     orgs = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(1, 4)]
     for org in orgs:
         fake.add_contacts(org, 2)
