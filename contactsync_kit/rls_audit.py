@@ -907,15 +907,10 @@ async def anon_reader(url: str, key: str) -> RemoteReader:
 
     Refuses RLS-bypassing keys like `session.sign_in` does.
     """
-    from supabase import AsyncClientOptions, acreate_client
-
     from .remote import RemoteReader
-    from .session import ensure_user_level_key
+    from .session import anonymous_client
 
-    ensure_user_level_key(key)
-    client = await acreate_client(url, key, options=AsyncClientOptions(
-        persist_session=False, postgrest_client_retry=False))
-    return RemoteReader(client)
+    return RemoteReader(await anonymous_client(url, key))
 
 
 @dataclass

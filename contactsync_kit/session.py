@@ -22,6 +22,7 @@ __all__ = [
     "PrivilegedKeyError",
     "SignInError",
     "TokenInfo",
+    "anonymous_client",
     "bearer_token",
     "ensure_user_level_key",
     "inspect_token",
@@ -165,6 +166,17 @@ async def sign_in(
     except httpx.HTTPError as exc:
         raise SignInError(f"cannot reach {url}: {type(exc).__name__}") from exc
     return client
+
+
+async def anonymous_client(url: str, key: str, *, timeout_s: float = 15.0) -> AsyncClient:
+    """A supabase-py `AsyncClient` holding only the publishable/anon key, signed in as no one.
+
+    For proving what the anon key alone can see (RLS audits). Refuses RLS-bypassing keys.
+    """
+    ensure_user_level_key(key)
+    options = AsyncClientOptions(postgrest_client_retry=False, persist_session=False,
+                                 httpx_client=httpx.AsyncClient(timeout=timeout_s))
+    return await acreate_client(url, key, options=options)
 
 
 def _auth_message(exc: AuthApiError) -> str:
