@@ -7,7 +7,7 @@ seeing the previous content until the commit (WAL journal).
 
 from __future__ import annotations
 
-import json
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +31,7 @@ __all__ = [
     "CacheVersionError",
     "ContactCache",
     "SyncLogEntry",
+    "SyncStaging",
 ]
 
 DATA_TABLES: Final = tuple(TABLE_COLUMNS)
@@ -95,16 +96,15 @@ class SyncLogEntry:
     pages: int = 0
 
 
-def _upsert_sql(table: str) -> str:
-    columns = list(TABLE_COLUMNS[table])
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
-        f"ON CONFLICT (id) DO UPDATE SET {updates}"
-    )
+def _merge_sql(table: str) -> str:
+    columns = ", ".join(TABLE_COLUMNS[table])
+    updates = ", ".join(f"{c} = excluded.{c}" for c in TABLE_COLUMNS[table] if c != "id")
+    # "WHERE true" keeps SQLite from reading ON CONFLICT as part of the SELECT's join.
+    return (f"INSERT INTO {table} ({columns}) SELECT {columns} FROM temp.{{staged}} "
+            f"WHERE true ORDER BY id ON CONFLICT (id) DO UPDATE SET {updates}")
 
 
-_UPSERT_SQL: Final = {table: _upsert_sql(table) for table in DATA_TABLES}
+_MERGE_SQL: Final = {table: _merge_sql(table) for table in DATA_TABLES}
 
 
 class ContactCache:
@@ -117,9 +117,11 @@ class ContactCache:
 
     def __init__(self, engine: Engine, *, in_memory: bool) -> None:
         self._engine = engine
-        # One shared connection serves an in-memory database, so every use is serialised.
-        self._lock: threading.RLock | None = threading.RLock() if in_memory else None
+        # One shared connection serves an in-memory database, so every use is serialised. A
+        # plain lock: a sync's steps may run on different worker threads.
+        self._lock: threading.Lock | None = threading.Lock() if in_memory else None
         self.path: str = ":memory:" if in_memory else str(engine.url.database)
+        self._staging_ids = itertools.count(1)
 
     @classmethod
     def open(cls, path: str | Path, *, target_version: int = SCHEMA_VERSION) -> ContactCache:
@@ -169,6 +171,14 @@ class ContactCache:
 
     # -- writing ----------------------------------------------------------------------------
 
+    def begin_sync(self, organisation_id: str) -> SyncStaging:
+        """Start one organisation's sync: a unit of work that stages pages as they arrive.
+
+        Nothing a reader sees changes until `SyncStaging.commit`; `discard` drops the staged
+        rows. Use it as a context manager to discard on any exit without a commit.
+        """
+        return SyncStaging(self, organisation_id, next(self._staging_ids))
+
     def apply_sync(
         self,
         organisation_id: str,
@@ -179,39 +189,51 @@ class ContactCache:
     ) -> None:
         """Make the cache hold exactly `page` for `organisation_id`, in one transaction.
 
-        Upserts every table in bulk, deletes this organisation's rows the page does not hold,
-        and records `synced_at` as its `last_synced_at`. Other organisations' rows are never
-        touched. On any exception the transaction rolls back and the exception propagates.
+        The one-page form of `begin_sync` / `stage` / `commit`.
         """
-        with self._write() as conn:
-            for table, frame in page.frames().items():
-                self._write_frame(conn, table, frame)
-                conn.exec_driver_sql(
-                    f"DELETE FROM {table} WHERE organisation_id = ? "
-                    "AND id NOT IN (SELECT value FROM json_each(?))",
-                    (organisation_id, json.dumps(frame.get_column("id").to_list())),
-                )
-                if on_table_written is not None:
-                    on_table_written(table, frame.height)
-            conn.exec_driver_sql(
-                "INSERT INTO sync_state (organisation_id, last_synced_at) VALUES (?, ?) "
-                "ON CONFLICT (organisation_id) DO UPDATE "
-                "SET last_synced_at = excluded.last_synced_at",
-                (organisation_id, _iso(synced_at)),
-            )
+        with self.begin_sync(organisation_id) as staging:
+            staging.stage(page)
+            staging.commit(synced_at, on_table_written=on_table_written)
 
-    def _write_frame(self, conn: Connection, table: str, frame: pl.DataFrame) -> None:
+    def _stage_frame(self, conn: Connection, staged: str, table: str,
+                     frame: pl.DataFrame) -> None:
         # The hot path: the DBAPI cursor's executemany (SQLAlchemy's adds 20-40% here), fed
-        # from polars' row iterator so no list of every row's tuple is built (that doubled
-        # peak memory). Same connection, so same transaction.
-        if frame.height:
-            rows = frame.select(list(TABLE_COLUMNS[table])).iter_rows(buffer_size=2048)
-            cursor = conn.connection.cursor()
-            try:
-                # sqlite3 takes any iterable of rows; the DBAPI stub says Sequence.
-                cursor.executemany(_UPSERT_SQL[table], rows)  # type: ignore[arg-type]
-            finally:
-                cursor.close()
+        # from polars' row iterator so no list of every row's tuple is built. Same connection,
+        # so same transaction.
+        columns = list(TABLE_COLUMNS[table])
+        rows = frame.select(columns).iter_rows(buffer_size=2048)
+        cursor = conn.connection.cursor()
+        try:
+            # sqlite3 takes any iterable of rows; the DBAPI stub says Sequence.
+            cursor.executemany(
+                f"INSERT INTO temp.{staged} ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' for _ in columns)})", rows)  # type: ignore[arg-type]
+        finally:
+            cursor.close()
+
+    def _merge(self, conn: Connection, organisation_id: str, staged: dict[str, str],
+               synced_at: datetime, on_table_written: Callable[[str, int], None] | None) -> None:
+        """Inside one transaction: every staged table upserted and swept, then the timestamp."""
+        for table, staged_table in staged.items():
+            written = self._merge_table(conn, organisation_id, table, staged_table)
+            if on_table_written is not None:
+                on_table_written(table, written)
+        conn.exec_driver_sql(
+            "INSERT INTO sync_state (organisation_id, last_synced_at) VALUES (?, ?) "
+            "ON CONFLICT (organisation_id) DO UPDATE "
+            "SET last_synced_at = excluded.last_synced_at",
+            (organisation_id, _iso(synced_at)),
+        )
+
+    def _merge_table(self, conn: Connection, organisation_id: str, table: str,
+                     staged: str) -> int:
+        # One bulk upsert per table, in id order (B-tree friendly), then the delete of this
+        # organisation's rows the server no longer returned.
+        written = conn.exec_driver_sql(_MERGE_SQL[table].format(staged=staged)).rowcount
+        conn.exec_driver_sql(
+            f"DELETE FROM {table} WHERE organisation_id = ? "
+            f"AND id NOT IN (SELECT id FROM temp.{staged})", (organisation_id,))
+        return int(written)
 
     def record_attempt(self, entry: SyncLogEntry) -> None:
         """Append one sync attempt to the sync log."""
@@ -319,8 +341,10 @@ class ContactCache:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._serialised(), self._engine.begin() as conn:
-            yield conn
+        with self._serialised(), self._engine.connect() as conn:
+            conn = conn.execution_options(**{_WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def _serialised(self) -> Iterator[None]:
@@ -331,15 +355,92 @@ class ContactCache:
                 yield
 
 
+class SyncStaging:
+    """One organisation's sync as a unit of work (get it from `ContactCache.begin_sync`).
+
+    `stage` copies a page into per-sync TEMP tables on the sync's own connection while the
+    next page is being fetched, so memory stays bounded by a page and readers keep seeing
+    the previous cache. `commit` merges everything in ONE transaction — one bulk upsert per
+    table, the sweep of this organisation's vanished rows, `last_synced_at` — or nothing.
+    Steps must be called one at a time (from any thread).
+    """
+
+    def __init__(self, cache: ContactCache, organisation_id: str, number: int) -> None:
+        self._cache = cache
+        self.organisation_id = organisation_id
+        self._staged = {table: f"sync_{number}_{table}" for table in DATA_TABLES}
+        self._conn: Connection | None = None
+        self.committed = False
+
+    def __enter__(self) -> SyncStaging:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.discard()
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            # TEMP tables belong to one connection: the sync keeps its own until it ends.
+            self._conn = self._cache._engine.connect()
+            with self._cache._serialised():
+                for table, staged in self._staged.items():
+                    self._conn.exec_driver_sql(
+                        f"CREATE TEMP TABLE {staged} AS SELECT * FROM main.{table} WHERE 0")
+                self._conn.commit()
+        return self._conn
+
+    def stage(self, page: MappedPage) -> None:
+        """Copy one page's frames aside; nothing readers see changes."""
+        # Only this connection's TEMP tables change: a deferred BEGIN, so staging never waits
+        # on another organisation's commit.
+        conn = self._connection().execution_options(**{_WRITE_OPTION: False})
+        with self._cache._serialised(), conn.begin():
+            for table, frame in page.frames().items():
+                if frame.height:
+                    self._cache._stage_frame(conn, self._staged[table], table, frame)
+
+    def commit(self, synced_at: datetime, *,
+               on_table_written: Callable[[str, int], None] | None = None) -> None:
+        """Merge everything staged into the cache in one transaction, then drop the stage.
+
+        On any exception the transaction rolls back, the cache keeps its previous content,
+        and the exception propagates.
+        """
+        conn = self._connection().execution_options(**{_WRITE_OPTION: True})
+        with self._cache._serialised(), conn.begin():
+            self._cache._merge(conn, self.organisation_id, self._staged, synced_at,
+                               on_table_written)
+        self.committed = True
+        self.discard()
+
+    def discard(self) -> None:
+        """Drop the staged rows and release the connection (idempotent)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            with self._cache._serialised():
+                if conn.in_transaction():
+                    conn.rollback()
+                for staged in self._staged.values():
+                    conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{staged}")
+                conn.commit()
+        finally:
+            conn.close()
+
+
 def _iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("timestamps stored in the cache must be timezone-aware")
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+_WRITE_OPTION: Final = "contactsync_write"
+
+
 def _install_transaction_control(engine: Engine, *, wal: bool) -> None:
     # pysqlite's own transaction handling defers BEGIN and ignores SAVEPOINT semantics; take
-    # control so each `begin()` is a real `BEGIN IMMEDIATE` (no lock-upgrade deadlocks).
+    # control so a writer's `begin()` is a real `BEGIN IMMEDIATE` (no lock-upgrade deadlocks).
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None
@@ -351,4 +452,7 @@ def _install_transaction_control(engine: Engine, *, wal: bool) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front; readers stay deferred, so under WAL they keep
+        # reading the last committed cache while a sync writes.
+        writing = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")

@@ -13,9 +13,9 @@ from typing import Literal
 
 from supabase import AsyncClient
 
-from .cache import ContactCache, SyncLogEntry
+from .cache import DATA_TABLES, ContactCache, SyncLogEntry, SyncStaging
 from .clock import Clock, SystemClock
-from .mappers import MappedPage, MappingProblem, concat_pages, map_contacts_page
+from .mappers import MappingProblem, map_contacts_page
 from .remote import ContactSource, RemoteFailure, SupabaseContactSource
 from .results import StageTimings, SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
 
@@ -50,6 +50,24 @@ def _report(progress: ProgressCallback | None, event: SyncProgress) -> None:
         progress(event)
     except Exception:
         _log.exception("progress callback failed")
+
+
+class _LocalWriteFailed(Exception):
+    """The cache raised while staging or committing; `__cause__` is its exception."""
+
+
+async def _wait_for_staging(staged: asyncio.Future[None] | None, timer: _Timer) -> None:
+    if staged is None:
+        return
+    mark = time.perf_counter()
+    try:
+        await asyncio.shield(staged)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the cache's own failure, whatever its class
+        raise _LocalWriteFailed from exc
+    finally:
+        timer.write += time.perf_counter() - mark
 
 
 class _Timer:
@@ -177,47 +195,56 @@ class ContactCacheSyncRepository:
         started_at = self._clock.now()
         timer = _Timer()
         pages_seen = 0
+        staging = self._cache.begin_sync(org)
+        staged: asyncio.Future[None] | None = None
         try:
             problem = await self._source.check_session()
             if problem is not None:
                 return await self._finish(org, started_at, timer, epoch, pages_seen, problem)
-            mapped: list[MappedPage] = []
-            received = 0
+            counts = dict.fromkeys(DATA_TABLES, 0)
             expected: int | None = None
             cursor: str | None = None
             while True:
                 mark = time.perf_counter()
-                page = await self._source.fetch_page(org, after=cursor, with_count=not mapped)
+                page = await self._source.fetch_page(org, after=cursor, with_count=not pages_seen)
                 fetched = time.perf_counter()
                 timer.fetch += fetched - mark
-                pages_seen += 1
-                if len(mapped) == 0:
+                if not pages_seen:
                     expected = page.total
+                pages_seen += 1
                 result = map_contacts_page(page.body, org, embedded_cap=self._max_rows)
                 timer.map += time.perf_counter() - fetched
                 if isinstance(result, MappingProblem):
                     return await self._finish(org, started_at, timer, epoch, pages_seen,
                                               SyncError(SyncErrorKind(result.kind),
                                                         result.message))
-                mapped.append(result)
-                height = result.contacts.height
-                received += height
+                # Each page is staged on a worker thread while the next one is fetched, so
+                # memory holds about one page however large the organisation is.
+                await _wait_for_staging(staged, timer)
+                staged = asyncio.ensure_future(asyncio.to_thread(staging.stage, result))
+                for table, rows in result.counts().items():
+                    counts[table] += rows
+                received = counts["contacts"]
                 _report(progress, SyncProgress("fetch", org, pages_seen, received, expected))
-                if height == 0 or expected is None or received >= expected:
+                if result.contacts.height == 0 or expected is None or received >= expected:
                     break
                 # Keyset paging: the page is ordered by id, so its last id is the cursor.
                 cursor = result.contacts.get_column("id")[-1]
+            await _wait_for_staging(staged, timer)
             if expected is None or received != expected:
                 return await self._finish(org, started_at, timer, epoch, pages_seen, SyncError(
                     SyncErrorKind.INCOMPLETE,
                     f"received {received} contacts but the server counted "
                     f"{'none' if expected is None else expected}; nothing was written"))
-            counted = concat_pages(mapped)
-            problem = await self._write(org, counted, epoch, timer, progress)
-            return await self._finish(org, started_at, timer, epoch, pages_seen, problem,
-                                      counted)
+            await self._commit(staging, org, epoch, timer, progress)
+            return await self._finish(org, started_at, timer, epoch, pages_seen, None, counts)
         except RemoteFailure as exc:
             return await self._finish(org, started_at, timer, epoch, pages_seen, exc.error)
+        except _LocalWriteFailed as exc:
+            return await self._finish(org, started_at, timer, epoch, pages_seen, SyncError(
+                SyncErrorKind.LOCAL_WRITE,
+                f"writing the cache failed ({type(exc.__cause__).__name__}); "
+                "the cache was rolled back to its previous content"))
         except asyncio.CancelledError:
             return SyncFailure(
                 organisation_id=org, duration_ms=timer.elapsed_ms(), pages=pages_seen,
@@ -225,11 +252,15 @@ class ContactCacheSyncRepository:
                 error=SyncError(SyncErrorKind.CANCELLED,
                                 "the sync was cancelled (the cache was cleared or the app "
                                 "is closing); nothing was written"))
+        finally:
+            if staged is not None:
+                await asyncio.wait([staged])  # a staging thread cannot be stopped
+            await asyncio.to_thread(staging.discard)
 
-    async def _write(
-        self, org: str, page: MappedPage, epoch: int, timer: _Timer,
+    async def _commit(
+        self, staging: SyncStaging, org: str, epoch: int, timer: _Timer,
         progress: ProgressCallback | None,
-    ) -> SyncError | None:
+    ) -> None:
         loop = asyncio.get_running_loop()
         written = 0
 
@@ -243,29 +274,25 @@ class ContactCacheSyncRepository:
             if epoch != self._epoch:
                 raise asyncio.CancelledError
             mark = time.perf_counter()
-            write = asyncio.ensure_future(asyncio.to_thread(
-                self._cache.apply_sync, org, page, self._clock.now(),
-                on_table_written=table_written))
+            commit = asyncio.ensure_future(asyncio.to_thread(
+                staging.commit, self._clock.now(), on_table_written=table_written))
             try:
-                await asyncio.shield(write)
+                await asyncio.shield(commit)
             except asyncio.CancelledError:
                 # The thread cannot be stopped; hold the lock until it is done so a wipe
                 # waiting on this lock runs after it, never before.
-                await asyncio.wait([write])
+                await asyncio.wait([commit])
                 raise
             except Exception as exc:  # the cache's own failure, whatever its class
-                return SyncError(SyncErrorKind.LOCAL_WRITE,
-                                 f"writing the cache failed ({type(exc).__name__}); "
-                                 "the cache was rolled back to its previous content")
+                raise _LocalWriteFailed from exc
             finally:
                 timer.write += time.perf_counter() - mark
-        return None
 
     async def _finish(
         self, org: str, started_at: datetime, timer: _Timer, epoch: int, pages: int,
-        error: SyncError | None, page: MappedPage | None = None,
+        error: SyncError | None, counts: dict[str, int] | None = None,
     ) -> SyncResult:
-        counts = page.counts() if page is not None else {}
+        counts = counts or {}
         fields = dict(
             organisation_id=org,
             items_synced=counts.get("contacts", 0) if error is None else 0,

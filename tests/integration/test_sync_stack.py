@@ -138,10 +138,13 @@ async def test_a_slow_server_times_out(
 
 
 class FailingCache(ContactCache):
-    def _write_frame(self, conn, table, frame):  # type: ignore[no-untyped-def]
-        super()._write_frame(conn, table, frame)
+    """A cache whose assignments merge fails after contacts and notes were merged."""
+
+    def _merge_table(self, conn, organisation_id, table, staged):  # type: ignore[no-untyped-def]
+        written = super()._merge_table(conn, organisation_id, table, staged)
         if table == "contact_assignments":
             raise OSError("disk full")
+        return written
 
 
 async def test_a_failed_local_write_rolls_back_everything(

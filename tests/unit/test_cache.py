@@ -127,3 +127,32 @@ def test_read_table_can_leave_personal_columns_on_disk() -> None:
     assert frame.columns == ["id", "updated_at"] and frame.height == 2
     with pytest.raises(ValueError, match="full_nam"):
         cache.read_table("contacts", columns=("id", "full_nam"))
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_staged_pages_are_invisible_until_commit_and_gone_after_discard(
+    tmp_path: Path, where: str
+) -> None:
+    cache = ContactCache.open(":memory:" if where == "memory" else tmp_path / "c.sqlite3")
+    cache.apply_sync(ORG_A, page(ORG_A, 2, seed=1), WHEN)
+    before = cache.read_table("contacts").rows()
+    with cache.begin_sync(ORG_A) as staging:
+        staging.stage(page(ORG_A, 3, seed=2))
+        staging.stage(page(ORG_A, 4, seed=3))
+        assert cache.read_table("contacts").rows() == before
+    assert cache.read_table("contacts").rows() == before
+    with cache.begin_sync(ORG_A) as staging:
+        staging.stage(page(ORG_A, 3, seed=2))
+        staging.stage(page(ORG_A, 4, seed=3))
+        staging.commit(WHEN)
+    assert cache.counts(ORG_A) == {"contacts": 7, "notes": 21, "contact_assignments": 7}
+
+
+def test_two_organisations_can_stage_side_by_side(tmp_path: Path) -> None:
+    cache = ContactCache.open(tmp_path / "c.sqlite3")
+    a, b = cache.begin_sync(ORG_A), cache.begin_sync(ORG_B)
+    a.stage(page(ORG_A, 2, seed=1))
+    b.stage(page(ORG_B, 3, seed=2))
+    a.commit(WHEN)
+    b.commit(WHEN)
+    assert (cache.counts(ORG_A)["contacts"], cache.counts(ORG_B)["contacts"]) == (2, 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -108,12 +109,13 @@ async def test_postgrest_errors_map_to_kinds_and_leave_cache_unchanged(
 
 
 class FailingCache(ContactCache):
-    """A cache whose notes upsert fails, after the contacts upsert already ran."""
+    """A cache whose notes merge fails (when there are notes), after contacts were merged."""
 
-    def _write_frame(self, conn, table, frame):  # type: ignore[no-untyped-def]
-        super()._write_frame(conn, table, frame)
-        if table == "notes" and frame.height:
+    def _merge_table(self, conn, organisation_id, table, staged):  # type: ignore[no-untyped-def]
+        written = super()._merge_table(conn, organisation_id, table, staged)
+        if table == "notes" and written:
             raise OSError("disk full")
+        return written
 
 
 async def test_write_failure_rolls_back_and_keeps_last_synced_at(
@@ -317,11 +319,11 @@ async def test_clear_while_a_write_is_in_flight_runs_after_the_write(
     loop = asyncio.get_running_loop()
 
     class SlowCache(ContactCache):
-        def _write_frame(self, conn, table, frame):  # type: ignore[no-untyped-def]
+        def _merge_table(self, conn, organisation_id, table, staged):  # type: ignore[no-untyped-def]
             loop.call_soon_threadsafe(entered.set)
             import time
             time.sleep(0.1)
-            super()._write_frame(conn, table, frame)
+            return super()._merge_table(conn, organisation_id, table, staged)
 
     cache = SlowCache.open(":memory:")
     repo = await repository_for(fake, cache, clock)
@@ -374,11 +376,11 @@ async def test_writes_of_different_organisations_never_interleave(
     spans: list[tuple[str, str]] = []
 
     class RecordingCache(ContactCache):
-        def apply_sync(self, organisation_id, page, synced_at, **kwargs):  # type: ignore[no-untyped-def]
+        def _merge(self, conn, organisation_id, *args):  # type: ignore[no-untyped-def]
             spans.append(("enter", organisation_id))
             import time
             time.sleep(0.05)  # long enough for another write to barge in if it could
-            super().apply_sync(organisation_id, page, synced_at, **kwargs)
+            super()._merge(conn, organisation_id, *args)
             spans.append(("exit", organisation_id))
 
     cache = RecordingCache.open(":memory:")
@@ -390,3 +392,32 @@ async def test_writes_of_different_organisations_never_interleave(
     assert all(r.ok for r in results)
     assert [kind for kind, _ in spans] == ["enter", "exit"] * 3
     assert all(spans[i][1] == spans[i + 1][1] for i in range(0, 6, 2))
+
+
+async def test_a_failure_while_staging_a_page_writes_nothing(
+    fake: FakeSupabase, clock: ManualClock, org: str
+) -> None:
+    class BrokenStage(ContactCache):
+        def _stage_frame(self, conn, staged, table, frame):  # type: ignore[no-untyped-def]
+            raise OSError("no space left on device")
+
+    cache = BrokenStage.open(":memory:")
+    repo = await repository_for(fake, cache, clock, page_size=10)
+    fake.add_contacts(org, 25)
+    result = await repo.sync_contacts_for_organisation(org)
+    assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.LOCAL_WRITE
+    assert cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
+    assert cache.last_synced_at(org) is None
+
+
+async def test_a_file_cache_syncs_many_pages(
+    fake: FakeSupabase, clock: ManualClock, org: str, tmp_path: Path
+) -> None:
+    cache = ContactCache.open(tmp_path / "cache.sqlite3")
+    repo = await repository_for(fake, cache, clock, page_size=40)
+    fake.add_contacts(org, 130)
+    result = await synced(repo, org)
+    assert (result.items_synced, result.pages) == (130, 4)
+    fake.contacts = fake.contacts[:100]
+    assert (await synced(repo, org)).items_synced == 100
+    assert cache.counts(org) == {"contacts": 100, "notes": 300, "contact_assignments": 100}
