@@ -212,7 +212,10 @@ class ContactCacheSyncRepository:
                 if not pages_seen:
                     expected = page.total
                 pages_seen += 1
-                result = map_contacts_page(page.body, org, embedded_cap=self._max_rows)
+                # polars releases the GIL: mapping on a worker thread keeps the event loop (and
+                # a notebook's widgets) responsive during a long sync.
+                result = await asyncio.to_thread(
+                    map_contacts_page, page.body, org, embedded_cap=self._max_rows)
                 timer.map += time.perf_counter() - fetched
                 if isinstance(result, MappingProblem):
                     return await self._finish(org, started_at, timer, epoch, pages_seen,
