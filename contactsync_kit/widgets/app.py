@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -109,6 +110,7 @@ class ContactSyncApp:
         self.clearing.observe(self._cache_cleared, names="removed")
         self._widget: ipw.VBox | None = None
         self._panels: AppPanels | None = None
+        self._owned_stack: Any = None  # a demo DevStack started by for_console
 
     @classmethod
     def from_environment(cls, **overrides: Any) -> ContactSyncApp:
@@ -127,6 +129,27 @@ class ContactSyncApp:
             values["cache_path"] = env["CONTACTSYNC_CACHE"]
         values.update(overrides)
         return cls(**values)
+
+    @classmethod
+    def for_console(cls) -> ContactSyncApp:
+        """The support console's app (``notebooks/app.ipynb``, ``make console``).
+
+        Prefilled from the environment (see `from_environment`); with ``CONTACTSYNC_DEMO=1``
+        and no ``SUPABASE_URL`` it runs on a seeded local demo stack instead, with a demo
+        login filled in. That stack lives as long as the process (the kernel).
+        """
+        if os.environ.get("CONTACTSYNC_DEMO") != "1" or os.environ.get("SUPABASE_URL"):
+            return cls.from_environment()
+        from ..devstack import DevStack  # only the demo needs the stack's dependencies
+
+        stack = DevStack.start()
+        demo = stack.seed(organisations=3, chapters_per_org=2, contacts_per_org=60)
+        user = demo.user("multi-org")
+        cache_path = Path(tempfile.mkdtemp(prefix="contactsync-demo-")) / "cache.sqlite3"
+        app = cls.for_stack(stack, email=user.email, password=user.password,
+                            cache_path=cache_path)
+        app._owned_stack = stack
+        return app
 
     @classmethod
     def for_stack(cls, stack: StackLike, **kwargs: Any) -> ContactSyncApp:
@@ -172,8 +195,12 @@ class ContactSyncApp:
                 await model.wait()
 
     def close(self) -> None:
-        """Release the cache file (not wiped: use `sign_out` for that)."""
+        """Release the cache file (not wiped: use `sign_out` for that), and stop the demo
+        stack if `for_console` started one."""
         self.login.close()
+        stack, self._owned_stack = self._owned_stack, None
+        if stack is not None:
+            stack.close()
 
     # -- links ------------------------------------------------------------------------------
 

@@ -450,3 +450,25 @@ def test_importing_the_widgets_builds_nothing() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["0", "False"]
+
+
+def test_the_console_app_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUPABASE_URL", "https://example.supabase.co")
+    monkeypatch.setenv("SUPABASE_ANON_KEY", "sb_publishable_abc")
+    monkeypatch.setenv("CONTACTSYNC_DEMO", "1")  # ignored: a real project is named
+    app = ContactSyncApp.for_console()
+    assert (app.login.url, app.login.key) == ("https://example.supabase.co", "sb_publishable_abc")
+
+
+async def test_the_console_demo_runs_on_its_own_seeded_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SUPABASE_URL", raising=False)
+    monkeypatch.setenv("CONTACTSYNC_DEMO", "1")
+    app = ContactSyncApp.for_console()
+    assert app.login.url.startswith("http://127.0.0.1:") and app.login.email
+    assert await app.sign_in()
+    result = await app.run_sync()
+    assert result is not None and result.ok and result.items_synced > 0
+    await app.sign_out()
+    app.close()  # stops the demo stack too
