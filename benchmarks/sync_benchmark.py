@@ -178,7 +178,7 @@ async def run(sizes: list[int], repeats: int, naive_limit: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 2000, 20000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 2000, 20000, 100000])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--naive-limit", type=int, default=2000,
                         help="largest size the slow naive variant runs at")
