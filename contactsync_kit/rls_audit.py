@@ -4,13 +4,13 @@ For each test user, signed in through the normal user path (`session.sign_in`, n
 service key), and for each organisation to probe, the audit asks the server what the user can
 see, in every way the app asks:
 
-* ``select`` — a plain select of the table filtered to the organisation;
-* ``count`` — ``count=exact`` on the same filter;
+* ``select`` — a plain select of the table filtered to the organisation, on every table
+  (``organisation_members``, keyed by (user, organisation), is paged on ``user_id``);
+* ``count`` — ``count=exact`` on the same filter, on every table;
 * ``search`` — an ``ilike`` search on contact names (the seed epic's worry), one request over
   all probed organisations;
 * ``embedded`` — the select the sync uses (`schemas.EMBEDDED_SELECT`): contacts with their
-  notes and assignments embedded (``organisation_members`` is read embedded under
-  ``organisations``, see below);
+  notes and assignments embedded;
 * ``foreign_ids`` — a direct ``id=in.(…)`` request for rows of the organisation the user must
   not see.
 
@@ -101,13 +101,15 @@ class Probe(enum.StrEnum):
     FOREIGN_IDS = "foreign_ids"
 
 
-#: Which probes run on which table. ``organisation_members`` has no ``id`` column, and
-#: `RemoteReader` pages on ``id`` (and counts ``id``), so it is read embedded under
-#: ``organisations`` only.
+#: Which probes run on which table. ``organisation_members`` gets the plain select and count
+#: like every table, and is deliberately not also read embedded under ``organisations``: that
+#: read only reaches members of organisations the user may already see, so it can reveal no
+#: leak the plain select would miss (the select is filtered by the members' own policy alone),
+#: and the app never asks for members that way.
 PROBES_BY_TABLE: Final[dict[str, tuple[Probe, ...]]] = {
     "organisations": (Probe.SELECT, Probe.COUNT),
     "chapters": (Probe.SELECT, Probe.COUNT),
-    "organisation_members": (Probe.EMBEDDED,),
+    "organisation_members": (Probe.SELECT, Probe.COUNT),
     "contacts": (Probe.SELECT, Probe.COUNT, Probe.SEARCH, Probe.EMBEDDED, Probe.FOREIGN_IDS),
     "notes": (Probe.SELECT, Probe.COUNT, Probe.EMBEDDED, Probe.FOREIGN_IDS),
     "contact_assignments": (Probe.SELECT, Probe.COUNT, Probe.EMBEDDED, Probe.FOREIGN_IDS),
@@ -167,6 +169,28 @@ LINT_SCHEMA: Final = pl.Schema({
 })
 
 _RUN_KEYS: Final = ["user", "organisation_id", "table", "probe"]
+
+#: The column the plain select keyset-pages on, where it is not ``id``: unique within the
+#: organisation filter (``organisation_members``' key is (user_id, organisation_id)).
+_PAGE_KEYS: Final[dict[str, str]] = {"organisation_members": "user_id"}
+#: The columns the plain select asks for, where not ``id, organisation_id``.
+_SELECT_COLUMNS: Final[dict[str, str]] = {"organisations": "id",
+                                          "organisation_members": "user_id, organisation_id"}
+
+
+def _row_identity(table: str, row: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(id as the universe spells it, the organisation the row says it belongs to).
+
+    A membership is its user within its organisation; the universe's id for it is
+    ``"<user_id>:<organisation_id>"``, so it stays unique across organisations (a user who is
+    a member of two is two rows, which the disjointness check must not confuse).
+    """
+    if table == "organisations":
+        return row.get("id"), row.get("id")
+    if table == "organisation_members":
+        user_id, org = row.get("user_id"), row.get("organisation_id")
+        return (None if user_id is None else f"{user_id}:{org}"), org
+    return row.get("id"), row.get("organisation_id")
 
 
 # -- inputs ---------------------------------------------------------------------------------
@@ -944,10 +968,10 @@ class _UserProbes:
                                   _text(row_org), _text(contact_id), _text(parent_id),
                                   _text(parent_org)))
 
-    async def _rows(self, table: str, columns: str, filters: list[Filter],
-                    ) -> list[dict[str, Any]]:
+    async def _rows(self, table: str, columns: str, filters: list[Filter], *,
+                    key: str = "id") -> list[dict[str, Any]]:
         async with self.limit:
-            return await self.reader.rows(table, columns, filters)
+            return await self.reader.rows(table, columns, filters, key=key)
 
     async def _count(self, table: str, filters: list[Filter]) -> int:
         async with self.limit:
@@ -960,7 +984,7 @@ class _UserProbes:
                      if Probe.SELECT in PROBES_BY_TABLE[table]]
             jobs += [self.counted(org, table) for table in AUDIT_TABLES
                      if Probe.COUNT in PROBES_BY_TABLE[table]]
-            jobs += [self.embedded(org), self.members(org)]
+            jobs.append(self.embedded(org))
             jobs += [self.foreign_ids(org, table) for table in AUDIT_TABLES
                      if Probe.FOREIGN_IDS in PROBES_BY_TABLE[table]]
         await asyncio.gather(*jobs)
@@ -972,16 +996,17 @@ class _UserProbes:
     async def plain(self, org: str, table: str) -> None:
         from .remote import RemoteFailure
 
-        columns = "id" if table == "organisations" else "id, organisation_id"
+        columns = _SELECT_COLUMNS.get(table, "id, organisation_id")
         try:
-            rows = await self._rows(table, columns, self._org_filter(table, org))
+            rows = await self._rows(table, columns, self._org_filter(table, org),
+                                    key=_PAGE_KEYS.get(table, "id"))
         except RemoteFailure as exc:
             self._run(org, table, Probe.SELECT, error=exc.error)
             return
         self._run(org, table, Probe.SELECT)
         for row in rows:
-            row_org = row.get("id") if table == "organisations" else row.get("organisation_id")
-            self._seen(org, table, Probe.SELECT, row.get("id"), row_org)
+            row_id, row_org = _row_identity(table, row)
+            self._seen(org, table, Probe.SELECT, row_id, row_org)
 
     async def counted(self, org: str, table: str) -> None:
         from .remote import RemoteFailure
@@ -1035,26 +1060,6 @@ class _UserProbes:
                                child.get("organisation_id"), child.get("contact_id"),
                                row.get("id"), row.get("organisation_id"))
 
-    async def members(self, org: str) -> None:
-        from .remote import RemoteFailure
-
-        # RemoteReader pages on `id`, which organisation_members lacks: read it embedded under
-        # its organisation (still filtered by organisation_members' own policy).
-        try:
-            rows = await self._rows("organisations", "id, organisation_members(user_id, "
-                                    "organisation_id)", [("id", "eq", org)])
-        except RemoteFailure as exc:
-            self._run(org, "organisation_members", Probe.EMBEDDED, error=exc.error)
-            return
-        self._run(org, "organisation_members", Probe.EMBEDDED)
-        for row in rows:
-            members = row.get("organisation_members")
-            for member in members if isinstance(members, list) else []:
-                # The table's key is (user, organisation): the universe's id is both.
-                self._seen(org, "organisation_members", Probe.EMBEDDED,
-                           f"{member.get('user_id')}:{member.get('organisation_id')}",
-                           member.get("organisation_id"))
-
     async def foreign_ids(self, org: str, table: str) -> None:
         from .remote import RemoteFailure
 
@@ -1088,6 +1093,14 @@ def _foreign_sample(universe: pl.DataFrame, expected: pl.DataFrame, user: str,
     ).sort(["organisation_id", "table", "id"])
     picked = hidden.group_by(["organisation_id", "table"]).agg(pl.col("id").head(sample))
     return {(org, table): ids for org, table, ids in picked.rows()}
+
+
+async def _probe(user: str, reader: RemoteReader, orgs: list[str], universe: pl.DataFrame,
+                 expected: pl.DataFrame, search_pattern: str, *, foreign_sample: int,
+                 limit: asyncio.Semaphore, out: _Collected) -> None:
+    """Every probe for one user (or the anon key) through `reader`, collected into `out`."""
+    foreign = _foreign_sample(universe, expected, user, foreign_sample)
+    await _UserProbes(user, reader, orgs, foreign, search_pattern, limit, out).run()
 
 
 async def audit_rls(
@@ -1136,16 +1149,16 @@ async def audit_rls(
                         out.runs.append((user.name, org, table, probe.value, None, "sign_in",
                                          str(exc.status) if exc.status else None, False))
             return
-        foreign = _foreign_sample(universe, expected, user.name, foreign_sample)
-        await _UserProbes(user.name, RemoteReader(client), orgs, foreign,
-                          ground_truth.search_pattern, limit, out).run()
+        await _probe(user.name, RemoteReader(client), orgs, universe, expected,
+                     ground_truth.search_pattern, foreign_sample=foreign_sample, limit=limit,
+                     out=out)
 
     jobs = [audit_user(user) for user in audit_users]
     if include_anon:
         reader = await anon_reader(url, anon_key)
-        foreign = _foreign_sample(universe, expected, ANON_USER, foreign_sample)
-        jobs.append(_UserProbes(ANON_USER, reader, orgs, foreign, ground_truth.search_pattern,
-                                limit, out).run())
+        jobs.append(_probe(ANON_USER, reader, orgs, universe, expected,
+                           ground_truth.search_pattern, foreign_sample=foreign_sample,
+                           limit=limit, out=out))
     await asyncio.gather(*jobs)
     lint = (await asyncio.to_thread(lint_database, database_url)
             if database_url is not None else None)

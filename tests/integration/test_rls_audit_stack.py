@@ -95,6 +95,15 @@ async def test_the_seeded_policies_pass(stack: DevStack, world: SeedResult,
     multi = report.matrix.filter((pl.col("user") == "multi-org") & (pl.col("probe") == "select")
                                  & (pl.col("table") == "organisations"))
     assert sorted(multi["visible"].to_list()) == [0, 1, 1]
+    # organisation_members is probed directly like every table: each user sees their own
+    # membership row, by select and by count, in each organisation they belong to.
+    members = report.matrix.filter((pl.col("table") == "organisation_members")
+                                   & (pl.col("user") != ANON_USER))
+    assert set(members["probe"]) == {"select", "count"}
+    belongs = {(u.label, m[0]) for u in world.users for m in u.memberships}
+    assert {(r["user"], r["organisation_id"], r["probe"]) for r in members.iter_rows(named=True)
+            if r["visible"] == 1} == {(u, o, p) for u, o in belongs for p in ("select", "count")}
+    assert members.filter(pl.col("visible") > 1).is_empty()
 
 
 async def test_a_using_true_policy_on_notes_is_caught_cell_by_cell(
@@ -122,6 +131,42 @@ async def test_a_using_true_policy_on_notes_is_caught_cell_by_cell(
     leaked_ids = set(report.discrepancies.filter(pl.col("kind") == "leaked")["id"])
     notes = set(truth.universe.filter(pl.col("table") == "notes")["id"])
     assert leaked_ids <= notes
+
+    restored = await audit(stack, world, truth)
+    assert restored.passed, restored.markdown()
+
+
+async def test_a_using_true_policy_on_members_is_caught_on_select_and_count(
+        stack: DevStack, world: SeedResult, truth: GroundTruth) -> None:
+    with loosened(stack,
+                  "CREATE POLICY leak_members ON public.organisation_members FOR SELECT "
+                  "TO authenticated USING (true)",
+                  "DROP POLICY IF EXISTS leak_members ON public.organisation_members"):
+        report = await audit(stack, world, truth)
+    assert not report.passed
+    expected: set[Cell] = set()
+    for user in world.users:
+        for org in world.organisation_ids:
+            if hidden(truth, user.label, org, "organisation_members"):
+                expected |= {(user.label, org, "organisation_members", probe)
+                             for probe in ("select", "count")}
+    # Every organisation has members besides any one user: every user x organisation leaks.
+    assert len(expected) == 2 * len(world.users) * len(world.organisation_ids)
+    assert report.leaked_cells() == expected
+    assert report.failing_cells().filter(pl.col("missing") > 0).is_empty()
+    # A membership is its user within its organisation: leaked ids are other users' rows of
+    # exactly the probed organisation, never the user's own, and no false overlap across orgs.
+    leaked = report.discrepancies.filter(pl.col("kind") == "leaked")
+    members = set(truth.universe.filter(pl.col("table") == "organisation_members")["id"])
+    assert set(leaked["id"]) <= members
+    own = {(u.label, f"{u.user_id}:{m[0]}") for u in world.users for m in u.memberships}
+    assert not own & set(leaked.select("user", "id").rows())
+    assert (leaked["id"].str.split(":").list.get(1) == leaked["organisation_id"]).all()
+    assert report.checks["passed"].all()
+    assert report.lint is not None
+    assert report.lint.filter(pl.col("rule") == "using_true").select(
+        "table", "policy", "severity").rows() == [
+        ("organisation_members", "leak_members", "error")]
 
     restored = await audit(stack, world, truth)
     assert restored.passed, restored.markdown()

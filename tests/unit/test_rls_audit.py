@@ -3,6 +3,7 @@ rendering and export."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,8 @@ import polars as pl
 import pytest
 
 from contactsync_kit import PrivilegedKeyError
+from contactsync_kit.remote import Filter, RemoteFailure
+from contactsync_kit.results import SyncError, SyncErrorKind
 from contactsync_kit.rls_audit import (
     ANON_USER,
     CHECKS_SCHEMA,
@@ -23,6 +26,8 @@ from contactsync_kit.rls_audit import (
     AuditUser,
     GroundTruth,
     PolicyCatalog,
+    _Collected,
+    _probe,
     anon_reader,
     audit_checks,
     audit_matrix,
@@ -406,3 +411,148 @@ def test_ground_truth_takes_an_expected_frame_or_other_rules() -> None:
         return expected_visibility(universe, members).head(0)
 
     assert GroundTruth(UNIVERSE, MEMBERS, rules=nobody_sees_anything).expected_rows().is_empty()
+
+
+# -- the probes, against a fake server ----------------------------------------------------
+
+# UNIVERSE plus a member of O2 nobody audited shares an organisation with.
+SERVED = pl.concat([UNIVERSE, pl.DataFrame(
+    [("organisation_members", O2, "u-other:org-2", None, None, "u-other", None)],
+    schema=UNIVERSE_SCHEMA, orient="row")])
+SERVED_TRUTH = GroundTruth(universe=SERVED, members=MEMBERS, search_pattern="*a*")
+
+
+def served_tables() -> dict[str, list[dict[str, Any]]]:
+    """SERVED as the rows PostgREST would hold (organisation_members has no id column)."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    contact_org = {r["id"]: r["organisation_id"] for r in SERVED.iter_rows(named=True)}
+    for r in SERVED.iter_rows(named=True):
+        table, org = r["table"], r["organisation_id"]
+        if table == "organisations":
+            row: dict[str, Any] = {"id": org}
+        elif table == "organisation_members":
+            row = {"user_id": r["user_id"], "organisation_id": org,
+                   "chapter_id": r["chapter_id"]}
+        elif table == "contacts":
+            row = {"id": r["id"], "organisation_id": org, "chapter_id": r["chapter_id"],
+                   "full_name": "Ada" if r["name_match"] else "Bob"}
+        elif table == "chapters":
+            row = {"id": r["id"], "organisation_id": org}
+        else:
+            row = {"id": r["id"], "organisation_id": contact_org[r["contact_id"]],
+                   "contact_id": r["contact_id"]}
+        tables.setdefault(table, []).append(row)
+    tables.setdefault("contact_assignments", [])
+    return tables
+
+
+class FakeServer:
+    """Answers `RemoteReader.rows` / `.count` as one user under RLS, like PostgREST would.
+
+    Visible rows are the intended ones (`expected_visibility`), except that tables in `open`
+    are readable in full by any signed-in user (a ``USING (true)`` policy). The anon key is
+    denied. `rows` pages one row at a time on `key`, so a key missing from the table fails
+    like PostgREST (42703) and a key not unique under the filter loses rows.
+    """
+
+    def __init__(self, user: str | None, open_tables: frozenset[str] = frozenset()) -> None:
+        # `user` is the matrix label (None: the anon key).
+        self.user, self.open = user, open_tables
+        self.tables = served_tables()
+        seen = expected_visibility(SERVED, MEMBERS).filter(pl.col("user") == (user or ""))
+        self.visible_ids = set(seen.select("table", "id").rows())
+        self.calls: list[tuple[str, str, str]] = []  # (method, table, key)
+
+    def _universe_id(self, table: str, row: dict[str, Any]) -> str:
+        if table == "organisation_members":
+            return f"{row['user_id']}:{row['organisation_id']}"
+        return str(row["id"])
+
+    def _visible(self, table: str, filters: list[Filter] | tuple[Filter, ...],
+                 ) -> list[dict[str, Any]]:
+        if self.user is None:
+            raise RemoteFailure(SyncError(SyncErrorKind.AUTH, "permission denied",
+                                          code="42501", status=401))
+        rows = [r for r in self.tables[table]
+                if table in self.open or (table, self._universe_id(table, r)) in self.visible_ids]
+        for column, operator, value in filters:
+            if operator == "eq":
+                rows = [r for r in rows if r.get(column) == value]
+            elif operator == "in":
+                rows = [r for r in rows if r.get(column) in value.strip("()").split(",")]
+            elif operator == "ilike":
+                rows = [r for r in rows if value.strip("*").lower() in r[column].lower()]
+            else:
+                raise AssertionError(f"unexpected filter {operator}")
+        return rows
+
+    async def count(self, table: str, filters: list[Filter] | tuple[Filter, ...] = ()) -> int:
+        self.calls.append(("count", table, ""))
+        return len(self._visible(table, filters))
+
+    async def rows(self, table: str, columns: str = "id",
+                   filters: list[Filter] | tuple[Filter, ...] = (), *, key: str = "id",
+                   ) -> list[dict[str, Any]]:
+        self.calls.append(("rows", table, key))
+        rows = self._visible(table, filters)
+        if any(key not in r for r in self.tables[table]):
+            raise RemoteFailure(SyncError(SyncErrorKind.REMOTE, f"column {table}.{key} does "
+                                          "not exist", code="42703", status=400))
+        out: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while page := sorted((r for r in rows if cursor is None or r[key] > cursor),
+                             key=lambda r: r[key])[:1]:
+            out += page
+            cursor = page[-1][key]
+        if "(" in columns:  # the sync's embedded select: children through RLS too
+            out = [{**r, **{child: [c for c in self._visible(child, [])
+                                    if c["contact_id"] == r["id"]]
+                            for child in ("notes", "contact_assignments")}} for r in out]
+        return out
+
+
+async def probed(open_tables: frozenset[str] = frozenset(),
+                 ) -> tuple[AuditReport, dict[str, FakeServer]]:
+    """Run every real probe for admin, vol and the anon key against `FakeServer`s."""
+    out, limit = _Collected(), asyncio.Semaphore(4)
+    expected = SERVED_TRUTH.expected_rows()
+    servers = {name: FakeServer(None if name == ANON_USER else name, open_tables)
+               for name in ("admin", "vol", ANON_USER)}
+    for name, server in servers.items():
+        await _probe(name, server, [O1, O2], SERVED, expected, "*a*",  # type: ignore[arg-type]
+                     foreign_sample=25, limit=limit, out=out)
+    return evaluate(out.runs, out.observed, out.requested, SERVED_TRUTH,
+                    generated_at=NOW), servers
+
+
+async def test_members_are_probed_by_select_and_count_keyed_on_user_id() -> None:
+    report, servers = await probed()
+    assert report.passed, report.markdown()
+    members = report.matrix.filter(pl.col("table") == "organisation_members")
+    assert set(members.select("user", "organisation_id", "probe").rows()) == {
+        (user, org, probe) for user in ("admin", "vol", ANON_USER) for org in (O1, O2)
+        for probe in ("select", "count")}
+    assert sorted(members.filter(pl.col("user") != ANON_USER).select(
+        "user", "organisation_id", "probe", "visible", "expected").rows()) == [
+        ("admin", O1, "count", 1, 1), ("admin", O1, "select", 1, 1),
+        ("admin", O2, "count", 0, 0), ("admin", O2, "select", 0, 0),
+        ("vol", O1, "count", 1, 1), ("vol", O1, "select", 1, 1),
+        ("vol", O2, "count", 0, 0), ("vol", O2, "select", 0, 0)]
+    assert ("rows", "organisation_members", "user_id") in servers["admin"].calls
+    assert ("count", "organisation_members", "") in servers["admin"].calls
+
+
+async def test_a_using_true_policy_on_members_is_caught_on_select_and_count() -> None:
+    report, _ = await probed(frozenset({"organisation_members"}))
+    assert not report.passed
+    # Each sees the other's membership in O1 and u-other's in O2; anon stays denied.
+    assert report.leaked_cells() == {(user, org, "organisation_members", probe)
+                                     for user in ("admin", "vol") for org in (O1, O2)
+                                     for probe in ("select", "count")}
+    leaked = report.discrepancies.filter(pl.col("probe") == "select").select(
+        "user", "organisation_id", "id", "kind").rows()
+    assert sorted(leaked) == [("admin", O1, "u-vol:org-1", "leaked"),
+                              ("admin", O2, "u-other:org-2", "leaked"),
+                              ("vol", O1, "u-admin:org-1", "leaked"),
+                              ("vol", O2, "u-other:org-2", "leaked")]
+    assert report.checks["passed"].all()  # ids stay unique per organisation: no false overlap
