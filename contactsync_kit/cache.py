@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from .mappers import MappedPage
-from .schemas import TABLE_COLUMNS
+from .schemas import DATA_TABLES, TABLE_COLUMNS
 
 __all__ = [
     "DATA_TABLES",
@@ -34,7 +34,6 @@ __all__ = [
     "SyncStaging",
 ]
 
-DATA_TABLES: Final = tuple(TABLE_COLUMNS)
 
 # Each migration is frozen SQL: never edit one that has shipped, add the next instead.
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {

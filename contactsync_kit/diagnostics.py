@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import polars as pl
 
 from .clock import Clock, SystemClock
-from .schemas import TABLE_COLUMNS
+from .schemas import DATA_TABLES
 
 if TYPE_CHECKING:  # the pure half never needs the network stack at run time
     from supabase import AsyncClient
@@ -43,7 +43,6 @@ if TYPE_CHECKING:  # the pure half never needs the network stack at run time
     from .remote import Filter
 
 __all__ = [
-    "DATA_TABLES",
     "DIAGNOSIS_SCHEMA",
     "DIFF_SCHEMA",
     "LOG_SUMMARY_SCHEMA",
@@ -66,9 +65,6 @@ __all__ = [
     "verdict",
     "write_support_bundle",
 ]
-
-#: The cached data tables a diagnosis compares, parents first.
-DATA_TABLES: Final = tuple(TABLE_COLUMNS)
 
 _UTC_TS: Final = pl.Datetime("us", "UTC")
 

@@ -24,10 +24,10 @@ from .schemas import (
     table_schema,
 )
 
-__all__ = ["MappedPage", "MappingProblem", "concat_pages", "empty_page", "map_contacts_page"]
+__all__ = ["MappedPage", "MappingProblem", "empty_page", "map_contacts_page"]
 
 _ISO_UTC = "%Y-%m-%dT%H:%M:%S%.6fZ"
-_EMBEDDED = {"notes": "notes", "contact_assignments": "contact_assignments"}
+_EMBEDDED = ("notes", "contact_assignments")  # the embedded arrays, named as their tables
 
 
 @dataclass(frozen=True)
@@ -64,18 +64,6 @@ def empty_page() -> MappedPage:
     """A page with no rows, with the declared schemas."""
     return MappedPage(
         **{name: pl.DataFrame(schema=table_schema(name)) for name in TABLE_COLUMNS}
-    )
-
-
-def concat_pages(pages: list[MappedPage]) -> MappedPage:
-    """All pages' rows as one page (a sync's whole result)."""
-    if not pages:
-        return empty_page()
-    return MappedPage(
-        **{
-            name: pl.concat([page.frames()[name] for page in pages], how="vertical")
-            for name in TABLE_COLUMNS
-        }
     )
 
 

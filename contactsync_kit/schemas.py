@@ -14,6 +14,7 @@ __all__ = [
     "ASSIGNMENT_ROLES",
     "CONTACT_COLUMNS",
     "CONTACT_STATUSES",
+    "DATA_TABLES",
     "EMBEDDED_SELECT",
     "NOTE_COLUMNS",
     "RAW_CONTACT_SCHEMA",
@@ -71,6 +72,9 @@ TABLE_COLUMNS: Final[dict[str, dict[str, tuple[bool, bool]]]] = {
     "notes": NOTE_COLUMNS,
     "contact_assignments": ASSIGNMENT_COLUMNS,
 }
+
+#: The cache's data tables, parents first (the order they are written in).
+DATA_TABLES: Final = tuple(TABLE_COLUMNS)
 
 TIMESTAMP_COLUMNS: Final = frozenset({"created_at", "updated_at", "assigned_at"})
 
