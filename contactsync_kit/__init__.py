@@ -8,6 +8,7 @@ The public API is listed in `__all__`; everything else is internal. Submodules
 from .bootstrap import UserSession, default_cache_path, start_session
 from .cache import CacheVersionError, ContactCache, SyncLogEntry
 from .clock import Clock, ManualClock, SystemClock
+from .errors import ContactSyncError
 from .mappers import MappedPage, MappingProblem, map_contacts_page
 from .remote import ContactSource, SupabaseContactSource
 from .repository import ContactCacheSyncRepository, SyncProgress
@@ -29,6 +30,7 @@ __all__ = [
     "ContactCache",
     "ContactCacheSyncRepository",
     "ContactSource",
+    "ContactSyncError",
     "ManualClock",
     "MappedPage",
     "MappingProblem",
