@@ -55,3 +55,5 @@ __all__ = [
     "sign_in",
     "start_session",
 ]
+
+__io__ = "none"

@@ -19,7 +19,7 @@ import polars as pl
 
 from .errors import ContactSyncError
 from .mappers import MappedPage
-from .schemas import CACHE_TABLES, DATA_TABLES, SYNC_LOG, SYNC_STATE, TableSpec
+from .schemas import CACHE_TABLES, DATA_TABLES, SYNC_LOG, SYNC_STATE, TABLES, TableSpec
 from .staging import SyncStaging
 from .storage import SqliteStore, StorageFaults, iso_utc
 
@@ -271,7 +271,7 @@ class ContactCache:
         """A data table (or ``sync_state`` / ``sync_log``) as a frame, optionally one org's.
 
         Name `columns` to read only those (e.g. ids and timestamps, leaving personal data on
-        disk); all columns otherwise.
+        disk); all columns otherwise. The frame has the spec's types (`table_schema(table)`).
         """
         if table not in CACHE_TABLES:
             raise ValueError(f"unknown cache table {table!r}")
@@ -288,7 +288,9 @@ class ContactCache:
                 f"SELECT {selected} FROM {table} {where} ORDER BY rowid", params)
             columns = list(result.keys())
             rows = [tuple(row) for row in result]
-        return pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None)
+        # The spec's types, not inferred ones: a column of nulls is still String (or Int64).
+        spec = TABLES[table]
+        return pl.DataFrame(rows, schema={c: spec[c].dtype for c in columns}, orient="row")
 
 
 def _overview_sql() -> str:
