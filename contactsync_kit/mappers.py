@@ -14,15 +14,21 @@ from typing import Any, Literal
 
 import polars as pl
 
-from .schemas import DATA_TABLES, RAW_CONTACT_SCHEMA, ROOT_TABLE, TABLES, UUID_PATTERN, table_schema
+from .schemas import (
+    DATA_TABLES,
+    EMBEDDED_TABLES,
+    RAW_CONTACT_SCHEMA,
+    ROOT_TABLE,
+    TABLES,
+    UUID_PATTERN,
+    table_schema,
+)
 
 __all__ = ["MappedPage", "MappingProblem", "empty_page", "map_contacts_page"]
 
 __io__ = "none"
 
 _ISO_UTC = "%Y-%m-%dT%H:%M:%S%.6fZ"
-# The embedded arrays, named as their tables.
-_EMBEDDED = tuple(name for name in DATA_TABLES if name != ROOT_TABLE)
 
 
 @dataclass(frozen=True)
@@ -81,12 +87,12 @@ def map_contacts_page(
         return empty_page()
 
     reasons: dict[str, int] = {}
-    for column in _EMBEDDED:
+    for column in EMBEDDED_TABLES:
         missing = frame.select(pl.col(column).is_null().sum()).item()
         if missing:
             reasons[f"contacts without an embedded {column} array"] = missing
     if embedded_cap is not None:
-        for column in _EMBEDDED:
+        for column in EMBEDDED_TABLES:
             at_cap = frame.select((pl.col(column).list.len() >= embedded_cap).sum()).item()
             if at_cap:
                 return MappingProblem(
@@ -99,7 +105,7 @@ def map_contacts_page(
     root, root_reasons = _validate(frame, ROOT_TABLE, organisation_id)
     reasons.update(root_reasons)
     frames = {ROOT_TABLE: root}
-    for table in _EMBEDDED:
+    for table in EMBEDDED_TABLES:
         exploded = (
             frame.select(pl.col(TABLES[ROOT_TABLE].key).alias(_PARENT), pl.col(table))
             .explode(table)

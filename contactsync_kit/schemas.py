@@ -18,6 +18,7 @@ __all__ = [
     "CACHE_TABLES",
     "DATA_TABLES",
     "EMBEDDED_SELECT",
+    "EMBEDDED_TABLES",
     "RAW_CONTACT_SCHEMA",
     "ROOT_TABLE",
     "SYNC_LOG",
@@ -166,7 +167,8 @@ DATA_TABLES: Final = tuple(
 CACHE_TABLES: Final = tuple(TABLES)
 #: The table a sync pages through; the others arrive embedded in its rows.
 ROOT_TABLE: Final = next(name for name in DATA_TABLES if TABLES[name].parent is None)
-_EMBEDDED: Final = tuple(name for name in DATA_TABLES if name != ROOT_TABLE)
+#: The tables whose rows arrive embedded under a root row, as arrays named like the table.
+EMBEDDED_TABLES: Final = tuple(name for name in DATA_TABLES if name != ROOT_TABLE)
 
 #: Data table name -> its column names, in storage order.
 TABLE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
@@ -174,7 +176,7 @@ TABLE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 #: The one remote query shape a sync uses (never N+1).
-EMBEDDED_SELECT: Final = ", ".join(["*", *(f"{name}(*)" for name in _EMBEDDED)])
+EMBEDDED_SELECT: Final = ", ".join(["*", *(f"{name}(*)" for name in EMBEDDED_TABLES)])
 
 
 def table_schema(table: str) -> pl.Schema:
@@ -193,5 +195,5 @@ def _struct(spec: TableSpec) -> pl.Struct:
 #: What one row of the embedded select looks like on the wire.
 RAW_CONTACT_SCHEMA: Final = pl.Schema({
     **table_schema(ROOT_TABLE),
-    **{name: pl.List(_struct(TABLES[name])) for name in _EMBEDDED},
+    **{name: pl.List(_struct(TABLES[name])) for name in EMBEDDED_TABLES},
 })
