@@ -120,49 +120,92 @@ def _count(name: str) -> Column:
     return Column(name, "INTEGER", required=True, default=0)
 
 
-CONTACTS: Final = TableSpec("contacts", (
-    _uuid("id"), _uuid("organisation_id"), _uuid("chapter_id", required=False),
-    _text("full_name", required=True), _text("phone"), _text("email"), _text("address"),
-    Column("status", required=True, values=("active", "inactive", "archived")),
-    _stamp("created_at"), _stamp("updated_at"),
-), indexes=(("organisation_id",),))
+CONTACTS: Final = TableSpec(
+    "contacts",
+    (
+        _uuid("id"),
+        _uuid("organisation_id"),
+        _uuid("chapter_id", required=False),
+        _text("full_name", required=True),
+        _text("phone"),
+        _text("email"),
+        _text("address"),
+        Column("status", required=True, values=("active", "inactive", "archived")),
+        _stamp("created_at"),
+        _stamp("updated_at"),
+    ),
+    indexes=(("organisation_id",),),
+)
 
-NOTES: Final = TableSpec("notes", (
-    _uuid("id"), _uuid("contact_id"), _uuid("organisation_id"),
-    _uuid("author_id", required=False), _text("body", required=True),
-    _stamp("created_at"), _stamp("updated_at"),
-), parent=("contact_id", "contacts"), indexes=(("organisation_id",), ("contact_id",)))
+NOTES: Final = TableSpec(
+    "notes",
+    (
+        _uuid("id"),
+        _uuid("contact_id"),
+        _uuid("organisation_id"),
+        _uuid("author_id", required=False),
+        _text("body", required=True),
+        _stamp("created_at"),
+        _stamp("updated_at"),
+    ),
+    parent=("contact_id", "contacts"),
+    indexes=(("organisation_id",), ("contact_id",)),
+)
 
-CONTACT_ASSIGNMENTS: Final = TableSpec("contact_assignments", (
-    _uuid("id"), _uuid("contact_id"), _uuid("organisation_id"), _uuid("assignee_id"),
-    Column("role", required=True, values=("primary", "backup")),
-    _stamp("assigned_at"), _stamp("updated_at"),
-), parent=("contact_id", "contacts"), indexes=(("organisation_id",), ("contact_id",)))
+CONTACT_ASSIGNMENTS: Final = TableSpec(
+    "contact_assignments",
+    (
+        _uuid("id"),
+        _uuid("contact_id"),
+        _uuid("organisation_id"),
+        _uuid("assignee_id"),
+        Column("role", required=True, values=("primary", "backup")),
+        _stamp("assigned_at"),
+        _stamp("updated_at"),
+    ),
+    parent=("contact_id", "contacts"),
+    indexes=(("organisation_id",), ("contact_id",)),
+)
 
 #: Per organisation, when it last synced successfully. No personal data.
-SYNC_STATE: Final = TableSpec("sync_state", (
-    Column("organisation_id", required=True), Column("last_synced_at", required=True),
-), key="organisation_id")
+SYNC_STATE: Final = TableSpec(
+    "sync_state",
+    (
+        Column("organisation_id", required=True),
+        Column("last_synced_at", required=True),
+    ),
+    key="organisation_id",
+)
 
 #: Every sync attempt, for stale-cache diagnosis. Counts and codes only: no personal data.
-SYNC_LOG: Final = TableSpec("sync_log", (
-    Column("id", "INTEGER"), Column("organisation_id", required=True),
-    Column("started_at", required=True), Column("duration_ms", "INTEGER", required=True),
-    Column("outcome", required=True), _text("error_kind"), _text("error_code"),
-    Column("http_status", "INTEGER"), _text("message"),
-    _count("contacts"), _count("notes"), _count("contact_assignments"), _count("pages"),
-), generated_key=True, indexes=(("organisation_id", "started_at"),))
+SYNC_LOG: Final = TableSpec(
+    "sync_log",
+    (
+        Column("id", "INTEGER"),
+        Column("organisation_id", required=True),
+        Column("started_at", required=True),
+        Column("duration_ms", "INTEGER", required=True),
+        Column("outcome", required=True),
+        _text("error_kind"),
+        _text("error_code"),
+        Column("http_status", "INTEGER"),
+        _text("message"),
+        _count("contacts"),
+        _count("notes"),
+        _count("contact_assignments"),
+        _count("pages"),
+    ),
+    generated_key=True,
+    indexes=(("organisation_id", "started_at"),),
+)
 
 #: Every cache table by name: the synced data tables (parents first), then bookkeeping.
 TABLES: Final[dict[str, TableSpec]] = {
-    spec.name: spec
-    for spec in (CONTACTS, NOTES, CONTACT_ASSIGNMENTS, SYNC_STATE, SYNC_LOG)
+    spec.name: spec for spec in (CONTACTS, NOTES, CONTACT_ASSIGNMENTS, SYNC_STATE, SYNC_LOG)
 }
 
 #: The cache's data tables, parents first (the order they are written in).
-DATA_TABLES: Final = tuple(
-    name for name in TABLES if name not in (SYNC_STATE.name, SYNC_LOG.name)
-)
+DATA_TABLES: Final = tuple(name for name in TABLES if name not in (SYNC_STATE.name, SYNC_LOG.name))
 #: Every table of the cache file.
 CACHE_TABLES: Final = tuple(TABLES)
 #: The table a sync pages through; the others arrive embedded in its rows.
@@ -193,7 +236,9 @@ def _struct(spec: TableSpec) -> pl.Struct:
 
 
 #: What one row of the embedded select looks like on the wire.
-RAW_CONTACT_SCHEMA: Final = pl.Schema({
-    **table_schema(ROOT_TABLE),
-    **{name: pl.List(_struct(TABLES[name])) for name in EMBEDDED_TABLES},
-})
+RAW_CONTACT_SCHEMA: Final = pl.Schema(
+    {
+        **table_schema(ROOT_TABLE),
+        **{name: pl.List(_struct(TABLES[name])) for name in EMBEDDED_TABLES},
+    }
+)

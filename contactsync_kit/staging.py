@@ -27,27 +27,34 @@ def _merge_sql(table: str) -> str:
     columns = ", ".join(spec.names)
     updates = ", ".join(f"{c} = excluded.{c}" for c in spec.names if c != spec.key)
     # "WHERE true" keeps SQLite from reading ON CONFLICT as part of the SELECT's join.
-    return (f"INSERT INTO {table} ({columns}) SELECT {columns} FROM temp.{{staged}} "
-            f"WHERE true ORDER BY {spec.key} ON CONFLICT ({spec.key}) DO UPDATE SET {updates}")
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM temp.{{staged}} "
+        f"WHERE true ORDER BY {spec.key} ON CONFLICT ({spec.key}) DO UPDATE SET {updates}"
+    )
 
 
 def _sweep_sql(table: str) -> str:
     # This organisation's rows the server no longer returned.
     spec = TABLES[table]
-    return (f"DELETE FROM {table} WHERE {spec.scope} = ? "
-            f"AND {spec.key} NOT IN (SELECT {spec.key} FROM temp.{{staged}})")
+    return (
+        f"DELETE FROM {table} WHERE {spec.scope} = ? "
+        f"AND {spec.key} NOT IN (SELECT {spec.key} FROM temp.{{staged}})"
+    )
 
 
 def _stage_sql(table: str) -> str:
     names = TABLES[table].names
-    return (f"INSERT INTO temp.{{staged}} ({', '.join(names)}) "
-            f"VALUES ({', '.join('?' for _ in names)})")
+    return (
+        f"INSERT INTO temp.{{staged}} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+    )
 
 
 def _stamp_sql() -> str:
     key, (stamp,) = SYNC_STATE.key, SYNC_STATE.written[1:]
-    return (f"INSERT INTO {SYNC_STATE.name} ({key}, {stamp}) VALUES (?, ?) "
-            f"ON CONFLICT ({key}) DO UPDATE SET {stamp} = excluded.{stamp}")
+    return (
+        f"INSERT INTO {SYNC_STATE.name} ({key}, {stamp}) VALUES (?, ?) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {stamp} = excluded.{stamp}"
+    )
 
 
 _MERGE_SQL: Final = {table: _merge_sql(table) for table in DATA_TABLES}
@@ -85,7 +92,8 @@ class SyncStaging:
             with self._store.serialised():
                 for table, staged in self._staged.items():
                     self._conn.exec_driver_sql(
-                        f"CREATE TEMP TABLE {staged} AS SELECT * FROM main.{table} WHERE 0")
+                        f"CREATE TEMP TABLE {staged} AS SELECT * FROM main.{table} WHERE 0"
+                    )
                 self._conn.commit()
         return self._conn
 
@@ -108,13 +116,13 @@ class SyncStaging:
         cursor = conn.connection.cursor()
         try:
             # sqlite3 takes any iterable of rows; the DBAPI stub says Sequence.
-            cursor.executemany(_STAGE_SQL[table].format(staged=self._staged[table]),
-                               rows)  # type: ignore[arg-type]
+            cursor.executemany(_STAGE_SQL[table].format(staged=self._staged[table]), rows)  # type: ignore[arg-type]
         finally:
             cursor.close()
 
-    def commit(self, synced_at: datetime, *,
-               on_table_written: Callable[[str, int], None] | None = None) -> None:
+    def commit(
+        self, synced_at: datetime, *, on_table_written: Callable[[str, int], None] | None = None
+    ) -> None:
         """Merge everything staged into the cache in one transaction, then drop the stage.
 
         On any exception the transaction rolls back, the cache keeps its previous content,

@@ -61,8 +61,9 @@ class StorageFaults:
 
         self.call_on(step, fail, table=table)
 
-    def call_on(self, step: WriteStep, action: Callable[[WriteEvent], None], *,
-                table: str | None = None) -> None:
+    def call_on(
+        self, step: WriteStep, action: Callable[[WriteEvent], None], *, table: str | None = None
+    ) -> None:
         """Run `action(event)` at `step` (for `table` only, when given) from now on."""
         self._actions.append((step, table, action))
 
@@ -84,8 +85,9 @@ class SqliteStore:
     under WAL they keep reading the last committed content while a sync writes.
     """
 
-    def __init__(self, engine: Engine, *, in_memory: bool,
-                 faults: StorageFaults | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, in_memory: bool, faults: StorageFaults | None = None
+    ) -> None:
         self._engine = engine
         # One shared connection serves an in-memory database, so every use is serialised. A
         # plain lock: a sync's steps may run on different worker threads.
