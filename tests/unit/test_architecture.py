@@ -25,7 +25,7 @@ def imported_by(module: str) -> set[str]:
 def test_pure_modules_import_neither_supabase_nor_sqlalchemy(module: str) -> None:
     loaded = imported_by(module)
     # Importing a submodule runs the package __init__; check the module's own imports instead.
-    source = open(__import__(module, fromlist=["_"]).__file__).read()  # noqa: SIM115
+    source = open(str(__import__(module, fromlist=["_"]).__file__)).read()  # noqa: SIM115
     for name in FORBIDDEN_IN_PURE:
         assert f"import {name}" not in source and f"from {name}" not in source
     assert "polars" in loaded or module.endswith(("results", "clock"))

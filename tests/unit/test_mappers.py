@@ -62,7 +62,7 @@ def test_missing_optional_columns_and_extra_columns_are_fine() -> None:
 
 
 def test_empty_page_maps_to_empty_frames() -> None:
-    for raw in ([], b"[]", b"  []\n"):
+    for raw in (list[Any](), b"[]", b"  []\n"):
         page = map_contacts_page(raw, ORG)
         assert isinstance(page, MappedPage) and page.counts() == dict.fromkeys(TABLE_COLUMNS, 0)
 
