@@ -39,6 +39,7 @@ from contactsync_kit.diagnostics import (
 from contactsync_kit.mappers import MappedPage, map_contacts_page
 from contactsync_kit.remote import Filter, RemoteFailure
 from contactsync_kit.results import SyncError, SyncErrorKind
+from contactsync_kit.staleness import DEFAULT_STALE_AFTER, format_age
 from contactsync_kit.testing import FakeSupabase, fake_contact
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -230,6 +231,13 @@ def test_staleness_follows_the_injected_clock_and_threshold() -> None:
     assert verdict(facts(), now=clock.now()).verdict is Verdict.STALE
     assert verdict(facts(), now=clock.now(),
                    threshold=timedelta(hours=48)).verdict is Verdict.FRESH
+
+
+def test_ages_read_as_the_staleness_panel_writes_them() -> None:
+    finding = verdict(facts(last_synced_at=NOW - timedelta(hours=25, minutes=30)), now=NOW)
+    assert finding.summary == (f"last synced {format_age(25.5 * 3600)} ago, over the "
+                               f"{format_age(DEFAULT_STALE_AFTER.total_seconds())} threshold")
+    assert finding.summary == "last synced 1 d 1 h ago, over the 1 d 0 h threshold"
 
 
 def test_assess_adds_age_staleness_and_verdicts_with_the_declared_schema() -> None:
@@ -659,3 +667,31 @@ async def test_panel_model_without_a_session_says_what_to_do() -> None:
     assert await model.diagnose() is None
     assert model.tone == "warn" and "Sign in" in model.status
     assert await model.export_bundle() is None
+
+
+# -- the package's surface ----------------------------------------------------------------
+
+#: The names `contactsync_kit.diagnostics` offered as a single module; they stay importable.
+FORMER_NAMES = ["DIAGNOSIS_SCHEMA", "DIFF_SCHEMA", "LOG_SUMMARY_SCHEMA", "TABLE_FACTS_SCHEMA",
+                "Diagnosis", "DiffStatus", "Finding", "OrgFacts", "ServerReader",
+                "SessionFacts", "Verdict", "assess", "compare_rows", "diagnose",
+                "find_personal_values", "personal_values", "summarise_log", "support_bundle",
+                "table_facts", "verdict", "write_support_bundle"]
+
+
+@pytest.mark.parametrize("module", ["frames", "findings", "diagnosis", "privacy", "bundle"])
+def test_every_diagnostics_module_declares_all(module: str) -> None:
+    import importlib
+
+    mod = importlib.import_module(f"contactsync_kit.diagnostics.{module}")
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name}"
+
+
+def test_the_package_keeps_every_former_name() -> None:
+    import contactsync_kit.diagnostics as package
+
+    assert set(FORMER_NAMES) <= set(package.__all__)
+    assert len(package.__all__) == len(set(package.__all__))
+    for name in package.__all__:
+        assert hasattr(package, name), name
