@@ -37,6 +37,7 @@ from .privacy import (
     personal_values,
     personal_words,
     pseudonymise,
+    words_of,
 )
 
 __all__ = [
@@ -64,5 +65,6 @@ __all__ = [
     "support_bundle",
     "table_facts",
     "verdict",
+    "words_of",
     "write_support_bundle",
 ]

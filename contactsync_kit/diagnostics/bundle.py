@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 import polars as pl
 
 from .diagnosis import Diagnosis
-from .privacy import PersonalData, personal_values, personal_words, pseudonymise
+from .privacy import PersonalData, personal_values, personal_words, pseudonymise, words_of
 
 if TYPE_CHECKING:
     from ..cache import ContactCache
@@ -46,7 +46,6 @@ _KEY_BYTES: Final = 32
 _REDACTED: Final = "[redacted]"
 _EMAIL: Final = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _PHONE: Final = re.compile(r"\+?\d[\d ()-]{6,}\d")
-_LETTERS: Final = re.compile(r"[^\W\d_]+")
 #: Free-text fields of a bundle; everything else is ids, timestamps, counts and codes.
 _FREE_TEXT: Final = ("summary", "action", "last_error_message", "message", "problem")
 _VERSIONS_OF: Final = ("contactsync_kit", "supabase", "postgrest", "supabase_auth", "httpx",
@@ -98,7 +97,7 @@ def _redacted_bundle(diagnosis: Diagnosis, cache: ContactCache, key: bytes | Non
     user_id = diagnosis.session.user_id
     guard = PersonalData([*personal_values(cache), *([user_id] if user_id else [])],
                          personal_words(cache),
-                         ignore=_field_words(bundle) | set(_LETTERS.findall(_REDACTED)))
+                         ignore=_field_words(bundle) | words_of(_REDACTED))
     strings = _strings(bundle)
     flagged = {text for text, hits in zip(strings, guard.found_in(strings), strict=True)
                if hits}
@@ -173,7 +172,7 @@ def _field_words(value: Any) -> set[str]:
     """The words of every key: the bundle's own vocabulary, never personal."""
     if isinstance(value, dict):
         return {word for name, item in value.items()
-                for word in {*_LETTERS.findall(str(name)), *_field_words(item)}}
+                for word in words_of(name) | _field_words(item)}
     if isinstance(value, list):
         return {word for item in value for word in _field_words(item)}
     return set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import unicodedata
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
@@ -27,6 +28,7 @@ __all__ = [
     "personal_values",
     "personal_words",
     "pseudonymise",
+    "words_of",
 ]
 
 _PERSONAL_COLUMNS: Final = {"contacts": ("full_name", "phone", "email", "address"),
@@ -50,6 +52,11 @@ def fold(text: str) -> str:
     """
     decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
     return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+def words_of(text: str) -> set[str]:
+    """The distinct words of `text`, folded: runs of letters, split at anything else."""
+    return set(re.findall(_LETTERS, fold(text)))
 
 
 def _folded(texts: Iterable[str | None]) -> pl.Series:
