@@ -48,6 +48,8 @@ _EMAIL: Final = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _PHONE: Final = re.compile(r"\+?\d[\d ()-]{6,}\d")
 #: Free-text fields of a bundle; everything else is ids, timestamps, counts and codes.
 _FREE_TEXT: Final = ("summary", "action", "last_error_message", "message", "problem")
+#: Words the bundle writes whatever the data: the redaction mark and JSON's literals.
+_LITERAL_WORDS: Final = words_of(f"{_REDACTED} {json.dumps([None, True, False])}")
 _VERSIONS_OF: Final = ("contactsync_kit", "supabase", "postgrest", "supabase_auth", "httpx",
                        "polars", "sqlalchemy")
 
@@ -97,7 +99,7 @@ def _redacted_bundle(diagnosis: Diagnosis, cache: ContactCache, key: bytes | Non
     user_id = diagnosis.session.user_id
     guard = PersonalData([*personal_values(cache), *([user_id] if user_id else [])],
                          personal_words(cache),
-                         ignore=_field_words(bundle) | words_of(_REDACTED))
+                         ignore=_field_words(bundle) | _LITERAL_WORDS)
     strings = _strings(bundle)
     flagged = {text for text, hits in zip(strings, guard.found_in(strings), strict=True)
                if hits}

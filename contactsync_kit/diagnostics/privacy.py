@@ -98,43 +98,54 @@ def personal_words(cache: ContactCache, organisation_ids: Sequence[str] | None =
 class PersonalData:
     """Personal values and words, folded once, to look for in many texts.
 
-    `values` are found anywhere in a text (as folded substrings), `words` only as whole
-    words. A word in `ignore` is not matched alone: the support bundle passes its own field
-    names, which would otherwise match in every bundle; a whole value still is.
+    `values` (whole cells: a name, an address, a note body) and `words` (single words taken
+    from them) match where they stand on their own in the folded text, not inside a longer
+    word. A word in `ignore` is not matched alone, nor is a one-word value: the support
+    bundle passes its own field names and JSON's literals, which would otherwise match in
+    every bundle; a longer value holding that word still is.
     """
 
     def __init__(self, values: Iterable[str] = (), words: Iterable[str] = (), *,
                  ignore: Iterable[str] = ()) -> None:
+        ignored = {fold(w) for w in ignore}
         self._by_fold: dict[str, str] = {}
         for value in sorted(values):
-            if len(value.strip()) >= _MIN_LENGTH:
-                self._by_fold.setdefault(fold(value), value)
-        self._words = sorted({fold(w) for w in words if len(w) >= _MIN_LENGTH}
-                             - {fold(w) for w in ignore})
+            folded = fold(value)
+            # A one-word value is a word: the bundle's own field names do not count as it.
+            if len(value.strip()) >= _MIN_LENGTH and folded not in ignored:
+                self._by_fold.setdefault(folded, value)
+        self._words = sorted({fold(w) for w in words if len(w) >= _MIN_LENGTH} - ignored)
 
     def found_in(self, texts: Sequence[str]) -> list[list[str]]:
         """For each text, the distinct values (as given) and words (folded) found, sorted."""
         values = (pl.col("text").str.extract_many(list(self._by_fold), overlapping=True)
                   if self._by_fold else pl.lit([], dtype=pl.List(pl.String())))
         frame = pl.DataFrame({"text": _folded(texts)}).select(
+            "text",
             values.alias("values"),  # Aho-Corasick: one pass whatever the number of values
             pl.col("text").str.extract_all(_LETTERS)
             .list.eval(pl.element().filter(pl.element().is_in(self._words))).alias("words"),
         )
-        return [sorted({self._by_fold[v] for v in hits} | set(words))
-                for hits, words in frame.iter_rows()]
+        return [sorted({self._by_fold[v] for v in set(candidates) if _bounded(v, text)}
+                       | set(words))
+                for text, candidates, words in frame.iter_rows()]
 
     def found(self, text: str) -> list[str]:
         """The distinct values (as given) and words (folded) found in `text`, sorted."""
         return self.found_in([text])[0]
 
 
+def _bounded(value: str, text: str) -> bool:
+    """Whether `value` stands on its own in `text`: "note" is not in "notes"."""
+    return re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text) is not None
+
+
 def find_personal_values(text: str, values: Sequence[str], words: Collection[str] = (), *,
                          ignore: Collection[str] = ()) -> list[str]:
     """The distinct `values` and `words` that occur in `text`, case- and accent-folded.
 
-    `values` match as substrings, `words` as whole words (see `PersonalData`); each hit is
-    listed once, values as given and words folded.
+    A value or word matches where it stands on its own, not inside a longer word (see
+    `PersonalData`); each hit is listed once, values as given and words folded.
     """
     return PersonalData(values, words, ignore=ignore).found(text)
 

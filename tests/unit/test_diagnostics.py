@@ -608,6 +608,21 @@ async def test_a_personal_value_the_bundle_cannot_redact_refuses_the_write(
     assert os.listdir(tmp_path) == [], "nothing is written"
 
 
+async def test_junk_values_that_are_the_bundles_own_words_do_not_block_it(
+        cache: ContactCache, tmp_path: Path) -> None:
+    raw = [fake_contact(ORG, rng=random.Random(9))]
+    raw[0]["address"] = "NULL"  # JSON's literal, as real data sometimes holds it
+    raw[0]["notes"][0]["body"] = "Note"  # a field-name word ("notes")
+    page = map_contacts_page(raw, ORG)
+    assert isinstance(page, MappedPage)
+    synced_cache(cache, ORG, page, NOW)
+    assert {"NULL", "Note"} <= set(personal_values(cache))
+    diagnosis = await diagnose((None, cache), ORG, clock=ManualClock(NOW), check_server=False)
+    bundle = json.loads(write_support_bundle(diagnosis, cache, tmp_path).read_text())
+    assert bundle["diagnosis"]["organisations"][0]["verdict"] == "fresh"
+    assert find_personal_values('"local_notes": 3', ["Note"]) == [], "not inside a word"
+
+
 # -- the panel's model, on a real supabase-py client over FakeSupabase --------------------
 
 EMAIL, PASSWORD = "support@example.org", "pw"
