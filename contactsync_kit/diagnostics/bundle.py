@@ -3,9 +3,12 @@ and no personal data.
 
 How personal data is kept out — the bundle **redacts**, and refuses only as a last resort:
 
-* every string of the bundle that contains a personal value of the cache, or a word of four
-  or more letters from a name, email or address, is replaced whole by ``[redacted]``.
-  Matching is case- and accent-folded and runs on the text as written (see `privacy`);
+* every string of the bundle that contains a personal value of the cache (a name, phone,
+  email, address or note body), or a word of four or more letters from a name, email or
+  address, is replaced whole by ``[redacted]``. Matching is case- and accent-folded and
+  finds a value where it stands on its own, not inside a longer word (see `privacy`). A
+  word that is also one of the bundle's own field names is not matched alone, or every
+  bundle would be refused; note bodies are matched whole, their words being everyday words;
 * free-text fields also lose anything shaped like an email address or a phone number;
 * the user id is replaced by a keyed hash (`pseudonymise`), and the raw id is redacted
   wherever else it appears;
