@@ -24,7 +24,6 @@ from contactsync_kit.devstack import (
     SeedConflict,
     SeedResult,
     find_postgrest,
-    migration_files,
 )
 from contactsync_kit.devstack.seed import build_seed
 from contactsync_kit.devstack.watchdog import process_alive
@@ -90,16 +89,6 @@ def test_stack_exposes_url_keys_and_database(stack: DevStack) -> None:
     assert stack.sql("SELECT current_user")[0][0] == "postgres"
     assert stack.sql("SELECT 1 WHERE false") == []
     assert stack.startup_s > 0  # measured; how fast is for benchmarks, not for a test
-
-
-def test_migrations_for_real_supabase_do_not_touch_roles_or_auth() -> None:
-    files = migration_files()
-    assert [name for name, _ in files] == sorted(name for name, _ in files)
-    assert files[0][0].startswith("0001_")
-    for name, text in files[1:]:
-        upper = text.upper()
-        assert "CREATE ROLE" not in upper, name
-        assert "CREATE TABLE IF NOT EXISTS AUTH." not in upper, name
 
 
 def test_rls_is_enabled_on_every_app_table_and_anon_has_no_grants(stack: DevStack) -> None:
