@@ -343,13 +343,12 @@ class Gateway:
         tail = raw_path[len("/rest/v1"):] or "/"
         key, denied = self._check_api_key(request)
         authorization = request.headers.get("Authorization")
-        exchange = _Exchange(self._log, request, tail, authorization, at)
         if denied is not None:
-            exchange.status(denied.status)
+            _Exchange(self._log, request, tail, authorization, at).status(denied.status)
             return denied
         if authorization is None and key is not None and key.count(".") == 2:
             authorization = f"Bearer {key}"
-            exchange = _Exchange(self._log, request, tail, authorization, at)
+        exchange = _Exchange(self._log, request, tail, authorization, at)
         try:
             return await self._forward(request, tail, authorization, exchange)
         except BaseException:
