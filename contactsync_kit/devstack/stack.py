@@ -273,10 +273,11 @@ class DevStack:
         proc = self._postgrest.process if self._postgrest is not None else None
         return proc.pid if proc is not None and proc.poll() is None else None
 
-    def start_postgrest(self, *, max_rows: int | None = None, timeout_s: float = 20) -> None:
+    def start_postgrest(self, *, max_rows: int | None = None, timeout_s: float = 60) -> None:
         """(Re)start PostgREST and wait until it is ready; no-op if it is already running.
 
-        ``max_rows`` changes ``db-max-rows`` for this and later starts.
+        ``max_rows`` changes ``db-max-rows`` for this and later starts. ``timeout_s`` only
+        catches a hang (it is usually ready in well under a second).
         """
         if self._closed or self._gateway is None or self._postgrest is None:
             raise RuntimeError("the stack is closed")
