@@ -277,7 +277,7 @@ class DevStack:
         """(Re)start PostgREST and wait until it is ready; no-op if it is already running.
 
         ``max_rows`` changes ``db-max-rows`` for this and later starts. ``timeout_s`` only
-        catches a hang (it is usually ready in well under a second).
+        catches a hang (PostgREST is usually ready within a second or two).
         """
         if self._closed or self._gateway is None or self._postgrest is None:
             raise RuntimeError("the stack is closed")
