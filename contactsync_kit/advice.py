@@ -25,6 +25,8 @@ __all__ = [
     "advise",
 ]
 
+__io__ = "none"
+
 
 @dataclass(frozen=True, slots=True)
 class Advice:

@@ -8,6 +8,9 @@ import sys
 
 __all__ = ["DEFAULT_MIGRATIONS_DIR", "main"]
 
+# Parses arguments; the commands it runs do their own I/O.
+__io__ = "none"
+
 DEFAULT_MIGRATIONS_DIR = "supabase/migrations"
 """Where the Supabase CLI looks for migrations, relative to the project root."""
 

@@ -21,11 +21,14 @@ from .seed import DEMO_PASSWORD, SeedResult, load_seed
 
 __all__ = ["StackDatabase"]
 
+# psycopg to PostgreSQL over its unix socket.
+__io__ = "network"
+
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 
 class StackDatabase:
-    """The stack's database as the superuser. Thread-safe; :meth:`close` is idempotent."""
+    """The stack's database as the superuser. Thread-safe; `close` is idempotent."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri

@@ -36,6 +36,9 @@ from .passwords import hash_password, verify_password
 
 __all__ = ["AuthService", "make_api_key", "make_user_access_token"]
 
+# Serves /auth/v1 (aiohttp) from the users in PostgreSQL (psycopg).
+__io__ = "network"
+
 _API_VERSION_HEADER: Final = "X-Supabase-Api-Version"
 _API_VERSION: Final = "2024-01-01"
 

@@ -34,6 +34,9 @@ from .auth import AuthService
 
 __all__ = ["Faults", "Gateway", "LoopThread", "RecordedRequest", "RequestLog"]
 
+# The aiohttp server and its client to PostgREST.
+__io__ = "network"
+
 T = TypeVar("T")
 
 # RFC 9110 hop-by-hop headers plus the ones aiohttp must compute itself for the new message.

@@ -29,6 +29,9 @@ __all__ = [
     "supabase_layout",
 ]
 
+# Reads the packaged SQL and exports it as Supabase CLI files.
+__io__ = "disk"
+
 LOCAL_ONLY: Final = frozenset({"0001_supabase_roles_and_auth.sql"})
 """Migrations for the local stack only: a real Supabase project already has what they make."""
 

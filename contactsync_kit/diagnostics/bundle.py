@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 __all__ = ["support_bundle", "write_support_bundle"]
 
+# Writes the support bundle file.
+__io__ = "disk"
+
 #: The bundle layout's version; 2: the user id is a keyed hash.
 _FORMAT: Final = 2
 _KEY_BYTES: Final = 32

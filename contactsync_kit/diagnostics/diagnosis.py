@@ -34,6 +34,9 @@ if TYPE_CHECKING:  # the frames and verdicts never need the network stack at run
 
 __all__ = ["Diagnosis", "ServerReader", "SessionFacts", "diagnose"]
 
+# Sequences `remote` (network) and `ContactCache` (disk); does neither itself.
+__io__ = "none"
+
 
 @dataclass(frozen=True)
 class SessionFacts:

@@ -31,6 +31,9 @@ __all__ = [
     "words_of",
 ]
 
+# Reads the cache through `ContactCache`, not itself.
+__io__ = "none"
+
 _PERSONAL_COLUMNS: Final = {"contacts": ("full_name", "phone", "email", "address"),
                             "notes": ("body",)}
 # Words are taken only where a single word identifies someone. A note body's words are

@@ -43,18 +43,8 @@ import contactsync_kit
 
 #: For modules whose files other engineers own. Module or package name -> kinds.
 DECLARED: dict[str, str] = {
-    "contactsync_kit.cli": "none",
-    "contactsync_kit.demo": "disk",  # a temporary cache file for the demo
-    "contactsync_kit.staleness": "none",
-    "contactsync_kit.tokens": "none",
-    "contactsync_kit.advice": "none",
-    "contactsync_kit.extras": "none",
     # psycopg for the policy catalog and direct probes; reports and charts written to files.
     "contactsync_kit.rls_audit": "network, disk, ui",
-    # Support bundles and exported frames are written to files.
-    "contactsync_kit.diagnostics": "disk",
-    # PostgreSQL, PostgREST, the gateway and auth: processes, sockets and data directories.
-    "contactsync_kit.devstack": "network, disk, process",
     # ipywidgets panels; the login panel builds the httpx client, panels use temp folders.
     "contactsync_kit.widgets": "ui, network, disk",
 }
