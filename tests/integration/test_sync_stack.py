@@ -1,5 +1,7 @@
-"""The sync over HTTP through an unmodified supabase-py client, against real PostgreSQL +
-PostgREST with real RLS policies (the embedded local stack)."""
+"""The sync over HTTP through an unmodified supabase-py client, against the local stack.
+
+The stack is real PostgreSQL + PostgREST with real RLS policies (the embedded local stack).
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """Layering rules the house style promises, held for EVERY module of contactsync_kit.
 
-How a module declares its I/O
------------------------------
-Every module says which I/O it does *itself* — not what the kit modules it calls do — with
-a module-level constant next to its ``__all__``::
+How a module declares its I/O: every module says which I/O it does *itself* — not what the
+kit modules it calls do — with a module-level constant next to its ``__all__``::
 
     __io__ = "none"              # pure: no network, disk, processes or UI
     __io__ = "network"           # talks to a server: httpx, supabase-py, psycopg, aiohttp, ...

@@ -6,7 +6,7 @@ package (modules, classes, functions and methods, private ones included):
 
 * no Google or NumPy section headers (``Args:``, ``Returns:``, ``Raises:``,
   ``Attributes:``, an underlined ``Parameters`` ...);
-* no Sphinx roles (``:class:`X```, ``:func:`f```, ...): write `X`;
+* no Sphinx roles (class, func, meth and the like, in colons before a name): write `X`;
 * the first line is a summary that ends with a period;
 * a docstring of several lines closes with its quotes on a line of their own.
 
