@@ -93,7 +93,7 @@ def _static_html(shown: pl.DataFrame, caption: str) -> str:
     return title + _view.table_html(shown.columns, rows) + more
 
 
-class DataTable(ITable):  # type: ignore[misc]
+class DataTable(ITable):
     """An `itables` grid that also carries a static HTML copy of its rows."""
 
     static_html = ""
