@@ -238,20 +238,21 @@ class ContactSyncApp:
     def _cache_cleared(self, change: dict[str, Any]) -> None:
         if change["new"]:
             self.sync.forget()  # its "success · 60 contacts" is about rows that are gone
-            self._cache_changed()
+            self._cache_changed(cleared=True)
 
     def _picked(self, _change: object) -> None:
         self.diagnostics.forget()
         self.export.forget()
 
-    def _cache_changed(self) -> None:
+    def _cache_changed(self, *, cleared: bool = False) -> None:
         # One truth: after the cache changed, every panel that shows it reads it again, and
         # what was found about the old state (diagnosis, bundle) is dropped.
         self.diagnostics.forget()
         self.export.forget()
         if self.login.session is not None:
             self.staleness.schedule(self.staleness.refresh(), what="Reading the cache")
-            self.clearing.schedule(self.clearing.refresh(), what="Reading the cache")
+            if not cleared:  # the clearing panel read the counts itself after clearing
+                self.clearing.schedule(self.clearing.refresh(), what="Reading the cache")
             self.data.schedule(self.data.refresh(), what="Reading the cache")
 
     # -- view -------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 When the console opens a session, when another organisation is picked, or when the server
 becomes reachable again after a network failure, and the signed-in person's copy of the
-picked organisation is older than the threshold (or was never synced), the console syncs it
+picked organisation is older than the threshold, the console syncs it
 in the background. A visible switch (`enabled`) turns this off. A failed refresh says why
 and leaves the cache as it was (the repository's all-or-nothing write guarantees that).
 """
@@ -86,12 +86,11 @@ class AutoRefreshModel(PanelModel):
         synced_at = await asyncio.to_thread(session.cache.last_synced_at, org)
         now = self.clock.now()
         age = None if synced_at is None else now - synced_at
-        if age is not None and age <= timedelta(hours=self.threshold_hours):
-            return False
+        if age is None or age <= timedelta(hours=self.threshold_hours):
+            return False  # fresh, or never synced here: a first sync is the person's choice
         if session is not self.session or org != self.organisation_id:
             return False  # signed out or another pick while reading
-        why = ("it was never synced on this computer" if age is None
-               else f"it was {format_age(age.total_seconds())} old")
+        why = f"it was {format_age(age.total_seconds())} old"
         name = self.organisation_name or org
         self.say("busy", f"Refreshing {name} automatically because {why}…")
         result = await self.sync.run()

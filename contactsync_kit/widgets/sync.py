@@ -44,11 +44,12 @@ def _took(ms: int) -> str:
 def describe_result(result: SyncResult, organisation_name: str = "") -> str:
     """One plain-text paragraph about a sync result: what was synced, or what went wrong and
     what to do. Timings split and codes are left to `result_details`."""
-    org = f" of {organisation_name}" if organisation_name else ""
     if isinstance(result, SyncFailure) and result.error is not None:
         error = result.error
+        org = f" of {organisation_name}" if organisation_name else ""
         return (f"The sync{org} did not work: {error.message.rstrip('.')}. Nothing was "
                 f"changed in this computer's copy. {ADVICE.get(error.kind, '')}").rstrip()
+    org = f" {organisation_name}" if organisation_name else ""
     return (f"Synced{org}: {result.items_synced:,} contacts, {result.notes_synced:,} notes and "
             f"{result.assignments_synced:,} assignments, in {_took(result.duration_ms)}.")
 

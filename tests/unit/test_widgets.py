@@ -55,7 +55,8 @@ async def app(widget_stack: DevStack, multi_org: SeededUser, now_clock: ManualCl
               tmp_path: Path) -> AsyncIterator[ContactSyncApp]:
     app = ContactSyncApp.for_stack(widget_stack, email=multi_org.email,
                                    password=multi_org.password, clock=now_clock,
-                                   cache_path=tmp_path / "cache.sqlite3", page_size=25)
+                                   cache_path=tmp_path / "cache.sqlite3", page_size=25,
+                                   auto_refresh=False)
     app.widget  # noqa: B018 -- build the views, as displaying the app does
     yield app
     await app.wait()
@@ -115,7 +116,7 @@ async def test_wrong_password_shows_the_reason_in_red_and_stays_signed_out(
 
     assert app.login.session is None
     assert app.login.tone == "error"
-    assert "wrong email or password" in app.login.status
+    assert "The email or password is not right" in app.login.status
     assert ERROR_RED in app.panels.login.status.value
     assert "Traceback" not in app.panels.login.status.value
     assert not app.panels.login.sign_in_button.disabled, "the user can try again"
@@ -142,8 +143,8 @@ async def test_unreachable_server_is_a_message_not_a_traceback(app: ContactSyncA
     app.login.url = "http://127.0.0.1:9"  # discard port: nothing listens
     assert await app.login.sign_in() is False
     assert app.login.tone == "error"
-    assert app.login.status.startswith("Sign-in failed: ") and "failed: sign-in" not in (
-        app.login.status.lower())
+    assert app.login.status.startswith("Cannot reach the server at http://127.0.0.1:9")
+    assert "network" in app.login.status and "kernel log" not in app.login.status
 
 
 async def test_missing_fields_are_named(app: ContactSyncApp) -> None:
@@ -197,7 +198,10 @@ async def test_listing_failure_shows_in_the_panel(
     app.widget  # noqa: B018
     assert await app.sign_in()
     assert app.organisation.tone == "error"
-    assert "failed unexpectedly (RuntimeError: boom)" in app.organisation.status
+    assert "did not work" in app.organisation.status
+    assert "export the support bundle" in app.organisation.status
+    assert "(Technical: RuntimeError: boom)" in app.organisation.status
+    assert "kernel log" not in app.organisation.status
     assert ERROR_RED in app.panels.organisation.status.value
     await app.sign_out()
 
@@ -226,10 +230,12 @@ async def test_sync_click_fills_the_readout_with_counts_and_split_timings(
     assert f"{server_count(widget_stack, 'notes', org_id)} notes" in readout
     assert f"{server_count(widget_stack, 'contact_assignments', org_id)} assignments" in readout
     t = result.timings
-    assert f"{result.duration_ms:,} ms in total" in readout
-    assert f"fetch {t.fetch_ms:,} ms · map {t.map_ms:,} ms · write {t.write_ms:,} ms" in readout
+    assert "fetch" not in readout, "the split is technical detail"
     html = app.panels.sync.readout.value
-    assert f"{contacts} contacts" in html and "success" in html and "fetch" in html
+    main, details = html.split("<details", 1)
+    assert f"{contacts} contacts" in main and "synced" in main and "fetch" not in main
+    assert f"{result.duration_ms:,} ms" in details
+    assert f"fetch {t.fetch_ms:,} ms · map {t.map_ms:,} ms · write {t.write_ms:,} ms" in details
     # The bar moved per page (25 a page: 3 pages) and per table, and ended full.
     assert [s for s in texts if s.startswith("Fetching")] == [
         "Fetching: page 1, 25 of 60 contacts", "Fetching: page 2, 50 of 60 contacts",
@@ -280,9 +286,10 @@ async def test_a_failed_sync_explains_itself_and_keeps_the_cache(
     assert result is not None and result.error is not None
     assert result.error.kind is SyncErrorKind.REMOTE
     assert app.sync.tone == "error"
-    assert "failed — remote" in app.sync.readout and "Nothing was written" in app.sync.readout
+    assert "did not work" in app.sync.readout and "Nothing was changed" in app.sync.readout
+    assert "send the code to the developers" in app.sync.readout
     html = app.panels.sync.readout.value
-    assert "failed: remote" in html and "What to do" in html
+    assert "did not work" in html and "remote" in html.split("<details", 1)[1]
     assert app.panels.sync.bar.bar_style == "danger"
     assert app.clearing.counts["contacts"] == 60, "the cache kept its previous content"
 
@@ -363,6 +370,8 @@ async def test_clear_asks_for_confirmation_then_the_counts_are_zero(
     await click(app, panel.clear_button)
     assert app.clearing.confirming and panel.confirm_box.layout.display == ""
     assert "Delete 60 contacts" in app.clearing.status
+    assert "the sync log (1 sync log entry)" in app.clearing.status
+    assert "export the support bundle first" in app.clearing.status
     assert app.clearing.counts["contacts"] == 60, "asking deletes nothing"
     await click(app, panel.cancel_button)
     assert not app.clearing.confirming and app.clearing.counts["contacts"] == 60
@@ -395,7 +404,7 @@ async def test_sign_out_wipes_the_cache_and_resets_the_panels(
     await click(app, app.panels.login.sign_out_button)
 
     assert app.login.session is None
-    assert "The local cache was wiped: removed 60 contacts" in app.login.status
+    assert "This computer's copy of the contacts was deleted: 60 contacts" in app.login.status
     cache = ContactCache.open(tmp_path / "cache.sqlite3")
     try:
         assert cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
