@@ -214,6 +214,7 @@ class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
         self.diagnose_button = ipw.Button(description="Diagnose", icon="stethoscope",
                                           button_style="primary",
                                           tooltip="Compare the cache with the server")
+        _view.tag(self.diagnose_button, "csk-diagnose")
         self.diagnose_button.on_click(
             lambda _: model.schedule(model.diagnose(), what="Diagnosing"))
         self.export_button = ipw.Button(description="Export bundle", icon="download",

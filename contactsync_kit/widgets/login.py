@@ -238,17 +238,19 @@ class LoginPanel(ipw.VBox):  # type: ignore[misc]
 
     def __init__(self, model: LoginModel, **kwargs: Any) -> None:
         self.model = model
-        wide = ipw.Layout(width="34em")
+        def wide() -> ipw.Layout:  # one Layout each: hiding one field must not hide all
+            return ipw.Layout(width="34em")
+
         style = {"description_width": "8em"}
         self.url = ipw.Text(description="Project address",
-                            placeholder="https://your-project.supabase.co", layout=wide,
+                            placeholder="https://your-project.supabase.co", layout=wide(),
                             style=style)
         self.key = ipw.Password(description="Project key",
                                 placeholder="the publishable key your admin gave you",
-                                layout=wide, style=style)
-        self.email = ipw.Text(description="Email", placeholder="you@example.org", layout=wide,
+                                layout=wide(), style=style)
+        self.email = ipw.Text(description="Email", placeholder="you@example.org", layout=wide(),
                               style=style)
-        self.password = ipw.Password(description="Password", layout=wide, style=style)
+        self.password = ipw.Password(description="Password", layout=wide(), style=style)
         for name in ("url", "key", "email", "password"):
             link((model, name), (getattr(self, name), "value"))
             on_enter(getattr(self, name), self._submit)
