@@ -115,6 +115,11 @@ class CachedDataModel(PanelModel):
     def _on_search(self, _change: object) -> None:
         self._show()
 
+    @property
+    def cached_contacts(self) -> int:
+        """Contacts cached for the picked organisation, whatever the search."""
+        return 0 if self._all is None else self._all.contacts.height
+
     def forget(self) -> None:
         """Show nothing (signed out, or before the next read)."""
         self._all = None
