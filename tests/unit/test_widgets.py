@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import re
 import subprocess
 import sys
 import threading
@@ -481,3 +484,271 @@ async def test_the_console_demo_runs_on_its_own_seeded_stack(
     assert result is not None and result.ok and result.items_synced > 0
     await app.sign_out()
     app.close()  # stops the demo stack too
+
+
+# -- the console: one truth across the steps --------------------------------------------------
+
+async def test_after_a_clear_every_step_shows_the_empty_cache(
+    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, name = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    panels = app.panels
+    await click(app, panels.diagnostics.diagnose_button)
+    await click(app, panels.export.prepare_button)
+    assert app.diagnostics.rows and app.export.href and app.data.counts["contacts"] == 60
+
+    await click(app, panels.clearing.clear_button)
+    await click(app, panels.clearing.confirm_button)
+
+    assert app.sync.result is None and panels.sync.readout.value == ""
+    assert "success" not in panels.sync.status.value
+    assert app.staleness.rows == [] and "empty" in app.staleness.summary
+    assert app.diagnostics.rows == [] and panels.diagnostics.table.value == ""
+    assert panels.diagnostics.history.children == ()
+    assert app.export.href == "" and panels.export.link.value == ""
+    assert app.data.counts["contacts"] == 0 and f"Nothing of {name}" in app.data.status
+    assert panels.data.grids.children == ()
+    assert app.clearing.log_entries == 0
+
+
+async def test_another_organisation_drops_what_was_found_about_the_last(
+    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    await app.diagnostics.diagnose()
+    other = next(oid for oid in multi_org.organisation_ids if oid != org_id)
+
+    app.organisation.select(other)
+    await app.wait()
+
+    assert app.sync.result is None and app.sync.readout == ""
+    assert app.diagnostics.diagnosis is None and app.export.href == ""
+    assert app.data.organisation_id == other and app.data.counts["contacts"] == 0
+
+
+async def test_a_newer_success_replaces_an_older_failure(
+    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    widget_stack.faults.respond(401, {"code": "PGRST301", "message": "JWT expired"}, times=1)
+    failed = await app.run_sync()
+    assert failed is not None and failed.error is not None
+    assert "did not work" in app.panels.sync.readout.value
+
+    assert isinstance(await app.run_sync(), SyncSuccess)
+
+    for html in (app.panels.sync.readout.value, app.panels.sync.status.value,
+                 app.panels.sync.notice.value):
+        assert "did not work" not in html and "401" not in html
+
+
+async def test_enter_in_the_password_field_signs_in(app: ContactSyncApp) -> None:
+    app.panels.login.password._handle_custom_msg({"event": "submit"}, [])
+    await app.wait()
+    assert app.login.session is not None and "Signed in as" in app.login.status
+
+
+async def test_a_configured_project_hides_its_fields_and_a_bad_address_asks_nothing(
+    widget_stack: DevStack, multi_org: SeededUser, tmp_path: Path,
+) -> None:
+    configured = ContactSyncApp.for_stack(widget_stack, cache_path=tmp_path / "c.sqlite3")
+    assert configured.panels.login.url.layout.display == "none"
+    assert configured.panels.login.email.layout.display != "none"
+    calls: list[str] = []
+
+    async def factory(url: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(url)
+        raise AssertionError("no request for a bad address")
+
+    bare = ContactSyncApp(email=multi_org.email, password=multi_org.password,
+                          session_factory=factory, cache_path=tmp_path / "d.sqlite3")
+    assert bare.panels.login.url.layout.display != "none"
+    bare.login.url, bare.login.key = "my project", widget_stack.anon_key
+    assert await bare.sign_in() is False
+    assert "cannot contain spaces" in bare.login.status and calls == []
+    bare.login.email = ""
+    bare.login.password = ""
+    assert await bare.sign_in() is False
+    assert bare.login.status == "Type your email address and your password, then press Sign in."
+    configured.close()
+    bare.close()
+
+
+async def test_the_bundle_is_offered_as_a_download_without_personal_data(
+    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    await click(app, app.panels.export.prepare_button)
+    prefix = "data:application/json;base64,"
+    assert app.export.href.startswith(prefix)
+    text = base64.b64decode(app.export.href[len(prefix):]).decode("utf-8")
+    assert json.loads(text)["kind"] == "contactsync_kit support bundle"
+    names = [n for (n,) in widget_stack.sql(
+        "SELECT full_name FROM public.contacts WHERE organisation_id = %s", org_id)]
+    assert names and not [n for n in names if n in text]
+    assert f'download="{app.export.file_name}"' in app.panels.export.link.value
+
+
+async def test_clearing_can_export_first(
+    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    await click(app, app.panels.clearing.clear_button)
+    await click(app, app.panels.clearing.export_first_button)
+    assert not app.clearing.confirming and app.clearing.counts["contacts"] == 60
+    assert app.export.href and app.tabs.selected_index == 6
+
+
+async def test_a_stale_copy_is_refreshed_when_the_console_opens(
+    app: ContactSyncApp, now_clock: ManualClock, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, name = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    first = app.session.repository.last_synced_at(org_id) if app.session else None
+    # Old by a tiny threshold, not by a jump of the clock past the token's hour.
+    app.staleness.threshold_hours = 0.0001
+    now_clock.advance(timedelta(seconds=2))
+
+    app.auto_refresh.enabled = True  # the switch, as a person flips it
+    await app.wait()
+
+    assert app.auto_refresh.tone == "ok", app.auto_refresh.status
+    assert f"Refreshed {name} automatically" in app.auto_refresh.status
+    assert "because it was 2 s old" in app.auto_refresh.status
+    assert app.session is not None
+    assert app.session.repository.last_synced_at(org_id) != first
+    assert app.staleness.stale_count == 0
+
+
+async def test_a_failed_refresh_says_why_keeps_the_cache_and_retries_when_back(
+    widget_stack: DevStack, now_clock: ManualClock, world: SeedResult, multi_org: SeededUser,
+    tmp_path: Path,
+) -> None:
+    probes: list[bool] = []
+
+    async def probe(_session: object) -> bool:
+        probes.append(True)
+        widget_stack.faults.reset()  # the network is back by the time it is probed
+        return True
+
+    app = ContactSyncApp.for_stack(widget_stack, email=multi_org.email,
+                                   password=multi_org.password, clock=now_clock,
+                                   cache_path=tmp_path / "cache.sqlite3", auto_refresh=False,
+                                   probe=probe)
+    app.auto_refresh.probe_interval_s = 0.01
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    app.staleness.threshold_hours = 0.0001
+    now_clock.advance(timedelta(seconds=2))
+    widget_stack.faults.cut_after_bytes = 0  # the connection drops: offline
+    statuses: list[str] = []
+    app.auto_refresh.observe(lambda c: statuses.append(c["new"]), names="status")
+
+    app.auto_refresh.enabled = True
+    await app.wait()
+
+    failed = next(s for s in statuses if "did not work" in s)
+    assert "left as it was" in failed and "try again when the server answers" in failed
+    assert probes, "the server was probed"
+    assert "Refreshed" in app.auto_refresh.status and not app.auto_refresh.offline
+    assert app.clearing.counts["contacts"] == 60
+    await app.sign_out()
+    app.close()
+
+
+async def test_the_switch_turns_refreshing_off(
+    app: ContactSyncApp, now_clock: ManualClock, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    assert app.panels.auto_refresh.value is False
+    app.staleness.threshold_hours = 0.0001
+    now_clock.advance(timedelta(seconds=2))
+    assert await app.auto_refresh.check() is False
+    assert app.auto_refresh.tone != "ok"
+
+
+# -- pure pieces: the table display and the settings ----------------------------------------
+
+ORG_ID = "0c112c48-1111-4222-8333-444455556666"
+
+
+def test_tables_read_as_people_read_them() -> None:
+    from contactsync_kit.widgets import present
+
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    frame = pl.DataFrame({
+        "organisation_id": [ORG_ID, "ffffffff-1111-4222-8333-444455556666"],
+        "last_synced_at": [now - timedelta(hours=3), None],
+        "cache_age_hours": [0.000022, None],
+        "started_at": ["2026-11-26T11:58:00+00:00", None],
+        "stale": [True, False],
+    })
+    shown = present(frame, names={ORG_ID: "Acme"}, now=now)
+    assert shown.columns == ["organisation", "organisation id", "last synced at", "cache age",
+                             "started at", "stale"]
+    assert shown.row(0) == ("Acme", ORG_ID, "3 h 0 min ago · 2026-11-26 09:00 UTC", "0 s",
+                            "2 min ago · 2026-11-26 11:58 UTC", "yes")
+    assert shown.row(1) == ("unknown organisation", "ffffffff-1111-4222-8333-444455556666",
+                            None, None, None, "no")
+
+
+def test_one_table_helper_gives_a_grid_with_csv_and_a_static_copy() -> None:
+    from contactsync_kit.widgets import table
+
+    grid = table(pl.DataFrame({"organisation_id": [ORG_ID]}), names={ORG_ID: "Acme"},
+                 css_class="csk-x", file_name="orgs")
+    bundle = grid._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert ORG_ID in data["text/html"] and "Acme" in data["text/html"]
+    assert "csk-x" in grid._dom_classes
+    assert grid._dt_args["buttons"][0]["extend"] == "csvHtml5"
+    assert ORG_ID in grid._dt_args["data_json"], "ids whole, never cut"
+
+
+@pytest.mark.parametrize(("typed", "expected"), [
+    ("xyz.supabase.co", "https://xyz.supabase.co"),
+    ("https://xyz.supabase.co/", "https://xyz.supabase.co"),
+    ("127.0.0.1:54321", "http://127.0.0.1:54321"),
+    ("localhost:8000", "http://localhost:8000"),
+])
+def test_project_addresses_are_completed(typed: str, expected: str) -> None:
+    from contactsync_kit.widgets import check_url
+
+    assert check_url(typed) == expected
+
+
+@pytest.mark.parametrize(("typed", "says"), [
+    ("", "Type the project's web address"),
+    ("my project", "cannot contain spaces"),
+    ("ftp://x.y", "must start with https://"),
+    ("supabase", "is not a web address"),
+    ("https://x.y/?key=1", "without '?'"),
+])
+def test_bad_project_addresses_say_what_to_type(typed: str, says: str) -> None:
+    from contactsync_kit.widgets import check_url
+    from contactsync_kit.widgets.settings import UrlProblem
+
+    with pytest.raises(UrlProblem, match=re.escape(says)):
+        check_url(typed)
+
+
+def test_settings_come_from_the_environment_else_the_settings_file(tmp_path: Path) -> None:
+    from contactsync_kit.widgets import ConsoleSettings
+
+    file = tmp_path / "settings.json"
+    file.write_text(json.dumps({"url": "https://file.example.org", "key": "sb_publishable_f",
+                                "auto_refresh": False}))
+    from_file = ConsoleSettings.load({}, file)
+    assert (from_file.url, from_file.source, from_file.auto_refresh) == (
+        "https://file.example.org", str(file), False)
+    from_env = ConsoleSettings.load({"SUPABASE_URL": "https://env.example.org",
+                                     "SUPABASE_ANON_KEY": "k"}, file)
+    assert (from_env.url, from_env.source) == ("https://env.example.org", "environment")
+    assert not ConsoleSettings.load({}, tmp_path / "missing.json").configured
