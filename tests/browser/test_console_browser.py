@@ -1,8 +1,9 @@
 """A whole support case in a real browser: Voilà serves `notebooks/app.ipynb`, Debian's
 headless Chromium drives it, and every assertion reads what the page shows.
 
-Screenshots of each step go to ``artifacts/browser/``; ``console.png`` is the one the README
-shows (a copy lives in ``docs/``).
+Screenshots of each step go to ``artifacts/browser/`` (01-… to 10-…, plus wrong-password,
+double-click and bad-url); ``console.png`` is the one the README shows (a copy is in
+``docs/``).
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ async def test_a_whole_support_case(voila_app: VoilaApp, browser: Browser,
         await expect(page.locator(".csk-freshness-banner")).to_contain_text(
             "synced within 24 h", timeout=STEP_TIMEOUT_MS)
         await expect(page.locator(".csk-auto-refresh input")).to_be_checked()
+        await expect(page.locator(".csk-chart")).to_be_visible(timeout=STEP_TIMEOUT_MS)
         await snap(page, artifacts, "04-freshness")
+        await snap(page, artifacts, "console")  # the README's picture (a copy is in docs/)
 
         await tab(page, "Cached data")
         await expect(page.locator(".csk-data-status")).to_contain_text(
@@ -238,30 +241,5 @@ async def test_project_address_is_checked_before_any_request(
         await expect(page.locator(".csk-url input")).to_have_value("http://127.0.0.1:9")
         await expect(status).not_to_contain_text("kernel log")
         await snap(page, artifacts, "bad-url")
-    finally:
-        await page.close()
-
-
-async def test_console_screenshot_for_the_readme(voila_app: VoilaApp, browser: Browser,
-                                                 artifacts: Path) -> None:
-    """The README's picture: signed in, synced, on the freshness step."""
-    world = voila_app.world
-    user = world.user("multi-org")
-    page = await open_console(browser, voila_app.url)
-    try:
-        await sign_in(page, user.email, user.password)
-        await expect(page.locator(".csk-login-status")).to_contain_text(
-            "Signed in", timeout=STEP_TIMEOUT_MS)
-        await tab(page, "Sync")
-        await page.locator(".csk-sync").click()
-        await expect(page.locator(".csk-readout")).to_contain_text(
-            "Synced", timeout=STEP_TIMEOUT_MS)
-        await tab(page, "Freshness")
-        await expect(page.locator(".csk-chart")).to_be_visible(timeout=STEP_TIMEOUT_MS)
-        await snap(page, artifacts, "console")
-        await tab(page, "Sign in")
-        await page.locator(".csk-sign-out").click()
-        await expect(page.locator(".csk-login-status")).to_contain_text(
-            "Signed out", timeout=STEP_TIMEOUT_MS)
     finally:
         await page.close()
