@@ -8,8 +8,8 @@ from typing import Any, Final
 
 import ipywidgets as ipw
 
-__all__ = ["COLOURS", "card", "details_html", "esc", "facts_html", "ms", "pill", "status_html",
-           "table_html", "tag"]
+__all__ = ["COLOURS", "card", "details_html", "esc", "facts_html", "ms", "pill",
+           "replace_children", "status_html", "table_html", "tag"]
 
 #: Text colours per tone, dark enough to read on white (WCAG AA).
 COLOURS: Final = {
@@ -121,6 +121,16 @@ def card(title: str, help_text: str, *children: Any) -> ipw.VBox:
     box = ipw.VBox([header, *children], layout=ipw.Layout(width="100%"))
     box.add_class("csk-card")
     return box
+
+
+def replace_children(box: Any, children: list[Any]) -> None:
+    """Show `children` in `box`, closing the widgets it showed before (their models would
+    otherwise stay alive in the kernel and the page after every re-render)."""
+    old = list(box.children)
+    box.children = children
+    for widget in old:
+        if widget not in children:
+            widget.close()
 
 
 def tag(widget: Any, css_class: str) -> Any:

@@ -277,6 +277,8 @@ class ContactSyncApp:
                 export=ExportPanel(self.export),
                 auto_refresh=switch,
             )
+            # Exporting is its own step here, a browser download; not a file on the server.
+            self._panels.diagnostics.export_button.layout.display = "none"
         return self._panels
 
     def _export_first(self) -> None:

@@ -190,16 +190,16 @@ class CachedDataPanel(ipw.VBox):  # type: ignore[misc]
         self.search.disabled = model.session is None
         self.status.value = _view.status_html(model.tone, model.status)
         shown = model.shown
-        if shown is None or (shown.contacts.is_empty() and not model.search.strip()):
-            self.grids.children = []
+        if shown is None or not model.cached_contacts:
+            _view.replace_children(self.grids, [])
             return
         contacts, notes, assignments = shown.for_people()
         now = model.read_at
-        self.grids.children = [
+        _view.replace_children(self.grids, [
             ipw.HTML("<b>Contacts</b>"),
             table(contacts, now=now, css_class="csk-contacts", file_name="contacts"),
             ipw.HTML("<b>Notes</b>"),
             table(notes, now=now, css_class="csk-notes", file_name="notes"),
             ipw.HTML("<b>Assignments</b>"),
             table(assignments, now=now, css_class="csk-assignments", file_name="assignments"),
-        ]
+        ])

@@ -167,8 +167,8 @@ class DiagnosticsModel(ThresholdModel):
             return
         if len(rows) == 1:
             only = rows[0]
-            self.headline = (f"{only['label']}: {only['plain']}. {only['summary'][:1].upper()}"
-                             f"{only['summary'][1:]}. What to do: {only['action']}.")
+            self.headline = (f"{only['label']}: {only['plain']}. What we found: "
+                             f"{only['summary']}. What to do: {only['action']}.")
         else:
             counts = ", ".join(f"{verdicts.count(v)} {PLAIN_VERDICTS[v].split(':')[0]}"
                                for v in VERDICT_TONES if v in verdicts)
@@ -235,7 +235,7 @@ class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
             self.status, self.table, self.history)], **kwargs)
         model.observe(self._render, names=["session", "busy", "rows", "status", "tone",
                                            "bundle_path"])
-        model.observe(self._refill, names="organisations")
+        model.observe(self._refill, names=["organisations", "organisation_id"])
         self._render()
 
     def _options(self) -> list[tuple[str, str | None]]:
@@ -264,17 +264,17 @@ class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
         self.table.value = _rows_html(model.rows) if model.rows else ""
         diagnosis = model.diagnosis
         if diagnosis is None or not model.rows:
-            self.history.children = []
+            _view.replace_children(self.history, [])
         elif diagnosis.sync_log.height:
-            self.history.children = [
+            _view.replace_children(self.history, [
                 ipw.HTML("<b>Sync history</b> <span class='csk-help'>every attempt on this "
                          "computer, newest last</span>"),
                 table(diagnosis.sync_log.drop("id", strict=False), names=model.names,
                       now=diagnosis.generated_at, css_class="csk-history",
-                      file_name="sync-history")]
+                      file_name="sync-history")])
         else:
-            self.history.children = [ipw.HTML(
-                "<b>Sync history</b>: no sync was attempted on this computer yet.")]
+            _view.replace_children(self.history, [ipw.HTML(
+                "<b>Sync history</b>: no sync was attempted on this computer yet.")])
 
 
 def _rows_html(rows: list[dict[str, Any]]) -> str:

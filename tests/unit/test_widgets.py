@@ -496,6 +496,9 @@ async def test_after_a_clear_every_step_shows_the_empty_cache(
     panels = app.panels
     await click(app, panels.diagnostics.diagnose_button)
     await click(app, panels.export.prepare_button)
+    panels.data.search.value = "a"  # a search left in the box must not keep a grid alive
+    await app.wait()
+    grids = list(panels.data.grids.children)
     assert app.diagnostics.rows and app.export.href and app.data.counts["contacts"] == 60
 
     await click(app, panels.clearing.clear_button)
@@ -509,6 +512,7 @@ async def test_after_a_clear_every_step_shows_the_empty_cache(
     assert app.export.href == "" and panels.export.link.value == ""
     assert app.data.counts["contacts"] == 0 and f"Nothing of {name}" in app.data.status
     assert panels.data.grids.children == ()
+    assert all(grid.comm is None for grid in grids), "the old grids were closed"
     assert app.clearing.log_entries == 0
 
 
