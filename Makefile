@@ -56,9 +56,13 @@ bench: install
 lab: install
 	$(BIN)/jupyter lab notebooks
 
+# Voilà reads ./voila.json (kernel culling). With no project configured, the console's kernels
+# share one demo stack, which stops when Voilà does.
 console: install
 	CONTACTSYNC_DEMO=1 $(BIN)/voila notebooks/app.ipynb
 
+# Prints an `export …` block (URL, key, a login, an organisation, the database URL and the
+# audit users file) to paste into another terminal before `make lab`.
 stack: install
 	$(BIN)/contactsync devstack up
 

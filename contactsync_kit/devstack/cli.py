@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import signal
 import sys
 import threading
@@ -16,8 +18,8 @@ from .stack import DevStack
 
 __all__ = ["cli_up", "main"]
 
-# Turns SIGTERM into a clean shutdown.
-__io__ = "process"
+# Turns SIGTERM into a clean shutdown; writes the RLS audit users file.
+__io__ = "disk, process"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", type=Path, default=None,
                     help="keep the database here (default: a temp dir, deleted on exit)")
     up.add_argument("--no-seed", action="store_true", help="start with empty tables")
+    up.add_argument("--users-file", type=Path, default=None,
+                    help="where to write the RLS audit's test users (default: "
+                         "~/.cache/contactsync_kit/devstack/rls-audit-users.json)")
     return parser
 
 
@@ -64,6 +69,28 @@ def _print_connection(stack: DevStack) -> None:
         print("  demo logins:")
         for user in seeded.users:
             print(f"    {user.label:<18} {user.email:<34} {user.password}")
+
+
+def _print_exports(stack: DevStack, users_file: Path | None) -> None:
+    """An `export …` block for notebooks 02 and 03, and the audit users file it names."""
+    exports = {"SUPABASE_URL": stack.url, "SUPABASE_ANON_KEY": stack.anon_key,
+               "SUPABASE_DB_URL": stack.database_url}
+    users = [u for seeded in stack.seeds for u in seeded.users]
+    if users:
+        login = next((u for u in users if u.label == "org1-admin"), users[0])
+        path = users_file or (Path.home() / ".cache" / "contactsync_kit" / "devstack"
+                              / "rls-audit-users.json")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.touch(mode=0o600, exist_ok=True)  # passwords: private before they are written
+        path.write_text(json.dumps([
+            {"email": u.email, "password": u.password, "label": u.label,
+             "memberships": [[m.organisation_id, m.chapter_id, m.role]
+                             for m in u.memberships]} for u in users], indent=2))
+        exports.update(SUPABASE_EMAIL=login.email, SUPABASE_PASSWORD=login.password,
+                       SUPABASE_ORGANISATION_ID=login.organisation_ids[0],
+                       RLS_AUDIT_USERS=str(path))
+    print("  # paste into another terminal, then `make lab`:")
+    print("  export " + " \\\n         ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items()))
 
 
 def cli_up(argv: Sequence[str] | None = None) -> int:
@@ -95,6 +122,8 @@ def cli_up(argv: Sequence[str] | None = None) -> int:
             print(f"contactsync devstack up in {stack.startup_s:.2f} s")
             if not args.no_seed and not stop.is_set():
                 _seed_demo(stack, args)
+            print()
+            _print_exports(stack, args.users_file)
             _print_connection(stack)
             print("\nPress Ctrl-C to stop.", flush=True)
             while not stop.wait(0.5):  # a timed wait lets signal handlers run

@@ -94,8 +94,11 @@ class PanelModel(HasTraits):
         except Exception as exc:
             _log.exception("%s failed", what)
             self.busy = False
-            self.say("error", f"{what} failed unexpectedly ({type(exc).__name__}: {exc}). "
-                     "The details are in the kernel log.")
+            # People reading this have no kernel log: say what to do, and keep the raw
+            # error for the developers, after the advice.
+            self.say("error", f"{what} did not work, for a reason the console did not "
+                     "expect. Try again; if it happens again, export the support bundle and "
+                     f"send it to the developers. (Technical: {type(exc).__name__}: {exc})")
             return None
 
 

@@ -8,7 +8,8 @@ from typing import Any, Final
 
 import ipywidgets as ipw
 
-__all__ = ["COLOURS", "card", "esc", "facts_html", "ms", "pill", "status_html", "table_html", "tag"]
+__all__ = ["COLOURS", "card", "details_html", "esc", "facts_html", "ms", "pill",
+           "replace_children", "status_html", "table_html", "tag"]
 
 #: Text colours per tone, dark enough to read on white (WCAG AA).
 COLOURS: Final = {
@@ -48,6 +49,10 @@ _CSS: Final = """<style>
 .csk-table td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .csk-pill { border-radius: 10px; padding: 1px 8px; font-size: 12px; font-weight: 600; }
 .csk-mono { font-family: monospace; font-size: 12px; color: #57606a; }
+.csk-details { font-size: 12px; color: #57606a; margin: 4px 0; }
+.csk-details summary { cursor: pointer; }
+.csk-download { display: inline-block; padding: 6px 12px; border-radius: 6px;
+  background: #1d4ed8; color: #ffffff !important; text-decoration: none; font-weight: 600; }
 </style>"""
 
 
@@ -63,8 +68,24 @@ def status_html(tone: str, text: str) -> str:
     colour = COLOURS.get(tone, COLOURS["info"])
     background = _BACKGROUNDS.get(tone, _BACKGROUNDS["info"])
     icon = _ICONS.get(tone, "")
-    return (f'<div class="csk-status" style="color:{colour};background:{background};'
-            f'border-left:4px solid {colour}">{icon} {esc(text)}</div>')
+    # Announced by screen readers when it appears: errors at once, the rest politely.
+    role = ('role="alert" aria-live="assertive"' if tone == "error"
+            else 'role="status" aria-live="polite"')
+    return (f'<div class="csk-status" {role} aria-atomic="true" style="color:{colour};'
+            f'background:{background};border-left:4px solid {colour}">'
+            f'<span aria-hidden="true">{icon}</span> {esc(text)}</div>')
+
+
+def details_html(rows: Iterable[tuple[str, str]], summary: str = "Details") -> str:
+    """Technical facts (timings, codes, ids) folded away under a "Details" disclosure.
+
+    `rows` are label → value pairs; values are HTML (escape them first). Empty rows give "".
+    """
+    rows = list(rows)
+    if not rows:
+        return ""
+    return (f'<details class="csk-details"><summary>{esc(summary)}</summary>'
+            f"{facts_html(rows)}</details>")
 
 
 def pill(tone: str, text: str) -> str:
@@ -100,6 +121,19 @@ def card(title: str, help_text: str, *children: Any) -> ipw.VBox:
     box = ipw.VBox([header, *children], layout=ipw.Layout(width="100%"))
     box.add_class("csk-card")
     return box
+
+
+def replace_children(box: Any, children: list[Any]) -> None:
+    """Show `children` in `box`, closing the widgets it showed before.
+
+    Closed, because their models would otherwise stay alive in the kernel and the page after
+    every re-render.
+    """
+    old = list(box.children)
+    box.children = children
+    for widget in old:
+        if widget not in children:
+            widget.close()
 
 
 def tag(widget: Any, css_class: str) -> Any:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -11,15 +9,21 @@ from typing import Any, Protocol
 
 import httpx
 import ipywidgets as ipw
-from traitlets import dlink
+from traitlets import dlink, link
 
 from ..bootstrap import UserSession
 from ..clock import Clock, SystemClock
 from ..results import SyncResult
 from ..staleness import DEFAULT_STALE_AFTER
+from . import _view
+from .autorefresh import AutoRefreshModel, Probe
+from .cached_data import CachedDataModel, CachedDataPanel
 from .clearing import ClearingModel, ClearingPanel
+from .diagnostics_panel import DiagnosticsModel, DiagnosticsPanel
+from .export import ExportModel, ExportPanel
 from .login import LoginModel, LoginPanel, SessionFactory
 from .organisation import OrganisationLister, OrganisationModel, OrganisationPanel
+from .settings import ConsoleSettings
 from .staleness import StalenessModel, StalenessPanel
 from .sync import SyncModel, SyncPanel
 
@@ -38,13 +42,22 @@ class StackLike(Protocol):
 
 @dataclass(frozen=True)
 class AppPanels:
-    """The five views of a `ContactSyncApp`, for tests that click."""
+    """The views of a `ContactSyncApp`, for tests that click."""
 
     login: LoginPanel
     organisation: OrganisationPanel
     sync: SyncPanel
     staleness: StalenessPanel
     clearing: ClearingPanel
+    diagnostics: DiagnosticsPanel
+    data: CachedDataPanel
+    export: ExportPanel
+    auto_refresh: ipw.Checkbox
+
+#: The console's steps, in order: (tab title, AppPanels field).
+STEPS = (("Sign in", "login"), ("Organisation", "organisation"), ("Sync", "sync"),
+         ("Freshness", "staleness"), ("Diagnose", "diagnostics"), ("Cached data", "data"),
+         ("Export", "export"), ("Clear", "clearing"))
 
 
 class ContactSyncApp:
@@ -87,6 +100,9 @@ class ContactSyncApp:
         draw_chart: bool = True,
         organisation_lister: OrganisationLister | None = None,
         session_factory: SessionFactory | None = None,
+        auto_refresh: bool = True,
+        probe: Probe | None = None,
+        configured: bool | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.login = LoginModel(url=url, key=key, email=email, password=password,
@@ -99,34 +115,49 @@ class ContactSyncApp:
         self.staleness = StalenessModel(clock=self.clock, draw_chart=draw_chart,
                                         threshold_hours=stale_after.total_seconds() / 3600)
         self.clearing = ClearingModel()
-        for model in (self.organisation, self.sync, self.staleness, self.clearing):
+        self.diagnostics = DiagnosticsModel(clock=self.clock, load_on_sign_in=False,
+                                            threshold_hours=self.staleness.threshold_hours)
+        self.data = CachedDataModel()
+        self.export = ExportModel(diagnostics=self.diagnostics)
+        self.auto_refresh = AutoRefreshModel(sync=self.sync, clock=self.clock, probe=probe,
+                                             enabled=auto_refresh,
+                                             threshold_hours=self.staleness.threshold_hours)
+        if configured is not None:
+            self.login.configured = configured
+        picked = (self.sync, self.data, self.auto_refresh)
+        for model in (self.organisation, self.sync, self.staleness, self.clearing,
+                      self.diagnostics, self.data, self.export, self.auto_refresh):
             dlink((self.login, "session"), (model, "session"))
-        dlink((self.organisation, "organisation_id"), (self.sync, "organisation_id"))
-        dlink((self.organisation, "organisation_id"), (self.sync, "organisation_name"),
-              transform=self.organisation.name_of)
+        for model in picked:
+            dlink((self.organisation, "organisation_id"), (model, "organisation_id"))
+            dlink((self.organisation, "organisation_id"), (model, "organisation_name"),
+                  transform=self.organisation.name_of)
         dlink((self.organisation, "organisations"), (self.staleness, "organisation_names"),
               transform=lambda _: self.organisation.names)
+        dlink((self.organisation, "organisations"), (self.diagnostics, "organisations"))
+        dlink((self.organisation, "organisation_id"), (self.diagnostics, "organisation_id"))
+        for model in (self.diagnostics, self.auto_refresh):
+            dlink((self.staleness, "threshold_hours"), (model, "threshold_hours"))
+        self.organisation.observe(self._picked, names="organisation_id")
         self.sync.observe(self._sync_finished, names="result")
         self.clearing.observe(self._cache_cleared, names="removed")
         self._widget: ipw.VBox | None = None
         self._panels: AppPanels | None = None
-        self._owned_stack: Any = None  # a demo DevStack started by for_console
 
     @classmethod
     def from_environment(cls, **overrides: Any) -> ContactSyncApp:
-        """An app prefilled from ``SUPABASE_URL``, ``SUPABASE_ANON_KEY`` (or
-        ``SUPABASE_PUBLISHABLE_KEY``), ``SUPABASE_EMAIL``, ``SUPABASE_PASSWORD`` and
-        ``CONTACTSYNC_CACHE``; keyword arguments win over the environment.
+        """An app configured by `ConsoleSettings`: ``SUPABASE_URL``, ``SUPABASE_ANON_KEY``
+        (or ``SUPABASE_PUBLISHABLE_KEY``), ``SUPABASE_EMAIL``, ``SUPABASE_PASSWORD``,
+        ``CONTACTSYNC_CACHE`` and ``CONTACTSYNC_AUTO_REFRESH``, else the settings file
+        (``$CONTACTSYNC_SETTINGS``); keyword arguments win.
         """
-        env = os.environ
+        settings = ConsoleSettings.load()
         values: dict[str, Any] = {
-            "url": env.get("SUPABASE_URL", ""),
-            "key": env.get("SUPABASE_ANON_KEY") or env.get("SUPABASE_PUBLISHABLE_KEY", ""),
-            "email": env.get("SUPABASE_EMAIL", ""),
-            "password": env.get("SUPABASE_PASSWORD", ""),
+            "url": settings.url, "key": settings.key, "email": settings.email,
+            "password": settings.password, "auto_refresh": settings.auto_refresh,
         }
-        if env.get("CONTACTSYNC_CACHE"):
-            values["cache_path"] = env["CONTACTSYNC_CACHE"]
+        if settings.cache_path:
+            values["cache_path"] = settings.cache_path
         values.update(overrides)
         return cls(**values)
 
@@ -134,22 +165,19 @@ class ContactSyncApp:
     def for_console(cls) -> ContactSyncApp:
         """The support console's app (``notebooks/app.ipynb``, ``make console``).
 
-        Prefilled from the environment (see `from_environment`); with ``CONTACTSYNC_DEMO=1``
-        and no ``SUPABASE_URL`` it runs on a seeded local demo stack instead, with a demo
-        login filled in. That stack lives as long as the process (the kernel).
+        Configured from the environment or the settings file (see `from_environment`). With
+        ``CONTACTSYNC_DEMO=1`` and no project configured, it runs on the console server's one
+        shared demo stack (`contactsync_kit.demo.console_demo`), with a demo login filled in.
         """
-        if os.environ.get("CONTACTSYNC_DEMO") != "1" or os.environ.get("SUPABASE_URL"):
-            return cls.from_environment()
-        from ..devstack import DevStack  # only the demo needs the stack's dependencies
+        import os
 
-        stack = DevStack.start()
-        demo = stack.seed(organisations=3, chapters_per_org=2, contacts_per_org=60)
-        user = demo.user("multi-org")
-        cache_path = Path(tempfile.mkdtemp(prefix="contactsync-demo-")) / "cache.sqlite3"
-        app = cls.for_stack(stack, email=user.email, password=user.password,
-                            cache_path=cache_path)
-        app._owned_stack = stack
-        return app
+        if os.environ.get("CONTACTSYNC_DEMO") != "1" or ConsoleSettings.load().configured:
+            return cls.from_environment()
+        from ..demo import console_demo  # only the demo needs the stack's dependencies
+
+        demo = console_demo()
+        return cls(url=demo.url, key=demo.anon_key, email=demo.email, password=demo.password,
+                   cache_path=demo.cache_path, configured=True)
 
     @classmethod
     def for_stack(cls, stack: StackLike, **kwargs: Any) -> ContactSyncApp:
@@ -189,18 +217,15 @@ class ContactSyncApp:
 
     async def wait(self) -> None:
         """Return when no panel has work pending (after clicks, or linked refreshes)."""
-        models = (self.login, self.organisation, self.sync, self.staleness, self.clearing)
+        models = (self.login, self.organisation, self.sync, self.staleness, self.clearing,
+                  self.diagnostics, self.data, self.export, self.auto_refresh)
         while any(model.has_pending for model in models):
             for model in models:
                 await model.wait()
 
     def close(self) -> None:
-        """Release the cache file (not wiped: use `sign_out` for that), and stop the demo
-        stack if `for_console` started one."""
+        """Release the cache file (not wiped: use `sign_out` for that)."""
         self.login.close()
-        stack, self._owned_stack = self._owned_stack, None
-        if stack is not None:
-            stack.close()
 
     # -- links ------------------------------------------------------------------------------
 
@@ -208,46 +233,101 @@ class ContactSyncApp:
         if change["new"] is None:
             return
         self.login.refresh_token_text()
-        if self.login.session is not None:
-            self.staleness.schedule(self.staleness.refresh(), what="Reading the cache")
-            self.clearing.schedule(self.clearing.refresh(), what="Reading the cache")
+        self._cache_changed()
 
     def _cache_cleared(self, change: dict[str, Any]) -> None:
-        if change["new"] and self.login.session is not None:
+        if change["new"]:
+            self.sync.forget()  # its "success · 60 contacts" is about rows that are gone
+            self._cache_changed(cleared=True)
+
+    def _picked(self, _change: object) -> None:
+        self.diagnostics.forget()
+        self.export.forget()
+
+    def _cache_changed(self, *, cleared: bool = False) -> None:
+        # One truth: after the cache changed, every panel that shows it reads it again, and
+        # what was found about the old state (diagnosis, bundle) is dropped.
+        self.diagnostics.forget()
+        self.export.forget()
+        if self.login.session is not None:
             self.staleness.schedule(self.staleness.refresh(), what="Reading the cache")
+            if not cleared:  # the clearing panel read the counts itself after clearing
+                self.clearing.schedule(self.clearing.refresh(), what="Reading the cache")
+            self.data.schedule(self.data.refresh(), what="Reading the cache")
 
     # -- view -------------------------------------------------------------------------------
 
     @property
     def panels(self) -> AppPanels:
-        """The five panels (built on first use)."""
+        """The panels (built on first use)."""
         if self._panels is None:
+            switch = _view.tag(ipw.Checkbox(
+                value=self.auto_refresh.enabled, indent=False,
+                description="Refresh automatically when the copy is older than the "
+                            "threshold"), "csk-auto-refresh")
+            link((self.auto_refresh, "enabled"), (switch, "value"))
             self._panels = AppPanels(
                 login=LoginPanel(self.login),
                 organisation=OrganisationPanel(self.organisation),
                 sync=SyncPanel(self.sync),
                 staleness=StalenessPanel(self.staleness),
-                clearing=ClearingPanel(self.clearing),
+                clearing=ClearingPanel(self.clearing, on_export_first=self._export_first),
+                diagnostics=DiagnosticsPanel(self.diagnostics),
+                data=CachedDataPanel(self.data),
+                export=ExportPanel(self.export),
+                auto_refresh=switch,
             )
+            # Exporting is its own step here, a browser download; not a file on the server.
+            self._panels.diagnostics.export_button.layout.display = "none"
         return self._panels
+
+    def _export_first(self) -> None:
+        self.clearing.cancel()
+        if self._widget is not None:
+            self.tabs.selected_index = [f for _, f in STEPS].index("export")
+        self.export.schedule(self.export.prepare(), what="Building the bundle")
 
     @property
     def widget(self) -> ipw.VBox:
-        """The whole app as one widget (built on first use)."""
+        """The whole console as one widget: a header, then one tab per step."""
         if self._widget is None:
             panels = self.panels
+            auto_status = _view.tag(ipw.HTML(), "csk-auto-status")
+
+            def show_auto(_change: object = None) -> None:
+                auto_status.value = _view.status_html(self.auto_refresh.tone,
+                                                      self.auto_refresh.status)
+
+            self.auto_refresh.observe(show_auto, names=["status", "tone"])
+            show_auto()
+            freshness = ipw.VBox([panels.staleness, panels.auto_refresh, auto_status])
+            views = {"staleness": freshness}
+            self.tabs = ipw.Tab(
+                children=[views.get(field, getattr(panels, field)) for _, field in STEPS],
+                titles=[f"{n} · {title}" for n, (title, _) in enumerate(STEPS, start=1)])
+            self.tabs.add_class("csk-tabs")
             header = ipw.HTML(
                 '<div style="font-size:19px;font-weight:600;color:#1f2328">ContactSync — '
-                'cache support console</div><div class="csk-help" style="margin-bottom:8px">'
-                "Check and refresh this machine's offline copy of an organisation's contacts. "
-                "Work top to bottom: sign in, pick an organisation, sync, check freshness."
-                "</div>")
-            self._widget = ipw.VBox(
-                [header, panels.login, panels.organisation, panels.sync, panels.staleness,
-                 panels.clearing],
-                layout=ipw.Layout(max_width="820px"))
+                'support console</div><div class="csk-help" style="margin-bottom:8px">'
+                "Check and fix this computer's offline copy of an organisation's contacts. "
+                "Go through the steps left to right. Reloading the page ends the session: "
+                "sign in again.</div>")
+            self.banner = _view.tag(ipw.HTML(), "csk-banner")
+            for model in (self.login, self.organisation):
+                model.observe(self._render_banner, names=["session", "organisation_id",
+                                                           "organisations", "user"])
+            self._render_banner()
+            self._widget = ipw.VBox([header, self.banner, self.tabs],
+                                    layout=ipw.Layout(max_width="1100px"))
             self._widget.add_class("csk-app")
         return self._widget
+
+    def _render_banner(self, _change: object = None) -> None:
+        who = self.login.user if self.login.session is not None else ""
+        org = self.organisation.name_of(self.organisation.organisation_id) if who else ""
+        text = (f"Signed in as {who}" + (f" · organisation: {org}" if org else "")
+                if who else "Not signed in")
+        self.banner.value = f'<div class="csk-help"><b>{_view.esc(text)}</b></div>'
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as ipw
@@ -28,6 +29,7 @@ class ClearingModel(PanelModel):
     organisations = Int(0, help="Organisations with something in the cache.")
     confirming = Bool(False, help="True while the panel waits for Confirm or Cancel.")
     removed = Dict(help="Rows removed per table by the last clear.")
+    log_entries = Int(0, help="Entries in the sync log (support's evidence), also cleared.")
 
     def __init__(self, **kwargs: Any) -> None:
         self._reads = 0  # reads finish out of order (threads); only the newest may land
@@ -58,15 +60,18 @@ class ClearingModel(PanelModel):
         read = self._reads
         counts = await asyncio.to_thread(session.cache.counts)
         overview = await asyncio.to_thread(session.cache.overview)
+        log = await asyncio.to_thread(session.cache.read_table, "sync_log", None, ("id",))
         if read != self._reads or session is not self.session:
             return counts  # a newer read (or a sign-out) superseded this one
         # Held: views re-render once per change, and must never show half an update.
         with self.hold_trait_notifications():
             self.counts = counts
             self.organisations = overview.height
+            self.log_entries = log.height
             if not self.confirming:
-                self.say("info", "The cache is empty." if not self.total else
-                         "Clearing deletes every cached row and sync timestamp on this machine.")
+                self.say("info", "Nothing is cached on this computer." if not self.total else
+                         "Clearing deletes this computer's copy of the contacts, notes and "
+                         "assignments, and the sync log.")
         return counts
 
     def ask(self) -> None:
@@ -75,9 +80,13 @@ class ClearingModel(PanelModel):
             self.say("error", "Sign in first.")
             return
         self.confirming = True
-        self.say("warn", f"Delete {describe_removed(self.counts)} from "
-                 f"{self.organisations} organisation{'' if self.organisations == 1 else 's'}? "
-                 "The server is not touched; the next sync fetches them again.")
+        entries = f"{self.log_entries:,} sync log entr{'y' if self.log_entries == 1 else 'ies'}"
+        self.say("warn", f"Delete {describe_removed(self.counts)} of "
+                 f"{self.organisations} organisation{'' if self.organisations == 1 else 's'}, "
+                 f"and the sync log ({entries}), from this computer? The sync log is what "
+                 "support uses to find out what went wrong: export the support bundle first "
+                 "if you may need it. The server is not touched; the next sync fetches the "
+                 "contacts again.")
 
     def cancel(self) -> None:
         """Drop the pending confirmation."""
@@ -102,16 +111,20 @@ class ClearingModel(PanelModel):
             self.busy = False
         self.removed = removed
         counts = await self.refresh()
-        self.say("ok", f"Cleared: removed {describe_removed(removed)}. Now cached: "
-                 f"{describe_removed(counts)}.")
+        self.say("ok", f"Cleared: removed {describe_removed(removed)}. Nothing is cached on "
+                 "this computer now." if not sum(counts.values()) else
+                 f"Cleared: removed {describe_removed(removed)}.")
         return removed
 
 
 class ClearingPanel(ipw.VBox):  # type: ignore[misc]
     """The view of a `ClearingModel`: counts, Clear, then Confirm / Cancel."""
 
-    def __init__(self, model: ClearingModel, **kwargs: Any) -> None:
+    def __init__(self, model: ClearingModel, *,
+                 on_export_first: Callable[[], object] | None = None, **kwargs: Any) -> None:
         self.model = model
+        #: What "Export the bundle first" does (the console opens its export step).
+        self.on_export_first: Callable[[], object] = on_export_first or model.cancel
         self.summary = _view.tag(ipw.HTML(), "csk-cached")
         self.clear_button = ipw.Button(description="Clear cache…", button_style="danger",
                                        icon="trash", tooltip="Asks before deleting")
@@ -119,20 +132,25 @@ class ClearingPanel(ipw.VBox):  # type: ignore[misc]
         self.confirm_button = ipw.Button(description="Yes, delete", button_style="danger")
         self.confirm_button.on_click(
             lambda _: model.schedule(model.clear(confirm=True), what="Clearing the cache"))
+        self.export_first_button = ipw.Button(description="Export the bundle first",
+                                              icon="download")
+        self.export_first_button.on_click(lambda _: self.on_export_first())
+        _view.tag(self.export_first_button, "csk-export-first")
         self.cancel_button = ipw.Button(description="Cancel")
         self.cancel_button.on_click(lambda _: model.cancel())
         _view.tag(self.clear_button, "csk-clear")
         _view.tag(self.confirm_button, "csk-confirm")
         _view.tag(self.cancel_button, "csk-cancel")
-        self.confirm_box = ipw.HBox([self.confirm_button, self.cancel_button])
+        self.confirm_box = ipw.HBox([self.confirm_button, self.export_first_button,
+                                     self.cancel_button])
         self.status = ipw.HTML()
         super().__init__(children=[_view.card(
-            "5 · Clear the cache",
-            "Removes every cached contact, note, assignment and sync timestamp on this "
-            "machine. Signing out does this too.",
+            "Clear",
+            "Deletes this computer's copy of every organisation's contacts, notes and "
+            "assignments, and the sync log. Signing out does this too.",
             self.summary, self.clear_button, self.status, self.confirm_box)], **kwargs)
         model.observe(self._render, names=["session", "busy", "counts", "organisations",
-                                           "confirming", "status", "tone"])
+                                           "confirming", "status", "tone", "log_entries"])
         self._render()
 
     def _render(self, _change: object = None) -> None:
@@ -145,6 +163,8 @@ class ClearingPanel(ipw.VBox):  # type: ignore[misc]
                 ("Cached now", _view.esc(
                     f"{describe_removed({t: int(counts.get(t, 0)) for t in DATA_TABLES})}")),
                 ("Organisations", f"{model.organisations:,}"),
+                ("Sync log", f"{model.log_entries:,} entr"
+                             f"{'y' if model.log_entries == 1 else 'ies'}"),
             ])
         self.clear_button.disabled = (model.session is None or model.busy or model.confirming)
         self.confirm_box.layout.display = "" if model.confirming else "none"

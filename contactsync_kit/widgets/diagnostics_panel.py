@@ -23,8 +23,9 @@ from ..remote import RemoteFailure, RemoteReader
 from ..staleness import format_age
 from . import _view
 from ._base import ThresholdModel, Tone
+from .tables import table
 
-__all__ = ["VERDICT_TONES", "DiagnosticsModel", "DiagnosticsPanel"]
+__all__ = ["PLAIN_VERDICTS", "VERDICT_TONES", "DiagnosticsModel", "DiagnosticsPanel"]
 
 #: How each verdict reads in the panel.
 VERDICT_TONES: Final = {
@@ -33,6 +34,15 @@ VERDICT_TONES: Final = {
     "drifted": "warn",
     "failing": "error",
     "never_synced": "info",
+}
+
+#: Each verdict in the words the panel shows (the verdict codes stay in the details).
+PLAIN_VERDICTS: Final = {
+    "fresh": "up to date",
+    "stale": "out of date",
+    "drifted": "drifted: the server changed since the last sync",
+    "failing": "not syncing: the last attempt did not work",
+    "never_synced": "never synced on this computer",
 }
 
 #: Reads the organisations a session may see, as rows with ``id`` and ``name``.
@@ -60,12 +70,14 @@ class DiagnosticsModel(ThresholdModel):
 
     def __init__(self, *, clock: Clock | None = None, bundle_dir: str | Path | None = None,
                  reader: ServerReader | None = None, lister: Lister | None = None,
-                 **kwargs: Any) -> None:
+                 load_on_sign_in: bool = True, **kwargs: Any) -> None:
         self.clock = clock
         self.bundle_dir = Path(bundle_dir) if bundle_dir is not None else None
         self.reader = reader
         self._lister: Lister = lister or _list_organisations
         self.diagnosis: Diagnosis | None = None
+        # False inside the console, whose organisation panel already feeds `organisations`.
+        self._load_on_sign_in = load_on_sign_in
         super().__init__(**kwargs)
         self.say("info", "Sign in, then press Diagnose.")
 
@@ -76,12 +88,23 @@ class DiagnosticsModel(ThresholdModel):
 
     @observe("session")
     def _on_session(self, change: dict[str, Any]) -> None:
-        self.diagnosis, self.rows, self.headline, self.bundle_path = None, [], "", ""
+        self.forget()
         if change["new"] is None:
-            self.organisations = []
+            if self._load_on_sign_in:
+                self.organisations = []
             self.say("info", "Sign in, then press Diagnose.")
-        else:
+        elif self._load_on_sign_in:
             self.schedule(self.load_organisations(), what="Loading organisations")
+        else:
+            self.say("info", "Press Diagnose to compare this computer's copy with the server.")
+
+    def forget(self) -> None:
+        """Drop the last diagnosis (after a sync, a clear, or another organisation)."""
+        with self.hold_trait_notifications():
+            self.diagnosis, self.rows, self.headline, self.bundle_path = None, [], "", ""
+            if self.session is not None:
+                self.say("info", "Press Diagnose to compare this computer's copy with the "
+                         "server.")
 
     async def load_organisations(self) -> list[tuple[str, str]]:
         """Fill the picker with the user's organisations (read through RLS)."""
@@ -130,6 +153,7 @@ class DiagnosticsModel(ThresholdModel):
                 "cause": row["cause"],
                 "summary": row["summary"],
                 "action": row["action"],
+                "plain": PLAIN_VERDICTS.get(row["verdict"], row["verdict"]),
                 "age": format_age(None if age is None else age * 3600),
                 "contacts": (row["local_contacts"], row["server_contacts"]),
                 "differences": (row["missing_locally"] or 0) + (row["gone_from_server"] or 0)
@@ -141,13 +165,17 @@ class DiagnosticsModel(ThresholdModel):
             self.headline = "Nothing to diagnose: no organisation is cached or visible."
             self.say("info", self.headline)
             return
-        counts = ", ".join(f"{verdicts.count(v)} {v.replace('_', ' ')}"
-                           for v in VERDICT_TONES if v in verdicts)
-        self.headline = f"{len(rows)} organisation{'' if len(rows) == 1 else 's'}: {counts}."
+        if len(rows) == 1:
+            only = rows[0]
+            self.headline = (f"{only['label']}: {only['plain']}. What we found: "
+                             f"{only['summary']}. What to do: {only['action']}.")
+        else:
+            counts = ", ".join(f"{verdicts.count(v)} {PLAIN_VERDICTS[v].split(':')[0]}"
+                               for v in VERDICT_TONES if v in verdicts)
+            self.headline = f"{len(rows)} organisations: {counts}."
         worst: Tone = ("error" if "failing" in verdicts
                        else "warn" if {"stale", "drifted"} & set(verdicts) else "ok")
-        self.say(worst, f"{self.headline} Diagnosed at "
-                 f"{result.generated_at:%Y-%m-%d %H:%M:%S} UTC.")
+        self.say(worst, f"{self.headline} (Checked at {result.generated_at:%H:%M} UTC.)")
 
     async def export_bundle(self, path: str | Path | None = None) -> Path | None:
         """Write the support bundle for the last diagnosis (diagnosing first if needed).
@@ -186,6 +214,7 @@ class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
         self.diagnose_button = ipw.Button(description="Diagnose", icon="stethoscope",
                                           button_style="primary",
                                           tooltip="Compare the cache with the server")
+        _view.tag(self.diagnose_button, "csk-diagnose")
         self.diagnose_button.on_click(
             lambda _: model.schedule(model.diagnose(), what="Diagnosing"))
         self.export_button = ipw.Button(description="Export bundle", icon="download",
@@ -193,19 +222,20 @@ class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
         self.export_button.on_click(
             lambda _: model.schedule(model.export_bundle(), what="Writing the bundle"))
         self.table = ipw.HTML()
-        self.status = ipw.HTML()
+        self.status = _view.tag(ipw.HTML(), "csk-diagnosis")
+        self.history = ipw.VBox()
         super().__init__(children=[_view.card(
-            "Diagnose a stale cache",
+            "Diagnose",
             "Compares this machine's cache with what the server shows the signed-in user, "
             "says what is wrong in plain words and what to do, and exports a support bundle "
             "with no personal data.",
             ipw.HBox([self.picker, self.threshold, ipw.HTML("&nbsp;hours")],
                      layout=ipw.Layout(align_items="center")),
             ipw.HBox([self.diagnose_button, self.export_button]),
-            self.status, self.table)], **kwargs)
+            self.status, self.table, self.history)], **kwargs)
         model.observe(self._render, names=["session", "busy", "rows", "status", "tone",
                                            "bundle_path"])
-        model.observe(self._refill, names="organisations")
+        model.observe(self._refill, names=["organisations", "organisation_id"])
         self._render()
 
     def _options(self) -> list[tuple[str, str | None]]:
@@ -232,6 +262,19 @@ class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
         self.export_button.disabled = model.session is None or model.busy
         self.status.value = _view.status_html(model.tone, model.status)
         self.table.value = _rows_html(model.rows) if model.rows else ""
+        diagnosis = model.diagnosis
+        if diagnosis is None or not model.rows:
+            _view.replace_children(self.history, [])
+        elif diagnosis.sync_log.height:
+            _view.replace_children(self.history, [
+                ipw.HTML("<b>Sync history</b> <span class='csk-help'>every attempt on this "
+                         "computer, newest last</span>"),
+                table(diagnosis.sync_log.drop("id", strict=False), names=model.names,
+                      now=diagnosis.generated_at, css_class="csk-history",
+                      file_name="sync-history")])
+        else:
+            _view.replace_children(self.history, [ipw.HTML(
+                "<b>Sync history</b>: no sync was attempted on this computer yet.")])
 
 
 def _rows_html(rows: list[dict[str, Any]]) -> str:
@@ -240,8 +283,10 @@ def _rows_html(rows: list[dict[str, Any]]) -> str:
         local, server = row["contacts"]
         body.append([
             f"<b>{_view.esc(row['label'])}</b>",
-            _view.pill(VERDICT_TONES.get(row["verdict"], "info"),
-                       row["verdict"].replace("_", " ")),
+            _view.pill(VERDICT_TONES.get(row["verdict"], "info"), row["plain"].split(":")[0])
+            + _view.details_html([("Verdict", _view.esc(row["verdict"])),
+                                  ("Cause", _view.esc(row["cause"])),
+                                  ("Id", _view.esc(row["organisation_id"]))]),
             _wrapping(_view.esc(row["summary"])),
             _wrapping(f"<b>{_view.esc(row['action'])}</b>"),
             _view.esc(row["age"]),

@@ -10,14 +10,15 @@ import httpx
 import ipywidgets as ipw
 from traitlets import Unicode, link, observe
 
-from ..bootstrap import UserSession, start_session
+from ..bootstrap import UserSession, default_cache_path, start_session
 from ..clock import Clock, SystemClock
 from ..session import PrivilegedKeyError, SignInError, inspect_token
 from ..staleness import format_age
 from . import _view
 from ._base import PanelModel
+from .settings import UrlProblem, check_url
 
-__all__ = ["LoginModel", "LoginPanel", "SessionFactory", "describe_removed"]
+__all__ = ["LoginModel", "LoginPanel", "SessionFactory", "describe_removed", "on_enter"]
 
 #: Builds a `UserSession`; `start_session` unless a test injects another.
 SessionFactory = Callable[..., Awaitable[UserSession]]
@@ -38,6 +39,32 @@ def describe_removed(removed: dict[str, int]) -> str:
         one, many = _TABLE_WORDS.get(table, (table, table))
         parts.append(f"{count:,} {one if count == 1 else many}")
     return ", ".join(parts) if parts else "nothing"
+
+
+def on_enter(field: ipw.Text, action: Callable[[], object]) -> None:
+    """Run `action` when Enter is pressed in `field` (the field sends its value first)."""
+    def handle(_widget: object, content: dict[str, Any], _buffers: object) -> None:
+        if content.get("event") == "submit":
+            action()
+
+    field.on_msg(handle)
+
+
+def _sign_in_problem(exc: SignInError, url: str) -> str:
+    """A failed sign-in in words a support person can act on."""
+    message = exc.message.lower()
+    if "wrong email or password" in message:
+        return ("The email or password is not right. Check both (passwords are "
+                "case-sensitive) and try again.")
+    if message.startswith("cannot reach"):
+        return (f"Cannot reach the server at {url}. Check the project address and this "
+                "computer's network connection, then try again.")
+    if exc.status in (401, 403) and "key" in message:
+        return ("The server did not accept the project key. Ask whoever set up the console "
+                "for the project's publishable (anon) key.")
+    return (f"The server refused the sign-in ({exc.message.rstrip('.')}). Check your email "
+            "and password; if it keeps happening, ask an admin whether your account is "
+            "active.")
 
 
 class LoginModel(PanelModel):
@@ -75,12 +102,21 @@ class LoginModel(PanelModel):
         self._factory: SessionFactory = session_factory or start_session
         super().__init__(**kwargs)
         self._check_key({"new": self.key})
-        if not (self.url and self.key):
-            self.say("info", "Not signed in. Enter the project URL and its anon key (or set "
-                     "SUPABASE_URL and SUPABASE_ANON_KEY), your email and password, then "
-                     "Sign in.")
+        #: True when the project came from configuration: its fields are then not shown.
+        self.configured = bool(self.url and self.key)
+        self._explain()
+
+    def _explain(self) -> None:
+        if not self.configured:
+            self.say("info", "Not signed in. Type the project's address and key (your admin "
+                     "has them), then your email and password, and press Enter.")
         else:
-            self.say("info", "Not signed in. Enter your email and password, then Sign in.")
+            self.say("info", "Not signed in. Type your email and password, then press Enter.")
+
+    @property
+    def cache_location(self) -> str:
+        """Where this console keeps its cache file (``CONTACTSYNC_CACHE`` or the default)."""
+        return str(self.cache_path if self.cache_path is not None else default_cache_path())
 
     @property
     def signed_in(self) -> bool:
@@ -102,17 +138,28 @@ class LoginModel(PanelModel):
         if self.session is not None:
             self.say("info", f"Already signed in as {self.user}. Sign out first to switch.")
             return True
-        missing = [name for name, value in (("URL", self.url), ("key", self.key),
-                                            ("email", self.email), ("password", self.password))
+        if self.busy:
+            return False  # a second Enter or click while signing in
+        missing = [name for name, value in (
+            ("the project address", self.url), ("the project key", self.key),
+            ("your email address", self.email), ("your password", self.password))
                    if not value.strip()]
         if missing:
-            self.say("error", f"Fill in the {', '.join(missing)} first.")
+            listed = " and ".join(missing) if len(missing) < 3 else (
+                ", ".join(missing[:-1]) + " and " + missing[-1])
+            self.say("error", f"Type {listed}, then press Sign in.")
             return False
+        try:
+            url = check_url(self.url)
+        except UrlProblem as exc:
+            self.say("error", str(exc))
+            return False
+        self.url = url
         self.busy = True
-        self.say("busy", f"Signing in as {self.email}…")
+        self.say("busy", f"Signing in as {self.email.strip()}…")
         try:
             session = await self._factory(
-                self.url.strip(), self.key.strip(), email=self.email.strip(),
+                url, self.key.strip(), email=self.email.strip(),
                 password=self.password, cache_path=self.cache_path, clock=self.clock,
                 http_client=self._http_client, max_rows=self._max_rows,
                 page_size=self._page_size)
@@ -121,10 +168,15 @@ class LoginModel(PanelModel):
                      "Level Security. Use the project's publishable (anon) key.")
             return False
         except SignInError as exc:
-            reason = exc.message.rstrip(".")
-            if reason.lower().startswith("sign-in failed"):
-                reason = reason[len("sign-in failed"):].lstrip(": ")
-            self.say("error", f"Sign-in failed: {reason}.")
+            self.say("error", _sign_in_problem(exc, url))
+            return False
+        except Exception as exc:  # supabase-py's own checks of the URL and key
+            if "api key" in str(exc).lower():
+                self.say("error", "The project key is not a valid key. Ask whoever set up the "
+                         "console for the project's publishable (anon) key.")
+            else:
+                self.say("error", f"Could not start a session with {url}: check the project "
+                         f"address and key. (Technical: {type(exc).__name__}: {exc})")
             return False
         finally:
             self.busy = False
@@ -154,8 +206,8 @@ class LoginModel(PanelModel):
         self.session = None
         self.user = ""
         self.token_text = ""
-        self.say("ok", f"Signed out {who}. The local cache was wiped: removed "
-                 f"{describe_removed(removed)}.")
+        self.say("ok", f"Signed out {who}. This computer's copy of the contacts was "
+                 f"deleted: {describe_removed(removed)}.")
         return removed
 
     def refresh_token_text(self) -> str:
@@ -181,29 +233,40 @@ class LoginModel(PanelModel):
 
 
 class LoginPanel(ipw.VBox):  # type: ignore[misc]
-    """The view of a `LoginModel`: fields, Sign in / Sign out, who is signed in."""
+    """The view of a `LoginModel`: sign in, sign out, and who is signed in.
+
+    Email and password, plus the project's address and key only when configuration names
+    none. Enter signs in.
+    """
 
     def __init__(self, model: LoginModel, **kwargs: Any) -> None:
         self.model = model
-        wide = ipw.Layout(width="34em")
-        style = {"description_width": "7em"}
-        self.url = ipw.Text(description="Project URL", placeholder="https://<project>.supabase.co",
-                            layout=wide, style=style)
-        self.key = ipw.Password(description="Anon key", placeholder="publishable / anon key",
-                                layout=wide, style=style)
-        self.email = ipw.Text(description="Email", placeholder="you@example.org", layout=wide,
+        def wide() -> ipw.Layout:  # one Layout each: hiding one field must not hide all
+            return ipw.Layout(width="34em")
+
+        style = {"description_width": "8em"}
+        self.url = ipw.Text(description="Project address",
+                            placeholder="https://your-project.supabase.co", layout=wide(),
+                            style=style)
+        self.key = ipw.Password(description="Project key",
+                                placeholder="the publishable key your admin gave you",
+                                layout=wide(), style=style)
+        self.email = ipw.Text(description="Email", placeholder="you@example.org", layout=wide(),
                               style=style)
-        self.password = ipw.Password(description="Password", layout=wide, style=style)
+        self.password = ipw.Password(description="Password", layout=wide(), style=style)
         for name in ("url", "key", "email", "password"):
             link((model, name), (getattr(self, name), "value"))
+            on_enter(getattr(self, name), self._submit)
+        if model.configured:  # support staff never see, or need, the project's key
+            self.url.layout.display = self.key.layout.display = "none"
         self.sign_in_button = ipw.Button(description="Sign in", button_style="primary",
                                          icon="sign-in")
         self.sign_out_button = ipw.Button(
             description="Sign out", button_style="warning", icon="sign-out",
-            tooltip="Wipes the local cache, then ends the session")
-        self.sign_in_button.on_click(lambda _: model.schedule(model.sign_in(), what="Sign-in"))
+            tooltip="Deletes this computer's copy of the contacts, then ends the session")
+        self.sign_in_button.on_click(lambda _: self._submit())
         self.sign_out_button.on_click(lambda _: model.schedule(model.sign_out(),
-                                                               what="Sign-out"))
+                                                               what="Signing out"))
         _view.tag(self.url, "csk-url")
         _view.tag(self.key, "csk-key")
         _view.tag(self.email, "csk-email")
@@ -211,18 +274,23 @@ class LoginPanel(ipw.VBox):  # type: ignore[misc]
         _view.tag(self.sign_in_button, "csk-sign-in")
         _view.tag(self.sign_out_button, "csk-sign-out")
         self.key_warning = ipw.HTML()
-        self.who = ipw.HTML()
+        self.who = _view.tag(ipw.HTML(), "csk-who")
         self.status = _view.tag(ipw.HTML(), "csk-login-status")
+        self.details = ipw.HTML()
         super().__init__(children=[_view.card(
-            "1 · Sign in",
-            "Use your own account. The project's anon key is fine to share; a service-role "
-            "key is refused.",
+            "Sign in",
+            "Sign in with your own account. Signing out deletes this computer's copy of the "
+            "contacts.",
             self.url, self.key, self.key_warning, self.email, self.password,
             ipw.HBox([self.sign_in_button, self.sign_out_button]),
-            self.who, self.status)], **kwargs)
+            self.status, self.who, self.details)], **kwargs)
         model.observe(self._render, names=["session", "busy", "status", "tone", "user",
-                                           "token_text", "key_problem"])
+                                           "token_text", "key_problem", "url"])
         self._render()
+
+    def _submit(self) -> None:
+        if self.model.session is None and not self.model.busy:
+            self.model.schedule(self.model.sign_in(), what="Signing in")
 
     def _render(self, _change: object = None) -> None:
         model = self.model
@@ -241,3 +309,7 @@ class LoginPanel(ipw.VBox):  # type: ignore[misc]
         else:
             self.who.value = _view.facts_html([("Signed in as", "<i>nobody</i>")])
         self.status.value = _view.status_html(model.tone, model.status)
+        self.details.value = _view.details_html([
+            ("Project", _view.esc(model.url or "not set")),
+            ("Cache file", _view.esc(model.cache_location)),
+        ])

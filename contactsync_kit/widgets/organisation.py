@@ -13,7 +13,8 @@ from ..remote import RemoteFailure, RemoteReader
 from . import _view
 from ._base import PanelModel
 
-__all__ = ["OrganisationLister", "OrganisationModel", "OrganisationPanel", "list_organisations"]
+__all__ = ["OrganisationLister", "OrganisationModel", "OrganisationPanel", "list_organisations",
+           "organisation_names"]
 
 #: Reads the organisations a session may see, as rows with ``id`` and ``name``.
 OrganisationLister = Callable[[UserSession], Awaitable[list[dict[str, Any]]]]
@@ -22,6 +23,14 @@ OrganisationLister = Callable[[UserSession], Awaitable[list[dict[str, Any]]]]
 async def list_organisations(session: UserSession) -> list[dict[str, Any]]:
     """The signed-in user's organisations, read through RLS (no client-side filter)."""
     return await RemoteReader(session.client).rows("organisations", "id, name")
+
+
+async def organisation_names(session: UserSession) -> dict[str, str]:
+    """Organisation id → name for the organisations the server shows this user (RLS).
+
+    For labels in tables and verdicts; on a real project this is the only source of names.
+    """
+    return {str(r["id"]): str(r.get("name") or r["id"]) for r in await list_organisations(session)}
 
 
 class OrganisationModel(PanelModel):
@@ -73,8 +82,9 @@ class OrganisationModel(PanelModel):
         try:
             rows = await self._lister(session)
         except RemoteFailure as exc:
-            self.say("error", f"Could not load your organisations — {exc.error.kind.value}: "
-                     f"{exc.error.message}")
+            self.say("error", "Could not load your organisations: the server did not answer "
+                     "as expected. Press Reload; if it keeps failing, sign out and in again. "
+                     f"(Technical: {exc.error.kind.value}: {exc.error.message})")
             return []
         finally:
             self.busy = False
@@ -122,7 +132,7 @@ class OrganisationPanel(ipw.VBox):  # type: ignore[misc]
         self.id_line = ipw.HTML()
         self.status = _view.tag(ipw.HTML(), "csk-organisation-status")
         super().__init__(children=[_view.card(
-            "2 · Organisation",
+            "Organisation",
             "Only the organisations this account belongs to are listed: the server's Row "
             "Level Security decides.",
             ipw.HBox([self.dropdown, self.reload_button]), self.id_line, self.status)],
@@ -136,6 +146,6 @@ class OrganisationPanel(ipw.VBox):  # type: ignore[misc]
         self.dropdown.disabled = model.session is None or model.busy or not model.organisations
         self.reload_button.disabled = model.session is None or model.busy
         oid = model.organisation_id
-        self.id_line.value = (f'<span class="csk-mono">organisation id: {_view.esc(oid)}</span>'
-                              if oid else "")
+        self.id_line.value = _view.details_html(
+            [("Organisation id", f'<span class="csk-mono">{_view.esc(oid)}</span>')]) if oid else ""
         self.status.value = _view.status_html(model.tone, model.status)

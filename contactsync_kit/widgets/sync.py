@@ -13,26 +13,44 @@ from ..results import SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuc
 from . import _view
 from ._base import PanelModel
 
-__all__ = ["SyncModel", "SyncPanel", "describe_result"]
+__all__ = ["SyncModel", "SyncPanel", "describe_result", "result_details"]
 
 # The bar's split: fetching pages is most of a sync, writing the three tables the rest.
 _FETCH_SHARE: Final = 0.8
 
 
+def _took(ms: int) -> str:
+    return f"{ms / 1000:.1f} s" if ms >= 1000 else "under a second" if ms < 950 else "1 s"
+
+
 def describe_result(result: SyncResult, organisation_name: str = "") -> str:
-    """One plain-text paragraph about a sync result: counts, timings, or the failure."""
+    """One plain-text paragraph about a sync result.
+
+    It says what was synced, or what went wrong and what to do. Timings split and codes are
+    left to `result_details`.
+    """
+    if isinstance(result, SyncFailure) and result.error is not None:
+        error = result.error
+        org = f" of {organisation_name}" if organisation_name else ""
+        return (f"The sync{org} did not work: {error.message.rstrip('.')}. Nothing was "
+                f"changed in this computer's copy. "
+                f"{advise(error.kind, error.code, error.status).sentence}").rstrip()
+    org = f" {organisation_name}" if organisation_name else ""
+    return (f"Synced{org}: {result.items_synced:,} contacts, {result.notes_synced:,} notes and "
+            f"{result.assignments_synced:,} assignments, in {_took(result.duration_ms)}.")
+
+
+def result_details(result: SyncResult) -> list[tuple[str, str]]:
+    """The technical side of a sync result, as label → plain-text rows for a disclosure."""
     t = result.timings
-    timing = (f"Took {result.duration_ms:,} ms in total (fetch {t.fetch_ms:,} ms · "
-              f"map {t.map_ms:,} ms · write {t.write_ms:,} ms).")
-    org = f" '{organisation_name}'" if organisation_name else ""
-    if result.error is None:
-        pages = f"{result.pages} page{'' if result.pages == 1 else 's'}"
-        return (f"Synced{org}: {result.items_synced:,} contacts, {result.notes_synced:,} notes, "
-                f"{result.assignments_synced:,} assignments ({pages}). {timing}")
-    error = result.error
-    code = f" [{error.code}]" if error.code else ""
-    return (f"Sync{org} failed — {error.kind.value}{code}: {error.message}. Nothing was "
-            f"written; the cache keeps its previous content. {timing}")
+    rows = [("Total time", f"{result.duration_ms:,} ms"),
+            ("Split", f"fetch {t.fetch_ms:,} ms · map {t.map_ms:,} ms · write {t.write_ms:,} ms"),
+            ("Pages", f"{result.pages:,}"),
+            ("Organisation id", result.organisation_id)]
+    if result.error is not None:
+        rows.insert(0, ("Error", f"{result.error.kind.value}"
+                                 f"{f' [{result.error.code}]' if result.error.code else ''}"))
+    return rows
 
 
 class SyncModel(PanelModel):
@@ -70,14 +88,21 @@ class SyncModel(PanelModel):
             self.say("info", "Ready. Sync fetches every contact, note and assignment you may "
                      "see in this organisation and replaces the cached copy.")
 
-    @observe("session")
-    def _forget(self, change: dict[str, Any]) -> None:
-        if change["new"] is None:
+    @observe("session", "organisation_id")
+    def _forget_on_change(self, _change: object) -> None:
+        # Another person or organisation: the last result is not about what is shown now.
+        if not self.running:
+            self.forget()
+
+    def forget(self) -> None:
+        """Drop the last result, notice and progress (after a clear, sign-out or new pick)."""
+        with self.hold_trait_notifications():
             self.result = None
             self.readout = ""
             self.notice = ""
             self.progress = 0.0
             self.progress_text = ""
+            self._explain()
 
     def request(self) -> None:
         """Start a sync without waiting (the button's path); no-op with a notice if one runs."""
@@ -126,10 +151,14 @@ class SyncModel(PanelModel):
             self.running = False
             return None
         name = self.organisation_name or org
-        self.notice = ""
-        self.progress = 0.0
-        self.progress_text = "Asking the server…"
-        self.say("busy", f"Syncing {name}…")
+        with self.hold_trait_notifications():
+            # A new attempt: the last one's result (say, an old 401) must not stay on screen.
+            self.result = None
+            self.readout = ""
+            self.notice = ""
+            self.progress = 0.0
+            self.progress_text = "Asking the server…"
+            self.say("busy", f"Syncing {name}…")
         try:
             result = await session.repository.sync_contacts_for_organisation(
                 org, on_concurrent="reject", progress=self._on_progress)
@@ -150,14 +179,15 @@ class SyncModel(PanelModel):
                 self._explain()
                 return result
             self.progress = 1.0
-            self.progress_text = "Done" if result.ok else "Failed"
+            self.progress_text = "Done" if result.ok else "Did not work"
             self.readout = describe_result(result, self.organisation_name)
             self.result = result
+            self.notice = ""  # "already in progress" was about this run, which is over
             if result.error is None:
                 self.say("ok", f"Synced {result.items_synced:,} contacts of {name}.")
             else:
                 error = result.error
-                self.say("error", f"Sync failed ({error.kind.value}). "
+                self.say("error", f"The sync of {name} did not work. "
                          f"{advise(error.kind, error.code, error.status).sentence}")
         return result
 
@@ -193,7 +223,7 @@ class SyncPanel(ipw.VBox):  # type: ignore[misc]
         self.status = ipw.HTML()
         self.readout = _view.tag(ipw.HTML(), "csk-readout")
         super().__init__(children=[_view.card(
-            "3 · Sync",
+            "Sync",
             "Copies the organisation's contacts, notes and assignments into the local cache. "
             "All or nothing: a failed sync leaves the cache as it was.",
             ipw.HBox([self.sync_button, self.bar, self.bar_text],
@@ -220,29 +250,14 @@ class SyncPanel(ipw.VBox):  # type: ignore[misc]
 
 
 def _readout_html(result: SyncResult, name: str) -> str:
-    t = result.timings
-    split = (f"fetch {_view.ms(t.fetch_ms)} · map {_view.ms(t.map_ms)} · "
-             f"write {_view.ms(t.write_ms)}")
-    rows: list[tuple[str, str]] = []
-    if result.error is None:
-        rows.append(("Result", _view.pill("ok", "success")
-                     + (f" &nbsp;{_view.esc(name)}" if name else "")))
-        rows.append(("Synced", f"<b>{result.items_synced:,} contacts</b> · "
-                     f"{result.notes_synced:,} notes · {result.assignments_synced:,} "
-                     f"assignments <span class='csk-help'>({result.pages} "
-                     f"page{'' if result.pages == 1 else 's'})</span>"))
-    else:
-        error = result.error
-        code = f" [{error.code}]" if error.code else ""
-        rows.append(("Result", _view.pill("error", f"failed: {error.kind.value}")
-                     + (f" &nbsp;{_view.esc(name)}" if name else "")))
-        rows.append(("Why", _view.esc(f"{error.message}{code}")))
-        advice = advise(error.kind, error.code, error.status)
-        rows.append(("What to do", _view.esc(advice.sentence)))
-        rows.append(("Cache", "unchanged — nothing was written"))
-    rows.append(("Total time", f"<b>{result.duration_ms:,} ms</b>"))
-    rows.append(("Split", f"{split}{_split_bar(result)}"))
-    return _view.facts_html(rows)
+    sentence = describe_result(result, name)
+    pill = (_view.pill("ok", "synced") if result.error is None
+            else _view.pill("error", "did not work"))
+    details = [(label, _view.esc(value)) for label, value in result_details(result)]
+    split = _split_bar(result)
+    if split:
+        details.append(("", split))
+    return (f"<div>{pill} {_view.esc(sentence)}</div>" + _view.details_html(details))
 
 
 def _split_bar(result: SyncResult) -> str:
@@ -258,7 +273,4 @@ def _split_bar(result: SyncResult) -> str:
                                      ("write", t.write_ms, "#1a7f37"))
         if value > 0)
     return (f'<div style="display:flex;width:16em;margin-top:3px;border-radius:3px;'
-            f'overflow:hidden">{segments}</div>'
-            '<span class="csk-help"><span style="color:#1d4ed8">■</span> fetch '
-            '<span style="color:#9a6700">■</span> map '
-            '<span style="color:#1a7f37">■</span> write</span>')
+            f'overflow:hidden">{segments}</div>')

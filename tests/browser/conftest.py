@@ -71,45 +71,72 @@ def browser_stack(stack: DevStack) -> tuple[DevStack, SeedResult]:
                              seed=515)
 
 
+class Console:
+    """A Voilà server of the console, started with `env` on top of this process's."""
+
+    def __init__(self, work: Path, env: dict[str, str | None]) -> None:
+        self.work = work
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        environ = {**os.environ, "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+                   "CONTACTSYNC_SETTINGS": str(work / "no-settings.json")}
+        # The person types the login in the browser; nothing of it comes from the environment.
+        for name in ("SUPABASE_EMAIL", "SUPABASE_PASSWORD", "SUPABASE_URL",
+                     "SUPABASE_ANON_KEY", "CONTACTSYNC_DEMO"):
+            environ.pop(name, None)
+        for name, value in env.items():
+            if value is None:
+                environ.pop(name, None)
+            else:
+                environ[name] = value
+        # voila from this venv: its kernelspec `python3` starts this venv's ipykernel. Run in
+        # the repository root, so Voilà reads the shipped voila.json.
+        voila = Path(sys.executable).with_name("voila")
+        self.log = work / "voila.log"
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [str(voila), str(APP_NOTEBOOK), "--no-browser", f"--port={self.port}",
+                 "--Voila.ip=127.0.0.1", "--Voila.kernel_name=python3"],
+                cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        # A limit for a hang: Voilà starts slowly on one busy core.
+        _wait_listening(self.port, self.process, self.log, timeout_s=120)
+
+    def stop(self) -> None:
+        # Voilà shuts its kernels down on SIGTERM; the group kill below is only the backstop
+        # for this process group we created (voila and the kernels it started).
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+
 @pytest.fixture(scope="session")
 def voila_app(browser_stack: tuple[DevStack, SeedResult],
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoilaApp]:
+    """The console configured for the session's stack (its URL and key from the environment,
+    so the page shows no project fields)."""
     stack, world = browser_stack
     work = tmp_path_factory.mktemp("voila")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "SUPABASE_URL": stack.url,
-        "SUPABASE_ANON_KEY": stack.anon_key,
-        "CONTACTSYNC_CACHE": str(work / "cache.sqlite3"),
-        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
-    }
-    # The person types the login in the browser; nothing of it comes from the environment.
-    for name in ("SUPABASE_EMAIL", "SUPABASE_PASSWORD"):
-        env.pop(name, None)
-    # voila from this venv: its kernelspec `python3` then starts this venv's ipykernel, which
-    # has the kit installed.
-    voila = Path(sys.executable).with_name("voila")
-    log = work / "voila.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(voila), str(APP_NOTEBOOK), "--no-browser", f"--port={port}",
-             "--Voila.ip=127.0.0.1", "--Voila.kernel_name=python3"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
+    console = Console(work, {"SUPABASE_URL": stack.url, "SUPABASE_ANON_KEY": stack.anon_key,
+                             "CONTACTSYNC_CACHE": str(work / "cache.sqlite3")})
     try:
-        # A limit for a hang: Voilà starts slowly on one busy core.
-        _wait_listening(port, process, log, timeout_s=120)
-        yield VoilaApp(url=url, stack=stack, world=world)
+        yield VoilaApp(url=console.url, stack=stack, world=world)
     finally:
-        # Voilà shuts its kernels down on SIGTERM; the group kill below is only the backstop
-        # for this process group we created (voila and the kernels it started).
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        console.stop()
+
+
+@pytest.fixture(scope="session")
+def unconfigured_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The console with no project configured: it asks for the address and key."""
+    work = tmp_path_factory.mktemp("voila-bare")
+    console = Console(work, {"CONTACTSYNC_CACHE": str(work / "cache.sqlite3")})
+    try:
+        yield console.url
+    finally:
+        console.stop()
 
 
 @pytest.fixture(scope="session")

@@ -47,8 +47,6 @@ ALLOWED: frozenset[tuple[str, str, str]] = frozenset({
     ("contactsync_kit.rls_audit", "plot_heatmap", "summary"),
     ("contactsync_kit.rls_audit", "ground_truth_from_database", "summary"),
     ("contactsync_kit.widgets.app", "ContactSyncApp.from_environment", "summary"),
-    ("contactsync_kit.widgets.app", "ContactSyncApp.close", "summary"),
-    ("contactsync_kit.widgets.app", "ContactSyncApp.close", "closing"),
     ("contactsync_kit.widgets.app", "StackLike.url", "missing"),
     ("contactsync_kit.widgets.app", "StackLike.anon_key", "missing"),
 })

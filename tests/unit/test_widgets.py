@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import re
 import subprocess
 import sys
 import threading
@@ -18,6 +21,7 @@ import pytest
 
 import contactsync_kit.widgets.staleness as staleness_panel
 from contactsync_kit import ContactCache, ManualClock, SyncErrorKind, SyncSuccess
+from contactsync_kit.advice import advise
 from contactsync_kit.devstack import DevStack, SeededUser, SeedResult
 from contactsync_kit.widgets import ContactSyncApp, LoginModel, LoginPanel
 
@@ -55,7 +59,8 @@ async def app(widget_stack: DevStack, multi_org: SeededUser, now_clock: ManualCl
               tmp_path: Path) -> AsyncIterator[ContactSyncApp]:
     app = ContactSyncApp.for_stack(widget_stack, email=multi_org.email,
                                    password=multi_org.password, clock=now_clock,
-                                   cache_path=tmp_path / "cache.sqlite3", page_size=25)
+                                   cache_path=tmp_path / "cache.sqlite3", page_size=25,
+                                   auto_refresh=False)
     app.widget  # noqa: B018 -- build the views, as displaying the app does
     yield app
     await app.wait()
@@ -115,7 +120,7 @@ async def test_wrong_password_shows_the_reason_in_red_and_stays_signed_out(
 
     assert app.login.session is None
     assert app.login.tone == "error"
-    assert "wrong email or password" in app.login.status
+    assert "The email or password is not right" in app.login.status
     assert ERROR_RED in app.panels.login.status.value
     assert "Traceback" not in app.panels.login.status.value
     assert not app.panels.login.sign_in_button.disabled, "the user can try again"
@@ -142,8 +147,8 @@ async def test_unreachable_server_is_a_message_not_a_traceback(app: ContactSyncA
     app.login.url = "http://127.0.0.1:9"  # discard port: nothing listens
     assert await app.login.sign_in() is False
     assert app.login.tone == "error"
-    assert app.login.status.startswith("Sign-in failed: ") and "failed: sign-in" not in (
-        app.login.status.lower())
+    assert app.login.status.startswith("Cannot reach the server at http://127.0.0.1:9")
+    assert "network" in app.login.status and "kernel log" not in app.login.status
 
 
 async def test_missing_fields_are_named(app: ContactSyncApp) -> None:
@@ -197,7 +202,10 @@ async def test_listing_failure_shows_in_the_panel(
     app.widget  # noqa: B018
     assert await app.sign_in()
     assert app.organisation.tone == "error"
-    assert "failed unexpectedly (RuntimeError: boom)" in app.organisation.status
+    assert "did not work" in app.organisation.status
+    assert "export the support bundle" in app.organisation.status
+    assert "(Technical: RuntimeError: boom)" in app.organisation.status
+    assert "kernel log" not in app.organisation.status
     assert ERROR_RED in app.panels.organisation.status.value
     await app.sign_out()
 
@@ -226,10 +234,12 @@ async def test_sync_click_fills_the_readout_with_counts_and_split_timings(
     assert f"{server_count(widget_stack, 'notes', org_id)} notes" in readout
     assert f"{server_count(widget_stack, 'contact_assignments', org_id)} assignments" in readout
     t = result.timings
-    assert f"{result.duration_ms:,} ms in total" in readout
-    assert f"fetch {t.fetch_ms:,} ms · map {t.map_ms:,} ms · write {t.write_ms:,} ms" in readout
+    assert "fetch" not in readout, "the split is technical detail"
     html = app.panels.sync.readout.value
-    assert f"{contacts} contacts" in html and "success" in html and "fetch" in html
+    main, details = html.split("<details", 1)
+    assert f"{contacts} contacts" in main and "synced" in main and "fetch" not in main
+    assert f"{result.duration_ms:,} ms" in details
+    assert f"fetch {t.fetch_ms:,} ms · map {t.map_ms:,} ms · write {t.write_ms:,} ms" in details
     # The bar moved per page (25 a page: 3 pages) and per table, and ended full.
     assert [s for s in texts if s.startswith("Fetching")] == [
         "Fetching: page 1, 25 of 60 contacts", "Fetching: page 2, 50 of 60 contacts",
@@ -280,9 +290,10 @@ async def test_a_failed_sync_explains_itself_and_keeps_the_cache(
     assert result is not None and result.error is not None
     assert result.error.kind is SyncErrorKind.REMOTE
     assert app.sync.tone == "error"
-    assert "failed — remote" in app.sync.readout and "Nothing was written" in app.sync.readout
+    assert "did not work" in app.sync.readout and "Nothing was changed" in app.sync.readout
+    assert advise(SyncErrorKind.REMOTE).sentence in app.sync.readout
     html = app.panels.sync.readout.value
-    assert "failed: remote" in html and "What to do" in html
+    assert "did not work" in html and "remote" in html.split("<details", 1)[1]
     assert app.panels.sync.bar.bar_style == "danger"
     assert app.clearing.counts["contacts"] == 60, "the cache kept its previous content"
 
@@ -363,6 +374,8 @@ async def test_clear_asks_for_confirmation_then_the_counts_are_zero(
     await click(app, panel.clear_button)
     assert app.clearing.confirming and panel.confirm_box.layout.display == ""
     assert "Delete 60 contacts" in app.clearing.status
+    assert "the sync log (1 sync log entry)" in app.clearing.status
+    assert "export the support bundle first" in app.clearing.status
     assert app.clearing.counts["contacts"] == 60, "asking deletes nothing"
     await click(app, panel.cancel_button)
     assert not app.clearing.confirming and app.clearing.counts["contacts"] == 60
@@ -395,7 +408,7 @@ async def test_sign_out_wipes_the_cache_and_resets_the_panels(
     await click(app, app.panels.login.sign_out_button)
 
     assert app.login.session is None
-    assert "The local cache was wiped: removed 60 contacts" in app.login.status
+    assert "This computer's copy of the contacts was deleted: 60 contacts" in app.login.status
     cache = ContactCache.open(tmp_path / "cache.sqlite3")
     try:
         assert cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
@@ -472,3 +485,275 @@ async def test_the_console_demo_runs_on_its_own_seeded_stack(
     assert result is not None and result.ok and result.items_synced > 0
     await app.sign_out()
     app.close()  # stops the demo stack too
+
+
+# -- the console: one truth across the steps --------------------------------------------------
+
+async def test_after_a_clear_every_step_shows_the_empty_cache(
+    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, name = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    panels = app.panels
+    await click(app, panels.diagnostics.diagnose_button)
+    await click(app, panels.export.prepare_button)
+    panels.data.search.value = "a"  # a search left in the box must not keep a grid alive
+    await app.wait()
+    grids = list(panels.data.grids.children)
+    assert app.diagnostics.rows and app.export.href and app.data.counts["contacts"] == 60
+
+    await click(app, panels.clearing.clear_button)
+    await click(app, panels.clearing.confirm_button)
+
+    assert app.sync.result is None and panels.sync.readout.value == ""
+    assert "success" not in panels.sync.status.value
+    assert app.staleness.rows == [] and "empty" in app.staleness.summary
+    assert app.diagnostics.rows == [] and panels.diagnostics.table.value == ""
+    assert panels.diagnostics.history.children == ()
+    assert app.export.href == "" and panels.export.link.value == ""
+    assert app.data.counts["contacts"] == 0 and f"Nothing of {name}" in app.data.status
+    assert panels.data.grids.children == ()
+    assert all(grid.comm is None for grid in grids), "the old grids were closed"
+    assert app.clearing.log_entries == 0
+
+
+async def test_another_organisation_drops_what_was_found_about_the_last(
+    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    await app.diagnostics.diagnose()
+    other = next(oid for oid in multi_org.organisation_ids if oid != org_id)
+
+    app.organisation.select(other)
+    await app.wait()
+
+    assert app.sync.result is None and app.sync.readout == ""
+    assert app.diagnostics.diagnosis is None and app.export.href == ""
+    assert app.data.organisation_id == other and app.data.counts["contacts"] == 0
+
+
+async def test_a_newer_success_replaces_an_older_failure(
+    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    widget_stack.faults.respond(401, {"code": "PGRST301", "message": "JWT expired"}, times=1)
+    failed = await app.run_sync()
+    assert failed is not None and failed.error is not None
+    assert "did not work" in app.panels.sync.readout.value
+
+    assert isinstance(await app.run_sync(), SyncSuccess)
+
+    for html in (app.panels.sync.readout.value, app.panels.sync.status.value,
+                 app.panels.sync.notice.value):
+        assert "did not work" not in html and "401" not in html
+
+
+async def test_enter_in_the_password_field_signs_in(app: ContactSyncApp) -> None:
+    app.panels.login.password._handle_custom_msg({"event": "submit"}, [])
+    await app.wait()
+    assert app.login.session is not None and "Signed in as" in app.login.status
+
+
+async def test_a_configured_project_hides_its_fields_and_a_bad_address_asks_nothing(
+    widget_stack: DevStack, multi_org: SeededUser, tmp_path: Path,
+) -> None:
+    configured = ContactSyncApp.for_stack(widget_stack, cache_path=tmp_path / "c.sqlite3")
+    assert configured.panels.login.url.layout.display == "none"
+    assert configured.panels.login.email.layout.display != "none"
+    calls: list[str] = []
+
+    async def factory(url: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(url)
+        raise AssertionError("no request for a bad address")
+
+    bare = ContactSyncApp(email=multi_org.email, password=multi_org.password,
+                          session_factory=factory, cache_path=tmp_path / "d.sqlite3")
+    assert bare.panels.login.url.layout.display != "none"
+    bare.login.url, bare.login.key = "my project", widget_stack.anon_key
+    assert await bare.sign_in() is False
+    assert "cannot contain spaces" in bare.login.status and calls == []
+    bare.login.email = ""
+    bare.login.password = ""
+    assert await bare.sign_in() is False
+    assert bare.login.status == "Type your email address and your password, then press Sign in."
+    configured.close()
+    bare.close()
+
+
+async def test_the_bundle_is_offered_as_a_download_without_personal_data(
+    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    await click(app, app.panels.export.prepare_button)
+    prefix = "data:application/json;base64,"
+    assert app.export.href.startswith(prefix)
+    text = base64.b64decode(app.export.href[len(prefix):]).decode("utf-8")
+    assert json.loads(text)["kind"] == "contactsync_kit support bundle"
+    names = [n for (n,) in widget_stack.sql(
+        "SELECT full_name FROM public.contacts WHERE organisation_id = %s", org_id)]
+    assert names and not [n for n in names if n in text]
+    assert f'download="{app.export.file_name}"' in app.panels.export.link.value
+
+
+async def test_clearing_can_export_first(
+    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    await click(app, app.panels.clearing.clear_button)
+    await click(app, app.panels.clearing.export_first_button)
+    assert not app.clearing.confirming and app.clearing.counts["contacts"] == 60
+    assert app.export.href and app.tabs.selected_index == 6
+
+
+async def test_a_stale_copy_is_refreshed_when_the_console_opens(
+    app: ContactSyncApp, now_clock: ManualClock, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, name = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    first = app.session.repository.last_synced_at(org_id) if app.session else None
+    # Old by a tiny threshold, not by a jump of the clock past the token's hour.
+    app.staleness.threshold_hours = 0.0001
+    now_clock.advance(timedelta(seconds=2))
+
+    app.auto_refresh.enabled = True  # the switch, as a person flips it
+    await app.wait()
+
+    assert app.auto_refresh.tone == "ok", app.auto_refresh.status
+    assert f"Refreshed {name} automatically" in app.auto_refresh.status
+    assert "because it was 2 s old" in app.auto_refresh.status
+    assert app.session is not None
+    assert app.session.repository.last_synced_at(org_id) != first
+    assert app.staleness.stale_count == 0
+
+
+async def test_a_failed_refresh_says_why_keeps_the_cache_and_retries_when_back(
+    widget_stack: DevStack, now_clock: ManualClock, world: SeedResult, multi_org: SeededUser,
+    tmp_path: Path,
+) -> None:
+    probes: list[bool] = []
+
+    async def probe(_session: object) -> bool:
+        probes.append(True)
+        widget_stack.faults.reset()  # the network is back by the time it is probed
+        return True
+
+    app = ContactSyncApp.for_stack(widget_stack, email=multi_org.email,
+                                   password=multi_org.password, clock=now_clock,
+                                   cache_path=tmp_path / "cache.sqlite3", auto_refresh=False,
+                                   probe=probe)
+    app.auto_refresh.probe_interval_s = 0.01
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    app.staleness.threshold_hours = 0.0001
+    now_clock.advance(timedelta(seconds=2))
+    widget_stack.faults.cut_after_bytes = 0  # the connection drops: offline
+    statuses: list[str] = []
+    app.auto_refresh.observe(lambda c: statuses.append(c["new"]), names="status")
+
+    app.auto_refresh.enabled = True
+    await app.wait()
+
+    failed = next(s for s in statuses if "did not work" in s)
+    assert "left as it was" in failed and "try again when the server answers" in failed
+    assert probes, "the server was probed"
+    assert "Refreshed" in app.auto_refresh.status and not app.auto_refresh.offline
+    assert app.clearing.counts["contacts"] == 60
+    await app.sign_out()
+    app.close()
+
+
+async def test_the_switch_turns_refreshing_off(
+    app: ContactSyncApp, now_clock: ManualClock, world: SeedResult, multi_org: SeededUser,
+) -> None:
+    org_id, _ = org_wide_org(world, multi_org)
+    await signed_in_and_synced(app, org_id)
+    assert app.panels.auto_refresh.value is False
+    app.staleness.threshold_hours = 0.0001
+    now_clock.advance(timedelta(seconds=2))
+    assert await app.auto_refresh.check() is False
+    assert app.auto_refresh.tone != "ok"
+
+
+# -- pure pieces: the table display and the settings ----------------------------------------
+
+ORG_ID = "0c112c48-1111-4222-8333-444455556666"
+
+
+def test_tables_read_as_people_read_them() -> None:
+    from contactsync_kit.widgets import present
+
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    frame = pl.DataFrame({
+        "organisation_id": [ORG_ID, "ffffffff-1111-4222-8333-444455556666"],
+        "last_synced_at": [now - timedelta(hours=3), None],
+        "cache_age_hours": [0.000022, None],
+        "started_at": ["2026-11-26T11:58:00+00:00", None],
+        "stale": [True, False],
+    })
+    shown = present(frame, names={ORG_ID: "Acme"}, now=now)
+    assert shown.columns == ["organisation", "organisation id", "last synced at", "cache age",
+                             "started at", "stale"]
+    assert shown.row(0) == ("Acme", ORG_ID, "3 h 0 min ago · 2026-11-26 09:00 UTC", "0 s",
+                            "2 min ago · 2026-11-26 11:58 UTC", "yes")
+    assert shown.row(1) == ("unknown organisation", "ffffffff-1111-4222-8333-444455556666",
+                            None, None, None, "no")
+
+
+def test_one_table_helper_gives_a_grid_with_csv_and_a_static_copy() -> None:
+    from contactsync_kit.widgets import table
+
+    grid = table(pl.DataFrame({"organisation_id": [ORG_ID]}), names={ORG_ID: "Acme"},
+                 css_class="csk-x", file_name="orgs")
+    bundle = grid._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert ORG_ID in data["text/html"] and "Acme" in data["text/html"]
+    assert "csk-x" in grid._dom_classes
+    assert grid._dt_args["buttons"][0]["extend"] == "csvHtml5"
+    assert ORG_ID in grid._dt_args["data_json"], "ids whole, never cut"
+
+
+@pytest.mark.parametrize(("typed", "expected"), [
+    ("xyz.supabase.co", "https://xyz.supabase.co"),
+    ("https://xyz.supabase.co/", "https://xyz.supabase.co"),
+    ("127.0.0.1:54321", "http://127.0.0.1:54321"),
+    ("localhost:8000", "http://localhost:8000"),
+])
+def test_project_addresses_are_completed(typed: str, expected: str) -> None:
+    from contactsync_kit.widgets import check_url
+
+    assert check_url(typed) == expected
+
+
+@pytest.mark.parametrize(("typed", "says"), [
+    ("", "Type the project's web address"),
+    ("my project", "cannot contain spaces"),
+    ("ftp://x.y", "must start with https://"),
+    ("supabase", "is not a web address"),
+    ("https://x.y/?key=1", "without '?'"),
+])
+def test_bad_project_addresses_say_what_to_type(typed: str, says: str) -> None:
+    from contactsync_kit.widgets import check_url
+    from contactsync_kit.widgets.settings import UrlProblem
+
+    with pytest.raises(UrlProblem, match=re.escape(says)):
+        check_url(typed)
+
+
+def test_settings_come_from_the_environment_else_the_settings_file(tmp_path: Path) -> None:
+    from contactsync_kit.widgets import ConsoleSettings
+
+    file = tmp_path / "settings.json"
+    file.write_text(json.dumps({"url": "https://file.example.org", "key": "sb_publishable_f",
+                                "auto_refresh": False}))
+    from_file = ConsoleSettings.load({}, file)
+    assert (from_file.url, from_file.source, from_file.auto_refresh) == (
+        "https://file.example.org", str(file), False)
+    from_env = ConsoleSettings.load({"SUPABASE_URL": "https://env.example.org",
+                                     "SUPABASE_ANON_KEY": "k"}, file)
+    assert (from_env.url, from_env.source) == ("https://env.example.org", "environment")
+    assert not ConsoleSettings.load({}, tmp_path / "missing.json").configured

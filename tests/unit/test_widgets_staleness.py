@@ -89,13 +89,12 @@ def test_result_wording() -> None:
     ok = SyncSuccess(organisation_id="o", items_synced=1200, notes_synced=3600,
                      assignments_synced=1200, duration_ms=1250, pages=2, timings=timings)
     assert describe_result(ok, "Acme") == (
-        "Synced 'Acme': 1,200 contacts, 3,600 notes, 1,200 assignments (2 pages). Took 1,250 ms "
-        "in total (fetch 40 ms · map 5 ms · write 1,200 ms).")
+        "Synced Acme: 1,200 contacts, 3,600 notes and 1,200 assignments, in 1.2 s.")
     failed = SyncFailure(organisation_id="o", duration_ms=7, error=SyncError(
         SyncErrorKind.AUTH, "the session token has expired; sign in again", code="token_expired"))
     assert describe_result(failed).startswith(
-        "Sync failed — auth [token_expired]: the session token has expired; sign in again. "
-        "Nothing was written")
+        "The sync did not work: the session token has expired; sign in again. Nothing was "
+        "changed in this computer's copy.")
 
 
 def test_removed_counts_read_as_a_sentence() -> None:
