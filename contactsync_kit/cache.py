@@ -8,6 +8,7 @@ seeing the previous content until the commit (WAL journal).
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from .cache_files import (
+    KIT_APPLICATION_ID,
+    OWNER_TABLE_DDL,
+    CacheFileError,
+    CacheLockedError,
+    CacheOwner,
+    CorruptCacheError,
+    ForeignCacheFileError,
+    connector,
+    describe_open_failure,
+    erase_cache_files,
+    is_kit_cache_file,
+    prepare_private_file,
+    sqlcipher_module,
+)
 from .mappers import MappedPage
 from .schemas import DATA_TABLES, TABLE_COLUMNS
 
@@ -123,29 +139,155 @@ class ContactCache:
         self._staging_ids = itertools.count(1)
 
     @classmethod
-    def open(cls, path: str | Path, *, target_version: int = SCHEMA_VERSION) -> ContactCache:
+    def open(
+        cls, path: str | Path, *, target_version: int = SCHEMA_VERSION,
+        owner: CacheOwner | None = None, key: str | None = None,
+        busy_timeout_s: float = 30.0,
+    ) -> ContactCache:
         """Open (creating if needed) the cache at `path` and migrate it to `target_version`.
 
-        Raises `CacheVersionError` if the file is newer than this kit understands.
+        A new file and the folders made for it are private (0600 / 0700) from the start.
+        With an `owner`, a cache holding someone else's data (another user or project, or
+        data of no recorded owner) is securely erased before it is used: an owner never sees
+        a previous person's content. With a `key`, the file is encrypted with SQLCipher (the
+        ``encrypted`` extra). `busy_timeout_s` bounds waiting for another process's lock.
+
+        Raises `CacheVersionError` if the file is newer than this kit understands,
+        `CorruptCacheError` for a damaged cache, `ForeignCacheFileError` for a file that is
+        not a contactsync cache (never touched), `CacheKeyError` for a wrong key and
+        `CacheLockedError` when another process holds the file past the busy timeout.
         """
-        in_memory = str(path) == ":memory:"
-        if in_memory:
+        if str(path) == ":memory:":
             engine = sa.create_engine(
                 "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
-        else:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(
-                f"sqlite:///{Path(path)}", connect_args={"check_same_thread": False, "timeout": 30}
-            )
-        _install_transaction_control(engine, wal=not in_memory)
-        cache = cls(engine, in_memory=in_memory)
-        cache._migrate(target_version)
+            _install_transaction_control(engine, wal=False)
+            cache = cls(engine, in_memory=True)
+            cache._migrate(target_version)
+            cache._claim(owner)
+            return cache
+        file = Path(path)
+        cache, claimed = cls._open_file(file, target_version, owner, key, busy_timeout_s)
+        if not claimed:
+            # Someone else's (or nobody's) content: gone before this owner can see any of it.
+            cache.close()
+            erase_cache_files(file)
+            cache, _ = cls._open_file(file, target_version, owner, key, busy_timeout_s)
         return cache
 
+    @classmethod
+    def _open_file(
+        cls, file: Path, target_version: int, owner: CacheOwner | None, key: str | None,
+        busy_timeout_s: float,
+    ) -> tuple[ContactCache, bool]:
+        module = sqlite3 if key is None else sqlcipher_module()
+        created = prepare_private_file(file)
+        engine = sa.create_engine(
+            f"sqlite:///{file}", module=module,
+            creator=connector(file, key=key, busy_timeout_s=busy_timeout_s, module=module))
+        _install_transaction_control(engine, wal=True)
+        cache = cls(engine, in_memory=False)
+        try:
+            if not created:
+                cache._check_file(file)
+            cache._migrate(target_version)
+            claimed = cache._claim(owner)
+            cache._compact(vacuum=False)
+        except (CacheVersionError, CacheFileError):
+            engine.dispose()
+            raise
+        except (sa.exc.DBAPIError, module.Error) as exc:
+            engine.dispose()
+            raise describe_open_failure(exc, file, encrypted=key is not None) from exc
+        return cache, claimed
+
+    @staticmethod
+    def reset(path: str | Path, *, key: str | None = None) -> list[Path]:
+        """Securely remove the cache at `path` and its sidecars; return the files erased.
+
+        The documented way out of a damaged, newer-version or unwanted cache (also
+        ``contactsync cache reset``). Close any cache open on the file first. A file the kit
+        did not create is never removed: `ForeignCacheFileError` (an encrypted cache is only
+        recognised with its `key`).
+        """
+        file = Path(path)
+        if file.exists() and not is_kit_cache_file(file, key=key):
+            raise ForeignCacheFileError(
+                f"{file} was not created by contactsync_kit (or is encrypted and no key was "
+                "given); it was left untouched. Remove it yourself if you are sure.", path=file)
+        return erase_cache_files(file)
+
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections (idempotent)."""
         self._engine.dispose()
+
+    def erase(self) -> list[Path]:
+        """Close the cache and securely delete its files (the sign-out path); return them."""
+        self.close()
+        return [] if self.path == ":memory:" else erase_cache_files(self.path)
+
+    def owner(self) -> CacheOwner | None:
+        """Whose cache this is (project URL and user id), or None if not recorded."""
+        with self._read() as conn:
+            row = conn.exec_driver_sql("SELECT project_url, user_id FROM cache_owner").first()
+        return None if row is None else CacheOwner(row[0], row[1])
+
+    def _check_file(self, file: Path) -> None:
+        with self._read() as conn:
+            problems = list(conn.exec_driver_sql("PRAGMA quick_check").scalars())
+            app_id = int(conn.exec_driver_sql("PRAGMA application_id").scalar_one())
+            tables = set(conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'table'").scalars())
+        if problems != ["ok"]:
+            raise CorruptCacheError(
+                f"the cache file {file} is damaged ({'; '.join(map(str, problems[:3]))}); run "
+                f"`contactsync cache reset --path {file}` (or `ContactCache.reset(path)`) to "
+                "remove it securely, then sign in and sync again", path=file)
+        if app_id != KIT_APPLICATION_ID and not (
+                app_id == 0 and (not tables or {"contacts", "sync_state"} <= tables)):
+            raise ForeignCacheFileError(
+                f"{file} is a SQLite database of another application, not a contactsync "
+                "cache; the kit leaves it alone. Choose another cache_path", path=file)
+
+    def _claim(self, owner: CacheOwner | None) -> bool:
+        """Stamp the file as the kit's; record `owner` or tell if the content is another's."""
+        with self._write() as conn:
+            conn.exec_driver_sql(f"PRAGMA application_id = {KIT_APPLICATION_ID}")
+            conn.exec_driver_sql(OWNER_TABLE_DDL)
+            if owner is None:
+                return True
+            row = conn.exec_driver_sql("SELECT project_url, user_id FROM cache_owner").first()
+            if row is not None:
+                return CacheOwner(row[0], row[1]) == owner
+            holds_data = any(
+                conn.exec_driver_sql(f"SELECT 1 FROM {table} LIMIT 1").first()
+                for table in (*DATA_TABLES, "sync_state", "sync_log"))
+            if holds_data:
+                return False
+            conn.exec_driver_sql(
+                "INSERT INTO cache_owner (id, project_url, user_id) VALUES (1, ?, ?)",
+                (owner.project_url, owner.user_id))
+            return True
+
+    def _compact(self, *, vacuum: bool = True) -> None:
+        """Fold the WAL into the main file and truncate it; with `vacuum`, rebuild the file.
+
+        After a secure delete this leaves no freed page and no old WAL frame holding
+        deleted values.
+        """
+        steps = ("PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM",
+                 "PRAGMA wal_checkpoint(TRUNCATE)") if vacuum \
+            else ("PRAGMA wal_checkpoint(TRUNCATE)",)
+        with self._serialised(), self._engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            for step in steps:
+                row = raw.execute(step).fetchone()
+                if step.startswith("PRAGMA") and row is not None and row[0]:
+                    raise CacheLockedError(
+                        f"another process is reading the cache file {self.path}, so its "
+                        "journal could not be emptied; close other notebooks using it and "
+                        "clear again", path=self.path)
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -250,11 +392,16 @@ class ContactCache:
             )
 
     def clear(self) -> dict[str, int]:
-        """Wipe every table, every `last_synced_at` and the sync log; return rows removed."""
+        """Wipe every table, every `last_synced_at` and the sync log; return rows removed.
+
+        Erasure, not just deletion: no file of the cache keeps a deleted value afterwards.
+        """
         removed: dict[str, int] = {}
         with self._write() as conn:
             for table in (*DATA_TABLES, "sync_state", "sync_log"):
                 removed[table] = conn.exec_driver_sql(f"DELETE FROM {table}").rowcount
+        # secure_delete zeroed the rows in place; no WAL frame or free page keeps them.
+        self._compact()
         return removed
 
     # -- reading ----------------------------------------------------------------------------
@@ -444,6 +591,8 @@ def _install_transaction_control(engine: Engine, *, wal: bool) -> None:
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # Deleted rows are overwritten with zeros, whatever the SQLite build's default.
+        cursor.execute("PRAGMA secure_delete=ON")
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")

@@ -1,0 +1,266 @@
+"""The cache's files on disk: private from birth, owned by one person, recognised, erased.
+
+* Folders the kit creates are 0700 and the cache file is created 0600 by the kit itself (an
+  exclusive ``os.open`` with that mode, before SQLite ever sees it), whatever the umask.
+  SQLite gives ``-wal``, ``-shm`` and ``-journal`` the main file's mode, so they are born
+  0600 too. SQLite is only ever asked to open the file, never to create it (``mode=rw``).
+* The cache records its owner (project URL and user id, never the email) in the file.
+* A file is the kit's when SQLite's ``application_id`` says so (or it is empty, or it is a
+  cache written before the id existed); only such files are ever erased.
+* Erasure overwrites every file of the cache (main, ``-wal``, ``-shm``, ``-journal``) with
+  zeros, syncs, and unlinks it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from .results import SyncErrorKind
+
+__all__ = [
+    "KIT_APPLICATION_ID",
+    "OWNER_TABLE_DDL",
+    "SIDECAR_SUFFIXES",
+    "CacheFileError",
+    "CacheKeyError",
+    "CacheLockedError",
+    "CacheOwner",
+    "CorruptCacheError",
+    "ForeignCacheFileError",
+    "cache_file_paths",
+    "connector",
+    "describe_open_failure",
+    "erase_cache_files",
+    "is_kit_cache_file",
+    "prepare_private_file",
+    "private_folder",
+    "sqlcipher_module",
+]
+
+# "CSK1": stamped into the SQLite header (offset 68) of every cache the kit creates.
+KIT_APPLICATION_ID: Final = 0x43534B31
+SIDECAR_SUFFIXES: Final = ("-wal", "-shm", "-journal")
+# Outside the data schema's versions: whose data a file holds is checked before anything else.
+OWNER_TABLE_DDL: Final = """CREATE TABLE IF NOT EXISTS cache_owner (
+    id INTEGER PRIMARY KEY CHECK (id = 1), project_url TEXT NOT NULL, user_id TEXT NOT NULL)"""
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+_ERASE_CHUNK: Final = 1 << 20
+
+
+# Re-based on ContactSyncError at merge.
+class CacheFileError(RuntimeError):
+    """The cache file cannot be used as it is; `message` says what a person can do."""
+
+    kind: SyncErrorKind = SyncErrorKind.LOCAL_WRITE
+
+    def __init__(self, message: str, *, path: str | Path) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = str(path)
+
+
+class CorruptCacheError(CacheFileError):
+    """The file is a kit cache but damaged (truncated, half-copied, a disk error)."""
+
+
+class ForeignCacheFileError(CacheFileError):
+    """The file at the cache path is not a contactsync cache: the kit will not touch it."""
+
+
+class CacheKeyError(CacheFileError):
+    """An encrypted cache could not be read with the key given (or is not encrypted)."""
+
+
+class CacheLockedError(CacheFileError):
+    """Another process held the cache file locked for longer than the busy timeout."""
+
+
+@dataclass(frozen=True)
+class CacheOwner:
+    """Whose cache this is: a project and a user id (the JWT's ``sub``), never an email."""
+
+    project_url: str
+    user_id: str
+
+    @classmethod
+    def of(cls, project_url: str, user_id: str) -> CacheOwner:
+        """The owner with a normalised project URL (scheme and host lower case, no slash)."""
+        parts = urlsplit(project_url.strip())
+        url = f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+        return cls(project_url=url, user_id=user_id.strip().lower())
+
+
+def cache_file_paths(path: str | Path) -> list[Path]:
+    """The main file and every sidecar SQLite may keep beside it."""
+    main = Path(path)
+    return [main, *(main.with_name(main.name + suffix) for suffix in SIDECAR_SUFFIXES)]
+
+
+def private_folder(folder: Path, *, tighten: bool = False) -> None:
+    """Create `folder` (and missing parents) 0700; with `tighten`, also an existing one.
+
+    An existing folder the kit does not own (e.g. the working directory) is left as it is
+    unless `tighten` is set, which is for the kit's own default folder.
+    """
+    missing: list[Path] = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for created in reversed(missing):
+        try:
+            os.mkdir(created, 0o700)
+        except FileExistsError:
+            continue
+        # The umask may have cut the owner's bits; the folder is still empty here.
+        os.chmod(created, 0o700)
+    if tighten and folder.stat().st_mode & 0o077:
+        os.chmod(folder, 0o700)
+
+
+def prepare_private_file(path: Path) -> bool:
+    """Make sure `path` exists as a 0600 file in a private folder; True if created now.
+
+    The file is created empty with mode 0600 before SQLite writes a byte into it; an existing
+    file is left as it is (it is checked by the caller before use).
+    """
+    private_folder(path.parent)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, 0o600)  # the umask may have cut the owner's bits; nothing written yet
+    finally:
+        os.close(fd)
+    return True
+
+
+def _header(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(100)
+
+
+def is_kit_cache_file(path: str | Path, *, key: str | None = None) -> bool:
+    """Whether the kit created the file at `path` (so it may erase it).
+
+    True for an empty file, a SQLite file stamped with the kit's application id, or a cache
+    of an earlier kit version (unstamped, holding the kit's tables). An encrypted file can
+    only be recognised with its `key`.
+    """
+    main = Path(path)
+    header = _header(main)
+    if not header:
+        return True
+    if key is None and not header.startswith(_SQLITE_MAGIC):
+        return False
+    if key is None and int.from_bytes(header[68:72], "big") == KIT_APPLICATION_ID:
+        return True
+    try:
+        module = sqlite3 if key is None else sqlcipher_module()
+        conn = connector(main, key=key, busy_timeout_s=1.0, module=module)()
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except Exception:
+        return False
+    return bool(app_id == KIT_APPLICATION_ID or (
+        app_id == 0 and {"contacts", "notes", "sync_state"} <= tables))
+
+
+def erase_cache_files(path: str | Path) -> list[Path]:
+    """Overwrite every file of the cache with zeros, sync it, unlink it; return those erased.
+
+    Call only with the database closed. Zero-filling defeats reading the old file back
+    through the filesystem; it cannot reach copies a journaling or copy-on-write
+    filesystem, an SSD's wear levelling or a backup already made (full-disk encryption does).
+    """
+    erased: list[Path] = []
+    for file in cache_file_paths(path):
+        try:
+            fd = os.open(file, os.O_WRONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            remaining = os.fstat(fd).st_size
+            zeros = bytes(min(remaining, _ERASE_CHUNK))
+            while remaining > 0:
+                remaining -= os.write(fd, zeros[:remaining])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        file.unlink()
+        erased.append(file)
+    return erased
+
+
+def sqlcipher_module() -> ModuleType:
+    """SQLCipher's DB-API module (the ``encrypted`` extra), or a clear ImportError."""
+    try:
+        return importlib.import_module("sqlcipher3.dbapi2")
+    except ImportError as exc:
+        raise ImportError(
+            "an encrypted cache needs SQLCipher: pip install 'contactsync_kit[encrypted]'"
+        ) from exc
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def connector(path: Path, *, key: str | None, busy_timeout_s: float,
+              module: ModuleType = sqlite3) -> Callable[[], Any]:
+    """A DB-API connect function for the cache file at `path`.
+
+    SQLite may only open the file (``mode=rw``), never create it: the kit creates it
+    private. With a `key` (SQLCipher), the key is the connection's first statement.
+    """
+    uri = f"{path.resolve().as_uri()}?mode=rw"
+
+    def connect() -> Any:
+        conn = module.connect(uri, uri=True, timeout=busy_timeout_s, check_same_thread=False)
+        if key is not None:
+            conn.execute(f"PRAGMA key = {_quote(key)}")
+        return conn
+
+    return connect
+
+
+def describe_open_failure(exc: BaseException, path: Path, *,
+                          encrypted: bool) -> CacheFileError:
+    """Translate the database driver's error on opening `path` into a typed, actionable one."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    reset = (f"run `contactsync cache reset --path {path}` (or `ContactCache.reset(path)`) "
+             "to remove it securely, then sign in and sync again")
+    if "locked" in text or "busy" in text:
+        return CacheLockedError(
+            f"the cache file {path} is locked by another process (another notebook or kernel "
+            "using the same cache?); close it and try again", path=path)
+    header = _header(path) if path.exists() else b""
+    if encrypted and "not a database" in text:
+        return CacheKeyError(
+            f"the cache file {path} cannot be read with this key: the key is wrong, or the "
+            f"file is not an encrypted contactsync cache. Use the right key, or {reset}",
+            path=path)
+    if header and not header.startswith(_SQLITE_MAGIC):
+        return ForeignCacheFileError(
+            f"{path} is not a contactsync cache (not a SQLite file, or one encrypted with a "
+            "key you did not give); the kit leaves it alone. Move it away or choose another "
+            "cache_path", path=path)
+    if "malformed" in text or "not a database" in text or "corrupt" in text \
+            or "disk i/o" in text:
+        return CorruptCacheError(f"the cache file {path} is damaged ({text}); {reset}",
+                                 path=path)
+    return CorruptCacheError(f"the cache file {path} cannot be opened ({text}); {reset}",
+                             path=path)
