@@ -28,8 +28,8 @@ from .cache_files import (
     CacheFileError,
     CacheLockedError,
     CacheOwner,
-    CorruptCacheError,
     ForeignCacheFileError,
+    check_existing_file,
     connector,
     describe_open_failure,
     erase_cache_files,
@@ -181,15 +181,14 @@ class ContactCache:
         busy_timeout_s: float,
     ) -> tuple[ContactCache, bool]:
         module = sqlite3 if key is None else sqlcipher_module()
-        created = prepare_private_file(file)
+        if not prepare_private_file(file):
+            check_existing_file(file, key=key, busy_timeout_s=busy_timeout_s)
         engine = sa.create_engine(
             f"sqlite:///{file}", module=module,
             creator=connector(file, key=key, busy_timeout_s=busy_timeout_s, module=module))
         _install_transaction_control(engine, wal=True)
         cache = cls(engine, in_memory=False)
         try:
-            if not created:
-                cache._check_file(file)
             cache._migrate(target_version)
             claimed = cache._claim(owner)
             cache._compact(vacuum=False)
@@ -231,23 +230,6 @@ class ContactCache:
         with self._read() as conn:
             row = conn.exec_driver_sql("SELECT project_url, user_id FROM cache_owner").first()
         return None if row is None else CacheOwner(row[0], row[1])
-
-    def _check_file(self, file: Path) -> None:
-        with self._read() as conn:
-            problems = list(conn.exec_driver_sql("PRAGMA quick_check").scalars())
-            app_id = int(conn.exec_driver_sql("PRAGMA application_id").scalar_one())
-            tables = set(conn.exec_driver_sql(
-                "SELECT name FROM sqlite_master WHERE type = 'table'").scalars())
-        if problems != ["ok"]:
-            raise CorruptCacheError(
-                f"the cache file {file} is damaged ({'; '.join(map(str, problems[:3]))}); run "
-                f"`contactsync cache reset --path {file}` (or `ContactCache.reset(path)`) to "
-                "remove it securely, then sign in and sync again", path=file)
-        if app_id != KIT_APPLICATION_ID and not (
-                app_id == 0 and (not tables or {"contacts", "sync_state"} <= tables)):
-            raise ForeignCacheFileError(
-                f"{file} is a SQLite database of another application, not a contactsync "
-                "cache; the kit leaves it alone. Choose another cache_path", path=file)
 
     def _claim(self, owner: CacheOwner | None) -> bool:
         """Stamp the file as the kit's; record `owner` or tell if the content is another's."""

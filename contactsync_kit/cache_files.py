@@ -36,6 +36,7 @@ __all__ = [
     "CorruptCacheError",
     "ForeignCacheFileError",
     "cache_file_paths",
+    "check_existing_file",
     "connector",
     "describe_open_failure",
     "erase_cache_files",
@@ -166,7 +167,7 @@ def is_kit_cache_file(path: str | Path, *, key: str | None = None) -> bool:
         return True
     try:
         module = sqlite3 if key is None else sqlcipher_module()
-        conn = connector(main, key=key, busy_timeout_s=1.0, module=module)()
+        conn = connector(main, key=key, busy_timeout_s=1.0, module=module, read_only=True)()
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             tables = {row[0] for row in conn.execute(
@@ -220,13 +221,13 @@ def _quote(value: str) -> str:
 
 
 def connector(path: Path, *, key: str | None, busy_timeout_s: float,
-              module: ModuleType = sqlite3) -> Callable[[], Any]:
+              module: ModuleType = sqlite3, read_only: bool = False) -> Callable[[], Any]:
     """A DB-API connect function for the cache file at `path`.
 
-    SQLite may only open the file (``mode=rw``), never create it: the kit creates it
-    private. With a `key` (SQLCipher), the key is the connection's first statement.
+    SQLite may only open the file (``mode=rw``, or ``ro``), never create it: the kit creates
+    it private. With a `key` (SQLCipher), the key is the connection's first statement.
     """
-    uri = f"{path.resolve().as_uri()}?mode=rw"
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rw'}"
 
     def connect() -> Any:
         conn = module.connect(uri, uri=True, timeout=busy_timeout_s, check_same_thread=False)
@@ -237,12 +238,49 @@ def connector(path: Path, *, key: str | None, busy_timeout_s: float,
     return connect
 
 
+def check_existing_file(path: Path, *, key: str | None, busy_timeout_s: float) -> None:
+    """Before the kit writes to an existing file: is it a sound contactsync cache?
+
+    Read-only, so a file that turns out not to be the kit's is left exactly as it was.
+    Raises `CorruptCacheError`, `ForeignCacheFileError`, `CacheKeyError` or
+    `CacheLockedError`.
+    """
+    if not _header(path):
+        return  # empty: SQLite makes it a database
+    module = sqlite3 if key is None else sqlcipher_module()
+    try:
+        conn = connector(path, key=key, busy_timeout_s=busy_timeout_s, module=module,
+                         read_only=True)()
+        try:
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except module.Error as exc:
+        raise describe_open_failure(exc, path, encrypted=key is not None) from exc
+    if problems != ["ok"]:
+        raise CorruptCacheError(
+            f"the cache file {path} is damaged ({'; '.join(map(str, problems[:3]))}); "
+            f"{_reset_advice(path)}", path=path)
+    if app_id != KIT_APPLICATION_ID and not (
+            app_id == 0 and (not tables or {"contacts", "sync_state"} <= tables)):
+        raise ForeignCacheFileError(
+            f"{path} is a SQLite database of another application, not a contactsync cache; "
+            "the kit leaves it alone. Choose another cache_path", path=path)
+
+
+def _reset_advice(path: Path) -> str:
+    return (f"run `contactsync cache reset --path {path}` (or `ContactCache.reset(path)`) to "
+            "remove it securely, then sign in and sync again")
+
+
 def describe_open_failure(exc: BaseException, path: Path, *,
                           encrypted: bool) -> CacheFileError:
     """Translate the database driver's error on opening `path` into a typed, actionable one."""
     text = str(getattr(exc, "orig", None) or exc).lower()
-    reset = (f"run `contactsync cache reset --path {path}` (or `ContactCache.reset(path)`) "
-             "to remove it securely, then sign in and sync again")
+    reset = _reset_advice(path)
     if "locked" in text or "busy" in text:
         return CacheLockedError(
             f"the cache file {path} is locked by another process (another notebook or kernel "
