@@ -8,7 +8,6 @@ seeing the previous content until the commit (WAL journal).
 from __future__ import annotations
 
 import itertools
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,19 +22,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from .cache_files import (
-    KIT_APPLICATION_ID,
-    OWNER_TABLE_DDL,
-    CacheFileError,
-    CacheLockedError,
     CacheOwner,
-    ForeignCacheFileError,
-    check_existing_file,
-    connector,
-    describe_open_failure,
+    claim,
+    compact,
     erase_cache_files,
-    is_kit_cache_file,
-    prepare_private_file,
-    sqlcipher_module,
+    file_engine,
+    open_errors_translated,
+    read_owner,
+    reset_cache_file,
 )
 from .mappers import MappedPage
 from .schemas import DATA_TABLES, TABLE_COLUMNS
@@ -146,16 +140,14 @@ class ContactCache:
     ) -> ContactCache:
         """Open (creating if needed) the cache at `path` and migrate it to `target_version`.
 
-        A new file and the folders made for it are private (0600 / 0700) from the start.
-        With an `owner`, a cache holding someone else's data (another user or project, or
-        data of no recorded owner) is securely erased before it is used: an owner never sees
-        a previous person's content. With a `key`, the file is encrypted with SQLCipher (the
-        ``encrypted`` extra). `busy_timeout_s` bounds waiting for another process's lock.
+        A new file and the folders made for it are private (0600 / 0700) from birth. With an
+        `owner`, content of anyone else (or of no recorded owner) is securely erased before
+        use. With a `key`, the file is encrypted with SQLCipher (the ``encrypted`` extra).
+        `busy_timeout_s` bounds waiting for another process's lock.
 
-        Raises `CacheVersionError` if the file is newer than this kit understands,
-        `CorruptCacheError` for a damaged cache, `ForeignCacheFileError` for a file that is
-        not a contactsync cache (never touched), `CacheKeyError` for a wrong key and
-        `CacheLockedError` when another process holds the file past the busy timeout.
+        Raises `CacheVersionError` for a newer file, else a `CacheFileError`:
+        `CorruptCacheError`, `ForeignCacheFileError` (a file the kit never touches),
+        `CacheKeyError` or `CacheLockedError`, each with what to do.
         """
         if str(path) == ":memory:":
             engine = sa.create_engine(
@@ -164,57 +156,38 @@ class ContactCache:
             _install_transaction_control(engine, wal=False)
             cache = cls(engine, in_memory=True)
             cache._migrate(target_version)
-            cache._claim(owner)
+            with cache._write() as conn:
+                claim(conn, owner, (*DATA_TABLES, "sync_state", "sync_log"))
             return cache
-        file = Path(path)
-        cache, claimed = cls._open_file(file, target_version, owner, key, busy_timeout_s)
+        cache, claimed = cls._open_file(Path(path), target_version, owner, key, busy_timeout_s)
         if not claimed:
             # Someone else's (or nobody's) content: gone before this owner can see any of it.
-            cache.close()
-            erase_cache_files(file)
-            cache, _ = cls._open_file(file, target_version, owner, key, busy_timeout_s)
+            cache.erase()
+            cache, _ = cls._open_file(Path(path), target_version, owner, key, busy_timeout_s)
         return cache
 
     @classmethod
-    def _open_file(
-        cls, file: Path, target_version: int, owner: CacheOwner | None, key: str | None,
-        busy_timeout_s: float,
-    ) -> tuple[ContactCache, bool]:
-        module = sqlite3 if key is None else sqlcipher_module()
-        if not prepare_private_file(file):
-            check_existing_file(file, key=key, busy_timeout_s=busy_timeout_s)
-        engine = sa.create_engine(
-            f"sqlite:///{file}", module=module,
-            creator=connector(file, key=key, busy_timeout_s=busy_timeout_s, module=module))
+    def _open_file(cls, file: Path, target_version: int, owner: CacheOwner | None,
+                   key: str | None, busy_timeout_s: float) -> tuple[ContactCache, bool]:
+        engine = file_engine(file, key=key, busy_timeout_s=busy_timeout_s)
         _install_transaction_control(engine, wal=True)
         cache = cls(engine, in_memory=False)
-        try:
+        with open_errors_translated(engine, file, encrypted=key is not None):
             cache._migrate(target_version)
-            claimed = cache._claim(owner)
+            with cache._write() as conn:
+                claimed = claim(conn, owner, (*DATA_TABLES, "sync_state", "sync_log"))
             cache._compact(vacuum=False)
-        except (CacheVersionError, CacheFileError):
-            engine.dispose()
-            raise
-        except (sa.exc.DBAPIError, module.Error) as exc:
-            engine.dispose()
-            raise describe_open_failure(exc, file, encrypted=key is not None) from exc
         return cache, claimed
 
     @staticmethod
     def reset(path: str | Path, *, key: str | None = None) -> list[Path]:
         """Securely remove the cache at `path` and its sidecars; return the files erased.
 
-        The documented way out of a damaged, newer-version or unwanted cache (also
-        ``contactsync cache reset``). Close any cache open on the file first. A file the kit
-        did not create is never removed: `ForeignCacheFileError` (an encrypted cache is only
-        recognised with its `key`).
+        The documented way out of a damaged, newer or unwanted cache (also ``contactsync
+        cache reset``); close any cache open on it first. A file the kit did not create is
+        never removed (`ForeignCacheFileError`); an encrypted one is recognised by its `key`.
         """
-        file = Path(path)
-        if file.exists() and not is_kit_cache_file(file, key=key):
-            raise ForeignCacheFileError(
-                f"{file} was not created by contactsync_kit (or is encrypted and no key was "
-                "given); it was left untouched. Remove it yourself if you are sure.", path=file)
-        return erase_cache_files(file)
+        return reset_cache_file(Path(path), key=key)
 
     def close(self) -> None:
         """Release the database connections (idempotent)."""
@@ -228,48 +201,11 @@ class ContactCache:
     def owner(self) -> CacheOwner | None:
         """Whose cache this is (project URL and user id), or None if not recorded."""
         with self._read() as conn:
-            row = conn.exec_driver_sql("SELECT project_url, user_id FROM cache_owner").first()
-        return None if row is None else CacheOwner(row[0], row[1])
-
-    def _claim(self, owner: CacheOwner | None) -> bool:
-        """Stamp the file as the kit's; record `owner` or tell if the content is another's."""
-        with self._write() as conn:
-            conn.exec_driver_sql(f"PRAGMA application_id = {KIT_APPLICATION_ID}")
-            conn.exec_driver_sql(OWNER_TABLE_DDL)
-            if owner is None:
-                return True
-            row = conn.exec_driver_sql("SELECT project_url, user_id FROM cache_owner").first()
-            if row is not None:
-                return CacheOwner(row[0], row[1]) == owner
-            holds_data = any(
-                conn.exec_driver_sql(f"SELECT 1 FROM {table} LIMIT 1").first()
-                for table in (*DATA_TABLES, "sync_state", "sync_log"))
-            if holds_data:
-                return False
-            conn.exec_driver_sql(
-                "INSERT INTO cache_owner (id, project_url, user_id) VALUES (1, ?, ?)",
-                (owner.project_url, owner.user_id))
-            return True
+            return read_owner(conn)
 
     def _compact(self, *, vacuum: bool = True) -> None:
-        """Fold the WAL into the main file and truncate it; with `vacuum`, rebuild the file.
-
-        After a secure delete this leaves no freed page and no old WAL frame holding
-        deleted values.
-        """
-        steps = ("PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM",
-                 "PRAGMA wal_checkpoint(TRUNCATE)") if vacuum \
-            else ("PRAGMA wal_checkpoint(TRUNCATE)",)
         with self._serialised(), self._engine.connect() as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            for step in steps:
-                row = raw.execute(step).fetchone()
-                if step.startswith("PRAGMA") and row is not None and row[0]:
-                    raise CacheLockedError(
-                        f"another process is reading the cache file {self.path}, so its "
-                        "journal could not be emptied; close other notebooks using it and "
-                        "clear again", path=self.path)
+            compact(conn.connection.driver_connection, self.path, vacuum=vacuum)
 
     # -- schema -----------------------------------------------------------------------------
 

@@ -16,12 +16,16 @@ from __future__ import annotations
 import importlib
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 
 from .results import SyncErrorKind
 
@@ -37,12 +41,18 @@ __all__ = [
     "ForeignCacheFileError",
     "cache_file_paths",
     "check_existing_file",
+    "claim",
+    "compact",
     "connector",
     "describe_open_failure",
     "erase_cache_files",
+    "file_engine",
     "is_kit_cache_file",
+    "open_errors_translated",
     "prepare_private_file",
     "private_folder",
+    "read_owner",
+    "reset_cache_file",
     "sqlcipher_module",
 ]
 
@@ -302,3 +312,82 @@ def describe_open_failure(exc: BaseException, path: Path, *,
                                  path=path)
     return CorruptCacheError(f"the cache file {path} cannot be opened ({text}); {reset}",
                              path=path)
+
+
+def file_engine(file: Path, *, key: str | None, busy_timeout_s: float) -> Engine:
+    """A SQLAlchemy engine on the cache file, made private and checked first.
+
+    A missing file is created 0600; an existing one must be a sound kit cache
+    (`check_existing_file`) before anything writes to it.
+    """
+    module = sqlite3 if key is None else sqlcipher_module()
+    if not prepare_private_file(file):
+        check_existing_file(file, key=key, busy_timeout_s=busy_timeout_s)
+    return sa.create_engine(
+        f"sqlite:///{file}", module=module,
+        creator=connector(file, key=key, busy_timeout_s=busy_timeout_s, module=module))
+
+
+@contextmanager
+def open_errors_translated(engine: Engine, file: Path, *, encrypted: bool) -> Iterator[None]:
+    """On any failure while opening, release `engine`; driver errors become typed ones."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        engine.dispose()
+        raise describe_open_failure(exc, file, encrypted=encrypted) from exc
+    except BaseException:
+        engine.dispose()
+        raise
+
+
+def claim(conn: Connection, owner: CacheOwner | None, tables: Iterable[str]) -> bool:
+    """Stamp the file as the kit's and record `owner`, inside the caller's write transaction.
+
+    False when the file holds content that is not `owner`'s: another owner's, or data of no
+    recorded owner in any of `tables`. Then nothing is recorded and the caller must erase.
+    """
+    conn.exec_driver_sql(f"PRAGMA application_id = {KIT_APPLICATION_ID}")
+    conn.exec_driver_sql(OWNER_TABLE_DDL)
+    if owner is None:
+        return True
+    recorded = read_owner(conn)
+    if recorded is not None:
+        return recorded == owner
+    if any(conn.exec_driver_sql(f"SELECT 1 FROM {table} LIMIT 1").first() for table in tables):
+        return False
+    conn.exec_driver_sql("INSERT INTO cache_owner (id, project_url, user_id) VALUES (1, ?, ?)",
+                         (owner.project_url, owner.user_id))
+    return True
+
+
+def read_owner(conn: Connection) -> CacheOwner | None:
+    """The owner recorded in the file, or None."""
+    row = conn.exec_driver_sql("SELECT project_url, user_id FROM cache_owner").first()
+    return None if row is None else CacheOwner(row[0], row[1])
+
+
+def compact(raw: Any, path: str, *, vacuum: bool = True) -> None:
+    """Fold the WAL into the main file and truncate it; with `vacuum`, rebuild the file.
+
+    `raw` is a DB-API connection outside any transaction. After a secure delete, this leaves
+    no free page and no old WAL frame holding a deleted value.
+    """
+    steps = ["PRAGMA wal_checkpoint(TRUNCATE)"]
+    if vacuum:
+        steps += ["VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"]
+    for step in steps:
+        row = raw.execute(step).fetchone()
+        if step.startswith("PRAGMA") and row is not None and row[0]:
+            raise CacheLockedError(
+                f"another process is reading the cache file {path}, so its journal could not "
+                "be emptied; close other notebooks using it and try again", path=path)
+
+
+def reset_cache_file(file: Path, *, key: str | None = None) -> list[Path]:
+    """Erase the cache at `file` and its sidecars, unless the kit did not create it."""
+    if file.exists() and not is_kit_cache_file(file, key=key):
+        raise ForeignCacheFileError(
+            f"{file} was not created by contactsync_kit (or is encrypted and no key was "
+            "given); it was left untouched. Remove it yourself if you are sure.", path=file)
+    return erase_cache_files(file)
