@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks,encrypted]'
 	$(BIN)/python -c "from contactsync_kit.devstack import install_postgrest; print(install_postgrest())"
 	bash scripts/ensure-chromium.sh
 	touch $(STAMP)

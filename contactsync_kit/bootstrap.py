@@ -88,6 +88,7 @@ async def start_session(
     password: str | None = None,
     access_token: str | None = None,
     cache_path: str | Path | None = None,
+    cache_key: str | None = None,
     clock: Clock | None = None,
     http_client: httpx.AsyncClient | None = None,
     page_size: int = 1000,
@@ -99,7 +100,8 @@ async def start_session(
     `max_rows` is the server's PostgREST ``db-max-rows`` (1,000 on Supabase); an embedded
     array that reaches it fails the sync as incomplete instead of caching a cut list.
     The cache at `cache_path` (default: `default_cache_path()`) is opened as this user's on
-    this project: content left by anyone else is securely erased first.
+    this project: content left by anyone else is securely erased first. With `cache_key` it
+    is encrypted at rest with SQLCipher (the ``encrypted`` extra).
     Raises `PrivilegedKeyError` for RLS-bypassing keys, `SignInError` when sign-in fails, and
     a typed cache error (`CorruptCacheError`, `ForeignCacheFileError`, `CacheVersionError`…)
     whose message says how to reset the cache.
@@ -116,7 +118,8 @@ async def start_session(
         private_folder(path.parent, tighten=True)  # the kit's own folder
     owner = CacheOwner.of(url, info.subject)
     try:
-        cache = await asyncio.to_thread(ContactCache.open, path, owner=owner)
+        cache = await asyncio.to_thread(ContactCache.open, path, owner=owner,
+                                        key=cache_key)
     except BaseException:
         if http_client is None:  # the client made for this session; the caller's stays open
             await _close_client(client)

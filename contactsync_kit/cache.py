@@ -482,6 +482,11 @@ class SyncStaging:
         conn, self._conn = self._conn, None
         if conn is None:
             return
+        if conn.invalidated:
+            # Its TEMP tables went with the broken connection; reconnecting here could
+            # put a connection opened during a storage fault (read-only) into the pool.
+            conn.close()
+            return
         try:
             with self._cache._serialised():
                 if conn.in_transaction():
@@ -515,6 +520,14 @@ def _install_transaction_control(engine: Engine, *, wal: bool) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _on_error(context):  # type: ignore[no-untyped-def]
+        # After an I/O error (a read-only or vanished folder) SQLite may keep a connection
+        # read-only for good: drop the pool's connections so the next use opens fresh ones.
+        text = str(context.original_exception).lower()
+        if "disk i/o error" in text or "readonly database" in text:
+            context.is_disconnect = True
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
