@@ -37,7 +37,8 @@ def test_nothing_public_is_missing_from_all() -> None:
     assert public <= set(contactsync_kit.__all__)
 
 
-@pytest.mark.parametrize("module", ["results", "clock", "schemas", "mappers", "cache", "remote",
+@pytest.mark.parametrize("module", ["results", "clock", "schemas", "mappers", "cache",
+                                    "cache_files", "remote",
                                     "session", "repository", "bootstrap", "testing"])
 def test_each_module_declares_all(module: str) -> None:
     mod = importlib.import_module(f"contactsync_kit.{module}")
