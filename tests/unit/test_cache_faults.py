@@ -19,8 +19,8 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
+import contactsync_kit as kit
 from contactsync_kit import ContactCache, ManualClock, SyncFailure, SyncSuccess
-from contactsync_kit.cache_files import CacheKeyError, ForeignCacheFileError
 from contactsync_kit.results import SyncErrorKind
 from contactsync_kit.testing import FakeSupabase
 
@@ -138,12 +138,12 @@ def test_a_wrong_key_or_no_key_is_a_clear_error_and_the_file_is_kept(tmp_path: P
     path = tmp_path / "cache.sqlite3"
     ContactCache.open(path, key="right").close()
     before = path.read_bytes()
-    with pytest.raises(CacheKeyError, match="cannot be read with this key"):
+    with pytest.raises(kit.CacheKeyError, match="cannot be read with this key"):
         ContactCache.open(path, key="wrong")
-    with pytest.raises(ForeignCacheFileError, match="encrypted with a key"):
+    with pytest.raises(kit.ForeignCacheFileError, match="encrypted with a key"):
         ContactCache.open(path)
     assert path.read_bytes() == before
-    with pytest.raises(ForeignCacheFileError):
+    with pytest.raises(kit.ForeignCacheFileError):
         ContactCache.reset(path)  # without the key the kit cannot tell it is its own
     assert path in ContactCache.reset(path, key="right")
     assert not path.exists()
@@ -153,7 +153,7 @@ def test_a_plain_cache_opened_with_a_key_is_refused_not_rewritten(tmp_path: Path
     path = tmp_path / "cache.sqlite3"
     ContactCache.open(path).close()
     before = path.read_bytes()
-    with pytest.raises(CacheKeyError):
+    with pytest.raises(kit.CacheKeyError):
         ContactCache.open(path, key="some key")
     assert path.read_bytes() == before
     assert pl.DataFrame(ContactCache.open(path).counts(), strict=False).height == 1
