@@ -17,7 +17,7 @@ import httpx
 from supabase import AsyncClient
 
 from .cache import ContactCache
-from .cache_files import CacheOwner, private_folder
+from .cache_files import CacheOwner, erase_cache_files, is_kit_cache_file, private_folder
 from .clock import Clock, SystemClock
 from .repository import ConcurrentPolicy, ContactCacheSyncRepository
 from .session import SignInError, TokenInfo, bearer_token, inspect_token, sign_in
@@ -74,6 +74,14 @@ class UserSession:
         await _close_client(self.client)
 
 
+def _erase_legacy_default_cache() -> None:
+    # Earlier versions kept an ownerless, world-readable cache one folder up; whoever it
+    # belonged to, it must not outlive the move to the private folder.
+    legacy = Path.home() / ".cache" / "contactsync_kit" / "cache.sqlite3"
+    if legacy.exists() and is_kit_cache_file(legacy):
+        erase_cache_files(legacy)
+
+
 async def _close_client(client: AsyncClient) -> None:
     http = client.options.httpx_client
     if http is not None:
@@ -116,6 +124,7 @@ async def start_session(
     path = Path(cache_path) if cache_path is not None else default_cache_path()
     if path == default_cache_path():
         private_folder(path.parent, tighten=True)  # the kit's own folder
+        await asyncio.to_thread(_erase_legacy_default_cache)
     owner = CacheOwner.of(url, info.subject)
     try:
         cache = await asyncio.to_thread(ContactCache.open, path, owner=owner,

@@ -298,6 +298,29 @@ async def test_default_cache_folder_is_private(
     session.close()
 
 
+async def test_the_old_world_readable_default_cache_is_erased_on_sign_in(
+        fake: FakeSupabase, tmp_path: Path, org: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("CONTACTSYNC_CACHE", raising=False)
+    values = plant_contacts(fake, org, count=5)
+    legacy = tmp_path / ".cache" / "contactsync_kit" / "cache.sqlite3"
+    legacy.parent.mkdir(parents=True)
+    old = ContactCache.open(legacy)
+    from tests.unit.conftest import repository_for
+
+    repo = await repository_for(FakeSupabase(users={"coordinator@example.org": "correct horse"},
+                                             contacts=fake.contacts), old, ManualClock())
+    await repo.sync_contacts_for_organisation(org)
+    old.close()
+    other = legacy.parent / "postgrest-or-anything-else.txt"
+    other.write_text("not the kit's cache")
+    session = await start_session(fake.url, fake.anon_key, email=BOB, password=PASSWORD,
+                                  http_client=fake.http_client(), clock=ManualClock())
+    assert files_holding(legacy.parent, values) == {}
+    assert not legacy.exists() and other.read_text() == "not the kit's cache"
+    session.close()
+
+
 async def test_no_permission_is_changed_after_data_was_written(
         fake: FakeSupabase, path: Path, org: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Private from birth: any chmod the kit does is on an empty file or folder."""
