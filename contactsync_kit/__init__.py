@@ -16,6 +16,7 @@ from .cache_files import (
     ForeignCacheFileError,
 )
 from .clock import Clock, ManualClock, SystemClock
+from .errors import ContactSyncError
 from .mappers import MappedPage, MappingProblem, map_contacts_page
 from .remote import ContactSource, SupabaseContactSource
 from .repository import ContactCacheSyncRepository, SyncProgress
@@ -41,6 +42,7 @@ __all__ = [
     "ContactCache",
     "ContactCacheSyncRepository",
     "ContactSource",
+    "ContactSyncError",
     "CorruptCacheError",
     "ForeignCacheFileError",
     "ManualClock",
@@ -67,3 +69,5 @@ __all__ = [
     "sign_in",
     "start_session",
 ]
+
+__io__ = "none"

@@ -24,6 +24,9 @@ from .session import SignInError, TokenInfo, bearer_token, inspect_token, sign_i
 
 __all__ = ["UserSession", "default_cache_path", "start_session"]
 
+# Wires the parts; its own I/O is ending the server session at sign-out (network).
+__io__ = "network"
+
 
 def default_cache_path() -> Path:
     """``$CONTACTSYNC_CACHE`` or ``~/.cache/contactsync_kit/private/cache.sqlite3``.

@@ -27,10 +27,13 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .errors import ContactSyncError
+from .extras import require_extra
 from .results import SyncErrorKind
 
 __all__ = [
     "KIT_APPLICATION_ID",
+    "OWNER_TABLE",
     "OWNER_TABLE_DDL",
     "SIDECAR_SUFFIXES",
     "CacheFileError",
@@ -56,21 +59,23 @@ __all__ = [
     "sqlcipher_module",
 ]
 
+__io__ = "disk"
+
 # "CSK1": stamped into the SQLite header (offset 68) of every cache the kit creates.
 KIT_APPLICATION_ID: Final = 0x43534B31
 SIDECAR_SUFFIXES: Final = ("-wal", "-shm", "-journal")
 # Outside the data schema's versions: whose data a file holds is checked before anything else.
-OWNER_TABLE_DDL: Final = """CREATE TABLE IF NOT EXISTS cache_owner (
+OWNER_TABLE: Final = "cache_owner"
+OWNER_TABLE_DDL: Final = f"""CREATE TABLE IF NOT EXISTS {OWNER_TABLE} (
     id INTEGER PRIMARY KEY CHECK (id = 1), project_url TEXT NOT NULL, user_id TEXT NOT NULL)"""
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _ERASE_CHUNK: Final = 1 << 20
 
 
-# Re-based on ContactSyncError at merge.
-class CacheFileError(RuntimeError):
+class CacheFileError(ContactSyncError, RuntimeError):
     """The cache file cannot be used as it is; `message` says what a person can do."""
 
-    kind: SyncErrorKind = SyncErrorKind.LOCAL_WRITE
+    kind: SyncErrorKind | None = SyncErrorKind.LOCAL_WRITE
 
     def __init__(self, message: str, *, path: str | Path) -> None:
         super().__init__(message)
@@ -217,13 +222,9 @@ def erase_cache_files(path: str | Path) -> list[Path]:
 
 
 def sqlcipher_module() -> ModuleType:
-    """SQLCipher's DB-API module (the ``encrypted`` extra), or a clear ImportError."""
-    try:
-        return importlib.import_module("sqlcipher3.dbapi2")
-    except ImportError as exc:
-        raise ImportError(
-            "an encrypted cache needs SQLCipher: pip install 'contactsync_kit[encrypted]'"
-        ) from exc
+    """SQLCipher's DB-API module, or `MissingExtraError` naming the ``encrypted`` extra."""
+    require_extra("an encrypted cache", "encrypted")
+    return importlib.import_module("sqlcipher3.dbapi2")
 
 
 def _quote(value: str) -> str:

@@ -7,6 +7,8 @@ from typing import Protocol
 
 __all__ = ["Clock", "ManualClock", "SystemClock"]
 
+__io__ = "none"
+
 
 class Clock(Protocol):
     """Anything with `now()` returning an aware UTC datetime."""

@@ -1,4 +1,7 @@
-"""Reading contacts from Supabase. All of the kit's network I/O lives here.
+"""Reading from Supabase's REST API (PostgREST) as the signed-in user.
+
+The sync's and the diagnostics' reads go through here; signing in is `session.py`'s job, and
+the RLS audit's catalog reads and the local stack use their own connections.
 
 Foreign exceptions (httpx, postgrest, supabase_auth) are translated into `RemoteFailure`
 carrying a `SyncError` right where they enter, so nothing above this module knows them.
@@ -17,6 +20,7 @@ from supabase import AsyncClient
 from supabase_auth.errors import AuthError
 
 from .clock import Clock
+from .errors import ContactSyncError
 from .results import SyncError, SyncErrorKind
 from .schemas import EMBEDDED_SELECT
 from .session import bearer_token, inspect_token
@@ -30,6 +34,8 @@ __all__ = [
     "SupabaseContactSource",
 ]
 
+__io__ = "network"
+
 #: A PostgREST filter: (column, operator, value), e.g. ("full_name", "ilike", "*ada*").
 Filter = tuple[str, str, str]
 
@@ -38,12 +44,13 @@ Filter = tuple[str, str, str]
 _AUTH_CODES = frozenset({"PGRST301", "PGRST302", "PGRST303", "42501"})
 
 
-class RemoteFailure(Exception):
-    """An expected failure talking to the server, already translated."""
+class RemoteFailure(ContactSyncError):
+    """An expected failure talking to the server, already translated; `kind` is `error.kind`."""
 
     def __init__(self, error: SyncError) -> None:
         super().__init__(str(error))
         self.error = error
+        self.kind = error.kind
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ import httpx
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
 
+from .errors import ContactSyncError
+from .results import SyncErrorKind
+
 __all__ = [
     "PrivilegedKeyError",
     "SignInError",
@@ -35,18 +38,31 @@ __all__ = [
     "sign_in",
 ]
 
-
-class PrivilegedKeyError(ValueError):
-    """A key or token that bypasses Row Level Security was offered to the kit."""
+__io__ = "network"
 
 
-class SignInError(RuntimeError):
-    """Signing in failed; `message` is safe to show to people."""
+class PrivilegedKeyError(ContactSyncError, ValueError):
+    """A key or token that bypasses Row Level Security was offered to the kit.
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    Also a `ValueError` (the argument's value is what is wrong), as before `ContactSyncError`.
+    """
+
+    kind = SyncErrorKind.AUTH
+
+
+class SignInError(ContactSyncError, RuntimeError):
+    """Signing in failed; `message` is safe to show to people.
+
+    `kind` is ``network`` when the server could not be reached, ``auth`` otherwise. Also a
+    `RuntimeError`, as before `ContactSyncError`.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 kind: SyncErrorKind = SyncErrorKind.AUTH) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.kind = kind
 
 
 # Database roles that bypass RLS or own the database: a key or token naming one of them
@@ -275,11 +291,12 @@ async def sign_in(
         raise SignInError(_auth_message(exc), status=exc.status) from exc
     except AuthRetryableError as exc:
         # supabase_auth wraps connection failures (refused, DNS, timeouts) in this class.
-        raise SignInError(f"cannot reach {url}: {exc}") from exc
+        raise SignInError(f"cannot reach {url}: {exc}", kind=SyncErrorKind.NETWORK) from exc
     except AuthError as exc:
         raise SignInError(f"sign-in failed: {exc}") from exc
     except httpx.HTTPError as exc:
-        raise SignInError(f"cannot reach {url}: {type(exc).__name__}") from exc
+        raise SignInError(f"cannot reach {url}: {type(exc).__name__}",
+                          kind=SyncErrorKind.NETWORK) from exc
     return client
 
 

@@ -10,6 +10,10 @@ Importing this package starts nothing.
 
 from __future__ import annotations
 
+from ..extras import require_extra
+
+require_extra(__name__, "devstack")
+
 from .cli import cli_up
 from .gateway import Faults, RecordedRequest, RequestLog
 from .postgrest_binary import PostgrestNotFound, find_postgrest, install_postgrest

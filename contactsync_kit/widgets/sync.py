@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 import ipywidgets as ipw
-from traitlets import Bool, Float, Instance, Unicode, observe
+from traitlets import Bool, Float, Instance, Unicode, Union, observe
 
 from ..repository import SyncProgress
-from ..results import SyncError, SyncErrorKind, SyncFailure, SyncResult
+from ..results import SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
 from . import _view
 from ._base import PanelModel
 
@@ -67,7 +67,8 @@ class SyncModel(PanelModel):
     running = Bool(False, help="True while a sync started here runs.")
     progress = Float(0.0, help="0 to 1: pages received, then tables written.")
     progress_text = Unicode("")
-    result = Instance(SyncResult, allow_none=True, help="The last finished sync's result.")
+    result = Union([Instance(SyncSuccess), Instance(SyncFailure)], allow_none=True,
+                   help="The last finished sync's result.")
     readout = Unicode("", help="The last result in words: counts and timings, or the failure.")
     notice = Unicode("", help="A passing remark, e.g. that a sync is already in progress.")
 

@@ -144,7 +144,8 @@ async def test_the_next_user_never_sees_the_last_users_cache_and_logout_erases_i
                                  password=bob.password, cache_path=path)
     assert second.cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
     assert second.cache.overview().height == 0
-    assert second.cache.owner() is not None and second.cache.owner().user_id == bob.user_id
+    owner = second.cache.owner()
+    assert owner is not None and owner.user_id == bob.user_id
     data = b"".join(f.read_bytes() for f in path.parent.iterdir() if f.is_file())
     assert not [v for v in names + notes if v.encode() in data]
 

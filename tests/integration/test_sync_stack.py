@@ -24,6 +24,7 @@ from contactsync_kit import (
     start_session,
 )
 from contactsync_kit.devstack import DevStack, SeededUser, SeedResult
+from contactsync_kit.testing import StorageFaults
 
 pytestmark = pytest.mark.integration
 
@@ -137,22 +138,15 @@ async def test_a_slow_server_times_out(
     assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.TIMEOUT
 
 
-class FailingCache(ContactCache):
-    """A cache whose assignments merge fails after contacts and notes were merged."""
-
-    def _merge_table(self, conn, organisation_id, table, staged):  # type: ignore[no-untyped-def]
-        written = super()._merge_table(conn, organisation_id, table, staged)
-        if table == "contact_assignments":
-            raise OSError("disk full")
-        return written
-
-
 async def test_a_failed_local_write_rolls_back_everything(
     stack: DevStack, world: SeedResult
 ) -> None:
     user = world.user("org2-admin")
     client = await sign_in(stack.url, stack.anon_key, email=user.email, password=user.password)
-    cache = FailingCache.open(":memory:")
+    # The assignments merge fails after contacts and notes were merged.
+    faults = StorageFaults()
+    faults.fail_on("merge", OSError("disk full"), table="contact_assignments")
+    cache = ContactCache.open(":memory:", faults=faults)
     repo = ContactCacheSyncRepository(client, cache, SystemClock())
     result = await repo.sync_contacts_for_organisation(world.organisation_ids[1])
     assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.LOCAL_WRITE

@@ -398,7 +398,8 @@ async def test_access_revoked_when_the_server_no_longer_shows_the_organisation(
         cache: ContactCache) -> None:
     _, page = seeded_page(ORG, 3)
     synced_cache(cache, ORG, page, NOW)
-    empty = {"organisations": [], "contacts": [], "notes": [], "contact_assignments": []}
+    empty: dict[str, list[Any]] = {"organisations": [], "contacts": [], "notes": [],
+                                   "contact_assignments": []}
     diagnosis = await diagnose((None, cache), ORG, clock=ManualClock(NOW),
                                reader=FakeReader(empty))
     finding = diagnosis.verdict_for(ORG)
