@@ -243,6 +243,8 @@ def connector(path: Path, *, key: str | None, busy_timeout_s: float,
     def connect() -> Any:
         conn = module.connect(uri, uri=True, timeout=busy_timeout_s, check_same_thread=False)
         if key is not None:
+            # SQLCipher logs a wrong key to stderr itself; the kit raises CacheKeyError.
+            conn.execute("PRAGMA cipher_log_level = NONE")
             conn.execute(f"PRAGMA key = {_quote(key)}")
         return conn
 
