@@ -9,9 +9,6 @@ anywhere in its claims, in any case or spelling, is refused as privileged.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import math
 import re
 import unicodedata
@@ -25,6 +22,7 @@ from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
 
 from .errors import ContactSyncError
 from .results import SyncErrorKind
+from .tokens import unverified_claims
 
 __all__ = [
     "PrivilegedKeyError",
@@ -173,7 +171,7 @@ def inspect_token(token: object) -> TokenInfo:
     visible = "".join(ch for ch in token if not ch.isspace()
                       and unicodedata.category(ch) not in ("Cf", "Cc", "Zs"))
     try:
-        claims = _jwt_claims(visible)
+        claims = unverified_claims(visible)
     except (RecursionError, UnicodeError):
         claims = None
     if claims is None:
@@ -190,18 +188,6 @@ def inspect_token(token: object) -> TokenInfo:
         privileged=_names_privileged_role(claims),
         valid_expiry=valid_expiry,
     )
-
-
-def _jwt_claims(token: str) -> dict[str, Any] | None:
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError):
-        return None
-    return claims if isinstance(claims, dict) else None
 
 
 _REFUSED_PRIVILEGED: Final = (

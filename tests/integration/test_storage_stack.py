@@ -12,8 +12,7 @@ import pytest
 from psycopg import errors, sql
 
 from contactsync_kit import SyncSuccess, start_session
-from contactsync_kit.devstack import DevStack, SeedResult
-from contactsync_kit.devstack.stack import migration_files
+from contactsync_kit.devstack import DevStack, SeedResult, migration_files
 
 pytestmark = pytest.mark.integration
 

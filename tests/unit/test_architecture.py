@@ -48,6 +48,7 @@ DECLARED: dict[str, str] = {
     "contactsync_kit.staleness": "none",
     "contactsync_kit.tokens": "none",
     "contactsync_kit.advice": "none",
+    "contactsync_kit.extras": "none",
     # psycopg for the policy catalog and direct probes; reports and charts written to files.
     "contactsync_kit.rls_audit": "network, disk, ui",
     # Support bundles and exported frames are written to files.
