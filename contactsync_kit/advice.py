@@ -1,5 +1,6 @@
-"""What a failure means and what to do about it: one table, read by the Sync panel and by
-the stale-cache diagnosis alike.
+"""What a failure means and what to do about it, written once.
+
+One table, read by the Sync panel and by the stale-cache diagnosis alike.
 
 Pure data: imports neither supabase nor SQLAlchemy, and touches neither network nor disk.
 """
@@ -23,6 +24,8 @@ __all__ = [
     "Advice",
     "advise",
 ]
+
+__io__ = "none"
 
 
 @dataclass(frozen=True, slots=True)

@@ -252,7 +252,7 @@ def connector(path: Path, *, key: str | None, busy_timeout_s: float,
 
 
 def check_existing_file(path: Path, *, key: str | None, busy_timeout_s: float) -> None:
-    """Before the kit writes to an existing file: is it a sound contactsync cache?
+    """Check, before the kit writes to it, that an existing file is a sound contactsync cache.
 
     Read-only, so a file that turns out not to be the kit's is left exactly as it was.
     Raises `CorruptCacheError`, `ForeignCacheFileError`, `CacheKeyError` or

@@ -8,6 +8,9 @@ import sys
 
 __all__ = ["DEFAULT_MIGRATIONS_DIR", "main"]
 
+# Parses arguments; the commands it runs do their own I/O.
+__io__ = "none"
+
 DEFAULT_MIGRATIONS_DIR = "supabase/migrations"
 """Where the Supabase CLI looks for migrations, relative to the project root."""
 
@@ -21,8 +24,7 @@ def _export_migrations(folder: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``contactsync demo`` | ``devstack up [...]`` | ``migrations export [DIR]`` |
-    ``cache reset [--path P]``."""
+    """Run ``contactsync demo`` | ``devstack up`` | ``migrations export`` | ``cache reset``."""
     parser = argparse.ArgumentParser(prog="contactsync", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="sync demo data from the embedded local stack")

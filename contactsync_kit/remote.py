@@ -71,8 +71,11 @@ class ContactSource(Protocol):
     async def fetch_page(
         self, organisation_id: str, *, after: str | None, with_count: bool
     ) -> RemotePage:
-        """Contacts of the organisation with ``id > after`` (notes and assignments
-        embedded), ordered by ``id``, at most one page. Raises `RemoteFailure`."""
+        """Contacts of the organisation with ``id > after``, at most one page.
+
+        Notes and assignments are embedded; rows are ordered by ``id``. Raises
+        `RemoteFailure`.
+        """
         ...
 
 
@@ -94,6 +97,7 @@ class SupabaseContactSource:
         self._page_size = page_size
 
     async def check_session(self) -> SyncError | None:
+        """None when the client holds a live user session, else why not."""
         try:
             # Refreshes an expired session when a refresh token is held.
             await self._client.auth.get_session()
@@ -119,6 +123,7 @@ class SupabaseContactSource:
     async def fetch_page(
         self, organisation_id: str, *, after: str | None, with_count: bool
     ) -> RemotePage:
+        """One keyset page of the organisation's contacts, as JSON bytes."""
         query = (
             self._client.table("contacts")
             .select(EMBEDDED_SELECT, count=CountMethod.exact if with_count else None)

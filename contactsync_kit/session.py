@@ -196,11 +196,11 @@ _REFUSED_PRIVILEGED: Final = (
 
 
 def ensure_user_level_key(key: object) -> None:
-    """Pass only a project key the kit may use: exactly ``sb_publishable_…``, or a JWT
-    whose role is anon (with a sane expiry).
+    """Pass only a project key the kit may use; refuse anything else before any request.
 
-    Raises `PrivilegedKeyError` for anything claiming a privileged role, `SignInError` for
-    anything else; nothing is sent anywhere.
+    The key passes only as exactly ``sb_publishable_…``, or as a JWT whose role is anon
+    (with a sane expiry). Raises `PrivilegedKeyError` for anything claiming a privileged
+    role, `SignInError` for anything else; nothing is sent anywhere.
     """
     info = inspect_token(key)
     if info.privileged:

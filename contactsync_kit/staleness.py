@@ -13,6 +13,8 @@ import polars as pl
 
 __all__ = ["DEFAULT_STALE_AFTER", "assess_staleness", "format_age"]
 
+__io__ = "none"
+
 #: A cache older than this is stale (the seed epic's rule).
 DEFAULT_STALE_AFTER: Final = timedelta(hours=24)
 

@@ -19,6 +19,8 @@ import jwt
 
 __all__ = ["mint_hs256", "unverified_claims"]
 
+__io__ = "none"
+
 
 def unverified_claims(token: str) -> dict[str, Any] | None:
     """The payload of a compact JWT (``header.payload.signature``), signature NOT checked.

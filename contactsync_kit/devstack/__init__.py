@@ -48,3 +48,5 @@ __all__ = [
     "install_postgrest",
     "migration_files",
 ]
+
+__io__ = "none"

@@ -21,11 +21,14 @@ from .seed import DEMO_PASSWORD, SeedResult, load_seed
 
 __all__ = ["StackDatabase"]
 
+# psycopg to PostgreSQL over its unix socket.
+__io__ = "network"
+
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 
 class StackDatabase:
-    """The stack's database as the superuser. Thread-safe; :meth:`close` is idempotent."""
+    """The stack's database as the superuser. Thread-safe; `close` is idempotent."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
@@ -45,8 +48,10 @@ class StackDatabase:
                 self._conn = None
 
     def apply_migrations(self, authenticator_password: str) -> None:
-        """Apply every packaged migration (each in a transaction), then set the password
-        PostgREST's ``authenticator`` role logs in with."""
+        """Apply every packaged migration, each in a transaction, then set a password.
+
+        `authenticator_password` is the one PostgREST's ``authenticator`` role logs in with.
+        """
         with self._lock:
             conn = self._connection()
             for migration in migrations():
@@ -121,7 +126,7 @@ class StackDatabase:
              contacts_per_org: int | Sequence[int], notes_per_contact: int,
              assignments_per_contact: int, seed: int,
              password: str = DEMO_PASSWORD) -> SeedResult:
-        """Load a deterministic data set with :func:`.seed.load_seed` (arguments alike)."""
+        """Load a deterministic data set with `seed.load_seed` (arguments alike)."""
         with self._lock:
             return load_seed(self._connection(), organisations=organisations,
                              chapters_per_org=chapters_per_org, users_per_org=users_per_org,

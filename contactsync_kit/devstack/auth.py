@@ -12,7 +12,7 @@ supabase-py's ``AsyncGoTrueClient`` uses for email+password sessions:
 Access tokens are HS256 JWTs shaped like GoTrue's (``sub``, ``role: authenticated``,
 ``aud: authenticated``, ``exp``, ``iat``, ``email``, ``session_id``, ``aal``...), signed with the
 stack's JWT secret so PostgREST accepts them. Errors use GoTrue's JSON shape and status codes.
-Passwords are checked against ``auth.users`` with PBKDF2 (see :mod:`.passwords`). Sign-up,
+Passwords are checked against ``auth.users`` with PBKDF2 (see `passwords`). Sign-up,
 OTP, OAuth, MFA and the admin API are not implemented: this is not a GoTrue replacement.
 """
 
@@ -35,6 +35,9 @@ from ..tokens import mint_hs256
 from .passwords import hash_password, verify_password
 
 __all__ = ["AuthService", "make_api_key", "make_user_access_token"]
+
+# Serves /auth/v1 (aiohttp) from the users in PostgreSQL (psycopg).
+__io__ = "network"
 
 _API_VERSION_HEADER: Final = "X-Supabase-Api-Version"
 _API_VERSION: Final = "2024-01-01"
@@ -97,7 +100,7 @@ class AuthService:
     """The ``/auth/v1`` handlers. Lives on the gateway's event loop; one DB connection, serialised.
 
     ``lifetime_s`` is read at every token issue, so changing the stack's ``jwt_lifetime_s``
-    affects the next sign-in or refresh. :attr:`issuer` is the ``iss`` claim of the tokens it
+    affects the next sign-in or refresh. `issuer` is the ``iss`` claim of the tokens it
     issues; the stack sets it once the gateway's URL is known (``<url>/auth/v1``, like GoTrue).
     """
 

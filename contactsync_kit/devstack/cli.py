@@ -16,6 +16,9 @@ from .stack import DevStack
 
 __all__ = ["cli_up", "main"]
 
+# Turns SIGTERM into a clean shutdown.
+__io__ = "process"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -1,7 +1,7 @@
 """The stack's HTTP gateway: Supabase's API gateway in miniature, with fault controls.
 
 One aiohttp server on 127.0.0.1 routes ``/rest/v1/*`` to PostgREST (streaming the response
-back) and ``/auth/v1/*`` to :class:`~.auth.AuthService`. Like Supabase's Kong gateway it
+back) and ``/auth/v1/*`` to `auth.AuthService`. Like Supabase's Kong gateway it
 requires an ``apikey`` (header or query parameter) that is one of the project's keys, answering
 401 ``{"message": "No API key found in request"}`` / ``{"message": "Invalid API key"}``
 otherwise, and when a request has no ``Authorization`` header it forwards
@@ -11,7 +11,7 @@ When PostgREST is not running (``stack.stop_postgrest()``) REST requests get wha
 for an upstream that refuses connections: **502** with
 ``{"message": "An invalid response was received from the upstream server"}``.
 
-The server runs on its own event loop in a background thread (:class:`LoopThread`), so the stack
+The server runs on its own event loop in a background thread (`LoopThread`), so the stack
 works the same from sync code, pytest, notebooks (which already run a loop) and asyncio code.
 """
 
@@ -33,6 +33,9 @@ from ..tokens import unverified_claims
 from .auth import AuthService
 
 __all__ = ["Faults", "Gateway", "LoopThread", "RecordedRequest", "RequestLog"]
+
+# The aiohttp server and its client to PostgREST.
+__io__ = "network"
 
 T = TypeVar("T")
 
@@ -84,10 +87,10 @@ class Faults:
     * ``latency_s``: seconds to wait before forwarding each REST request.
     * ``cut_after_bytes``: send the status, headers and the first N body bytes, then abort the
       connection (a response shorter than N is delivered whole).
-    * :meth:`respond`: answer REST requests with a fixed status/body instead of forwarding.
+    * `respond`: answer REST requests with a fixed status/body instead of forwarding.
 
     Stopping PostgREST is on the stack (``stack.stop_postgrest()``), not here.
-    :meth:`reset` clears everything.
+    `reset` clears everything.
     """
 
     def __init__(self) -> None:
@@ -129,7 +132,7 @@ class Faults:
         """Answer REST requests with ``status`` and ``body`` instead of forwarding them.
 
         ``body`` may be bytes, a str, or any other value (JSON-encoded). ``times`` limits how many
-        requests get the canned answer (``None``: until :meth:`reset` or :meth:`clear_response`).
+        requests get the canned answer (``None``: until `reset` or `clear_response`).
         """
         if isinstance(body, bytes):
             raw = body

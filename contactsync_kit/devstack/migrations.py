@@ -2,10 +2,10 @@
 
 The numbered files in ``contactsync_kit/devstack/sql`` (package data) are the one source of
 truth. Every file is an **app migration**, meant to run unchanged on a real Supabase project,
-unless it is listed in :data:`LOCAL_ONLY`: those stand in, on the local stack only, for what
+unless it is listed in `LOCAL_ONLY`: those stand in, on the local stack only, for what
 Supabase itself provides (its roles and the ``auth`` schema).
 
-:func:`export_supabase_migrations` writes the app migrations as
+`export_supabase_migrations` writes the app migrations as
 ``supabase/migrations/<timestamp>_<name>.sql`` so ``supabase db push`` applies them; the
 timestamp is derived from the file's number (``0002_app_schema.sql`` becomes
 ``20260101000002_app_schema.sql``), so exporting twice gives the same files.
@@ -28,6 +28,9 @@ __all__ = [
     "migrations",
     "supabase_layout",
 ]
+
+# Reads the packaged SQL and exports it as Supabase CLI files.
+__io__ = "disk"
 
 LOCAL_ONLY: Final = frozenset({"0001_supabase_roles_and_auth.sql"})
 """Migrations for the local stack only: a real Supabase project already has what they make."""
@@ -87,7 +90,7 @@ def migrations() -> list[Migration]:
 def migration_files() -> list[tuple[str, str]]:
     """The packaged SQL migrations as ``(file name, SQL)``, in the order they are applied.
 
-    Files in :data:`LOCAL_ONLY` (``0001_*``: Supabase's roles and a minimal ``auth`` schema)
+    Files in `LOCAL_ONLY` (``0001_*``: Supabase's roles and a minimal ``auth`` schema)
     are for the local stack only; the others are meant to run unchanged on a real project.
     """
     return [(m.file_name, m.sql) for m in migrations()]

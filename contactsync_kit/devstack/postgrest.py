@@ -1,6 +1,6 @@
 """The stack's PostgREST: its configuration and its process.
 
-PostgREST 12.0.2 (see :mod:`.postgrest_binary`) connects as ``authenticator`` over the
+PostgREST 12.0.2 (see `postgrest_binary`) connects as ``authenticator`` over the
 PostgreSQL unix socket with a password, serves ``public`` on a free port of 127.0.0.1, and is
 ready when its admin port answers ``/ready``. Its output goes to a log file whose tail is put in
 the error when it fails to start.
@@ -21,6 +21,9 @@ from typing import IO, Final
 from urllib.parse import quote
 
 __all__ = ["PostgrestProcess", "free_port", "postgrest_env"]
+
+# Runs PostgREST, probes its port, reads its log.
+__io__ = "network, disk, process"
 
 _PR_SET_PDEATHSIG: Final = 1
 
@@ -89,7 +92,7 @@ class PostgrestProcess:
         return proc is not None and proc.poll() is None
 
     def start(self, env: Mapping[str, str], *, timeout_s: float) -> str:
-        """Start PostgREST with ``env`` (see :func:`postgrest_env`), wait until it is ready.
+        """Start PostgREST with ``env`` (see `postgrest_env`), wait until it is ready.
 
         Returns its URL. Raises RuntimeError (with the log's tail) if it exits or is not ready
         within ``timeout_s``.

@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 __all__ = ["Membership", "SeedResult", "SeededOrganisation", "SeededUser"]
 
+__io__ = "none"
+
 
 class Membership(NamedTuple):
     """One organisation membership: ``chapter_id`` None means the whole organisation."""
@@ -48,7 +50,7 @@ class SeededOrganisation:
 
 @dataclass(frozen=True)
 class SeedResult:
-    """What :meth:`DevStack.seed` made: ids, names, credentials and row counts."""
+    """What `DevStack.seed` made: ids, names, credentials and row counts."""
 
     seed: int
     organisations: list[SeededOrganisation]

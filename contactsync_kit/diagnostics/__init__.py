@@ -68,3 +68,5 @@ __all__ = [
     "words_of",
     "write_support_bundle",
 ]
+
+__io__ = "none"

@@ -1,5 +1,6 @@
-"""The support bundle: one JSON file with the diagnosis, the sync log, versions and settings,
-and no personal data.
+"""The support bundle: one JSON file of facts for support, and no personal data.
+
+It holds the diagnosis, the sync log, versions and settings.
 
 How personal data is kept out — the bundle **redacts**, and refuses only as a last resort:
 
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
     from ..cache import ContactCache
 
 __all__ = ["support_bundle", "write_support_bundle"]
+
+# Writes the support bundle file.
+__io__ = "disk"
 
 #: The bundle layout's version; 2: the user id is a keyed hash.
 _FORMAT: Final = 2

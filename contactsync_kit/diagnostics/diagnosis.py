@@ -1,5 +1,7 @@
-"""Gathering a diagnosis: the local facts through `ContactCache`, the server facts through the
-user's own session, then the pure frames and verdicts over both.
+"""Gathering a diagnosis: local facts, server facts, then verdicts over both.
+
+The local facts come through `ContactCache`, the server facts through the user's own
+session, then the pure frames and verdicts are computed over both.
 
 Network I/O goes through `contactsync_kit.remote` (`RemoteReader`, `SupabaseContactSource`)
 and disk through `ContactCache`; this module only sequences them. Only ids, timestamps,
@@ -31,6 +33,9 @@ if TYPE_CHECKING:  # the frames and verdicts never need the network stack at run
     from ..remote import Filter
 
 __all__ = ["Diagnosis", "ServerReader", "SessionFacts", "diagnose"]
+
+# Sequences `remote` (network) and `ContactCache` (disk); does neither itself.
+__io__ = "none"
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,10 @@ class Diagnosis:
         return "\n".join(lines)
 
     def verdict_lines(self, names: Mapping[str, str] | None = None) -> str:
-        """One line per organisation with only verdict, cause and action (no times or ages,
-        so the text is stable from run to run)."""
+        """One line per organisation with only verdict, cause and action.
+
+        No times or ages, so the text is stable from run to run.
+        """
         names = names or {}
         return "\n".join(
             f"{names.get(row['organisation_id'], row['organisation_id'])}: {row['verdict']} "
@@ -107,10 +114,14 @@ class ServerReader(Protocol):
     """What `diagnose` needs from the server; `RemoteReader` is the real one."""
 
     async def count(self, table: str,
-                    filters: list[Filter] | tuple[Filter, ...] = ()) -> int: ...
+                    filters: list[Filter] | tuple[Filter, ...] = ()) -> int:
+        """How many rows of `table` matching `filters` the user may see."""
+        ...
 
     async def rows(self, table: str, columns: str = "id",
-                   filters: list[Filter] | tuple[Filter, ...] = ()) -> list[dict[str, Any]]: ...
+                   filters: list[Filter] | tuple[Filter, ...] = ()) -> list[dict[str, Any]]:
+        """The `columns` of the rows of `table` matching `filters` the user may see."""
+        ...
 
 
 _ROW_FRAME: Final = pl.Schema({"organisation_id": pl.String(), "table": pl.String(),
@@ -218,8 +229,11 @@ async def _check_session(client: AsyncClient | None, clock: Clock, reader: Serve
 
 async def _organisations(wanted: str | Sequence[str] | None, cache: ContactCache,
                          log: pl.DataFrame, reader: ServerReader | None) -> list[str]:
-    """The organisations to diagnose: the wanted ones, or all that are cached, logged or
-    (when the server is asked) the user's memberships."""
+    """The organisations to diagnose.
+
+    The wanted ones, or all that are cached, logged or (when the server is asked) the
+    user's memberships.
+    """
     from ..remote import RemoteFailure
 
     if isinstance(wanted, str):
@@ -239,8 +253,10 @@ async def _organisations(wanted: str | Sequence[str] | None, cache: ContactCache
 
 async def _local_side(cache: ContactCache, orgs: list[str],
                       ) -> tuple[pl.DataFrame, dict[str, datetime | None]]:
-    """Ids and timestamps of every cached row of `orgs` (`_ROW_FRAME`), and when each
-    organisation last synced. Personal columns are never loaded."""
+    """Ids and timestamps of every cached row of `orgs`, and when each last synced.
+
+    The rows come as `_ROW_FRAME`. Personal columns are never loaded.
+    """
     def read() -> tuple[pl.DataFrame, dict[str, datetime | None]]:
         frames = [
             cache.read_table(table, org, columns=("id", "updated_at")).cast(pl.String())
@@ -316,8 +332,10 @@ def _check_frame(orgs: list[str], synced: Mapping[str, datetime | None],
 
 
 def _per_organisation(tables: pl.DataFrame, answered: list[str]) -> pl.DataFrame:
-    """`table_facts` folded to one row per organisation: counts per table, diff totals and
-    the newest ``updated_at`` on each side.
+    """`table_facts` folded to one row per organisation.
+
+    Each row has the counts per table, diff totals and the newest ``updated_at`` on each
+    side.
 
     A diff total is null when the server was asked about none of the organisation's tables
     (unknown, not zero); an organisation the server answered for but shows nothing of gets

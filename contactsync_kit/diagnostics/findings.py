@@ -31,6 +31,8 @@ __all__ = [
     "verdict",
 ]
 
+__io__ = "none"
+
 
 class Verdict(enum.StrEnum):
     """One organisation's cache state, in the words a support person uses."""

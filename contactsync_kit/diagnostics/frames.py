@@ -25,6 +25,8 @@ __all__ = [
     "table_facts",
 ]
 
+__io__ = "none"
+
 #: Every instant in these frames: microseconds, UTC.
 UTC_TS: Final = pl.Datetime("us", "UTC")
 

@@ -31,6 +31,9 @@ __all__ = [
     "words_of",
 ]
 
+# Reads the cache through `ContactCache`, not itself.
+__io__ = "none"
+
 _PERSONAL_COLUMNS: Final = {"contacts": ("full_name", "phone", "email", "address"),
                             "notes": ("body",)}
 # Words are taken only where a single word identifies someone. A note body's words are
@@ -88,8 +91,11 @@ def personal_values(cache: ContactCache, organisation_ids: Sequence[str] | None 
 
 def personal_words(cache: ContactCache, organisation_ids: Sequence[str] | None = None,
                    ) -> list[str]:
-    """Every distinct word of four or more letters in the cache's names, emails and
-    addresses, folded (`fold`): ``"José Núñez"`` gives ``"jose"`` and ``"nunez"``."""
+    """Every distinct word of four or more letters in the cache's personal columns.
+
+    The columns are names, emails and addresses; words are folded (`fold`):
+    ``"José Núñez"`` gives ``"jose"`` and ``"nunez"``.
+    """
     values = _column_values(cache, _WORD_COLUMNS, organisation_ids)
     words = _folded(values.to_list()).str.extract_all(_LONG_WORD).explode().drop_nulls()
     return sorted(words.unique())

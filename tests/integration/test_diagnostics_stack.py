@@ -1,5 +1,8 @@
-"""Stale-cache diagnostics against the real local stack: a cache drifted by server edits,
-access revoked, an expired token, and a support bundle free of every seeded personal value."""
+"""Stale-cache diagnostics against the real local stack.
+
+A cache drifted by server edits, access revoked, an expired token, and a support bundle free
+of every seeded personal value.
+"""
 
 from __future__ import annotations
 

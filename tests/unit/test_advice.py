@@ -1,5 +1,7 @@
-"""The advice per failure kind: one table, complete, and read alike by the Sync panel and the
-stale-cache diagnosis."""
+"""The advice per failure kind: one table, complete.
+
+It is read alike by the Sync panel and the stale-cache diagnosis.
+"""
 
 from __future__ import annotations
 

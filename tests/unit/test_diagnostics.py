@@ -1,5 +1,8 @@
-"""Stale-cache diagnostics: the pure functions on fixed frames, the gatherer over an in-memory
-cache and a fake server reader, the support bundle's PII scan, and the panel's model."""
+"""Stale-cache diagnostics, without a server.
+
+The pure functions on fixed frames, the gatherer over an in-memory cache and a fake server
+reader, the support bundle's PII scan, and the panel's model.
+"""
 
 from __future__ import annotations
 
