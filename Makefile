@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks,devstack,widgets,audit]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks,devstack,widgets,audit,encrypted]'
 	$(BIN)/python -c "from contactsync_kit.devstack import install_postgrest; print(install_postgrest())"
 	bash scripts/ensure-chromium.sh
 	touch $(STAMP)

@@ -7,6 +7,14 @@ The public API is listed in `__all__`; everything else is internal. Submodules
 
 from .bootstrap import UserSession, default_cache_path, start_session
 from .cache import CacheVersionError, ContactCache, SyncLogEntry
+from .cache_files import (
+    CacheFileError,
+    CacheKeyError,
+    CacheLockedError,
+    CacheOwner,
+    CorruptCacheError,
+    ForeignCacheFileError,
+)
 from .clock import Clock, ManualClock, SystemClock
 from .errors import ContactSyncError
 from .mappers import MappedPage, MappingProblem, map_contacts_page
@@ -25,12 +33,18 @@ from .session import PrivilegedKeyError, SignInError, TokenInfo, inspect_token, 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CacheFileError",
+    "CacheKeyError",
+    "CacheLockedError",
+    "CacheOwner",
     "CacheVersionError",
     "Clock",
     "ContactCache",
     "ContactCacheSyncRepository",
     "ContactSource",
     "ContactSyncError",
+    "CorruptCacheError",
+    "ForeignCacheFileError",
     "ManualClock",
     "MappedPage",
     "MappingProblem",

@@ -17,6 +17,7 @@ from typing import Final
 
 import polars as pl
 
+from .cache_files import CacheOwner, claim, erase_cache_files, read_owner, reset_cache_file
 from .errors import ContactSyncError
 from .mappers import MappedPage
 from .schemas import CACHE_TABLES, DATA_TABLES, SYNC_LOG, SYNC_STATE, TABLES, TableSpec
@@ -151,20 +152,64 @@ class ContactCache:
         self._staging_ids = itertools.count(1)
 
     @classmethod
-    def open(cls, path: str | Path, *, target_version: int = SCHEMA_VERSION,
-             faults: StorageFaults | None = None) -> ContactCache:
+    def open(
+        cls, path: str | Path, *, target_version: int = SCHEMA_VERSION,
+        owner: CacheOwner | None = None, key: str | None = None,
+        busy_timeout_s: float = 30.0, faults: StorageFaults | None = None,
+    ) -> ContactCache:
         """Open (creating if needed) the cache at `path` and migrate it to `target_version`.
 
-        Raises `CacheVersionError` if the file is newer than this kit understands. `faults`
-        is the test hook for the write path (`contactsync_kit.testing.StorageFaults`).
+        A new file and the folders made for it are private (0600 / 0700) from birth. With an
+        `owner`, content of anyone else (or of no recorded owner) is securely erased before
+        use. With a `key`, the file is encrypted with SQLCipher (the ``encrypted`` extra).
+        `busy_timeout_s` bounds waiting for another process's lock. `faults` is the test
+        hook for the write path (`contactsync_kit.testing.StorageFaults`).
+
+        Raises `CacheVersionError` for a newer file, else a `CacheFileError`:
+        `CorruptCacheError`, `ForeignCacheFileError` (a file the kit never touches),
+        `CacheKeyError` or `CacheLockedError`, each with what to do.
         """
-        cache = cls(SqliteStore.open(path, faults=faults))
-        cache._migrate(target_version)
+        def opened() -> tuple[ContactCache, bool]:
+            store = SqliteStore.open(path, faults=faults, key=key,
+                                     busy_timeout_s=busy_timeout_s)
+            cache = cls(store)
+            with store.open_errors_translated():
+                cache._migrate(target_version)
+                with store.write() as conn:
+                    claimed = claim(conn, owner, CACHE_TABLES)
+                store.compact(vacuum=False)
+            return cache, claimed
+
+        cache, claimed = opened()
+        if not claimed:
+            # Someone else's (or nobody's) content: gone before this owner can see any of it.
+            cache.erase()
+            cache, _ = opened()
         return cache
 
+    @staticmethod
+    def reset(path: str | Path, *, key: str | None = None) -> list[Path]:
+        """Securely remove the cache at `path` and its sidecars; return the files erased.
+
+        The documented way out of a damaged, newer or unwanted cache (also ``contactsync
+        cache reset``); close any cache open on it first. A file the kit did not create is
+        never removed (`ForeignCacheFileError`); an encrypted one is recognised by its `key`.
+        """
+        return reset_cache_file(Path(path), key=key)
+
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections (idempotent)."""
         self._store.close()
+
+    def erase(self) -> list[Path]:
+        """Close the cache and securely delete its files (the sign-out path); return them."""
+        self.close()
+        return [] if self.path == ":memory:" else erase_cache_files(self.path)
+
+    def owner(self) -> CacheOwner | None:
+        """Whose cache this is (project URL and user id), or None if not recorded."""
+        with self._store.read() as conn:
+            return read_owner(conn)
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -221,11 +266,16 @@ class ContactCache:
             conn.exec_driver_sql(_LOG_SQL, row)
 
     def clear(self) -> dict[str, int]:
-        """Wipe every table, every `last_synced_at` and the sync log; return rows removed."""
+        """Wipe every table, every `last_synced_at` and the sync log; return rows removed.
+
+        Erasure, not just deletion: no file of the cache keeps a deleted value afterwards.
+        """
         removed: dict[str, int] = {}
         with self._store.write() as conn:
             for table in CACHE_TABLES:
                 removed[table] = conn.exec_driver_sql(f"DELETE FROM {table}").rowcount
+        # secure_delete zeroed the rows in place; no WAL frame or free page keeps them.
+        self._store.compact()
         return removed
 
     # -- reading ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ def _export_migrations(folder: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``contactsync demo`` | ``devstack up [...]`` | ``migrations export [DIR]``."""
+    """Run ``contactsync demo`` | ``devstack up`` | ``migrations export`` | ``cache reset``."""
     parser = argparse.ArgumentParser(prog="contactsync", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="sync demo data from the embedded local stack")
@@ -38,9 +38,17 @@ def main(argv: list[str] | None = None) -> int:
         "export", help="write the app migrations in the Supabase CLI layout (for db push)")
     export.add_argument("dir", nargs="?", default=DEFAULT_MIGRATIONS_DIR,
                         help=f"target folder (default {DEFAULT_MIGRATIONS_DIR})")
+    cache = commands.add_parser("cache", help="manage the local cache file")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    reset = cache_commands.add_parser(
+        "reset", help="securely erase the cache file and its sidecars (a damaged, newer or "
+                      "unwanted cache); never removes a file the kit did not create")
+    reset.add_argument("--path", help="the cache file (default: the kit's default cache path)")
     args = parser.parse_args(argv)
     if args.command == "migrations":
         return _export_migrations(args.dir)
+    if args.command == "cache":
+        return _reset_cache(args.path)
     if args.command == "demo":
         from .demo import run_demo
 
@@ -48,6 +56,24 @@ def main(argv: list[str] | None = None) -> int:
     from .devstack.cli import main as devstack_main
 
     return devstack_main(args.devstack_args)
+
+
+def _reset_cache(path: str | None) -> int:
+    from .bootstrap import default_cache_path
+    from .cache import ContactCache
+    from .cache_files import ForeignCacheFileError
+
+    target = default_cache_path() if path is None else path
+    try:
+        erased = ContactCache.reset(target)
+    except ForeignCacheFileError as exc:
+        print(f"refused: {exc.message}", file=sys.stderr)
+        return 2
+    if not erased:
+        print(f"no cache at {target}: nothing to erase")
+    for file in erased:
+        print(f"erased {file}")
+    return 0
 
 
 if __name__ == "__main__":

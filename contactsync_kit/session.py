@@ -1,14 +1,20 @@
 """Building a supabase-py client that acts as a signed-in user, and nothing more privileged.
 
-The kit reads only what Row Level Security lets the signed-in user see. Keys that bypass RLS
-(``sb_secret_…`` keys, legacy JWTs with ``role: service_role``) are refused here, before any
-request is made.
+The kit reads only what Row Level Security lets the signed-in user see. Keys and tokens pass
+by allow-list, before any request is made: the project key only as exactly ``sb_publishable_…``
+or a JWT whose role is anon, an access token only as a JWT whose role is authenticated.
+Anything naming a privileged role (``service_role``, ``postgres``, ``supabase_admin``…)
+anywhere in its claims, in any case or spelling, is refused as privileged.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Final
 
 import httpx
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
@@ -24,6 +30,7 @@ __all__ = [
     "TokenInfo",
     "anonymous_client",
     "bearer_token",
+    "ensure_access_token",
     "ensure_user_level_key",
     "inspect_token",
     "sign_in",
@@ -56,58 +63,167 @@ class SignInError(ContactSyncError, RuntimeError):
         self.kind = kind
 
 
+# Database roles that bypass RLS or own the database: a key or token naming one of them
+# anywhere in its claims is refused, whatever else it says.
+_PRIVILEGED_ROLES: Final = frozenset({
+    "service_role", "postgres", "supabase_admin", "supabase_auth_admin",
+    "supabase_storage_admin", "supabase_functions_admin", "supabase_realtime_admin",
+    "supabase_replication_admin", "supabase_read_only_user", "dashboard_user", "pgbouncer",
+    "authenticator",
+})
+_PUBLISHABLE: Final = re.compile(r"sb_publishable_[A-Za-z0-9_-]+", re.ASCII)
+_JWT: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", re.ASCII)
+_MAX_TOKEN_CHARS: Final = 16_384
+_MAX_CLAIM_NODES: Final = 10_000
+_LATEST_EXP: Final = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second datetime holds
+
+
+def _fold(text: str) -> str:
+    """`text` as a comparison key: NFKC, no whitespace or invisible characters, case-folded."""
+    normal = unicodedata.normalize("NFKC", text)
+    return "".join(ch for ch in normal if not ch.isspace()
+                   and unicodedata.category(ch) not in ("Cf", "Cc", "Zs")).casefold()
+
+
+def _names_privileged_role(claims: Any) -> bool:
+    """True if any key or string value, at any depth, folds to a privileged role name."""
+    stack, seen = [claims], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > _MAX_CLAIM_NODES:
+            return True  # a claims tree this large is not a Supabase token: fail closed
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            folded = _fold(node)
+            if folded in _PRIVILEGED_ROLES or folded.startswith("sb_secret_"):
+                return True
+    return False
+
+
+def _expiry(claims: dict[str, Any]) -> tuple[datetime | None, bool]:
+    """`exp` as an aware datetime and whether it is a sane one (absent counts as sane)."""
+    if "exp" not in claims:
+        return None, True
+    exp = claims["exp"]
+    if isinstance(exp, bool) or not isinstance(exp, int | float) \
+            or not math.isfinite(exp) or not 0 <= exp <= _LATEST_EXP:
+        return None, False
+    return datetime.fromtimestamp(exp, UTC), True
+
+
 @dataclass(frozen=True)
 class TokenInfo:
-    """What the kit needs to know about an API key or access token (read, not verified)."""
+    """What the kit needs to know about an API key or access token (read, not verified).
+
+    `kind` is "jwt" or "publishable" only for a string of exactly that shape; "secret" for
+    anything that is a secret key in any spelling; "opaque" otherwise. `privileged` is set
+    when the key is a secret key or names a privileged database role anywhere in its claims.
+    """
 
     kind: str  # "jwt", "publishable", "secret" or "opaque"
     role: str | None = None
     subject: str | None = None
     email: str | None = None
     expires_at: datetime | None = None
+    privileged: bool = False
+    valid_expiry: bool = True
 
     @property
     def bypasses_rls(self) -> bool:
         """True for keys the kit must never use."""
-        return self.kind == "secret" or self.role == "service_role"
+        return self.privileged
 
     @property
     def is_user(self) -> bool:
-        """True when the token stands for a signed-in user."""
-        return self.kind == "jwt" and self.role == "authenticated"
+        """True when the token stands for a signed-in user (a JWT whose role is authenticated)."""
+        return (self.kind == "jwt" and self.role == "authenticated" and not self.privileged
+                and self.valid_expiry)
+
+    @property
+    def is_project_key(self) -> bool:
+        """True for a usable project key: ``sb_publishable_…`` or a JWT whose role is anon."""
+        if self.privileged:
+            return False
+        return self.kind == "publishable" or (
+            self.kind == "jwt" and self.role == "anon" and self.valid_expiry)
 
 
-def inspect_token(token: str) -> TokenInfo:
-    """Classify an API key or JWT from its shape and unverified claims.
+def inspect_token(token: object) -> TokenInfo:
+    """Classify an API key or JWT from its shape and unverified claims; never raises.
 
     The signature is not checked: the server does that. This is only to refuse privileged
     keys early and to tell a signed-in session from the anon fallback.
     """
-    token = token.strip()
-    if token.startswith("sb_secret_"):
-        return TokenInfo(kind="secret")
-    if token.startswith("sb_publishable_"):
+    if not isinstance(token, str) or len(token) > _MAX_TOKEN_CHARS:
+        return TokenInfo(kind="opaque")
+    folded = _fold(token)
+    if folded.startswith("sb_secret_") or folded in _PRIVILEGED_ROLES:
+        return TokenInfo(kind="secret", privileged=True)
+    if _PUBLISHABLE.fullmatch(token):
         return TokenInfo(kind="publishable", role="anon")
-    claims = unverified_claims(token)
+    # Read the claims of the visible characters too, so a privileged token with a stray
+    # space or invisible character is still named as privileged.
+    visible = "".join(ch for ch in token if not ch.isspace()
+                      and unicodedata.category(ch) not in ("Cf", "Cc", "Zs"))
+    try:
+        claims = unverified_claims(visible)
+    except (RecursionError, UnicodeError):
+        claims = None
     if claims is None:
         return TokenInfo(kind="opaque")
-    exp = claims.get("exp")
+    expires_at, valid_expiry = _expiry(claims)
+    role = claims.get("role")
+    subject, email = claims.get("sub"), claims.get("email")
     return TokenInfo(
-        kind="jwt",
-        role=claims.get("role") if isinstance(claims.get("role"), str) else None,
-        subject=claims.get("sub") if isinstance(claims.get("sub"), str) else None,
-        email=claims.get("email") if isinstance(claims.get("email"), str) else None,
-        expires_at=datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None,
+        kind="jwt" if _JWT.fullmatch(token) else "opaque",
+        role=role if isinstance(role, str) else None,
+        subject=subject if isinstance(subject, str) else None,
+        email=email if isinstance(email, str) else None,
+        expires_at=expires_at,
+        privileged=_names_privileged_role(claims),
+        valid_expiry=valid_expiry,
     )
 
 
-def ensure_user_level_key(key: str) -> None:
-    """Raise `PrivilegedKeyError` for a key or token that bypasses RLS."""
-    if inspect_token(key).bypasses_rls:
-        raise PrivilegedKeyError(
-            "refusing a service-role / secret key: it bypasses Row Level Security. "
-            "Use the project's publishable (anon) key and sign in as a user."
-        )
+_REFUSED_PRIVILEGED: Final = (
+    "refusing a service-role / secret key: it bypasses Row Level Security. "
+    "Use the project's publishable (anon) key and sign in as a user.")
+
+
+def ensure_user_level_key(key: object) -> None:
+    """Pass only a project key the kit may use; refuse anything else before any request.
+
+    The key passes only as exactly ``sb_publishable_…``, or as a JWT whose role is anon
+    (with a sane expiry). Raises `PrivilegedKeyError` for anything claiming a privileged
+    role, `SignInError` for anything else; nothing is sent anywhere.
+    """
+    info = inspect_token(key)
+    if info.privileged:
+        raise PrivilegedKeyError(_REFUSED_PRIVILEGED)
+    if not info.is_project_key:
+        raise SignInError(
+            "not a project API key: use the publishable key (sb_publishable_…) or the legacy "
+            "anon key exactly as the dashboard shows it, without spaces or line breaks")
+
+
+def ensure_access_token(token: object) -> None:
+    """Pass only a user access token: a JWT whose role is authenticated (sane expiry).
+
+    Raises `PrivilegedKeyError` for anything claiming a privileged role, `SignInError` for
+    anything else; nothing is sent anywhere.
+    """
+    info = inspect_token(token)
+    if info.privileged:
+        raise PrivilegedKeyError(_REFUSED_PRIVILEGED)
+    if not info.is_user:
+        raise SignInError(
+            "not a user access token: give the access token (a JWT with role authenticated) "
+            "of a signed-in user, exactly as issued")
 
 
 def bearer_token(client: AsyncClient) -> str | None:
@@ -142,7 +258,7 @@ async def sign_in(
     """
     ensure_user_level_key(key)
     if access_token is not None:
-        ensure_user_level_key(access_token)
+        ensure_access_token(access_token)
     if access_token is None and (email is None or password is None):
         raise ValueError("sign_in needs email and password, or an access_token")
     options = AsyncClientOptions(

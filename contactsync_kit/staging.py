@@ -152,6 +152,11 @@ class SyncStaging:
         conn, self._conn = self._conn, None
         if conn is None:
             return
+        if conn.invalidated:
+            # Its TEMP tables went with the broken connection; reconnecting here could
+            # put a connection opened during a storage fault (read-only) into the pool.
+            conn.close()
+            return
         try:
             with self._store.serialised():
                 if conn.in_transaction():

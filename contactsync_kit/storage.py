@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from .cache_files import compact, file_engine, open_errors_translated
+
 __all__ = ["SqliteStore", "StorageFaults", "WriteEvent", "WriteStep", "iso_utc", "writing"]
 
 __io__ = "disk"
@@ -94,25 +96,41 @@ class SqliteStore:
         self._lock: threading.Lock | None = threading.Lock() if in_memory else None
         self.path: str = ":memory:" if in_memory else str(engine.url.database)
         self._faults = faults
+        self._encrypted = False
 
     @classmethod
-    def open(cls, path: str | Path, *, faults: StorageFaults | None = None) -> SqliteStore:
-        """Open (creating the file and its folder if needed) the database at `path`."""
+    def open(cls, path: str | Path, *, faults: StorageFaults | None = None,
+             key: str | None = None, busy_timeout_s: float = 30.0) -> SqliteStore:
+        """Open the database at `path`; a new file (and folder) is created private.
+
+        An existing file is checked, read-only, to be a sound kit cache before anything
+        writes to it (`contactsync_kit.cache_files`). `key` encrypts with SQLCipher.
+        """
         in_memory = str(path) == ":memory:"
         if in_memory:
             engine = sa.create_engine(
                 "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
         else:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(
-                f"sqlite:///{Path(path)}", connect_args={"check_same_thread": False, "timeout": 30}
-            )
+            engine = file_engine(Path(path), key=key, busy_timeout_s=busy_timeout_s)
         _install_transaction_control(engine, wal=not in_memory)
-        return cls(engine, in_memory=in_memory, faults=faults)
+        store = cls(engine, in_memory=in_memory, faults=faults)
+        store._encrypted = key is not None
+        return store
+
+    @contextmanager
+    def open_errors_translated(self) -> Iterator[None]:
+        """While opening: on failure release the engine; driver errors become typed ones."""
+        with open_errors_translated(self._engine, Path(self.path), encrypted=self._encrypted):
+            yield
+
+    def compact(self, *, vacuum: bool = True) -> None:
+        """Fold the WAL into the main file and truncate it; with `vacuum`, rebuild the file."""
+        with self.serialised(), self._engine.connect() as conn:
+            compact(conn.connection.driver_connection, self.path, vacuum=vacuum)
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections (idempotent)."""
         self._engine.dispose()
 
     def reached(self, step: WriteStep, organisation_id: str, table: str | None = None) -> None:
@@ -174,10 +192,20 @@ def _install_transaction_control(engine: Engine, *, wal: bool) -> None:
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # Deleted rows are overwritten with zeros, whatever the SQLite build's default.
+        cursor.execute("PRAGMA secure_delete=ON")
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _on_error(context):  # type: ignore[no-untyped-def]
+        # After an I/O error (a read-only or vanished folder) SQLite may keep a connection
+        # read-only for good: drop the pool's connections so the next use opens fresh ones.
+        text = str(context.original_exception).lower()
+        if "disk i/o error" in text or "readonly database" in text:
+            context.is_disconnect = True
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]

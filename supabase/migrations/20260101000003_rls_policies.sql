@@ -1,4 +1,6 @@
--- Row level security for the app tables. Safe to run on a real Supabase project.
+-- Row level security policies for the app tables. Safe to run on a real Supabase project.
+-- RLS itself is enabled, and the grants set, where each table is created (0002): without
+-- this file every app table is closed to everyone but service_role, never open.
 --
 -- Users only read (the kit never writes), so there are SELECT policies only: with RLS enabled
 -- and no INSERT/UPDATE/DELETE policy, writes by `authenticated` are denied even if granted.
@@ -61,13 +63,6 @@ REVOKE ALL ON FUNCTION private.member_organisation_ids(), private.org_wide_organ
 GRANT EXECUTE ON FUNCTION private.member_organisation_ids(), private.org_wide_organisation_ids(),
     private.bound_chapter_ids(), private.bound_chapter_contact_ids() TO authenticated;
 
-ALTER TABLE public.organisations ENABLE ROW LEVEL SECURITY;
-ALTER TABLE public.chapters ENABLE ROW LEVEL SECURITY;
-ALTER TABLE public.organisation_members ENABLE ROW LEVEL SECURITY;
-ALTER TABLE public.contacts ENABLE ROW LEVEL SECURITY;
-ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
-ALTER TABLE public.contact_assignments ENABLE ROW LEVEL SECURITY;
-
 DROP POLICY IF EXISTS organisations_select_member ON public.organisations;
 CREATE POLICY organisations_select_member ON public.organisations
     FOR SELECT TO authenticated
@@ -109,12 +104,3 @@ CREATE POLICY contact_assignments_select_scope ON public.contact_assignments
         organisation_id IN (SELECT private.org_wide_organisation_ids())
         OR contact_id IN (SELECT private.bound_chapter_contact_ids())
     );
-
--- Supabase grants everything on new public tables to anon and authenticated by default
--- privileges; take it all back and grant only what the policies are written for.
-REVOKE ALL ON public.organisations, public.chapters, public.organisation_members,
-    public.contacts, public.notes, public.contact_assignments FROM anon, authenticated;
-GRANT SELECT ON public.organisations, public.chapters, public.organisation_members,
-    public.contacts, public.notes, public.contact_assignments TO authenticated;
-GRANT ALL ON public.organisations, public.chapters, public.organisation_members,
-    public.contacts, public.notes, public.contact_assignments TO service_role;

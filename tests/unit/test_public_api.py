@@ -47,7 +47,7 @@ def test_sync_result_is_closed_over_exactly_two_cases() -> None:
 
 @pytest.mark.parametrize("module", ["results", "clock", "schemas", "mappers", "cache", "remote",
                                     "session", "repository", "bootstrap", "testing", "errors",
-                                    "storage", "staging"])
+                                    "storage", "staging", "cache_files"])
 def test_each_module_declares_all(module: str) -> None:
     mod = importlib.import_module(f"contactsync_kit.{module}")
     assert isinstance(mod.__all__, list)

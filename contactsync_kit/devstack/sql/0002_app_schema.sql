@@ -7,6 +7,13 @@
 -- rely on that), and it implies the single-column reference (MATCH SIMPLE: a NULL chapter_id is
 -- not checked, as before). Having both would give PostgREST two relationships between the same
 -- tables and make `select=*,notes(*)` fail with PGRST201 (ambiguous embedding).
+--
+-- No gap: every table is created with Row Level Security enabled and its grants set right
+-- after its CREATE TABLE, in this same file (applied as one transaction). Supabase's default
+-- privileges give `anon` and `authenticated` everything on a new public table; that is taken
+-- back at once, so from this migration on `anon` reads nothing, and `authenticated` reads
+-- nothing until 0003's policies say what it may see (RLS without a policy denies all).
+-- Apply it in one transaction: `psql --single-transaction -f 0002_app_schema.sql`.
 
 CREATE SCHEMA IF NOT EXISTS private;
 -- Not in PostgREST's exposed schemas (`public` only), so nothing here is reachable over HTTP.
@@ -18,6 +25,10 @@ CREATE TABLE IF NOT EXISTS public.organisations (
     name text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE public.organisations ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON public.organisations FROM anon, authenticated;
+GRANT SELECT ON public.organisations TO authenticated;
+GRANT ALL ON public.organisations TO service_role;
 
 CREATE TABLE IF NOT EXISTS public.chapters (
     id uuid PRIMARY KEY,
@@ -26,6 +37,10 @@ CREATE TABLE IF NOT EXISTS public.chapters (
     -- Target of the composite foreign keys below: a chapter always belongs to the row's org.
     UNIQUE (organisation_id, id)
 );
+ALTER TABLE public.chapters ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON public.chapters FROM anon, authenticated;
+GRANT SELECT ON public.chapters TO authenticated;
+GRANT ALL ON public.chapters TO service_role;
 
 CREATE TABLE IF NOT EXISTS public.organisation_members (
     user_id uuid NOT NULL REFERENCES auth.users ON DELETE CASCADE,
@@ -36,6 +51,10 @@ CREATE TABLE IF NOT EXISTS public.organisation_members (
     -- The RLS policies trust that a member's chapter is one of the member's organisation.
     FOREIGN KEY (organisation_id, chapter_id) REFERENCES public.chapters (organisation_id, id)
 );
+ALTER TABLE public.organisation_members ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON public.organisation_members FROM anon, authenticated;
+GRANT SELECT ON public.organisation_members TO authenticated;
+GRANT ALL ON public.organisation_members TO service_role;
 
 CREATE TABLE IF NOT EXISTS public.contacts (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -52,6 +71,10 @@ CREATE TABLE IF NOT EXISTS public.contacts (
     UNIQUE (organisation_id, id),
     FOREIGN KEY (organisation_id, chapter_id) REFERENCES public.chapters (organisation_id, id)
 );
+ALTER TABLE public.contacts ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON public.contacts FROM anon, authenticated;
+GRANT SELECT ON public.contacts TO authenticated;
+GRANT ALL ON public.contacts TO service_role;
 
 CREATE TABLE IF NOT EXISTS public.notes (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -65,6 +88,10 @@ CREATE TABLE IF NOT EXISTS public.notes (
     FOREIGN KEY (organisation_id, contact_id)
         REFERENCES public.contacts (organisation_id, id) ON DELETE CASCADE
 );
+ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON public.notes FROM anon, authenticated;
+GRANT SELECT ON public.notes TO authenticated;
+GRANT ALL ON public.notes TO service_role;
 
 CREATE TABLE IF NOT EXISTS public.contact_assignments (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -77,6 +104,10 @@ CREATE TABLE IF NOT EXISTS public.contact_assignments (
     FOREIGN KEY (organisation_id, contact_id)
         REFERENCES public.contacts (organisation_id, id) ON DELETE CASCADE
 );
+ALTER TABLE public.contact_assignments ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON public.contact_assignments FROM anon, authenticated;
+GRANT SELECT ON public.contact_assignments TO authenticated;
+GRANT ALL ON public.contact_assignments TO service_role;
 
 -- Indexes on every foreign-key and policy column (Supabase's RLS performance guidance).
 CREATE INDEX IF NOT EXISTS chapters_organisation_id_idx ON public.chapters (organisation_id);
