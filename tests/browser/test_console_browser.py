@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, ViewportSize, expect
 
 from .conftest import VoilaApp
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 # Voilà starts a kernel and runs the notebook before the panels appear.
 APP_TIMEOUT_MS = 180_000  # limits for hangs on a loaded machine, not speed
 STEP_TIMEOUT_MS = 60_000
-VIEWPORT = {"width": 1200, "height": 1400}
+VIEWPORT: ViewportSize = {"width": 1200, "height": 1400}
 
 
 async def open_console(browser: Browser, url: str) -> Page:
