@@ -454,10 +454,11 @@ class ContactCacheSyncRepository:
             report = SyncProgress("write", attempt.org, table=table, tables_written=written)
             loop.call_soon_threadsafe(_report, progress, report)
 
-        if attempt.lock is not None:  # this sync's write transaction holds the lock already
+        held = attempt.lock
+        if held is not None:  # this sync's write transaction holds the lock already
             await self._commit_locked(attempt, table_written)
-            attempt.lock, lock = None, attempt.lock
-            lock.release()
+            attempt.lock = None
+            held.release()
             return
         async with self._write_lock:
             await self._commit_locked(attempt, table_written)
