@@ -521,7 +521,11 @@ async def test_clear_during_a_file_sync_rolls_it_back_and_leaves_the_cache_empty
     repo = ContactCacheSyncRepository(None, cache, clock, source=source)
     await synced(repo, org)
     source.add_contacts(org, 60)
-    faults.call_on("stage", lambda _e: loop.call_soon_threadsafe(writing.set), table="notes")
+
+    def page_written(_event: WriteEvent) -> None:
+        loop.call_soon_threadsafe(writing.set)
+
+    faults.call_on("stage", page_written, table="notes")
     running = asyncio.ensure_future(repo.sync_contacts_for_organisation(org))
     await writing.wait()
     removed = await repo.clear_cache()
