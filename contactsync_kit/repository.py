@@ -415,6 +415,7 @@ class ContactCacheSyncRepository:
             return
         await self._write_lock.acquire()  # free: taken at once
         attempt.lock = self._write_lock
+
     async def _fetch(self, attempt: _Attempt, after: str | None, upto: str | None,
                      *, with_count: bool) -> RemotePage:
         mark = time.perf_counter()
@@ -436,9 +437,10 @@ class ContactCacheSyncRepository:
         if isinstance(result, MappingProblem):
             raise _Refused(SyncError(SyncErrorKind(result.kind), result.message))
         ids = result.contacts.get_column("id")
-        announced = (page.rows, page.last_key and page.last_key.lower())
-        if announced[0] is not None and announced != (ids.len(), ids[-1] if ids.len() else None):
-            # The next page was asked for from what the server announced: it must be so.
+        last = ids[-1] if ids.len() else None
+        # The next page was asked for from what the server announced: it must be so.
+        if (page.rows is not None and page.rows != ids.len()) or (
+                page.last_key is not None and page.last_key.lower() != last):
             raise _Refused(SyncError(SyncErrorKind.INVALID_DATA,
                                      "a page's rows do not match the range the server "
                                      "announced for it"))
