@@ -45,6 +45,11 @@ browser: install
 test: install lint typecheck
 	$(BIN)/pytest tests --nbval-lax notebooks
 
+# The whole suite 5 times, once on one CPU core, once beside a CPU hog: one line per run.
+.PHONY: stress
+stress: install
+	MAKE="$(MAKE)" bash scripts/stress.sh
+
 bench: install
 	$(BIN)/python -m benchmarks.sync_benchmark
 

@@ -16,6 +16,8 @@ from typing import Final
 
 __all__ = ["EXTRA_MODULES", "MissingExtraError", "require_extra"]
 
+__io__ = "none"
+
 DISTRIBUTION = "contactsync_kit"
 
 # The top-level modules each extra must bring (pyproject.toml lists the distributions;

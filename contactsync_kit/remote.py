@@ -80,9 +80,11 @@ class ContactSource(Protocol):
         self, organisation_id: str, *, after: str | None, with_count: bool,
         upto: str | None = None,
     ) -> RemotePage:
-        """Contacts of the organisation with ``after < id <= upto`` (either bound may be
-        None; notes and assignments embedded), ordered by ``id``, at most one page.
-        Raises `RemoteFailure`."""
+        """Contacts of the organisation with ``after < id <= upto``, at most one page.
+
+        Either bound may be None. Notes and assignments are embedded; rows are ordered by
+        ``id``. Raises `RemoteFailure`.
+        """
         ...
 
 
@@ -104,6 +106,7 @@ class SupabaseContactSource:
         self.page_size = page_size
 
     async def check_session(self) -> SyncError | None:
+        """None when the client holds a live user session, else why not."""
         try:
             # Refreshes an expired session when a refresh token is held.
             await self._client.auth.get_session()
@@ -130,6 +133,7 @@ class SupabaseContactSource:
         self, organisation_id: str, *, after: str | None, with_count: bool,
         upto: str | None = None,
     ) -> RemotePage:
+        """One keyset page of the organisation's contacts, as JSON bytes."""
         query = (
             self._client.table("contacts")
             .select(EMBEDDED_SELECT, count=CountMethod.exact if with_count else None)

@@ -7,12 +7,8 @@ request is made.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
@@ -20,6 +16,7 @@ from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
 
 from .errors import ContactSyncError
 from .results import SyncErrorKind
+from .tokens import unverified_claims
 
 __all__ = [
     "PrivilegedKeyError",
@@ -91,7 +88,7 @@ def inspect_token(token: str) -> TokenInfo:
         return TokenInfo(kind="secret")
     if token.startswith("sb_publishable_"):
         return TokenInfo(kind="publishable", role="anon")
-    claims = _jwt_claims(token)
+    claims = unverified_claims(token)
     if claims is None:
         return TokenInfo(kind="opaque")
     exp = claims.get("exp")
@@ -102,18 +99,6 @@ def inspect_token(token: str) -> TokenInfo:
         email=claims.get("email") if isinstance(claims.get("email"), str) else None,
         expires_at=datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None,
     )
-
-
-def _jwt_claims(token: str) -> dict[str, Any] | None:
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError):
-        return None
-    return claims if isinstance(claims, dict) else None
 
 
 def ensure_user_level_key(key: str) -> None:

@@ -30,6 +30,7 @@ import jwt
 from .remote import RemoteFailure, RemotePage
 from .results import SyncError
 from .storage import StorageFaults, WriteEvent, WriteStep
+from .tokens import mint_hs256
 
 __all__ = [
     "FakeContactSource",
@@ -48,11 +49,10 @@ _SECRET = "contactsync-fake-secret-with-enough-bytes-for-hs256"
 
 def _token(role: str, *, sub: str | None = None, email: str | None = None,
            lifetime_s: int = 3600) -> str:
-    now = int(time.time())
-    claims: dict[str, Any] = {"role": role, "iat": now, "exp": now + lifetime_s, "aud": role}
+    claims: dict[str, Any] = {"role": role, "aud": role}
     if sub:
         claims.update(sub=sub, email=email, session_id=str(uuid.uuid4()))
-    return jwt.encode(claims, _SECRET, algorithm="HS256")
+    return mint_hs256(_SECRET, claims, lifetime_s=lifetime_s)
 
 
 def fake_contact(

@@ -1,9 +1,7 @@
 """Layering rules the house style promises, held for EVERY module of contactsync_kit.
 
-How a module declares its I/O
------------------------------
-Every module says which I/O it does *itself* — not what the kit modules it calls do — with
-a module-level constant next to its ``__all__``::
+How a module declares its I/O: every module says which I/O it does *itself* — not what the
+kit modules it calls do — with a module-level constant next to its ``__all__``::
 
     __io__ = "none"              # pure: no network, disk, processes or UI
     __io__ = "network"           # talks to a server: httpx, supabase-py, psycopg, aiohttp, ...
@@ -43,17 +41,8 @@ import contactsync_kit
 
 #: For modules whose files other engineers own. Module or package name -> kinds.
 DECLARED: dict[str, str] = {
-    "contactsync_kit.cli": "none",
-    "contactsync_kit.demo": "disk",  # a temporary cache file for the demo
-    "contactsync_kit.staleness": "none",
-    "contactsync_kit.tokens": "none",
-    "contactsync_kit.advice": "none",
     # psycopg for the policy catalog and direct probes; reports and charts written to files.
     "contactsync_kit.rls_audit": "network, disk, ui",
-    # Support bundles and exported frames are written to files.
-    "contactsync_kit.diagnostics": "disk",
-    # PostgreSQL, PostgREST, the gateway and auth: processes, sockets and data directories.
-    "contactsync_kit.devstack": "network, disk, process",
     # ipywidgets panels; the login panel builds the httpx client, panels use temp folders.
     "contactsync_kit.widgets": "ui, network, disk",
 }

@@ -1,5 +1,7 @@
-"""Dependencies are declared once in pyproject.toml, per extra, and mirrored in environment.yml;
-a part whose extra is missing says which extra to install."""
+"""Dependencies are declared once in pyproject.toml, per extra, and mirrored in environment.yml.
+
+A part whose extra is missing says which extra to install.
+"""
 
 from __future__ import annotations
 

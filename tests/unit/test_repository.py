@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,11 +18,13 @@ from contactsync_kit import (
     SyncError,
     SyncErrorKind,
     SyncFailure,
+    SyncProgress,
     SyncSuccess,
     sign_in,
 )
 from contactsync_kit.testing import FakeContactSource, FakeSupabase, StorageFaults, WriteEvent
 
+from ..waiting import HANG_S, until
 from .conftest import EMAIL, PASSWORD, repository_for
 
 
@@ -153,7 +155,7 @@ async def test_reject_policy_answers_in_progress_at_once(
     fake.add_contacts(org, 3)
     fake.delay_s = 0.05
     running = asyncio.ensure_future(repo.sync_contacts_for_organisation(org))
-    await asyncio.sleep(0)
+    await until(lambda: fake.rest_requests(), "the sync's request to reach the server")
     assert repo.is_syncing(org)
     second = await repo.sync_contacts_for_organisation(org, on_concurrent="reject")
     assert isinstance(second, SyncFailure) and second.error.kind is SyncErrorKind.IN_PROGRESS
@@ -298,13 +300,17 @@ async def test_clear_during_a_running_sync_leaves_the_cache_empty(
     fake.add_contacts(org, 5)
     await synced(repo, org)
     fake.delay_s = 0.1
+    before = len(fake.rest_requests())
     running = asyncio.ensure_future(repo.sync_contacts_for_organisation(org))
-    await asyncio.sleep(0.02)
+    await until(lambda: len(fake.rest_requests()) > before,
+                "the second sync's request to reach the server")
     removed = await repo.clear_cache()
     assert removed["contacts"] == 5
     result = await running
     assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.CANCELLED
-    await asyncio.sleep(0.15)
+    # The result arrives only once the attempt's worker threads are done, so nothing of this
+    # sync can still write: the cache is final now.
+    assert not repo.is_syncing()
     assert cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
     assert cache.last_synced_at(org) is None
     assert cache.read_table("sync_log").height == 0
@@ -314,11 +320,13 @@ async def test_clear_while_a_write_is_in_flight_runs_after_the_write(
     fake: FakeSupabase, clock: ManualClock, org: str
 ) -> None:
     entered = asyncio.Event()
+    release = threading.Event()
     loop = asyncio.get_running_loop()
 
     def slow_merge(_event: WriteEvent) -> None:
+        # Hold the write until the wipe has been asked for (the limit only stops a hang).
         loop.call_soon_threadsafe(entered.set)
-        time.sleep(0.1)
+        release.wait(HANG_S)
 
     faults = StorageFaults()
     faults.call_on("merge", slow_merge)
@@ -327,7 +335,11 @@ async def test_clear_while_a_write_is_in_flight_runs_after_the_write(
     fake.add_contacts(org, 3)
     running = asyncio.ensure_future(repo.sync_contacts_for_organisation(org))
     await entered.wait()
-    await repo.clear_cache()
+    clearing = asyncio.ensure_future(repo.clear_cache())
+    # Scheduled after the wipe's first step: the write is released only once it is asked for.
+    loop.call_soon(release.set)
+    await clearing
+    assert release.is_set()
     assert (await running).error is not None
     assert cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
     assert cache.last_synced_at(org) is None
@@ -359,7 +371,8 @@ async def test_progress_reports_pages_and_tables_and_a_broken_callback_is_harmle
         raise RuntimeError("the display broke")
 
     result = await repo.sync_contacts_for_organisation(org, progress=record)
-    await asyncio.sleep(0)  # write reports arrive through the loop
+    # Write reports arrive through the loop, from the thread that writes.
+    await until(lambda: len([e for e in events if e[0] == "write"]) >= 3, "the write reports")
     assert isinstance(result, SyncSuccess) and result.pages == 3
     assert [e for e in events if e[0] == "fetch"] == [("fetch", 10, None), ("fetch", 20, None),
                                                       ("fetch", 25, None)]
@@ -371,10 +384,21 @@ async def test_writes_of_different_organisations_never_interleave(
     fake: FakeSupabase, clock: ManualClock
 ) -> None:
     spans: list[tuple[str, str]] = []
+    orgs = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(1, 4)]
+    fetched: set[str] = set()
+    all_fetched = threading.Event()
 
     def enter(event: WriteEvent) -> None:
         spans.append(("enter", event.organisation_id))
-        time.sleep(0.05)  # long enough for another write to barge in if it could
+        # Hold the write until every organisation has its page, so the others head for the
+        # cache while this one writes (the limit only stops a hang).
+        all_fetched.wait(HANG_S)
+
+    def record(event: SyncProgress) -> None:
+        if event.stage == "fetch":
+            fetched.add(event.organisation_id)
+        if fetched == set(orgs):
+            all_fetched.set()
 
     faults = StorageFaults()
     # A commit's transaction runs from the first table's merge to the sync_state stamp.
@@ -382,11 +406,11 @@ async def test_writes_of_different_organisations_never_interleave(
     faults.call_on("sync_state", lambda event: spans.append(("exit", event.organisation_id)))
     cache = ContactCache.open(":memory:", faults=faults)
     repo = await repository_for(fake, cache, clock)
-    orgs = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(1, 4)]
     for org in orgs:
         fake.add_contacts(org, 2)
-    results = await asyncio.gather(*(repo.sync_contacts_for_organisation(o) for o in orgs))
-    assert all(r.ok for r in results)
+    results = await asyncio.gather(*(repo.sync_contacts_for_organisation(o, progress=record)
+                                     for o in orgs))
+    assert all(r.ok for r in results) and all_fetched.is_set()
     assert [kind for kind, _ in spans] == ["enter", "exit"] * 3
     assert all(spans[i][1] == spans[i + 1][1] for i in range(0, 6, 2))
 
