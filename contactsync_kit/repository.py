@@ -147,8 +147,11 @@ class _Attempt:
             self.timer.write += time.perf_counter() - mark
 
     async def close(self) -> None:
-        """Wait out a staging thread (it cannot be stopped), roll back what was not
-        committed, then let the next writer in."""
+        """Wait out a staging thread, roll back what was not committed, release the lock.
+
+        The thread cannot be stopped; the lock goes to the next writer only after the
+        rollback.
+        """
         try:
             if self._staged is not None:
                 await asyncio.wait([self._staged])
