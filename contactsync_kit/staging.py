@@ -115,6 +115,7 @@ class SyncStaging:
         self._watermarks: dict[str, int] = {}
         self._deferred_indexes: list[str] = []
         self._written = dict.fromkeys(DATA_TABLES, 0)
+        self._cache_size: int | None = None  # the connection's own, while the bulk one is set
         self._broken = False
 
     def __enter__(self) -> SyncStaging:
@@ -156,6 +157,7 @@ class SyncStaging:
             return False
         finally:
             raw.execute(f"PRAGMA busy_timeout = {busy}")
+        self._cache_size = int(raw.execute("PRAGMA cache_size").fetchone()[0])
         raw.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
         for table in DATA_TABLES:
             top = int(conn.exec_driver_sql(f"SELECT coalesce(max(rowid), 0) FROM {table}")
@@ -283,6 +285,12 @@ class SyncStaging:
             with self._store.serialised():
                 if conn.in_transaction():
                     conn.rollback()
+                if self._cache_size is not None:
+                    # The connection goes back to the pool: give the bulk page cache back.
+                    raw = conn.connection.dbapi_connection
+                    assert isinstance(raw, sqlite3.Connection)
+                    raw.execute(f"PRAGMA cache_size = {self._cache_size}")
+                    raw.execute("PRAGMA shrink_memory")
                 if self.direct is False:
                     for staged in self._staged.values():
                         conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{staged}")
