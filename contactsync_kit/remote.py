@@ -9,8 +9,10 @@ carrying a `SyncError` right where they enter, so nothing above this module know
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import httpx
 from postgrest import CountMethod
@@ -32,6 +34,7 @@ __all__ = [
     "RemotePage",
     "RemoteReader",
     "SupabaseContactSource",
+    "last_row_key",
 ]
 
 __io__ = "network"
@@ -59,22 +62,28 @@ class RemotePage:
 
     body: bytes  # the raw response body: parsed straight into polars by the mapper
     total: int | None  # the exact count, when it was asked for and the server sent it
+    rows: int | None = None  # rows in this page, as the server announced them (Content-Range)
+    last_key: str | None = None  # the last row's id, read off the raw body (the next cursor)
 
 
 class ContactSource(Protocol):
     """Where a sync reads from. `SupabaseContactSource` is the real one."""
+
+    #: The most rows one `fetch_page` asks for.
+    page_size: int
 
     async def check_session(self) -> SyncError | None:
         """None when requests will carry a live user session, else why not."""
         ...
 
     async def fetch_page(
-        self, organisation_id: str, *, after: str | None, with_count: bool
+        self, organisation_id: str, *, after: str | None, with_count: bool,
+        upto: str | None = None,
     ) -> RemotePage:
-        """Contacts of the organisation with ``id > after``, at most one page.
+        """Contacts of the organisation with ``after < id <= upto``, at most one page.
 
-        Notes and assignments are embedded; rows are ordered by ``id``. Raises
-        `RemoteFailure`.
+        Either bound may be None. Notes and assignments are embedded; rows are ordered by
+        ``id``. Raises `RemoteFailure`.
         """
         ...
 
@@ -94,7 +103,7 @@ class SupabaseContactSource:
             raise ValueError("page_size must be positive")
         self._client = client
         self._clock = clock
-        self._page_size = page_size
+        self.page_size = page_size
 
     async def check_session(self) -> SyncError | None:
         """None when the client holds a live user session, else why not."""
@@ -121,7 +130,8 @@ class SupabaseContactSource:
         return None
 
     async def fetch_page(
-        self, organisation_id: str, *, after: str | None, with_count: bool
+        self, organisation_id: str, *, after: str | None, with_count: bool,
+        upto: str | None = None,
     ) -> RemotePage:
         """One keyset page of the organisation's contacts, as JSON bytes."""
         query = (
@@ -131,8 +141,12 @@ class SupabaseContactSource:
         )
         if after is not None:
             query = query.gt("id", after)
-        response = await _send(query.order("id").limit(self._page_size))
-        return RemotePage(body=response.content, total=_total(response) if with_count else None)
+        if upto is not None:
+            query = query.lte("id", upto)
+        response = await _send(query.order("id").limit(self.page_size))
+        body = response.content
+        return RemotePage(body=body, total=_total(response) if with_count else None,
+                          rows=_rows(response), last_key=last_row_key(body))
 
 
 class RemoteReader:
@@ -210,6 +224,72 @@ def _total(response: httpx.Response) -> int | None:
     # Content-Range: "0-999/2500", "*/0"; "*" after the slash when no count was asked for.
     total = response.headers.get("content-range", "").rpartition("/")[2]
     return int(total) if total.isdigit() else None
+
+
+def _rows(response: httpx.Response) -> int | None:
+    # PostgREST announces every page's range: "0-999/*", "*/*" or "*/0" when empty.
+    header = response.headers.get("content-range")
+    if header is None:
+        return None
+    first, _, last = header.partition("/")[0].partition("-")
+    if first == "*":
+        return 0
+    return int(last) - int(first) + 1 if first.isdigit() and last.isdigit() else None
+
+
+_STRUCTURE: Final = re.compile(rb'["{}\[\]]')
+_BACKSLASHES: Final = re.compile(rb"\\*")
+
+
+def last_row_key(body: bytes, key: str = "id") -> str | None:
+    """The `key` of the last object of a JSON list, read from the end of the raw body.
+
+    Costs about the size of the last row, not of the body: the next keyset page can be asked
+    for before the page is parsed. None when the body does not end like a list of objects
+    (the mapper then says what is wrong with it).
+    """
+    tail = body.rstrip()
+    if not tail.endswith(b"]"):
+        return None
+    window = 1 << 14
+    while True:
+        start = max(0, len(tail) - window)
+        found = _last_object(tail[start:])
+        if found is not None or start == 0:
+            break
+        window <<= 2  # the last row is longer than the window: look further back
+    if found is None:
+        return None
+    try:
+        row = json.loads(tail[start + found[0]:start + found[1]])
+    except ValueError:
+        return None
+    value = row.get(key) if isinstance(row, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _last_object(tail: bytes) -> tuple[int, int] | None:
+    """Where the last top-level object of `tail` (a list's end) starts and ends, if inside."""
+    backwards = tail[::-1]
+    depth, in_string, end = 0, False, -1
+    for match in _STRUCTURE.finditer(backwards):
+        at = match.start()
+        char = backwards[at:at + 1]
+        if char == b'"':
+            # Backwards, a quote's escaping backslashes come after it: odd means escaped.
+            escapes = _BACKSLASHES.match(backwards, at + 1).end() - at - 1  # type: ignore[union-attr]
+            in_string = in_string if escapes % 2 else not in_string
+            continue
+        if in_string:
+            continue
+        depth += 1 if char in b"]}" else -1
+        if char == b"}" and depth == 2:
+            end = len(tail) - at
+        elif char == b"{" and depth == 1:
+            return len(tail) - at - 1, end
+        if depth <= 0:
+            return None
+    return None
 
 
 def _translate_api_error(exc: APIError, status: int) -> SyncError:

@@ -6,14 +6,15 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from .cache import ContactCache, SyncLogEntry
 from .clock import Clock, SystemClock
 from .mappers import MappedPage, MappingProblem, map_contacts_page
+from .paging import IdRange, id_ranges, pages_needed
 from .remote import ContactSource, RemoteFailure, RemotePage, SupabaseContactSource
 from .results import StageTimings, SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
 from .schemas import DATA_TABLES
@@ -29,6 +30,14 @@ __io__ = "none"
 
 ConcurrentPolicy = Literal["join", "reject"]
 _log = logging.getLogger(__name__)
+
+#: Pages requested from the server at the same time (the parallel fetch of a large sync).
+PARALLEL_PAGES: Final = 4
+# Up to this many pages after the first are fetched one after another (keyset on the last
+# id); more are split into id ranges fetched side by side.
+_SEQUENTIAL_PAGES: Final = 3
+# Mapped pages waiting for the writer: with the pages in flight, this bounds memory.
+_WRITE_QUEUE: Final = 2
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,25 @@ def _report(progress: ProgressCallback | None, event: SyncProgress) -> None:
         progress(event)
     except Exception:
         _log.exception("progress callback failed")
+
+
+#: Fetches one page (``after < id <= upto``) and starts mapping it: its rows and last id.
+_Fetcher = Callable[..., Awaitable[tuple[int, str | None]]]
+
+
+def _first_failure(failures: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception that stopped a group of tasks (not the cancellations it caused)."""
+    leaves: list[BaseException] = []
+
+    def walk(group: BaseExceptionGroup[BaseException]) -> None:
+        for exc in group.exceptions:
+            if isinstance(exc, BaseExceptionGroup):
+                walk(exc)
+            else:
+                leaves.append(exc)
+
+    walk(failures)
+    return next((e for e in leaves if not isinstance(e, asyncio.CancelledError)), leaves[0])
 
 
 class _LocalWriteFailed(Exception):
@@ -93,6 +121,10 @@ class _Attempt:
         self.staging = staging
         self.timer = _Timer()
         self.pages = 0
+        self.total: int | None = None  # the server's count, from the first page
+        self.pages_written = 0
+        # The repository's write lock, while this sync's open write transaction holds it.
+        self.lock: asyncio.Lock | None = None
         self._staged: asyncio.Future[None] | None = None
 
     async def stage(self, page: MappedPage) -> None:
@@ -115,10 +147,19 @@ class _Attempt:
             self.timer.write += time.perf_counter() - mark
 
     async def close(self) -> None:
-        """Wait out a staging thread (it cannot be stopped), then drop the staged rows."""
-        if self._staged is not None:
-            await asyncio.wait([self._staged])
-        await asyncio.to_thread(self.staging.discard)
+        """Wait out a staging thread, roll back what was not committed, release the lock.
+
+        The thread cannot be stopped; the lock goes to the next writer only after the
+        rollback.
+        """
+        try:
+            if self._staged is not None:
+                await asyncio.wait([self._staged])
+            await asyncio.to_thread(self.staging.discard)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
 
     def success(self, counts: dict[str, int]) -> SyncSuccess:
         return SyncSuccess(
@@ -265,31 +306,56 @@ class ContactCacheSyncRepository:
     async def _fetch_and_stage(
         self, attempt: _Attempt, progress: ProgressCallback | None
     ) -> dict[str, int]:
-        """Page through the organisation, staging each page; the rows counted per table.
+        """Page through the organisation, writing each page; the rows counted per table.
 
+        Everything overlaps: the next page is asked for as soon as the last id is read off
+        the raw body, pages are mapped on worker threads and written by one writer while
+        more arrive; a large organisation is fetched as id ranges, `PARALLEL_PAGES` at once.
         Raises `_Refused` when a page cannot be cached or the server's count is not met.
         """
         counts = dict.fromkeys(DATA_TABLES, 0)
+        # Pages being mapped, in the order they arrived: the writer takes them in that order.
+        arrived: asyncio.Queue[asyncio.Task[MappedPage] | None] = asyncio.Queue()
+        # A slot per page fetched but not yet taken by the writer: this bounds memory.
+        slots = asyncio.Semaphore(PARALLEL_PAGES + _WRITE_QUEUE)
         expected: int | None = None
-        cursor: str | None = None
-        while True:
-            page = await self._fetch(attempt, cursor)
-            if attempt.pages == 1:
-                expected = page.total
-            mapped = await self._map(attempt, page)
-            # Each page is staged on a worker thread while the next one is fetched, so
-            # memory holds about one page however large the organisation is.
-            await attempt.stage(mapped)
-            for table, rows in mapped.counts().items():
-                counts[table] += rows
-            received = counts["contacts"]
-            _report(progress, SyncProgress("fetch", attempt.org, attempt.pages, received,
-                                           expected))
-            if mapped.contacts.height == 0 or expected is None or received >= expected:
-                break
-            # Keyset paging: the page is ordered by id, so its last id is the cursor.
-            cursor = mapped.contacts.get_column("id")[-1]
-        await attempt.wait_for_staging()
+        try:
+            async with asyncio.TaskGroup() as group:
+
+                async def fetched(after: str | None, upto: str | None = None,
+                                  *, first: bool = False) -> tuple[int, str | None]:
+                    """Fetch one page and hand it to a mapper; its row count and last id."""
+                    await slots.acquire()
+                    try:
+                        page = await self._fetch(attempt, after, upto, with_count=first)
+                    except BaseException:
+                        slots.release()
+                        raise
+                    task = group.create_task(self._map(attempt, page))
+                    arrived.put_nowait(task)
+                    if page.rows is not None and (page.rows == 0 or page.last_key is not None):
+                        return page.rows, page.last_key
+                    mapped = await task  # the server did not say: wait for the mapper
+                    ids = mapped.contacts.get_column("id")
+                    return ids.len(), (ids[-1] if ids.len() else None)
+
+                writer = group.create_task(self._write_pages(
+                    attempt, arrived, slots, counts, progress, lambda: expected))
+                rows, last = await fetched(None, first=True)
+                expected = attempt.total
+                remaining = (expected or 0) - rows
+                if rows and last is not None and remaining > 0:
+                    limit = min(self._source.page_size, self._max_rows or self._source.page_size)
+                    if pages_needed(remaining, limit) <= _SEQUENTIAL_PAGES:
+                        await self._keyset(fetched, last, rows, expected or 0)
+                    else:
+                        ranges = id_ranges(last, remaining, limit)
+                        await asyncio.gather(*(self._range(fetched, r, limit) for r in ranges))
+                arrived.put_nowait(None)
+                await writer
+        except BaseExceptionGroup as failures:
+            raise _first_failure(failures) from None
+        received = counts["contacts"]
         if expected is None or received != expected:
             raise _Refused(SyncError(
                 SyncErrorKind.INCOMPLETE,
@@ -297,12 +363,71 @@ class ContactCacheSyncRepository:
                 f"{'none' if expected is None else expected}; nothing was written"))
         return counts
 
-    async def _fetch(self, attempt: _Attempt, cursor: str | None) -> RemotePage:
+    @staticmethod
+    async def _keyset(fetched: _Fetcher, last: str, received: int, expected: int) -> None:
+        # One page after another, each asked for as soon as the previous one's last id is
+        # known, until the server's count is reached or a page comes back empty.
+        cursor: str | None = last
+        while cursor is not None and received < expected:
+            rows, cursor = await fetched(cursor)
+            if not rows:
+                return
+            received += rows
+
+    @staticmethod
+    async def _range(fetched: _Fetcher, bounds: IdRange, limit: int) -> None:
+        # Keyset paging inside one id range; a page short of `limit` is its end.
+        after, upto = bounds
+        while True:
+            rows, last = await fetched(after, upto)
+            if rows < limit or last is None:
+                return
+            after = last
+
+    async def _write_pages(
+        self, attempt: _Attempt, arrived: asyncio.Queue[asyncio.Task[MappedPage] | None],
+        slots: asyncio.Semaphore, counts: dict[str, int], progress: ProgressCallback | None,
+        expected: Callable[[], int | None],
+    ) -> None:
+        """The one writer: each mapped page into the cache, in the order pages arrived."""
+        while (mapping := await arrived.get()) is not None:
+            mapped = await mapping
+            slots.release()
+            if not attempt.pages_written:
+                await self._claim_write_lock(attempt)
+            # Written on a worker thread while the next pages are fetched and mapped.
+            await attempt.stage(mapped)
+            attempt.pages_written += 1
+            for table, rows in mapped.counts().items():
+                counts[table] += rows
+            _report(progress, SyncProgress("fetch", attempt.org, attempt.pages_written,
+                                           counts["contacts"], expected()))
+        await attempt.wait_for_staging()
+
+    async def _claim_write_lock(self, attempt: _Attempt) -> None:
+        # A file cache's sync writes inside one write transaction from its first page to its
+        # commit, holding the write lock all along. If another organisation's sync holds it,
+        # this one stages its pages aside and waits for the lock only to merge them.
+        if attempt.epoch != self._epoch:
+            raise asyncio.CancelledError
+        staging = attempt.staging
+        if not staging.allow_direct:
+            return
+        if self._write_lock.locked():
+            staging.allow_direct = False
+            return
+        await self._write_lock.acquire()  # free: taken at once
+        attempt.lock = self._write_lock
+
+    async def _fetch(self, attempt: _Attempt, after: str | None, upto: str | None,
+                     *, with_count: bool) -> RemotePage:
         mark = time.perf_counter()
-        page = await self._source.fetch_page(attempt.org, after=cursor,
-                                             with_count=not attempt.pages)
+        page = await self._source.fetch_page(attempt.org, after=after, upto=upto,
+                                             with_count=with_count)
         attempt.timer.fetch += time.perf_counter() - mark
         attempt.pages += 1
+        if with_count:
+            attempt.total = page.total
         return page
 
     async def _map(self, attempt: _Attempt, page: RemotePage) -> MappedPage:
@@ -314,6 +439,14 @@ class ContactCacheSyncRepository:
         attempt.timer.map += time.perf_counter() - mark
         if isinstance(result, MappingProblem):
             raise _Refused(SyncError(SyncErrorKind(result.kind), result.message))
+        ids = result.contacts.get_column("id")
+        last = ids[-1] if ids.len() else None
+        # The next page was asked for from what the server announced: it must be so.
+        if (page.rows is not None and page.rows != ids.len()) or (
+                page.last_key is not None and page.last_key.lower() != last):
+            raise _Refused(SyncError(SyncErrorKind.INVALID_DATA,
+                                     "a page's rows do not match the range the server "
+                                     "announced for it"))
         return result
 
     async def _commit(self, attempt: _Attempt, progress: ProgressCallback | None) -> None:
@@ -326,23 +459,33 @@ class ContactCacheSyncRepository:
             report = SyncProgress("write", attempt.org, table=table, tables_written=written)
             loop.call_soon_threadsafe(_report, progress, report)
 
+        held = attempt.lock
+        if held is not None:  # this sync's write transaction holds the lock already
+            await self._commit_locked(attempt, table_written)
+            attempt.lock = None
+            held.release()
+            return
         async with self._write_lock:
-            if attempt.epoch != self._epoch:
-                raise asyncio.CancelledError
-            mark = time.perf_counter()
-            commit = asyncio.ensure_future(asyncio.to_thread(
-                attempt.staging.commit, self._clock.now(), on_table_written=table_written))
-            try:
-                await asyncio.shield(commit)
-            except asyncio.CancelledError:
-                # The thread cannot be stopped; hold the lock until it is done so a wipe
-                # waiting on this lock runs after it, never before.
-                await asyncio.wait([commit])
-                raise
-            except Exception as exc:  # the cache's own failure, whatever its class
-                raise _LocalWriteFailed from exc
-            finally:
-                attempt.timer.write += time.perf_counter() - mark
+            await self._commit_locked(attempt, table_written)
+
+    async def _commit_locked(self, attempt: _Attempt,
+                             table_written: Callable[[str, int], None]) -> None:
+        if attempt.epoch != self._epoch:
+            raise asyncio.CancelledError
+        mark = time.perf_counter()
+        commit = asyncio.ensure_future(asyncio.to_thread(
+            attempt.staging.commit, self._clock.now(), on_table_written=table_written))
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            # The thread cannot be stopped; hold the lock until it is done so a wipe
+            # waiting on this lock runs after it, never before.
+            await asyncio.wait([commit])
+            raise
+        except Exception as exc:  # the cache's own failure, whatever its class
+            raise _LocalWriteFailed from exc
+        finally:
+            attempt.timer.write += time.perf_counter() - mark
 
     async def _finish(self, attempt: _Attempt, result: SyncResult) -> SyncResult:
         """Record `result` in the sync log (support's evidence), then hand it back."""

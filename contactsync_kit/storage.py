@@ -94,6 +94,7 @@ class SqliteStore:
         # One shared connection serves an in-memory database, so every use is serialised. A
         # plain lock: a sync's steps may run on different worker threads.
         self._lock: threading.Lock | None = threading.Lock() if in_memory else None
+        self.in_memory = in_memory
         self.path: str = ":memory:" if in_memory else str(engine.url.database)
         self._faults = faults
         self._encrypted = False

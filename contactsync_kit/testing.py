@@ -87,6 +87,11 @@ def fake_contact(
     }
 
 
+_ID_FILTERS: dict[str, Callable[[uuid.UUID, uuid.UUID], bool]] = {
+    "gt": lambda row, bound: row > bound, "lte": lambda row, bound: row <= bound,
+}
+
+
 @dataclass
 class FakeSupabase:
     """An in-memory Supabase (PostgREST contacts endpoint + password sign-in).
@@ -203,18 +208,21 @@ class FakeSupabase:
         rows = self.contacts if claims.get("role") != "anon" else []
         org = params.get("organisation_id", "").removeprefix("eq.")
         rows = [r for r in rows if r["organisation_id"] == org]
-        after = params.get("id", "")
-        if after.startswith("gt."):
-            rows = [r for r in rows if uuid.UUID(r["id"]) > uuid.UUID(after[3:])]
-        rows = sorted(rows, key=lambda r: uuid.UUID(r["id"]))
+        for bound in params.get_list("id"):
+            operator, _, value = bound.partition(".")
+            if operator in _ID_FILTERS:
+                rows = [r for r in rows if _ID_FILTERS[operator](uuid.UUID(r["id"]),
+                                                                 uuid.UUID(value))]
         total = len(rows)
+        rows = sorted(rows, key=lambda r: uuid.UUID(r["id"]))
         limit = int(params.get("limit", total or 1))
         cap = self.max_rows if self.max_rows is not None else limit
         page = [self._capped(r) for r in rows[: min(limit, cap)]]
         headers = {"Content-Type": "application/json"}
-        if "count=exact" in request.headers.get("prefer", ""):
-            end = f"0-{len(page) - 1}" if page else "*"
-            headers["Content-Range"] = f"{end}/{total + self.count_offset}"
+        # Like PostgREST, every answer announces its range; the total only when counted.
+        end = f"0-{len(page) - 1}" if page else "*"
+        counted = "count=exact" in request.headers.get("prefer", "")
+        headers["Content-Range"] = f"{end}/{total + self.count_offset if counted else '*'}"
         return httpx.Response(200, content=json.dumps(page).encode(), headers=headers)
 
     def _capped(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -257,9 +265,10 @@ class FakeContactSource:
         return self.session_error
 
     async def fetch_page(
-        self, organisation_id: str, *, after: str | None, with_count: bool
+        self, organisation_id: str, *, after: str | None, with_count: bool,
+        upto: str | None = None,
     ) -> RemotePage:
-        """The next keyset page of the organisation's contacts, as JSON bytes."""
+        """The next keyset page (``after < id <= upto``) of the organisation's contacts."""
         self.fetches.append((after, with_count))
         error = self.page_errors.get(len(self.fetches))
         if error is not None:
@@ -269,5 +278,8 @@ class FakeContactSource:
         total = len(rows) + self.count_offset
         if after is not None:
             rows = [r for r in rows if uuid.UUID(r["id"]) > uuid.UUID(after)]
-        return RemotePage(body=json.dumps(rows[: self.page_size]).encode(),
-                          total=total if with_count else None)
+        if upto is not None:
+            rows = [r for r in rows if uuid.UUID(r["id"]) <= uuid.UUID(upto)]
+        page = rows[: self.page_size]
+        return RemotePage(body=json.dumps(page).encode(), total=total if with_count else None,
+                          rows=len(page), last_key=page[-1]["id"] if page else None)

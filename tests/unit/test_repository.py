@@ -500,3 +500,62 @@ async def test_a_failed_sync_log_write_is_reported_not_swallowed(
     [record] = [r for r in caplog.records if "sync log" in r.getMessage()]
     assert org in record.getMessage() and "success" in record.getMessage()
     assert record.exc_info is not None and isinstance(record.exc_info[1], OSError)
+
+
+async def test_organisations_syncing_together_into_a_file_cache_take_turns_and_all_succeed(
+    clock: ManualClock, tmp_path: Path
+) -> None:
+    # The first sync holds the file's write lock from its first page to its commit; the
+    # others stage their pages aside meanwhile and merge them in turn, never failing on the
+    # lock and never writing inside another organisation's transaction.
+    spans: list[tuple[str, str]] = []
+    faults = StorageFaults()
+    faults.call_on("stage", lambda e: spans.append(("page", e.organisation_id)),
+                   table="contacts")
+    faults.call_on("merge", lambda e: spans.append(("enter", e.organisation_id)),
+                   table="contacts")
+    faults.call_on("sync_state", lambda e: spans.append(("exit", e.organisation_id)))
+    cache = ContactCache.open(tmp_path / "cache.sqlite3", faults=faults)
+    source = FakeContactSource(page_size=10)
+    orgs = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(1, 4)]
+    for org in orgs:
+        source.add_contacts(org, 25, notes=1)
+    repo = ContactCacheSyncRepository(None, cache, clock, source=source)
+    results = await asyncio.gather(*(repo.sync_contacts_for_organisation(o) for o in orgs))
+    assert all(isinstance(r, SyncSuccess) and r.items_synced == 25 for r in results), results
+    assert all(cache.counts(o) == {"contacts": 25, "notes": 25, "contact_assignments": 25}
+               for o in orgs)
+    commits = [(kind, org) for kind, org in spans if kind != "page"]
+    assert [kind for kind, _ in commits] == ["enter", "exit"] * 3
+    assert all(commits[i][1] == commits[i + 1][1] for i in range(0, 6, 2))
+    assert not repo.is_syncing()
+
+
+async def test_clear_during_a_file_sync_rolls_it_back_and_leaves_the_cache_empty(
+    clock: ManualClock, org: str, tmp_path: Path
+) -> None:
+    # A file cache's sync has its write transaction open from its first page: the wipe must
+    # wait for it to roll back, and nothing of it may appear afterwards.
+    loop = asyncio.get_running_loop()
+    writing = asyncio.Event()
+    faults = StorageFaults()
+    cache = ContactCache.open(tmp_path / "cache.sqlite3", faults=faults)
+    source = FakeContactSource(page_size=10)
+    source.add_contacts(org, 25)
+    repo = ContactCacheSyncRepository(None, cache, clock, source=source)
+    await synced(repo, org)
+    source.add_contacts(org, 60)
+
+    def page_written(_event: WriteEvent) -> None:
+        loop.call_soon_threadsafe(writing.set)
+
+    faults.call_on("stage", page_written, table="notes")
+    running = asyncio.ensure_future(repo.sync_contacts_for_organisation(org))
+    await writing.wait()
+    removed = await repo.clear_cache()
+    assert removed["contacts"] == 25
+    result = await running
+    assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.CANCELLED
+    assert cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
+    assert cache.last_synced_at(org) is None
+    assert (await synced(repo, org)).items_synced == 85, "the cache is usable afterwards"
