@@ -26,8 +26,6 @@ from contactsync_kit.rls_audit import (
     AuditUser,
     GroundTruth,
     PolicyCatalog,
-    _Collected,
-    _probe,
     anon_reader,
     audit_checks,
     audit_matrix,
@@ -41,6 +39,7 @@ from contactsync_kit.rls_audit import (
     plot_heatmap,
     summary_markdown,
 )
+from contactsync_kit.rls_audit.probes import Collected, probe_user
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 O1, O2 = "org-1", "org-2"
@@ -514,12 +513,12 @@ class FakeServer:
 async def probed(open_tables: frozenset[str] = frozenset(),
                  ) -> tuple[AuditReport, dict[str, FakeServer]]:
     """Run every real probe for admin, vol and the anon key against `FakeServer`s."""
-    out, limit = _Collected(), asyncio.Semaphore(4)
+    out, limit = Collected(), asyncio.Semaphore(4)
     expected = SERVED_TRUTH.expected_rows()
     servers = {name: FakeServer(None if name == ANON_USER else name, open_tables)
                for name in ("admin", "vol", ANON_USER)}
     for name, server in servers.items():
-        await _probe(name, server, [O1, O2], SERVED, expected, "*a*",  # type: ignore[arg-type]
+        await probe_user(name, server, [O1, O2], SERVED, expected, "*a*",  # type: ignore[arg-type]
                      foreign_sample=25, limit=limit, out=out)
     return evaluate(out.runs, out.observed, out.requested, SERVED_TRUTH,
                     generated_at=NOW), servers
