@@ -12,7 +12,17 @@ see, in every way the app asks:
 * ``embedded`` — the select the sync uses (`schemas.EMBEDDED_SELECT`): contacts with their
   notes and assignments embedded;
 * ``foreign_ids`` — a direct ``id=in.(…)`` request for rows of the organisation the user must
-  not see.
+  not see;
+
+and, not filtered by organisation at all, ``all_rows`` (every row of every app table the
+caller can see), ``all_count``, ``all_search`` and ``all_embedded``: every row they return
+must belong to an organisation where ground truth (read for *all* organisations) gives the
+caller that access, so a leak is found and named with its organisation even outside the
+audited set. Given a database URL, the audit also lists the exposed surface (every relation
+and function the API roles reach through the schemas PostgREST exposes, read from
+``pgrst.db_schemas`` on the authenticator role), probes each view, materialised view and
+function there (``surface``), diffs it against the team's expected-surface file, and lints
+the policies.
 
 What the user *should* see is computed from ground truth the caller supplies — for the local
 stack `ground_truth_from_database` reads every row's ids as superuser and `expected_visibility`
@@ -23,15 +33,23 @@ organisation, the anon key alone sees nothing) and, given a database URL, a lint
 policies in the catalog.
 
 Modules: `frames` (vocabulary and schemas), `truth` (users, ground truth, expectations),
-`matrix` (matrix and checks), `lint` (policy lint), `render` (heat map, markdown), `report`
-(`AuditReport`, `evaluate`) are pure; `database` reads the catalog and ground truth (psycopg),
-`probes` asks the API as each user (supabase-py), `export` writes files, and `runner`
-(`audit_rls`) wires them.
+`plan` (what each caller probes), `expectation` and `matrix` (matrix and checks), `surface`
+(targets, expected-surface diff), `expressions` and `lint` (policy lint), `render` (heat map,
+markdown) and `report` (`AuditReport`, `evaluate`) are pure; `database` reads the catalog
+and ground truth (psycopg), `probes` asks the API as each caller (supabase-py), `files` reads
+and writes files, and `runner` (`audit_rls`) wires them.
 """
 
-from .database import fetch_policy_catalog, ground_truth_from_database, lint_database
-from .export import export_report
+from .database import (
+    exposed_schemas,
+    fetch_policy_catalog,
+    fetch_surface,
+    ground_truth_from_database,
+    lint_database,
+)
+from .files import export_report, load_expected_surface, write_expected_surface
 from .frames import (
+    ALL_ORGANISATIONS,
     ANON_USER,
     AUDIT_TABLES,
     CHECKS_SCHEMA,
@@ -43,6 +61,8 @@ from .frames import (
     OBSERVED_SCHEMA,
     REQUESTED_SCHEMA,
     RUNS_SCHEMA,
+    SURFACE_DIFF_SCHEMA,
+    SURFACE_SCHEMA,
     UNIVERSE_SCHEMA,
     Probe,
 )
@@ -52,9 +72,11 @@ from .probes import anon_reader
 from .render import heatmap_frame, heatmap_png, plot_heatmap, summary_markdown
 from .report import AuditReport, evaluate
 from .runner import audit_rls
+from .surface import parse_surface_lines, surface_diff, surface_lines
 from .truth import AuditUser, GroundTruth, expected_visibility, members_frame
 
 __all__ = [
+    "ALL_ORGANISATIONS",
     "ANON_USER",
     "AUDIT_TABLES",
     "CHECKS_SCHEMA",
@@ -66,6 +88,8 @@ __all__ = [
     "OBSERVED_SCHEMA",
     "REQUESTED_SCHEMA",
     "RUNS_SCHEMA",
+    "SURFACE_DIFF_SCHEMA",
+    "SURFACE_SCHEMA",
     "UNIVERSE_SCHEMA",
     "AuditReport",
     "AuditUser",
@@ -79,13 +103,20 @@ __all__ = [
     "evaluate",
     "expected_visibility",
     "export_report",
+    "exposed_schemas",
     "fetch_policy_catalog",
+    "fetch_surface",
     "ground_truth_from_database",
     "heatmap_frame",
     "heatmap_png",
     "lint_database",
     "lint_policies",
+    "load_expected_surface",
     "members_frame",
+    "parse_surface_lines",
     "plot_heatmap",
     "summary_markdown",
+    "surface_diff",
+    "surface_lines",
+    "write_expected_surface",
 ]

@@ -6,10 +6,12 @@ from typing import Any, Final
 
 import polars as pl
 
+from .expectation import probe_expectation, settle_surface_rows, spread_unfiltered
 from .frames import (
     ANON_USER,
     AUDIT_TABLES,
     CHECKS_SCHEMA,
+    COUNT_PROBES,
     DISCREPANCY_SCHEMA,
     MATRIX_SCHEMA,
     OBSERVED_SCHEMA,
@@ -25,21 +27,6 @@ __all__ = ["audit_checks", "audit_matrix"]
 _S = pl.String()
 
 
-def _probe_expectation(runs: pl.DataFrame, expected: pl.DataFrame, universe: pl.DataFrame,
-                       requested: pl.DataFrame) -> pl.DataFrame:
-    """Expected ids per probe run: what the probe would return if the policies were right."""
-    base = runs.select(RUN_KEYS).unique().join(
-        expected, on=["user", "organisation_id", "table"], how="inner")
-    matches = universe.filter(pl.col("table") == "contacts", pl.col("name_match").fill_null(False)
-                              ).select("organisation_id", "id")
-    search = base.filter(pl.col("probe") == Probe.SEARCH.value).join(
-        matches, on=["organisation_id", "id"], how="semi")
-    foreign = base.filter(pl.col("probe") == Probe.FOREIGN_IDS.value).join(
-        requested.select([*RUN_KEYS, "id"]), on=[*RUN_KEYS, "id"], how="semi")
-    plain = base.filter(~pl.col("probe").is_in([Probe.SEARCH.value, Probe.FOREIGN_IDS.value]))
-    return pl.concat([plain, search, foreign]).select([*RUN_KEYS, "id"]).unique()
-
-
 def audit_matrix(runs: pl.DataFrame, observed: pl.DataFrame, expected: pl.DataFrame,
                  universe: pl.DataFrame, requested: pl.DataFrame | None = None,
                  members: pl.DataFrame | None = None,
@@ -47,9 +34,10 @@ def audit_matrix(runs: pl.DataFrame, observed: pl.DataFrame, expected: pl.DataFr
     """The audit matrix and the ids behind it. Pure.
 
     For every probe run (`RUNS_SCHEMA`), ``visible`` is what the server showed (the rows in
-    `observed`, or the number for a ``count`` probe; a denied request shows 0), ``expected``
+    `observed`, or the number for a count probe; a denied request shows 0), ``expected``
     what it should have shown per `expected` (restricted to contacts matching the search for
-    ``search`` and to the requested ids for ``foreign_ids``), ``leaked`` the visible rows that
+    the searches and to the requested ids for ``foreign_ids``; see `expectation` for the
+    probes across all organisations and the exposed surface), ``leaked`` the visible rows that
     were not expected and ``missing`` the expected rows that were not visible (for ``count``,
     the difference of the numbers). ``verdict`` is ``pass``, ``fail`` or ``error`` (the
     request failed other than by being denied).
@@ -59,8 +47,9 @@ def audit_matrix(runs: pl.DataFrame, observed: pl.DataFrame, expected: pl.DataFr
     requested = requested if requested is not None else pl.DataFrame(schema=REQUESTED_SCHEMA)
     runs = runs.select(list(RUNS_SCHEMA)).cast(RUNS_SCHEMA).unique(subset=RUN_KEYS,
                                                                     keep="first")
-    want = _probe_expectation(runs, expected, universe, requested)
-    seen = observed.select([*RUN_KEYS, "id"]).cast(pl.String).unique()
+    seen = settle_surface_rows(observed, universe).select([*RUN_KEYS, "id"]).unique()
+    want = probe_expectation(runs, seen, expected, universe, requested, members)
+    runs = spread_unfiltered(runs, seen, want)
     leaked, missing = _differences(runs, seen, want)
     discrepancies = (pl.concat([leaked, missing]).select(list(DISCREPANCY_SCHEMA))
                      .cast(DISCREPANCY_SCHEMA).sort([*RUN_KEYS, "kind", "id"]))
@@ -70,7 +59,7 @@ def audit_matrix(runs: pl.DataFrame, observed: pl.DataFrame, expected: pl.DataFr
 
 _FAILED: Final = pl.col("error_kind").is_not_null() & ~pl.col("denied").fill_null(False)
 _DENIED: Final = pl.col("denied").fill_null(False)
-_IS_COUNT: Final = pl.col("probe") == Probe.COUNT.value
+_IS_COUNT: Final = pl.col("probe").is_in(list(COUNT_PROBES))
 
 
 def _differences(runs: pl.DataFrame, seen: pl.DataFrame, want: pl.DataFrame,

@@ -123,11 +123,40 @@ def heatmap_png(matrix: pl.DataFrame, organisation_names: Mapping[str, str] | No
 
 
 def summary_markdown(report: AuditReport, *, max_cells: int = 25) -> str:
-    """A short markdown summary: verdict, counts, failing cells, failed checks, lint."""
+    """A short markdown summary: verdict, counts, failing cells, leaks outside the audited
+    organisations, failed checks, the exposed surface and its diff, the lint with fixes."""
     m = report.matrix
-    names = report.organisation_names
-    users = m.filter(pl.col("user") != ANON_USER).get_column("user").n_unique()
     failing = m.filter(pl.col("verdict") != "pass")
+    lines = _headline(report, failing)
+    if failing.height:
+        lines += _failing_cells(report, failing, max_cells)
+    outside = report.leaks().filter(pl.col("outside_audited_set"))
+    if outside.height:
+        lines += ["", "## Leaks outside the audited organisations", ""]
+        lines += [f"- {r['user']} sees {r['leaked']} row(s) of {r['table']} in "
+                  f"{_org(report, r['organisation_id'])} ({r['probe']})"
+                  for r in outside.head(max_cells).iter_rows(named=True)]
+    bad_checks = report.checks.filter(~pl.col("passed"))
+    if bad_checks.height:
+        lines += ["", "## Failed checks", ""]
+        lines += [f"- {r['check']}: {r['user'] or ''} {r['organisation_id'] or ''} "
+                  f"{r['table'] or ''} — {r['detail']}" for r in bad_checks.iter_rows(named=True)]
+    lines += _surface_section(report)
+    if report.lint is not None and report.lint.height:
+        lines += ["", "## Policy lint", ""]
+        lines += [f"- {r['severity']}: {r['rule']} on {r['schema']}.{r['table']}"
+                  f"{' (' + r['policy'] + ')' if r['policy'] else ''} — {r['detail']}. "
+                  f"Fix: `{r['fix']}`" for r in report.lint.iter_rows(named=True)]
+    return "\n".join(lines) + "\n"
+
+
+def _org(report: AuditReport, organisation_id: str) -> str:
+    return report.organisation_names.get(organisation_id, organisation_id)
+
+
+def _headline(report: AuditReport, failing: pl.DataFrame) -> list[str]:
+    m = report.matrix
+    users = m.filter(pl.col("user") != ANON_USER).get_column("user").n_unique()
     lines = [
         f"# RLS scoping audit — {'PASS' if report.passed else 'FAIL'}",
         "",
@@ -140,30 +169,40 @@ def summary_markdown(report: AuditReport, *, max_cells: int = 25) -> str:
         f"- checks: {report.checks.filter(pl.col('passed')).height} passed, "
         f"{report.checks.filter(~pl.col('passed')).height} failed",
     ]
+    if report.surface is not None:
+        lines.append(f"- exposed surface: {report.surface.height} object(s), "
+                     f"{report.unaccepted_surface().height} not accepted")
     if report.lint is not None:
         counts = report.lint.group_by("severity").len().sort("severity").rows()
         lines.append("- policy lint: " + (", ".join(f"{n} {s}" for s, n in counts)
                                           if counts else "no findings"))
-    if failing.height:
-        lines += ["", "## Failing cells", "",
-                  "| user | organisation | table | probe | visible | expected | leaked | "
-                  "missing | error |", "|---|---|---|---|---|---|---|---|---|"]
-        for row in failing.head(max_cells).iter_rows(named=True):
-            lines.append(
-                f"| {row['user']} | {names.get(row['organisation_id'], row['organisation_id'])}"
-                f" | {row['table']} | {row['probe']} | {row['visible']} | {row['expected']} | "
-                f"{row['leaked']} | {row['missing']} | {row['error'] or ''} |")
-        if failing.height > max_cells:
-            lines.append(f"| … {failing.height - max_cells} more | | | | | | | | |")
-    bad_checks = report.checks.filter(~pl.col("passed"))
-    if bad_checks.height:
-        lines += ["", "## Failed checks", ""]
-        lines += [f"- {r['check']}: {r['user'] or ''} {r['organisation_id'] or ''} "
-                  f"{r['table'] or ''} — {r['detail']}" for r in bad_checks.iter_rows(named=True)]
-    if report.lint is not None and report.lint.height:
-        lines += ["", "## Policy lint", ""]
-        lines += [f"- {r['severity']}: {r['rule']} on {r['schema']}.{r['table']}"
-                  f"{' (' + r['policy'] + ')' if r['policy'] else ''} — {r['detail']}"
-                  for r in report.lint.iter_rows(named=True)]
-    return "\n".join(lines) + "\n"
+    return lines
 
+
+def _failing_cells(report: AuditReport, failing: pl.DataFrame, max_cells: int) -> list[str]:
+    lines = ["", "## Failing cells", "",
+             "| user | organisation | table | probe | visible | expected | leaked | "
+             "missing | error |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in failing.head(max_cells).iter_rows(named=True):
+        lines.append(
+            f"| {row['user']} | {_org(report, row['organisation_id'])}"
+            f" | {row['table']} | {row['probe']} | {row['visible']} | {row['expected']} | "
+            f"{row['leaked']} | {row['missing']} | {row['error'] or ''} |")
+    if failing.height > max_cells:
+        lines.append(f"| … {failing.height - max_cells} more | | | | | | | | |")
+    return lines
+
+
+def _surface_section(report: AuditReport) -> list[str]:
+    if report.surface is None:
+        return []
+    lines = ["", "## Exposed surface", "", "| kind | object | grants | probed |",
+             "|---|---|---|---|"]
+    for r in report.surface.iter_rows(named=True):
+        label = f"{r['schema']}.{r['name']}"
+        probed = report.surface_not_probed.get(label, "yes")
+        lines.append(f"| {r['kind']} | {label} | {r['grants']} | {probed} |")
+    if report.surface_diff is not None and report.surface_diff.height:
+        lines += ["", "Against the expected surface:", ""]
+        lines += [f"- {change}: `{entry}`" for change, entry in report.surface_diff.rows()]
+    return lines

@@ -1,17 +1,26 @@
-"""`audit_rls`: sign every test user in, run their probes and the anon key's, lint, evaluate."""
+"""`audit_rls`: read the catalog, sign every test user in, run their probes and the anon
+key's, lint, diff the exposed surface, evaluate."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock, SystemClock
-from .database import lint_database
-from .frames import ANON_USER, PROBES_BY_TABLE, UNIVERSE_SCHEMA
-from .probes import Collected, anon_reader, probe_user
+from .database import fetch_policy_catalog
+from .files import load_expected_surface
+from .frames import ALL_ORGANISATIONS, ANON_USER, PROBES_BY_TABLE, UNFILTERED_BY_TABLE
+from .lint import PolicyCatalog, lint_policies
+from .plan import caller_plan
+from .probes import CallerPlan, Collected, anon_reader, probe_caller
 from .report import AuditReport, evaluate
+from .surface import surface_diff, surface_targets
 from .truth import AuditUser, GroundTruth
+
+if TYPE_CHECKING:
+    from ..session import SignInError
 
 __all__ = ["audit_rls"]
 
@@ -24,57 +33,89 @@ async def audit_rls(
     ground_truth: GroundTruth,
     *,
     database_url: str | None = None,
+    expected_surface: str | Path | Iterable[str] | None = None,
     include_anon: bool = True,
     foreign_sample: int = 25,
-    concurrency: int = 4,
+    concurrency: int = 8,
     organisation_names: Mapping[str, str] | None = None,
     clock: Clock | None = None,
     sign_in: Callable[..., Any] | None = None,
 ) -> AuditReport:
-    """Run the audit: every user x organisation x table x probe, checks, and the lint.
+    """Run the audit: every caller x organisation x table x probe, the probes across all
+    organisations, the exposed surface, the checks and the lint.
 
     Each user signs in with email and password through `session.sign_in` with the publishable
     /anon `anon_key` (service-role keys are refused). A user who cannot sign in gets ``error``
     cells. With `include_anon` the same probes run with the anon key alone, expecting nothing.
-    `database_url` (catalog read access) adds the policy lint. `sign_in` replaces the sign-in
-    function (for tests).
+    `database_url` (catalog read access) adds the exposed-surface inventory, its probes and
+    the policy lint; `expected_surface` (a file path, or its lines) adds the diff against the
+    surface the team accepted. `concurrency` bounds requests in flight. `sign_in` replaces
+    the sign-in function (for tests).
     """
+    clock = clock or SystemClock()
+    audit_users = [AuditUser.of(u) for u in users]
+    orgs = [o.lower() for o in organisation_ids]
+    catalog = (await asyncio.to_thread(fetch_policy_catalog, database_url)
+               if database_url is not None else None)
+    targets, not_probed = (surface_targets(catalog.surface, catalog.exposed_schemas)
+                           if catalog is not None else ([], {}))
+    expected = ground_truth.expected_rows()
+
+    def plan(user: str) -> CallerPlan:
+        return caller_plan(user, orgs, ground_truth.universe, expected, ground_truth.members,
+                           search_pattern=ground_truth.search_pattern, sample=foreign_sample,
+                           surface=targets)
+
+    limit = asyncio.Semaphore(max(1, concurrency))
+    out = Collected()
+    jobs = [_audit_user(url, anon_key, user, plan(user.name), sign_in, limit, out)
+            for user in audit_users]
+    if include_anon:
+        jobs.append(probe_caller(plan(ANON_USER), await anon_reader(url, anon_key),
+                                 limit=limit, out=out))
+    await asyncio.gather(*jobs)
+    return evaluate(out.runs, out.observed, out.requested, ground_truth,
+                    generated_at=clock.now(), organisation_names=organisation_names,
+                    audited_organisations=orgs, surface_not_probed=not_probed,
+                    **_catalog_results(catalog, expected_surface))
+
+
+def _catalog_results(catalog: PolicyCatalog | None,
+                     expected_surface: str | Path | Iterable[str] | None) -> dict[str, Any]:
+    if catalog is None:
+        return {}
+    results: dict[str, Any] = {"lint": lint_policies(catalog), "surface": catalog.surface}
+    if expected_surface is not None:
+        accepted = (load_expected_surface(expected_surface)
+                    if isinstance(expected_surface, str | Path) else list(expected_surface))
+        results["surface_diff"] = surface_diff(catalog.surface, accepted)
+    return results
+
+
+async def _audit_user(url: str, anon_key: str, user: AuditUser, plan: CallerPlan,
+                      sign_in: Callable[..., Any] | None, limit: asyncio.Semaphore,
+                      out: Collected) -> None:
     from ..remote import RemoteReader
     from ..session import SignInError
     from ..session import sign_in as default_sign_in
 
-    clock = clock or SystemClock()
-    do_sign_in = sign_in or default_sign_in
-    audit_users = [AuditUser.of(u) for u in users]
-    orgs = [o.lower() for o in organisation_ids]
-    expected = ground_truth.expected_rows()
-    universe = ground_truth.universe.select(list(UNIVERSE_SCHEMA)).cast(UNIVERSE_SCHEMA)
-    limit = asyncio.Semaphore(max(1, concurrency))
-    out = Collected()
+    try:
+        async with limit:
+            client = await (sign_in or default_sign_in)(url, anon_key, email=user.email,
+                                                        password=user.password)
+    except SignInError as exc:
+        _sign_in_failed(plan, exc, out)
+        return
+    await probe_caller(plan, RemoteReader(client), limit=limit, out=out)
 
-    async def audit_user(user: AuditUser) -> None:
-        try:
-            client = await do_sign_in(url, anon_key, email=user.email, password=user.password)
-        except SignInError as exc:
-            for org in orgs:
-                for table, probes in PROBES_BY_TABLE.items():
-                    for probe in probes:
-                        out.runs.append((user.name, org, table, probe.value, None, "sign_in",
-                                         str(exc.status) if exc.status else None, False))
-            return
-        await probe_user(user.name, RemoteReader(client), orgs, universe, expected,
-                     ground_truth.search_pattern, foreign_sample=foreign_sample, limit=limit,
-                     out=out)
 
-    jobs = [audit_user(user) for user in audit_users]
-    if include_anon:
-        reader = await anon_reader(url, anon_key)
-        jobs.append(probe_user(ANON_USER, reader, orgs, universe, expected,
-                           ground_truth.search_pattern, foreign_sample=foreign_sample,
-                           limit=limit, out=out))
-    await asyncio.gather(*jobs)
-    lint = (await asyncio.to_thread(lint_database, database_url)
-            if database_url is not None else None)
-    return evaluate(out.runs, out.observed, out.requested, ground_truth, lint=lint,
-                    generated_at=clock.now(), organisation_names=organisation_names)
-
+def _sign_in_failed(plan: CallerPlan, exc: SignInError, out: Collected) -> None:
+    """Every cell of a user who could not sign in is an ``error`` cell."""
+    code = str(exc.status) if exc.status else None
+    cells = [(org, table, probe.value) for org in plan.orgs
+             for table, probes in PROBES_BY_TABLE.items() for probe in probes]
+    cells += [(ALL_ORGANISATIONS, table, probe.value)
+              for table, probes in UNFILTERED_BY_TABLE.items() for probe in probes]
+    cells += [(ALL_ORGANISATIONS, target.label, "surface") for target in plan.surface]
+    out.runs.extend((plan.user, org, table, probe, None, "sign_in", code, False)
+                    for org, table, probe in cells)

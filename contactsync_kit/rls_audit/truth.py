@@ -10,7 +10,8 @@ import polars as pl
 
 from .frames import EXPECTED_SCHEMA, MEMBERS_SCHEMA
 
-__all__ = ["AuditUser", "GroundTruth", "access_frame", "expected_visibility", "members_frame"]
+__all__ = ["AuditUser", "GroundTruth", "access_frame", "expected_visibility", "members_frame",
+           "with_recorded_memberships"]
 
 
 
@@ -59,6 +60,19 @@ def members_frame(users: Iterable[AuditUser], user_ids: Mapping[str, str] | None
             rows.append((user.name, user_id, organisation_id.lower(),
                          chapter_id.lower() if chapter_id else None, role))
     return pl.DataFrame(rows, schema=MEMBERS_SCHEMA, orient="row")
+
+
+def with_recorded_memberships(members: pl.DataFrame, recorded: pl.DataFrame,
+                              audited: Iterable[str]) -> pl.DataFrame:
+    """`members` plus the memberships the database records outside the `audited` set.
+
+    Inside the audited organisations the caller's expectations rule (a membership the
+    database has but the caller did not expect shows up as a leak); outside them, what the
+    database records is the access a user may legitimately have. Both `MEMBERS_SCHEMA`.
+    """
+    outside = recorded.filter(~pl.col("organisation_id").is_in(list(audited))).join(
+        members, on=["user", "organisation_id"], how="anti")
+    return pl.concat([members, outside.select(list(MEMBERS_SCHEMA)).cast(MEMBERS_SCHEMA)])
 
 
 @dataclass(frozen=True)
