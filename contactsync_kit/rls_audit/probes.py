@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..remote import Filter, RemoteReader
 
 __all__ = ["IDS_PER_REQUEST", "ORGS_PER_REQUEST", "OUTSIDE_FILTER", "CallerPlan", "Collected",
-           "anon_reader", "probe_caller"]
+           "RequestCounter", "anon_reader", "probe_caller"]
 
 #: Organisations per ``in.(…)`` filter, and ids per ``id=in.(…)`` request: keeps URLs short.
 ORGS_PER_REQUEST: Final = 100
@@ -47,15 +47,30 @@ _CHILDREN: Final = ("notes", "contact_assignments")
 T = TypeVar("T")
 
 
-async def anon_reader(url: str, key: str) -> RemoteReader:
+async def anon_reader(url: str, key: str, counter: RequestCounter | None = None,
+                      ) -> RemoteReader:
     """A `RemoteReader` on a client holding only the anon (publishable) key — no sign-in.
 
-    Refuses RLS-bypassing keys like `session.sign_in` does.
+    Refuses RLS-bypassing keys like `session.sign_in` does. `counter` counts its requests.
     """
     from ..remote import RemoteReader
     from ..session import anonymous_client
 
-    return RemoteReader(await anonymous_client(url, key))
+    client = await anonymous_client(url, key)
+    if counter is not None:
+        client.postgrest.session.event_hooks["request"].append(counter)
+    return RemoteReader(client)
+
+
+class RequestCounter:
+    """An httpx request hook counting the HTTP requests the audit makes."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, request: Any) -> None:
+        """Count one request (httpx calls this before sending it)."""
+        self.count += 1
 
 
 @dataclass

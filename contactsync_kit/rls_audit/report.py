@@ -43,6 +43,7 @@ class AuditReport:
     file (all None without a database URL; the diff also without that file);
     `surface_not_probed` says why an exposed object was not probed. `audited_organisations`
     is the set the caller named; the probes across all organisations reach beyond it.
+    `requests` is the number of HTTP requests the audit made (None when not counted).
     `passed` is true when every cell and check passes, the lint found no error and nothing
     was added to the expected surface.
     """
@@ -57,6 +58,7 @@ class AuditReport:
     surface_diff: pl.DataFrame | None = None
     surface_not_probed: dict[str, str] = field(default_factory=dict)
     audited_organisations: tuple[str, ...] = ()
+    requests: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -135,7 +137,7 @@ def evaluate(runs: Sequence[tuple[Any, ...]] | pl.DataFrame,
              generated_at: datetime, organisation_names: Mapping[str, str] | None = None,
              surface: pl.DataFrame | None = None, surface_diff: pl.DataFrame | None = None,
              surface_not_probed: Mapping[str, str] | None = None,
-             audited_organisations: Sequence[str] = (),
+             audited_organisations: Sequence[str] = (), requests: int | None = None,
              ) -> AuditReport:
     """Turn collected probe results into an `AuditReport`. Pure."""
     def frame(data: Sequence[tuple[Any, ...]] | pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
@@ -153,4 +155,5 @@ def evaluate(runs: Sequence[tuple[Any, ...]] | pl.DataFrame,
         checks=audit_checks(observed_frame, matrix), lint=lint,
         organisation_names=dict(organisation_names or {}), surface=surface,
         surface_diff=surface_diff, surface_not_probed=dict(surface_not_probed or {}),
-        audited_organisations=tuple(o.lower() for o in audited_organisations))
+        audited_organisations=tuple(o.lower() for o in audited_organisations),
+        requests=requests)

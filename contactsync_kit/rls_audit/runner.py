@@ -14,7 +14,7 @@ from .files import load_expected_surface
 from .frames import ALL_ORGANISATIONS, ANON_USER, PROBES_BY_TABLE, UNFILTERED_BY_TABLE
 from .lint import PolicyCatalog, lint_policies
 from .plan import caller_plan
-from .probes import CallerPlan, Collected, anon_reader, probe_caller
+from .probes import CallerPlan, Collected, RequestCounter, anon_reader, probe_caller
 from .report import AuditReport, evaluate
 from .surface import surface_diff, surface_targets
 from .truth import AuditUser, GroundTruth
@@ -49,8 +49,9 @@ async def audit_rls(
     cells. With `include_anon` the same probes run with the anon key alone, expecting nothing.
     `database_url` (catalog read access) adds the exposed-surface inventory, its probes and
     the policy lint; `expected_surface` (a file path, or its lines) adds the diff against the
-    surface the team accepted. `concurrency` bounds requests in flight. `sign_in` replaces
-    the sign-in function (for tests).
+    surface the team accepted. `concurrency` bounds requests in flight; the report counts
+    them (`AuditReport.requests`). `sign_in` replaces the sign-in function (for tests; it is
+    called like `session.sign_in`, with an ``http_client``).
     """
     clock = clock or SystemClock()
     audit_users = [AuditUser.of(u) for u in users]
@@ -67,15 +68,16 @@ async def audit_rls(
                            surface=targets)
 
     limit = asyncio.Semaphore(max(1, concurrency))
-    out = Collected()
-    jobs = [_audit_user(url, anon_key, user, plan(user.name), sign_in, limit, out)
+    out, counter = Collected(), RequestCounter()
+    jobs = [_audit_user(url, anon_key, user, plan(user.name), sign_in, limit, out, counter)
             for user in audit_users]
     if include_anon:
-        jobs.append(probe_caller(plan(ANON_USER), await anon_reader(url, anon_key),
+        jobs.append(probe_caller(plan(ANON_USER), await anon_reader(url, anon_key, counter),
                                  limit=limit, out=out))
     await asyncio.gather(*jobs)
     return evaluate(out.runs, out.observed, out.requested, ground_truth,
                     generated_at=clock.now(), organisation_names=organisation_names,
+                    requests=counter.count,
                     audited_organisations=orgs, surface_not_probed=not_probed,
                     **_catalog_results(catalog, expected_surface))
 
@@ -94,19 +96,23 @@ def _catalog_results(catalog: PolicyCatalog | None,
 
 async def _audit_user(url: str, anon_key: str, user: AuditUser, plan: CallerPlan,
                       sign_in: Callable[..., Any] | None, limit: asyncio.Semaphore,
-                      out: Collected) -> None:
+                      out: Collected, counter: RequestCounter) -> None:
+    import httpx
+
     from ..remote import RemoteReader
     from ..session import SignInError
     from ..session import sign_in as default_sign_in
 
-    try:
-        async with limit:
-            client = await (sign_in or default_sign_in)(url, anon_key, email=user.email,
-                                                        password=user.password)
-    except SignInError as exc:
-        _sign_in_failed(plan, exc, out)
-        return
-    await probe_caller(plan, RemoteReader(client), limit=limit, out=out)
+    # One HTTP client per user: supabase-py keeps the user's session headers on it.
+    async with httpx.AsyncClient(timeout=30.0, event_hooks={"request": [counter]}) as http:
+        try:
+            async with limit:
+                client = await (sign_in or default_sign_in)(
+                    url, anon_key, email=user.email, password=user.password, http_client=http)
+        except SignInError as exc:
+            _sign_in_failed(plan, exc, out)
+            return
+        await probe_caller(plan, RemoteReader(client), limit=limit, out=out)
 
 
 def _sign_in_failed(plan: CallerPlan, exc: SignInError, out: Collected) -> None:

@@ -32,7 +32,8 @@ from contactsync_kit.rls_audit import (
 pytestmark = pytest.mark.integration
 
 Cell = tuple[str, str, str, str]
-SURFACE_FILE = Path(__file__).resolve().parents[2] / "supabase" / "exposed_surface.txt"
+SURFACE_FILE = (Path(__file__).resolve().parents[2] / "contactsync_kit" / "devstack" / "sql"
+                / "exposed_surface.txt")
 ALL = "*"
 CONTACT_PROBES = ("select", "count", "search", "embedded", "foreign_ids")
 CONTACT_SWEEPS = ("all_rows", "all_search", "all_embedded")
