@@ -3,6 +3,7 @@ stronger lint, on fixed frames (pure; the live versions are in tests/integration
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -130,7 +131,7 @@ def test_expressions_that_do(expression: str) -> None:
 
 
 def catalog(policies: list[tuple[str, list[str], str]],
-            surface: list[tuple[Any, ...]] = ()) -> PolicyCatalog:  # type: ignore[assignment]
+            surface: Sequence[tuple[Any, ...]] = ()) -> PolicyCatalog:
     strings = pl.List(pl.String)
     return PolicyCatalog(
         tables=pl.DataFrame([("public", "contacts", True, CONTACTS)], orient="row",
