@@ -10,7 +10,7 @@ zero total proves every organisation's zero); foreign ids go `IDS_PER_REQUEST` a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -45,6 +45,7 @@ _SELECT_COLUMNS: Final[dict[str, str]] = {"organisations": "id",
                                           "organisation_members": "user_id, organisation_id"}
 _CHILDREN: Final = ("notes", "contact_assignments")
 T = TypeVar("T")
+_Rows = list[dict[str, Any]]
 
 
 async def anon_reader(url: str, key: str, counter: RequestCounter | None = None,
@@ -202,8 +203,9 @@ class _CallerProbes:
 
     # -- filtered to the audited organisations ---------------------------------------------
 
-    async def _batched(self, tables: Sequence[str], probe: Probe, fetch: Any,
-                       record: Any) -> None:
+    async def _batched(self, tables: Sequence[str], probe: Probe,
+                       fetch: Callable[[Sequence[str]], Awaitable[_Rows]],
+                       record: Callable[[_Rows, Sequence[str]], None]) -> None:
         """Run `fetch(chunk)` per chunk of organisations; runs per organisation and table."""
         from ..remote import RemoteFailure
 
@@ -309,8 +311,9 @@ class _CallerProbes:
 
     # -- across all organisations ----------------------------------------------------------
 
-    async def _unfiltered(self, tables: Sequence[str], probe: Probe, fetch: Any,
-                          record: Any) -> None:
+    async def _unfiltered(self, tables: Sequence[str], probe: Probe,
+                          fetch: Callable[[], Awaitable[_Rows]],
+                          record: Callable[[_Rows], None]) -> None:
         from ..remote import RemoteFailure
 
         try:
