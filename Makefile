@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The notebooks' kernel and the console scripts must come from the venv.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test lint typecheck unit integration notebooks browser bench lab console stack clean
+.PHONY: install demo test lint typecheck unit integration notebooks browser bench bench-audit lab console stack clean
 
 install: $(STAMP)
 
@@ -52,6 +52,9 @@ stress: install
 
 bench: install
 	$(BIN)/python -m benchmarks.sync_benchmark
+
+bench-audit: install
+	$(BIN)/python -m benchmarks.audit_benchmark
 
 lab: install
 	$(BIN)/jupyter lab notebooks

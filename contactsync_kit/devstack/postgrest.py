@@ -50,7 +50,9 @@ def postgrest_env(base: Mapping[str, str], *, password: str, socket_dir: Path,
     env = {key: value for key, value in base.items() if not key.startswith(("PGRST_", "PG"))}
     env.update({
         "PGRST_DB_URI": db_uri,
-        "PGRST_DB_SCHEMAS": "public",
+        # The exposed schemas come from the database (`pgrst.db_schemas` on the authenticator
+        # role, set in 0001), as on Supabase: one place, readable by catalog tools.
+        "PGRST_DB_CONFIG": "true",
         "PGRST_DB_ANON_ROLE": "anon",
         "PGRST_JWT_SECRET": jwt_secret,
         "PGRST_JWT_AUD": "authenticated",

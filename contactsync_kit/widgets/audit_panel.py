@@ -49,13 +49,16 @@ class AuditModel(PanelModel):
     Give the API `url` and publishable/anon `anon_key`, the test `users` (credentials and
     expected memberships), the `organisation_ids` to probe, and either a `ground_truth` or a
     `database_url` it is read from (as superuser, ids only). `database_url` also enables the
-    policy lint. After `run()`, `report` holds the `AuditReport`, `passed` its verdict,
-    `failing` the failing cells for the view and `chart` the heat map PNG.
+    exposed-surface inventory and the policy lint; `expected_surface` names the team's
+    expected-surface file to diff against. After `run()`, `report` holds the `AuditReport`,
+    `passed` its verdict, `failing` the failing cells for the view and `chart` the heat map
+    PNG.
     """
 
     url = Unicode("", help="The Supabase (or local stack) URL.")
     anon_key = Unicode("", help="The publishable / anon key; never a service-role key.")
     database_url = Unicode("", help="Catalog/superuser URL for ground truth and lint.")
+    expected_surface = Unicode("", help="Path of the expected-surface file (empty: no diff).")
     organisation_ids: List[str] = List(Unicode(), help="Organisations to probe.")
     organisation_names = Dict(help="Organisation id → name, for labels.")
     passed = Bool(None, allow_none=True, help="The last audit's verdict (None before a run).")
@@ -104,6 +107,7 @@ class AuditModel(PanelModel):
             report = await audit_rls(
                 self.url, self.anon_key, self.users, list(self.organisation_ids), ground_truth,
                 database_url=self.database_url or None,
+                expected_surface=self.expected_surface or None,
                 organisation_names=dict(self.organisation_names), clock=self.clock)
             if self.draw_chart:
                 self.chart = await asyncio.to_thread(heatmap_png, report.matrix,

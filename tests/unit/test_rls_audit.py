@@ -26,8 +26,6 @@ from contactsync_kit.rls_audit import (
     AuditUser,
     GroundTruth,
     PolicyCatalog,
-    _Collected,
-    _probe,
     anon_reader,
     audit_checks,
     audit_matrix,
@@ -41,6 +39,8 @@ from contactsync_kit.rls_audit import (
     plot_heatmap,
     summary_markdown,
 )
+from contactsync_kit.rls_audit.plan import caller_plan
+from contactsync_kit.rls_audit.probes import Collected, probe_caller
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 O1, O2 = "org-1", "org-2"
@@ -335,7 +335,9 @@ def test_qualified_and_quoted_references() -> None:
          ("t", "q", "PERMISSIVE", ["authenticated"], '("owner" = ( SELECT auth.uid() AS uid))',
           None)],
         [("t", "t_pkey", ["id"])]))
-    assert findings.select("policy", "rule").rows() == [("q", "missing_index")]
+    # p's owner is another table's: not an index miss, but nothing ties the row to the caller.
+    assert findings.select("policy", "rule").rows() == [("p", "policy_not_scoped"),
+                                                        ("q", "missing_index")]
 
 
 # -- rendering and export -----------------------------------------------------------------
@@ -514,13 +516,14 @@ class FakeServer:
 async def probed(open_tables: frozenset[str] = frozenset(),
                  ) -> tuple[AuditReport, dict[str, FakeServer]]:
     """Run every real probe for admin, vol and the anon key against `FakeServer`s."""
-    out, limit = _Collected(), asyncio.Semaphore(4)
+    out, limit = Collected(), asyncio.Semaphore(4)
     expected = SERVED_TRUTH.expected_rows()
     servers = {name: FakeServer(None if name == ANON_USER else name, open_tables)
                for name in ("admin", "vol", ANON_USER)}
     for name, server in servers.items():
-        await _probe(name, server, [O1, O2], SERVED, expected, "*a*",  # type: ignore[arg-type]
-                     foreign_sample=25, limit=limit, out=out)
+        plan = caller_plan(name, [O1, O2], SERVED, expected, SERVED_TRUTH.members,
+                           search_pattern="*a*", sample=25)
+        await probe_caller(plan, server, limit=limit, out=out)  # type: ignore[arg-type]
     return evaluate(out.runs, out.observed, out.requested, SERVED_TRUTH,
                     generated_at=NOW), servers
 
@@ -528,7 +531,8 @@ async def probed(open_tables: frozenset[str] = frozenset(),
 async def test_members_are_probed_by_select_and_count_keyed_on_user_id() -> None:
     report, servers = await probed()
     assert report.passed, report.markdown()
-    members = report.matrix.filter(pl.col("table") == "organisation_members")
+    members = report.matrix.filter(pl.col("table") == "organisation_members",
+                                   pl.col("probe").is_in(["select", "count"]))
     assert set(members.select("user", "organisation_id", "probe").rows()) == {
         (user, org, probe) for user in ("admin", "vol", ANON_USER) for org in (O1, O2)
         for probe in ("select", "count")}
@@ -545,10 +549,12 @@ async def test_members_are_probed_by_select_and_count_keyed_on_user_id() -> None
 async def test_a_using_true_policy_on_members_is_caught_on_select_and_count() -> None:
     report, _ = await probed(frozenset({"organisation_members"}))
     assert not report.passed
-    # Each sees the other's membership in O1 and u-other's in O2; anon stays denied.
+    # Each sees the other's membership in O1 and u-other's in O2; anon stays denied. The
+    # probes across all organisations name the same organisations; their count stays at *.
     assert report.leaked_cells() == {(user, org, "organisation_members", probe)
                                      for user in ("admin", "vol") for org in (O1, O2)
-                                     for probe in ("select", "count")}
+                                     for probe in ("select", "count", "all_rows")} | {
+        (user, "*", "organisation_members", "all_count") for user in ("admin", "vol")}
     leaked = report.discrepancies.filter(pl.col("probe") == "select").select(
         "user", "organisation_id", "id", "kind").rows()
     assert sorted(leaked) == [("admin", O1, "u-vol:org-1", "leaked"),

@@ -84,3 +84,8 @@ $$;
 GRANT EXECUTE ON FUNCTION auth.uid(), auth.role(), auth.jwt() TO anon, authenticated, service_role;
 
 GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
+
+-- PostgREST reads its settings from the database (`db-config`), as on Supabase: the exposed
+-- schemas live on the authenticator role, where catalog tools (the RLS audit's lint and
+-- surface inventory, Supabase's own linter) can ask which schemas the API serves.
+ALTER ROLE authenticator SET pgrst.db_schemas = 'public';

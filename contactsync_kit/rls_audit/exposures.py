@@ -1,0 +1,150 @@
+"""Planted exposures: the mistakes the audit must catch, applied to a local stack and undone.
+
+For demonstrating the audit (notebook 03) on the embedded local stack — never against a real
+project. `planted(stack, exposure)` applies one and always undoes it on exit; when the
+exposure adds an object to the API, it first waits until PostgREST serves it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Exposure", "chapter_rule_dropped", "definer_function", "definer_view",
+           "materialised_view", "members_readable_by_all", "open_organisation", "planted",
+           "tautology"]
+
+
+class _Stack(Protocol):
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def service_role_key(self) -> str: ...
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]: ...
+
+    def reload_schema(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """One planted mistake: SQL to apply and to undo, and the API path it adds (if any).
+
+    A policy replacement (`replaces`: table and policy) reads the policy's ``USING`` when
+    planted and puts it back on exit.
+    """
+
+    name: str
+    apply_sql: str
+    undo_sql: str = ""
+    api_path: str | None = None
+    replaces: tuple[str, str] | None = None
+
+
+def open_organisation(organisation_id: str, *, role: str = "authenticated") -> Exposure:
+    """A policy opening one organisation's contacts to every caller of `role` (for ``anon``
+    also the grant it needs)."""
+    grant = f"GRANT SELECT ON public.contacts TO {role}; " if role == "anon" else ""
+    revoke = "; REVOKE SELECT ON public.contacts FROM anon" if role == "anon" else ""
+    return Exposure(
+        f"organisation opened to {role}",
+        f"{grant}CREATE POLICY planted_open ON public.contacts FOR SELECT TO {role} "
+        f"USING (organisation_id = '{organisation_id}')",
+        f"DROP POLICY IF EXISTS planted_open ON public.contacts{revoke}")
+
+
+def tautology(expression: str) -> Exposure:
+    """A permissive select policy on contacts whose expression never constrains the row."""
+    return Exposure(f"USING ({expression})",
+                    "CREATE POLICY planted_tautology ON public.contacts FOR SELECT "
+                    f"TO authenticated USING ({expression})",
+                    "DROP POLICY IF EXISTS planted_tautology ON public.contacts")
+
+
+def definer_view() -> Exposure:
+    """A plain view over contacts granted to ``authenticated``: it runs as its owner."""
+    return Exposure("definer view",
+                    "CREATE VIEW public.planted_contacts AS SELECT id, organisation_id "
+                    "FROM public.contacts; "
+                    "GRANT SELECT ON public.planted_contacts TO authenticated",
+                    "DROP VIEW IF EXISTS public.planted_contacts", api_path="planted_contacts")
+
+
+def materialised_view() -> Exposure:
+    """A materialised view of contact ids granted to ``authenticated``: it has no RLS."""
+    return Exposure("materialised view",
+                    "CREATE MATERIALIZED VIEW public.planted_contact_ids AS "
+                    "SELECT id, organisation_id FROM public.contacts; "
+                    "GRANT SELECT ON public.planted_contact_ids TO authenticated",
+                    "DROP MATERIALIZED VIEW IF EXISTS public.planted_contact_ids",
+                    api_path="planted_contact_ids")
+
+
+def definer_function() -> Exposure:
+    """A ``SECURITY DEFINER`` function returning every contact, callable by the API roles
+    (PostgreSQL grants EXECUTE to PUBLIC by default) and with no fixed ``search_path``."""
+    return Exposure("SECURITY DEFINER function",
+                    "CREATE FUNCTION public.planted_contacts_fn() RETURNS SETOF public.contacts "
+                    "LANGUAGE sql STABLE SECURITY DEFINER AS $$ SELECT * FROM public.contacts $$",
+                    "DROP FUNCTION IF EXISTS public.planted_contacts_fn()",
+                    api_path="rpc/planted_contacts_fn")
+
+
+def members_readable_by_all() -> Exposure:
+    """``organisation_members`` readable by anon and every signed-in user."""
+    return Exposure("memberships readable by all",
+                    "GRANT SELECT ON public.organisation_members TO anon; "
+                    "CREATE POLICY planted_members ON public.organisation_members FOR SELECT "
+                    "TO anon, authenticated USING (true)",
+                    "DROP POLICY IF EXISTS planted_members ON public.organisation_members; "
+                    "REVOKE SELECT ON public.organisation_members FROM anon")
+
+
+def chapter_rule_dropped() -> Exposure:
+    """The contacts policy without its chapter rule: chapter-bound members see their whole
+    organisation."""
+    return Exposure("chapter rule dropped",
+                    "organisation_id IN (SELECT private.member_organisation_ids())",
+                    replaces=("contacts", "contacts_select_scope"))
+
+
+@contextmanager
+def planted(stack: _Stack, exposure: Exposure, *, timeout_s: float = 30) -> Iterator[Exposure]:
+    """Apply `exposure` to the local `stack`, yield it, and undo it however the block ends."""
+    apply_sql, undo_sql = exposure.apply_sql, exposure.undo_sql
+    if exposure.replaces is not None:
+        table, policy = exposure.replaces
+        [(original,)] = stack.sql("SELECT qual FROM pg_policies WHERE schemaname = 'public' "
+                                  "AND tablename = %s AND policyname = %s", table, policy)
+        apply_sql = f"ALTER POLICY {policy} ON public.{table} USING ({exposure.apply_sql})"
+        undo_sql = f"ALTER POLICY {policy} ON public.{table} USING ({original})"
+    stack.sql(apply_sql)
+    try:
+        if exposure.api_path is not None:
+            _wait_until_served(stack, exposure.api_path, timeout_s)
+        yield exposure
+    finally:
+        stack.sql(undo_sql)
+        stack.reload_schema()
+
+
+def _wait_until_served(stack: _Stack, api_path: str, timeout_s: float) -> None:
+    """Reload PostgREST's schema cache and wait until it knows `api_path` (not 404)."""
+    import httpx
+
+    stack.reload_schema()
+    key = stack.service_role_key
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = httpx.get(f"{stack.url}/rest/v1/{api_path}", params={"limit": "0"},
+                           headers={"apikey": key, "Authorization": f"Bearer {key}"}
+                           ).status_code
+        if status != 404:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"PostgREST did not pick up {api_path} in {timeout_s} s")
+        time.sleep(0.05)

@@ -1,0 +1,208 @@
+"""Rendering the report: the heat map (matplotlib, imported on use) and the markdown summary.
+Pure: nothing here touches the disk or the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
+
+import polars as pl
+
+from .frames import ANON_USER, AUDIT_TABLES, Probe
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .report import AuditReport
+
+__all__ = ["heatmap_frame", "heatmap_png", "plot_heatmap", "summary_markdown"]
+
+_STATUS_CODES: Final = {"pass": 0, "missing": 1, "leaked": 2, "error": 3}
+
+
+def heatmap_frame(matrix: pl.DataFrame, organisation_names: Mapping[str, str] | None = None,
+                  ) -> pl.DataFrame:
+    """The matrix pivoted for a heat map: one row per user x organisation, one column per
+    table/probe, the cell a status code (0 pass, 1 missing, 2 leaked, 3 error; null when the
+    probe was not run). Pure.
+    """
+    names = organisation_names or {}
+    status = (pl.when(pl.col("verdict") == "error").then(_STATUS_CODES["error"])
+              .when(pl.col("leaked").fill_null(0) > 0).then(_STATUS_CODES["leaked"])
+              .when(pl.col("missing").fill_null(0) > 0).then(_STATUS_CODES["missing"])
+              .otherwise(_STATUS_CODES["pass"]))
+    long = matrix.with_columns(
+        pl.format("{} · {}", pl.col("user"),
+                  pl.col("organisation_id").replace_strict(
+                      names, default=pl.col("organisation_id").str.slice(0, 8))).alias("row"),
+        pl.format("{}/{}", pl.col("table"), pl.col("probe")).alias("cell"),
+        status.alias("status"),
+    )
+    order = {table: i for i, table in enumerate(AUDIT_TABLES)}
+    probes = {probe.value: i for i, probe in enumerate(Probe)}
+    pairs = long.select("table", "probe", "cell").unique().rows()
+    columns = [cell for table, probe, cell in sorted(
+        pairs, key=lambda p: (order.get(p[0], len(order)), probes.get(p[1], len(probes))))]
+    wide = long.pivot(on="cell", index="row", values="status", aggregate_function="max",
+                      maintain_order=True)
+    return wide.select("row", *[c for c in columns if c in wide.columns])
+
+
+def plot_heatmap(matrix: pl.DataFrame, organisation_names: Mapping[str, str] | None = None,
+                 *, title: str = "RLS audit") -> Figure:
+    """A heat map of the matrix: green pass, orange missing, red leaked, grey error, white
+    not probed; failing cells are annotated with ``+leaked`` / ``-missing`` row counts.
+
+    Built on `matplotlib.figure.Figure` directly (no pyplot state, so no inline backend
+    needed); in a notebook show ``IPython.display.Image(heatmap_png(...))``.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    wide = heatmap_frame(matrix, organisation_names)
+    rows = wide.get_column("row").to_list()
+    cells = [c for c in wide.columns if c != "row"]
+    fig = Figure(figsize=(max(6.5, 0.36 * len(cells) + 3.6), max(2.8, 0.24 * len(rows) + 2.2)),
+                 layout="constrained")
+    ax = fig.add_subplot()
+    failing = int(matrix.filter(pl.col("verdict") != "pass").height)
+    ax.set_title(f"{title}: {matrix.height} probe cells, {failing} failing", fontsize=10)
+    if not rows or not cells:
+        ax.text(0.5, 0.5, "nothing probed", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    values = wide.select(cells).to_numpy().astype(float)
+    colours = ListedColormap(["#2e9e4f", "#f0a020", "#d62728", "#8c8c8c"]).with_extremes(
+        bad="#ffffff")
+    ax.imshow(values, cmap=colours, vmin=-0.5, vmax=3.5, aspect="auto",
+              interpolation="nearest")
+    ax.set_xticks(range(len(cells)), cells, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    ax.set_xticks([x - 0.5 for x in range(1, len(cells))], minor=True)
+    ax.set_yticks([y - 0.5 for y in range(1, len(rows))], minor=True)
+    ax.grid(which="minor", color="#ffffff", linewidth=0.6)
+    ax.tick_params(which="minor", length=0)
+    labels = _cell_labels(matrix, organisation_names)
+    for (y, row), (x, cell) in ((r, c) for r in enumerate(rows) for c in enumerate(cells)):
+        text = labels.get((row, cell))
+        if text:
+            ax.text(x, y, text, ha="center", va="center", fontsize=6, color="#ffffff")
+    fig.legend(handles=[Patch(color=c, label=label) for c, label in (
+        ("#2e9e4f", "pass"), ("#f0a020", "missing"), ("#d62728", "leaked"),
+        ("#8c8c8c", "error"))], loc="outside lower center", ncol=4, frameon=False,
+        fontsize=8)
+    return fig
+
+
+def _cell_labels(matrix: pl.DataFrame, organisation_names: Mapping[str, str] | None,
+                 ) -> dict[tuple[str, str], str]:
+    names = organisation_names or {}
+    labels: dict[tuple[str, str], str] = {}
+    for row in matrix.filter(pl.col("verdict") != "pass").iter_rows(named=True):
+        org = names.get(row["organisation_id"], row["organisation_id"][:8])
+        parts = [f"+{row['leaked']}" if row["leaked"] else "",
+                 f"-{row['missing']}" if row["missing"] else ""]
+        labels[(f"{row['user']} · {org}", f"{row['table']}/{row['probe']}")] = (
+            " ".join(p for p in parts if p) or "err")
+    return labels
+
+
+def heatmap_png(matrix: pl.DataFrame, organisation_names: Mapping[str, str] | None = None,
+                *, title: str = "RLS audit", dpi: int = 80) -> bytes:
+    """`plot_heatmap` rendered off-screen to PNG bytes (for widgets, notebooks and files)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = plot_heatmap(matrix, organisation_names, title=title)
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def summary_markdown(report: AuditReport, *, max_cells: int = 25) -> str:
+    """A short markdown summary: verdict, counts, failing cells, leaks outside the audited
+    organisations, failed checks, the exposed surface and its diff, the lint with fixes."""
+    m = report.matrix
+    failing = m.filter(pl.col("verdict") != "pass")
+    lines = _headline(report, failing)
+    if failing.height:
+        lines += _failing_cells(report, failing, max_cells)
+    outside = report.leaks().filter(pl.col("outside_audited_set"))
+    if outside.height:
+        lines += ["", "## Leaks outside the audited organisations", ""]
+        lines += [f"- {r['user']} sees {r['leaked']} row(s) of {r['table']} in "
+                  f"{_org(report, r['organisation_id'])} ({r['probe']})"
+                  for r in outside.head(max_cells).iter_rows(named=True)]
+    bad_checks = report.checks.filter(~pl.col("passed"))
+    if bad_checks.height:
+        lines += ["", "## Failed checks", ""]
+        lines += [f"- {r['check']}: {r['user'] or ''} {r['organisation_id'] or ''} "
+                  f"{r['table'] or ''} — {r['detail']}" for r in bad_checks.iter_rows(named=True)]
+    lines += _surface_section(report)
+    if report.lint is not None and report.lint.height:
+        lines += ["", "## Policy lint", ""]
+        lines += [f"- {r['severity']}: {r['rule']} on {r['schema']}.{r['table']}"
+                  f"{' (' + r['policy'] + ')' if r['policy'] else ''} — {r['detail']}. "
+                  f"Fix: `{r['fix']}`" for r in report.lint.iter_rows(named=True)]
+    return "\n".join(lines) + "\n"
+
+
+def _org(report: AuditReport, organisation_id: str) -> str:
+    return report.organisation_names.get(organisation_id, organisation_id)
+
+
+def _headline(report: AuditReport, failing: pl.DataFrame) -> list[str]:
+    m = report.matrix
+    users = m.filter(pl.col("user") != ANON_USER).get_column("user").n_unique()
+    lines = [
+        f"# RLS scoping audit — {'PASS' if report.passed else 'FAIL'}",
+        "",
+        f"- generated at {report.generated_at.isoformat(timespec='seconds')}",
+        f"- {users} user(s) (+ anon key) x {m.get_column('organisation_id').n_unique()} "
+        f"organisation(s) x {m.get_column('table').n_unique()} table(s): "
+        f"{m.height} probe cells, {m.height - failing.height} pass, {failing.height} failing",
+        f"- rows leaked: {int(m.get_column('leaked').fill_null(0).sum())}, "
+        f"rows missing: {int(m.get_column('missing').fill_null(0).sum())}",
+        f"- checks: {report.checks.filter(pl.col('passed')).height} passed, "
+        f"{report.checks.filter(~pl.col('passed')).height} failed",
+    ]
+    if report.surface is not None:
+        lines.append(f"- exposed surface: {report.surface.height} object(s), "
+                     f"{report.unaccepted_surface().height} not accepted")
+    if report.lint is not None:
+        counts = report.lint.group_by("severity").len().sort("severity").rows()
+        lines.append("- policy lint: " + (", ".join(f"{n} {s}" for s, n in counts)
+                                          if counts else "no findings"))
+    return lines
+
+
+def _failing_cells(report: AuditReport, failing: pl.DataFrame, max_cells: int) -> list[str]:
+    lines = ["", "## Failing cells", "",
+             "| user | organisation | table | probe | visible | expected | leaked | "
+             "missing | error |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in failing.head(max_cells).iter_rows(named=True):
+        lines.append(
+            f"| {row['user']} | {_org(report, row['organisation_id'])}"
+            f" | {row['table']} | {row['probe']} | {row['visible']} | {row['expected']} | "
+            f"{row['leaked']} | {row['missing']} | {row['error'] or ''} |")
+    if failing.height > max_cells:
+        lines.append(f"| … {failing.height - max_cells} more | | | | | | | | |")
+    return lines
+
+
+def _surface_section(report: AuditReport) -> list[str]:
+    if report.surface is None:
+        return []
+    lines = ["", "## Exposed surface", "", "| kind | object | grants | probed |",
+             "|---|---|---|---|"]
+    for r in report.surface.iter_rows(named=True):
+        label = f"{r['schema']}.{r['name']}"
+        probed = report.surface_not_probed.get(label, "yes")
+        lines.append(f"| {r['kind']} | {label} | {r['grants']} | {probed} |")
+    if report.surface_diff is not None and report.surface_diff.height:
+        lines += ["", "Against the expected surface:", ""]
+        lines += [f"- {change}: `{entry}`" for change, entry in report.surface_diff.rows()]
+    return lines

@@ -1,0 +1,96 @@
+"""The exposed surface: which objects to probe, and the diff against the expected surface.
+Pure (reading and writing the expected-surface file is in `files`).
+
+The expected-surface file is plain text kept in the project's repository, one entry a line::
+
+    # comments and blank lines are ignored
+    table public.contacts authenticated
+    view public.contacts_overview anon,authenticated
+    function public.search_contacts(text) authenticated
+
+i.e. ``<kind> <schema>.<name> <roles>``: the kind (``table``, ``view``,
+``materialized_view``, ``foreign_table``, ``function``), the object (a function with its
+argument types) and the API roles that reach it, comma-separated. An object that becomes
+reachable, or reachable by one more role, is a new line: the audit fails until someone adds
+it to the file (`surface_lines` prints the current lines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import polars as pl
+
+from .frames import AUDIT_TABLES, SURFACE_DIFF_SCHEMA
+
+__all__ = ["SurfaceTarget", "parse_surface_lines", "surface_diff", "surface_lines",
+           "surface_targets"]
+
+
+@dataclass(frozen=True)
+class SurfaceTarget:
+    """An exposed object the probes read: its label in the matrix, its API path, the columns."""
+
+    label: str
+    path: str
+    columns: str
+
+
+def _label(schema: str, name: str) -> str:
+    return f"{schema}.{name}"
+
+
+def surface_targets(surface: pl.DataFrame, exposed_schemas: Iterable[str],
+                    ) -> tuple[list[SurfaceTarget], dict[str, str]]:
+    """(objects to probe, label -> why an object is not probed).
+
+    Probed: every reachable relation and every set-returning function without required
+    arguments whose rows carry an ``id``, in the first exposed schema (the API's default
+    profile), except the app tables, which the matrix probes in every way already.
+    """
+    schemas = list(exposed_schemas)
+    default = schemas[0] if schemas else "public"
+    targets: list[SurfaceTarget] = []
+    skipped: dict[str, str] = {}
+    for obj in surface.iter_rows(named=True):
+        label = _label(obj["schema"], obj["name"])
+        columns = list(obj["columns"] or [])
+        is_function = obj["kind"] == "function"
+        if obj["schema"] == default and obj["name"] in AUDIT_TABLES and not is_function:
+            continue
+        reason = (
+            f"schema {obj['schema']} is not the default profile" if obj["schema"] != default
+            else "takes required arguments" if is_function and obj["required_args"]
+            else "returns no set of rows" if is_function and not obj["returns_set"]
+            else "its rows have no id column" if "id" not in columns else None)
+        if reason is not None:
+            skipped[label] = reason
+            continue
+        path = f"rpc/{obj['name'].split('(')[0]}" if is_function else obj["name"]
+        targets.append(SurfaceTarget(label, path, "id, organisation_id"
+                                     if "organisation_id" in columns else "id"))
+    return targets, skipped
+
+
+def surface_lines(surface: pl.DataFrame) -> list[str]:
+    """The surface as expected-surface lines, sorted (what to paste to accept it)."""
+    return sorted(f"{kind.replace(' ', '_')} {schema}.{name} {','.join(roles or [])}"
+                  for schema, name, kind, roles in surface.select(
+                      "schema", "name", "kind", "roles").rows())
+
+
+def parse_surface_lines(text: str) -> list[str]:
+    """The entries of an expected-surface file: comments and blank lines dropped, spacing
+    normalised."""
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return sorted(" ".join(line.split()) for line in lines if line)
+
+
+def surface_diff(surface: pl.DataFrame, expected: Iterable[str]) -> pl.DataFrame:
+    """`SURFACE_DIFF_SCHEMA`: entries reachable but not accepted (``added``, failing) and
+    accepted but no longer reachable (``removed``)."""
+    now, accepted = set(surface_lines(surface)), set(expected)
+    rows = ([("added", e) for e in sorted(now - accepted)]
+            + [("removed", e) for e in sorted(accepted - now)])
+    return pl.DataFrame(rows, schema=SURFACE_DIFF_SCHEMA, orient="row")
