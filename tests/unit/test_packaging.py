@@ -106,7 +106,7 @@ def test_environment_yml_brings_postgrest_for_conda_users() -> None:
 
 def test_the_core_needs_no_extra_part() -> None:
     assert set(pyproject_sections()["core"]) == {"supabase", "httpx", "polars", "sqlalchemy",
-                                                 "pyjwt"}
+                                                 "pyjwt", "sniffio"}
 
 
 def test_extras_refer_only_to_declared_extras() -> None:
