@@ -8,20 +8,23 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Literal, TypeVar
 
 from supabase import AsyncClient
 
 from .cache import DATA_TABLES, ContactCache, SyncLogEntry, SyncStaging
 from .clock import Clock, SystemClock
+from .delta import FullSyncHooks, IncrementalSync, SyncMode
+from .delta_store import DeltaStore
 from .mappers import MappingProblem, map_contacts_page
-from .remote import ContactSource, RemoteFailure, SupabaseContactSource
+from .remote import ContactSource, RemoteFailure, SupabaseDeltaSource
 from .results import StageTimings, SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
 
 __all__ = ["ConcurrentPolicy", "ContactCacheSyncRepository", "SyncProgress"]
 
 ConcurrentPolicy = Literal["join", "reject"]
+T = TypeVar("T")
 _log = logging.getLogger(__name__)
 
 
@@ -107,12 +110,13 @@ class ContactCacheSyncRepository:
         page_size: int = 1000,
         max_rows: int | None = 1000,
         on_concurrent: ConcurrentPolicy = "join",
+        delta_window: timedelta = timedelta(seconds=60),
     ) -> None:
         self._clock = clock or SystemClock()
         if source is None:
             if client is None:
                 raise ValueError("give a signed-in supabase client or a ContactSource")
-            source = SupabaseContactSource(client, self._clock, page_size=page_size)
+            source = SupabaseDeltaSource(client, self._clock, page_size=page_size)
         self._source = source
         self._cache = cache
         self._max_rows = max_rows
@@ -121,6 +125,8 @@ class ContactCacheSyncRepository:
         self._write_lock = asyncio.Lock()
         # Bumped by clear_cache: a sync that started before a wipe may not write after it.
         self._epoch = 0
+        self._delta_store = DeltaStore(cache)
+        self._delta_window = delta_window
 
     @property
     def cache(self) -> ContactCache:
@@ -143,11 +149,15 @@ class ContactCacheSyncRepository:
         *,
         on_concurrent: ConcurrentPolicy | None = None,
         progress: ProgressCallback | None = None,
+        mode: SyncMode = "auto",
     ) -> SyncResult:
         """Fetch the organisation's contacts, notes and assignments and cache them.
 
         Returns `SyncSuccess` with the counts and timings, or `SyncFailure` whose
-        `error.kind` says why; never raises for expected failures.
+        `error.kind` says why; never raises for expected failures. `mode` is ``"auto"``
+        (a delta after a verified sync by this user, else full), ``"delta"`` (the same, and
+        `fallback_reason` says why a full one ran) or ``"full"``; `result.mode` says what
+        ran and `result.verified` whether the server's digest matched the cache after it.
         """
         try:
             org = str(uuid.UUID(organisation_id)) if isinstance(organisation_id, str) else ""
@@ -165,7 +175,8 @@ class ContactCacheSyncRepository:
                 return SyncFailure(organisation_id=org, error=SyncError(
                     SyncErrorKind.IN_PROGRESS, "a sync for this organisation is already running"))
             return await asyncio.shield(running)
-        task = asyncio.create_task(self._sync(org, progress), name=f"contactsync:{org}")
+        task = asyncio.create_task(self._dispatch(org, mode, progress),
+                                   name=f"contactsync:{org}")
         self._running[org] = task
         task.add_done_callback(lambda done: self._forget(org, done))
         # Shielded: a caller that gives up does not take the joined callers' sync with it.
@@ -190,7 +201,33 @@ class ContactCacheSyncRepository:
         async with self._write_lock:
             return await asyncio.to_thread(self._cache.clear)
 
-    async def _sync(self, org: str, progress: ProgressCallback | None) -> SyncResult:
+    # -- verified incremental sync (issue 11): dispatch by mode, see delta.py ----------------
+
+    async def _dispatch(self, org: str, mode: SyncMode,
+                        progress: ProgressCallback | None) -> SyncResult:
+        return await IncrementalSync(
+            source=self._source, store=self._delta_store, clock=self._clock,
+            full=lambda hooks: self._sync(org, progress, hooks),
+            write=self._exclusive_write, log=self._log, epoch=self._epoch,
+            window=self._delta_window,
+        ).run(org, mode)
+
+    async def _exclusive_write(self, epoch: int, work: Callable[[], T]) -> T:
+        """Run `work` on a thread holding the write lock, unless the cache was wiped since."""
+        async with self._write_lock:
+            if epoch != self._epoch:
+                raise asyncio.CancelledError
+            running = asyncio.ensure_future(asyncio.to_thread(work))
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                await asyncio.wait([running])  # a thread cannot be stopped: hold the lock
+                raise
+
+    # -- the full sync ----------------------------------------------------------------------
+
+    async def _sync(self, org: str, progress: ProgressCallback | None,
+                    hooks: FullSyncHooks | None = None) -> SyncResult:
         epoch = self._epoch
         started_at = self._clock.now()
         timer = _Timer()
@@ -221,6 +258,8 @@ class ContactCacheSyncRepository:
                     return await self._finish(org, started_at, timer, epoch, pages_seen,
                                               SyncError(SyncErrorKind(result.kind),
                                                         result.message))
+                if hooks is not None:
+                    hooks.on_page(result)
                 # Each page is staged on a worker thread while the next one is fetched, so
                 # memory holds about one page however large the organisation is.
                 await _wait_for_staging(staged, timer)
@@ -239,6 +278,8 @@ class ContactCacheSyncRepository:
                     SyncErrorKind.INCOMPLETE,
                     f"received {received} contacts but the server counted "
                     f"{'none' if expected is None else expected}; nothing was written"))
+            if hooks is not None and (problem := await hooks.before_commit()) is not None:
+                return await self._finish(org, started_at, timer, epoch, pages_seen, problem)
             await self._commit(staging, org, epoch, timer, progress)
             return await self._finish(org, started_at, timer, epoch, pages_seen, None, counts)
         except RemoteFailure as exc:

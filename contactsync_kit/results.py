@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Literal
 
 __all__ = [
     "StageTimings",
     "SyncError",
     "SyncErrorKind",
     "SyncFailure",
+    "SyncModeRan",
     "SyncResult",
     "SyncSuccess",
 ]
+
+#: What a sync ran: everything, or only what changed since the last verified sync.
+SyncModeRan = Literal["full", "delta"]
 
 
 class SyncErrorKind(enum.StrEnum):
@@ -75,6 +80,15 @@ class SyncResult:
     pages: int = 0
     timings: StageTimings = field(default_factory=StageTimings)
     error: SyncError | None = None
+    # Verified incremental sync (issue 11). `mode` is what ran: "full" or "delta";
+    # `verified` is True when the server's digest matched the cache after the sync;
+    # `fallback_reason` says why a full sync ran when a delta was asked for (or why a sync
+    # is not verified); `rows_changed` / `rows_deleted` count what a delta wrote and removed.
+    mode: SyncModeRan = "full"
+    verified: bool = False
+    fallback_reason: str | None = None
+    rows_changed: int = 0
+    rows_deleted: int = 0
 
     @property
     def ok(self) -> bool:
