@@ -41,7 +41,10 @@ class DeltaState:
 
 @dataclass
 class DeltaChanges:
-    """Rows to upsert and ids to delete per table, and buckets to recount from the rows."""
+    """Rows to upsert and ids to delete per table, and buckets to recount from the rows.
+
+    `DeltaStore.apply` drops from `upserts` the rows the cache already holds unchanged.
+    """
 
     upserts: dict[str, pl.DataFrame] = field(default_factory=dict)
     deletes: dict[str, set[str]] = field(default_factory=dict)
@@ -173,6 +176,16 @@ class DeltaStore:
             deleted = changes.deletes.get(table, set())
             written = set(frame.get_column("id").to_list()) if frame is not None else set()
             old = self._rows_by_id(conn, table, organisation_id, sorted(written | deleted))
+            if frame is not None:
+                # A row the cache already holds at the same updated_at is the same row (the
+                # safety window fetches some again): not rewritten, not counted as changed.
+                frame = frame.join(old.rename({"updated_at": "_cached"}), on="id",
+                                   how="left").filter(
+                    pl.col("_cached").is_null() | (pl.col("_cached") != pl.col("updated_at"))
+                ).drop("_cached")
+                changes.upserts[table] = frame
+                kept = frame.get_column("id").to_list() + sorted(deleted)
+                old = old.filter(pl.col("id").is_in(kept))
             buckets = merge_buckets(stored.get(table, {}), bucket_sums(old), sign=-1)
             if frame is not None and frame.height:
                 cursor = conn.connection.cursor()
