@@ -258,7 +258,8 @@ class DeltaSource(ContactSource, Protocol):
         ...
 
     async def digest(self, organisation_id: str, prefix_length: int = 0) -> list[DigestRow]:
-        """The server's digest per table (and bucket). Raises `DigestUnavailable`."""
+        """The server's digest per table (bucket ``""``), or per id bucket of
+        `prefix_length` hex digits. Raises `DigestUnavailable`."""
         ...
 
     async def fetch_rows(
@@ -293,9 +294,15 @@ async def _digest_rows(client: AsyncClient, organisation_id: str,
             raise DigestUnavailable(exc.error.message) from exc
         raise
     try:
-        rows: Any = response.json()
-        return [DigestRow(str(r["table_name"]), str(r["bucket"]), int(r["row_count"]),
-                          int(r["digest"])) for r in rows]
+        result: list[DigestRow] = []
+        for row in response.json():
+            table = str(row["table_name"])
+            if prefix_length <= 0:
+                result.append(DigestRow(table, "", int(row["row_count"]), int(row["digest"])))
+                continue
+            for bucket, (count, digest) in dict(row["buckets"] or {}).items():
+                result.append(DigestRow(table, str(bucket), int(count), int(digest)))
+        return result
     except (ValueError, TypeError, KeyError) as exc:
         raise RemoteFailure(SyncError(SyncErrorKind.INVALID_DATA,
                                       "the server's digest is not a list of digest rows")) from exc
