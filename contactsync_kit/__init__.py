@@ -8,6 +8,7 @@ The public API is listed in `__all__`; everything else is internal. Submodules
 from .bootstrap import UserSession, default_cache_path, start_session
 from .cache import CacheVersionError, ContactCache, SyncLogEntry
 from .clock import Clock, ManualClock, SystemClock
+from .delta import SyncMode
 from .mappers import MappedPage, MappingProblem, map_contacts_page
 from .remote import ContactSource, SupabaseContactSource
 from .repository import ContactCacheSyncRepository, SyncProgress
@@ -20,10 +21,12 @@ from .results import (
     SyncSuccess,
 )
 from .session import PrivilegedKeyError, SignInError, TokenInfo, inspect_token, sign_in
+from .verify import CacheVerification, verify_cache
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CacheVerification",
     "CacheVersionError",
     "Clock",
     "ContactCache",
@@ -40,6 +43,7 @@ __all__ = [
     "SyncErrorKind",
     "SyncFailure",
     "SyncLogEntry",
+    "SyncMode",
     "SyncProgress",
     "SyncResult",
     "SyncSuccess",
@@ -52,4 +56,5 @@ __all__ = [
     "map_contacts_page",
     "sign_in",
     "start_session",
+    "verify_cache",
 ]
