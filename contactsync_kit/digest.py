@@ -115,7 +115,7 @@ _FINAL: Final = [
 ]
 
 
-def _steps(frame: pl.DataFrame, steps: list[tuple[str, pl.Expr]]) -> pl.DataFrame:
+def _steps(frame: pl.LazyFrame, steps: list[tuple[str, pl.Expr]]) -> pl.LazyFrame:
     for target, expression in steps:
         frame = frame.with_columns(expression.alias(target))
     return frame
@@ -125,7 +125,7 @@ def _start(length: int) -> pl.Expr:
     return pl.lit((_GOLDEN + length) % _M32, dtype=pl.UInt64)
 
 
-def _hashint8extended(frame: pl.DataFrame) -> pl.DataFrame:
+def _hashint8extended(frame: pl.LazyFrame) -> pl.LazyFrame:
     """PostgreSQL's ``hashint8extended(t, 0)`` of the Int64 column ``t``, as columns
     ``seed_hi``, ``seed_lo`` (its high and low 32-bit words)."""
     value = pl.col("t")
@@ -145,7 +145,7 @@ def _le_word(index: int) -> pl.Expr:
             | ((big // 65536) % 256) * 256 | big // (1 << 24))
 
 
-def _uuid_hash_extended(frame: pl.DataFrame) -> pl.DataFrame:
+def _uuid_hash_extended(frame: pl.LazyFrame) -> pl.LazyFrame:
     """PostgreSQL's ``uuid_hash_extended(id, seed)`` (``hash_bytes_extended`` over the 16
     bytes of column ``hex`` seeded by ``seed_hi``/``seed_lo``) into columns ``b`` and ``c``."""
     start = _start(16)
@@ -172,7 +172,7 @@ def row_digest_columns(frame: pl.DataFrame) -> pl.DataFrame:
     updated = pl.col("updated_at")
     if frame.schema.get("updated_at") == pl.String:
         updated = updated.str.to_datetime(_ISO_UTC, time_unit="us", time_zone="UTC")
-    work = frame.select(
+    work = frame.lazy().select(
         pl.col("id").str.to_lowercase().str.slice(0, BUCKET_PREFIX).alias("bucket"),
         pl.col("id").str.to_lowercase().str.replace_all("-", "", literal=True).alias("hex"),
         (updated.dt.epoch("us").cast(pl.Int64) - _PG_EPOCH_US).alias("t"),
@@ -182,7 +182,7 @@ def row_digest_columns(frame: pl.DataFrame) -> pl.DataFrame:
         "bucket",
         (_b % (1 << 29)).cast(pl.Int64).alias("r1"),
         _c.cast(pl.Int64).alias("r2"),
-    )
+    ).collect()
 
 
 def bucket_sums(frame: pl.DataFrame) -> dict[str, Digest]:

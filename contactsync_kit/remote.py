@@ -301,7 +301,9 @@ async def _digest_rows(client: AsyncClient, organisation_id: str,
                 result.append(DigestRow(table, "", int(row["row_count"]), int(row["digest"])))
                 continue
             for bucket, (count, digest) in dict(row["buckets"] or {}).items():
-                result.append(DigestRow(table, str(bucket), int(count), int(digest)))
+                # The server numbers buckets; the kit names them by their hex prefix.
+                name = f"{int(bucket):0{prefix_length}x}"
+                result.append(DigestRow(table, name, int(count), int(digest)))
         return result
     except (ValueError, TypeError, KeyError) as exc:
         raise RemoteFailure(SyncError(SyncErrorKind.INVALID_DATA,

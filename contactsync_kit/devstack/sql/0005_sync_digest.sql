@@ -4,8 +4,8 @@
 -- public.contactsync_digest(organisation_id, prefix_length) returns, per table, the number of
 -- rows and an order-independent digest of (id, updated_at) over the rows the CALLER may see
 -- (SECURITY INVOKER: the tables' RLS policies apply exactly as they do to the sync), and with
--- prefix_length > 0 the same per bucket of ids (the first prefix_length hex characters) as a
--- JSON object {bucket: [row_count, digest]}, to locate where a cache differs. One row per
+-- prefix_length 1-4 the same per bucket of ids (the first prefix_length hex digits, read as an
+-- integer) as a JSON object {bucket: [row_count, digest]}, to locate where a cache differs. One row per
 -- table however many buckets, so PostgREST's db-max-rows cannot cut the answer short.
 --
 -- Per row h = uuid_hash_extended(id, timestamp_hash_extended(updated_at AT TIME ZONE 'UTC', 0)),
@@ -34,8 +34,13 @@ AS $$
         FROM public.contact_assignments a WHERE a.organisation_id = p_organisation_id
     ), per_bucket AS (
         SELECT v.table_name,
-               CASE WHEN p_prefix_length > 0 THEN left(v.id::text, least(p_prefix_length, 8))
-                    ELSE '' END AS bucket,
+               -- The first p_prefix_length (1-4) hex digits of the id, as an integer: two
+               -- byte reads are far cheaper than the uuid's text.
+               CASE WHEN p_prefix_length > 0 THEN
+                   ((pg_catalog.get_byte(pg_catalog.uuid_send(v.id), 0) * 256
+                     + pg_catalog.get_byte(pg_catalog.uuid_send(v.id), 1))
+                    >> (4 * (4 - least(p_prefix_length, 4))))
+               ELSE 0 END AS bucket,
                count(*)::bigint AS n,
                sum(pg_catalog.uuid_hash_extended(v.id, pg_catalog.timestamp_hash_extended(
                    v.updated_at AT TIME ZONE 'UTC', 0))) AS s
