@@ -46,6 +46,7 @@ test: install lint typecheck
 
 bench: install
 	$(BIN)/python -m benchmarks.sync_benchmark
+	$(BIN)/python -m benchmarks.delta_benchmark
 
 lab: install
 	$(BIN)/jupyter lab notebooks

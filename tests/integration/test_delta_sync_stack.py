@@ -120,6 +120,21 @@ async def test_first_sync_is_full_and_verified_then_an_unchanged_resync_is_an_em
     assert (again.rows_changed, again.rows_deleted) == (0, 0)
 
 
+async def test_the_digest_state_is_wiped_with_the_cache(
+    world: SeedResult, admin: UserSession
+) -> None:
+    org = world.organisation_ids[0]
+    await first_full(admin, org)
+    store, user = DeltaStore(admin.cache), world.user("org1-admin").user_id
+    assert store.load(org, user) is not None
+    await admin.repository.clear_cache()
+    assert store.load(org, user) is None
+    with admin.cache._read() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM sync_digest_buckets").scalar() == 0
+    after = await admin.repository.sync_contacts_for_organisation(org)
+    assert isinstance(after, SyncSuccess) and after.mode == "full" and after.verified
+
+
 @pytest.mark.parametrize("change", [
     "contact renamed", "note body edited", "note deleted", "contact deleted with its notes",
     "contact inserted with notes", "assignment deleted", "contact updated, updated_at kept",
