@@ -117,7 +117,8 @@ async def run(size: int, repeats: int, explain: bool) -> None:
             edited.append(seconds)
             print(f"  after 100 edits {attempt + 1}/{repeats}: {seconds * 1000:8.1f} ms "
                   f"({result.rows_changed} written, {result.rows_deleted} deleted, "
-                  f"{result.pages} requests, {result.fallback_reason or 'no reconcile'})",
+                  f"{result.pages} requests, "
+                  f"{'reconciled' if result.reconciled else 'no reconcile'})",
                   flush=True)
         cache.close()
 

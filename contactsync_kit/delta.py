@@ -265,8 +265,7 @@ class IncrementalSync:
             assignments_synced=changes.upserts["contact_assignments"].height,
             duration_ms=round((time.perf_counter() - mark) * 1000), pages=self._requests,
             mode="delta", verified=True,
-            fallback_reason="reconciled by id buckets" if reconciled else None,
-            rows_changed=written, rows_deleted=deleted)
+            reconciled=reconciled, rows_changed=written, rows_deleted=deleted)
         await self._log(result, started_at, self._epoch)
         return result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import random
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -120,6 +121,6 @@ def test_the_delta_modules_declare_all(module: str) -> None:
 
 
 def test_the_digest_module_is_pure() -> None:
-    source = open(importlib.import_module("contactsync_kit.digest").__file__ or "").read()
+    source = Path(importlib.import_module("contactsync_kit.digest").__file__ or "").read_text()
     for name in ("supabase", "sqlalchemy", "httpx", "postgrest"):
         assert f"import {name}" not in source and f"from {name}" not in source
