@@ -32,9 +32,9 @@ from .digest import (
     BUCKET_PREFIX,
     Digest,
     TableDigests,
-    bucket_sums,
     merge_buckets,
     server_total,
+    table_bucket_sums,
     total,
 )
 from .mappers import MappedPage, MappingProblem, map_table_rows
@@ -52,6 +52,7 @@ _IDS_PER_REQUEST = 100  # keeps `id=in.(...)` URLs a few kB
 _BUCKETS_PER_REQUEST = 40
 # More differing buckets than this and listing them costs about what a full sync does.
 _MAX_RECONCILE_BUCKETS = 1500
+_HASH_BATCH_ROWS = 50_000
 
 
 @dataclass
@@ -150,16 +151,32 @@ class IncrementalSync:
     async def _verified_full(self, org: str, reason: str | None) -> SyncResult:
         check = _FullCheck()
         source = self._source
+        # Pages' ids and timestamps are hashed in batches on a worker thread, while the next
+        # pages are fetched: the hash's per-call cost is paid once per batch, not per page.
+        pending: list[pl.DataFrame] = []
+        batches: list[asyncio.Future[TableDigests]] = []
+
+        def flush() -> None:
+            if pending:
+                batch = pl.concat(pending)
+                pending.clear()
+                batches.append(asyncio.ensure_future(
+                    asyncio.to_thread(table_bucket_sums, batch)))
 
         def on_page(page: MappedPage) -> None:
             for table, frame in page.frames().items():
-                check.buckets[table] = merge_buckets(
-                    check.buckets[table], bucket_sums(frame.select("id", "updated_at")))
+                pending.append(frame.select(pl.lit(table).alias("table"), "id", "updated_at"))
                 newest = _max_updated(frame, check.watermarks.get(table))
                 if newest is not None:
                     check.watermarks[table] = newest
+            if sum(frame.height for frame in pending) >= _HASH_BATCH_ROWS:
+                flush()
 
         async def before_commit() -> SyncError | None:
+            flush()
+            for batch in batches:
+                for table, buckets in (await batch).items():
+                    check.buckets[table] = merge_buckets(check.buckets[table], buckets)
             if not isinstance(source, DeltaSource):
                 check.note = "the source offers no digest: the sync is not verified"
                 return None

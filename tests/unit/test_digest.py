@@ -17,6 +17,7 @@ from contactsync_kit.digest import (
     merge_buckets,
     row_digest_columns,
     server_total,
+    table_bucket_sums,
     total,
 )
 
@@ -124,3 +125,11 @@ def test_the_digest_module_is_pure() -> None:
     source = Path(importlib.import_module("contactsync_kit.digest").__file__ or "").read_text()
     for name in ("supabase", "sqlalchemy", "httpx", "postgrest"):
         assert f"import {name}" not in source and f"from {name}" not in source
+
+
+def test_one_call_for_several_tables_equals_one_call_per_table() -> None:
+    rng = random.Random(8)
+    parts = {"contacts": random_rows(rng, 40), "notes": random_rows(rng, 120)}
+    mixed = pl.concat([frame(rows).select(pl.lit(t).alias("table"), "id", "updated_at")
+                       for t, rows in parts.items()])
+    assert table_bucket_sums(mixed) == {t: bucket_sums(frame(r)) for t, r in parts.items()}
