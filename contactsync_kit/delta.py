@@ -179,6 +179,7 @@ class IncrementalSync:
                     check.buckets[table] = merge_buckets(check.buckets[table], buckets)
             if not isinstance(source, DeltaSource):
                 check.note = "the source offers no digest: the sync is not verified"
+                await self._write(self._epoch, lambda: self._store.forget(org))
                 return None
             try:
                 server = _server_digests(await source.digest(org, 0))

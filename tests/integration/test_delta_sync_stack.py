@@ -23,6 +23,7 @@ from contactsync_kit import (
     SystemClock,
     UserSession,
     start_session,
+    verify_cache,
 )
 from contactsync_kit.delta_store import DeltaStore
 from contactsync_kit.devstack import DevStack, SeedResult
@@ -316,3 +317,20 @@ async def test_a_server_without_the_digest_function_gets_a_full_sync_with_the_re
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.1)
+
+
+async def test_verify_cache_tells_equal_from_drifted_in_one_request(
+    stack: DevStack, world: SeedResult, admin: UserSession
+) -> None:
+    org = world.organisation_ids[0]
+    await first_full(admin, org)
+    assert (await verify_cache(admin.client, admin.cache, org)).line() == \
+        "equal to the server ✓"
+    stack.sql("DELETE FROM notes WHERE id = (SELECT id FROM notes WHERE organisation_id = %s "
+              "ORDER BY id LIMIT 1)", org)
+    drifted = await verify_cache(admin.client, admin.cache, org)
+    assert drifted.verdict == "drifted" and not drifted.tables["notes"].equal
+    assert drifted.tables["notes"].cached_rows == drifted.tables["notes"].server_rows + 1
+    assert drifted.tables["contacts"].equal
+    await synced_delta(admin, org)
+    assert (await verify_cache(admin.client, admin.cache, org)).equal
