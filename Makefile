@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks,devstack,widgets,audit]'
 	$(BIN)/python -c "from contactsync_kit.devstack import install_postgrest; print(install_postgrest())"
 	bash scripts/ensure-chromium.sh
 	touch $(STAMP)
@@ -26,8 +26,9 @@ demo: install
 lint: install
 	$(BIN)/ruff check contactsync_kit tests benchmarks
 
+# Strict on the package, default strictness on the tests (pyproject.toml [tool.mypy]).
 typecheck: install
-	$(BIN)/mypy contactsync_kit
+	$(BIN)/mypy contactsync_kit tests
 
 unit: install
 	$(BIN)/pytest tests/unit
@@ -43,6 +44,11 @@ browser: install
 
 test: install lint typecheck
 	$(BIN)/pytest tests --nbval-lax notebooks
+
+# The whole suite 5 times, once on one CPU core, once beside a CPU hog: one line per run.
+.PHONY: stress
+stress: install
+	MAKE="$(MAKE)" bash scripts/stress.sh
 
 bench: install
 	$(BIN)/python -m benchmarks.sync_benchmark

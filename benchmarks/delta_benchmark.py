@@ -24,9 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
+
 from contactsync_kit import ContactCache, ContactCacheSyncRepository, SystemClock, sign_in
 from contactsync_kit.devstack import DevStack
-from contactsync_kit.devstack.stack import migration_files
+from contactsync_kit.devstack.migrations import migration_files
 from contactsync_kit.results import SyncResult
 
 
@@ -65,11 +67,10 @@ def explain_digest(stack: DevStack, org: str, user_id: str) -> str:
     body = sql.split("AS $$", 1)[1].split("$$;", 1)[0]
     body = body.replace("p_organisation_id", f"'{org}'::uuid").replace("p_prefix_length", "0")
     claims = json.dumps({"sub": user_id, "role": "authenticated"})
-    with stack._transaction() as conn:
+    with psycopg.connect(stack.database_url) as conn:
         conn.execute("SET LOCAL ROLE authenticated")
         conn.execute("SELECT set_config('request.jwt.claims', %s, true)", (claims,))
         rows = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {body}").fetchall()
-        conn.execute("RESET ROLE")
     return "\n".join(str(r[0]) for r in rows)
 
 

@@ -9,6 +9,7 @@ from .bootstrap import UserSession, default_cache_path, start_session
 from .cache import CacheVersionError, ContactCache, SyncLogEntry
 from .clock import Clock, ManualClock, SystemClock
 from .delta import SyncMode
+from .errors import ContactSyncError
 from .mappers import MappedPage, MappingProblem, map_contacts_page
 from .remote import ContactSource, SupabaseContactSource
 from .repository import ContactCacheSyncRepository, SyncProgress
@@ -32,6 +33,7 @@ __all__ = [
     "ContactCache",
     "ContactCacheSyncRepository",
     "ContactSource",
+    "ContactSyncError",
     "ManualClock",
     "MappedPage",
     "MappingProblem",
@@ -58,3 +60,5 @@ __all__ = [
     "start_session",
     "verify_cache",
 ]
+
+__io__ = "none"

@@ -17,6 +17,9 @@ from .session import TokenInfo, bearer_token, inspect_token, sign_in
 
 __all__ = ["UserSession", "default_cache_path", "start_session"]
 
+# Wires the parts; its own I/O is ending the server session at sign-out (network).
+__io__ = "network"
+
 
 def default_cache_path() -> Path:
     """``$CONTACTSYNC_CACHE`` or ``~/.cache/contactsync_kit/cache.sqlite3``."""

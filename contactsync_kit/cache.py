@@ -1,5 +1,6 @@
-"""The local SQLite cache (SQLAlchemy 2.x Core). All of the kit's disk I/O lives here.
+"""The local SQLite cache: versioned migrations, the sync's unit of work, reads for people.
 
+The cache's disk I/O happens here and in `storage` / `staging` (SQLAlchemy Core over SQLite).
 A sync's frames are written in one transaction: one bulk upsert per table, then the delete of
 that organisation's rows the server no longer returned, then `last_synced_at`. Readers keep
 seeing the previous content until the commit (WAL journal).
@@ -8,21 +9,19 @@ seeing the previous content until the commit (WAL journal).
 from __future__ import annotations
 
 import itertools
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
 import polars as pl
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import StaticPool
 
+from .errors import ContactSyncError
 from .mappers import MappedPage
-from .schemas import DATA_TABLES, TABLE_COLUMNS
+from .schemas import CACHE_TABLES, DATA_TABLES, SYNC_LOG, SYNC_STATE, TABLES, TableSpec
+from .staging import SyncStaging
+from .storage import SqliteStore, StorageFaults, iso_utc
 
 __all__ = [
     "DATA_TABLES",
@@ -32,8 +31,10 @@ __all__ = [
     "ContactCache",
     "SyncLogEntry",
     "SyncStaging",
+    "create_table_sql",
 ]
 
+__io__ = "disk"
 
 # Each migration is frozen SQL: never edit one that has shipped, add the next instead.
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
@@ -92,13 +93,45 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 
-class CacheVersionError(RuntimeError):
-    """The cache file was written by a newer version of the kit than this one."""
+class CacheVersionError(ContactSyncError, RuntimeError):
+    """The cache file was written by a newer version of the kit than this one.
+
+    No `SyncErrorKind` fits (`kind` is None). Also a `RuntimeError`, as before
+    `ContactSyncError`.
+    """
+
+
+def create_table_sql(spec: TableSpec) -> tuple[str, ...]:
+    """The current schema's DDL for one table, derived from its spec: table, then indexes.
+
+    Shipped migrations stay frozen SQL; a unit test holds a freshly migrated file equal to
+    this (``PRAGMA table_info`` and indexes), so the spec and the history cannot drift. As in
+    the frozen history, the key column is not declared NOT NULL (the mapper refuses null ids).
+    """
+
+    def column_sql(column_name: str) -> str:
+        column = spec[column_name]
+        parts = [column.name, column.sql_type]
+        if column.name == spec.key:
+            parts.append("PRIMARY KEY AUTOINCREMENT" if spec.generated_key else "PRIMARY KEY")
+        elif column.required:
+            parts.append("NOT NULL")
+        if column.default is not None:
+            parts.append(f"DEFAULT {column.default}")
+        return " ".join(parts)
+
+    table = f"CREATE TABLE {spec.name} ({', '.join(column_sql(c) for c in spec.names)})"
+    indexes = tuple(
+        f"CREATE INDEX {spec.name}_{columns[0].removesuffix('_id')} "
+        f"ON {spec.name} ({', '.join(columns)})"
+        for columns in spec.indexes
+    )
+    return (table, *indexes)
 
 
 @dataclass(frozen=True)
 class SyncLogEntry:
-    """One sync attempt as the sync log stores it."""
+    """One sync attempt as the sync log stores it (the fields are `SYNC_LOG`'s columns)."""
 
     organisation_id: str
     started_at: datetime
@@ -114,15 +147,13 @@ class SyncLogEntry:
     pages: int = 0
 
 
-def _merge_sql(table: str) -> str:
-    columns = ", ".join(TABLE_COLUMNS[table])
-    updates = ", ".join(f"{c} = excluded.{c}" for c in TABLE_COLUMNS[table] if c != "id")
-    # "WHERE true" keeps SQLite from reading ON CONFLICT as part of the SELECT's join.
-    return (f"INSERT INTO {table} ({columns}) SELECT {columns} FROM temp.{{staged}} "
-            f"WHERE true ORDER BY id ON CONFLICT (id) DO UPDATE SET {updates}")
+_LOG_SQL: Final = (f"INSERT INTO {SYNC_LOG.name} ({', '.join(SYNC_LOG.written)}) "
+                   f"VALUES ({', '.join('?' for _ in SYNC_LOG.written)})")
 
 
-_MERGE_SQL: Final = {table: _merge_sql(table) for table in DATA_TABLES}
+def _log_row(entry: SyncLogEntry) -> tuple[object, ...]:
+    values = (getattr(entry, name) for name in SYNC_LOG.written)
+    return tuple(iso_utc(v) if isinstance(v, datetime) else v for v in values)
 
 
 class ContactCache:
@@ -133,49 +164,37 @@ class ContactCache:
     repository calls them from a worker thread so an event loop is never blocked.
     """
 
-    def __init__(self, engine: Engine, *, in_memory: bool) -> None:
-        self._engine = engine
-        # One shared connection serves an in-memory database, so every use is serialised. A
-        # plain lock: a sync's steps may run on different worker threads.
-        self._lock: threading.Lock | None = threading.Lock() if in_memory else None
-        self.path: str = ":memory:" if in_memory else str(engine.url.database)
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self.path: str = store.path
         self._staging_ids = itertools.count(1)
 
     @classmethod
-    def open(cls, path: str | Path, *, target_version: int = SCHEMA_VERSION) -> ContactCache:
+    def open(cls, path: str | Path, *, target_version: int = SCHEMA_VERSION,
+             faults: StorageFaults | None = None) -> ContactCache:
         """Open (creating if needed) the cache at `path` and migrate it to `target_version`.
 
-        Raises `CacheVersionError` if the file is newer than this kit understands.
+        Raises `CacheVersionError` if the file is newer than this kit understands. `faults`
+        is the test hook for the write path (`contactsync_kit.testing.StorageFaults`).
         """
-        in_memory = str(path) == ":memory:"
-        if in_memory:
-            engine = sa.create_engine(
-                "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-            )
-        else:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(
-                f"sqlite:///{Path(path)}", connect_args={"check_same_thread": False, "timeout": 30}
-            )
-        _install_transaction_control(engine, wal=not in_memory)
-        cache = cls(engine, in_memory=in_memory)
+        cache = cls(SqliteStore.open(path, faults=faults))
         cache._migrate(target_version)
         return cache
 
     def close(self) -> None:
         """Release the database connections."""
-        self._engine.dispose()
+        self._store.close()
 
     # -- schema -----------------------------------------------------------------------------
 
     @property
     def schema_version(self) -> int:
         """The schema version of the open file (SQLite ``user_version``)."""
-        with self._read() as conn:
+        with self._store.read() as conn:
             return int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
 
     def _migrate(self, target_version: int) -> None:
-        with self._write() as conn:
+        with self._store.write() as conn:
             current = int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
             if current > SCHEMA_VERSION:
                 raise CacheVersionError(
@@ -195,7 +214,7 @@ class ContactCache:
         Nothing a reader sees changes until `SyncStaging.commit`; `discard` drops the staged
         rows. Use it as a context manager to discard on any exit without a commit.
         """
-        return SyncStaging(self, organisation_id, next(self._staging_ids))
+        return SyncStaging(self._store, organisation_id, next(self._staging_ids))
 
     def apply_sync(
         self,
@@ -213,66 +232,18 @@ class ContactCache:
             staging.stage(page)
             staging.commit(synced_at, on_table_written=on_table_written)
 
-    def _stage_frame(self, conn: Connection, staged: str, table: str,
-                     frame: pl.DataFrame) -> None:
-        # The hot path: the DBAPI cursor's executemany (SQLAlchemy's adds 20-40% here), fed
-        # from polars' row iterator so no list of every row's tuple is built. Same connection,
-        # so same transaction.
-        columns = list(TABLE_COLUMNS[table])
-        rows = frame.select(columns).iter_rows(buffer_size=2048)
-        cursor = conn.connection.cursor()
-        try:
-            # sqlite3 takes any iterable of rows; the DBAPI stub says Sequence.
-            cursor.executemany(
-                f"INSERT INTO temp.{staged} ({', '.join(columns)}) "
-                f"VALUES ({', '.join('?' for _ in columns)})", rows)  # type: ignore[arg-type]
-        finally:
-            cursor.close()
-
-    def _merge(self, conn: Connection, organisation_id: str, staged: dict[str, str],
-               synced_at: datetime, on_table_written: Callable[[str, int], None] | None) -> None:
-        """Inside one transaction: every staged table upserted and swept, then the timestamp."""
-        for table, staged_table in staged.items():
-            written = self._merge_table(conn, organisation_id, table, staged_table)
-            if on_table_written is not None:
-                on_table_written(table, written)
-        conn.exec_driver_sql(
-            "INSERT INTO sync_state (organisation_id, last_synced_at) VALUES (?, ?) "
-            "ON CONFLICT (organisation_id) DO UPDATE "
-            "SET last_synced_at = excluded.last_synced_at",
-            (organisation_id, _iso(synced_at)),
-        )
-
-    def _merge_table(self, conn: Connection, organisation_id: str, table: str,
-                     staged: str) -> int:
-        # One bulk upsert per table, in id order (B-tree friendly), then the delete of this
-        # organisation's rows the server no longer returned.
-        written = conn.exec_driver_sql(_MERGE_SQL[table].format(staged=staged)).rowcount
-        conn.exec_driver_sql(
-            f"DELETE FROM {table} WHERE organisation_id = ? "
-            f"AND id NOT IN (SELECT id FROM temp.{staged})", (organisation_id,))
-        return int(written)
-
     def record_attempt(self, entry: SyncLogEntry) -> None:
         """Append one sync attempt to the sync log."""
-        with self._write() as conn:
-            conn.exec_driver_sql(
-                "INSERT INTO sync_log (organisation_id, started_at, duration_ms, outcome, "
-                "error_kind, error_code, http_status, message, contacts, notes, "
-                "contact_assignments, pages) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    entry.organisation_id, _iso(entry.started_at), entry.duration_ms,
-                    entry.outcome, entry.error_kind, entry.error_code, entry.http_status,
-                    entry.message, entry.contacts, entry.notes, entry.contact_assignments,
-                    entry.pages,
-                ),
-            )
+        row = _log_row(entry)
+        with self._store.write() as conn:
+            self._store.reached("log", entry.organisation_id)
+            conn.exec_driver_sql(_LOG_SQL, row)
 
     def clear(self) -> dict[str, int]:
         """Wipe every table, every `last_synced_at` and the sync log; return rows removed."""
         removed: dict[str, int] = {}
-        with self._write() as conn:
-            for table in (*DATA_TABLES, "sync_state", "sync_log"):
+        with self._store.write() as conn:
+            for table in CACHE_TABLES:
                 removed[table] = conn.exec_driver_sql(f"DELETE FROM {table}").rowcount
         return removed
 
@@ -280,9 +251,9 @@ class ContactCache:
 
     def last_synced_at(self, organisation_id: str) -> datetime | None:
         """When `organisation_id` last synced successfully (aware UTC), or None."""
-        with self._read() as conn:
+        with self._store.read() as conn:
             value = conn.exec_driver_sql(
-                "SELECT last_synced_at FROM sync_state WHERE organisation_id = ?",
+                f"SELECT last_synced_at FROM {SYNC_STATE.name} WHERE {SYNC_STATE.key} = ?",
                 (organisation_id,),
             ).scalar_one_or_none()
         return None if value is None else datetime.fromisoformat(value)
@@ -291,7 +262,7 @@ class ContactCache:
         """Rows per data table, for one organisation or for all."""
         where, params = ("WHERE organisation_id = ?", (organisation_id,)) if organisation_id \
             else ("", ())
-        with self._read() as conn:
+        with self._store.read() as conn:
             return {
                 table: int(conn.exec_driver_sql(
                     f"SELECT count(*) FROM {table} {where}", params).scalar_one())
@@ -300,23 +271,12 @@ class ContactCache:
 
     def overview(self) -> pl.DataFrame:
         """One row per organisation in the cache: `last_synced_at` and row counts."""
-        query = """
-            WITH orgs AS (
-                SELECT organisation_id FROM sync_state
-                UNION SELECT organisation_id FROM contacts)
-            SELECT o.organisation_id, s.last_synced_at,
-                (SELECT count(*) FROM contacts c WHERE c.organisation_id = o.organisation_id),
-                (SELECT count(*) FROM notes n WHERE n.organisation_id = o.organisation_id),
-                (SELECT count(*) FROM contact_assignments a
-                    WHERE a.organisation_id = o.organisation_id)
-            FROM orgs o LEFT JOIN sync_state s USING (organisation_id)
-            ORDER BY o.organisation_id"""
-        with self._read() as conn:
-            rows = conn.exec_driver_sql(query).all()
+        with self._store.read() as conn:
+            rows = conn.exec_driver_sql(_OVERVIEW_SQL).all()
         frame = pl.DataFrame(
             [tuple(row) for row in rows],
             schema={"organisation_id": pl.String, "last_synced_at": pl.String,
-                    "contacts": pl.Int64, "notes": pl.Int64, "contact_assignments": pl.Int64},
+                    **dict.fromkeys(DATA_TABLES, pl.Int64)},
             orient="row",
         )
         return frame.with_columns(
@@ -330,11 +290,11 @@ class ContactCache:
         """A data table (or ``sync_state`` / ``sync_log``) as a frame, optionally one org's.
 
         Name `columns` to read only those (e.g. ids and timestamps, leaving personal data on
-        disk); all columns otherwise.
+        disk); all columns otherwise. The frame has the spec's types (`table_schema(table)`).
         """
-        if table not in (*DATA_TABLES, "sync_state", "sync_log"):
+        if table not in CACHE_TABLES:
             raise ValueError(f"unknown cache table {table!r}")
-        with self._read() as conn:
+        with self._store.read() as conn:
             known = [row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")]
         unknown = sorted(set(columns or ()) - set(known))
         if unknown:
@@ -342,135 +302,29 @@ class ContactCache:
         selected = ", ".join(columns) if columns else "*"
         where, params = ("WHERE organisation_id = ?", (organisation_id,)) if organisation_id \
             else ("", ())
-        with self._read() as conn:
+        with self._store.read() as conn:
             result = conn.exec_driver_sql(
                 f"SELECT {selected} FROM {table} {where} ORDER BY rowid", params)
             columns = list(result.keys())
             rows = [tuple(row) for row in result]
-        return pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None)
-
-    # -- connections ------------------------------------------------------------------------
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._serialised(), self._engine.connect() as conn:
-            yield conn
-            conn.rollback()
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self._serialised(), self._engine.connect() as conn:
-            conn = conn.execution_options(**{_WRITE_OPTION: True})
-            with conn.begin():
-                yield conn
-
-    @contextmanager
-    def _serialised(self) -> Iterator[None]:
-        if self._lock is None:
-            yield
-        else:
-            with self._lock:
-                yield
+        # The spec's types, not inferred ones: a column of nulls is still String (or Int64).
+        spec = TABLES[table]
+        return pl.DataFrame(rows, schema={c: spec[c].dtype for c in columns}, orient="row")
 
 
-class SyncStaging:
-    """One organisation's sync as a unit of work (get it from `ContactCache.begin_sync`).
-
-    `stage` copies a page into per-sync TEMP tables on the sync's own connection while the
-    next page is being fetched, so memory stays bounded by a page and readers keep seeing
-    the previous cache. `commit` merges everything in ONE transaction — one bulk upsert per
-    table, the sweep of this organisation's vanished rows, `last_synced_at` — or nothing.
-    Steps must be called one at a time (from any thread).
-    """
-
-    def __init__(self, cache: ContactCache, organisation_id: str, number: int) -> None:
-        self._cache = cache
-        self.organisation_id = organisation_id
-        self._staged = {table: f"sync_{number}_{table}" for table in DATA_TABLES}
-        self._conn: Connection | None = None
-        self.committed = False
-
-    def __enter__(self) -> SyncStaging:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.discard()
-
-    def _connection(self) -> Connection:
-        if self._conn is None:
-            # TEMP tables belong to one connection: the sync keeps its own until it ends.
-            self._conn = self._cache._engine.connect()
-            with self._cache._serialised():
-                for table, staged in self._staged.items():
-                    self._conn.exec_driver_sql(
-                        f"CREATE TEMP TABLE {staged} AS SELECT * FROM main.{table} WHERE 0")
-                self._conn.commit()
-        return self._conn
-
-    def stage(self, page: MappedPage) -> None:
-        """Copy one page's frames aside; nothing readers see changes."""
-        # Only this connection's TEMP tables change: a deferred BEGIN, so staging never waits
-        # on another organisation's commit.
-        conn = self._connection().execution_options(**{_WRITE_OPTION: False})
-        with self._cache._serialised(), conn.begin():
-            for table, frame in page.frames().items():
-                if frame.height:
-                    self._cache._stage_frame(conn, self._staged[table], table, frame)
-
-    def commit(self, synced_at: datetime, *,
-               on_table_written: Callable[[str, int], None] | None = None) -> None:
-        """Merge everything staged into the cache in one transaction, then drop the stage.
-
-        On any exception the transaction rolls back, the cache keeps its previous content,
-        and the exception propagates.
-        """
-        conn = self._connection().execution_options(**{_WRITE_OPTION: True})
-        with self._cache._serialised(), conn.begin():
-            self._cache._merge(conn, self.organisation_id, self._staged, synced_at,
-                               on_table_written)
-        self.committed = True
-        self.discard()
-
-    def discard(self) -> None:
-        """Drop the staged rows and release the connection (idempotent)."""
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            with self._cache._serialised():
-                if conn.in_transaction():
-                    conn.rollback()
-                for staged in self._staged.values():
-                    conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{staged}")
-                conn.commit()
-        finally:
-            conn.close()
+def _overview_sql() -> str:
+    root = DATA_TABLES[0]
+    counts = ",\n".join(
+        f"(SELECT count(*) FROM {table} t WHERE t.organisation_id = o.organisation_id)"
+        for table in DATA_TABLES)
+    return f"""
+        WITH orgs AS (
+            SELECT organisation_id FROM {SYNC_STATE.name}
+            UNION SELECT organisation_id FROM {root})
+        SELECT o.organisation_id, s.last_synced_at,
+            {counts}
+        FROM orgs o LEFT JOIN {SYNC_STATE.name} s USING (organisation_id)
+        ORDER BY o.organisation_id"""
 
 
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("timestamps stored in the cache must be timezone-aware")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-_WRITE_OPTION: Final = "contactsync_write"
-
-
-def _install_transaction_control(engine: Engine, *, wal: bool) -> None:
-    # pysqlite's own transaction handling defers BEGIN and ignores SAVEPOINT semantics; take
-    # control so a writer's `begin()` is a real `BEGIN IMMEDIATE` (no lock-upgrade deadlocks).
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        if wal:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn):  # type: ignore[no-untyped-def]
-        # Writers take the write lock up front; readers stay deferred, so under WAL they keep
-        # reading the last committed cache while a sync writes.
-        writing = conn.get_execution_options().get(_WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+_OVERVIEW_SQL: Final = _overview_sql()

@@ -7,17 +7,22 @@ from typing import Protocol
 
 __all__ = ["Clock", "ManualClock", "SystemClock"]
 
+__io__ = "none"
+
 
 class Clock(Protocol):
     """Anything with `now()` returning an aware UTC datetime."""
 
-    def now(self) -> datetime: ...
+    def now(self) -> datetime:
+        """The current time, aware, in UTC."""
+        ...
 
 
 class SystemClock:
     """The real clock, in UTC."""
 
     def now(self) -> datetime:
+        """The system's current time, in UTC."""
         return datetime.now(UTC)
 
 
@@ -31,6 +36,7 @@ class ManualClock:
         self._now = start.astimezone(UTC)
 
     def now(self) -> datetime:
+        """The time this clock was set or advanced to."""
         return self._now
 
     def advance(self, delta: timedelta) -> None:

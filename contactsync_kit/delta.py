@@ -44,6 +44,8 @@ from .schemas import DATA_TABLES, UUID_PATTERN
 
 __all__ = ["FullSyncHooks", "IncrementalSync", "SyncMode"]
 
+__io__ = "none"
+
 SyncMode = Literal["auto", "full", "delta"]
 T = TypeVar("T")
 #: Exclusive, epoch-guarded cache write: runs the callable on a worker thread.
@@ -216,8 +218,10 @@ class IncrementalSync:
     async def _pages(self, source: DeltaSource, table: str, org: str,
                      parse: Callable[[bytes], pl.DataFrame | MappingProblem],
                      **query: object) -> pl.DataFrame:
-        """Every keyset page of one query, parsed; stops at an empty page (never trusts a
-        short page: the server's row cap may have cut it)."""
+        """Every keyset page of one query, parsed.
+
+        Stops at an empty page, never at a short one: the server's row cap may have cut it.
+        """
         frames: list[pl.DataFrame] = []
         cursor: str | None = None
         while True:

@@ -20,10 +20,15 @@ from sqlalchemy.engine import Connection
 
 from .cache import ContactCache
 from .digest import Digest, TableDigests, bucket_bounds, bucket_sums, merge_buckets, total
-from .schemas import DATA_TABLES, TABLE_COLUMNS
+from .schemas import DATA_TABLES, SYNC_STATE, TABLE_COLUMNS
+from .storage import iso_utc
 
-__all__ = ["DeltaChanges", "DeltaState", "DeltaStore"]
+__all__ = ["DIGEST_TABLES", "DeltaChanges", "DeltaState", "DeltaStore"]
 
+__io__ = "disk"
+
+#: The cache tables of migration 3 (outside the table spec: composite keys, no personal data).
+DIGEST_TABLES: Final = ("sync_digest_state", "sync_digest_buckets")
 _VERSION_SCHEMA: Final = pl.Schema({"id": pl.String, "updated_at": pl.String})
 _CHUNK: Final = 900  # ids per IN (...) list: below every SQLite's variable limit
 # The queries by id below say `+organisation_id`: it keeps SQLite from choosing the
@@ -72,8 +77,9 @@ def _upsert_sql(table: str) -> str:
             f"ON CONFLICT (id) DO UPDATE SET {updates}")
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds")
+_KEY, (_STAMP,) = SYNC_STATE.key, SYNC_STATE.written[1:]
+_STAMP_SQL: Final = (f"INSERT INTO {SYNC_STATE.name} ({_KEY}, {_STAMP}) VALUES (?, ?) "
+                     f"ON CONFLICT ({_KEY}) DO UPDATE SET {_STAMP} = excluded.{_STAMP}")
 
 
 def _chunks(values: list[str]) -> Iterable[list[str]]:
@@ -91,7 +97,7 @@ class DeltaStore:
 
     def load(self, organisation_id: str, user_id: str) -> DeltaState | None:
         """The digest state of the last sync of `organisation_id` by `user_id`, or None."""
-        with self._cache._read() as conn:
+        with self._cache._store.read() as conn:
             row = conn.exec_driver_sql(
                 "SELECT mode, verified, synced_at, watermarks FROM sync_digest_state "
                 "WHERE organisation_id = ? AND user_id = ?", (organisation_id, user_id)).first()
@@ -103,13 +109,13 @@ class DeltaStore:
 
     def forget(self, organisation_id: str) -> None:
         """Drop the digest state of an organisation (before a full sync rewrites its rows)."""
-        with self._cache._write() as conn:
+        with self._cache._store.write() as conn:
             self._forget(conn, organisation_id)
 
     def remember_full(self, organisation_id: str, user_id: str, buckets: TableDigests,
                       watermarks: Mapping[str, str], synced_at: datetime) -> None:
         """Record a verified full sync: its watermarks and the digest of what it wrote."""
-        with self._cache._write() as conn:
+        with self._cache._store.write() as conn:
             self._forget(conn, organisation_id)
             self._save(conn, organisation_id, user_id, "full", buckets, {}, watermarks,
                        synced_at)
@@ -118,7 +124,7 @@ class DeltaStore:
 
     def versions(self, table: str, organisation_id: str, buckets: Iterable[str]) -> pl.DataFrame:
         """``id`` and ``updated_at`` of the cached rows of `table` inside the id `buckets`."""
-        with self._cache._read() as conn:
+        with self._cache._store.read() as conn:
             return self._versions(conn, table, organisation_id, buckets)
 
     def actual_digests(self, organisation_id: str) -> TableDigests:
@@ -126,7 +132,7 @@ class DeltaStore:
 
         Reads ids and timestamps only (no personal data); for diagnosis, not the hot path.
         """
-        with self._cache._read() as conn:
+        with self._cache._store.read() as conn:
             result: TableDigests = {}
             for table in DATA_TABLES:
                 rows = conn.exec_driver_sql(
@@ -144,25 +150,22 @@ class DeltaStore:
         expected: Mapping[str, tuple[int, int]], watermarks: Mapping[str, str],
         synced_at: datetime,
     ) -> tuple[bool, TableDigests]:
-        """Apply `changes` in one transaction; commit only if the digest equals `expected`
-        (the server's ``(row_count, digest)`` per table).
+        """Apply `changes` in one transaction; commit only if the digest equals `expected`.
+
+        `expected` is the server's ``(row_count, digest)`` per table.
 
         Returns ``(committed, buckets)``: the per-bucket digest the cache holds (committed) or
         would have held (rolled back, the cache unchanged). Raises on a storage failure, with
         the transaction rolled back.
         """
         try:
-            with self._cache._write() as conn:
+            with self._cache._store.write() as conn:
                 stored = self._buckets(conn, organisation_id, user_id)
                 buckets = self._apply(conn, organisation_id, stored, changes)
                 if not all(total(buckets[t]).agrees_with(expected.get(t))
                            for t in DATA_TABLES):
                     raise _Mismatch(buckets)
-                conn.exec_driver_sql(
-                    "INSERT INTO sync_state (organisation_id, last_synced_at) VALUES (?, ?) "
-                    "ON CONFLICT (organisation_id) DO UPDATE "
-                    "SET last_synced_at = excluded.last_synced_at",
-                    (organisation_id, _iso(synced_at)))
+                conn.exec_driver_sql(_STAMP_SQL, (organisation_id, iso_utc(synced_at)))
                 self._save(conn, organisation_id, user_id, "delta", buckets, stored,
                            watermarks, synced_at)
                 return True, buckets
@@ -215,7 +218,7 @@ class DeltaStore:
 
     @staticmethod
     def _forget(conn: Connection, organisation_id: str) -> None:
-        for table in ("sync_digest_buckets", "sync_digest_state"):
+        for table in DIGEST_TABLES:
             conn.exec_driver_sql(f"DELETE FROM {table} WHERE organisation_id = ?",
                                  (organisation_id,))
 
@@ -245,7 +248,7 @@ class DeltaStore:
             "synced_at, watermarks) VALUES (?, ?, ?, 1, ?, ?) "
             "ON CONFLICT (organisation_id, user_id) DO UPDATE SET mode = excluded.mode, "
             "verified = 1, synced_at = excluded.synced_at, watermarks = excluded.watermarks",
-            (organisation_id, user_id, mode, _iso(synced_at), json.dumps(dict(watermarks))))
+            (organisation_id, user_id, mode, iso_utc(synced_at), json.dumps(dict(watermarks))))
         # Only the buckets that changed are rewritten: an unchanged re-sync writes one row.
         gone: list[tuple[str, str, str, str]] = []
         changed: list[tuple[str, str, str, str, int, int, int]] = []

@@ -12,6 +12,9 @@ from .results import SyncResult
 
 __all__ = ["format_result", "run_demo"]
 
+# A temporary folder for the demo's cache file.
+__io__ = "disk"
+
 
 def format_result(result: SyncResult, name: str) -> str:
     """A SyncResult as the few lines a person reads."""

@@ -38,6 +38,8 @@ __all__ = [
     "total",
 ]
 
+__io__ = "none"
+
 DIGEST_MODULUS: Final = 1 << 61
 #: Buckets used to locate differences: the first three hex digits of the id (4,096 buckets).
 BUCKET_PREFIX: Final = 3
@@ -127,8 +129,10 @@ def _start(length: int) -> pl.Expr:
 
 
 def _hashint8extended(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """PostgreSQL's ``hashint8extended(t, 0)`` of the Int64 column ``t``, as columns
-    ``seed_hi``, ``seed_lo`` (its high and low 32-bit words)."""
+    """PostgreSQL's ``hashint8extended(t, 0)`` of the Int64 column ``t``.
+
+    Into columns ``seed_hi`` and ``seed_lo``: its high and low 32-bit words.
+    """
     value = pl.col("t")
     high = value // _M32  # an arithmetic shift: floor division
     high_u = (high % _M32).cast(pl.UInt64)
@@ -147,8 +151,11 @@ def _le_word(index: int) -> pl.Expr:
 
 
 def _uuid_hash_extended(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """PostgreSQL's ``uuid_hash_extended(id, seed)`` (``hash_bytes_extended`` over the 16
-    bytes of column ``hex`` seeded by ``seed_hi``/``seed_lo``) into columns ``b`` and ``c``."""
+    """PostgreSQL's ``uuid_hash_extended(id, seed)`` into columns ``b`` and ``c``.
+
+    That is ``hash_bytes_extended`` over the 16 bytes of column ``hex``, seeded by
+    ``seed_hi``/``seed_lo``.
+    """
     start = _start(16)
     seeded = frame.with_columns(a=_add(start, pl.col("seed_hi")),
                                 b=_add(start, pl.col("seed_lo")), c=start)
@@ -164,9 +171,10 @@ def _uuid_hash_extended(frame: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def row_digest_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    """``bucket``, ``r1``, ``r2`` (and ``table`` when the frame has one) for each row of a
-    frame with ``id`` and ``updated_at``:
-    the row's hash modulo 2^61 as its high 29 and low 32 bits.
+    """Each row's bucket and hash: ``bucket``, ``r1``, ``r2`` (and ``table`` if present).
+
+    For a frame with ``id`` and ``updated_at``: the row's hash modulo 2^61 as its high 29
+    (``r1``) and low 32 bits (``r2``).
 
     ``id`` is a uuid string; ``updated_at`` the cache's ISO-8601 UTC text with six fractional
     digits (or a polars datetime).

@@ -15,24 +15,28 @@ from typing import Any, Literal
 import polars as pl
 
 from .schemas import (
-    ASSIGNMENT_ROLES,
-    CONTACT_STATUSES,
+    DATA_TABLES,
+    EMBEDDED_TABLES,
     RAW_CONTACT_SCHEMA,
-    TABLE_COLUMNS,
-    TIMESTAMP_COLUMNS,
+    ROOT_TABLE,
+    TABLES,
     UUID_PATTERN,
     table_schema,
 )
 
 __all__ = ["MappedPage", "MappingProblem", "empty_page", "map_contacts_page", "map_table_rows"]
 
+__io__ = "none"
+
 _ISO_UTC = "%Y-%m-%dT%H:%M:%S%.6fZ"
-_EMBEDDED = ("notes", "contact_assignments")  # the embedded arrays, named as their tables
 
 
 @dataclass(frozen=True)
 class MappedPage:
-    """Validated frames, one per cache table, ready for one bulk upsert each."""
+    """Validated frames, one per cache data table, ready for one bulk upsert each.
+
+    The fields are named as `schemas.DATA_TABLES`, in the same order.
+    """
 
     contacts: pl.DataFrame
     notes: pl.DataFrame
@@ -40,11 +44,7 @@ class MappedPage:
 
     def frames(self) -> dict[str, pl.DataFrame]:
         """Table name -> frame, in the order they must be written (parents first)."""
-        return {
-            "contacts": self.contacts,
-            "notes": self.notes,
-            "contact_assignments": self.contact_assignments,
-        }
+        return {table: getattr(self, table) for table in DATA_TABLES}
 
     def counts(self) -> dict[str, int]:
         """Table name -> row count."""
@@ -63,7 +63,7 @@ class MappingProblem:
 def empty_page() -> MappedPage:
     """A page with no rows, with the declared schemas."""
     return MappedPage(
-        **{name: pl.DataFrame(schema=table_schema(name)) for name in TABLE_COLUMNS}
+        **{name: pl.DataFrame(schema=table_schema(name)) for name in DATA_TABLES}
     )
 
 
@@ -87,12 +87,12 @@ def map_contacts_page(
         return empty_page()
 
     reasons: dict[str, int] = {}
-    for column in _EMBEDDED:
+    for column in EMBEDDED_TABLES:
         missing = frame.select(pl.col(column).is_null().sum()).item()
         if missing:
             reasons[f"contacts without an embedded {column} array"] = missing
     if embedded_cap is not None:
-        for column in _EMBEDDED:
+        for column in EMBEDDED_TABLES:
             at_cap = frame.select((pl.col(column).list.len() >= embedded_cap).sum()).item()
             if at_cap:
                 return MappingProblem(
@@ -102,27 +102,25 @@ def map_contacts_page(
                     {f"{column} arrays at the cap": at_cap},
                 )
 
-    contacts, contact_reasons = _validate(frame, "contacts", organisation_id)
-    reasons.update(contact_reasons)
-    children: dict[str, pl.DataFrame] = {}
-    for table in _EMBEDDED:
+    root, root_reasons = _validate(frame, ROOT_TABLE, organisation_id)
+    reasons.update(root_reasons)
+    frames = {ROOT_TABLE: root}
+    for table in EMBEDDED_TABLES:
         exploded = (
-            frame.select(pl.col("id").alias("_parent_id"), pl.col(table))
+            frame.select(pl.col(TABLES[ROOT_TABLE].key).alias(_PARENT), pl.col(table))
             .explode(table)
             .filter(pl.col(table).is_not_null())
             .unnest(table)
         )
-        child, child_reasons = _validate(exploded, table, organisation_id)
+        frames[table], child_reasons = _validate(exploded, table, organisation_id)
         reasons.update(child_reasons)
-        children[table] = child
 
     if reasons:
         total = sum(reasons.values())
         detail = "; ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
         return MappingProblem("invalid_data", f"{total} invalid value(s) in the page: {detail}",
                               reasons)
-    return MappedPage(contacts=contacts, notes=children["notes"],
-                      contact_assignments=children["contact_assignments"])
+    return MappedPage(**frames)
 
 
 def _read_raw(raw: Any) -> pl.DataFrame | MappingProblem:
@@ -144,40 +142,42 @@ def _read_raw(raw: Any) -> pl.DataFrame | MappingProblem:
                           f"the response body is not a JSON list (got {type(raw).__name__})")
 
 
+_PARENT = "_parent_key"  # the embedding row's key, beside each exploded child row
+
+
 def _validate(
     frame: pl.DataFrame, table: str, organisation_id: str
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Normalise one table's frame and count what is wrong with it, all as expressions."""
-    columns = TABLE_COLUMNS[table]
+    spec = TABLES[table]
     checks: dict[str, pl.Expr] = {}
     normalised: list[pl.Expr] = []
-    for name, (required, is_uuid) in columns.items():
-        value = pl.col(name)
-        if required:
+    for column in spec.columns:
+        name, value = column.name, pl.col(column.name)
+        if column.required:
             checks[f"{table}.{name} missing"] = value.is_null()
-        if is_uuid:
+        if column.uuid:
             checks[f"{table}.{name} not a UUID"] = value.is_not_null() & ~value.str.contains(
                 UUID_PATTERN
             )
             normalised.append(value.str.to_lowercase())
-        elif name in TIMESTAMP_COLUMNS:
+        elif column.timestamp:
             parsed = value.str.to_datetime(time_zone="UTC", strict=False)
             checks[f"{table}.{name} not a timestamp"] = value.is_not_null() & parsed.is_null()
             normalised.append(parsed.dt.strftime(_ISO_UTC).alias(name))
         else:
             normalised.append(value)
+        if column.values is not None:
+            checks[f"{table}.{name} unknown"] = ~value.is_in(column.values)
     checks[f"{table} rows of another organisation"] = (
-        pl.col("organisation_id").str.to_lowercase() != organisation_id.lower()
+        pl.col(spec.scope).str.to_lowercase() != organisation_id.lower()
     )
-    checks[f"{table} ids repeated"] = pl.col("id").is_duplicated() & pl.col("id").is_not_null()
-    if table == "contacts":
-        checks["contacts.status unknown"] = ~pl.col("status").is_in(CONTACT_STATUSES)
-    else:
+    key = pl.col(spec.key)
+    checks[f"{table} ids repeated"] = key.is_duplicated() & key.is_not_null()
+    if spec.parent is not None:
         checks[f"{table} under the wrong contact"] = (
-            pl.col("contact_id").str.to_lowercase() != pl.col("_parent_id").str.to_lowercase()
+            pl.col(spec.parent[0]).str.to_lowercase() != pl.col(_PARENT).str.to_lowercase()
         )
-    if table == "contact_assignments":
-        checks["contact_assignments.role unknown"] = ~pl.col("role").is_in(ASSIGNMENT_ROLES)
 
     counts = frame.select(
         [check.fill_null(False).sum().alias(reason) for reason, check in checks.items()]
@@ -193,8 +193,8 @@ def map_table_rows(raw: Any, table: str, organisation_id: str) -> pl.DataFrame |
     note or assignment is its own parent here (it arrived without one). Used by the
     incremental sync, which reads each table's changed rows on their own.
     """
-    columns = TABLE_COLUMNS[table]
-    schema = pl.Schema({name: pl.String for name in columns})
+    spec = TABLES[table]
+    schema = pl.Schema({name: pl.String for name in spec.names})
     try:
         if isinstance(raw, bytes | bytearray | memoryview):
             body = bytes(raw).lstrip()
@@ -209,8 +209,8 @@ def map_table_rows(raw: Any, table: str, organisation_id: str) -> pl.DataFrame |
     except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
         return MappingProblem("invalid_data", f"the {table} rows do not fit the schema "
                               f"({type(exc).__name__})")
-    if table != "contacts":
-        frame = frame.with_columns(pl.col("contact_id").alias("_parent_id"))
+    if spec.parent is not None:
+        frame = frame.with_columns(pl.col(spec.parent[0]).alias(_PARENT))
     mapped, reasons = _validate(frame, table, organisation_id)
     if reasons:
         detail = "; ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))

@@ -1,4 +1,7 @@
-"""Reading contacts from Supabase. All of the kit's network I/O lives here.
+"""Reading from Supabase's REST API (PostgREST) as the signed-in user.
+
+The sync's and the diagnostics' reads go through here; signing in is `session.py`'s job, and
+the RLS audit's catalog reads and the local stack use their own connections.
 
 Foreign exceptions (httpx, postgrest, supabase_auth) are translated into `RemoteFailure`
 carrying a `SyncError` right where they enter, so nothing above this module knows them.
@@ -17,6 +20,7 @@ from supabase import AsyncClient
 from supabase_auth.errors import AuthError
 
 from .clock import Clock
+from .errors import ContactSyncError
 from .results import SyncError, SyncErrorKind
 from .schemas import EMBEDDED_SELECT
 from .session import bearer_token, inspect_token
@@ -35,6 +39,8 @@ __all__ = [
     "SupabaseDeltaSource",
 ]
 
+__io__ = "network"
+
 #: A PostgREST filter: (column, operator, value), e.g. ("full_name", "ilike", "*ada*").
 Filter = tuple[str, str, str]
 
@@ -43,12 +49,13 @@ Filter = tuple[str, str, str]
 _AUTH_CODES = frozenset({"PGRST301", "PGRST302", "PGRST303", "42501"})
 
 
-class RemoteFailure(Exception):
-    """An expected failure talking to the server, already translated."""
+class RemoteFailure(ContactSyncError):
+    """An expected failure talking to the server, already translated; `kind` is `error.kind`."""
 
     def __init__(self, error: SyncError) -> None:
         super().__init__(str(error))
         self.error = error
+        self.kind = error.kind
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,11 @@ class ContactSource(Protocol):
     async def fetch_page(
         self, organisation_id: str, *, after: str | None, with_count: bool
     ) -> RemotePage:
-        """Contacts of the organisation with ``id > after`` (notes and assignments
-        embedded), ordered by ``id``, at most one page. Raises `RemoteFailure`."""
+        """Contacts of the organisation with ``id > after``, at most one page.
+
+        Notes and assignments are embedded; rows are ordered by ``id``. Raises
+        `RemoteFailure`.
+        """
         ...
 
 
@@ -92,6 +102,7 @@ class SupabaseContactSource:
         self._page_size = page_size
 
     async def check_session(self) -> SyncError | None:
+        """None when the client holds a live user session, else why not."""
         try:
             # Refreshes an expired session when a refresh token is held.
             await self._client.auth.get_session()
@@ -117,6 +128,7 @@ class SupabaseContactSource:
     async def fetch_page(
         self, organisation_id: str, *, after: str | None, with_count: bool
     ) -> RemotePage:
+        """One keyset page of the organisation's contacts, as JSON bytes."""
         query = (
             self._client.table("contacts")
             .select(EMBEDDED_SELECT, count=CountMethod.exact if with_count else None)
@@ -258,8 +270,10 @@ class DeltaSource(ContactSource, Protocol):
         ...
 
     async def digest(self, organisation_id: str, prefix_length: int = 0) -> list[DigestRow]:
-        """The server's digest per table (bucket ``""``), or per id bucket of
-        `prefix_length` hex digits. Raises `DigestUnavailable`."""
+        """The server's digest per table (bucket ``""``), or per id bucket.
+
+        Buckets are the ids' first `prefix_length` hex digits. Raises `DigestUnavailable`.
+        """
         ...
 
     async def fetch_rows(
@@ -267,8 +281,10 @@ class DeltaSource(ContactSource, Protocol):
         ids: list[str] | None = None, buckets: list[str] | None = None,
         columns: str = "*", after: str | None = None,
     ) -> RemotePage:
-        """One keyset page (by ``id``) of `table`'s rows of the organisation: changed at or
-        after `since`, or among `ids`, or inside the id `buckets`."""
+        """One keyset page (by ``id``) of `table`'s rows of the organisation.
+
+        Those changed at or after `since`, or among `ids`, or inside the id `buckets`.
+        """
         ...
 
 

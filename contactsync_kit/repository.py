@@ -9,19 +9,25 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-from supabase import AsyncClient
-
-from .cache import DATA_TABLES, ContactCache, SyncLogEntry, SyncStaging
+from .cache import ContactCache, SyncLogEntry
 from .clock import Clock, SystemClock
 from .delta import FullSyncHooks, IncrementalSync, SyncMode
 from .delta_store import DeltaStore
-from .mappers import MappingProblem, map_contacts_page
-from .remote import ContactSource, RemoteFailure, SupabaseDeltaSource
+from .mappers import MappedPage, MappingProblem, map_contacts_page
+from .remote import ContactSource, RemoteFailure, RemotePage, SupabaseDeltaSource
 from .results import StageTimings, SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
+from .schemas import DATA_TABLES
+from .staging import SyncStaging
+
+if TYPE_CHECKING:
+    from supabase import AsyncClient
 
 __all__ = ["ConcurrentPolicy", "ContactCacheSyncRepository", "SyncProgress"]
+
+# Does no I/O itself: it drives a `ContactSource` (network) and a `ContactCache` (disk).
+__io__ = "none"
 
 ConcurrentPolicy = Literal["join", "reject"]
 T = TypeVar("T")
@@ -39,7 +45,7 @@ class SyncProgress:
     contacts_expected: int | None = None
     table: str | None = None
     tables_written: int = 0
-    tables_total: int = 3
+    tables_total: int = len(DATA_TABLES)
 
 
 ProgressCallback = Callable[[SyncProgress], None]
@@ -59,18 +65,12 @@ class _LocalWriteFailed(Exception):
     """The cache raised while staging or committing; `__cause__` is its exception."""
 
 
-async def _wait_for_staging(staged: asyncio.Future[None] | None, timer: _Timer) -> None:
-    if staged is None:
-        return
-    mark = time.perf_counter()
-    try:
-        await asyncio.shield(staged)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # the cache's own failure, whatever its class
-        raise _LocalWriteFailed from exc
-    finally:
-        timer.write += time.perf_counter() - mark
+class _Refused(Exception):
+    """The server's answer cannot be cached (bad rows, counts that do not add up)."""
+
+    def __init__(self, error: SyncError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _Timer:
@@ -84,6 +84,55 @@ class _Timer:
     def timings(self) -> StageTimings:
         return StageTimings(round(self.fetch * 1000), round(self.map * 1000),
                             round(self.write * 1000))
+
+
+class _Attempt:
+    """One run of a sync: when it started, its timings and pages, and the staging in flight."""
+
+    def __init__(self, org: str, epoch: int, started_at: datetime, staging: SyncStaging) -> None:
+        self.org = org
+        self.epoch = epoch
+        self.started_at = started_at
+        self.staging = staging
+        self.timer = _Timer()
+        self.pages = 0
+        self._staged: asyncio.Future[None] | None = None
+
+    async def stage(self, page: MappedPage) -> None:
+        """Stage `page` on a worker thread once the previous page is staged."""
+        await self.wait_for_staging()
+        self._staged = asyncio.ensure_future(asyncio.to_thread(self.staging.stage, page))
+
+    async def wait_for_staging(self) -> None:
+        """Wait for the page being staged; its failure becomes `_LocalWriteFailed`."""
+        if self._staged is None:
+            return
+        mark = time.perf_counter()
+        try:
+            await asyncio.shield(self._staged)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the cache's own failure, whatever its class
+            raise _LocalWriteFailed from exc
+        finally:
+            self.timer.write += time.perf_counter() - mark
+
+    async def close(self) -> None:
+        """Wait out a staging thread (it cannot be stopped), then drop the staged rows."""
+        if self._staged is not None:
+            await asyncio.wait([self._staged])
+        await asyncio.to_thread(self.staging.discard)
+
+    def success(self, counts: dict[str, int]) -> SyncSuccess:
+        return SyncSuccess(
+            organisation_id=self.org, items_synced=counts["contacts"],
+            notes_synced=counts["notes"], assignments_synced=counts["contact_assignments"],
+            duration_ms=self.timer.elapsed_ms(), pages=self.pages, timings=self.timer.timings())
+
+    def failure(self, error: SyncError) -> SyncFailure:
+        return SyncFailure(organisation_id=self.org, error=error,
+                           duration_ms=self.timer.elapsed_ms(), pages=self.pages,
+                           timings=self.timer.timings())
 
 
 class ContactCacheSyncRepository:
@@ -228,98 +277,103 @@ class ContactCacheSyncRepository:
 
     async def _sync(self, org: str, progress: ProgressCallback | None,
                     hooks: FullSyncHooks | None = None) -> SyncResult:
-        epoch = self._epoch
-        started_at = self._clock.now()
-        timer = _Timer()
-        pages_seen = 0
-        staging = self._cache.begin_sync(org)
-        staged: asyncio.Future[None] | None = None
+        attempt = _Attempt(org, self._epoch, self._clock.now(), self._cache.begin_sync(org))
         try:
             problem = await self._source.check_session()
             if problem is not None:
-                return await self._finish(org, started_at, timer, epoch, pages_seen, problem)
-            counts = dict.fromkeys(DATA_TABLES, 0)
-            expected: int | None = None
-            cursor: str | None = None
-            while True:
-                mark = time.perf_counter()
-                page = await self._source.fetch_page(org, after=cursor, with_count=not pages_seen)
-                fetched = time.perf_counter()
-                timer.fetch += fetched - mark
-                if not pages_seen:
-                    expected = page.total
-                pages_seen += 1
-                # polars releases the GIL: mapping on a worker thread keeps the event loop (and
-                # a notebook's widgets) responsive during a long sync.
-                result = await asyncio.to_thread(
-                    map_contacts_page, page.body, org, embedded_cap=self._max_rows)
-                timer.map += time.perf_counter() - fetched
-                if isinstance(result, MappingProblem):
-                    return await self._finish(org, started_at, timer, epoch, pages_seen,
-                                              SyncError(SyncErrorKind(result.kind),
-                                                        result.message))
-                if hooks is not None:
-                    hooks.on_page(result)
-                # Each page is staged on a worker thread while the next one is fetched, so
-                # memory holds about one page however large the organisation is.
-                await _wait_for_staging(staged, timer)
-                staged = asyncio.ensure_future(asyncio.to_thread(staging.stage, result))
-                for table, rows in result.counts().items():
-                    counts[table] += rows
-                received = counts["contacts"]
-                _report(progress, SyncProgress("fetch", org, pages_seen, received, expected))
-                if result.contacts.height == 0 or expected is None or received >= expected:
-                    break
-                # Keyset paging: the page is ordered by id, so its last id is the cursor.
-                cursor = result.contacts.get_column("id")[-1]
-            await _wait_for_staging(staged, timer)
-            if expected is None or received != expected:
-                return await self._finish(org, started_at, timer, epoch, pages_seen, SyncError(
-                    SyncErrorKind.INCOMPLETE,
-                    f"received {received} contacts but the server counted "
-                    f"{'none' if expected is None else expected}; nothing was written"))
+                return await self._finish(attempt, attempt.failure(problem))
+            counts = await self._fetch_and_stage(attempt, progress, hooks)
             if hooks is not None and (problem := await hooks.before_commit()) is not None:
-                return await self._finish(org, started_at, timer, epoch, pages_seen, problem)
-            await self._commit(staging, org, epoch, timer, progress)
-            return await self._finish(org, started_at, timer, epoch, pages_seen, None, counts)
-        except RemoteFailure as exc:
-            return await self._finish(org, started_at, timer, epoch, pages_seen, exc.error)
+                return await self._finish(attempt, attempt.failure(problem))
+            await self._commit(attempt, progress)
+            return await self._finish(attempt, attempt.success(counts))
+        except (RemoteFailure, _Refused) as exc:
+            return await self._finish(attempt, attempt.failure(exc.error))
         except _LocalWriteFailed as exc:
-            return await self._finish(org, started_at, timer, epoch, pages_seen, SyncError(
+            return await self._finish(attempt, attempt.failure(SyncError(
                 SyncErrorKind.LOCAL_WRITE,
                 f"writing the cache failed ({type(exc.__cause__).__name__}); "
-                "the cache was rolled back to its previous content"))
+                "the cache was rolled back to its previous content")))
         except asyncio.CancelledError:
-            return SyncFailure(
-                organisation_id=org, duration_ms=timer.elapsed_ms(), pages=pages_seen,
-                timings=timer.timings(),
-                error=SyncError(SyncErrorKind.CANCELLED,
-                                "the sync was cancelled (the cache was cleared or the app "
-                                "is closing); nothing was written"))
+            return attempt.failure(SyncError(
+                SyncErrorKind.CANCELLED, "the sync was cancelled (the cache was cleared or the "
+                "app is closing); nothing was written"))
         finally:
-            if staged is not None:
-                await asyncio.wait([staged])  # a staging thread cannot be stopped
-            await asyncio.to_thread(staging.discard)
+            await attempt.close()
 
-    async def _commit(
-        self, staging: SyncStaging, org: str, epoch: int, timer: _Timer,
-        progress: ProgressCallback | None,
-    ) -> None:
+    async def _fetch_and_stage(
+        self, attempt: _Attempt, progress: ProgressCallback | None,
+        hooks: FullSyncHooks | None = None,
+    ) -> dict[str, int]:
+        """Page through the organisation, staging each page; the rows counted per table.
+
+        Raises `_Refused` when a page cannot be cached or the server's count is not met.
+        """
+        counts = dict.fromkeys(DATA_TABLES, 0)
+        expected: int | None = None
+        cursor: str | None = None
+        while True:
+            page = await self._fetch(attempt, cursor)
+            if attempt.pages == 1:
+                expected = page.total
+            mapped = await self._map(attempt, page)
+            if hooks is not None:
+                hooks.on_page(mapped)
+            # Each page is staged on a worker thread while the next one is fetched, so
+            # memory holds about one page however large the organisation is.
+            await attempt.stage(mapped)
+            for table, rows in mapped.counts().items():
+                counts[table] += rows
+            received = counts["contacts"]
+            _report(progress, SyncProgress("fetch", attempt.org, attempt.pages, received,
+                                           expected))
+            if mapped.contacts.height == 0 or expected is None or received >= expected:
+                break
+            # Keyset paging: the page is ordered by id, so its last id is the cursor.
+            cursor = mapped.contacts.get_column("id")[-1]
+        await attempt.wait_for_staging()
+        if expected is None or received != expected:
+            raise _Refused(SyncError(
+                SyncErrorKind.INCOMPLETE,
+                f"received {received} contacts but the server counted "
+                f"{'none' if expected is None else expected}; nothing was written"))
+        return counts
+
+    async def _fetch(self, attempt: _Attempt, cursor: str | None) -> RemotePage:
+        mark = time.perf_counter()
+        page = await self._source.fetch_page(attempt.org, after=cursor,
+                                             with_count=not attempt.pages)
+        attempt.timer.fetch += time.perf_counter() - mark
+        attempt.pages += 1
+        return page
+
+    async def _map(self, attempt: _Attempt, page: RemotePage) -> MappedPage:
+        mark = time.perf_counter()
+        # polars releases the GIL: mapping on a worker thread keeps the event loop (and a
+        # notebook's widgets) responsive during a long sync.
+        result = await asyncio.to_thread(
+            map_contacts_page, page.body, attempt.org, embedded_cap=self._max_rows)
+        attempt.timer.map += time.perf_counter() - mark
+        if isinstance(result, MappingProblem):
+            raise _Refused(SyncError(SyncErrorKind(result.kind), result.message))
+        return result
+
+    async def _commit(self, attempt: _Attempt, progress: ProgressCallback | None) -> None:
         loop = asyncio.get_running_loop()
         written = 0
 
         def table_written(table: str, _rows: int) -> None:
             nonlocal written
             written += 1
-            report = SyncProgress("write", org, table=table, tables_written=written)
+            report = SyncProgress("write", attempt.org, table=table, tables_written=written)
             loop.call_soon_threadsafe(_report, progress, report)
 
         async with self._write_lock:
-            if epoch != self._epoch:
+            if attempt.epoch != self._epoch:
                 raise asyncio.CancelledError
             mark = time.perf_counter()
             commit = asyncio.ensure_future(asyncio.to_thread(
-                staging.commit, self._clock.now(), on_table_written=table_written))
+                attempt.staging.commit, self._clock.now(), on_table_written=table_written))
             try:
                 await asyncio.shield(commit)
             except asyncio.CancelledError:
@@ -330,25 +384,11 @@ class ContactCacheSyncRepository:
             except Exception as exc:  # the cache's own failure, whatever its class
                 raise _LocalWriteFailed from exc
             finally:
-                timer.write += time.perf_counter() - mark
+                attempt.timer.write += time.perf_counter() - mark
 
-    async def _finish(
-        self, org: str, started_at: datetime, timer: _Timer, epoch: int, pages: int,
-        error: SyncError | None, counts: dict[str, int] | None = None,
-    ) -> SyncResult:
-        counts = counts or {}
-        fields = dict(
-            organisation_id=org,
-            items_synced=counts.get("contacts", 0) if error is None else 0,
-            notes_synced=counts.get("notes", 0) if error is None else 0,
-            assignments_synced=counts.get("contact_assignments", 0) if error is None else 0,
-            duration_ms=timer.elapsed_ms(),
-            pages=pages,
-            timings=timer.timings(),
-        )
-        result: SyncResult = (SyncSuccess(**fields) if error is None  # type: ignore[arg-type]
-                              else SyncFailure(error=error, **fields))  # type: ignore[arg-type]
-        await self._log(result, started_at, epoch)
+    async def _finish(self, attempt: _Attempt, result: SyncResult) -> SyncResult:
+        """Record `result` in the sync log (support's evidence), then hand it back."""
+        await self._log(result, attempt.started_at, attempt.epoch)
         return result
 
     async def _log(self, result: SyncResult, started_at: datetime, epoch: int) -> None:
@@ -368,4 +408,7 @@ class ContactCacheSyncRepository:
             try:
                 await asyncio.to_thread(self._cache.record_attempt, entry)
             except Exception:
-                return
+                # The sync's own outcome stands (the cache is consistent either way), but
+                # support relies on this log: say loudly that this attempt is missing from it.
+                _log.exception("could not write the sync log: the %s of organisation %s's "
+                               "sync is not recorded", entry.outcome, entry.organisation_id)

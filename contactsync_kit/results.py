@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeAlias
 
 __all__ = [
     "StageTimings",
@@ -15,6 +15,8 @@ __all__ = [
     "SyncResult",
     "SyncSuccess",
 ]
+
+__io__ = "none"
 
 #: What a sync ran: everything, or only what changed since the last verified sync.
 SyncModeRan = Literal["full", "delta"]
@@ -64,12 +66,11 @@ class StageTimings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SyncResult:
-    """The outcome of one `sync_contacts_for_organisation` call.
+class _SyncOutcome:
+    """The fields every sync result carries (not a result itself: see `SyncResult`).
 
     `items_synced` counts contacts; `notes_synced` and `assignments_synced` count the embedded
-    rows. `error` is None exactly when the sync succeeded. Use `match` on `SyncSuccess` /
-    `SyncFailure` to branch.
+    rows (all zero for a failure).
     """
 
     organisation_id: str
@@ -79,7 +80,6 @@ class SyncResult:
     duration_ms: int = 0
     pages: int = 0
     timings: StageTimings = field(default_factory=StageTimings)
-    error: SyncError | None = None
     # Verified incremental sync (issue 11). `mode` is what ran: "full" or "delta";
     # `verified` is True when the server's digest matched the cache after the sync;
     # `fallback_reason` says why a full sync ran when a delta was asked for (or why a sync
@@ -92,21 +92,34 @@ class SyncResult:
     rows_deleted: int = 0
     reconciled: bool = False
 
-    @property
-    def ok(self) -> bool:
-        """True for a `SyncSuccess`."""
-        return self.error is None
-
 
 @dataclass(frozen=True, kw_only=True)
-class SyncSuccess(SyncResult):
+class SyncSuccess(_SyncOutcome):
     """Every row the server showed this user for the organisation is now in the cache."""
 
     error: None = None
 
+    @property
+    def ok(self) -> Literal[True]:
+        """Always True: the sync succeeded."""
+        return True
+
 
 @dataclass(frozen=True, kw_only=True)
-class SyncFailure(SyncResult):
+class SyncFailure(_SyncOutcome):
     """Nothing was written; the cache holds exactly what it held before the call."""
 
     error: SyncError
+
+    @property
+    def ok(self) -> Literal[False]:
+        """Always False: `error` says why the sync failed."""
+        return False
+
+
+SyncResult: TypeAlias = SyncSuccess | SyncFailure
+"""The outcome of one `sync_contacts_for_organisation` call: exactly one of two cases.
+
+`error` is None exactly when the sync succeeded. Branch with ``match`` (``case SyncSuccess():``
+/ ``case SyncFailure(error=error):``) or `isinstance`; a type checker sees both cases.
+"""

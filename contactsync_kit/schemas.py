@@ -1,99 +1,244 @@
-"""Declared polars schemas: what the server sends, and what the cache stores.
+"""The cache's tables, declared once; every other shape is derived from this spec.
 
-Pure data: imports neither supabase nor SQLAlchemy.
+`TABLES` names each table's columns with their storage type, UUID-ness, required-ness,
+allowed values and parent relation (in the spirit of dataframely's `Schema`). From it come
+the polars frame schemas (`table_schema`, `RAW_CONTACT_SCHEMA`), the embedded select, the
+mapper's checks, the cache's current SQLite DDL and its merge and insert statements, and the
+sync-log columns. Pure data: imports neither supabase nor SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Literal
 
 import polars as pl
 
 __all__ = [
-    "ASSIGNMENT_COLUMNS",
-    "ASSIGNMENT_ROLES",
-    "CONTACT_COLUMNS",
-    "CONTACT_STATUSES",
+    "CACHE_TABLES",
     "DATA_TABLES",
     "EMBEDDED_SELECT",
-    "NOTE_COLUMNS",
+    "EMBEDDED_TABLES",
     "RAW_CONTACT_SCHEMA",
+    "ROOT_TABLE",
+    "SYNC_LOG",
+    "SYNC_STATE",
+    "TABLES",
     "TABLE_COLUMNS",
-    "TIMESTAMP_COLUMNS",
     "UUID_PATTERN",
+    "Column",
+    "TableSpec",
     "table_schema",
 ]
 
-#: The one remote query shape a sync uses (never N+1).
-EMBEDDED_SELECT: Final = "*, notes(*), contact_assignments(*)"
+__io__ = "none"
 
 UUID_PATTERN: Final = (
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
 
-CONTACT_STATUSES: Final = ("active", "inactive", "archived")
-ASSIGNMENT_ROLES: Final = ("primary", "backup")
+SqlType = Literal["TEXT", "INTEGER"]
+_POLARS_TYPES: Final[dict[str, pl.DataType]] = {"TEXT": pl.String(), "INTEGER": pl.Int64()}
 
-# Column -> (required, is_uuid). Timestamps are listed separately below.
-CONTACT_COLUMNS: Final[dict[str, tuple[bool, bool]]] = {
-    "id": (True, True),
-    "organisation_id": (True, True),
-    "chapter_id": (False, True),
-    "full_name": (True, False),
-    "phone": (False, False),
-    "email": (False, False),
-    "address": (False, False),
-    "status": (True, False),
-    "created_at": (True, False),
-    "updated_at": (True, False),
-}
-NOTE_COLUMNS: Final[dict[str, tuple[bool, bool]]] = {
-    "id": (True, True),
-    "contact_id": (True, True),
-    "organisation_id": (True, True),
-    "author_id": (False, True),
-    "body": (True, False),
-    "created_at": (True, False),
-    "updated_at": (True, False),
-}
-ASSIGNMENT_COLUMNS: Final[dict[str, tuple[bool, bool]]] = {
-    "id": (True, True),
-    "contact_id": (True, True),
-    "organisation_id": (True, True),
-    "assignee_id": (True, True),
-    "role": (True, False),
-    "assigned_at": (True, False),
-    "updated_at": (True, False),
-}
 
-#: Cache table name -> its columns, in storage order.
-TABLE_COLUMNS: Final[dict[str, dict[str, tuple[bool, bool]]]] = {
-    "contacts": CONTACT_COLUMNS,
-    "notes": NOTE_COLUMNS,
-    "contact_assignments": ASSIGNMENT_COLUMNS,
+@dataclass(frozen=True)
+class Column:
+    """One column of a cache table.
+
+    `required` columns may not be null (the mapper refuses a page with a null there);
+    `uuid` columns must hold a UUID (stored lower-case); `timestamp` columns hold ISO-8601
+    UTC text (``2026-01-02T03:04:05.000000Z``), so the file sorts and compares them as text;
+    `values` lists the only values allowed. `default` is the SQL default, if any.
+    """
+
+    name: str
+    sql_type: SqlType = "TEXT"
+    required: bool = False
+    uuid: bool = False
+    timestamp: bool = False
+    values: tuple[str, ...] | None = None
+    default: int | None = None
+
+    @property
+    def dtype(self) -> pl.DataType:
+        """The polars type of this column in a frame."""
+        return _POLARS_TYPES[self.sql_type]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One cache table: its columns (storage order), key, parent and indexes.
+
+    `key` is the primary key; `generated_key` marks an ``AUTOINCREMENT`` key the kit never
+    writes. `parent` is ``(column, table)`` when each row belongs to a row of another table
+    (notes and assignments arrive embedded under their contact). `scope` is the column that
+    ties a row to its organisation. `indexes` list the indexed column groups.
+    """
+
+    name: str
+    columns: tuple[Column, ...]
+    key: str = "id"
+    generated_key: bool = False
+    parent: tuple[str, str] | None = None
+    scope: str = "organisation_id"
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    def __getitem__(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The column names, in storage order."""
+        return tuple(column.name for column in self.columns)
+
+    @property
+    def written(self) -> tuple[str, ...]:
+        """The columns the kit writes (all but a generated key)."""
+        return tuple(n for n in self.names if not (self.generated_key and n == self.key))
+
+    def frame_schema(self) -> pl.Schema:
+        """The polars schema of this table's frames."""
+        return pl.Schema({column.name: column.dtype for column in self.columns})
+
+
+def _uuid(name: str, *, required: bool = True) -> Column:
+    return Column(name, required=required, uuid=True)
+
+
+def _stamp(name: str) -> Column:
+    return Column(name, required=True, timestamp=True)
+
+
+def _text(name: str, *, required: bool = False) -> Column:
+    return Column(name, required=required)
+
+
+def _count(name: str) -> Column:
+    return Column(name, "INTEGER", required=True, default=0)
+
+
+CONTACTS: Final = TableSpec(
+    "contacts",
+    (
+        _uuid("id"),
+        _uuid("organisation_id"),
+        _uuid("chapter_id", required=False),
+        _text("full_name", required=True),
+        _text("phone"),
+        _text("email"),
+        _text("address"),
+        Column("status", required=True, values=("active", "inactive", "archived")),
+        _stamp("created_at"),
+        _stamp("updated_at"),
+    ),
+    indexes=(("organisation_id",),),
+)
+
+NOTES: Final = TableSpec(
+    "notes",
+    (
+        _uuid("id"),
+        _uuid("contact_id"),
+        _uuid("organisation_id"),
+        _uuid("author_id", required=False),
+        _text("body", required=True),
+        _stamp("created_at"),
+        _stamp("updated_at"),
+    ),
+    parent=("contact_id", "contacts"),
+    indexes=(("organisation_id",), ("contact_id",)),
+)
+
+CONTACT_ASSIGNMENTS: Final = TableSpec(
+    "contact_assignments",
+    (
+        _uuid("id"),
+        _uuid("contact_id"),
+        _uuid("organisation_id"),
+        _uuid("assignee_id"),
+        Column("role", required=True, values=("primary", "backup")),
+        _stamp("assigned_at"),
+        _stamp("updated_at"),
+    ),
+    parent=("contact_id", "contacts"),
+    indexes=(("organisation_id",), ("contact_id",)),
+)
+
+#: Per organisation, when it last synced successfully. No personal data.
+SYNC_STATE: Final = TableSpec(
+    "sync_state",
+    (
+        Column("organisation_id", required=True),
+        Column("last_synced_at", required=True),
+    ),
+    key="organisation_id",
+)
+
+#: Every sync attempt, for stale-cache diagnosis. Counts and codes only: no personal data.
+SYNC_LOG: Final = TableSpec(
+    "sync_log",
+    (
+        Column("id", "INTEGER"),
+        Column("organisation_id", required=True),
+        Column("started_at", required=True),
+        Column("duration_ms", "INTEGER", required=True),
+        Column("outcome", required=True),
+        _text("error_kind"),
+        _text("error_code"),
+        Column("http_status", "INTEGER"),
+        _text("message"),
+        _count("contacts"),
+        _count("notes"),
+        _count("contact_assignments"),
+        _count("pages"),
+    ),
+    generated_key=True,
+    indexes=(("organisation_id", "started_at"),),
+)
+
+#: Every cache table by name: the synced data tables (parents first), then bookkeeping.
+TABLES: Final[dict[str, TableSpec]] = {
+    spec.name: spec for spec in (CONTACTS, NOTES, CONTACT_ASSIGNMENTS, SYNC_STATE, SYNC_LOG)
 }
 
 #: The cache's data tables, parents first (the order they are written in).
-DATA_TABLES: Final = tuple(TABLE_COLUMNS)
+DATA_TABLES: Final = tuple(name for name in TABLES if name not in (SYNC_STATE.name, SYNC_LOG.name))
+#: Every table of the cache file.
+CACHE_TABLES: Final = tuple(TABLES)
+#: The table a sync pages through; the others arrive embedded in its rows.
+ROOT_TABLE: Final = next(name for name in DATA_TABLES if TABLES[name].parent is None)
+#: The tables whose rows arrive embedded under a root row, as arrays named like the table.
+EMBEDDED_TABLES: Final = tuple(name for name in DATA_TABLES if name != ROOT_TABLE)
 
-TIMESTAMP_COLUMNS: Final = frozenset({"created_at", "updated_at", "assigned_at"})
+#: Data table name -> its column names, in storage order.
+TABLE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    name: TABLES[name].names for name in DATA_TABLES
+}
+
+#: The one remote query shape a sync uses (never N+1).
+EMBEDDED_SELECT: Final = ", ".join(["*", *(f"{name}(*)" for name in EMBEDDED_TABLES)])
 
 
 def table_schema(table: str) -> pl.Schema:
-    """The schema of one cache table's frame: every column a string.
+    """The polars schema of one cache table's frame (e.g. ``table_schema("sync_log")``).
 
-    Timestamps are stored as ISO-8601 UTC text (``2026-01-02T03:04:05.000000Z``), the same
-    form `last_synced_at` uses, so the SQLite file sorts and compares them as text.
+    Data-table columns are all strings: timestamps are ISO-8601 UTC text, the same form
+    `last_synced_at` uses. Integer columns (the sync log's counts) are Int64.
     """
-    return pl.Schema({name: pl.String for name in TABLE_COLUMNS[table]})
+    return TABLES[table].frame_schema()
 
 
-def _struct(columns: dict[str, tuple[bool, bool]]) -> pl.Struct:
-    return pl.Struct({name: pl.String for name in columns})
+def _struct(spec: TableSpec) -> pl.Struct:
+    return pl.Struct(dict(spec.frame_schema()))
 
 
 #: What one row of the embedded select looks like on the wire.
-_RAW_COLUMNS: dict[str, pl.DataType] = {name: pl.String() for name in CONTACT_COLUMNS}
-_RAW_COLUMNS["notes"] = pl.List(_struct(NOTE_COLUMNS))
-_RAW_COLUMNS["contact_assignments"] = pl.List(_struct(ASSIGNMENT_COLUMNS))
-RAW_CONTACT_SCHEMA: Final = pl.Schema(_RAW_COLUMNS)
+RAW_CONTACT_SCHEMA: Final = pl.Schema(
+    {
+        **table_schema(ROOT_TABLE),
+        **{name: pl.List(_struct(TABLES[name])) for name in EMBEDDED_TABLES},
+    }
+)

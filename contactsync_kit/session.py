@@ -7,16 +7,16 @@ request is made.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
+
+from .errors import ContactSyncError
+from .results import SyncErrorKind
+from .tokens import unverified_claims
 
 __all__ = [
     "PrivilegedKeyError",
@@ -29,18 +29,31 @@ __all__ = [
     "sign_in",
 ]
 
-
-class PrivilegedKeyError(ValueError):
-    """A key or token that bypasses Row Level Security was offered to the kit."""
+__io__ = "network"
 
 
-class SignInError(RuntimeError):
-    """Signing in failed; `message` is safe to show to people."""
+class PrivilegedKeyError(ContactSyncError, ValueError):
+    """A key or token that bypasses Row Level Security was offered to the kit.
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    Also a `ValueError` (the argument's value is what is wrong), as before `ContactSyncError`.
+    """
+
+    kind = SyncErrorKind.AUTH
+
+
+class SignInError(ContactSyncError, RuntimeError):
+    """Signing in failed; `message` is safe to show to people.
+
+    `kind` is ``network`` when the server could not be reached, ``auth`` otherwise. Also a
+    `RuntimeError`, as before `ContactSyncError`.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 kind: SyncErrorKind = SyncErrorKind.AUTH) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -75,7 +88,7 @@ def inspect_token(token: str) -> TokenInfo:
         return TokenInfo(kind="secret")
     if token.startswith("sb_publishable_"):
         return TokenInfo(kind="publishable", role="anon")
-    claims = _jwt_claims(token)
+    claims = unverified_claims(token)
     if claims is None:
         return TokenInfo(kind="opaque")
     exp = claims.get("exp")
@@ -86,18 +99,6 @@ def inspect_token(token: str) -> TokenInfo:
         email=claims.get("email") if isinstance(claims.get("email"), str) else None,
         expires_at=datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None,
     )
-
-
-def _jwt_claims(token: str) -> dict[str, Any] | None:
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError):
-        return None
-    return claims if isinstance(claims, dict) else None
 
 
 def ensure_user_level_key(key: str) -> None:
@@ -160,11 +161,12 @@ async def sign_in(
         raise SignInError(_auth_message(exc), status=exc.status) from exc
     except AuthRetryableError as exc:
         # supabase_auth wraps connection failures (refused, DNS, timeouts) in this class.
-        raise SignInError(f"cannot reach {url}: {exc}") from exc
+        raise SignInError(f"cannot reach {url}: {exc}", kind=SyncErrorKind.NETWORK) from exc
     except AuthError as exc:
         raise SignInError(f"sign-in failed: {exc}") from exc
     except httpx.HTTPError as exc:
-        raise SignInError(f"cannot reach {url}: {type(exc).__name__}") from exc
+        raise SignInError(f"cannot reach {url}: {type(exc).__name__}",
+                          kind=SyncErrorKind.NETWORK) from exc
     return client
 
 

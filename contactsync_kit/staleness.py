@@ -13,6 +13,8 @@ import polars as pl
 
 __all__ = ["DEFAULT_STALE_AFTER", "assess_staleness", "format_age"]
 
+__io__ = "none"
+
 #: A cache older than this is stale (the seed epic's rule).
 DEFAULT_STALE_AFTER: Final = timedelta(hours=24)
 
@@ -52,7 +54,8 @@ def assess_staleness(
 def format_age(seconds: float | None) -> str:
     """Seconds as people read an age: ``"45 s"``, ``"12 min"``, ``"3 h 5 min"``, ``"2 d 4 h"``.
 
-    The same wording `assess_staleness` puts in its ``age`` column; None reads "never synced".
+    The kit's one age wording: `assess_staleness` puts it in its ``age`` column, and the
+    diagnosis, the login panel and the diagnostics panel use it too. None reads "never synced".
     """
     frame = pl.DataFrame({"s": [seconds]}, schema={"s": pl.Float64})
     text: str = frame.select(_age_text(pl.col("s"))).item()

@@ -1,9 +1,15 @@
 """Test doubles shipped with the kit (like httpx's `MockTransport`).
 
-`FakeSupabase` is an in-memory stand-in for the two Supabase endpoints the kit calls, served
-through an `httpx.MockTransport`, so a real supabase-py `AsyncClient` runs its real code path
-against it. Use it for unit tests of logic and for faults the real stack cannot produce; the
-integration tests use the real PostgreSQL + PostgREST stack (`contactsync_kit.devstack`).
+One fake at each port, for unit tests of logic and for faults the real stack cannot produce
+(the integration tests use the real PostgreSQL + PostgREST stack, `contactsync_kit.devstack`):
+
+- `FakeSupabase`: an in-memory stand-in for the two Supabase endpoints the kit calls, served
+  through an `httpx.MockTransport`, so a real supabase-py `AsyncClient` runs its real code path
+  against it.
+- `FakeContactSource`: the `ContactSource` port in memory (pages, counts, injected failures),
+  for repository tests that need no HTTP at all.
+- `StorageFaults`: the cache's write-path hook; ``ContactCache.open(path, faults=faults)``,
+  then ``faults.fail_on("merge", OSError("disk full"), table="notes")``.
 """
 
 from __future__ import annotations
@@ -21,18 +27,32 @@ from typing import Any
 import httpx
 import jwt
 
-__all__ = ["FakeSupabase", "fake_contact"]
+from .remote import RemoteFailure, RemotePage
+from .results import SyncError
+from .storage import StorageFaults, WriteEvent, WriteStep
+from .tokens import mint_hs256
+
+__all__ = [
+    "FakeContactSource",
+    "FakeSupabase",
+    "StorageFaults",
+    "WriteEvent",
+    "WriteStep",
+    "fake_contact",
+]
+
+# Speaks HTTP, but only to itself: `httpx.MockTransport` answers in memory.
+__io__ = "network"
 
 _SECRET = "contactsync-fake-secret-with-enough-bytes-for-hs256"
 
 
 def _token(role: str, *, sub: str | None = None, email: str | None = None,
            lifetime_s: int = 3600) -> str:
-    now = int(time.time())
-    claims: dict[str, Any] = {"role": role, "iat": now, "exp": now + lifetime_s, "aud": role}
+    claims: dict[str, Any] = {"role": role, "aud": role}
     if sub:
         claims.update(sub=sub, email=email, session_id=str(uuid.uuid4()))
-    return jwt.encode(claims, _SECRET, algorithm="HS256")
+    return mint_hs256(_SECRET, claims, lifetime_s=lifetime_s)
 
 
 def fake_contact(
@@ -210,3 +230,52 @@ class FakeSupabase:
             return row
         return {**row, "notes": row["notes"][: self.max_rows],
                 "contact_assignments": row["contact_assignments"][: self.max_rows]}
+
+
+@dataclass
+class FakeContactSource:
+    """The `ContactSource` port in memory: no HTTP, no supabase-py client.
+
+    `contacts` holds rows exactly as the embedded select returns them (`add_contacts` makes
+    some). Pages are keyset pages of `page_size` rows ordered by id, and the first carries the
+    exact count (plus `count_offset`, to misreport it). Faults: `session_error` is what
+    `check_session` answers; `page_errors` maps a page number (1 for the first) to the error
+    its fetch raises as `RemoteFailure`. `fetches` records each fetch's ``(after,
+    with_count)``.
+    """
+
+    contacts: list[dict[str, Any]] = field(default_factory=list)
+    page_size: int = 1000
+    count_offset: int = 0
+    session_error: SyncError | None = None
+    page_errors: dict[int, SyncError] = field(default_factory=dict)
+    fetches: list[tuple[str | None, bool]] = field(default_factory=list)
+
+    def add_contacts(self, organisation_id: str, count: int, *, notes: int = 3,
+                     assignments: int = 1, seed: int = 0) -> list[dict[str, Any]]:
+        """Add `count` generated contacts to `organisation_id` and return them."""
+        rng = random.Random(f"{organisation_id}:{seed}:{len(self.contacts)}")
+        made = [fake_contact(organisation_id, notes=notes, assignments=assignments, rng=rng)
+                for _ in range(count)]
+        self.contacts.extend(made)
+        return made
+
+    async def check_session(self) -> SyncError | None:
+        """`session_error` (None: a live user session)."""
+        return self.session_error
+
+    async def fetch_page(
+        self, organisation_id: str, *, after: str | None, with_count: bool
+    ) -> RemotePage:
+        """The next keyset page of the organisation's contacts, as JSON bytes."""
+        self.fetches.append((after, with_count))
+        error = self.page_errors.get(len(self.fetches))
+        if error is not None:
+            raise RemoteFailure(error)
+        rows = sorted((r for r in self.contacts if r["organisation_id"] == organisation_id),
+                      key=lambda r: uuid.UUID(r["id"]))
+        total = len(rows) + self.count_offset
+        if after is not None:
+            rows = [r for r in rows if uuid.UUID(r["id"]) > uuid.UUID(after)]
+        return RemotePage(body=json.dumps(rows[: self.page_size]).encode(),
+                          total=total if with_count else None)

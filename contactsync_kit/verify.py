@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Literal
-
-from supabase import AsyncClient
+from typing import TYPE_CHECKING, Literal
 
 from .cache import ContactCache
 from .clock import SystemClock
@@ -21,7 +19,12 @@ from .digest import total
 from .remote import DigestUnavailable, RemoteFailure, SupabaseDeltaSource
 from .schemas import DATA_TABLES
 
+if TYPE_CHECKING:
+    from supabase import AsyncClient
+
 __all__ = ["CacheVerification", "TableVerification", "verify_cache"]
+
+__io__ = "none"
 
 Verdict = Literal["equal", "drifted", "unavailable"]
 

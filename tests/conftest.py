@@ -16,7 +16,7 @@ from contactsync_kit.devstack import DevStack
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[DevStack]:
-    """The session's local stack, seeded with :func:`seeded`'s data."""
+    """The session's local stack, seeded with `seeded`'s data."""
     with DevStack.start(max_rows=1000) as started:
         started.seed(organisations=3, chapters_per_org=2, users_per_org=3,
                      contacts_per_org=[60, 40, 20], notes_per_contact=3,

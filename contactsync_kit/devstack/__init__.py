@@ -2,7 +2,8 @@
 
 ``DevStack.start()`` gives a stack an unmodified supabase-py client can talk to at
 ``stack.url`` (REST at ``/rest/v1``, auth at ``/auth/v1``), with the app schema and RLS
-policies from the packaged SQL migrations, a deterministic seeder and fault controls. The
+policies from the packaged SQL migrations (exported for the Supabase CLI by
+``contactsync migrations export``), a deterministic seeder and fault controls. The
 auth part is a small stand-in for Supabase Auth that exists only for local use.
 
 Importing this package starts nothing.
@@ -10,8 +11,13 @@ Importing this package starts nothing.
 
 from __future__ import annotations
 
+from ..extras import require_extra
+
+require_extra(__name__, "devstack")
+
 from .cli import cli_up
 from .gateway import Faults, RecordedRequest, RequestLog
+from .migrations import LOCAL_ONLY, export_supabase_migrations, migration_files
 from .postgrest_binary import PostgrestNotFound, find_postgrest, install_postgrest
 from .seed import (
     DEMO_PASSWORD,
@@ -21,10 +27,11 @@ from .seed import (
     SeededUser,
     SeedResult,
 )
-from .stack import DevStack, migration_files
+from .stack import DevStack
 
 __all__ = [
     "DEMO_PASSWORD",
+    "LOCAL_ONLY",
     "DevStack",
     "Faults",
     "Membership",
@@ -36,7 +43,10 @@ __all__ = [
     "SeededOrganisation",
     "SeededUser",
     "cli_up",
+    "export_supabase_migrations",
     "find_postgrest",
     "install_postgrest",
     "migration_files",
 ]
+
+__io__ = "none"

@@ -12,7 +12,7 @@ supabase-py's ``AsyncGoTrueClient`` uses for email+password sessions:
 Access tokens are HS256 JWTs shaped like GoTrue's (``sub``, ``role: authenticated``,
 ``aud: authenticated``, ``exp``, ``iat``, ``email``, ``session_id``, ``aal``...), signed with the
 stack's JWT secret so PostgREST accepts them. Errors use GoTrue's JSON shape and status codes.
-Passwords are checked against ``auth.users`` with PBKDF2 (see :mod:`.passwords`). Sign-up,
+Passwords are checked against ``auth.users`` with PBKDF2 (see `passwords`). Sign-up,
 OTP, OAuth, MFA and the admin API are not implemented: this is not a GoTrue replacement.
 """
 
@@ -31,9 +31,13 @@ import jwt
 import psycopg
 from aiohttp import web
 
+from ..tokens import mint_hs256
 from .passwords import hash_password, verify_password
 
 __all__ = ["AuthService", "make_api_key", "make_user_access_token"]
+
+# Serves /auth/v1 (aiohttp) from the users in PostgreSQL (psycopg).
+__io__ = "network"
 
 _API_VERSION_HEADER: Final = "X-Supabase-Api-Version"
 _API_VERSION: Final = "2024-01-01"
@@ -48,9 +52,7 @@ def _dummy_hash() -> str:
 
 def make_api_key(secret: str, role: str, *, lifetime_s: int = 10 * 365 * 24 * 3600) -> str:
     """An API key like Supabase's legacy demo keys: HS256, ``iss: supabase-demo``, ``role``."""
-    now = int(time.time())
-    claims = {"iss": "supabase-demo", "role": role, "iat": now, "exp": now + lifetime_s}
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return mint_hs256(secret, {"iss": "supabase-demo", "role": role}, lifetime_s=lifetime_s)
 
 
 def make_user_access_token(secret: str, *, user_id: str, email: str | None, session_id: str,
@@ -61,8 +63,6 @@ def make_user_access_token(secret: str, *, user_id: str, email: str | None, sess
         "iss": issuer,
         "sub": user_id,
         "aud": "authenticated",
-        "exp": iat + lifetime_s,
-        "iat": iat,
         "email": email or "",
         "phone": "",
         "app_metadata": {"provider": "email", "providers": ["email"]},
@@ -73,7 +73,7 @@ def make_user_access_token(secret: str, *, user_id: str, email: str | None, sess
         "session_id": session_id,
         "is_anonymous": False,
     }
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return mint_hs256(secret, claims, lifetime_s=lifetime_s, issued_at=iat)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -100,14 +100,15 @@ class AuthService:
     """The ``/auth/v1`` handlers. Lives on the gateway's event loop; one DB connection, serialised.
 
     ``lifetime_s`` is read at every token issue, so changing the stack's ``jwt_lifetime_s``
-    affects the next sign-in or refresh.
+    affects the next sign-in or refresh. `issuer` is the ``iss`` claim of the tokens it
+    issues; the stack sets it once the gateway's URL is known (``<url>/auth/v1``, like GoTrue).
     """
 
     def __init__(self, *, conninfo: str, jwt_secret: str, issuer: str,
                  lifetime_s: Callable[[], int]) -> None:
         self._conninfo = conninfo
         self._secret = jwt_secret
-        self._issuer = issuer
+        self.issuer = issuer
         self._lifetime_s = lifetime_s
         self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
         self._lock = asyncio.Lock()
@@ -211,7 +212,7 @@ class AuthService:
         now = int(time.time())
         access_token = make_user_access_token(
             self._secret, user_id=user.id, email=user.email, session_id=session_id,
-            lifetime_s=lifetime, issuer=self._issuer, issued_at=now)
+            lifetime_s=lifetime, issuer=self.issuer, issued_at=now)
         body = {
             "access_token": access_token,
             "token_type": "bearer",

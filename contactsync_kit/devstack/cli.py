@@ -16,6 +16,9 @@ from .stack import DevStack
 
 __all__ = ["cli_up", "main"]
 
+# Turns SIGTERM into a clean shutdown.
+__io__ = "process"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -35,6 +38,32 @@ def _parser() -> argparse.ArgumentParser:
                     help="keep the database here (default: a temp dir, deleted on exit)")
     up.add_argument("--no-seed", action="store_true", help="start with empty tables")
     return parser
+
+
+def _seed_demo(stack: DevStack, args: argparse.Namespace) -> None:
+    per_org, extra = divmod(args.contacts, max(args.organisations, 1))
+    counts = [per_org + (1 if i < extra else 0) for i in range(args.organisations)]
+    result = stack.seed(organisations=args.organisations,
+                        chapters_per_org=args.chapters_per_org, contacts_per_org=counts,
+                        notes_per_contact=args.notes_per_contact, seed=args.seed)
+    print(f"seeded {result.contact_count} contacts, {result.note_count} notes, "
+          f"{result.assignment_count} assignments in {result.duration_s:.2f} s")
+
+
+def _print_connection(stack: DevStack) -> None:
+    print()
+    print(f"  SUPABASE_URL       {stack.url}")
+    print(f"  SUPABASE_ANON_KEY  {stack.anon_key}")
+    print(f"  service_role key   {stack.service_role_key}  (tests only; never in apps)")
+    print(f"  database (psql)    {stack.database_url}")
+    for seeded in stack.seeds:
+        print()
+        for org in seeded.organisations:
+            print(f"  organisation {org.id}  {org.name}  ({org.contact_count} contacts)")
+        print()
+        print("  demo logins:")
+        for user in seeded.users:
+            print(f"    {user.label:<18} {user.email:<34} {user.password}")
 
 
 def cli_up(argv: Sequence[str] | None = None) -> int:
@@ -65,29 +94,10 @@ def cli_up(argv: Sequence[str] | None = None) -> int:
         with stack:
             print(f"contactsync devstack up in {stack.startup_s:.2f} s")
             if not args.no_seed and not stop.is_set():
-                per_org, extra = divmod(args.contacts, max(args.organisations, 1))
-                counts = [per_org + (1 if i < extra else 0) for i in range(args.organisations)]
-                result = stack.seed(organisations=args.organisations,
-                                    chapters_per_org=args.chapters_per_org,
-                                    contacts_per_org=counts,
-                                    notes_per_contact=args.notes_per_contact, seed=args.seed)
-                print(f"seeded {result.contact_count} contacts, {result.note_count} notes, "
-                      f"{result.assignment_count} assignments in {result.duration_s:.2f} s")
-            print()
-            print(f"  SUPABASE_URL       {stack.url}")
-            print(f"  SUPABASE_ANON_KEY  {stack.anon_key}")
-            print(f"  service_role key   {stack.service_role_key}  (tests only; never in apps)")
-            print(f"  database (psql)    {stack.database_url}")
-            for seeded in stack.seeds:
-                print()
-                for org in seeded.organisations:
-                    print(f"  organisation {org.id}  {org.name}  ({org.contact_count} contacts)")
-                print()
-                print("  demo logins:")
-                for user in seeded.users:
-                    print(f"    {user.label:<18} {user.email:<34} {user.password}")
+                _seed_demo(stack, args)
+            _print_connection(stack)
             print("\nPress Ctrl-C to stop.", flush=True)
-            while not stop.wait(0.5):
+            while not stop.wait(0.5):  # a timed wait lets signal handlers run
                 pass
             print("stopping...", flush=True)
         return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
+__io__ = "none"
+
 FIRST_NAMES: Final = (
     "Ada", "Alva", "Anders", "Astrid", "Birgit", "Bjørn", "Camilla", "Dag", "Eira", "Elias",
     "Emil", "Erik", "Frida", "Gunnar", "Hanna", "Henrik", "Ida", "Ingrid", "Jonas", "Karin",

@@ -1,7 +1,7 @@
 """The stack's HTTP gateway: Supabase's API gateway in miniature, with fault controls.
 
 One aiohttp server on 127.0.0.1 routes ``/rest/v1/*`` to PostgREST (streaming the response
-back) and ``/auth/v1/*`` to :class:`~.auth.AuthService`. Like Supabase's Kong gateway it
+back) and ``/auth/v1/*`` to `auth.AuthService`. Like Supabase's Kong gateway it
 requires an ``apikey`` (header or query parameter) that is one of the project's keys, answering
 401 ``{"message": "No API key found in request"}`` / ``{"message": "Invalid API key"}``
 otherwise, and when a request has no ``Authorization`` header it forwards
@@ -11,28 +11,31 @@ When PostgREST is not running (``stack.stop_postgrest()``) REST requests get wha
 for an upstream that refuses connections: **502** with
 ``{"message": "An invalid response was received from the upstream server"}``.
 
-The server runs on its own event loop in a background thread (:class:`LoopThread`), so the stack
+The server runs on its own event loop in a background thread (`LoopThread`), so the stack
 works the same from sync code, pytest, notebooks (which already run a loop) and asyncio code.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, TypeVar
 
 import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from ..tokens import unverified_claims
 from .auth import AuthService
 
 __all__ = ["Faults", "Gateway", "LoopThread", "RecordedRequest", "RequestLog"]
+
+# The aiohttp server and its client to PostgREST.
+__io__ = "network"
 
 T = TypeVar("T")
 
@@ -84,10 +87,10 @@ class Faults:
     * ``latency_s``: seconds to wait before forwarding each REST request.
     * ``cut_after_bytes``: send the status, headers and the first N body bytes, then abort the
       connection (a response shorter than N is delivered whole).
-    * :meth:`respond`: answer REST requests with a fixed status/body instead of forwarding.
+    * `respond`: answer REST requests with a fixed status/body instead of forwarding.
 
     Stopping PostgREST is on the stack (``stack.stop_postgrest()``), not here.
-    :meth:`reset` clears everything.
+    `reset` clears everything.
     """
 
     def __init__(self) -> None:
@@ -129,7 +132,7 @@ class Faults:
         """Answer REST requests with ``status`` and ``body`` instead of forwarding them.
 
         ``body`` may be bytes, a str, or any other value (JSON-encoded). ``times`` limits how many
-        requests get the canned answer (``None``: until :meth:`reset` or :meth:`clear_response`).
+        requests get the canned answer (``None``: until `reset` or `clear_response`).
         """
         if isinstance(body, bytes):
             raw = body
@@ -176,13 +179,19 @@ class RecordedRequest:
     method: str
     path: str  # below the service prefix, e.g. "/contacts"
     query: str  # raw query string
-    status: int  # 0 if the connection was cut before a status was sent
+    status: int  # 0 if the request failed before a status was chosen
     role: str | None  # the JWT's `role` claim as forwarded (unverified), if any
     at: float  # time.time() when the request arrived
+    broken: bool = False  # the body was cut off (a fault, PostgREST dying, client gone)
 
 
 class RequestLog:
-    """Thread-safe record of the gateway's requests; bounded to the last ``maxlen`` entries."""
+    """Thread-safe record of the gateway's requests; bounded to the last ``maxlen`` entries.
+
+    A request is recorded as soon as its status is known, before any of its response is
+    sent: once a client holds a response, its entry is already here. If the body then fails
+    to arrive whole, the entry is replaced by one with ``broken=True``.
+    """
 
     def __init__(self, maxlen: int = 10_000) -> None:
         self._lock = threading.Lock()
@@ -194,6 +203,14 @@ class RequestLog:
             self._entries.append(entry)
             if len(self._entries) > self._maxlen:
                 del self._entries[: len(self._entries) - self._maxlen]
+
+    def _replace(self, old: RecordedRequest, new: RecordedRequest) -> None:
+        with self._lock:
+            # Newest first: the entry being replaced was added moments ago.
+            for index in range(len(self._entries) - 1, -1, -1):
+                if self._entries[index] is old:
+                    self._entries[index] = new
+                    return
 
     @property
     def entries(self) -> list[RecordedRequest]:
@@ -215,15 +232,33 @@ def _unverified_role(authorization: str | None) -> str | None:
     # Only for the request log: the signature is PostgREST's business, not the log's.
     if not authorization or not authorization.lower().startswith("bearer "):
         return None
-    parts = authorization[7:].strip().split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, TypeError):
-        return None
-    role = payload.get("role") if isinstance(payload, dict) else None
+    claims = unverified_claims(authorization[7:].strip())
+    role = claims.get("role") if claims is not None else None
     return role if isinstance(role, str) else None
+
+
+class _Exchange:
+    """One REST request's log entry: written once its status is known, before the body."""
+
+    def __init__(self, log: RequestLog, request: web.Request, path: str,
+                 authorization: str | None, at: float) -> None:
+        self._log = log
+        self._template = RecordedRequest("rest", request.method, path,
+                                         request.rel_url.raw_query_string, 0,
+                                         _unverified_role(authorization), at)
+        self._entry: RecordedRequest | None = None
+
+    def status(self, status: int) -> None:
+        """Record the request with ``status``; call before the response is sent."""
+        self._entry = replace(self._template, status=status)
+        self._log._add(self._entry)
+
+    def broken(self) -> None:
+        """The response did not reach the client whole (or no status was ever chosen)."""
+        if self._entry is None:
+            self._log._add(self._template)
+        elif not self._entry.broken:
+            self._log._replace(self._entry, replace(self._entry, broken=True))
 
 
 class Gateway:
@@ -290,19 +325,19 @@ class Gateway:
                 status=401)
         return key, None
 
-    def _record(self, service: str, request: web.Request, path: str, status: int,
-                authorization: str | None, at: float) -> None:
-        self._log._add(RecordedRequest(service, request.method, path,
+    def _record_auth(self, request: web.Request, path: str, status: int, at: float) -> None:
+        # The auth handlers build whole responses: recorded here, before aiohttp sends them.
+        self._log._add(RecordedRequest("auth", request.method, path,
                                        request.rel_url.raw_query_string, status,
-                                       _unverified_role(authorization), at))
+                                       _unverified_role(request.headers.get("Authorization")),
+                                       at))
 
     async def _auth_route(self, request: web.Request) -> web.StreamResponse:
         at = time.time()
         path = request.match_info["tail"] or "/"
         _, denied = self._check_api_key(request)
         response = denied or await self._auth.handle(request, path)
-        self._record("auth", request, path, response.status,
-                     request.headers.get("Authorization"), at)
+        self._record_auth(request, path, response.status, at)
         return response
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
@@ -312,30 +347,32 @@ class Gateway:
         key, denied = self._check_api_key(request)
         authorization = request.headers.get("Authorization")
         if denied is not None:
-            self._record("rest", request, tail, denied.status, authorization, at)
+            _Exchange(self._log, request, tail, authorization, at).status(denied.status)
             return denied
         if authorization is None and key is not None and key.count(".") == 2:
             authorization = f"Bearer {key}"
-        status_box = [0]
+        exchange = _Exchange(self._log, request, tail, authorization, at)
         try:
-            return await self._forward(request, tail, authorization, status_box)
-        finally:
-            self._record("rest", request, tail, status_box[0], authorization, at)
+            return await self._forward(request, tail, authorization, exchange)
+        except BaseException:
+            # Cancelled (client gone) or failed: the log must not claim a whole response.
+            exchange.broken()
+            raise
 
     async def _forward(self, request: web.Request, tail: str, authorization: str | None,
-                       status_box: list[int]) -> web.StreamResponse:
+                       exchange: _Exchange) -> web.StreamResponse:
         latency, cut_after, canned = self._faults._take()
         if latency > 0:
             await asyncio.sleep(latency)
         if canned is not None:
-            status_box[0] = canned.status
+            exchange.status(canned.status)
             return web.Response(status=canned.status, body=canned.body,
                                 content_type=_mime(canned.content_type),
                                 charset=_charset(canned.content_type),
                                 headers=dict(canned.headers))
         upstream, client = self.rest_upstream, self._client
         if upstream is None or client is None:
-            status_box[0] = 502
+            exchange.status(502)
             return web.json_response(_BAD_GATEWAY, status=502)
         headers = [(k, v) for k, v in request.headers.items()
                    if k.lower() not in _HOP_BY_HOP and k.lower() != "authorization"]
@@ -348,31 +385,37 @@ class Gateway:
             upstream_response = await client.request(
                 request.method, url, headers=headers, data=body, allow_redirects=False)
         except (aiohttp.ClientConnectionError, OSError):
-            status_box[0] = 502
+            exchange.status(502)
             return web.json_response(_BAD_GATEWAY, status=502)
         async with upstream_response:
-            response = web.StreamResponse(status=upstream_response.status,
-                                          reason=upstream_response.reason)
-            for name, value in upstream_response.headers.items():
-                if name.lower() not in _HOP_BY_HOP or name.lower() == "content-length":
-                    response.headers.add(name, value)
-            status_box[0] = upstream_response.status
-            await response.prepare(request)
-            sent = 0
-            try:
-                async for chunk in upstream_response.content.iter_any():
-                    if cut_after is not None and sent + len(chunk) >= cut_after:
-                        await response.write(chunk[: cut_after - sent])
-                        _abort(request)
-                        return response
-                    await response.write(chunk)
-                    sent += len(chunk)
-            except aiohttp.ClientError:
-                # PostgREST died mid-body: the client must see a broken response, not a short one.
-                _abort(request)
-                return response
-            await response.write_eof()
+            return await self._stream(request, upstream_response, cut_after, exchange)
+
+    @staticmethod
+    async def _stream(request: web.Request, upstream: aiohttp.ClientResponse,
+                      cut_after: int | None, exchange: _Exchange) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for name, value in upstream.headers.items():
+            if name.lower() not in _HOP_BY_HOP or name.lower() == "content-length":
+                response.headers.add(name, value)
+        exchange.status(upstream.status)  # before prepare(): nothing has been sent yet
+        await response.prepare(request)
+        sent = 0
+        try:
+            async for chunk in upstream.content.iter_any():
+                if cut_after is not None and sent + len(chunk) >= cut_after:
+                    await response.write(chunk[: cut_after - sent])
+                    exchange.broken()
+                    _abort(request)
+                    return response
+                await response.write(chunk)
+                sent += len(chunk)
+        except aiohttp.ClientError:
+            # PostgREST died mid-body: the client must see a broken response, not a short one.
+            exchange.broken()
+            _abort(request)
             return response
+        await response.write_eof()
+        return response
 
 
 def _abort(request: web.Request) -> None:

@@ -17,6 +17,8 @@ from typing import Final
 
 __all__ = ["PBKDF2_ITERATIONS", "hash_password", "verify_password"]
 
+__io__ = "none"
+
 # Below OWASP's 600,000 on purpose: this only guards throw-away local demo accounts, and seeding
 # and every test sign-in pay for it. 100,000 costs about as much CPU as GoTrue's bcrypt cost 10.
 PBKDF2_ITERATIONS: Final = 100_000

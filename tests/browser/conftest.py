@@ -98,7 +98,8 @@ def voila_app(browser_stack: tuple[DevStack, SeedResult],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     try:
-        _wait_listening(port, process, log, timeout_s=30)
+        # A limit for a hang: Voilà starts slowly on one busy core.
+        _wait_listening(port, process, log, timeout_s=120)
         yield VoilaApp(url=url, stack=stack, world=world)
     finally:
         # Voilà shuts its kernels down on SIGTERM; the group kill below is only the backstop

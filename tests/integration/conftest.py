@@ -1,5 +1,7 @@
-"""Fixtures for the integration tests. The session's one local stack, ``stack``, lives in
-``tests/conftest.py`` and is shared with the panel and browser tests.
+"""Fixtures for the integration tests.
+
+The session's one local stack, ``stack``, lives in ``tests/conftest.py`` and is shared with
+the panel and browser tests.
 
 The ``stack`` is started once (``max_rows=1000``, like Supabase) and seeded small with seed 42
 (three organisations x two chapters, users of every role; see ``contactsync_kit.devstack.seed``).

@@ -27,7 +27,7 @@ from contactsync_kit import (
 )
 from contactsync_kit.delta_store import DeltaStore
 from contactsync_kit.devstack import DevStack, SeedResult
-from contactsync_kit.devstack.stack import migration_files
+from contactsync_kit.devstack.migrations import migration_files
 from contactsync_kit.digest import total
 from contactsync_kit.mappers import map_table_rows
 from contactsync_kit.remote import RemoteReader, SupabaseDeltaSource

@@ -1,5 +1,8 @@
-"""Stale-cache diagnostics against the real local stack: a cache drifted by server edits,
-access revoked, an expired token, and a support bundle free of every seeded personal value."""
+"""Stale-cache diagnostics against the real local stack.
+
+A cache drifted by server edits, access revoked, an expired token, and a support bundle free
+of every seeded personal value.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from contactsync_kit import (
     start_session,
 )
 from contactsync_kit.devstack import DevStack, SeededUser, SeedResult
-from contactsync_kit.diagnostics import Verdict, diagnose, write_support_bundle
+from contactsync_kit.diagnostics import Verdict, diagnose, fold, write_support_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -162,14 +165,23 @@ async def test_the_support_bundle_contains_no_seeded_personal_value(
         for org in multi.organisation_ids:
             assert isinstance(await session.repository.sync_contacts_for_organisation(org),
                               SyncSuccess)
-        # A failure in the log, and a personal value planted where a sloppy message could
-        # carry it: the sync log's message column.
+        # A failure in the log, and personal values planted where a sloppy message could
+        # carry them: the sync log's message column. Upper case, accents dropped or kept,
+        # and a surname alone inside a sentence.
         await session.repository.sync_contacts_for_organisation("not-a-uuid")
         name = stack.sql("SELECT full_name FROM public.contacts WHERE organisation_id = %s "
                          "LIMIT 1", multi.organisation_ids[0])[0][0]
-        session.cache.record_attempt(SyncLogEntry(
-            multi.organisation_ids[0], datetime.now(UTC), 1, "failure",
-            error_kind="invalid_data", message=f"row of {name} refused"))
+        accented = stack.sql("SELECT full_name FROM public.contacts WHERE organisation_id = "
+                             "ANY(%s::uuid[]) AND full_name ~ '[ÅÖåö]' LIMIT 1",
+                             multi.organisation_ids)[0][0]
+        surname = accented.split()[-1]
+        planted = [f"row of {name} refused", f"row of {accented.upper()} refused",
+                   f"the contact {surname} could not be mapped", f"refused: {fold(accented)}",
+                   f"no access for {multi.user_id}"]
+        for message in planted:
+            session.cache.record_attempt(SyncLogEntry(
+                multi.organisation_ids[0], datetime.now(UTC), 1, "failure",
+                error_kind="invalid_data", message=message))
         stack.sql("UPDATE public.contacts SET phone = '+47 400 00 001' WHERE id = "
                   "(SELECT id FROM public.contacts WHERE organisation_id = %s LIMIT 1)",
                   multi.organisation_ids[0])
@@ -180,8 +192,10 @@ async def test_the_support_bundle_contains_no_seeded_personal_value(
         text = bundle.read_text()
         personal = seeded_personal_values(stack, world.organisation_ids)
         assert len(personal) > 100
-        found = [value for value in personal if value in text]
+        found = [value for value in personal if fold(value) in fold(text)]
         assert found == [], f"personal data in the bundle: {found[:5]}"
+        assert fold(surname) not in fold(text)
+        assert multi.user_id not in text
         assert "+47 400 00 001" not in text
         assert multi.email not in text and multi.password not in text
         for org in multi.organisation_ids:

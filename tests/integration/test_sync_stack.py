@@ -1,5 +1,7 @@
-"""The sync over HTTP through an unmodified supabase-py client, against real PostgreSQL +
-PostgREST with real RLS policies (the embedded local stack)."""
+"""The sync over HTTP through an unmodified supabase-py client, against the local stack.
+
+The stack is real PostgreSQL + PostgREST with real RLS policies (the embedded local stack).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ from contactsync_kit import (
     start_session,
 )
 from contactsync_kit.devstack import DevStack, SeededUser, SeedResult
+from contactsync_kit.testing import StorageFaults
+
+from ..waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -129,22 +134,14 @@ async def test_a_slow_server_times_out(
     stack: DevStack, world: SeedResult, tmp_path: Path
 ) -> None:
     user = world.user("org1-admin")
-    client = await sign_in(stack.url, stack.anon_key, email=user.email, password=user.password,
-                           timeout_s=0.5)
+    # A token minted without a request: a password sign-in under a 0.5 s timeout could itself
+    # time out on a loaded machine.
+    client = await sign_in(stack.url, stack.anon_key,
+                           access_token=stack.access_token_for(user.user_id), timeout_s=0.5)
     repo = ContactCacheSyncRepository(client, ContactCache.open(":memory:"), SystemClock())
     stack.faults.latency_s = 1.5
     result = await repo.sync_contacts_for_organisation(world.organisation_ids[0])
     assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.TIMEOUT
-
-
-class FailingCache(ContactCache):
-    """A cache whose assignments merge fails after contacts and notes were merged."""
-
-    def _merge_table(self, conn, organisation_id, table, staged):  # type: ignore[no-untyped-def]
-        written = super()._merge_table(conn, organisation_id, table, staged)
-        if table == "contact_assignments":
-            raise OSError("disk full")
-        return written
 
 
 async def test_a_failed_local_write_rolls_back_everything(
@@ -152,7 +149,10 @@ async def test_a_failed_local_write_rolls_back_everything(
 ) -> None:
     user = world.user("org2-admin")
     client = await sign_in(stack.url, stack.anon_key, email=user.email, password=user.password)
-    cache = FailingCache.open(":memory:")
+    # The assignments merge fails after contacts and notes were merged.
+    faults = StorageFaults()
+    faults.fail_on("merge", OSError("disk full"), table="contact_assignments")
+    cache = ContactCache.open(":memory:", faults=faults)
     repo = ContactCacheSyncRepository(client, cache, SystemClock())
     result = await repo.sync_contacts_for_organisation(world.organisation_ids[1])
     assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.LOCAL_WRITE
@@ -170,7 +170,7 @@ async def test_parallel_calls_share_one_sync(
         admin.repository.sync_contacts_for_organisation(org))
     assert first is second and first.ok
     rejected = asyncio.ensure_future(admin.repository.sync_contacts_for_organisation(org))
-    await asyncio.sleep(0.05)
+    await until(lambda: admin.repository.is_syncing(org), "the first click's sync to start")
     second_click = await admin.repository.sync_contacts_for_organisation(
         org, on_concurrent="reject")
     assert isinstance(second_click, SyncFailure)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sqlite3
 from datetime import UTC, datetime
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from contactsync_kit import CacheVersionError, ContactCache, MappedPage, map_contacts_page
-from contactsync_kit.cache import MIGRATIONS, SCHEMA_VERSION, SyncLogEntry
-from contactsync_kit.testing import fake_contact
+from contactsync_kit.cache import MIGRATIONS, SCHEMA_VERSION, SyncLogEntry, create_table_sql
+from contactsync_kit.delta_store import DIGEST_TABLES
+from contactsync_kit.schemas import CACHE_TABLES, DATA_TABLES, SYNC_LOG, TABLES, TableSpec
+from contactsync_kit.testing import StorageFaults, WriteStep, fake_contact
 
 ORG_A = "aaaaaaaa-0000-4000-8000-000000000001"
 ORG_B = "bbbbbbbb-0000-4000-8000-000000000002"
@@ -156,3 +159,99 @@ def test_two_organisations_can_stage_side_by_side(tmp_path: Path) -> None:
     a.commit(WHEN)
     b.commit(WHEN)
     assert (cache.counts(ORG_A)["contacts"], cache.counts(ORG_B)["contacts"]) == (2, 3)
+
+
+# -- the table spec and the frozen migrations ----------------------------------------------
+
+def table_info(raw: sqlite3.Connection, table: str) -> list[tuple[object, ...]]:
+    """(name, type, notnull, default, pk) per column, as SQLite reports them."""
+    return [row[1:] for row in raw.execute(f"PRAGMA table_info({table})")]
+
+
+def indexes(raw: sqlite3.Connection, table: str) -> dict[str, list[str]]:
+    return {name: [col for _, _, col in raw.execute(f"PRAGMA index_info({name})")]
+            for _, name, *_ in raw.execute(f"PRAGMA index_list({table})")
+            if not name.startswith("sqlite_autoindex")}
+
+
+def expected_info(spec: TableSpec) -> list[tuple[object, ...]]:
+    return [(c.name, c.sql_type, int(c.required and c.name != spec.key),
+             None if c.default is None else str(c.default), int(c.name == spec.key))
+            for c in spec.columns]
+
+
+@pytest.mark.parametrize("table", CACHE_TABLES)
+def test_a_freshly_migrated_file_matches_the_table_spec(tmp_path: Path, table: str) -> None:
+    ContactCache.open(tmp_path / "cache.sqlite3").close()
+    fresh = sqlite3.connect(":memory:")
+    for statement in create_table_sql(TABLES[table]):
+        fresh.execute(statement)
+    with sqlite3.connect(tmp_path / "cache.sqlite3") as migrated:
+        assert table_info(migrated, table) == expected_info(TABLES[table])
+        assert table_info(fresh, table) == table_info(migrated, table)
+        assert indexes(fresh, table) == indexes(migrated, table)
+        assert {tuple(cols) for cols in indexes(migrated, table).values()} == set(
+            TABLES[table].indexes)
+
+
+def test_the_migrations_create_exactly_the_spec_tables(tmp_path: Path) -> None:
+    ContactCache.open(tmp_path / "cache.sqlite3").close()
+    with sqlite3.connect(tmp_path / "cache.sqlite3") as raw:
+        tables = {r[0] for r in raw.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")}
+    # The verified incremental sync's digest state (migration 3) lives beside the spec tables.
+    assert tables == set(CACHE_TABLES) | set(DIGEST_TABLES)
+
+
+def test_sync_log_entry_fields_are_the_sync_log_columns() -> None:
+    fields = dataclasses.fields(SyncLogEntry)
+    assert tuple(f.name for f in fields) == SYNC_LOG.written
+    for field in fields:
+        column = SYNC_LOG[field.name]
+        has_default = field.default is not dataclasses.MISSING
+        assert has_default == (not column.required or column.default is not None), field.name
+        if has_default:
+            assert field.default == column.default, field.name
+
+
+def test_sync_log_frames_have_the_spec_schema() -> None:
+    cache = ContactCache.open(":memory:")
+    cache.record_attempt(SyncLogEntry(ORG_A, WHEN, 12, "failure", error_kind="auth",
+                                      http_status=401, contacts=0))
+    log = cache.read_table("sync_log")
+    assert log.schema == SYNC_LOG.frame_schema()
+    assert log.row(0, named=True)["started_at"] == "2026-05-01T09:30:00.000000+00:00"
+
+
+# -- the storage fault hook -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("step", "table"), [("stage", "notes"), ("merge", "contacts"),
+                                             ("merge", "contact_assignments"),
+                                             ("sync_state", None)])
+def test_a_fault_at_any_write_step_leaves_the_cache_as_it_was(
+    step: WriteStep, table: str | None
+) -> None:
+    faults = StorageFaults()
+    cache = ContactCache.open(":memory:", faults=faults)
+    cache.apply_sync(ORG_A, page(ORG_A, 2, seed=1), WHEN)
+    before = {t: cache.read_table(t).rows() for t in DATA_TABLES}
+    faults.fail_on(step, OSError("disk full"), table=table)
+    with pytest.raises(OSError, match="disk full"):
+        cache.apply_sync(ORG_A, page(ORG_A, 3, seed=2), datetime(2026, 6, 1, tzinfo=UTC))
+    assert {t: cache.read_table(t).rows() for t in DATA_TABLES} == before
+    assert cache.last_synced_at(ORG_A) == WHEN
+    faults.clear()
+    cache.apply_sync(ORG_A, page(ORG_A, 3, seed=2), WHEN)
+    assert cache.counts(ORG_A)["contacts"] == 3
+
+
+def test_the_fault_hook_sees_every_step_in_order() -> None:
+    faults = StorageFaults()
+    seen: list[tuple[str, str | None]] = []
+    for step in ("stage", "merge", "sync_state", "log"):
+        faults.call_on(step, lambda e: seen.append((e.step, e.table)))
+    cache = ContactCache.open(":memory:", faults=faults)
+    cache.apply_sync(ORG_A, page(ORG_A, 1), WHEN)
+    cache.record_attempt(SyncLogEntry(ORG_A, WHEN, 5, "success"))
+    assert seen == [*(("stage", t) for t in DATA_TABLES), *(("merge", t) for t in DATA_TABLES),
+                    ("sync_state", None), ("log", None)]

@@ -1,9 +1,13 @@
-"""Stale-cache diagnostics: the pure functions on fixed frames, the gatherer over an in-memory
-cache and a fake server reader, the support bundle's PII scan, and the panel's model."""
+"""Stale-cache diagnostics, without a server.
+
+The pure functions on fixed frames, the gatherer over an in-memory cache and a fake server
+reader, the support bundle's PII scan, and the panel's model.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -25,7 +29,10 @@ from contactsync_kit.diagnostics import (
     compare_rows,
     diagnose,
     find_personal_values,
+    fold,
     personal_values,
+    personal_words,
+    pseudonymise,
     summarise_log,
     support_bundle,
     table_facts,
@@ -35,6 +42,7 @@ from contactsync_kit.diagnostics import (
 from contactsync_kit.mappers import MappedPage, map_contacts_page
 from contactsync_kit.remote import Filter, RemoteFailure
 from contactsync_kit.results import SyncError, SyncErrorKind
+from contactsync_kit.staleness import DEFAULT_STALE_AFTER, format_age
 from contactsync_kit.testing import FakeSupabase, fake_contact
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -228,6 +236,13 @@ def test_staleness_follows_the_injected_clock_and_threshold() -> None:
                    threshold=timedelta(hours=48)).verdict is Verdict.FRESH
 
 
+def test_ages_read_as_the_staleness_panel_writes_them() -> None:
+    finding = verdict(facts(last_synced_at=NOW - timedelta(hours=25, minutes=30)), now=NOW)
+    assert finding.summary == (f"last synced {format_age(25.5 * 3600)} ago, over the "
+                               f"{format_age(DEFAULT_STALE_AFTER.total_seconds())} threshold")
+    assert finding.summary == "last synced 1 d 1 h ago, over the 1 d 0 h threshold"
+
+
 def test_assess_adds_age_staleness_and_verdicts_with_the_declared_schema() -> None:
     frame = pl.DataFrame([
         {"organisation_id": ORG, "last_synced_at": NOW - timedelta(hours=30),
@@ -398,7 +413,8 @@ async def test_access_revoked_when_the_server_no_longer_shows_the_organisation(
         cache: ContactCache) -> None:
     _, page = seeded_page(ORG, 3)
     synced_cache(cache, ORG, page, NOW)
-    empty = {"organisations": [], "contacts": [], "notes": [], "contact_assignments": []}
+    empty: dict[str, list[dict[str, Any]]] = {
+        "organisations": [], "contacts": [], "notes": [], "contact_assignments": []}
     diagnosis = await diagnose((None, cache), ORG, clock=ManualClock(NOW),
                                reader=FakeReader(empty))
     finding = diagnosis.verdict_for(ORG)
@@ -483,6 +499,134 @@ async def test_support_bundle_dict_keeps_ids_and_timestamps(cache: ContactCache)
     assert bundle["settings"]["in_memory_cache"] is True
 
 
+# -- the support bundle's personal-data scan: folded, word-wise, on the text as written ----
+
+NAME, EMAIL_ADDRESS, ADDRESS = "José Núñez", "jose.nunez@example.org", "Storgata 12, 0150 Oslo"
+
+
+def test_fold_ignores_case_accents_and_compatibility_forms() -> None:
+    decomposed = "Jose\u0301 Nu\u0301n\u0303ez"  # the same name as combining marks
+    assert {fold(v) for v in ("JOSÉ NÚÑEZ", NAME, decomposed, "jose\u00a0nunez")} == {
+        "jose nunez"}
+    assert fold("STRASSE") == fold("Straße")
+
+
+def test_words_of_a_personal_value_are_found_inside_a_sentence_whatever_the_case() -> None:
+    words = ["jose", "nunez", "storgata", "oslo"]
+    assert find_personal_values("row of NÚÑEZ refused", [NAME], words) == ["nunez"]
+    assert find_personal_values("JOSÉ NÚÑEZ moved", [NAME], words) == [
+        NAME, "jose", "nunez"]
+    # Whole words only: a name inside a longer word is another word.
+    assert find_personal_values("Oslofjord nunezes", [NAME], words) == []
+    assert find_personal_values("row of Núñez", [NAME], words, ignore=["nunez"]) == []
+
+
+def accented_cache(cache: ContactCache) -> tuple[list[dict[str, Any]], MappedPage]:
+    rng = random.Random(3)
+    raw = [fake_contact(ORG, rng=rng, when=datetime(2026, 1, 1, tzinfo=UTC))
+           for _ in range(3)]
+    raw[0].update(full_name=NAME, email=EMAIL_ADDRESS, address=ADDRESS)
+    page = map_contacts_page(raw, ORG)
+    assert isinstance(page, MappedPage)
+    synced_cache(cache, ORG, page, NOW - timedelta(minutes=5))
+    return raw, page
+
+
+def test_personal_words_are_folded_words_of_names_emails_and_addresses(
+        cache: ContactCache) -> None:
+    accented_cache(cache)
+    words = personal_words(cache)
+    assert {"jose", "nunez", "storgata", "oslo", "example"} <= set(words)
+    assert "note" not in words, "a note body is matched whole, never word by word"
+    assert NAME in personal_values(cache)
+
+
+PLANTED = (
+    "bad row for JOSÉ NÚÑEZ",  # mixed case and accents
+    "could not map the contact núñez in this page",  # one word inside a sentence
+    "refused: Jose Nunez",  # accents dropped
+    "refused: Jose\u0301 Nu\u0301n\u0303ez",  # combining marks
+    "the address STORGATA was rejected",  # a word of the address
+    "bad email JOSE.NUNEZ@EXAMPLE.ORG",  # an email in capitals
+)
+
+
+async def test_the_bundle_redacts_folded_and_embedded_personal_values(
+        cache: ContactCache, tmp_path: Path) -> None:
+    raw, _ = accented_cache(cache)
+    for minute, message in enumerate(PLANTED, start=1):
+        cache.record_attempt(SyncLogEntry(ORG, NOW + timedelta(minutes=minute), 5, "failure",
+                                          error_kind="invalid_data", message=message))
+    diagnosis = await diagnose((None, cache), ORG, clock=ManualClock(NOW),
+                               reader=FakeReader(server_tables(ORG, raw)))
+    assert diagnosis.sync_log.get_column("message").drop_nulls().to_list() == list(PLANTED)
+
+    text = write_support_bundle(diagnosis, cache, tmp_path).read_text(encoding="utf-8")
+    bundle = json.loads(text)
+    assert [entry["message"] for entry in bundle["sync_log"][1:]] == ["[redacted]"] * len(
+        PLANTED)
+    assert bundle["diagnosis"]["organisations"][0]["last_error_message"] == "[redacted]"
+    folded = fold(text)
+    for word in ("jose", "nunez", "storgata"):
+        assert word not in folded, word
+    assert find_personal_values(text, personal_values(cache), personal_words(cache)) == []
+    assert bundle["diagnosis"]["organisations"][0]["verdict"] == "failing"
+
+
+async def test_the_bundle_carries_a_keyed_hash_of_the_user_id_never_the_id(
+        session: UserSession, tmp_path: Path) -> None:
+    raw, page = seeded_page(ORG, 2)
+    synced_cache(session.cache, ORG, page, NOW)
+    diagnosis = await diagnose(session, ORG, reader=FakeReader(server_tables(ORG, raw)))
+    user_id = diagnosis.session.user_id
+    assert user_id is not None and diagnosis.session.problem_kind is None
+    session.cache.record_attempt(SyncLogEntry(ORG, NOW, 1, "failure", error_kind="auth",
+                                              message=f"no access for user {user_id}"))
+    diagnosis = await diagnose(session, ORG, reader=FakeReader(server_tables(ORG, raw)))
+
+    key = b"k" * 32
+    text = write_support_bundle(diagnosis, session.cache, tmp_path / "a.json",
+                                key=key).read_text(encoding="utf-8")
+    assert user_id not in text and user_id.upper() not in text.upper()
+    bundle = json.loads(text)
+    assert bundle["session"]["user_id"] == pseudonymise(user_id, key)
+    assert bundle["sync_log"][-1]["message"] == "[redacted]"
+    assert bundle["format"] == 2
+    # Without a key each bundle gets its own: two bundles cannot be linked to each other.
+    first, second = (support_bundle(diagnosis, session.cache)["session"]["user_id"]
+                     for _ in range(2))
+    assert first != second and first.startswith("hmac-sha256:")
+
+
+async def test_a_personal_value_the_bundle_cannot_redact_refuses_the_write(
+        cache: ContactCache, tmp_path: Path) -> None:
+    raw = [fake_contact(ORG, rng=random.Random(5))]
+    # A value that is one of the bundle's own field names cannot be redacted out of it.
+    raw[0]["full_name"] = "Last_Error_Message"
+    page = map_contacts_page(raw, ORG)
+    assert isinstance(page, MappedPage)
+    synced_cache(cache, ORG, page, NOW)
+    diagnosis = await diagnose((None, cache), ORG, clock=ManualClock(NOW), check_server=False)
+    with pytest.raises(ValueError, match="personal data"):
+        write_support_bundle(diagnosis, cache, tmp_path)
+    assert os.listdir(tmp_path) == [], "nothing is written"
+
+
+async def test_junk_values_that_are_the_bundles_own_words_do_not_block_it(
+        cache: ContactCache, tmp_path: Path) -> None:
+    raw = [fake_contact(ORG, rng=random.Random(9))]
+    raw[0]["address"] = "NULL"  # JSON's literal, as real data sometimes holds it
+    raw[0]["notes"][0]["body"] = "Note"  # a field-name word ("notes")
+    page = map_contacts_page(raw, ORG)
+    assert isinstance(page, MappedPage)
+    synced_cache(cache, ORG, page, NOW)
+    assert {"NULL", "Note"} <= set(personal_values(cache))
+    diagnosis = await diagnose((None, cache), ORG, clock=ManualClock(NOW), check_server=False)
+    bundle = json.loads(write_support_bundle(diagnosis, cache, tmp_path).read_text())
+    assert bundle["diagnosis"]["organisations"][0]["verdict"] == "fresh"
+    assert find_personal_values('"local_notes": 3', ["Note"]) == [], "not inside a word"
+
+
 # -- the panel's model, on a real supabase-py client over FakeSupabase --------------------
 
 EMAIL, PASSWORD = "support@example.org", "pw"
@@ -542,3 +686,31 @@ async def test_panel_model_without_a_session_says_what_to_do() -> None:
     assert await model.diagnose() is None
     assert model.tone == "warn" and "Sign in" in model.status
     assert await model.export_bundle() is None
+
+
+# -- the package's surface ----------------------------------------------------------------
+
+#: The names `contactsync_kit.diagnostics` offered as a single module; they stay importable.
+FORMER_NAMES = ["DIAGNOSIS_SCHEMA", "DIFF_SCHEMA", "LOG_SUMMARY_SCHEMA", "TABLE_FACTS_SCHEMA",
+                "Diagnosis", "DiffStatus", "Finding", "OrgFacts", "ServerReader",
+                "SessionFacts", "Verdict", "assess", "compare_rows", "diagnose",
+                "find_personal_values", "personal_values", "summarise_log", "support_bundle",
+                "table_facts", "verdict", "write_support_bundle"]
+
+
+@pytest.mark.parametrize("module", ["frames", "findings", "diagnosis", "privacy", "bundle"])
+def test_every_diagnostics_module_declares_all(module: str) -> None:
+    import importlib
+
+    mod = importlib.import_module(f"contactsync_kit.diagnostics.{module}")
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name}"
+
+
+def test_the_package_keeps_every_former_name() -> None:
+    import contactsync_kit.diagnostics as package
+
+    assert set(FORMER_NAMES) <= set(package.__all__)
+    assert len(package.__all__) == len(set(package.__all__))
+    for name in package.__all__:
+        assert hasattr(package, name), name

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from contactsync_kit import MappedPage, MappingProblem, map_contacts_page
-from contactsync_kit.schemas import TABLE_COLUMNS, table_schema
+from contactsync_kit.schemas import DATA_TABLES, TABLES, table_schema
 from contactsync_kit.testing import fake_contact
 
 ORG = "5f0e7a4e-1111-4c3b-9d2a-000000000001"
@@ -36,7 +36,7 @@ def test_bytes_and_parsed_rows_map_to_the_same_frames() -> None:
     from_list = map_contacts_page(raw, ORG)
     from_bytes = map_contacts_page(json.dumps(raw).encode(), ORG)
     assert isinstance(from_list, MappedPage) and isinstance(from_bytes, MappedPage)
-    for table in TABLE_COLUMNS:
+    for table in DATA_TABLES:
         assert from_list.frames()[table].equals(from_bytes.frames()[table])
 
 
@@ -62,9 +62,10 @@ def test_missing_optional_columns_and_extra_columns_are_fine() -> None:
 
 
 def test_empty_page_maps_to_empty_frames() -> None:
-    for raw in ([], b"[]", b"  []\n"):
+    empties: tuple[Any, ...] = ([], b"[]", b"  []\n")
+    for raw in empties:
         page = map_contacts_page(raw, ORG)
-        assert isinstance(page, MappedPage) and page.counts() == dict.fromkeys(TABLE_COLUMNS, 0)
+        assert isinstance(page, MappedPage) and page.counts() == dict.fromkeys(DATA_TABLES, 0)
 
 
 def _break(path: tuple[Any, ...], value: Any) -> list[dict[str, Any]]:
@@ -154,3 +155,38 @@ def test_mapping_is_vectorised_at_scale() -> None:
     page = map_contacts_page(json.dumps(raw).encode(), ORG)
     assert isinstance(page, MappedPage) and page.notes.height == 15_000
     assert page.notes.filter(pl.col("contact_id").is_null()).height == 0
+
+
+def _spec_breaks() -> list[tuple[tuple[Any, ...], Any, str]]:
+    """One broken value per rule the table spec declares, at the right place in a row."""
+    where = {"contacts": (1,), "notes": (1, "notes", 0),
+             "contact_assignments": (1, "contact_assignments", 0)}
+    assert set(where) == set(DATA_TABLES)
+    cases: list[tuple[tuple[Any, ...], Any, str]] = []
+    for table in DATA_TABLES:
+        for column in TABLES[table].columns:
+            path = (*where[table], column.name)
+            if column.required:
+                cases.append((path, None, f"{table}.{column.name} missing"))
+            if column.uuid:
+                cases.append((path, "nope", f"{table}.{column.name} not a UUID"))
+            if column.timestamp:
+                cases.append((path, "nope", f"{table}.{column.name} not a timestamp"))
+            if column.values is not None:
+                cases.append((path, "nope", f"{table}.{column.name} unknown"))
+    return cases
+
+
+@pytest.mark.parametrize(("path", "value", "reason"), _spec_breaks())
+def test_every_rule_of_the_table_spec_is_checked(
+    path: tuple[Any, ...], value: Any, reason: str
+) -> None:
+    problem = map_contacts_page(_break(path, value), ORG)
+    assert isinstance(problem, MappingProblem), reason
+    assert reason in problem.reasons, problem.reasons
+
+
+def test_mapped_page_fields_are_the_data_tables_in_order() -> None:
+    import dataclasses
+
+    assert tuple(f.name for f in dataclasses.fields(MappedPage)) == DATA_TABLES

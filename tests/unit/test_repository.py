@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,14 +15,17 @@ from contactsync_kit import (
     ContactCache,
     ContactCacheSyncRepository,
     ManualClock,
+    SyncError,
     SyncErrorKind,
     SyncFailure,
+    SyncProgress,
     SyncSuccess,
     sign_in,
 )
-from contactsync_kit.testing import FakeSupabase
+from contactsync_kit.testing import FakeContactSource, FakeSupabase, StorageFaults, WriteEvent
 
-from .conftest import repository_for
+from ..waiting import HANG_S, until
+from .conftest import EMAIL, PASSWORD, repository_for
 
 
 def snapshot(cache: ContactCache) -> dict[str, list[tuple[object, ...]]]:
@@ -108,27 +113,20 @@ async def test_postgrest_errors_map_to_kinds_and_leave_cache_unchanged(
     assert snapshot(cache) == before
 
 
-class FailingCache(ContactCache):
-    """A cache whose notes merge fails (when there are notes), after contacts were merged."""
-
-    def _merge_table(self, conn, organisation_id, table, staged):  # type: ignore[no-untyped-def]
-        written = super()._merge_table(conn, organisation_id, table, staged)
-        if table == "notes" and written:
-            raise OSError("disk full")
-        return written
-
-
 async def test_write_failure_rolls_back_and_keeps_last_synced_at(
     fake: FakeSupabase, clock: ManualClock, org: str
 ) -> None:
-    cache = FailingCache.open(":memory:")
+    faults = StorageFaults()
+    cache = ContactCache.open(":memory:", faults=faults)
     repo = await repository_for(fake, cache, clock)
-    fake.add_contacts(org, 5, notes=0)  # no notes yet: the first sync's writes all succeed
+    fake.add_contacts(org, 5, notes=0)
     first = await repo.sync_contacts_for_organisation(org)
     assert isinstance(first, SyncSuccess)
     synced_at = cache.last_synced_at(org)
     before = snapshot(cache)
     fake.add_contacts(org, 5, notes=2)
+    # The notes merge fails inside the commit, after the contacts were merged.
+    faults.fail_on("merge", OSError("disk full"), table="notes")
     clock.advance(timedelta(hours=1))
     result = await repo.sync_contacts_for_organisation(org)
     assert isinstance(result, SyncFailure)
@@ -157,7 +155,7 @@ async def test_reject_policy_answers_in_progress_at_once(
     fake.add_contacts(org, 3)
     fake.delay_s = 0.05
     running = asyncio.ensure_future(repo.sync_contacts_for_organisation(org))
-    await asyncio.sleep(0)
+    await until(lambda: fake.rest_requests(), "the sync's request to reach the server")
     assert repo.is_syncing(org)
     second = await repo.sync_contacts_for_organisation(org, on_concurrent="reject")
     assert isinstance(second, SyncFailure) and second.error.kind is SyncErrorKind.IN_PROGRESS
@@ -263,12 +261,14 @@ async def test_row_of_another_organisation_is_refused(
 
 
 async def test_sign_out_fallback_to_anon_fails_auth_and_keeps_cache(
-    repo: ContactCacheSyncRepository, fake: FakeSupabase, cache: ContactCache, org: str
+    fake: FakeSupabase, cache: ContactCache, clock: ManualClock, org: str
 ) -> None:
+    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
+                           http_client=fake.http_client())
+    repo = ContactCacheSyncRepository(client, cache, clock)
     fake.add_contacts(org, 3)
     await synced(repo, org)
     before = snapshot(cache)
-    client = repo._source._client  # type: ignore[attr-defined]
     await client.auth.sign_out()  # supabase-py now sends the anon key, which sees 200 []
     result = await repo.sync_contacts_for_organisation(org)
     assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.AUTH
@@ -300,13 +300,17 @@ async def test_clear_during_a_running_sync_leaves_the_cache_empty(
     fake.add_contacts(org, 5)
     await synced(repo, org)
     fake.delay_s = 0.1
+    before = len(fake.rest_requests())
     running = asyncio.ensure_future(repo.sync_contacts_for_organisation(org))
-    await asyncio.sleep(0.02)
+    await until(lambda: len(fake.rest_requests()) > before,
+                "the second sync's request to reach the server")
     removed = await repo.clear_cache()
     assert removed["contacts"] == 5
     result = await running
     assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.CANCELLED
-    await asyncio.sleep(0.15)
+    # The result arrives only once the attempt's worker threads are done, so nothing of this
+    # sync can still write: the cache is final now.
+    assert not repo.is_syncing()
     assert cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
     assert cache.last_synced_at(org) is None
     assert cache.read_table("sync_log").height == 0
@@ -316,21 +320,26 @@ async def test_clear_while_a_write_is_in_flight_runs_after_the_write(
     fake: FakeSupabase, clock: ManualClock, org: str
 ) -> None:
     entered = asyncio.Event()
+    release = threading.Event()
     loop = asyncio.get_running_loop()
 
-    class SlowCache(ContactCache):
-        def _merge_table(self, conn, organisation_id, table, staged):  # type: ignore[no-untyped-def]
-            loop.call_soon_threadsafe(entered.set)
-            import time
-            time.sleep(0.1)
-            return super()._merge_table(conn, organisation_id, table, staged)
+    def slow_merge(_event: WriteEvent) -> None:
+        # Hold the write until the wipe has been asked for (the limit only stops a hang).
+        loop.call_soon_threadsafe(entered.set)
+        release.wait(HANG_S)
 
-    cache = SlowCache.open(":memory:")
+    faults = StorageFaults()
+    faults.call_on("merge", slow_merge)
+    cache = ContactCache.open(":memory:", faults=faults)
     repo = await repository_for(fake, cache, clock)
     fake.add_contacts(org, 3)
     running = asyncio.ensure_future(repo.sync_contacts_for_organisation(org))
     await entered.wait()
-    await repo.clear_cache()
+    clearing = asyncio.ensure_future(repo.clear_cache())
+    # Scheduled after the wipe's first step: the write is released only once it is asked for.
+    loop.call_soon(release.set)
+    await clearing
+    assert release.is_set()
     assert (await running).error is not None
     assert cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
     assert cache.last_synced_at(org) is None
@@ -362,7 +371,8 @@ async def test_progress_reports_pages_and_tables_and_a_broken_callback_is_harmle
         raise RuntimeError("the display broke")
 
     result = await repo.sync_contacts_for_organisation(org, progress=record)
-    await asyncio.sleep(0)  # write reports arrive through the loop
+    # Write reports arrive through the loop, from the thread that writes.
+    await until(lambda: len([e for e in events if e[0] == "write"]) >= 3, "the write reports")
     assert isinstance(result, SyncSuccess) and result.pages == 3
     assert [e for e in events if e[0] == "fetch"] == [("fetch", 10, None), ("fetch", 20, None),
                                                       ("fetch", 25, None)]
@@ -374,22 +384,33 @@ async def test_writes_of_different_organisations_never_interleave(
     fake: FakeSupabase, clock: ManualClock
 ) -> None:
     spans: list[tuple[str, str]] = []
-
-    class RecordingCache(ContactCache):
-        def _merge(self, conn, organisation_id, *args):  # type: ignore[no-untyped-def]
-            spans.append(("enter", organisation_id))
-            import time
-            time.sleep(0.05)  # long enough for another write to barge in if it could
-            super()._merge(conn, organisation_id, *args)
-            spans.append(("exit", organisation_id))
-
-    cache = RecordingCache.open(":memory:")
-    repo = await repository_for(fake, cache, clock)
     orgs = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(1, 4)]
+    fetched: set[str] = set()
+    all_fetched = threading.Event()
+
+    def enter(event: WriteEvent) -> None:
+        spans.append(("enter", event.organisation_id))
+        # Hold the write until every organisation has its page, so the others head for the
+        # cache while this one writes (the limit only stops a hang).
+        all_fetched.wait(HANG_S)
+
+    def record(event: SyncProgress) -> None:
+        if event.stage == "fetch":
+            fetched.add(event.organisation_id)
+        if fetched == set(orgs):
+            all_fetched.set()
+
+    faults = StorageFaults()
+    # A commit's transaction runs from the first table's merge to the sync_state stamp.
+    faults.call_on("merge", enter, table="contacts")
+    faults.call_on("sync_state", lambda event: spans.append(("exit", event.organisation_id)))
+    cache = ContactCache.open(":memory:", faults=faults)
+    repo = await repository_for(fake, cache, clock)
     for org in orgs:
         fake.add_contacts(org, 2)
-    results = await asyncio.gather(*(repo.sync_contacts_for_organisation(o) for o in orgs))
-    assert all(r.ok for r in results)
+    results = await asyncio.gather(*(repo.sync_contacts_for_organisation(o, progress=record)
+                                     for o in orgs))
+    assert all(r.ok for r in results) and all_fetched.is_set()
     assert [kind for kind, _ in spans] == ["enter", "exit"] * 3
     assert all(spans[i][1] == spans[i + 1][1] for i in range(0, 6, 2))
 
@@ -397,11 +418,9 @@ async def test_writes_of_different_organisations_never_interleave(
 async def test_a_failure_while_staging_a_page_writes_nothing(
     fake: FakeSupabase, clock: ManualClock, org: str
 ) -> None:
-    class BrokenStage(ContactCache):
-        def _stage_frame(self, conn, staged, table, frame):  # type: ignore[no-untyped-def]
-            raise OSError("no space left on device")
-
-    cache = BrokenStage.open(":memory:")
+    faults = StorageFaults()
+    faults.fail_on("stage", OSError("no space left on device"))
+    cache = ContactCache.open(":memory:", faults=faults)
     repo = await repository_for(fake, cache, clock, page_size=10)
     fake.add_contacts(org, 25)
     result = await repo.sync_contacts_for_organisation(org)
@@ -421,3 +440,63 @@ async def test_a_file_cache_syncs_many_pages(
     fake.contacts = fake.contacts[:100]
     assert (await synced(repo, org)).items_synced == 100
     assert cache.counts(org) == {"contacts": 100, "notes": 300, "contact_assignments": 100}
+
+
+# -- through the in-memory ContactSource ----------------------------------------------------
+
+async def test_a_failure_on_a_later_page_writes_nothing_and_is_logged(
+    cache: ContactCache, clock: ManualClock, org: str
+) -> None:
+    source = FakeContactSource(page_size=10)
+    source.add_contacts(org, 25)
+    source.page_errors[3] = SyncError(SyncErrorKind.NETWORK, "connection reset")
+    repo = ContactCacheSyncRepository(None, cache, clock, source=source)
+    result = await repo.sync_contacts_for_organisation(org)
+    assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.NETWORK
+    assert result.pages == 2 and result.items_synced == 0
+    assert cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
+    assert cache.read_table("sync_log", org)["error_kind"].to_list() == ["network"]
+    assert [after is None for after, _ in source.fetches] == [True, False, False]
+
+
+async def test_a_session_problem_fails_before_any_fetch(
+    cache: ContactCache, clock: ManualClock, org: str
+) -> None:
+    source = FakeContactSource(session_error=SyncError(SyncErrorKind.AUTH, "not signed in"))
+    source.add_contacts(org, 3)
+    repo = ContactCacheSyncRepository(None, cache, clock, source=source)
+    result = await repo.sync_contacts_for_organisation(org)
+    assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.AUTH
+    assert source.fetches == []
+
+
+async def test_match_sees_exactly_the_two_cases(
+    cache: ContactCache, clock: ManualClock, org: str
+) -> None:
+    source = FakeContactSource(page_size=2)
+    source.add_contacts(org, 3, notes=1)
+    repo = ContactCacheSyncRepository(None, cache, clock, source=source)
+    match await repo.sync_contacts_for_organisation(org):
+        case SyncSuccess(items_synced=items, pages=pages):
+            assert (items, pages) == (3, 2)
+        case SyncFailure(error=error):
+            pytest.fail(f"expected a success, got {error}")
+
+
+async def test_a_failed_sync_log_write_is_reported_not_swallowed(
+    clock: ManualClock, org: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    faults = StorageFaults()
+    faults.fail_on("log", OSError("disk full"))
+    cache = ContactCache.open(":memory:", faults=faults)
+    source = FakeContactSource()
+    source.add_contacts(org, 2)
+    repo = ContactCacheSyncRepository(None, cache, clock, source=source)
+    with caplog.at_level(logging.ERROR, logger="contactsync_kit.repository"):
+        result = await repo.sync_contacts_for_organisation(org)
+    assert isinstance(result, SyncSuccess), "the sync itself stands"
+    assert cache.counts(org)["contacts"] == 2
+    assert cache.read_table("sync_log").height == 0
+    [record] = [r for r in caplog.records if "sync log" in r.getMessage()]
+    assert org in record.getMessage() and "success" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], OSError)

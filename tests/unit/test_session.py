@@ -5,7 +5,17 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from contactsync_kit import PrivilegedKeyError, SignInError, inspect_token, sign_in
+from contactsync_kit import (
+    CacheVersionError,
+    ContactSyncError,
+    PrivilegedKeyError,
+    SignInError,
+    SyncError,
+    SyncErrorKind,
+    inspect_token,
+    sign_in,
+)
+from contactsync_kit.remote import RemoteFailure
 from contactsync_kit.testing import FakeSupabase
 
 from .conftest import EMAIL, PASSWORD
@@ -59,6 +69,32 @@ async def test_an_unreachable_server_is_named_in_the_sign_in_error() -> None:
 
     fake = FakeSupabase()
     fake.raise_on_auth = httpx.ConnectError("connection refused")
-    with pytest.raises(SignInError, match=r"cannot reach http://fake-supabase\.test"):
+    with pytest.raises(SignInError, match=r"cannot reach http://fake-supabase\.test") as info:
         await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
                       http_client=fake.http_client())
+    assert info.value.kind is SyncErrorKind.NETWORK
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "also"),
+    [
+        (PrivilegedKeyError("service role"), SyncErrorKind.AUTH, ValueError),
+        (SignInError("wrong email or password"), SyncErrorKind.AUTH, RuntimeError),
+        (CacheVersionError("newer"), None, RuntimeError),
+        (RemoteFailure(SyncError(SyncErrorKind.TIMEOUT, "slow")), SyncErrorKind.TIMEOUT,
+         Exception),
+    ],
+)
+def test_every_kit_error_is_a_contact_sync_error_with_a_kind(
+    error: ContactSyncError, kind: SyncErrorKind | None, also: type[Exception]
+) -> None:
+    # The builtin bases are kept so code written against the old classes still catches them.
+    assert isinstance(error, ContactSyncError) and isinstance(error, also)
+    assert error.kind is kind
+
+
+async def test_a_wrong_password_is_an_auth_kind(fake: FakeSupabase) -> None:
+    with pytest.raises(ContactSyncError) as info:
+        await sign_in(fake.url, fake.anon_key, email=EMAIL, password="nope",
+                      http_client=fake.http_client())
+    assert isinstance(info.value, SignInError) and info.value.kind is SyncErrorKind.AUTH

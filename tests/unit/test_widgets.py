@@ -319,7 +319,7 @@ async def test_a_slow_early_chart_never_replaces_a_newer_one(
     app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = staleness_panel.age_chart_png
+    real = staleness_panel.age_chart_png  # type: ignore[attr-defined]  # patched where used
     drawing_empty = threading.Event()
 
     def slow_when_empty(report: pl.DataFrame, hours: float) -> bytes:

@@ -1,0 +1,294 @@
+"""The verdict half of the diagnosis: one organisation's facts in, a plain-language finding out.
+
+Pure: `now` is given, never read. Imports neither supabase nor SQLAlchemy, and touches neither
+network nor disk. The advice per failure kind comes from `contactsync_kit.advice`, the age
+wording from `contactsync_kit.staleness.format_age`, and the default threshold from
+`contactsync_kit.staleness.DEFAULT_STALE_AFTER`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import polars as pl
+
+from ..advice import ACCESS_REVOKED, SYNC_NOW, advise
+from ..schemas import DATA_TABLES
+from ..staleness import DEFAULT_STALE_AFTER, format_age
+from .frames import UTC_TS
+
+__all__ = [
+    "DIAGNOSIS_SCHEMA",
+    "FACT_COLUMNS",
+    "Finding",
+    "OrgFacts",
+    "Verdict",
+    "assess",
+    "verdict",
+]
+
+__io__ = "none"
+
+
+class Verdict(enum.StrEnum):
+    """One organisation's cache state, in the words a support person uses."""
+
+    FRESH = "fresh"
+    STALE = "stale"
+    DRIFTED = "drifted"
+    FAILING = "failing"
+    NEVER_SYNCED = "never_synced"
+
+
+#: The facts known about one organisation: `OrgFacts` as frame columns.
+FACT_COLUMNS: Final[Mapping[str, pl.DataType]] = {
+    "organisation_id": pl.String(),
+    "last_synced_at": UTC_TS,
+    "last_success_at": UTC_TS,
+    "last_attempt_at": UTC_TS,
+    "last_attempt_outcome": pl.String(),
+    "attempts": pl.Int64(),
+    "failures_since_success": pl.Int64(),
+    "last_error_kind": pl.String(),
+    "last_error_code": pl.String(),
+    "last_error_status": pl.Int64(),
+    "last_error_message": pl.String(),
+    "server_checked": pl.Boolean(),
+    "server_error_kind": pl.String(),
+    "server_error_code": pl.String(),
+    "member": pl.Boolean(),
+    **{f"{side}_{table}": pl.Int64() for table in DATA_TABLES for side in ("local", "server")},
+    "local_newest_updated_at": UTC_TS,
+    "server_newest_updated_at": UTC_TS,
+    "missing_locally": pl.Int64(),
+    "gone_from_server": pl.Int64(),
+    "newer_on_server": pl.Int64(),
+}
+
+#: The per-organisation diagnosis frame: the facts plus age, verdict, cause and action.
+DIAGNOSIS_SCHEMA: Final = pl.Schema({
+    "organisation_id": pl.String(),
+    "verdict": pl.String(),
+    "cause": pl.String(),
+    "summary": pl.String(),
+    "action": pl.String(),
+    "cache_age_hours": pl.Float64(),
+    "stale": pl.Boolean(),
+    **{name: dtype for name, dtype in FACT_COLUMNS.items() if name != "organisation_id"},
+})
+
+
+@dataclass(frozen=True)
+class OrgFacts:
+    """What is known about one organisation's cache; the input of `verdict`.
+
+    Server fields are None when the server was not (or could not be) asked; in that case
+    `server_error_kind` / `server_error_code` say why (a session problem is reported there too,
+    e.g. kind ``auth`` with code ``token_expired``).
+    """
+
+    organisation_id: str
+    last_synced_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_attempt_at: datetime | None = None
+    last_attempt_outcome: str | None = None
+    attempts: int | None = 0
+    failures_since_success: int | None = 0
+    last_error_kind: str | None = None
+    last_error_code: str | None = None
+    last_error_status: int | None = None
+    last_error_message: str | None = None
+    server_checked: bool | None = False
+    server_error_kind: str | None = None
+    server_error_code: str | None = None
+    member: bool | None = None
+    local_contacts: int | None = 0
+    server_contacts: int | None = None
+    local_notes: int | None = 0
+    server_notes: int | None = None
+    local_contact_assignments: int | None = 0
+    server_contact_assignments: int | None = None
+    local_newest_updated_at: datetime | None = None
+    server_newest_updated_at: datetime | None = None
+    missing_locally: int | None = 0
+    gone_from_server: int | None = 0
+    newer_on_server: int | None = 0
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> OrgFacts:
+        """Build from a facts-frame row, ignoring columns that are not facts."""
+        names = cls.__dataclass_fields__
+        return cls(**{key: value for key, value in row.items() if key in names})
+
+    @property
+    def local_rows(self) -> int:
+        """Cached rows of the organisation over all tables."""
+        return sum(v or 0 for v in self._side("local"))
+
+    @property
+    def server_rows(self) -> int | None:
+        """Rows the server shows this user, over all tables (None when unknown)."""
+        counts = self._side("server")
+        return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
+
+    def _side(self, side: str) -> list[int | None]:
+        values: list[int | None] = [getattr(self, f"{side}_{table}") for table in DATA_TABLES]
+        return [0 if v is None and side == "local" else v for v in values]
+
+    @property
+    def differing_rows(self) -> int:
+        """Rows in the diff, of any status."""
+        return sum(v or 0 for v in (self.missing_locally, self.gone_from_server,
+                                    self.newer_on_server))
+
+    @property
+    def synced_at(self) -> datetime | None:
+        """When the cache last took a successful sync (None: never)."""
+        return self.last_synced_at or self.last_success_at
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A verdict with its likely cause (a short code), a sentence and the action to take."""
+
+    verdict: Verdict
+    cause: str
+    summary: str
+    action: str
+
+
+def verdict(facts: OrgFacts, *, now: datetime, threshold: timedelta = DEFAULT_STALE_AFTER,
+            ) -> Finding:
+    """The plain-language verdict for one organisation. Pure: `now` is given, not read.
+
+    Precedence, first match wins: a session problem or a failed last attempt (``failing``;
+    the action fixes the failure, which would also fix any staleness); no successful sync
+    (``never_synced``); rows that differ or counts that disagree (``drifted``; the cause is
+    ``access_revoked`` when the server no longer shows the organisation at all); a cache older
+    than `threshold` (``stale``); otherwise ``fresh``.
+    """
+    synced_at = facts.synced_at
+    if synced_at is None:
+        return _failing(facts) or _never_synced(facts)
+    age = now - synced_at
+    return (_failing(facts) or _revoked(facts, age, threshold) or _drifted(facts, age)
+            or _by_age(facts, age, threshold))
+
+
+def _failure(kind: str | None, code: str | None, status: int | None, during: str) -> Finding:
+    advice = advise(kind, code, status)
+    code_text = f" [{code}]" if code else ""
+    return Finding(Verdict.FAILING, advice.cause, f"{during} failed: {advice.problem}{code_text}",
+                   advice.action)
+
+
+def _failing(facts: OrgFacts) -> Finding | None:
+    # A session problem first: no sync can succeed until it is fixed.
+    if facts.server_error_kind == "auth":
+        return _failure(facts.server_error_kind, facts.server_error_code, None,
+                        "checking the server")
+    synced_at = facts.synced_at
+    last_failed = facts.last_attempt_outcome not in (None, "success") and (
+        synced_at is None or facts.last_attempt_at is None or facts.last_attempt_at > synced_at)
+    if last_failed:
+        finding = _failure(facts.last_error_kind, facts.last_error_code,
+                           facts.last_error_status, "the last sync")
+        failures = facts.failures_since_success or 1
+        if failures > 1:
+            return Finding(finding.verdict, finding.cause,
+                           f"{finding.summary} ({failures} failed attempts in a row)",
+                           finding.action)
+        return finding
+    if facts.server_error_kind is not None:
+        return _failure(facts.server_error_kind, facts.server_error_code, None,
+                        "checking the server")
+    return None
+
+
+def _never_synced(facts: OrgFacts) -> Finding:
+    if facts.member is False:
+        return Finding(Verdict.NEVER_SYNCED, "not_a_member",
+                       "never synced, and the server does not show this user the organisation",
+                       "ask an organisation admin to add the user")
+    return Finding(Verdict.NEVER_SYNCED, "never_synced",
+                   "this organisation has never been synced on this device", SYNC_NOW)
+
+
+def _counts_differ(facts: OrgFacts) -> bool:
+    server_rows = facts.server_rows
+    return facts.differing_rows > 0 or (server_rows is not None
+                                        and server_rows != facts.local_rows)
+
+
+def _ago(age: timedelta) -> str:
+    return f"{format_age(age.total_seconds())} ago"
+
+
+def _revoked(facts: OrgFacts, age: timedelta, threshold: timedelta) -> Finding | None:
+    if facts.member is not False:
+        return None
+    state = (Verdict.DRIFTED if _counts_differ(facts)
+             else Verdict.STALE if age > threshold else Verdict.FRESH)
+    return Finding(state, ACCESS_REVOKED.cause,
+                   f"the server no longer shows this user the organisation; the cache still "
+                   f"holds {facts.local_rows} row(s) from a sync {_ago(age)}",
+                   ACCESS_REVOKED.action)
+
+
+def _drifted(facts: OrgFacts, age: timedelta) -> Finding | None:
+    if not _counts_differ(facts):
+        return None
+    parts = [f"{count} {label}" for count, label in (
+        (facts.missing_locally, "on the server but not cached"),
+        (facts.gone_from_server, "cached but gone from the server"),
+        (facts.newer_on_server, "newer on the server"),
+    ) if count]
+    detail = ", ".join(parts) if parts else (
+        f"the server counts {facts.server_rows} row(s), the cache holds {facts.local_rows}")
+    return Finding(Verdict.DRIFTED, "server_changed",
+                   f"the server changed since the last sync {_ago(age)}: {detail}", SYNC_NOW)
+
+
+def _by_age(facts: OrgFacts, age: timedelta, threshold: timedelta) -> Finding:
+    checked = "" if facts.server_checked else " (server not checked)"
+    if age > threshold:
+        return Finding(Verdict.STALE, "older_than_threshold",
+                       f"last synced {_ago(age)}, over the "
+                       f"{format_age(threshold.total_seconds())} threshold{checked}", SYNC_NOW)
+    matches = "; the cache matches the server" if facts.server_checked else ""
+    return Finding(Verdict.FRESH, "up_to_date", f"last synced {_ago(age)}{matches}{checked}",
+                   "nothing to do")
+
+
+def assess(facts: pl.DataFrame, *, now: datetime, threshold: timedelta = DEFAULT_STALE_AFTER,
+           ) -> pl.DataFrame:
+    """Add age, staleness and the verdict to a facts frame; returns `DIAGNOSIS_SCHEMA`.
+
+    `facts` holds one row per organisation with (a subset of) the `OrgFacts` fields; missing
+    columns are taken as unknown.
+    """
+    facts = facts.select([
+        (pl.col(name) if name in facts.columns else pl.lit(None)).cast(dtype).alias(name)
+        for name, dtype in FACT_COLUMNS.items()
+    ])
+    findings = [verdict(OrgFacts.from_row(row), now=now, threshold=threshold)
+                for row in facts.iter_rows(named=True)]
+    synced = pl.coalesce(pl.col("last_synced_at"), pl.col("last_success_at"))
+    age_hours = (pl.lit(now).cast(UTC_TS) - synced).dt.total_microseconds() / 3.6e9
+    return (
+        facts.with_columns(
+            pl.Series("verdict", [f.verdict.value for f in findings], dtype=pl.String()),
+            pl.Series("cause", [f.cause for f in findings], dtype=pl.String()),
+            pl.Series("summary", [f.summary for f in findings], dtype=pl.String()),
+            pl.Series("action", [f.action for f in findings], dtype=pl.String()),
+            age_hours.alias("cache_age_hours"),
+            (age_hours > threshold.total_seconds() / 3600).alias("stale"),
+        )
+        .select(list(DIAGNOSIS_SCHEMA))
+        .cast(DIAGNOSIS_SCHEMA)
+        .sort("organisation_id")
+    )
