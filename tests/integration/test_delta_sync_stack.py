@@ -130,7 +130,7 @@ async def test_the_digest_state_is_wiped_with_the_cache(
     assert store.load(org, user) is not None
     await admin.repository.clear_cache()
     assert store.load(org, user) is None
-    with admin.cache._read() as conn:
+    with admin.cache._store.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM sync_digest_buckets").scalar() == 0
     after = await admin.repository.sync_contacts_for_organisation(org)
     assert isinstance(after, SyncSuccess) and after.mode == "full" and after.verified
