@@ -281,10 +281,12 @@ class IncrementalSync:
                 raise _Fallback("the digest still differed after reconciling")
             reconciled = True
         written, deleted = changes.counts()
+        # The counts are of what the cache now holds, as after a full sync; `rows_changed`
+        # and `rows_deleted` say what this delta did.
         result = SyncSuccess(
-            organisation_id=org, items_synced=changes.upserts["contacts"].height,
-            notes_synced=changes.upserts["notes"].height,
-            assignments_synced=changes.upserts["contact_assignments"].height,
+            organisation_id=org, items_synced=expected["contacts"][0],
+            notes_synced=expected["notes"][0],
+            assignments_synced=expected["contact_assignments"][0],
             duration_ms=round((time.perf_counter() - mark) * 1000), pages=self._requests,
             mode="delta", verified=True,
             reconciled=reconciled, rows_changed=written, rows_deleted=deleted)
