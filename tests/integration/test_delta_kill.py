@@ -73,7 +73,8 @@ def run_child(args: list[str], kill_after_s: float | None) -> str:
                 child.wait(timeout=60)
                 return line.strip()
         child.wait(timeout=60)
-        raise AssertionError(f"the child ended without syncing: {child.stderr.read()}")
+        errors = child.stderr.read() if child.stderr is not None else ""
+        raise AssertionError(f"the child ended without syncing: {errors}")
     finally:
         if child.poll() is None:
             child.kill()
