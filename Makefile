@@ -52,6 +52,7 @@ stress: install
 
 bench: install
 	$(BIN)/python -m benchmarks.sync_benchmark
+	$(BIN)/python -m benchmarks.delta_benchmark
 
 bench-audit: install
 	$(BIN)/python -m benchmarks.audit_benchmark

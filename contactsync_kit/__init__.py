@@ -16,6 +16,7 @@ from .cache_files import (
     ForeignCacheFileError,
 )
 from .clock import Clock, ManualClock, SystemClock
+from .delta import SyncMode
 from .errors import ContactSyncError
 from .mappers import MappedPage, MappingProblem, map_contacts_page
 from .remote import ContactSource, SupabaseContactSource
@@ -29,6 +30,7 @@ from .results import (
     SyncSuccess,
 )
 from .session import PrivilegedKeyError, SignInError, TokenInfo, inspect_token, sign_in
+from .verify import CacheVerification, verify_cache
 
 __version__ = "0.1.0"
 
@@ -37,6 +39,7 @@ __all__ = [
     "CacheKeyError",
     "CacheLockedError",
     "CacheOwner",
+    "CacheVerification",
     "CacheVersionError",
     "Clock",
     "ContactCache",
@@ -56,6 +59,7 @@ __all__ = [
     "SyncErrorKind",
     "SyncFailure",
     "SyncLogEntry",
+    "SyncMode",
     "SyncProgress",
     "SyncResult",
     "SyncSuccess",
@@ -68,6 +72,7 @@ __all__ = [
     "map_contacts_page",
     "sign_in",
     "start_session",
+    "verify_cache",
 ]
 
 __io__ = "none"

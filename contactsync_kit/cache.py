@@ -71,6 +71,25 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             contact_assignments INTEGER NOT NULL DEFAULT 0, pages INTEGER NOT NULL DEFAULT 0)""",
         "CREATE INDEX sync_log_organisation ON sync_log (organisation_id, started_at)",
     ),
+    3: (
+        # Verified incremental sync (delta_store.py): per organisation and user, the server
+        # watermarks, the mode and outcome of the last sync, and the digest of the cached rows
+        # per table and id bucket. Ids, timestamps and numbers only: no personal data.
+        """CREATE TABLE sync_digest_state (
+            organisation_id TEXT NOT NULL, user_id TEXT NOT NULL, mode TEXT NOT NULL,
+            verified INTEGER NOT NULL, synced_at TEXT NOT NULL, watermarks TEXT NOT NULL,
+            PRIMARY KEY (organisation_id, user_id))""",
+        """CREATE TABLE sync_digest_buckets (
+            organisation_id TEXT NOT NULL, user_id TEXT NOT NULL, table_name TEXT NOT NULL,
+            bucket TEXT NOT NULL, row_count INTEGER NOT NULL, s1 INTEGER NOT NULL,
+            s2 INTEGER NOT NULL,
+            PRIMARY KEY (organisation_id, user_id, table_name, bucket))""",
+        # Wiped with the cache: clear() deletes sync_state, and the digest goes with it.
+        """CREATE TRIGGER sync_state_wipes_digest AFTER DELETE ON sync_state BEGIN
+            DELETE FROM sync_digest_buckets WHERE organisation_id = OLD.organisation_id;
+            DELETE FROM sync_digest_state WHERE organisation_id = OLD.organisation_id;
+        END""",
+    ),
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 

@@ -24,7 +24,7 @@ from .schemas import (
     table_schema,
 )
 
-__all__ = ["MappedPage", "MappingProblem", "empty_page", "map_contacts_page"]
+__all__ = ["MappedPage", "MappingProblem", "empty_page", "map_contacts_page", "map_table_rows"]
 
 __io__ = "none"
 
@@ -184,3 +184,36 @@ def _validate(
     ).row(0, named=True)
     reasons = {reason: int(count) for reason, count in counts.items() if count}
     return frame.select(normalised), reasons
+
+
+def map_table_rows(raw: Any, table: str, organisation_id: str) -> pl.DataFrame | MappingProblem:
+    """Map a page of plain rows of one cache table (no embedding) to its cache frame.
+
+    The checks are the embedded page's: well-formed values, the organisation asked for; a
+    note or assignment is its own parent here (it arrived without one). Used by the
+    incremental sync, which reads each table's changed rows on their own.
+    """
+    spec = TABLES[table]
+    schema = pl.Schema({name: pl.String for name in spec.names})
+    try:
+        if isinstance(raw, bytes | bytearray | memoryview):
+            body = bytes(raw).lstrip()
+            if not body.startswith(b"["):
+                return MappingProblem("invalid_data", "the response body is not a JSON list")
+            frame = pl.read_json(io.BytesIO(body), schema=schema) if body.rstrip() != b"[]" \
+                else pl.DataFrame(schema=schema)
+        elif isinstance(raw, list) and all(isinstance(row, dict) for row in raw):
+            frame = pl.DataFrame(raw, schema=schema)
+        else:
+            return MappingProblem("invalid_data", f"the {table} response is not a JSON list")
+    except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
+        return MappingProblem("invalid_data", f"the {table} rows do not fit the schema "
+                              f"({type(exc).__name__})")
+    if spec.parent is not None:
+        frame = frame.with_columns(pl.col(spec.parent[0]).alias(_PARENT))
+    mapped, reasons = _validate(frame, table, organisation_id)
+    if reasons:
+        detail = "; ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+        return MappingProblem("invalid_data", f"{sum(reasons.values())} invalid value(s) in "
+                              f"the {table} rows: {detail}", reasons)
+    return mapped

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import httpx
 from postgrest import CountMethod
@@ -28,12 +28,17 @@ from .schemas import EMBEDDED_SELECT
 from .session import bearer_token, inspect_token
 
 __all__ = [
+    "DIGEST_FUNCTION",
     "ContactSource",
+    "DeltaSource",
+    "DigestRow",
+    "DigestUnavailable",
     "Filter",
     "RemoteFailure",
     "RemotePage",
     "RemoteReader",
     "SupabaseContactSource",
+    "SupabaseDeltaSource",
     "last_row_key",
 ]
 
@@ -312,3 +317,126 @@ def _translate_transport(exc: httpx.HTTPError) -> SyncError:
                          f"({type(exc).__name__})")
     return SyncError(SyncErrorKind.NETWORK, f"could not talk to the server "
                      f"({type(exc).__name__})")
+
+
+# -- verified incremental sync (issue 11): reads a delta sync needs ------------------------
+
+#: The server function of devstack/sql/0005_sync_digest.sql.
+DIGEST_FUNCTION = "contactsync_digest"
+# PostgREST's "function not found" (the project has not applied the digest migration).
+_MISSING_FUNCTION_CODES = frozenset({"PGRST202", "42883"})
+
+
+@dataclass(frozen=True)
+class DigestRow:
+    """One row of the server's digest: a table's bucket, its row count and digest."""
+
+    table: str
+    bucket: str
+    count: int
+    digest: int
+
+
+class DigestUnavailable(Exception):
+    """The server offers no digest function (the migration is not applied)."""
+
+
+@runtime_checkable
+class DeltaSource(ContactSource, Protocol):
+    """A `ContactSource` that can also serve a verified incremental sync."""
+
+    def user_id(self) -> str | None:
+        """The signed-in user's id (the token's subject), or None."""
+        ...
+
+    async def digest(self, organisation_id: str, prefix_length: int = 0) -> list[DigestRow]:
+        """The server's digest per table (bucket ``""``), or per id bucket.
+
+        Buckets are the ids' first `prefix_length` hex digits. Raises `DigestUnavailable`.
+        """
+        ...
+
+    async def fetch_rows(
+        self, table: str, organisation_id: str, *, since: str | None = None,
+        ids: list[str] | None = None, buckets: list[str] | None = None,
+        columns: str = "*", after: str | None = None,
+    ) -> RemotePage:
+        """One keyset page (by ``id``) of `table`'s rows of the organisation.
+
+        Those changed at or after `since`, or among `ids`, or inside the id `buckets`.
+        """
+        ...
+
+
+def _bucket_filter(buckets: list[str]) -> str:
+    from .digest import bucket_bounds  # pure; imported here to keep the top of file stable
+
+    ranges = []
+    for bucket in buckets:
+        low, high = bucket_bounds(bucket)
+        ranges.append(f"and(id.gte.{low},id.lt.{high})" if high else f"id.gte.{low}")
+    return ",".join(ranges)
+
+
+async def _digest_rows(client: AsyncClient, organisation_id: str,
+                       prefix_length: int) -> list[DigestRow]:
+    query = client.rpc(DIGEST_FUNCTION, {"p_organisation_id": organisation_id,
+                                         "p_prefix_length": prefix_length})
+    try:
+        response = await _send(query)
+    except RemoteFailure as exc:
+        if exc.error.code in _MISSING_FUNCTION_CODES or (
+                exc.error.status == 404 and exc.error.code is None):
+            raise DigestUnavailable(exc.error.message) from exc
+        raise
+    try:
+        result: list[DigestRow] = []
+        for row in response.json():
+            table = str(row["table_name"])
+            if prefix_length <= 0:
+                result.append(DigestRow(table, "", int(row["row_count"]), int(row["digest"])))
+                continue
+            for bucket, (count, digest) in dict(row["buckets"] or {}).items():
+                # The server numbers buckets; the kit names them by their hex prefix.
+                name = f"{int(bucket):0{prefix_length}x}"
+                result.append(DigestRow(table, name, int(count), int(digest)))
+        return result
+    except (ValueError, TypeError, KeyError) as exc:
+        raise RemoteFailure(SyncError(SyncErrorKind.INVALID_DATA,
+                                      "the server's digest is not a list of digest rows")) from exc
+
+
+class _DeltaReads:
+    """The delta reads, mixed into `SupabaseContactSource`."""
+
+    _client: AsyncClient
+    _page_size: int
+
+    def user_id(self) -> str | None:
+        token = bearer_token(self._client)
+        info = inspect_token(token) if token else None
+        return info.subject.lower() if info is not None and info.subject else None
+
+    async def digest(self, organisation_id: str, prefix_length: int = 0) -> list[DigestRow]:
+        return await _digest_rows(self._client, organisation_id, prefix_length)
+
+    async def fetch_rows(
+        self, table: str, organisation_id: str, *, since: str | None = None,
+        ids: list[str] | None = None, buckets: list[str] | None = None,
+        columns: str = "*", after: str | None = None,
+    ) -> RemotePage:
+        query = self._client.table(table).select(columns).eq("organisation_id", organisation_id)
+        if since is not None:
+            query = query.gte("updated_at", since)
+        if ids is not None:
+            query = query.in_("id", ids)
+        if buckets:
+            query = query.or_(_bucket_filter(buckets))
+        if after is not None:
+            query = query.gt("id", after)
+        response = await _send(query.order("id").limit(self._page_size))
+        return RemotePage(body=response.content, total=None)
+
+
+class SupabaseDeltaSource(_DeltaReads, SupabaseContactSource):
+    """`SupabaseContactSource` plus the reads of a verified incremental sync."""

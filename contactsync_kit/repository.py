@@ -8,14 +8,16 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Final, Literal
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 from .cache import ContactCache, SyncLogEntry
 from .clock import Clock, SystemClock
+from .delta import FullSyncHooks, IncrementalSync, SyncMode
+from .delta_store import DeltaStore
 from .mappers import MappedPage, MappingProblem, map_contacts_page
 from .paging import IdRange, id_ranges, pages_needed
-from .remote import ContactSource, RemoteFailure, RemotePage, SupabaseContactSource
+from .remote import ContactSource, RemoteFailure, RemotePage, SupabaseDeltaSource
 from .results import StageTimings, SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
 from .schemas import DATA_TABLES
 from .staging import SyncStaging
@@ -29,6 +31,7 @@ __all__ = ["ConcurrentPolicy", "ContactCacheSyncRepository", "SyncProgress"]
 __io__ = "none"
 
 ConcurrentPolicy = Literal["join", "reject"]
+T = TypeVar("T")
 _log = logging.getLogger(__name__)
 
 #: Pages requested from the server at the same time (the parallel fetch of a large sync).
@@ -197,12 +200,13 @@ class ContactCacheSyncRepository:
         page_size: int = 1000,
         max_rows: int | None = 1000,
         on_concurrent: ConcurrentPolicy = "join",
+        delta_window: timedelta = timedelta(seconds=60),
     ) -> None:
         self._clock = clock or SystemClock()
         if source is None:
             if client is None:
                 raise ValueError("give a signed-in supabase client or a ContactSource")
-            source = SupabaseContactSource(client, self._clock, page_size=page_size)
+            source = SupabaseDeltaSource(client, self._clock, page_size=page_size)
         self._source = source
         self._cache = cache
         self._max_rows = max_rows
@@ -211,6 +215,8 @@ class ContactCacheSyncRepository:
         self._write_lock = asyncio.Lock()
         # Bumped by clear_cache: a sync that started before a wipe may not write after it.
         self._epoch = 0
+        self._delta_store = DeltaStore(cache)
+        self._delta_window = delta_window
 
     @property
     def cache(self) -> ContactCache:
@@ -233,11 +239,15 @@ class ContactCacheSyncRepository:
         *,
         on_concurrent: ConcurrentPolicy | None = None,
         progress: ProgressCallback | None = None,
+        mode: SyncMode = "auto",
     ) -> SyncResult:
         """Fetch the organisation's contacts, notes and assignments and cache them.
 
         Returns `SyncSuccess` with the counts and timings, or `SyncFailure` whose
-        `error.kind` says why; never raises for expected failures.
+        `error.kind` says why; never raises for expected failures. `mode` is ``"auto"``
+        (a delta after a verified sync by this user, else full), ``"delta"`` (the same, and
+        `fallback_reason` says why a full one ran) or ``"full"``; `result.mode` says what
+        ran and `result.verified` whether the server's digest matched the cache after it.
         """
         try:
             org = str(uuid.UUID(organisation_id)) if isinstance(organisation_id, str) else ""
@@ -255,7 +265,8 @@ class ContactCacheSyncRepository:
                 return SyncFailure(organisation_id=org, error=SyncError(
                     SyncErrorKind.IN_PROGRESS, "a sync for this organisation is already running"))
             return await asyncio.shield(running)
-        task = asyncio.create_task(self._sync(org, progress), name=f"contactsync:{org}")
+        task = asyncio.create_task(self._dispatch(org, mode, progress),
+                                   name=f"contactsync:{org}")
         self._running[org] = task
         task.add_done_callback(lambda done: self._forget(org, done))
         # Shielded: a caller that gives up does not take the joined callers' sync with it.
@@ -280,13 +291,41 @@ class ContactCacheSyncRepository:
         async with self._write_lock:
             return await asyncio.to_thread(self._cache.clear)
 
-    async def _sync(self, org: str, progress: ProgressCallback | None) -> SyncResult:
+    # -- verified incremental sync (issue 11): dispatch by mode, see delta.py ----------------
+
+    async def _dispatch(self, org: str, mode: SyncMode,
+                        progress: ProgressCallback | None) -> SyncResult:
+        return await IncrementalSync(
+            source=self._source, store=self._delta_store, clock=self._clock,
+            full=lambda hooks: self._sync(org, progress, hooks),
+            write=self._exclusive_write, log=self._log, epoch=self._epoch,
+            window=self._delta_window,
+        ).run(org, mode)
+
+    async def _exclusive_write(self, epoch: int, work: Callable[[], T]) -> T:
+        """Run `work` on a thread holding the write lock, unless the cache was wiped since."""
+        async with self._write_lock:
+            if epoch != self._epoch:
+                raise asyncio.CancelledError
+            running = asyncio.ensure_future(asyncio.to_thread(work))
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                await asyncio.wait([running])  # a thread cannot be stopped: hold the lock
+                raise
+
+    # -- the full sync ----------------------------------------------------------------------
+
+    async def _sync(self, org: str, progress: ProgressCallback | None,
+                    hooks: FullSyncHooks | None = None) -> SyncResult:
         attempt = _Attempt(org, self._epoch, self._clock.now(), self._cache.begin_sync(org))
         try:
             problem = await self._source.check_session()
             if problem is not None:
                 return await self._finish(attempt, attempt.failure(problem))
-            counts = await self._fetch_and_stage(attempt, progress)
+            counts = await self._fetch_and_stage(attempt, progress, hooks)
+            if hooks is not None and (problem := await hooks.before_commit()) is not None:
+                return await self._finish(attempt, attempt.failure(problem))
             await self._commit(attempt, progress)
             return await self._finish(attempt, attempt.success(counts))
         except (RemoteFailure, _Refused) as exc:
@@ -304,7 +343,8 @@ class ContactCacheSyncRepository:
             await attempt.close()
 
     async def _fetch_and_stage(
-        self, attempt: _Attempt, progress: ProgressCallback | None
+        self, attempt: _Attempt, progress: ProgressCallback | None,
+        hooks: FullSyncHooks | None = None,
     ) -> dict[str, int]:
         """Page through the organisation, writing each page; the rows counted per table.
 
@@ -340,7 +380,7 @@ class ContactCacheSyncRepository:
                     return ids.len(), (ids[-1] if ids.len() else None)
 
                 writer = group.create_task(self._write_pages(
-                    attempt, arrived, slots, counts, progress, lambda: expected))
+                    attempt, arrived, slots, counts, progress, lambda: expected, hooks))
                 rows, last = await fetched(None, first=True)
                 expected = attempt.total
                 remaining = (expected or 0) - rows
@@ -387,12 +427,14 @@ class ContactCacheSyncRepository:
     async def _write_pages(
         self, attempt: _Attempt, arrived: asyncio.Queue[asyncio.Task[MappedPage] | None],
         slots: asyncio.Semaphore, counts: dict[str, int], progress: ProgressCallback | None,
-        expected: Callable[[], int | None],
+        expected: Callable[[], int | None], hooks: FullSyncHooks | None,
     ) -> None:
         """The one writer: each mapped page into the cache, in the order pages arrived."""
         while (mapping := await arrived.get()) is not None:
             mapped = await mapping
             slots.release()
+            if hooks is not None:
+                hooks.on_page(mapped)
             if not attempt.pages_written:
                 await self._claim_write_lock(attempt)
             # Written on a worker thread while the next pages are fetched and mapped.
@@ -489,13 +531,13 @@ class ContactCacheSyncRepository:
 
     async def _finish(self, attempt: _Attempt, result: SyncResult) -> SyncResult:
         """Record `result` in the sync log (support's evidence), then hand it back."""
-        await self._log(result, attempt)
+        await self._log(result, attempt.started_at, attempt.epoch)
         return result
 
-    async def _log(self, result: SyncResult, attempt: _Attempt) -> None:
+    async def _log(self, result: SyncResult, started_at: datetime, epoch: int) -> None:
         error = result.error
         entry = SyncLogEntry(
-            organisation_id=result.organisation_id, started_at=attempt.started_at,
+            organisation_id=result.organisation_id, started_at=started_at,
             duration_ms=result.duration_ms, outcome="success" if error is None else "failure",
             error_kind=error.kind.value if error else None,
             error_code=error.code if error else None,
@@ -504,7 +546,7 @@ class ContactCacheSyncRepository:
             contacts=result.items_synced, notes=result.notes_synced,
             contact_assignments=result.assignments_synced, pages=result.pages)
         async with self._write_lock:
-            if attempt.epoch != self._epoch:
+            if epoch != self._epoch:
                 return  # the log was wiped with the cache; this attempt predates the wipe
             try:
                 await asyncio.to_thread(self._cache.record_attempt, entry)

@@ -11,11 +11,15 @@ __all__ = [
     "SyncError",
     "SyncErrorKind",
     "SyncFailure",
+    "SyncModeRan",
     "SyncResult",
     "SyncSuccess",
 ]
 
 __io__ = "none"
+
+#: What a sync ran: everything, or only what changed since the last verified sync.
+SyncModeRan = Literal["full", "delta"]
 
 
 class SyncErrorKind(enum.StrEnum):
@@ -76,6 +80,17 @@ class _SyncOutcome:
     duration_ms: int = 0
     pages: int = 0
     timings: StageTimings = field(default_factory=StageTimings)
+    # Verified incremental sync (issue 11). `mode` is what ran: "full" or "delta";
+    # `verified` is True when the server's digest matched the cache after the sync;
+    # `fallback_reason` says why a full sync ran when a delta was asked for (or why a sync
+    # is not verified); `rows_changed` / `rows_deleted` count what a delta wrote and removed;
+    # `reconciled` is True when the digest located differences that did not arrive as changes.
+    mode: SyncModeRan = "full"
+    verified: bool = False
+    fallback_reason: str | None = None
+    rows_changed: int = 0
+    rows_deleted: int = 0
+    reconciled: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -114,6 +114,7 @@ class FakeSupabase:
     count_offset: int = 0
     token_lifetime_s: int = 3600
     requests: list[httpx.Request] = field(default_factory=list)
+    rpc_requests: list[httpx.Request] = field(default_factory=list)
     on_rest_request: Callable[[httpx.Request], None] | None = None
 
     url: str = "http://fake-supabase.test"
@@ -152,6 +153,13 @@ class FakeSupabase:
         return [r for r in self.requests if r.url.path.startswith("/rest/v1/")]
 
     async def _handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/rest/v1/rpc/"):
+            # No server functions here: what PostgREST answers for a function it does not
+            # know. Kept apart from `requests`, which counts the data queries.
+            self.rpc_requests.append(request)
+            return httpx.Response(404, json={"code": "PGRST202", "message": "Could not find "
+                                             "the function in the schema cache",
+                                             "details": None, "hint": None})
         self.requests.append(request)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)

@@ -125,7 +125,8 @@ async def test_server_faults_fail_with_the_right_kind_and_leave_the_cache_unchan
     else:
         stack.faults.respond(503, b'{"message": "Service Unavailable"}')
         expected = {SyncErrorKind.REMOTE}
-    result = await admin.repository.sync_contacts_for_organisation(org)
+    # A full sync: its pages are large enough for the cut (a delta's answers are tiny).
+    result = await admin.repository.sync_contacts_for_organisation(org, mode="full")
     assert isinstance(result, SyncFailure) and result.error.kind in expected, result
     assert snapshot(admin.cache) == before
 
@@ -229,7 +230,8 @@ async def test_a_contact_with_more_notes_than_the_cap_fails_incomplete(
     stack.sql("INSERT INTO notes (contact_id, organisation_id, body) "
               "SELECT %s, %s, 'bulk note ' || g FROM generate_series(1, 1200) g", contact_id, org)
     try:
-        result = await admin.repository.sync_contacts_for_organisation(org)
+        # The full sync's embedded select is what db-max-rows cuts (a delta pages each table).
+        result = await admin.repository.sync_contacts_for_organisation(org, mode="full")
         assert isinstance(result, SyncFailure), "the capped notes array must not be cached"
         assert result.error.kind is SyncErrorKind.INCOMPLETE
         assert snapshot(admin.cache) == before

@@ -13,6 +13,7 @@ import pytest
 from contactsync_kit import CacheVersionError, ContactCache, MappedPage, map_contacts_page
 from contactsync_kit.cache import MIGRATIONS, SCHEMA_VERSION, SyncLogEntry, create_table_sql
 from contactsync_kit.cache_files import OWNER_TABLE
+from contactsync_kit.delta_store import DIGEST_TABLES
 from contactsync_kit.schemas import CACHE_TABLES, DATA_TABLES, SYNC_LOG, TABLES, TableSpec
 from contactsync_kit.testing import StorageFaults, WriteStep, fake_contact
 
@@ -199,8 +200,9 @@ def test_the_migrations_create_exactly_the_spec_tables(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "cache.sqlite3") as raw:
         tables = {r[0] for r in raw.execute(
             "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")}
-    # Beside the spec's tables, only the owner record (outside the data schema's versions).
-    assert tables == {*CACHE_TABLES, OWNER_TABLE}
+    # Beside the spec's tables: the owner record (outside the data schema's versions) and the
+    # verified incremental sync's digest state (migration 3).
+    assert tables == {*CACHE_TABLES, OWNER_TABLE, *DIGEST_TABLES}
 
 
 def test_sync_log_entry_fields_are_the_sync_log_columns() -> None:

@@ -1,0 +1,365 @@
+"""Verified incremental sync: fetch what changed, prove the cache equals the server, or heal.
+
+`IncrementalSync.run` is what `sync_contacts_for_organisation(org, mode=...)` dispatches to:
+
+* **delta** — when this user has a verified earlier sync of this organisation and the server
+  offers the digest: each table's rows changed since its watermark (minus a safety window),
+  applied in one transaction that commits only if the cache's digest then equals the
+  server's. Otherwise *reconcile*: the server's digest per id bucket locates the difference,
+  ids and timestamps are listed inside those buckets only, the missing rows are deleted and
+  the changed ones fetched, all in one transaction verified the same way. If still unequal,
+  a full sync runs, inside the same call;
+* **full** — the repository's full sync, its fetched rows checked against the server's digest
+  before anything is written (a mismatch is `incomplete`), then the digest state recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal, TypeVar
+
+import polars as pl
+
+from .clock import Clock
+from .delta_store import DeltaChanges, DeltaState, DeltaStore
+from .digest import (
+    BUCKET_PREFIX,
+    Digest,
+    TableDigests,
+    merge_buckets,
+    server_total,
+    table_bucket_sums,
+    total,
+)
+from .mappers import MappedPage, MappingProblem, map_table_rows
+from .remote import ContactSource, DeltaSource, DigestRow, DigestUnavailable, RemoteFailure
+from .results import SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
+from .schemas import DATA_TABLES, UUID_PATTERN
+
+__all__ = ["FullSyncHooks", "IncrementalSync", "SyncMode"]
+
+__io__ = "none"
+
+SyncMode = Literal["auto", "full", "delta"]
+T = TypeVar("T")
+#: Exclusive, epoch-guarded cache write: runs the callable on a worker thread.
+Writer = Callable[[int, Callable[[], T]], Awaitable[T]]
+_IDS_PER_REQUEST = 100  # keeps `id=in.(...)` URLs a few kB
+_BUCKETS_PER_REQUEST = 40
+# More differing buckets than this and listing them costs about what a full sync does.
+_MAX_RECONCILE_BUCKETS = 1500
+_HASH_BATCH_ROWS = 50_000
+
+
+@dataclass
+class FullSyncHooks:
+    """Called by the repository's full sync: each mapped page, then just before the commit."""
+
+    on_page: Callable[[MappedPage], None]
+    before_commit: Callable[[], Awaitable[SyncError | None]]
+
+
+@dataclass
+class _FullCheck:
+    """What the hooks learn while a full sync runs."""
+
+    buckets: TableDigests = field(default_factory=lambda: {t: {} for t in DATA_TABLES})
+    watermarks: dict[str, str] = field(default_factory=dict)
+    verified: bool = False
+    note: str | None = None
+
+
+class _Fallback(Exception):
+    """The delta cannot prove the cache; run a full sync for this reason."""
+
+
+def _max_updated(frame: pl.DataFrame, previous: str | None) -> str | None:
+    if frame.height == 0:
+        return previous
+    newest = str(frame.get_column("updated_at").max())
+    return newest if previous is None or newest > previous else previous
+
+
+def _server_digests(rows: list[DigestRow]) -> dict[str, dict[str, tuple[int, int]]]:
+    result: dict[str, dict[str, tuple[int, int]]] = {t: {} for t in DATA_TABLES}
+    for row in rows:
+        result.setdefault(row.table, {})[row.bucket] = (row.count, row.digest)
+    return result
+
+
+def _micros(column: str) -> pl.Expr:
+    return pl.col(column).str.to_datetime(time_zone="UTC", time_unit="us").dt.epoch("us")
+
+
+class IncrementalSync:
+    """One organisation's sync in a given mode; built by the repository for each call."""
+
+    def __init__(
+        self, *, source: ContactSource, store: DeltaStore, clock: Clock,
+        full: Callable[[FullSyncHooks | None], Awaitable[SyncResult]],
+        write: Writer[object], log: Callable[[SyncResult, datetime, int], Awaitable[None]],
+        epoch: int, window: timedelta,
+    ) -> None:
+        self._source = source
+        self._store = store
+        self._clock = clock
+        self._full = full
+        self._write = write
+        self._log = log
+        self._epoch = epoch
+        self._window = window
+        self._requests = 0
+
+    async def run(self, org: str, mode: SyncMode) -> SyncResult:
+        """Sync `org` in `mode`; never raises for expected failures."""
+        if mode not in ("auto", "full", "delta"):
+            return SyncFailure(organisation_id=org, error=SyncError(
+                SyncErrorKind.INVALID_INPUT, "mode must be 'auto', 'full' or 'delta'"))
+        if mode == "full":
+            return await self._verified_full(org, None)
+        source = self._source
+        if not isinstance(source, DeltaSource):
+            return await self._verified_full(org, "the source offers no digest")
+        if await source.check_session() is not None:
+            return await self._full(None)  # the full path reports the session problem
+        user = source.user_id()
+        state = None if user is None else await asyncio.to_thread(self._store.load, org, user)
+        if user is None or state is None or not state.verified:
+            return await self._verified_full(
+                org, "no verified earlier sync of this organisation by this user")
+        started_at, mark = self._clock.now(), time.perf_counter()
+        try:
+            return await self._delta(source, org, user, state, started_at, mark)
+        except _Fallback as fallback:
+            return await self._verified_full(org, f"{fallback}; ran a full sync")
+        except DigestUnavailable as exc:
+            return await self._verified_full(
+                org, f"the server offers no digest function ({exc}); ran a full sync")
+        except RemoteFailure as exc:
+            return await self._fail(org, started_at, mark, exc.error)
+        except asyncio.CancelledError:
+            return SyncFailure(organisation_id=org, error=SyncError(
+                SyncErrorKind.CANCELLED, "the sync was cancelled (the cache was cleared or the "
+                "app is closing); nothing was written"))
+
+    # -- full ---------------------------------------------------------------------------------
+
+    async def _verified_full(self, org: str, reason: str | None) -> SyncResult:
+        check = _FullCheck()
+        source = self._source
+        # Pages' ids and timestamps are hashed in batches on a worker thread, while the next
+        # pages are fetched: the hash's per-call cost is paid once per batch, not per page.
+        pending: list[pl.DataFrame] = []
+        batches: list[asyncio.Future[TableDigests]] = []
+
+        def flush() -> None:
+            if pending:
+                batch = pl.concat(pending)
+                pending.clear()
+                batches.append(asyncio.ensure_future(
+                    asyncio.to_thread(table_bucket_sums, batch)))
+
+        def on_page(page: MappedPage) -> None:
+            for table, frame in page.frames().items():
+                pending.append(frame.select(pl.lit(table).alias("table"), "id", "updated_at"))
+                newest = _max_updated(frame, check.watermarks.get(table))
+                if newest is not None:
+                    check.watermarks[table] = newest
+            if sum(frame.height for frame in pending) >= _HASH_BATCH_ROWS:
+                flush()
+
+        async def before_commit() -> SyncError | None:
+            flush()
+            for batch in batches:
+                for table, buckets in (await batch).items():
+                    check.buckets[table] = merge_buckets(check.buckets[table], buckets)
+            if not isinstance(source, DeltaSource):
+                check.note = "the source offers no digest: the sync is not verified"
+                await self._write(self._epoch, lambda: self._store.forget(org))
+                return None
+            try:
+                server = _server_digests(await source.digest(org, 0))
+            except DigestUnavailable as exc:
+                check.note = (f"the server offers no digest function ({exc}): the sync is "
+                              "not verified")
+                await self._write(self._epoch, lambda: self._store.forget(org))
+                return None
+            differing = [t for t in DATA_TABLES
+                         if not total(check.buckets[t]).agrees_with(server[t].get(""))]
+            if differing:
+                return SyncError(SyncErrorKind.INCOMPLETE, "the rows received do not match the "
+                                 f"server's digest ({', '.join(differing)}): the server changed "
+                                 "during the sync or rows went missing; nothing was written")
+            check.verified = True
+            await self._write(self._epoch, lambda: self._store.forget(org))
+            return None
+
+        result = await self._full(FullSyncHooks(on_page, before_commit))
+        user = source.user_id() if isinstance(source, DeltaSource) else None
+        if isinstance(result, SyncSuccess) and check.verified and user is not None:
+            try:
+                await self._write(self._epoch, lambda: self._store.remember_full(
+                    org, user, check.buckets, check.watermarks, self._clock.now()))
+            except asyncio.CancelledError:
+                check.verified = False
+        return dataclasses.replace(
+            result, mode="full", verified=check.verified and result.error is None,
+            fallback_reason=reason if reason is not None else check.note,
+            rows_changed=result.items_synced + result.notes_synced + result.assignments_synced)
+
+    # -- delta --------------------------------------------------------------------------------
+
+    async def _pages(self, source: DeltaSource, table: str, org: str,
+                     parse: Callable[[bytes], pl.DataFrame | MappingProblem],
+                     **query: object) -> pl.DataFrame:
+        """Every keyset page of one query, parsed.
+
+        Stops at an empty page, never at a short one: the server's row cap may have cut it.
+        """
+        frames: list[pl.DataFrame] = []
+        cursor: str | None = None
+        while True:
+            page = await source.fetch_rows(table, org, after=cursor, **query)  # type: ignore[arg-type]
+            self._requests += 1
+            parsed = await asyncio.to_thread(parse, page.body)
+            if isinstance(parsed, MappingProblem):
+                raise RemoteFailure(SyncError(SyncErrorKind(parsed.kind), parsed.message))
+            if parsed.height == 0:
+                return pl.concat(frames) if frames else parsed
+            frames.append(parsed)
+            cursor = parsed.get_column("id")[-1]
+
+    async def _rows(self, source: DeltaSource, table: str, org: str,
+                    **query: object) -> pl.DataFrame:
+        return await self._pages(source, table, org,
+                                 lambda body: map_table_rows(body, table, org), **query)
+
+    async def _delta(self, source: DeltaSource, org: str, user: str, state: DeltaState,
+                     started_at: datetime, mark: float) -> SyncResult:
+        self._requests = 0
+
+        async def changed(table: str) -> pl.DataFrame:
+            watermark = state.watermarks.get(table)
+            if watermark is None:
+                return await self._rows(source, table, org)
+            since = datetime.fromisoformat(watermark.replace("Z", "+00:00")) - self._window
+            return await self._rows(source, table, org,
+                                    since=since.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+        digest_rows, frames = await asyncio.gather(
+            source.digest(org, 0), asyncio.gather(*(changed(t) for t in DATA_TABLES)))
+        self._requests += 1
+        changes = DeltaChanges(upserts=dict(zip(DATA_TABLES, frames, strict=True)))
+        watermarks = {t: w for t in DATA_TABLES
+                      if (w := _max_updated(changes.upserts[t], state.watermarks.get(t)))}
+        server = _server_digests(digest_rows)
+        expected = {t: server_total(server[t]) for t in DATA_TABLES}
+        committed, buckets = await self._apply(org, user, changes, expected, watermarks)
+        reconciled = False
+        if not committed:
+            # Deletions, lost visibility and late commits do not arrive as changes: locate
+            # them by bucket, list ids and timestamps only there, then fix and verify again.
+            server = _server_digests(await source.digest(org, BUCKET_PREFIX))
+            self._requests += 1
+            differing = {t: {b for b in buckets[t].keys() | server[t].keys()
+                             if not buckets[t].get(b, Digest()).agrees_with(server[t].get(b))}
+                         for t in DATA_TABLES}
+            if sum(map(len, differing.values())) > _MAX_RECONCILE_BUCKETS:
+                raise _Fallback("the cache differs from the server in too many places")
+            for table in DATA_TABLES:
+                if differing[table]:
+                    await self._reconcile(source, table, org, differing[table], changes)
+            expected = {t: server_total(server[t]) for t in DATA_TABLES}
+            committed, _ = await self._apply(org, user, changes, expected, watermarks)
+            if not committed:
+                raise _Fallback("the digest still differed after reconciling")
+            reconciled = True
+        written, deleted = changes.counts()
+        # The counts are of what the cache now holds, as after a full sync; `rows_changed`
+        # and `rows_deleted` say what this delta did.
+        result = SyncSuccess(
+            organisation_id=org, items_synced=expected["contacts"][0],
+            notes_synced=expected["notes"][0],
+            assignments_synced=expected["contact_assignments"][0],
+            duration_ms=round((time.perf_counter() - mark) * 1000), pages=self._requests,
+            mode="delta", verified=True,
+            reconciled=reconciled, rows_changed=written, rows_deleted=deleted)
+        await self._log(result, started_at, self._epoch)
+        return result
+
+    async def _reconcile(self, source: DeltaSource, table: str, org: str, buckets: set[str],
+                         changes: DeltaChanges) -> None:
+        """Compare ids and timestamps inside the differing buckets; plan deletes and fetches."""
+        ordered = sorted(buckets)
+        listed = [await self._pages(source, table, org, _parse_versions,
+                                    buckets=ordered[i:i + _BUCKETS_PER_REQUEST],
+                                    columns="id,updated_at")
+                  for i in range(0, len(ordered), _BUCKETS_PER_REQUEST)]
+        server = pl.concat(listed).select("id", _micros("updated_at").alias("server_us"))
+        local = await asyncio.to_thread(self._store.versions, table, org, buckets)
+        upserts = changes.upserts[table]
+        mine = (pl.concat([local, upserts.select("id", "updated_at")])
+                .unique("id", keep="last", maintain_order=True)
+                .filter(pl.col("id").str.slice(0, BUCKET_PREFIX).is_in(ordered))
+                .select("id", _micros("updated_at").alias("local_us")))
+        joined = server.join(mine, on="id", how="full", coalesce=True)
+        stale = joined.filter(pl.col("server_us").is_not_null()
+                              & (pl.col("local_us").is_null()
+                                 | (pl.col("local_us") != pl.col("server_us"))))
+        gone = set(joined.filter(pl.col("server_us").is_null()).get_column("id").to_list())
+        ids = stale.get_column("id").to_list()
+        fetched = [await self._rows(source, table, org, ids=ids[i:i + _IDS_PER_REQUEST])
+                   for i in range(0, len(ids), _IDS_PER_REQUEST)]
+        merged = pl.concat([upserts, *fetched]).unique("id", keep="last", maintain_order=True)
+        changes.upserts[table] = merged.filter(~pl.col("id").is_in(sorted(gone)))
+        changes.deletes[table] = gone
+        changes.recount[table] = buckets
+
+    async def _apply(self, org: str, user: str, changes: DeltaChanges,
+                     expected: dict[str, tuple[int, int]], watermarks: dict[str, str],
+                     ) -> tuple[bool, TableDigests]:
+        try:
+            outcome = await self._write(self._epoch, lambda: self._store.apply(
+                org, user, changes, expected, watermarks, self._clock.now()))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the cache's own failure, whatever its class
+            raise RemoteFailure(SyncError(
+                SyncErrorKind.LOCAL_WRITE, f"writing the cache failed ({type(exc).__name__}); "
+                "the cache was rolled back to its previous content")) from exc
+        return outcome  # type: ignore[return-value]
+
+    async def _fail(self, org: str, started_at: datetime, mark: float,
+                    error: SyncError) -> SyncResult:
+        result = SyncFailure(organisation_id=org, error=error, mode="delta",
+                             duration_ms=round((time.perf_counter() - mark) * 1000),
+                             pages=self._requests)
+        await self._log(result, started_at, self._epoch)
+        return result
+
+
+_VERSIONS = pl.Schema({"id": pl.String, "updated_at": pl.String})
+
+
+def _parse_versions(body: bytes) -> pl.DataFrame | MappingProblem:
+    """A listing of ``id`` and ``updated_at``, checked: uuids and timestamps, nothing null."""
+    try:
+        text = body.strip()
+        frame = (pl.read_json(io.BytesIO(text), schema=_VERSIONS) if text not in (b"", b"[]")
+                 else pl.DataFrame(schema=_VERSIONS))
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        return MappingProblem("invalid_data", f"the id listing is not a JSON list of ids and "
+                              f"timestamps ({type(exc).__name__})")
+    bad = frame.select(
+        (pl.col("id").is_null() | ~pl.col("id").str.contains(UUID_PATTERN)
+         | pl.col("updated_at").str.to_datetime(time_zone="UTC", strict=False).is_null())
+        .fill_null(True).sum()).item()
+    if bad:
+        return MappingProblem("invalid_data", f"{bad} malformed row(s) in the id listing")
+    return frame.with_columns(pl.col("id").str.to_lowercase())

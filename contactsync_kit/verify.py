@@ -1,0 +1,98 @@
+"""Is this cache right? One request to the server's digest answers "equal" or "drifted".
+
+For support and the panels: `verify_cache` compares, per table, the row count and digest of
+what the cache holds for an organisation (recomputed from its ids and timestamps, never its
+personal columns) with the server's digest of what RLS shows the signed-in user. No id diff,
+no data transfer beyond three numbers per table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from .cache import ContactCache
+from .clock import SystemClock
+from .delta_store import DeltaStore
+from .digest import total
+from .remote import DigestUnavailable, RemoteFailure, SupabaseDeltaSource
+from .schemas import DATA_TABLES
+
+if TYPE_CHECKING:
+    from supabase import AsyncClient
+
+__all__ = ["CacheVerification", "TableVerification", "verify_cache"]
+
+__io__ = "none"
+
+Verdict = Literal["equal", "drifted", "unavailable"]
+
+
+@dataclass(frozen=True)
+class TableVerification:
+    """One table: rows cached, rows the server shows the user, and whether digests agree."""
+
+    table: str
+    cached_rows: int
+    server_rows: int
+    equal: bool
+
+
+@dataclass(frozen=True)
+class CacheVerification:
+    """The verdict for one organisation's cache.
+
+    `verdict` is ``"equal"`` (every table's count and digest agree with the server's),
+    ``"drifted"`` (at least one differs: sync to repair) or ``"unavailable"`` (the server
+    offers no digest or could not be asked; `reason` says which).
+    """
+
+    organisation_id: str
+    verdict: Verdict
+    tables: dict[str, TableVerification] = field(default_factory=dict)
+    reason: str | None = None
+
+    @property
+    def equal(self) -> bool:
+        """True when the cache provably equals what the server shows the user."""
+        return self.verdict == "equal"
+
+    def line(self) -> str:
+        """A one-line summary for a panel or a log (counts only, no personal data)."""
+        if self.verdict == "unavailable":
+            return f"cannot verify: {self.reason}"
+        drift = [t for t in self.tables.values() if not t.equal]
+        if not drift:
+            return "equal to the server ✓"
+        return "drifted: " + ", ".join(
+            f"{t.table} {t.cached_rows} cached / {t.server_rows} on the server" for t in drift)
+
+
+async def verify_cache(client: AsyncClient, cache: ContactCache,
+                       organisation_id: str) -> CacheVerification:
+    """Compare the cache of `organisation_id` with the server's digest, in one request.
+
+    `client` is the signed-in user's supabase client (a `UserSession`'s ``client``); the
+    server answers for what RLS lets that user see. Never raises for expected failures.
+    """
+    org = organisation_id.lower()
+    source = SupabaseDeltaSource(client, SystemClock())
+    try:
+        rows, local = await asyncio.gather(
+            source.digest(org, 0),
+            asyncio.to_thread(DeltaStore(cache).actual_digests, org))
+    except DigestUnavailable as exc:
+        return CacheVerification(org, "unavailable",
+                                 reason=f"the server offers no digest function ({exc})")
+    except RemoteFailure as exc:
+        return CacheVerification(org, "unavailable", reason=str(exc.error))
+    server = {row.table: (row.count, row.digest) for row in rows}
+    tables = {}
+    for table in DATA_TABLES:
+        mine = total(local[table])
+        theirs = server.get(table)
+        tables[table] = TableVerification(table, mine.count, theirs[0] if theirs else 0,
+                                          mine.agrees_with(theirs))
+    verdict: Verdict = "equal" if all(t.equal for t in tables.values()) else "drifted"
+    return CacheVerification(org, verdict, tables)
