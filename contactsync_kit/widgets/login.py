@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import ipywidgets as ipw
 from traitlets import Unicode, link, observe
 
 from ..bootstrap import UserSession, default_cache_path, start_session
+from ..cache import CacheVersionError, ContactCache
+from ..cache_files import CacheFileError, CorruptCacheError
 from ..clock import Clock, SystemClock
 from ..session import PrivilegedKeyError, SignInError, inspect_token
 from ..staleness import format_age
@@ -50,6 +53,12 @@ def on_enter(field: ipw.Text, action: Callable[[], object]) -> None:
     field.on_msg(handle)
 
 
+def _cache_problem(exc: CacheFileError | CacheVersionError) -> str:
+    """A cache file that stopped sign-in, as one sentence starting with a capital."""
+    message = str(getattr(exc, "message", None) or exc).rstrip(". ")
+    return f"This computer's cache file cannot be used: {message}."
+
+
 def _sign_in_problem(exc: SignInError, url: str) -> str:
     """A failed sign-in in words a support person can act on."""
     message = exc.message.lower()
@@ -82,6 +91,8 @@ class LoginModel(PanelModel):
     user = Unicode("", help="Who is signed in (email), or empty.")
     token_text = Unicode("", help="How long the access token has left, for people.")
     key_problem = Unicode("", help="Why the key in `key` cannot be used, or empty.")
+    cache_problem = Unicode("", help="The damaged or newer cache file that stopped sign-in "
+                            "and that `reset_cache` may erase, or empty.")
 
     def __init__(
         self,
@@ -156,6 +167,7 @@ class LoginModel(PanelModel):
             return False
         self.url = url
         self.busy = True
+        self.cache_problem = ""
         self.say("busy", f"Signing in as {self.email.strip()}…")
         try:
             session = await self._factory(
@@ -169,6 +181,15 @@ class LoginModel(PanelModel):
             return False
         except SignInError as exc:
             self.say("error", _sign_in_problem(exc, url))
+            return False
+        except (CorruptCacheError, CacheVersionError) as exc:
+            # The kit's own file, damaged or from a newer kit: erasing it is the way out.
+            self.say("error", _cache_problem(exc) + " Press \u201cReset the cache file\u201d "
+                     "below to erase it, then sign in again.")
+            self.cache_problem = self.cache_location
+            return False
+        except CacheFileError as exc:  # someone else's file, or locked: resetting cannot help
+            self.say("error", _cache_problem(exc))
             return False
         except Exception as exc:  # supabase-py's own checks of the URL and key
             if "api key" in str(exc).lower():
@@ -209,6 +230,39 @@ class LoginModel(PanelModel):
         self.say("ok", f"Signed out {who}. This computer's copy of the contacts was "
                  f"deleted: {describe_removed(removed)}.")
         return removed
+
+    async def reset_cache(self) -> list[Path] | None:
+        """Securely erase the cache file that stopped sign-in; return the files erased.
+
+        Uses `ContactCache.reset`, so a file the kit did not create is never removed (its
+        refusal is shown instead). Signing in again is left to the person. None when there
+        is nothing to reset or the reset was refused.
+        """
+        if self.session is not None:
+            self.say("info", "Signed in: signing out erases this computer's cache file.")
+            return None
+        if self.busy or not self.cache_problem:
+            return None
+        path = Path(self.cache_problem)
+        self.busy = True
+        self.say("busy", "Erasing this computer's cache file…")
+        try:
+            erased = await asyncio.to_thread(ContactCache.reset, path)
+        except CacheFileError as exc:
+            self.cache_problem = ""
+            self.say("error", _cache_problem(exc))
+            return None
+        except OSError as exc:
+            self.say("error", f"Could not erase the cache file {path}: {exc.strerror or exc}. "
+                     "Check that this account may write to its folder, then try again.")
+            return None
+        finally:
+            self.busy = False
+        self.cache_problem = ""
+        self.say("ok", f"The cache file was erased ({len(erased)} "
+                 f"{'file' if len(erased) == 1 else 'files'}). Press Sign in: your contacts "
+                 "will be synced again after you sign in.")
+        return erased
 
     def refresh_token_text(self) -> str:
         """Recompute `token_text` from the session's token and the clock."""
@@ -273,6 +327,14 @@ class LoginPanel(ipw.VBox):  # type: ignore[misc]
         _view.tag(self.password, "csk-password")
         _view.tag(self.sign_in_button, "csk-sign-in")
         _view.tag(self.sign_out_button, "csk-sign-out")
+        self.reset_button = _view.tag(ipw.Button(
+            description="Reset the cache file", button_style="danger", icon="trash",
+            tooltip="Securely erases this computer's cache file"), "csk-reset-cache")
+        self.reset_button.on_click(lambda _: model.schedule(model.reset_cache(),
+                                                            what="Resetting the cache file"))
+        self.reset_box = ipw.VBox([ipw.HTML(_view.status_html(
+            "warn", "This erases the copy of the contacts cached on this computer; they are "
+                    "synced again after you sign in.")), self.reset_button])
         self.key_warning = ipw.HTML()
         self.who = _view.tag(ipw.HTML(), "csk-who")
         self.status = _view.tag(ipw.HTML(), "csk-login-status")
@@ -283,9 +345,10 @@ class LoginPanel(ipw.VBox):  # type: ignore[misc]
             "contacts.",
             self.url, self.key, self.key_warning, self.email, self.password,
             ipw.HBox([self.sign_in_button, self.sign_out_button]),
-            self.status, self.who, self.details)], **kwargs)
+            self.status, self.reset_box, self.who, self.details)], **kwargs)
         model.observe(self._render, names=["session", "busy", "status", "tone", "user",
-                                           "token_text", "key_problem", "url"])
+                                           "token_text", "key_problem", "url",
+                                           "cache_problem"])
         self._render()
 
     def _submit(self) -> None:
@@ -299,6 +362,8 @@ class LoginPanel(ipw.VBox):  # type: ignore[misc]
             field.disabled = signed_in or model.busy
         self.sign_in_button.disabled = signed_in or model.busy or bool(model.key_problem)
         self.sign_out_button.disabled = not signed_in or model.busy
+        self.reset_box.layout.display = "" if model.cache_problem and not signed_in else "none"
+        self.reset_button.disabled = model.busy
         self.key_warning.value = (_view.status_html("error", model.key_problem)
                                   if model.key_problem else "")
         if signed_in:

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -155,6 +156,82 @@ async def test_missing_fields_are_named(app: ContactSyncApp) -> None:
     app.login.email = ""
     assert await app.login.sign_in() is False
     assert "email" in app.login.status
+
+
+# -- a cache file that stops sign-in ------------------------------------------------------------
+
+def _newer_cache(path: Path) -> None:
+    ContactCache.open(path).close()
+    with sqlite3.connect(path) as raw:
+        raw.execute("PRAGMA user_version = 99")
+    raw.close()
+
+
+def _garbled_cache(path: Path) -> None:
+    ContactCache.open(path).close()
+    data = bytearray(path.read_bytes())
+    data[100:] = bytes(i % 251 for i in range(len(data) - 100))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("make", "says"), [(_newer_cache, "newer"),
+                                            (_garbled_cache, "damaged")])
+async def test_a_bad_cache_is_explained_and_the_reset_button_clears_the_way(
+    app: ContactSyncApp, tmp_path: Path, make: Any, says: str,
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    make(path)
+    panel = app.panels.login
+    assert panel.reset_box.layout.display == "none"
+    await click(app, panel.sign_in_button)
+
+    assert app.login.session is None and app.login.tone == "error"
+    assert app.login.status.startswith("This computer's cache file cannot be used")
+    assert says in app.login.status and "Technical" not in app.login.status
+    assert "Reset the cache file" in app.login.status
+    assert app.login.cache_problem == str(path)
+    assert panel.reset_box.layout.display == ""
+    assert "erases the copy of the contacts" in panel.reset_box.children[0].value
+
+    await click(app, panel.reset_button)
+    assert not path.exists()
+    assert app.login.tone == "ok" and "erased" in app.login.status
+    assert app.login.cache_problem == "" and panel.reset_box.layout.display == "none"
+    assert app.login.session is None, "signing in again is the person's step"
+
+    await click(app, panel.sign_in_button)
+    assert app.login.session is not None and app.login.tone == "ok"
+
+
+async def test_a_file_that_is_not_the_kits_is_explained_and_never_offered_for_reset(
+    app: ContactSyncApp, tmp_path: Path,
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    path.write_text("name,phone\nsomeone's own notes, not a cache\n")
+    before = path.read_bytes()
+    await click(app, app.panels.login.sign_in_button)
+
+    assert app.login.session is None and app.login.tone == "error"
+    assert "not a contactsync cache" in app.login.status
+    assert app.login.cache_problem == ""
+    assert app.panels.login.reset_box.layout.display == "none"
+    assert await app.login.reset_cache() is None
+    assert path.read_bytes() == before
+
+
+async def test_a_reset_refused_for_a_file_swapped_in_meanwhile_says_so(
+    app: ContactSyncApp, tmp_path: Path,
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    _newer_cache(path)
+    await click(app, app.panels.login.sign_in_button)
+    assert app.login.cache_problem == str(path)
+    path.write_text("someone put their own file here in the meantime\n")
+
+    await click(app, app.panels.login.reset_button)
+    assert app.login.tone == "error" and "left untouched" in app.login.status
+    assert path.read_text() == "someone put their own file here in the meantime\n"
+    assert app.panels.login.reset_box.layout.display == "none"
 
 
 # -- organisation -----------------------------------------------------------------------------
