@@ -40,6 +40,7 @@ and ground truth (psycopg), `probes` asks the API as each caller (supabase-py), 
 and writes files, and `runner` (`audit_rls`) wires them.
 """
 
+from .callers import anon_reader
 from .database import (
     exposed_schemas,
     fetch_policy_catalog,
@@ -68,7 +69,6 @@ from .frames import (
 )
 from .lint import PolicyCatalog, lint_policies
 from .matrix import audit_checks, audit_matrix
-from .probes import anon_reader
 from .render import heatmap_frame, heatmap_png, plot_heatmap, summary_markdown
 from .report import AuditReport, evaluate
 from .runner import audit_rls

@@ -266,5 +266,6 @@ def fetch_policy_catalog(database_url: str, schemas: Sequence[str] | None = None
 
 def lint_database(database_url: str, schemas: Sequence[str] | None = None) -> pl.DataFrame:
     """`lint_policies` over the live catalog at `database_url` (exposed schemas read from
-    the database unless `schemas` is given)."""
+    the database unless `schemas` is given).
+    """
     return lint_policies(fetch_policy_catalog(database_url, schemas))

@@ -29,7 +29,8 @@ _IS_SURFACE = pl.col("probe") == Probe.SURFACE.value
 
 def settle_surface_rows(observed: pl.DataFrame, universe: pl.DataFrame) -> pl.DataFrame:
     """`observed` with each ``surface`` row under the organisation ground truth gives its id
-    (else the organisation the row names, else ``?``)."""
+    (else the organisation the row names, else ``?``).
+    """
     absent = [pl.lit(None, dtype).alias(name) for name, dtype in OBSERVED_SCHEMA.items()
               if name not in observed.columns]  # a bare (keys + id) frame is accepted too
     observed = observed.with_columns(absent).select(list(OBSERVED_SCHEMA)).cast(OBSERVED_SCHEMA)
@@ -87,7 +88,8 @@ def _allowed_surface_rows(seen: pl.DataFrame, expected: pl.DataFrame, universe: 
 def spread_unfiltered(runs: pl.DataFrame, seen: pl.DataFrame, want: pl.DataFrame,
                       ) -> pl.DataFrame:
     """Replace each ``*`` run of a row-returning unfiltered probe by one run per organisation
-    it saw or should have seen; a run that saw and expected nothing stays under ``*``."""
+    it saw or should have seen; a run that saw and expected nothing stays under ``*``.
+    """
     star = runs.filter((pl.col("organisation_id") == ALL_ORGANISATIONS)
                        & pl.col("probe").is_in(list(UNFILTERED_PROBES)))
     rest = runs.join(star.select(RUN_KEYS), on=RUN_KEYS, how="anti")

@@ -47,7 +47,8 @@ class Exposure:
 
 def open_organisation(organisation_id: str, *, role: str = "authenticated") -> Exposure:
     """A policy opening one organisation's contacts to every caller of `role` (for ``anon``
-    also the grant it needs)."""
+    also the grant it needs).
+    """
     grant = f"GRANT SELECT ON public.contacts TO {role}; " if role == "anon" else ""
     revoke = "; REVOKE SELECT ON public.contacts FROM anon" if role == "anon" else ""
     return Exposure(
@@ -86,7 +87,8 @@ def materialised_view() -> Exposure:
 
 def definer_function() -> Exposure:
     """A ``SECURITY DEFINER`` function returning every contact, callable by the API roles
-    (PostgreSQL grants EXECUTE to PUBLIC by default) and with no fixed ``search_path``."""
+    (PostgreSQL grants EXECUTE to PUBLIC by default) and with no fixed ``search_path``.
+    """
     return Exposure("SECURITY DEFINER function",
                     "CREATE FUNCTION public.planted_contacts_fn() RETURNS SETOF public.contacts "
                     "LANGUAGE sql STABLE SECURITY DEFINER AS $$ SELECT * FROM public.contacts $$",
@@ -106,7 +108,8 @@ def members_readable_by_all() -> Exposure:
 
 def chapter_rule_dropped() -> Exposure:
     """The contacts policy without its chapter rule: chapter-bound members see their whole
-    organisation."""
+    organisation.
+    """
     return Exposure("chapter rule dropped",
                     "organisation_id IN (SELECT private.member_organisation_ids())",
                     replaces=("contacts", "contacts_select_scope"))

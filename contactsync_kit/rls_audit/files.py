@@ -1,5 +1,6 @@
 """The audit's disk I/O: writing a report's files, reading and writing the expected-surface
-file (its format is in `surface`)."""
+file (its format is in `surface`).
+"""
 
 from __future__ import annotations
 

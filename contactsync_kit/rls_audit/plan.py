@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from .callers import CallerPlan
 from .frames import PROBES_BY_TABLE, Probe
-from .probes import IDS_PER_REQUEST, CallerPlan
+from .probes import IDS_PER_REQUEST
 from .surface import SurfaceTarget
 
 __all__ = ["caller_plan", "foreign_sample"]

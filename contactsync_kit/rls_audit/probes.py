@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ..schemas import EMBEDDED_SELECT
+from .callers import CallerPlan, Collected
 from .frames import (
     ALL_ORGANISATIONS,
     AUDIT_TABLES,
@@ -27,8 +27,7 @@ from .surface import SurfaceTarget
 if TYPE_CHECKING:
     from ..remote import Filter, RemoteReader
 
-__all__ = ["IDS_PER_REQUEST", "ORGS_PER_REQUEST", "OUTSIDE_FILTER", "CallerPlan", "Collected",
-           "RequestCounter", "anon_reader", "probe_caller"]
+__all__ = ["IDS_PER_REQUEST", "ORGS_PER_REQUEST", "OUTSIDE_FILTER", "probe_caller"]
 
 #: Organisations per ``in.(…)`` filter, and ids per ``id=in.(…)`` request: keeps URLs short.
 ORGS_PER_REQUEST: Final = 100
@@ -46,55 +45,6 @@ _SELECT_COLUMNS: Final[dict[str, str]] = {"organisations": "id",
 _CHILDREN: Final = ("notes", "contact_assignments")
 T = TypeVar("T")
 _Rows = list[dict[str, Any]]
-
-
-async def anon_reader(url: str, key: str, counter: RequestCounter | None = None,
-                      ) -> RemoteReader:
-    """A `RemoteReader` on a client holding only the anon (publishable) key — no sign-in.
-
-    Refuses RLS-bypassing keys like `session.sign_in` does. `counter` counts its requests.
-    """
-    from ..remote import RemoteReader
-    from ..session import anonymous_client
-
-    client = await anonymous_client(url, key)
-    if counter is not None:
-        client.postgrest.session.event_hooks["request"].append(counter)
-    return RemoteReader(client)
-
-
-class RequestCounter:
-    """An httpx request hook counting the HTTP requests the audit makes."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def __call__(self, request: Any) -> None:
-        """Count one request (httpx calls this before sending it)."""
-        self.count += 1
-
-
-@dataclass
-class Collected:
-    """What the probes saw, as rows of `RUNS_SCHEMA`, `OBSERVED_SCHEMA`, `REQUESTED_SCHEMA`."""
-
-    runs: list[tuple[Any, ...]] = field(default_factory=list)
-    observed: list[tuple[Any, ...]] = field(default_factory=list)
-    requested: list[tuple[Any, ...]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class CallerPlan:
-    """What one caller probes: the audited organisations, those where it should see rows (its
-    memberships), the ids it must not see per (organisation, table), the search pattern and
-    the exposed objects beyond the app tables."""
-
-    user: str
-    orgs: Sequence[str]
-    member_orgs: frozenset[str] = frozenset()
-    foreign: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)
-    search_pattern: str = "*a*"
-    surface: Sequence[SurfaceTarget] = ()
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -256,7 +206,8 @@ class _CallerProbes:
 
     async def counted(self, table: str) -> None:
         """``count=exact`` per organisation where the caller should see rows; one count over
-        the others, split per organisation only when it is not zero."""
+        the others, split per organisation only when it is not zero.
+        """
         from ..remote import RemoteFailure
 
         column = _org_column(table)

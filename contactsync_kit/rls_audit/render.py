@@ -124,7 +124,8 @@ def heatmap_png(matrix: pl.DataFrame, organisation_names: Mapping[str, str] | No
 
 def summary_markdown(report: AuditReport, *, max_cells: int = 25) -> str:
     """A short markdown summary: verdict, counts, failing cells, leaks outside the audited
-    organisations, failed checks, the exposed surface and its diff, the lint with fixes."""
+    organisations, failed checks, the exposed surface and its diff, the lint with fixes.
+    """
     m = report.matrix
     failing = m.filter(pl.col("verdict") != "pass")
     lines = _headline(report, failing)

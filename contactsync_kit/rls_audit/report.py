@@ -63,7 +63,8 @@ class AuditReport:
     @property
     def passed(self) -> bool:
         """Every cell and check passes, the lint has no error-level finding and the exposed
-        surface has nothing that was not accepted."""
+        surface has nothing that was not accepted.
+        """
         lint_ok = self.lint is None or self.lint.filter(pl.col("severity") == ERROR).is_empty()
         return (self.matrix.filter(pl.col("verdict") != "pass").is_empty()
                 and bool(self.checks.get_column("passed").all()) and lint_ok
@@ -83,7 +84,8 @@ class AuditReport:
 
     def leaks(self) -> pl.DataFrame:
         """Every cell that leaked rows: user, organisation, table, probe, rows leaked, and
-        whether the organisation lies outside the audited set."""
+        whether the organisation lies outside the audited set.
+        """
         audited = list(self.audited_organisations)
         return self.matrix.filter(pl.col("leaked").fill_null(0) > 0).select(
             *RUN_KEYS, "leaked",

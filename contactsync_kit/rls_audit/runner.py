@@ -1,5 +1,6 @@
 """`audit_rls`: read the catalog, sign every test user in, run their probes and the anon
-key's, lint, diff the exposed surface, evaluate."""
+key's, lint, diff the exposed surface, evaluate.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock, SystemClock
+from .callers import CallerPlan, Collected, RequestCounter, anon_reader
 from .database import fetch_policy_catalog
 from .files import load_expected_surface
 from .frames import ALL_ORGANISATIONS, ANON_USER, PROBES_BY_TABLE, UNFILTERED_BY_TABLE
 from .lint import PolicyCatalog, lint_policies
 from .plan import caller_plan
-from .probes import CallerPlan, Collected, RequestCounter, anon_reader, probe_caller
+from .probes import probe_caller
 from .report import AuditReport, evaluate
 from .surface import surface_diff, surface_targets
 from .truth import AuditUser, GroundTruth

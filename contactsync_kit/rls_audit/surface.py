@@ -82,14 +82,16 @@ def surface_lines(surface: pl.DataFrame) -> list[str]:
 
 def parse_surface_lines(text: str) -> list[str]:
     """The entries of an expected-surface file: comments and blank lines dropped, spacing
-    normalised."""
+    normalised.
+    """
     lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
     return sorted(" ".join(line.split()) for line in lines if line)
 
 
 def surface_diff(surface: pl.DataFrame, expected: Iterable[str]) -> pl.DataFrame:
     """`SURFACE_DIFF_SCHEMA`: entries reachable but not accepted (``added``, failing) and
-    accepted but no longer reachable (``removed``)."""
+    accepted but no longer reachable (``removed``).
+    """
     now, accepted = set(surface_lines(surface)), set(expected)
     rows = ([("added", e) for e in sorted(now - accepted)]
             + [("removed", e) for e in sorted(accepted - now)])

@@ -131,6 +131,7 @@ def expected_visibility(universe: pl.DataFrame, members: pl.DataFrame) -> pl.Dat
 
 
 def access_frame(members: pl.DataFrame) -> pl.DataFrame:
+    """Each member's access per organisation: the whole organisation, or one chapter."""
     return members.select(
         "user", "organisation_id",
         pl.when(pl.col("chapter_id").is_null())

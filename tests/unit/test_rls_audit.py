@@ -39,8 +39,9 @@ from contactsync_kit.rls_audit import (
     plot_heatmap,
     summary_markdown,
 )
+from contactsync_kit.rls_audit.callers import Collected
 from contactsync_kit.rls_audit.plan import caller_plan
-from contactsync_kit.rls_audit.probes import Collected, probe_caller
+from contactsync_kit.rls_audit.probes import probe_caller
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 O1, O2 = "org-1", "org-2"
