@@ -321,8 +321,7 @@ def _insert_frame(conn: Connection, sql: str, frame: pl.DataFrame) -> None:
 
 
 def _raw(conn: Connection) -> Any:
-    """The DBAPI connection: sqlite3's, or sqlcipher3's for an encrypted cache (the same API,
-    but not a subclass)."""
+    # sqlite3's, or sqlcipher3's for an encrypted cache: the same API, but not a subclass.
     raw = conn.connection.dbapi_connection
     assert raw is not None
     return raw
