@@ -181,14 +181,12 @@ class IncrementalSync:
                     check.buckets[table] = merge_buckets(check.buckets[table], buckets)
             if not isinstance(source, DeltaSource):
                 check.note = "the source offers no digest: the sync is not verified"
-                await self._write(self._epoch, lambda: self._store.forget(org))
                 return None
             try:
                 server = _server_digests(await source.digest(org, 0))
             except DigestUnavailable as exc:
                 check.note = (f"the server offers no digest function ({exc}): the sync is "
                               "not verified")
-                await self._write(self._epoch, lambda: self._store.forget(org))
                 return None
             differing = [t for t in DATA_TABLES
                          if not total(check.buckets[t]).agrees_with(server[t].get(""))]
@@ -197,7 +195,6 @@ class IncrementalSync:
                                  f"server's digest ({', '.join(differing)}): the server changed "
                                  "during the sync or rows went missing; nothing was written")
             check.verified = True
-            await self._write(self._epoch, lambda: self._store.forget(org))
             return None
 
         result = await self._full(FullSyncHooks(on_page, before_commit))

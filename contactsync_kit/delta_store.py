@@ -112,6 +112,10 @@ class DeltaStore:
         with self._cache._store.write() as conn:
             self._forget(conn, organisation_id)
 
+    def forget_within(self, conn: Connection, organisation_id: str) -> None:
+        """`forget`, inside the caller's open write transaction (a full sync's commit)."""
+        self._forget(conn, organisation_id)
+
     def remember_full(self, organisation_id: str, user_id: str, buckets: TableDigests,
                       watermarks: Mapping[str, str], synced_at: datetime) -> None:
         """Record a verified full sync: its watermarks and the digest of what it wrote."""

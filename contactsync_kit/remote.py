@@ -410,7 +410,7 @@ class _DeltaReads:
     """The delta reads, mixed into `SupabaseContactSource`."""
 
     _client: AsyncClient
-    _page_size: int
+    page_size: int
 
     def user_id(self) -> str | None:
         token = bearer_token(self._client)
@@ -434,7 +434,7 @@ class _DeltaReads:
             query = query.or_(_bucket_filter(buckets))
         if after is not None:
             query = query.gt("id", after)
-        response = await _send(query.order("id").limit(self._page_size))
+        response = await _send(query.order("id").limit(self.page_size))
         return RemotePage(body=response.content, total=None)
 
 

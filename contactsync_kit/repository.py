@@ -320,27 +320,36 @@ class ContactCacheSyncRepository:
                     hooks: FullSyncHooks | None = None) -> SyncResult:
         attempt = _Attempt(org, self._epoch, self._clock.now(), self._cache.begin_sync(org))
         try:
-            problem = await self._source.check_session()
-            if problem is not None:
-                return await self._finish(attempt, attempt.failure(problem))
-            counts = await self._fetch_and_stage(attempt, progress, hooks)
-            if hooks is not None and (problem := await hooks.before_commit()) is not None:
-                return await self._finish(attempt, attempt.failure(problem))
-            await self._commit(attempt, progress)
-            return await self._finish(attempt, attempt.success(counts))
-        except (RemoteFailure, _Refused) as exc:
-            return await self._finish(attempt, attempt.failure(exc.error))
-        except _LocalWriteFailed as exc:
-            return await self._finish(attempt, attempt.failure(SyncError(
-                SyncErrorKind.LOCAL_WRITE,
-                f"writing the cache failed ({type(exc.__cause__).__name__}); "
-                "the cache was rolled back to its previous content")))
+            try:
+                result = await self._attempt(attempt, progress, hooks)
+            finally:
+                # Roll back and release the write lock before logging: the log takes that
+                # lock too, and a failure can leave this attempt holding it.
+                await attempt.close()
+            return await self._finish(attempt, result)
         except asyncio.CancelledError:
             return attempt.failure(SyncError(
                 SyncErrorKind.CANCELLED, "the sync was cancelled (the cache was cleared or the "
                 "app is closing); nothing was written"))
-        finally:
-            await attempt.close()
+
+    async def _attempt(self, attempt: _Attempt, progress: ProgressCallback | None,
+                       hooks: FullSyncHooks | None) -> SyncResult:
+        try:
+            problem = await self._source.check_session()
+            if problem is not None:
+                return attempt.failure(problem)
+            counts = await self._fetch_and_stage(attempt, progress, hooks)
+            if hooks is not None and (problem := await hooks.before_commit()) is not None:
+                return attempt.failure(problem)
+            await self._commit(attempt, progress)
+            return attempt.success(counts)
+        except (RemoteFailure, _Refused) as exc:
+            return attempt.failure(exc.error)
+        except _LocalWriteFailed as exc:
+            return attempt.failure(SyncError(
+                SyncErrorKind.LOCAL_WRITE,
+                f"writing the cache failed ({type(exc.__cause__).__name__}); "
+                "the cache was rolled back to its previous content"))
 
     async def _fetch_and_stage(
         self, attempt: _Attempt, progress: ProgressCallback | None,
@@ -394,7 +403,8 @@ class ContactCacheSyncRepository:
                 arrived.put_nowait(None)
                 await writer
         except BaseExceptionGroup as failures:
-            raise _first_failure(failures) from None
+            first = _first_failure(failures)
+            raise first from first.__cause__  # keep its cause: a local write failure names it
         received = counts["contacts"]
         if expected is None or received != expected:
             raise _Refused(SyncError(
@@ -516,7 +526,10 @@ class ContactCacheSyncRepository:
             raise asyncio.CancelledError
         mark = time.perf_counter()
         commit = asyncio.ensure_future(asyncio.to_thread(
-            attempt.staging.commit, self._clock.now(), on_table_written=table_written))
+            attempt.staging.commit, self._clock.now(), on_table_written=table_written,
+            # The old digest state goes with the old rows, atomically: a full sync's open
+            # write transaction holds the write lock, so it cannot be a write of its own.
+            also=lambda conn: self._delta_store.forget_within(conn, attempt.org)))
         try:
             await asyncio.shield(commit)
         except asyncio.CancelledError:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import polars as pl
 from sqlalchemy.engine import Connection, RootTransaction
@@ -143,8 +143,7 @@ class SyncStaging:
 
     def _begin_direct(self, conn: Connection) -> bool:
         """Open the sync's write transaction if the lock is free now; never wait for it."""
-        raw = conn.connection.dbapi_connection
-        assert isinstance(raw, sqlite3.Connection)
+        raw = _raw(conn)
         # Raw pragmas: through SQLAlchemy they would autobegin a transaction.
         busy = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
         raw.execute("PRAGMA busy_timeout = 0")
@@ -211,12 +210,14 @@ class SyncStaging:
                 self._written[table] += frame.height
 
     def commit(
-        self, synced_at: datetime, *, on_table_written: Callable[[str, int], None] | None = None
+        self, synced_at: datetime, *, on_table_written: Callable[[str, int], None] | None = None,
+        also: Callable[[Connection], None] | None = None,
     ) -> None:
         """Make the cache hold what was staged, in one transaction, then release the sync.
 
-        On any exception the transaction rolls back, the cache keeps its previous content,
-        and the exception propagates.
+        `also` writes more in that same transaction (the delta drops the organisation's
+        digest state, which no longer describes its rows). On any exception the transaction
+        rolls back, the cache keeps its previous content, and the exception propagates.
         """
         stamp = iso_utc(synced_at)
         if self._broken:
@@ -225,17 +226,20 @@ class SyncStaging:
         try:
             with self._store.serialised():
                 if self.direct:
-                    self._commit_direct(conn, stamp, on_table_written)
+                    self._commit_direct(conn, stamp, on_table_written, also)
                 else:
                     with writing(conn).begin():
                         self._merge(conn, stamp, on_table_written)
+                        if also is not None:
+                            also(conn)
         except BaseException:
             self._broken = True
             raise
         self.discard()
 
     def _commit_direct(
-        self, conn: Connection, stamp: str, on_table_written: Callable[[str, int], None] | None
+        self, conn: Connection, stamp: str, on_table_written: Callable[[str, int], None] | None,
+        also: Callable[[Connection], None] | None,
     ) -> None:
         assert self._transaction is not None
         self._check_open(conn)
@@ -249,6 +253,8 @@ class SyncStaging:
             conn.exec_driver_sql(sql)
         self._store.reached("sync_state", self.organisation_id)
         conn.exec_driver_sql(_STAMP_SQL, (self.organisation_id, stamp))
+        if also is not None:
+            also(conn)
         self._check_open(conn)
         self._transaction.commit()
 
@@ -271,8 +277,7 @@ class SyncStaging:
     def _check_open(conn: Connection) -> None:
         # SQLite ends a transaction by itself on some errors (a full disk, say); anything
         # after that would autocommit piecemeal, which the all-or-nothing rule forbids.
-        raw = conn.connection.dbapi_connection
-        if not isinstance(raw, sqlite3.Connection) or not raw.in_transaction:
+        if not _raw(conn).in_transaction:
             raise sqlite3.OperationalError("the sync's write transaction is no longer open")
 
     def discard(self) -> None:
@@ -292,8 +297,7 @@ class SyncStaging:
                     conn.rollback()
                 if self._cache_size is not None:
                     # The connection goes back to the pool: give the bulk page cache back.
-                    raw = conn.connection.dbapi_connection
-                    assert isinstance(raw, sqlite3.Connection)
+                    raw = _raw(conn)
                     raw.execute(f"PRAGMA cache_size = {self._cache_size}")
                     raw.execute("PRAGMA shrink_memory")
                 if self.direct is False:
@@ -316,6 +320,14 @@ def _insert_frame(conn: Connection, sql: str, frame: pl.DataFrame) -> None:
         cursor.close()
 
 
+def _raw(conn: Connection) -> Any:
+    # sqlite3's, or sqlcipher3's for an encrypted cache: the same API, but not a subclass.
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    return raw
+
+
 def _is_locked(exc: BaseException) -> bool:
     cause = getattr(exc, "orig", exc)
-    return isinstance(cause, sqlite3.OperationalError) and "locked" in str(cause)
+    # By name: sqlcipher3's OperationalError is not sqlite3's.
+    return type(cause).__name__ == "OperationalError" and "locked" in str(cause)
