@@ -6,11 +6,20 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
+from .attempt import (
+    Attempt,
+    Fetcher,
+    LocalWriteFailed,
+    ProgressCallback,
+    Refused,
+    SyncProgress,
+    first_failure,
+    report_progress,
+)
 from .cache import ContactCache, SyncLogEntry
 from .clock import Clock, SystemClock
 from .delta import FullSyncHooks, IncrementalSync, SyncMode
@@ -18,9 +27,8 @@ from .delta_store import DeltaStore
 from .mappers import MappedPage, MappingProblem, map_contacts_page
 from .paging import IdRange, id_ranges, pages_needed
 from .remote import ContactSource, RemoteFailure, RemotePage, SupabaseDeltaSource
-from .results import StageTimings, SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
+from .results import SyncError, SyncErrorKind, SyncFailure, SyncResult
 from .schemas import DATA_TABLES
-from .staging import SyncStaging
 
 if TYPE_CHECKING:
     from supabase import AsyncClient
@@ -41,139 +49,6 @@ PARALLEL_PAGES: Final = 4
 _SEQUENTIAL_PAGES: Final = 3
 # Mapped pages waiting for the writer: with the pages in flight, this bounds memory.
 _WRITE_QUEUE: Final = 2
-
-
-@dataclass(frozen=True)
-class SyncProgress:
-    """A progress report: a page arrived (`stage="fetch"`) or a table was written."""
-
-    stage: Literal["fetch", "write"]
-    organisation_id: str
-    pages: int = 0
-    contacts_received: int = 0
-    contacts_expected: int | None = None
-    table: str | None = None
-    tables_written: int = 0
-    tables_total: int = len(DATA_TABLES)
-
-
-ProgressCallback = Callable[[SyncProgress], None]
-
-
-def _report(progress: ProgressCallback | None, event: SyncProgress) -> None:
-    # A broken progress display must not break the sync it displays.
-    if progress is None:
-        return
-    try:
-        progress(event)
-    except Exception:
-        _log.exception("progress callback failed")
-
-
-#: Fetches one page (``after < id <= upto``) and starts mapping it: its rows and last id.
-_Fetcher = Callable[..., Awaitable[tuple[int, str | None]]]
-
-
-def _first_failure(failures: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The exception that stopped a group of tasks (not the cancellations it caused)."""
-    leaves: list[BaseException] = []
-
-    def walk(group: BaseExceptionGroup[BaseException]) -> None:
-        for exc in group.exceptions:
-            if isinstance(exc, BaseExceptionGroup):
-                walk(exc)
-            else:
-                leaves.append(exc)
-
-    walk(failures)
-    return next((e for e in leaves if not isinstance(e, asyncio.CancelledError)), leaves[0])
-
-
-class _LocalWriteFailed(Exception):
-    """The cache raised while staging or committing; `__cause__` is its exception."""
-
-
-class _Refused(Exception):
-    """The server's answer cannot be cached (bad rows, counts that do not add up)."""
-
-    def __init__(self, error: SyncError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _Timer:
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.fetch = self.map = self.write = 0.0
-
-    def elapsed_ms(self) -> int:
-        return round((time.perf_counter() - self.started) * 1000)
-
-    def timings(self) -> StageTimings:
-        return StageTimings(round(self.fetch * 1000), round(self.map * 1000),
-                            round(self.write * 1000))
-
-
-class _Attempt:
-    """One run of a sync: when it started, its timings and pages, and the staging in flight."""
-
-    def __init__(self, org: str, epoch: int, started_at: datetime, staging: SyncStaging) -> None:
-        self.org = org
-        self.epoch = epoch
-        self.started_at = started_at
-        self.staging = staging
-        self.timer = _Timer()
-        self.pages = 0
-        self.total: int | None = None  # the server's count, from the first page
-        self.pages_written = 0
-        # The repository's write lock, while this sync's open write transaction holds it.
-        self.lock: asyncio.Lock | None = None
-        self._staged: asyncio.Future[None] | None = None
-
-    async def stage(self, page: MappedPage) -> None:
-        """Stage `page` on a worker thread once the previous page is staged."""
-        await self.wait_for_staging()
-        self._staged = asyncio.ensure_future(asyncio.to_thread(self.staging.stage, page))
-
-    async def wait_for_staging(self) -> None:
-        """Wait for the page being staged; its failure becomes `_LocalWriteFailed`."""
-        if self._staged is None:
-            return
-        mark = time.perf_counter()
-        try:
-            await asyncio.shield(self._staged)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the cache's own failure, whatever its class
-            raise _LocalWriteFailed from exc
-        finally:
-            self.timer.write += time.perf_counter() - mark
-
-    async def close(self) -> None:
-        """Wait out a staging thread, roll back what was not committed, release the lock.
-
-        The thread cannot be stopped; the lock goes to the next writer only after the
-        rollback.
-        """
-        try:
-            if self._staged is not None:
-                await asyncio.wait([self._staged])
-            await asyncio.to_thread(self.staging.discard)
-        finally:
-            if self.lock is not None:
-                self.lock.release()
-                self.lock = None
-
-    def success(self, counts: dict[str, int]) -> SyncSuccess:
-        return SyncSuccess(
-            organisation_id=self.org, items_synced=counts["contacts"],
-            notes_synced=counts["notes"], assignments_synced=counts["contact_assignments"],
-            duration_ms=self.timer.elapsed_ms(), pages=self.pages, timings=self.timer.timings())
-
-    def failure(self, error: SyncError) -> SyncFailure:
-        return SyncFailure(organisation_id=self.org, error=error,
-                           duration_ms=self.timer.elapsed_ms(), pages=self.pages,
-                           timings=self.timer.timings())
 
 
 class ContactCacheSyncRepository:
@@ -318,7 +193,7 @@ class ContactCacheSyncRepository:
 
     async def _sync(self, org: str, progress: ProgressCallback | None,
                     hooks: FullSyncHooks | None = None) -> SyncResult:
-        attempt = _Attempt(org, self._epoch, self._clock.now(), self._cache.begin_sync(org))
+        attempt = Attempt(org, self._epoch, self._clock.now(), self._cache.begin_sync(org))
         try:
             try:
                 result = await self._attempt(attempt, progress, hooks)
@@ -332,7 +207,7 @@ class ContactCacheSyncRepository:
                 SyncErrorKind.CANCELLED, "the sync was cancelled (the cache was cleared or the "
                 "app is closing); nothing was written"))
 
-    async def _attempt(self, attempt: _Attempt, progress: ProgressCallback | None,
+    async def _attempt(self, attempt: Attempt, progress: ProgressCallback | None,
                        hooks: FullSyncHooks | None) -> SyncResult:
         try:
             problem = await self._source.check_session()
@@ -343,16 +218,16 @@ class ContactCacheSyncRepository:
                 return attempt.failure(problem)
             await self._commit(attempt, progress)
             return attempt.success(counts)
-        except (RemoteFailure, _Refused) as exc:
+        except (RemoteFailure, Refused) as exc:
             return attempt.failure(exc.error)
-        except _LocalWriteFailed as exc:
+        except LocalWriteFailed as exc:
             return attempt.failure(SyncError(
                 SyncErrorKind.LOCAL_WRITE,
                 f"writing the cache failed ({type(exc.__cause__).__name__}); "
                 "the cache was rolled back to its previous content"))
 
     async def _fetch_and_stage(
-        self, attempt: _Attempt, progress: ProgressCallback | None,
+        self, attempt: Attempt, progress: ProgressCallback | None,
         hooks: FullSyncHooks | None = None,
     ) -> dict[str, int]:
         """Page through the organisation, writing each page; the rows counted per table.
@@ -360,7 +235,7 @@ class ContactCacheSyncRepository:
         Everything overlaps: the next page is asked for as soon as the last id is read off
         the raw body, pages are mapped on worker threads and written by one writer while
         more arrive; a large organisation is fetched as id ranges, `PARALLEL_PAGES` at once.
-        Raises `_Refused` when a page cannot be cached or the server's count is not met.
+        Raises `Refused` when a page cannot be cached or the server's count is not met.
         """
         counts = dict.fromkeys(DATA_TABLES, 0)
         # Pages being mapped, in the order they arrived: the writer takes them in that order.
@@ -403,18 +278,18 @@ class ContactCacheSyncRepository:
                 arrived.put_nowait(None)
                 await writer
         except BaseExceptionGroup as failures:
-            first = _first_failure(failures)
+            first = first_failure(failures)
             raise first from first.__cause__  # keep its cause: a local write failure names it
         received = counts["contacts"]
         if expected is None or received != expected:
-            raise _Refused(SyncError(
+            raise Refused(SyncError(
                 SyncErrorKind.INCOMPLETE,
                 f"received {received} contacts but the server counted "
                 f"{'none' if expected is None else expected}; nothing was written"))
         return counts
 
     @staticmethod
-    async def _keyset(fetched: _Fetcher, last: str, received: int, expected: int) -> None:
+    async def _keyset(fetched: Fetcher, last: str, received: int, expected: int) -> None:
         # One page after another, each asked for as soon as the previous one's last id is
         # known, until the server's count is reached or a page comes back empty.
         cursor: str | None = last
@@ -425,7 +300,7 @@ class ContactCacheSyncRepository:
             received += rows
 
     @staticmethod
-    async def _range(fetched: _Fetcher, bounds: IdRange, limit: int) -> None:
+    async def _range(fetched: Fetcher, bounds: IdRange, limit: int) -> None:
         # Keyset paging inside one id range; a page short of `limit` is its end.
         after, upto = bounds
         while True:
@@ -435,7 +310,7 @@ class ContactCacheSyncRepository:
             after = last
 
     async def _write_pages(
-        self, attempt: _Attempt, arrived: asyncio.Queue[asyncio.Task[MappedPage] | None],
+        self, attempt: Attempt, arrived: asyncio.Queue[asyncio.Task[MappedPage] | None],
         slots: asyncio.Semaphore, counts: dict[str, int], progress: ProgressCallback | None,
         expected: Callable[[], int | None], hooks: FullSyncHooks | None,
     ) -> None:
@@ -452,11 +327,11 @@ class ContactCacheSyncRepository:
             attempt.pages_written += 1
             for table, rows in mapped.counts().items():
                 counts[table] += rows
-            _report(progress, SyncProgress("fetch", attempt.org, attempt.pages_written,
+            report_progress(progress, SyncProgress("fetch", attempt.org, attempt.pages_written,
                                            counts["contacts"], expected()))
         await attempt.wait_for_staging()
 
-    async def _claim_write_lock(self, attempt: _Attempt) -> None:
+    async def _claim_write_lock(self, attempt: Attempt) -> None:
         # A file cache's sync writes inside one write transaction from its first page to its
         # commit, holding the write lock all along. If another organisation's sync holds it,
         # this one stages its pages aside and waits for the lock only to merge them.
@@ -471,7 +346,7 @@ class ContactCacheSyncRepository:
         await self._write_lock.acquire()  # free: taken at once
         attempt.lock = self._write_lock
 
-    async def _fetch(self, attempt: _Attempt, after: str | None, upto: str | None,
+    async def _fetch(self, attempt: Attempt, after: str | None, upto: str | None,
                      *, with_count: bool) -> RemotePage:
         mark = time.perf_counter()
         page = await self._source.fetch_page(attempt.org, after=after, upto=upto,
@@ -482,7 +357,7 @@ class ContactCacheSyncRepository:
             attempt.total = page.total
         return page
 
-    async def _map(self, attempt: _Attempt, page: RemotePage) -> MappedPage:
+    async def _map(self, attempt: Attempt, page: RemotePage) -> MappedPage:
         mark = time.perf_counter()
         # polars releases the GIL: mapping on a worker thread keeps the event loop (and a
         # notebook's widgets) responsive during a long sync.
@@ -490,18 +365,18 @@ class ContactCacheSyncRepository:
             map_contacts_page, page.body, attempt.org, embedded_cap=self._max_rows)
         attempt.timer.map += time.perf_counter() - mark
         if isinstance(result, MappingProblem):
-            raise _Refused(SyncError(SyncErrorKind(result.kind), result.message))
+            raise Refused(SyncError(SyncErrorKind(result.kind), result.message))
         ids = result.contacts.get_column("id")
         last = ids[-1] if ids.len() else None
         # The next page was asked for from what the server announced: it must be so.
         if (page.rows is not None and page.rows != ids.len()) or (
                 page.last_key is not None and page.last_key.lower() != last):
-            raise _Refused(SyncError(SyncErrorKind.INVALID_DATA,
+            raise Refused(SyncError(SyncErrorKind.INVALID_DATA,
                                      "a page's rows do not match the range the server "
                                      "announced for it"))
         return result
 
-    async def _commit(self, attempt: _Attempt, progress: ProgressCallback | None) -> None:
+    async def _commit(self, attempt: Attempt, progress: ProgressCallback | None) -> None:
         loop = asyncio.get_running_loop()
         written = 0
 
@@ -509,7 +384,7 @@ class ContactCacheSyncRepository:
             nonlocal written
             written += 1
             report = SyncProgress("write", attempt.org, table=table, tables_written=written)
-            loop.call_soon_threadsafe(_report, progress, report)
+            loop.call_soon_threadsafe(report_progress, progress, report)
 
         held = attempt.lock
         if held is not None:  # this sync's write transaction holds the lock already
@@ -520,7 +395,7 @@ class ContactCacheSyncRepository:
         async with self._write_lock:
             await self._commit_locked(attempt, table_written)
 
-    async def _commit_locked(self, attempt: _Attempt,
+    async def _commit_locked(self, attempt: Attempt,
                              table_written: Callable[[str, int], None]) -> None:
         if attempt.epoch != self._epoch:
             raise asyncio.CancelledError
@@ -538,11 +413,11 @@ class ContactCacheSyncRepository:
             await asyncio.wait([commit])
             raise
         except Exception as exc:  # the cache's own failure, whatever its class
-            raise _LocalWriteFailed from exc
+            raise LocalWriteFailed from exc
         finally:
             attempt.timer.write += time.perf_counter() - mark
 
-    async def _finish(self, attempt: _Attempt, result: SyncResult) -> SyncResult:
+    async def _finish(self, attempt: Attempt, result: SyncResult) -> SyncResult:
         """Record `result` in the sync log (support's evidence), then hand it back."""
         await self._log(result, attempt.started_at, attempt.epoch)
         return result
