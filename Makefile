@@ -25,6 +25,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check contactsync_kit tests benchmarks
+	$(BIN)/ruff format --check contactsync_kit tests benchmarks
 
 # Strict on the package, default strictness on the tests (pyproject.toml [tool.mypy]).
 typecheck: install

@@ -34,29 +34,42 @@ from contactsync_kit.results import SyncResult
 
 def scatter_edits(stack: DevStack, org: str, rng: random.Random, edits: int = 100) -> None:
     """`edits` changes spread over the organisation's ids, committed one by one."""
-    ids = [r[0] for r in stack.sql(
-        "SELECT id::text FROM contacts WHERE organisation_id = %s", org)]
+    ids = [r[0] for r in stack.sql("SELECT id::text FROM contacts WHERE organisation_id = %s", org)]
     picks = rng.sample(ids, edits)
     per = edits // 5
     for contact in picks[:per]:
         stack.sql("UPDATE contacts SET full_name = full_name || ' Jr' WHERE id = %s", contact)
-    for contact in picks[per:2 * per]:
-        stack.sql("UPDATE notes SET body = body || ' (edited)' WHERE id = (SELECT id FROM notes"
-                  " WHERE contact_id = %s LIMIT 1)", contact)
-    for contact in picks[2 * per:3 * per]:
-        stack.sql("UPDATE contact_assignments SET role = CASE role WHEN 'primary' THEN "
-                  "'backup' ELSE 'primary' END WHERE contact_id = %s", contact)
+    for contact in picks[per : 2 * per]:
+        stack.sql(
+            "UPDATE notes SET body = body || ' (edited)' WHERE id = (SELECT id FROM notes"
+            " WHERE contact_id = %s LIMIT 1)",
+            contact,
+        )
+    for contact in picks[2 * per : 3 * per]:
+        stack.sql(
+            "UPDATE contact_assignments SET role = CASE role WHEN 'primary' THEN "
+            "'backup' ELSE 'primary' END WHERE contact_id = %s",
+            contact,
+        )
     for _ in range(per):
-        new = stack.sql("INSERT INTO contacts (organisation_id, full_name) VALUES (%s, "
-                        "'Bench Insert') RETURNING id::text", org)[0][0]
-        stack.sql("INSERT INTO notes (contact_id, organisation_id, body) VALUES "
-                  "(%s, %s, 'bench note')", new, org)
-    deletes = picks[3 * per:]
-    for contact in deletes[:per // 2]:
+        new = stack.sql(
+            "INSERT INTO contacts (organisation_id, full_name) VALUES (%s, "
+            "'Bench Insert') RETURNING id::text",
+            org,
+        )[0][0]
+        stack.sql(
+            "INSERT INTO notes (contact_id, organisation_id, body) VALUES (%s, %s, 'bench note')",
+            new,
+            org,
+        )
+    deletes = picks[3 * per :]
+    for contact in deletes[: per // 2]:
         stack.sql("DELETE FROM contacts WHERE id = %s", contact)  # its notes cascade
-    for contact in deletes[per // 2:per]:
-        stack.sql("DELETE FROM notes WHERE id = (SELECT id FROM notes WHERE contact_id = %s "
-                  "LIMIT 1)", contact)
+    for contact in deletes[per // 2 : per]:
+        stack.sql(
+            "DELETE FROM notes WHERE id = (SELECT id FROM notes WHERE contact_id = %s LIMIT 1)",
+            contact,
+        )
     for contact in deletes[per:]:
         stack.sql("DELETE FROM contact_assignments WHERE contact_id = %s", contact)
 
@@ -86,13 +99,20 @@ async def timed(repo: ContactCacheSyncRepository, org: str, mode: str) -> tuple[
 async def run(size: int, repeats: int, explain: bool) -> None:
     with DevStack.start() as stack, tempfile.TemporaryDirectory() as workdir:
         print(f"local stack at {stack.url}; seeding {size} contacts x (3 notes + 1 assignment)")
-        seed = stack.seed(organisations=1, chapters_per_org=2, users_per_org=1,
-                          contacts_per_org=size, notes_per_contact=3,
-                          assignments_per_contact=1, seed=9700)
+        seed = stack.seed(
+            organisations=1,
+            chapters_per_org=2,
+            users_per_org=1,
+            contacts_per_org=size,
+            notes_per_contact=3,
+            assignments_per_contact=1,
+            seed=9700,
+        )
         stack.sql("VACUUM ANALYZE")
         user, org = seed.user("org1-admin"), seed.organisation_ids[0]
-        client = await sign_in(stack.url, stack.anon_key, email=user.email,
-                               password=user.password, timeout_s=120)
+        client = await sign_in(
+            stack.url, stack.anon_key, email=user.email, password=user.password, timeout_s=120
+        )
         cache = ContactCache.open(Path(workdir) / "cache.sqlite3")
         repo = ContactCacheSyncRepository(client, cache, SystemClock())
         rng = random.Random(11)
@@ -108,39 +128,47 @@ async def run(size: int, repeats: int, explain: bool) -> None:
             seconds, result = await timed(repo, org, "auto")
             assert result.mode == "delta" and result.verified, result
             unchanged.append(seconds)
-            print(f"  unchanged re-sync {attempt + 1}/{repeats}: {seconds * 1000:8.1f} ms",
-                  flush=True)
+            print(
+                f"  unchanged re-sync {attempt + 1}/{repeats}: {seconds * 1000:8.1f} ms", flush=True
+            )
         edited: list[float] = []
         for attempt in range(repeats):
             scatter_edits(stack, org, rng)
             seconds, result = await timed(repo, org, "auto")
             assert result.mode == "delta" and result.verified, result
             edited.append(seconds)
-            print(f"  after 100 edits {attempt + 1}/{repeats}: {seconds * 1000:8.1f} ms "
-                  f"({result.rows_changed} written, {result.rows_deleted} deleted, "
-                  f"{result.pages} requests, "
-                  f"{'reconciled' if result.reconciled else 'no reconcile'})",
-                  flush=True)
+            print(
+                f"  after 100 edits {attempt + 1}/{repeats}: {seconds * 1000:8.1f} ms "
+                f"({result.rows_changed} written, {result.rows_deleted} deleted, "
+                f"{result.pages} requests, "
+                f"{'reconciled' if result.reconciled else 'no reconcile'})",
+                flush=True,
+            )
         cache.close()
 
         full_s = statistics.median(full)
         print(f"\n| {size} contacts | median | / full sync | goal |")
         print("|---|---:|---:|---:|")
         print(f"| full sync | {full_s * 1000:.0f} ms | 100% | |")
-        for label, runs, goal in (("unchanged re-sync", unchanged, 0.05),
-                                  ("re-sync after 100 scattered edits", edited, 0.10)):
+        for label, runs, goal in (
+            ("unchanged re-sync", unchanged, 0.05),
+            ("re-sync after 100 scattered edits", edited, 0.10),
+        ):
             median = statistics.median(runs)
             verdict = "meets" if median / full_s <= goal else "MISSES"
-            print(f"| {label} | {median * 1000:.0f} ms | {median / full_s:.1%} | "
-                  f"<= {goal:.0%} ({verdict}) |")
+            print(
+                f"| {label} | {median * 1000:.0f} ms | {median / full_s:.1%} | "
+                f"<= {goal:.0%} ({verdict}) |"
+            )
         if explain:
             print("\nThe digest query at this size, as the signed-in user (RLS applies):")
             print(explain_digest(stack, org, user.user_id))
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-explain", action="store_true")

@@ -50,6 +50,7 @@ def _secure_delete(dbapi_connection: Any, _record: Any) -> None:
     # overwrites and deletes): measure with it.
     dbapi_connection.execute("PRAGMA secure_delete = ON")
 
+
 Runner = Callable[[Path], Awaitable[int]]
 
 
@@ -57,7 +58,9 @@ def _naive_upsert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> 
     columns = list(TABLE_COLUMNS[table])
     conn.execute(
         f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) "
-        f"VALUES ({', '.join('?' for _ in columns)})", [row.get(c) for c in columns])
+        f"VALUES ({', '.join('?' for _ in columns)})",
+        [row.get(c) for c in columns],
+    )
     conn.commit()
 
 
@@ -79,20 +82,30 @@ async def naive_sync(client: Any, organisation_id: str, path: Path) -> int:
     conn = _naive_cache(path)
     contacts: list[dict[str, Any]] = []
     while True:  # offset pages: without them db-max-rows would silently cut the list
-        page = (await client.table("contacts").select("*")
-                .eq("organisation_id", organisation_id).order("id")
-                .range(len(contacts), len(contacts) + 999).execute()).data
+        page = (
+            await client.table("contacts")
+            .select("*")
+            .eq("organisation_id", organisation_id)
+            .order("id")
+            .range(len(contacts), len(contacts) + 999)
+            .execute()
+        ).data
         contacts.extend(page)
         if len(page) < 1000:
             break
     for contact in contacts:
         _naive_upsert(conn, "contacts", contact)
-        notes = (await client.table("notes").select("*")
-                 .eq("contact_id", contact["id"]).execute()).data
+        notes = (
+            await client.table("notes").select("*").eq("contact_id", contact["id"]).execute()
+        ).data
         for note in notes:
             _naive_upsert(conn, "notes", note)
-        assignments = (await client.table("contact_assignments").select("*")
-                       .eq("contact_id", contact["id"]).execute()).data
+        assignments = (
+            await client.table("contact_assignments")
+            .select("*")
+            .eq("contact_id", contact["id"])
+            .execute()
+        ).data
         for assignment in assignments:
             _naive_upsert(conn, "contact_assignments", assignment)
     conn.close()
@@ -118,11 +131,19 @@ class Floor:
         self._headers = {"apikey": anon_key, "Authorization": f"Bearer {token}"}
         self._org = organisation_id
 
-    async def _page(self, http: httpx.AsyncClient, after: str | None, upto: str | None = None,
-                    count: bool = False) -> httpx.Response:
-        params: list[tuple[str, str | int | float | bool | None]] = [("select", EMBEDDED_SELECT),
-                                         ("organisation_id", f"eq.{self._org}"),
-                                         ("order", "id"), ("limit", str(PAGE))]
+    async def _page(
+        self,
+        http: httpx.AsyncClient,
+        after: str | None,
+        upto: str | None = None,
+        count: bool = False,
+    ) -> httpx.Response:
+        params: list[tuple[str, str | int | float | bool | None]] = [
+            ("select", EMBEDDED_SELECT),
+            ("organisation_id", f"eq.{self._org}"),
+            ("order", "id"),
+            ("limit", str(PAGE)),
+        ]
         if after is not None:
             params.append(("id", f"gt.{after}"))
         if upto is not None:
@@ -162,8 +183,9 @@ class Floor:
                         return
                     after = cursor
 
-            await asyncio.gather(*(fetch_range(a, b) for a, b in id_ranges(last, total - PAGE,
-                                                                         PAGE)))
+            await asyncio.gather(
+                *(fetch_range(a, b) for a, b in id_ranges(last, total - PAGE, PAGE))
+            )
             return total
 
 
@@ -209,21 +231,31 @@ async def timed(runner: Runner) -> tuple[float, float, int]:
 Row = dict[str, float | None]
 
 
-async def measure_size(stack: DevStack, size: int, index: int, repeats: int,
-                       naive_limit: int) -> Row:
-    seed = stack.seed(organisations=1, chapters_per_org=1, users_per_org=1,
-                      contacts_per_org=size, notes_per_contact=3,
-                      assignments_per_contact=1, seed=9000 + index)
+async def measure_size(
+    stack: DevStack, size: int, index: int, repeats: int, naive_limit: int
+) -> Row:
+    seed = stack.seed(
+        organisations=1,
+        chapters_per_org=1,
+        users_per_org=1,
+        contacts_per_org=size,
+        notes_per_contact=3,
+        assignments_per_contact=1,
+        seed=9000 + index,
+    )
     user = seed.user("org1-admin")
     org = seed.organisation_ids[0]
-    client = await sign_in(stack.url, stack.anon_key, email=user.email,
-                           password=user.password, timeout_s=120)
+    client = await sign_in(
+        stack.url, stack.anon_key, email=user.email, password=user.password, timeout_s=120
+    )
     session = await client.auth.get_session()
     assert session is not None
     floor = Floor(stack.url, stack.anon_key, session.access_token, org)
     runners: dict[str, Runner] = {
-        "sequential floor": floor.sequential, "parallel floor": floor.parallel,
-        "kit": functools.partial(kit_sync, client, org)}
+        "sequential floor": floor.sequential,
+        "parallel floor": floor.parallel,
+        "kit": functools.partial(kit_sync, client, org),
+    }
     print(f"\n{size} contacts x (3 notes + 1 assignment), median of {repeats}:", flush=True)
     seconds: dict[str, list[float]] = {label: [] for label in runners}
     growth: list[float] = []
@@ -236,9 +268,12 @@ async def measure_size(stack: DevStack, size: int, index: int, repeats: int,
             seconds[label].append(took)
             if label == "kit":
                 growth.append(mib)
-        print(f"  run {attempt + 1}/{repeats}: " + ", ".join(
-            f"{label} {values[-1] * 1000:.0f} ms" for label, values in seconds.items())
-            + f", kit RSS +{growth[-1]:.0f} MiB", flush=True)
+        print(
+            f"  run {attempt + 1}/{repeats}: "
+            + ", ".join(f"{label} {values[-1] * 1000:.0f} ms" for label, values in seconds.items())
+            + f", kit RSS +{growth[-1]:.0f} MiB",
+            flush=True,
+        )
     row: Row = {label: statistics.median(values) for label, values in seconds.items()}
     row["rss"] = max(growth)
     row["naive"] = None
@@ -259,27 +294,37 @@ def ms(value: float | None) -> str:
 async def run(sizes: list[int], repeats: int, naive_limit: int) -> None:
     with DevStack.start() as stack:
         print(f"local stack at {stack.url} (PostgreSQL + PostgREST 12, db-max-rows 1000)")
-        rows = {size: await measure_size(stack, size, index, repeats, naive_limit)
-                for index, size in enumerate(sizes)}
-    print(f"\n| contacts | kit | sequential floor | parallel floor ({PARALLEL} at a time) "
-          "| kit / floor | kit RSS growth | naive (N+1) |")
+        rows = {
+            size: await measure_size(stack, size, index, repeats, naive_limit)
+            for index, size in enumerate(sizes)
+        }
+    print(
+        f"\n| contacts | kit | sequential floor | parallel floor ({PARALLEL} at a time) "
+        "| kit / floor | kit RSS growth | naive (N+1) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for size, row in rows.items():
         kit, floor = row["kit"], row["sequential floor"]
         assert kit is not None and floor is not None
-        print(f"| {size:,} | {ms(kit)} | {ms(floor)} | {ms(row['parallel floor'])} | "
-              f"{kit / floor:.2f} | {row['rss']:.0f} MiB | {ms(row['naive'])} |")
-    print("\nTargets (issue 10): kit / floor <= 2 at 200, <= 1.3 at 20,000 and 100,000; "
-          "RSS growth <= 100 MiB. Seed: 200 contacts with notes in under 3 s.")
+        print(
+            f"| {size:,} | {ms(kit)} | {ms(floor)} | {ms(row['parallel floor'])} | "
+            f"{kit / floor:.2f} | {row['rss']:.0f} MiB | {ms(row['naive'])} |"
+        )
+    print(
+        "\nTargets (issue 10): kit / floor <= 2 at 200, <= 1.3 at 20,000 and 100,000; "
+        "RSS growth <= 100 MiB. Seed: 200 contacts with notes in under 3 s."
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 20000, 100000])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--naive-limit", type=int, default=200,
-                        help="largest size the slow naive variant runs at")
+    parser.add_argument(
+        "--naive-limit", type=int, default=200, help="largest size the slow naive variant runs at"
+    )
     args = parser.parse_args(argv)
     asyncio.run(run(args.sizes, args.repeats, args.naive_limit))
 

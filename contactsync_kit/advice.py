@@ -50,51 +50,75 @@ class Advice:
 SYNC_NOW: Final = "sync now"
 
 #: What every kind of failure means and what to do (`advise` refines ``auth``).
-ADVICE: Final[Mapping[SyncErrorKind, Advice]] = MappingProxyType({
-    SyncErrorKind.NETWORK: Advice(
-        "server_unreachable", "the server could not be reached",
-        "check the network connection and that the server is up, then sync again"),
-    SyncErrorKind.TIMEOUT: Advice(
-        "server_timeout", "the server did not answer in time",
-        "sync again in a few minutes; if it keeps timing out, send the support bundle"),
-    SyncErrorKind.AUTH: Advice(
-        "not_signed_in", "no valid user session", "sign out and sign in again"),
-    SyncErrorKind.REMOTE: Advice(
-        "server_error", "the server answered with an error",
-        "sync again later; if it persists, send the support bundle to the server team"),
-    SyncErrorKind.INVALID_INPUT: Advice(
-        "invalid_organisation", "the organisation id is not valid",
-        "pick the organisation from the list instead of typing its id"),
-    SyncErrorKind.INVALID_DATA: Advice(
-        "invalid_server_data", "the server sent rows the kit refuses",
-        "send the support bundle to the developers; the cache keeps its previous content"),
-    SyncErrorKind.INCOMPLETE: Advice(
-        "incomplete_answer", "the server's answer did not add up (row cap or count mismatch)",
-        "sync again; if it repeats, send the support bundle: the server's row cap "
-        "(db-max-rows) may be cutting the answer, and syncing will not help until it is "
-        "raised"),
-    SyncErrorKind.LOCAL_WRITE: Advice(
-        "local_write_failed", "writing the local cache failed",
-        "check free disk space and that no other program holds the cache file, then sync "
-        "again; if it persists, clear the cache and sync again"),
-    SyncErrorKind.IN_PROGRESS: Advice(
-        "sync_running", "a sync was already running", "wait for the running sync to finish"),
-    SyncErrorKind.CANCELLED: Advice(
-        "interrupted", "the sync was stopped (the cache was cleared or the user signed out)",
-        SYNC_NOW),
-})
+ADVICE: Final[Mapping[SyncErrorKind, Advice]] = MappingProxyType(
+    {
+        SyncErrorKind.NETWORK: Advice(
+            "server_unreachable",
+            "the server could not be reached",
+            "check the network connection and that the server is up, then sync again",
+        ),
+        SyncErrorKind.TIMEOUT: Advice(
+            "server_timeout",
+            "the server did not answer in time",
+            "sync again in a few minutes; if it keeps timing out, send the support bundle",
+        ),
+        SyncErrorKind.AUTH: Advice(
+            "not_signed_in", "no valid user session", "sign out and sign in again"
+        ),
+        SyncErrorKind.REMOTE: Advice(
+            "server_error",
+            "the server answered with an error",
+            "sync again later; if it persists, send the support bundle to the server team",
+        ),
+        SyncErrorKind.INVALID_INPUT: Advice(
+            "invalid_organisation",
+            "the organisation id is not valid",
+            "pick the organisation from the list instead of typing its id",
+        ),
+        SyncErrorKind.INVALID_DATA: Advice(
+            "invalid_server_data",
+            "the server sent rows the kit refuses",
+            "send the support bundle to the developers; the cache keeps its previous content",
+        ),
+        SyncErrorKind.INCOMPLETE: Advice(
+            "incomplete_answer",
+            "the server's answer did not add up (row cap or count mismatch)",
+            "sync again; if it repeats, send the support bundle: the server's row cap "
+            "(db-max-rows) may be cutting the answer, and syncing will not help until it is "
+            "raised",
+        ),
+        SyncErrorKind.LOCAL_WRITE: Advice(
+            "local_write_failed",
+            "writing the local cache failed",
+            "check free disk space and that no other program holds the cache file, then sync "
+            "again; if it persists, clear the cache and sync again",
+        ),
+        SyncErrorKind.IN_PROGRESS: Advice(
+            "sync_running", "a sync was already running", "wait for the running sync to finish"
+        ),
+        SyncErrorKind.CANCELLED: Advice(
+            "interrupted",
+            "the sync was stopped (the cache was cleared or the user signed out)",
+            SYNC_NOW,
+        ),
+    }
+)
 
 #: An ``auth`` failure whose token ran out: signing in again is the whole fix.
-TOKEN_EXPIRED: Final = Advice("token_expired", "the session token has expired",
-                              "sign in again: token expired")
+TOKEN_EXPIRED: Final = Advice(
+    "token_expired", "the session token has expired", "sign in again: token expired"
+)
 #: An ``auth`` failure the server denied: no new session brings the rows back.
 ACCESS_REVOKED: Final = Advice(
-    "access_revoked", "the server denied access",
+    "access_revoked",
+    "the server denied access",
     "access revoked: ask an organisation admin to restore the membership; a sync will then "
-    "remove the rows this user may no longer see")
+    "remove the rows this user may no longer see",
+)
 #: A kind this kit does not know (e.g. written by a newer version into the sync log).
-UNKNOWN_FAILURE: Final = Advice("unknown_failure", "an unexpected failure",
-                                "send the support bundle")
+UNKNOWN_FAILURE: Final = Advice(
+    "unknown_failure", "an unexpected failure", "send the support bundle"
+)
 
 #: Codes that mean "the token expired": the kit's own, and PostgREST v12's and later's.
 EXPIRED_TOKEN_CODES: Final = frozenset({"token_expired", "PGRST301", "PGRST303"})
@@ -102,8 +126,9 @@ _FORBIDDEN_CODE: Final = "42501"  # PostgreSQL's insufficient_privilege
 _FORBIDDEN_STATUS: Final = 403
 
 
-def advise(kind: SyncErrorKind | str | None, code: str | None = None,
-           status: int | None = None) -> Advice:
+def advise(
+    kind: SyncErrorKind | str | None, code: str | None = None, status: int | None = None
+) -> Advice:
     """The advice for a failure of `kind`, refined by the server's `code` and HTTP `status`.
 
     `kind` may be the plain string the sync log stores; an unknown or missing kind gets

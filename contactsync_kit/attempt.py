@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 from .mappers import MappedPage
+from .paging import IdRange
 from .results import StageTimings, SyncError, SyncFailure, SyncSuccess
 from .schemas import DATA_TABLES
 from .staging import SyncStaging
@@ -27,6 +28,8 @@ __all__ = [
     "Refused",
     "SyncProgress",
     "Timer",
+    "fetch_keyset",
+    "fetch_range",
     "first_failure",
     "report_progress",
 ]
@@ -34,6 +37,7 @@ __all__ = [
 __io__ = "none"
 
 _log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SyncProgress:
@@ -106,8 +110,9 @@ class Timer:
 
     def timings(self) -> StageTimings:
         """The stage seconds as `StageTimings` in milliseconds."""
-        return StageTimings(round(self.fetch * 1000), round(self.map * 1000),
-                            round(self.write * 1000))
+        return StageTimings(
+            round(self.fetch * 1000), round(self.map * 1000), round(self.write * 1000)
+        )
 
 
 class Attempt:
@@ -163,12 +168,44 @@ class Attempt:
     def success(self, counts: dict[str, int]) -> SyncSuccess:
         """This attempt as a `SyncSuccess` with `counts` rows per table."""
         return SyncSuccess(
-            organisation_id=self.org, items_synced=counts["contacts"],
-            notes_synced=counts["notes"], assignments_synced=counts["contact_assignments"],
-            duration_ms=self.timer.elapsed_ms(), pages=self.pages, timings=self.timer.timings())
+            organisation_id=self.org,
+            items_synced=counts["contacts"],
+            notes_synced=counts["notes"],
+            assignments_synced=counts["contact_assignments"],
+            duration_ms=self.timer.elapsed_ms(),
+            pages=self.pages,
+            timings=self.timer.timings(),
+        )
 
     def failure(self, error: SyncError) -> SyncFailure:
         """This attempt as a `SyncFailure` for `error`."""
-        return SyncFailure(organisation_id=self.org, error=error,
-                           duration_ms=self.timer.elapsed_ms(), pages=self.pages,
-                           timings=self.timer.timings())
+        return SyncFailure(
+            organisation_id=self.org,
+            error=error,
+            duration_ms=self.timer.elapsed_ms(),
+            pages=self.pages,
+            timings=self.timer.timings(),
+        )
+
+
+async def fetch_keyset(fetched: Fetcher, last: str, received: int, expected: int) -> None:
+    """Fetch page after page from `last` until the server's count is met or a page is empty.
+
+    Each page is asked for as soon as the previous one's last id is known.
+    """
+    cursor: str | None = last
+    while cursor is not None and received < expected:
+        rows, cursor = await fetched(cursor)
+        if not rows:
+            return
+        received += rows
+
+
+async def fetch_range(fetched: Fetcher, bounds: IdRange, limit: int) -> None:
+    """Keyset-page one id range to its end: a page short of `limit` is the last."""
+    after, upto = bounds
+    while True:
+        rows, last = await fetched(after, upto)
+        if rows < limit or last is None:
+            return
+        after = last

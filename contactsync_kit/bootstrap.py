@@ -118,8 +118,9 @@ async def start_session(
     whose message says how to reset the cache.
     """
     clock = clock or SystemClock()
-    client = await sign_in(url, key, email=email, password=password,
-                           access_token=access_token, http_client=http_client)
+    client = await sign_in(
+        url, key, email=email, password=password, access_token=access_token, http_client=http_client
+    )
     token = bearer_token(client)
     info = inspect_token(token) if token else None
     if info is None or not info.is_user or not info.subject:
@@ -130,13 +131,12 @@ async def start_session(
         await asyncio.to_thread(_erase_legacy_default_cache)
     owner = CacheOwner.of(url, info.subject)
     try:
-        cache = await asyncio.to_thread(ContactCache.open, path, owner=owner,
-                                        key=cache_key)
+        cache = await asyncio.to_thread(ContactCache.open, path, owner=owner, key=cache_key)
     except BaseException:
         if http_client is None:  # the client made for this session; the caller's stays open
             await _close_client(client)
         raise
     repository = ContactCacheSyncRepository(
-        client, cache, clock, page_size=page_size, max_rows=max_rows,
-        on_concurrent=on_concurrent)
+        client, cache, clock, page_size=page_size, max_rows=max_rows, on_concurrent=on_concurrent
+    )
     return UserSession(client=client, cache=cache, repository=repository, clock=clock)

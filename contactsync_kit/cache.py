@@ -148,8 +148,10 @@ class SyncLogEntry:
     pages: int = 0
 
 
-_LOG_SQL: Final = (f"INSERT INTO {SYNC_LOG.name} ({', '.join(SYNC_LOG.written)}) "
-                   f"VALUES ({', '.join('?' for _ in SYNC_LOG.written)})")
+_LOG_SQL: Final = (
+    f"INSERT INTO {SYNC_LOG.name} ({', '.join(SYNC_LOG.written)}) "
+    f"VALUES ({', '.join('?' for _ in SYNC_LOG.written)})"
+)
 
 
 def _log_row(entry: SyncLogEntry) -> tuple[object, ...]:
@@ -172,9 +174,14 @@ class ContactCache:
 
     @classmethod
     def open(
-        cls, path: str | Path, *, target_version: int = SCHEMA_VERSION,
-        owner: CacheOwner | None = None, key: str | None = None,
-        busy_timeout_s: float = 30.0, faults: StorageFaults | None = None,
+        cls,
+        path: str | Path,
+        *,
+        target_version: int = SCHEMA_VERSION,
+        owner: CacheOwner | None = None,
+        key: str | None = None,
+        busy_timeout_s: float = 30.0,
+        faults: StorageFaults | None = None,
     ) -> ContactCache:
         """Open (creating if needed) the cache at `path` and migrate it to `target_version`.
 
@@ -188,9 +195,9 @@ class ContactCache:
         `CorruptCacheError`, `ForeignCacheFileError` (a file the kit never touches),
         `CacheKeyError` or `CacheLockedError`, each with what to do.
         """
+
         def opened() -> tuple[ContactCache, bool]:
-            store = SqliteStore.open(path, faults=faults, key=key,
-                                     busy_timeout_s=busy_timeout_s)
+            store = SqliteStore.open(path, faults=faults, key=key, busy_timeout_s=busy_timeout_s)
             cache = cls(store)
             with store.open_errors_translated():
                 cache._migrate(target_version)
@@ -310,12 +317,16 @@ class ContactCache:
 
     def counts(self, organisation_id: str | None = None) -> dict[str, int]:
         """Rows per data table, for one organisation or for all."""
-        where, params = ("WHERE organisation_id = ?", (organisation_id,)) if organisation_id \
-            else ("", ())
+        where, params = (
+            ("WHERE organisation_id = ?", (organisation_id,)) if organisation_id else ("", ())
+        )
         with self._store.read() as conn:
             return {
-                table: int(conn.exec_driver_sql(
-                    f"SELECT count(*) FROM {table} {where}", params).scalar_one())
+                table: int(
+                    conn.exec_driver_sql(
+                        f"SELECT count(*) FROM {table} {where}", params
+                    ).scalar_one()
+                )
                 for table in DATA_TABLES
             }
 
@@ -325,8 +336,11 @@ class ContactCache:
             rows = conn.exec_driver_sql(_OVERVIEW_SQL).all()
         frame = pl.DataFrame(
             [tuple(row) for row in rows],
-            schema={"organisation_id": pl.String, "last_synced_at": pl.String,
-                    **dict.fromkeys(DATA_TABLES, pl.Int64)},
+            schema={
+                "organisation_id": pl.String,
+                "last_synced_at": pl.String,
+                **dict.fromkeys(DATA_TABLES, pl.Int64),
+            },
             orient="row",
         )
         return frame.with_columns(
@@ -334,7 +348,9 @@ class ContactCache:
         )
 
     def read_table(
-        self, table: str, organisation_id: str | None = None,
+        self,
+        table: str,
+        organisation_id: str | None = None,
         columns: list[str] | tuple[str, ...] | None = None,
     ) -> pl.DataFrame:
         """A data table (or ``sync_state`` / ``sync_log``) as a frame, optionally one org's.
@@ -350,11 +366,13 @@ class ContactCache:
         if unknown:
             raise ValueError(f"unknown columns of {table}: {', '.join(unknown)}")
         selected = ", ".join(columns) if columns else "*"
-        where, params = ("WHERE organisation_id = ?", (organisation_id,)) if organisation_id \
-            else ("", ())
+        where, params = (
+            ("WHERE organisation_id = ?", (organisation_id,)) if organisation_id else ("", ())
+        )
         with self._store.read() as conn:
             result = conn.exec_driver_sql(
-                f"SELECT {selected} FROM {table} {where} ORDER BY rowid", params)
+                f"SELECT {selected} FROM {table} {where} ORDER BY rowid", params
+            )
             columns = list(result.keys())
             rows = [tuple(row) for row in result]
         # The spec's types, not inferred ones: a column of nulls is still String (or Int64).
@@ -366,7 +384,8 @@ def _overview_sql() -> str:
     root = DATA_TABLES[0]
     counts = ",\n".join(
         f"(SELECT count(*) FROM {table} t WHERE t.organisation_id = o.organisation_id)"
-        for table in DATA_TABLES)
+        for table in DATA_TABLES
+    )
     return f"""
         WITH orgs AS (
             SELECT organisation_id FROM {SYNC_STATE.name}

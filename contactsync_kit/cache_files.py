@@ -185,14 +185,18 @@ def is_kit_cache_file(path: str | Path, *, key: str | None = None) -> bool:
         conn = connector(main, key=key, busy_timeout_s=1.0, module=module, read_only=True)()
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = {row[0] for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = {
+                row[0]
+                for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
         finally:
             conn.close()
     except Exception:
         return False
-    return bool(app_id == KIT_APPLICATION_ID or (
-        app_id == 0 and {"contacts", "notes", "sync_state"} <= tables))
+    return bool(
+        app_id == KIT_APPLICATION_ID
+        or (app_id == 0 and {"contacts", "notes", "sync_state"} <= tables)
+    )
 
 
 def erase_cache_files(path: str | Path) -> list[Path]:
@@ -231,8 +235,14 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def connector(path: Path, *, key: str | None, busy_timeout_s: float,
-              module: ModuleType = sqlite3, read_only: bool = False) -> Callable[[], Any]:
+def connector(
+    path: Path,
+    *,
+    key: str | None,
+    busy_timeout_s: float,
+    module: ModuleType = sqlite3,
+    read_only: bool = False,
+) -> Callable[[], Any]:
     """A DB-API connect function for the cache file at `path`.
 
     SQLite may only open the file (``mode=rw``, or ``ro``), never create it: the kit creates
@@ -262,13 +272,16 @@ def check_existing_file(path: Path, *, key: str | None, busy_timeout_s: float) -
         return  # empty: SQLite makes it a database
     module = sqlite3 if key is None else sqlcipher_module()
     try:
-        conn = connector(path, key=key, busy_timeout_s=busy_timeout_s, module=module,
-                         read_only=True)()
+        conn = connector(
+            path, key=key, busy_timeout_s=busy_timeout_s, module=module, read_only=True
+        )()
         try:
             problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = {row[0] for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = {
+                row[0]
+                for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
         finally:
             conn.close()
     except module.Error as exc:
@@ -276,45 +289,53 @@ def check_existing_file(path: Path, *, key: str | None, busy_timeout_s: float) -
     if problems != ["ok"]:
         raise CorruptCacheError(
             f"the cache file {path} is damaged ({'; '.join(map(str, problems[:3]))}); "
-            f"{_reset_advice(path)}", path=path)
+            f"{_reset_advice(path)}",
+            path=path,
+        )
     if app_id != KIT_APPLICATION_ID and not (
-            app_id == 0 and (not tables or {"contacts", "sync_state"} <= tables)):
+        app_id == 0 and (not tables or {"contacts", "sync_state"} <= tables)
+    ):
         raise ForeignCacheFileError(
             f"{path} is a SQLite database of another application, not a contactsync cache; "
-            "the kit leaves it alone. Choose another cache_path", path=path)
+            "the kit leaves it alone. Choose another cache_path",
+            path=path,
+        )
 
 
 def _reset_advice(path: Path) -> str:
-    return (f"run `contactsync cache reset --path {path}` (or `ContactCache.reset(path)`) to "
-            "remove it securely, then sign in and sync again")
+    return (
+        f"run `contactsync cache reset --path {path}` (or `ContactCache.reset(path)`) to "
+        "remove it securely, then sign in and sync again"
+    )
 
 
-def describe_open_failure(exc: BaseException, path: Path, *,
-                          encrypted: bool) -> CacheFileError:
+def describe_open_failure(exc: BaseException, path: Path, *, encrypted: bool) -> CacheFileError:
     """Translate the database driver's error on opening `path` into a typed, actionable one."""
     text = str(getattr(exc, "orig", None) or exc).lower()
     reset = _reset_advice(path)
     if "locked" in text or "busy" in text:
         return CacheLockedError(
             f"the cache file {path} is locked by another process (another notebook or kernel "
-            "using the same cache?); close it and try again", path=path)
+            "using the same cache?); close it and try again",
+            path=path,
+        )
     header = _header(path) if path.exists() else b""
     if encrypted and "not a database" in text:
         return CacheKeyError(
             f"the cache file {path} cannot be read with this key: the key is wrong, or the "
             f"file is not an encrypted contactsync cache. Use the right key, or {reset}",
-            path=path)
+            path=path,
+        )
     if header and not header.startswith(_SQLITE_MAGIC):
         return ForeignCacheFileError(
             f"{path} is not a contactsync cache (not a SQLite file, or one encrypted with a "
             "key you did not give); the kit leaves it alone. Move it away or choose another "
-            "cache_path", path=path)
-    if "malformed" in text or "not a database" in text or "corrupt" in text \
-            or "disk i/o" in text:
-        return CorruptCacheError(f"the cache file {path} is damaged ({text}); {reset}",
-                                 path=path)
-    return CorruptCacheError(f"the cache file {path} cannot be opened ({text}); {reset}",
-                             path=path)
+            "cache_path",
+            path=path,
+        )
+    if "malformed" in text or "not a database" in text or "corrupt" in text or "disk i/o" in text:
+        return CorruptCacheError(f"the cache file {path} is damaged ({text}); {reset}", path=path)
+    return CorruptCacheError(f"the cache file {path} cannot be opened ({text}); {reset}", path=path)
 
 
 def file_engine(file: Path, *, key: str | None, busy_timeout_s: float) -> Engine:
@@ -327,8 +348,10 @@ def file_engine(file: Path, *, key: str | None, busy_timeout_s: float) -> Engine
     if not prepare_private_file(file):
         check_existing_file(file, key=key, busy_timeout_s=busy_timeout_s)
     return sa.create_engine(
-        f"sqlite:///{file}", module=module,
-        creator=connector(file, key=key, busy_timeout_s=busy_timeout_s, module=module))
+        f"sqlite:///{file}",
+        module=module,
+        creator=connector(file, key=key, busy_timeout_s=busy_timeout_s, module=module),
+    )
 
 
 @contextmanager
@@ -359,8 +382,10 @@ def claim(conn: Connection, owner: CacheOwner | None, tables: Iterable[str]) -> 
         return recorded == owner
     if any(conn.exec_driver_sql(f"SELECT 1 FROM {table} LIMIT 1").first() for table in tables):
         return False
-    conn.exec_driver_sql("INSERT INTO cache_owner (id, project_url, user_id) VALUES (1, ?, ?)",
-                         (owner.project_url, owner.user_id))
+    conn.exec_driver_sql(
+        "INSERT INTO cache_owner (id, project_url, user_id) VALUES (1, ?, ?)",
+        (owner.project_url, owner.user_id),
+    )
     return True
 
 
@@ -384,7 +409,9 @@ def compact(raw: Any, path: str, *, vacuum: bool = True) -> None:
         if step.startswith("PRAGMA") and row is not None and row[0]:
             raise CacheLockedError(
                 f"another process is reading the cache file {path}, so its journal could not "
-                "be emptied; close other notebooks using it and try again", path=path)
+                "be emptied; close other notebooks using it and try again",
+                path=path,
+            )
 
 
 def reset_cache_file(file: Path, *, key: str | None = None) -> list[Path]:
@@ -392,5 +419,7 @@ def reset_cache_file(file: Path, *, key: str | None = None) -> list[Path]:
     if file.exists() and not is_kit_cache_file(file, key=key):
         raise ForeignCacheFileError(
             f"{file} was not created by contactsync_kit (or is encrypted and no key was "
-            "given); it was left untouched. Remove it yourself if you are sure.", path=file)
+            "given); it was left untouched. Remove it yourself if you are sure.",
+            path=file,
+        )
     return erase_cache_files(file)

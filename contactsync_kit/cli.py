@@ -30,19 +30,27 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="sync demo data from the embedded local stack")
     demo.add_argument("--contacts", type=int, default=200, help="contacts per organisation")
     devstack = commands.add_parser("devstack", help="run the embedded local Supabase stack")
-    devstack.add_argument("devstack_args", nargs=argparse.REMAINDER,
-                          help="e.g. `up --contacts 500`")
+    devstack.add_argument(
+        "devstack_args", nargs=argparse.REMAINDER, help="e.g. `up --contacts 500`"
+    )
     migrations = commands.add_parser("migrations", help="the app's SQL migrations")
     migration_commands = migrations.add_subparsers(dest="migrations_command", required=True)
     export = migration_commands.add_parser(
-        "export", help="write the app migrations in the Supabase CLI layout (for db push)")
-    export.add_argument("dir", nargs="?", default=DEFAULT_MIGRATIONS_DIR,
-                        help=f"target folder (default {DEFAULT_MIGRATIONS_DIR})")
+        "export", help="write the app migrations in the Supabase CLI layout (for db push)"
+    )
+    export.add_argument(
+        "dir",
+        nargs="?",
+        default=DEFAULT_MIGRATIONS_DIR,
+        help=f"target folder (default {DEFAULT_MIGRATIONS_DIR})",
+    )
     cache = commands.add_parser("cache", help="manage the local cache file")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True)
     reset = cache_commands.add_parser(
-        "reset", help="securely erase the cache file and its sidecars (a damaged, newer or "
-                      "unwanted cache); never removes a file the kit did not create")
+        "reset",
+        help="securely erase the cache file and its sidecars (a damaged, newer or "
+        "unwanted cache); never removes a file the kit did not create",
+    )
     reset.add_argument("--path", help="the cache file (default: the kit's default cache path)")
     args = parser.parse_args(argv)
     if args.command == "migrations":

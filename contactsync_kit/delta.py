@@ -101,10 +101,16 @@ class IncrementalSync:
     """One organisation's sync in a given mode; built by the repository for each call."""
 
     def __init__(
-        self, *, source: ContactSource, store: DeltaStore, clock: Clock,
+        self,
+        *,
+        source: ContactSource,
+        store: DeltaStore,
+        clock: Clock,
         full: Callable[[FullSyncHooks | None], Awaitable[SyncResult]],
-        write: Writer[object], log: Callable[[SyncResult, datetime, int], Awaitable[None]],
-        epoch: int, window: timedelta,
+        write: Writer[object],
+        log: Callable[[SyncResult, datetime, int], Awaitable[None]],
+        epoch: int,
+        window: timedelta,
     ) -> None:
         self._source = source
         self._store = store
@@ -119,8 +125,12 @@ class IncrementalSync:
     async def run(self, org: str, mode: SyncMode) -> SyncResult:
         """Sync `org` in `mode`; never raises for expected failures."""
         if mode not in ("auto", "full", "delta"):
-            return SyncFailure(organisation_id=org, error=SyncError(
-                SyncErrorKind.INVALID_INPUT, "mode must be 'auto', 'full' or 'delta'"))
+            return SyncFailure(
+                organisation_id=org,
+                error=SyncError(
+                    SyncErrorKind.INVALID_INPUT, "mode must be 'auto', 'full' or 'delta'"
+                ),
+            )
         if mode == "full":
             return await self._verified_full(org, None)
         source = self._source
@@ -132,7 +142,8 @@ class IncrementalSync:
         state = None if user is None else await asyncio.to_thread(self._store.load, org, user)
         if user is None or state is None or not state.verified:
             return await self._verified_full(
-                org, "no verified earlier sync of this organisation by this user")
+                org, "no verified earlier sync of this organisation by this user"
+            )
         started_at, mark = self._clock.now(), time.perf_counter()
         try:
             return await self._delta(source, org, user, state, started_at, mark)
@@ -140,13 +151,19 @@ class IncrementalSync:
             return await self._verified_full(org, f"{fallback}; ran a full sync")
         except DigestUnavailable as exc:
             return await self._verified_full(
-                org, f"the server offers no digest function ({exc}); ran a full sync")
+                org, f"the server offers no digest function ({exc}); ran a full sync"
+            )
         except RemoteFailure as exc:
             return await self._fail(org, started_at, mark, exc.error)
         except asyncio.CancelledError:
-            return SyncFailure(organisation_id=org, error=SyncError(
-                SyncErrorKind.CANCELLED, "the sync was cancelled (the cache was cleared or the "
-                "app is closing); nothing was written"))
+            return SyncFailure(
+                organisation_id=org,
+                error=SyncError(
+                    SyncErrorKind.CANCELLED,
+                    "the sync was cancelled (the cache was cleared or the "
+                    "app is closing); nothing was written",
+                ),
+            )
 
     # -- full ---------------------------------------------------------------------------------
 
@@ -162,8 +179,7 @@ class IncrementalSync:
             if pending:
                 batch = pl.concat(pending)
                 pending.clear()
-                batches.append(asyncio.ensure_future(
-                    asyncio.to_thread(table_bucket_sums, batch)))
+                batches.append(asyncio.ensure_future(asyncio.to_thread(table_bucket_sums, batch)))
 
         def on_page(page: MappedPage) -> None:
             for table, frame in page.frames().items():
@@ -185,15 +201,20 @@ class IncrementalSync:
             try:
                 server = _server_digests(await source.digest(org, 0))
             except DigestUnavailable as exc:
-                check.note = (f"the server offers no digest function ({exc}): the sync is "
-                              "not verified")
+                check.note = (
+                    f"the server offers no digest function ({exc}): the sync is not verified"
+                )
                 return None
-            differing = [t for t in DATA_TABLES
-                         if not total(check.buckets[t]).agrees_with(server[t].get(""))]
+            differing = [
+                t for t in DATA_TABLES if not total(check.buckets[t]).agrees_with(server[t].get(""))
+            ]
             if differing:
-                return SyncError(SyncErrorKind.INCOMPLETE, "the rows received do not match the "
-                                 f"server's digest ({', '.join(differing)}): the server changed "
-                                 "during the sync or rows went missing; nothing was written")
+                return SyncError(
+                    SyncErrorKind.INCOMPLETE,
+                    "the rows received do not match the "
+                    f"server's digest ({', '.join(differing)}): the server changed "
+                    "during the sync or rows went missing; nothing was written",
+                )
             check.verified = True
             return None
 
@@ -201,20 +222,32 @@ class IncrementalSync:
         user = source.user_id() if isinstance(source, DeltaSource) else None
         if isinstance(result, SyncSuccess) and check.verified and user is not None:
             try:
-                await self._write(self._epoch, lambda: self._store.remember_full(
-                    org, user, check.buckets, check.watermarks, self._clock.now()))
+                await self._write(
+                    self._epoch,
+                    lambda: self._store.remember_full(
+                        org, user, check.buckets, check.watermarks, self._clock.now()
+                    ),
+                )
             except asyncio.CancelledError:
                 check.verified = False
         return dataclasses.replace(
-            result, mode="full", verified=check.verified and result.error is None,
+            result,
+            mode="full",
+            verified=check.verified and result.error is None,
             fallback_reason=reason if reason is not None else check.note,
-            rows_changed=result.items_synced + result.notes_synced + result.assignments_synced)
+            rows_changed=result.items_synced + result.notes_synced + result.assignments_synced,
+        )
 
     # -- delta --------------------------------------------------------------------------------
 
-    async def _pages(self, source: DeltaSource, table: str, org: str,
-                     parse: Callable[[bytes], pl.DataFrame | MappingProblem],
-                     **query: object) -> pl.DataFrame:
+    async def _pages(
+        self,
+        source: DeltaSource,
+        table: str,
+        org: str,
+        parse: Callable[[bytes], pl.DataFrame | MappingProblem],
+        **query: object,
+    ) -> pl.DataFrame:
         """Every keyset page of one query, parsed.
 
         Stops at an empty page, never at a short one: the server's row cap may have cut it.
@@ -232,13 +265,22 @@ class IncrementalSync:
             frames.append(parsed)
             cursor = parsed.get_column("id")[-1]
 
-    async def _rows(self, source: DeltaSource, table: str, org: str,
-                    **query: object) -> pl.DataFrame:
-        return await self._pages(source, table, org,
-                                 lambda body: map_table_rows(body, table, org), **query)
+    async def _rows(
+        self, source: DeltaSource, table: str, org: str, **query: object
+    ) -> pl.DataFrame:
+        return await self._pages(
+            source, table, org, lambda body: map_table_rows(body, table, org), **query
+        )
 
-    async def _delta(self, source: DeltaSource, org: str, user: str, state: DeltaState,
-                     started_at: datetime, mark: float) -> SyncResult:
+    async def _delta(
+        self,
+        source: DeltaSource,
+        org: str,
+        user: str,
+        state: DeltaState,
+        started_at: datetime,
+        mark: float,
+    ) -> SyncResult:
         self._requests = 0
 
         async def changed(table: str) -> pl.DataFrame:
@@ -246,15 +288,20 @@ class IncrementalSync:
             if watermark is None:
                 return await self._rows(source, table, org)
             since = datetime.fromisoformat(watermark.replace("Z", "+00:00")) - self._window
-            return await self._rows(source, table, org,
-                                    since=since.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+            return await self._rows(
+                source, table, org, since=since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            )
 
         digest_rows, frames = await asyncio.gather(
-            source.digest(org, 0), asyncio.gather(*(changed(t) for t in DATA_TABLES)))
+            source.digest(org, 0), asyncio.gather(*(changed(t) for t in DATA_TABLES))
+        )
         self._requests += 1
         changes = DeltaChanges(upserts=dict(zip(DATA_TABLES, frames, strict=True)))
-        watermarks = {t: w for t in DATA_TABLES
-                      if (w := _max_updated(changes.upserts[t], state.watermarks.get(t)))}
+        watermarks = {
+            t: w
+            for t in DATA_TABLES
+            if (w := _max_updated(changes.upserts[t], state.watermarks.get(t)))
+        }
         server = _server_digests(digest_rows)
         expected = {t: server_total(server[t]) for t in DATA_TABLES}
         committed, buckets = await self._apply(org, user, changes, expected, watermarks)
@@ -264,9 +311,14 @@ class IncrementalSync:
             # them by bucket, list ids and timestamps only there, then fix and verify again.
             server = _server_digests(await source.digest(org, BUCKET_PREFIX))
             self._requests += 1
-            differing = {t: {b for b in buckets[t].keys() | server[t].keys()
-                             if not buckets[t].get(b, Digest()).agrees_with(server[t].get(b))}
-                         for t in DATA_TABLES}
+            differing = {
+                t: {
+                    b
+                    for b in buckets[t].keys() | server[t].keys()
+                    if not buckets[t].get(b, Digest()).agrees_with(server[t].get(b))
+                }
+                for t in DATA_TABLES
+            }
             if sum(map(len, differing.values())) > _MAX_RECONCILE_BUCKETS:
                 raise _Fallback("the cache differs from the server in too many places")
             for table in DATA_TABLES:
@@ -281,62 +333,99 @@ class IncrementalSync:
         # The counts are of what the cache now holds, as after a full sync; `rows_changed`
         # and `rows_deleted` say what this delta did.
         result = SyncSuccess(
-            organisation_id=org, items_synced=expected["contacts"][0],
+            organisation_id=org,
+            items_synced=expected["contacts"][0],
             notes_synced=expected["notes"][0],
             assignments_synced=expected["contact_assignments"][0],
-            duration_ms=round((time.perf_counter() - mark) * 1000), pages=self._requests,
-            mode="delta", verified=True,
-            reconciled=reconciled, rows_changed=written, rows_deleted=deleted)
+            duration_ms=round((time.perf_counter() - mark) * 1000),
+            pages=self._requests,
+            mode="delta",
+            verified=True,
+            reconciled=reconciled,
+            rows_changed=written,
+            rows_deleted=deleted,
+        )
         await self._log(result, started_at, self._epoch)
         return result
 
-    async def _reconcile(self, source: DeltaSource, table: str, org: str, buckets: set[str],
-                         changes: DeltaChanges) -> None:
+    async def _reconcile(
+        self, source: DeltaSource, table: str, org: str, buckets: set[str], changes: DeltaChanges
+    ) -> None:
         """Compare ids and timestamps inside the differing buckets; plan deletes and fetches."""
         ordered = sorted(buckets)
-        listed = [await self._pages(source, table, org, _parse_versions,
-                                    buckets=ordered[i:i + _BUCKETS_PER_REQUEST],
-                                    columns="id,updated_at")
-                  for i in range(0, len(ordered), _BUCKETS_PER_REQUEST)]
+        listed = [
+            await self._pages(
+                source,
+                table,
+                org,
+                _parse_versions,
+                buckets=ordered[i : i + _BUCKETS_PER_REQUEST],
+                columns="id,updated_at",
+            )
+            for i in range(0, len(ordered), _BUCKETS_PER_REQUEST)
+        ]
         server = pl.concat(listed).select("id", _micros("updated_at").alias("server_us"))
         local = await asyncio.to_thread(self._store.versions, table, org, buckets)
         upserts = changes.upserts[table]
-        mine = (pl.concat([local, upserts.select("id", "updated_at")])
-                .unique("id", keep="last", maintain_order=True)
-                .filter(pl.col("id").str.slice(0, BUCKET_PREFIX).is_in(ordered))
-                .select("id", _micros("updated_at").alias("local_us")))
+        mine = (
+            pl.concat([local, upserts.select("id", "updated_at")])
+            .unique("id", keep="last", maintain_order=True)
+            .filter(pl.col("id").str.slice(0, BUCKET_PREFIX).is_in(ordered))
+            .select("id", _micros("updated_at").alias("local_us"))
+        )
         joined = server.join(mine, on="id", how="full", coalesce=True)
-        stale = joined.filter(pl.col("server_us").is_not_null()
-                              & (pl.col("local_us").is_null()
-                                 | (pl.col("local_us") != pl.col("server_us"))))
+        stale = joined.filter(
+            pl.col("server_us").is_not_null()
+            & (pl.col("local_us").is_null() | (pl.col("local_us") != pl.col("server_us")))
+        )
         gone = set(joined.filter(pl.col("server_us").is_null()).get_column("id").to_list())
         ids = stale.get_column("id").to_list()
-        fetched = [await self._rows(source, table, org, ids=ids[i:i + _IDS_PER_REQUEST])
-                   for i in range(0, len(ids), _IDS_PER_REQUEST)]
+        fetched = [
+            await self._rows(source, table, org, ids=ids[i : i + _IDS_PER_REQUEST])
+            for i in range(0, len(ids), _IDS_PER_REQUEST)
+        ]
         merged = pl.concat([upserts, *fetched]).unique("id", keep="last", maintain_order=True)
         changes.upserts[table] = merged.filter(~pl.col("id").is_in(sorted(gone)))
         changes.deletes[table] = gone
         changes.recount[table] = buckets
 
-    async def _apply(self, org: str, user: str, changes: DeltaChanges,
-                     expected: dict[str, tuple[int, int]], watermarks: dict[str, str],
-                     ) -> tuple[bool, TableDigests]:
+    async def _apply(
+        self,
+        org: str,
+        user: str,
+        changes: DeltaChanges,
+        expected: dict[str, tuple[int, int]],
+        watermarks: dict[str, str],
+    ) -> tuple[bool, TableDigests]:
         try:
-            outcome = await self._write(self._epoch, lambda: self._store.apply(
-                org, user, changes, expected, watermarks, self._clock.now()))
+            outcome = await self._write(
+                self._epoch,
+                lambda: self._store.apply(
+                    org, user, changes, expected, watermarks, self._clock.now()
+                ),
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the cache's own failure, whatever its class
-            raise RemoteFailure(SyncError(
-                SyncErrorKind.LOCAL_WRITE, f"writing the cache failed ({type(exc).__name__}); "
-                "the cache was rolled back to its previous content")) from exc
+            raise RemoteFailure(
+                SyncError(
+                    SyncErrorKind.LOCAL_WRITE,
+                    f"writing the cache failed ({type(exc).__name__}); "
+                    "the cache was rolled back to its previous content",
+                )
+            ) from exc
         return outcome  # type: ignore[return-value]
 
-    async def _fail(self, org: str, started_at: datetime, mark: float,
-                    error: SyncError) -> SyncResult:
-        result = SyncFailure(organisation_id=org, error=error, mode="delta",
-                             duration_ms=round((time.perf_counter() - mark) * 1000),
-                             pages=self._requests)
+    async def _fail(
+        self, org: str, started_at: datetime, mark: float, error: SyncError
+    ) -> SyncResult:
+        result = SyncFailure(
+            organisation_id=org,
+            error=error,
+            mode="delta",
+            duration_ms=round((time.perf_counter() - mark) * 1000),
+            pages=self._requests,
+        )
         await self._log(result, started_at, self._epoch)
         return result
 
@@ -348,15 +437,25 @@ def _parse_versions(body: bytes) -> pl.DataFrame | MappingProblem:
     """A listing of ``id`` and ``updated_at``, checked: uuids and timestamps, nothing null."""
     try:
         text = body.strip()
-        frame = (pl.read_json(io.BytesIO(text), schema=_VERSIONS) if text not in (b"", b"[]")
-                 else pl.DataFrame(schema=_VERSIONS))
+        frame = (
+            pl.read_json(io.BytesIO(text), schema=_VERSIONS)
+            if text not in (b"", b"[]")
+            else pl.DataFrame(schema=_VERSIONS)
+        )
     except (pl.exceptions.PolarsError, ValueError) as exc:
-        return MappingProblem("invalid_data", f"the id listing is not a JSON list of ids and "
-                              f"timestamps ({type(exc).__name__})")
+        return MappingProblem(
+            "invalid_data",
+            f"the id listing is not a JSON list of ids and timestamps ({type(exc).__name__})",
+        )
     bad = frame.select(
-        (pl.col("id").is_null() | ~pl.col("id").str.contains(UUID_PATTERN)
-         | pl.col("updated_at").str.to_datetime(time_zone="UTC", strict=False).is_null())
-        .fill_null(True).sum()).item()
+        (
+            pl.col("id").is_null()
+            | ~pl.col("id").str.contains(UUID_PATTERN)
+            | pl.col("updated_at").str.to_datetime(time_zone="UTC", strict=False).is_null()
+        )
+        .fill_null(True)
+        .sum()
+    ).item()
     if bad:
         return MappingProblem("invalid_data", f"{bad} malformed row(s) in the id listing")
     return frame.with_columns(pl.col("id").str.to_lowercase())

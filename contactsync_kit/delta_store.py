@@ -59,8 +59,10 @@ class DeltaChanges:
 
     def counts(self) -> tuple[int, int]:
         """(rows written, ids deleted) over every table."""
-        return (sum(f.height for f in self.upserts.values()),
-                sum(len(ids) for ids in self.deletes.values()))
+        return (
+            sum(f.height for f in self.upserts.values()),
+            sum(len(ids) for ids in self.deletes.values()),
+        )
 
 
 class _Mismatch(Exception):
@@ -72,19 +74,23 @@ class _Mismatch(Exception):
 def _upsert_sql(table: str) -> str:
     columns = list(TABLE_COLUMNS[table])
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
-    return (f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)}) "
-            f"ON CONFLICT (id) DO UPDATE SET {updates}")
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)}) "
+        f"ON CONFLICT (id) DO UPDATE SET {updates}"
+    )
 
 
 _KEY, (_STAMP,) = SYNC_STATE.key, SYNC_STATE.written[1:]
-_STAMP_SQL: Final = (f"INSERT INTO {SYNC_STATE.name} ({_KEY}, {_STAMP}) VALUES (?, ?) "
-                     f"ON CONFLICT ({_KEY}) DO UPDATE SET {_STAMP} = excluded.{_STAMP}")
+_STAMP_SQL: Final = (
+    f"INSERT INTO {SYNC_STATE.name} ({_KEY}, {_STAMP}) VALUES (?, ?) "
+    f"ON CONFLICT ({_KEY}) DO UPDATE SET {_STAMP} = excluded.{_STAMP}"
+)
 
 
 def _chunks(values: list[str]) -> Iterable[list[str]]:
     for start in range(0, len(values), _CHUNK):
-        yield values[start:start + _CHUNK]
+        yield values[start : start + _CHUNK]
 
 
 class DeltaStore:
@@ -100,12 +106,19 @@ class DeltaStore:
         with self._cache._store.read() as conn:
             row = conn.exec_driver_sql(
                 "SELECT mode, verified, synced_at, watermarks FROM sync_digest_state "
-                "WHERE organisation_id = ? AND user_id = ?", (organisation_id, user_id)).first()
+                "WHERE organisation_id = ? AND user_id = ?",
+                (organisation_id, user_id),
+            ).first()
             if row is None:
                 return None
             buckets = self._buckets(conn, organisation_id, user_id)
-        return DeltaState(mode=row[0], verified=bool(row[1]), synced_at=row[2],
-                          watermarks=json.loads(row[3]), buckets=buckets)
+        return DeltaState(
+            mode=row[0],
+            verified=bool(row[1]),
+            synced_at=row[2],
+            watermarks=json.loads(row[3]),
+            buckets=buckets,
+        )
 
     def forget(self, organisation_id: str) -> None:
         """Drop the digest state of an organisation (before a full sync rewrites its rows)."""
@@ -116,13 +129,18 @@ class DeltaStore:
         """`forget`, inside the caller's open write transaction (a full sync's commit)."""
         self._forget(conn, organisation_id)
 
-    def remember_full(self, organisation_id: str, user_id: str, buckets: TableDigests,
-                      watermarks: Mapping[str, str], synced_at: datetime) -> None:
+    def remember_full(
+        self,
+        organisation_id: str,
+        user_id: str,
+        buckets: TableDigests,
+        watermarks: Mapping[str, str],
+        synced_at: datetime,
+    ) -> None:
         """Record a verified full sync: its watermarks and the digest of what it wrote."""
         with self._cache._store.write() as conn:
             self._forget(conn, organisation_id)
-            self._save(conn, organisation_id, user_id, "full", buckets, {}, watermarks,
-                       synced_at)
+            self._save(conn, organisation_id, user_id, "full", buckets, {}, watermarks, synced_at)
 
     # -- reading rows -----------------------------------------------------------------------
 
@@ -141,17 +159,21 @@ class DeltaStore:
             for table in DATA_TABLES:
                 rows = conn.exec_driver_sql(
                     f"SELECT id, updated_at FROM {table} WHERE organisation_id = ?",
-                    (organisation_id,)).all()
-                frame = pl.DataFrame([tuple(r) for r in rows], schema=_VERSION_SCHEMA,
-                                     orient="row")
+                    (organisation_id,),
+                ).all()
+                frame = pl.DataFrame([tuple(r) for r in rows], schema=_VERSION_SCHEMA, orient="row")
                 result[table] = bucket_sums(frame)
         return result
 
     # -- the delta --------------------------------------------------------------------------
 
     def apply(
-        self, organisation_id: str, user_id: str, changes: DeltaChanges,
-        expected: Mapping[str, tuple[int, int]], watermarks: Mapping[str, str],
+        self,
+        organisation_id: str,
+        user_id: str,
+        changes: DeltaChanges,
+        expected: Mapping[str, tuple[int, int]],
+        watermarks: Mapping[str, str],
         synced_at: datetime,
     ) -> tuple[bool, TableDigests]:
         """Apply `changes` in one transaction; commit only if the digest equals `expected`.
@@ -166,18 +188,19 @@ class DeltaStore:
             with self._cache._store.write() as conn:
                 stored = self._buckets(conn, organisation_id, user_id)
                 buckets = self._apply(conn, organisation_id, stored, changes)
-                if not all(total(buckets[t]).agrees_with(expected.get(t))
-                           for t in DATA_TABLES):
+                if not all(total(buckets[t]).agrees_with(expected.get(t)) for t in DATA_TABLES):
                     raise _Mismatch(buckets)
                 conn.exec_driver_sql(_STAMP_SQL, (organisation_id, iso_utc(synced_at)))
-                self._save(conn, organisation_id, user_id, "delta", buckets, stored,
-                           watermarks, synced_at)
+                self._save(
+                    conn, organisation_id, user_id, "delta", buckets, stored, watermarks, synced_at
+                )
                 return True, buckets
         except _Mismatch as mismatch:
             return False, mismatch.buckets
 
-    def _apply(self, conn: Connection, organisation_id: str, stored: TableDigests,
-               changes: DeltaChanges) -> TableDigests:
+    def _apply(
+        self, conn: Connection, organisation_id: str, stored: TableDigests, changes: DeltaChanges
+    ) -> TableDigests:
         result: TableDigests = {}
         for table in DATA_TABLES:
             frame = changes.upserts.get(table)
@@ -187,10 +210,13 @@ class DeltaStore:
             if frame is not None:
                 # A row the cache already holds at the same updated_at is the same row (the
                 # safety window fetches some again): not rewritten, not counted as changed.
-                frame = frame.join(old.rename({"updated_at": "_cached"}), on="id",
-                                   how="left").filter(
-                    pl.col("_cached").is_null() | (pl.col("_cached") != pl.col("updated_at"))
-                ).drop("_cached")
+                frame = (
+                    frame.join(old.rename({"updated_at": "_cached"}), on="id", how="left")
+                    .filter(
+                        pl.col("_cached").is_null() | (pl.col("_cached") != pl.col("updated_at"))
+                    )
+                    .drop("_cached")
+                )
                 changes.upserts[table] = frame
                 kept = frame.get_column("id").to_list() + sorted(deleted)
                 old = old.filter(pl.col("id").is_in(kept))
@@ -198,15 +224,18 @@ class DeltaStore:
             if frame is not None and frame.height:
                 cursor = conn.connection.cursor()
                 try:
-                    cursor.executemany(_upsert_sql(table), frame.select(
-                        list(TABLE_COLUMNS[table])).iter_rows())  # type: ignore[arg-type]
+                    cursor.executemany(
+                        _upsert_sql(table), frame.select(list(TABLE_COLUMNS[table])).iter_rows()
+                    )  # type: ignore[arg-type]
                 finally:
                     cursor.close()
                 buckets = merge_buckets(buckets, bucket_sums(frame.select("id", "updated_at")))
             for chunk in _chunks(sorted(deleted)):
                 conn.exec_driver_sql(
                     f"DELETE FROM {table} WHERE +organisation_id = ? AND id IN "
-                    f"({', '.join('?' for _ in chunk)})", (organisation_id, *chunk))
+                    f"({', '.join('?' for _ in chunk)})",
+                    (organisation_id, *chunk),
+                )
             # Buckets the digest located a difference in are recounted from the rows: that
             # also heals a stored digest that went stale behind the kit's back.
             recount = changes.recount.get(table, set())
@@ -223,8 +252,9 @@ class DeltaStore:
     @staticmethod
     def _forget(conn: Connection, organisation_id: str) -> None:
         for table in DIGEST_TABLES:
-            conn.exec_driver_sql(f"DELETE FROM {table} WHERE organisation_id = ?",
-                                 (organisation_id,))
+            conn.exec_driver_sql(
+                f"DELETE FROM {table} WHERE organisation_id = ?", (organisation_id,)
+            )
 
     @staticmethod
     def _buckets(conn: Connection, organisation_id: str, user_id: str) -> TableDigests:
@@ -235,7 +265,8 @@ class DeltaStore:
         try:
             rows = cursor.execute(
                 "SELECT table_name, bucket, row_count, s1, s2 FROM sync_digest_buckets "
-                "WHERE organisation_id = ? AND user_id = ?", (organisation_id, user_id)
+                "WHERE organisation_id = ? AND user_id = ?",
+                (organisation_id, user_id),
             ).fetchall()
         finally:
             cursor.close()
@@ -244,53 +275,80 @@ class DeltaStore:
         return result
 
     @staticmethod
-    def _save(conn: Connection, organisation_id: str, user_id: str, mode: str,
-              buckets: TableDigests, stored: TableDigests, watermarks: Mapping[str, str],
-              synced_at: datetime) -> None:
+    def _save(
+        conn: Connection,
+        organisation_id: str,
+        user_id: str,
+        mode: str,
+        buckets: TableDigests,
+        stored: TableDigests,
+        watermarks: Mapping[str, str],
+        synced_at: datetime,
+    ) -> None:
         conn.exec_driver_sql(
             "INSERT INTO sync_digest_state (organisation_id, user_id, mode, verified, "
             "synced_at, watermarks) VALUES (?, ?, ?, 1, ?, ?) "
             "ON CONFLICT (organisation_id, user_id) DO UPDATE SET mode = excluded.mode, "
             "verified = 1, synced_at = excluded.synced_at, watermarks = excluded.watermarks",
-            (organisation_id, user_id, mode, iso_utc(synced_at), json.dumps(dict(watermarks))))
+            (organisation_id, user_id, mode, iso_utc(synced_at), json.dumps(dict(watermarks))),
+        )
         # Only the buckets that changed are rewritten: an unchanged re-sync writes one row.
         gone: list[tuple[str, str, str, str]] = []
         changed: list[tuple[str, str, str, str, int, int, int]] = []
         for table in DATA_TABLES:
             new, old = buckets.get(table, {}), stored.get(table, {})
             gone += [(organisation_id, user_id, table, b) for b in old.keys() - new.keys()]
-            changed += [(organisation_id, user_id, table, b, d.count, d.s1, d.s2)
-                        for b, d in new.items() if old.get(b) != d]
+            changed += [
+                (organisation_id, user_id, table, b, d.count, d.s1, d.s2)
+                for b, d in new.items()
+                if old.get(b) != d
+            ]
         cursor = conn.connection.cursor()
         try:
             cursor.executemany(
                 "DELETE FROM sync_digest_buckets WHERE organisation_id = ? AND user_id = ? "
-                "AND table_name = ? AND bucket = ?", gone)
+                "AND table_name = ? AND bucket = ?",
+                gone,
+            )
             cursor.executemany(
                 "INSERT INTO sync_digest_buckets (organisation_id, user_id, table_name, "
                 "bucket, row_count, s1, s2) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (organisation_id, user_id, table_name, bucket) DO UPDATE SET "
-                "row_count = excluded.row_count, s1 = excluded.s1, s2 = excluded.s2", changed)
+                "row_count = excluded.row_count, s1 = excluded.s1, s2 = excluded.s2",
+                changed,
+            )
         finally:
             cursor.close()
 
     @staticmethod
-    def _rows_by_id(conn: Connection, table: str, organisation_id: str,
-                    ids: list[str]) -> pl.DataFrame:
+    def _rows_by_id(
+        conn: Connection, table: str, organisation_id: str, ids: list[str]
+    ) -> pl.DataFrame:
         rows: list[tuple[str, str]] = []
         for chunk in _chunks(ids):
-            rows += [tuple(r) for r in conn.exec_driver_sql(
-                f"SELECT id, updated_at FROM {table} WHERE +organisation_id = ? AND id IN "
-                f"({', '.join('?' for _ in chunk)})", (organisation_id, *chunk))]
+            rows += [
+                tuple(r)
+                for r in conn.exec_driver_sql(
+                    f"SELECT id, updated_at FROM {table} WHERE +organisation_id = ? AND id IN "
+                    f"({', '.join('?' for _ in chunk)})",
+                    (organisation_id, *chunk),
+                )
+            ]
         return pl.DataFrame(rows, schema=_VERSION_SCHEMA, orient="row")
 
     @staticmethod
-    def _versions(conn: Connection, table: str, organisation_id: str,
-                  buckets: Iterable[str]) -> pl.DataFrame:
+    def _versions(
+        conn: Connection, table: str, organisation_id: str, buckets: Iterable[str]
+    ) -> pl.DataFrame:
         rows: list[tuple[str, str]] = []
         for bucket in sorted(buckets):
             low, high = bucket_bounds(bucket)
-            rows += [tuple(r) for r in conn.exec_driver_sql(
-                f"SELECT id, updated_at FROM {table} WHERE +organisation_id = ? AND id >= ? "
-                "AND id < ?", (organisation_id, low, high or "g"))]
+            rows += [
+                tuple(r)
+                for r in conn.exec_driver_sql(
+                    f"SELECT id, updated_at FROM {table} WHERE +organisation_id = ? AND id >= ? "
+                    "AND id < ?",
+                    (organisation_id, low, high or "g"),
+                )
+            ]
         return pl.DataFrame(rows, schema=_VERSION_SCHEMA, orient="row")

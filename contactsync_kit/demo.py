@@ -55,15 +55,27 @@ async def run_demo(*, contacts_per_org: int = 200, out: Callable[[str], None] = 
 
     out("Starting the embedded local Supabase stack (PostgreSQL 18 + PostgREST 12)...")
     with DevStack.start() as stack, tempfile.TemporaryDirectory() as workdir:
-        seed = stack.seed(organisations=3, chapters_per_org=2, contacts_per_org=contacts_per_org,
-                          notes_per_contact=3, assignments_per_contact=1, seed=7)
-        out(f"  stack at {stack.url}; seeded {seed.contact_count} contacts, {seed.note_count} "
-            f"notes, {seed.assignment_count} assignments in {seed.duration_s:.2f} s")
+        seed = stack.seed(
+            organisations=3,
+            chapters_per_org=2,
+            contacts_per_org=contacts_per_org,
+            notes_per_contact=3,
+            assignments_per_contact=1,
+            seed=7,
+        )
+        out(
+            f"  stack at {stack.url}; seeded {seed.contact_count} contacts, {seed.note_count} "
+            f"notes, {seed.assignment_count} assignments in {seed.duration_s:.2f} s"
+        )
         user = seed.user("multi-org")
         out(f"Signing in as {user.email} (member of {len(user.memberships)} organisations)...")
-        session = await start_session(stack.url, stack.anon_key, email=user.email,
-                                      password=user.password,
-                                      cache_path=Path(workdir) / "cache.sqlite3")
+        session = await start_session(
+            stack.url,
+            stack.anon_key,
+            email=user.email,
+            password=user.password,
+            cache_path=Path(workdir) / "cache.sqlite3",
+        )
         names = seed.organisation_names
         ok = True
         out("Syncing each organisation with one embedded-join query per page:")
@@ -74,14 +86,15 @@ async def run_demo(*, contacts_per_org: int = 200, out: Callable[[str], None] = 
             ok = ok and result.ok
         out("Cache row counts per organisation:")
         for row in session.cache.overview().iter_rows(named=True):
-            out(f"  {names.get(row['organisation_id'], row['organisation_id'])}: "
+            out(
+                f"  {names.get(row['organisation_id'], row['organisation_id'])}: "
                 f"{row['contacts']} contacts, {row['notes']} notes, "
                 f"{row['contact_assignments']} assignments, last synced "
-                f"{row['last_synced_at']:%Y-%m-%d %H:%M:%S} UTC")
+                f"{row['last_synced_at']:%Y-%m-%d %H:%M:%S} UTC"
+            )
         removed = await session.sign_out()
         out(f"Signed out; the cache was wiped: {removed}")
-        ok = ok and session.cache.counts() == {"contacts": 0, "notes": 0,
-                                               "contact_assignments": 0}
+        ok = ok and session.cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
         session.close()
     return 0 if ok else 1
 
@@ -126,8 +139,9 @@ def _read_state(folder: Path) -> ConsoleDemo | None:
     return state if _alive(state.pid) else None
 
 
-def console_demo(owner_pid: int | None = None, *,
-                 timeout_s: float = _START_TIMEOUT_S) -> ConsoleDemo:
+def console_demo(
+    owner_pid: int | None = None, *, timeout_s: float = _START_TIMEOUT_S
+) -> ConsoleDemo:
     """The console server's demo stack: started by the first kernel, reused by the others.
 
     A lock file serialises kernels starting at once; the stack runs in its own process
@@ -145,10 +159,21 @@ def console_demo(owner_pid: int | None = None, *,
             return state
         log = (folder / "stack.log").open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "contactsync_kit.demo", "serve", "--folder", str(folder),
-             "--owner-pid", str(owner)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "contactsync_kit.demo",
+                "serve",
+                "--folder",
+                str(folder),
+                "--owner-pid",
+                str(owner),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -171,9 +196,14 @@ def _serve(folder: Path, owner_pid: int) -> int:
         with DevStack.start() as stack:
             seed = stack.seed(organisations=3, chapters_per_org=2, contacts_per_org=60)
             user = seed.user("multi-org")
-            state = ConsoleDemo(url=stack.url, anon_key=stack.anon_key, email=user.email,
-                                password=user.password,
-                                cache_path=str(folder / "cache.sqlite3"), pid=os.getpid())
+            state = ConsoleDemo(
+                url=stack.url,
+                anon_key=stack.anon_key,
+                email=user.email,
+                password=user.password,
+                cache_path=str(folder / "cache.sqlite3"),
+                pid=os.getpid(),
+            )
             staged = folder / "state.json.new"
             staged.write_text(json.dumps(asdict(state)))
             staged.replace(folder / "state.json")  # whole or absent: kernels poll for it

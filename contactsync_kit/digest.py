@@ -81,8 +81,10 @@ class Digest:
 
 def server_total(buckets: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
     """The ``(row_count, digest)`` of a table from the server's per-bucket rows."""
-    return (sum(count for count, _ in buckets.values()),
-            sum(value for _, value in buckets.values()) % DIGEST_MODULUS)
+    return (
+        sum(count for count, _ in buckets.values()),
+        sum(value for _, value in buckets.values()) % DIGEST_MODULUS,
+    )
 
 
 #: table -> bucket -> digest (an empty bucket is absent).
@@ -92,6 +94,7 @@ TableDigests = dict[str, dict[str, Digest]]
 # -- lookup3 on 32-bit words in UInt64 columns a, b, c (every result reduced mod 2^32) -------
 # One column update per step: composing the steps as one expression would repeat every
 # sub-expression it uses twice, doubling the expression at each step.
+
 
 def _add(x: pl.Expr, y: pl.Expr) -> pl.Expr:
     return (x + y) % _M32
@@ -106,14 +109,25 @@ def _rot(x: pl.Expr, k: int) -> pl.Expr:
 
 
 _a, _b, _c = pl.col("a"), pl.col("b"), pl.col("c")
-_MIX: Final = [(target, expression) for ra, rb, rc in ((4, 6, 8), (16, 19, 4)) for target,
-               expression in (("a", _sub(_a, _c) ^ _rot(_c, ra)), ("c", _add(_c, _b)),
-                              ("b", _sub(_b, _a) ^ _rot(_a, rb)), ("a", _add(_a, _c)),
-                              ("c", _sub(_c, _b) ^ _rot(_b, rc)), ("b", _add(_b, _a)))]
+_MIX: Final = [
+    (target, expression)
+    for ra, rb, rc in ((4, 6, 8), (16, 19, 4))
+    for target, expression in (
+        ("a", _sub(_a, _c) ^ _rot(_c, ra)),
+        ("c", _add(_c, _b)),
+        ("b", _sub(_b, _a) ^ _rot(_a, rb)),
+        ("a", _add(_a, _c)),
+        ("c", _sub(_c, _b) ^ _rot(_b, rc)),
+        ("b", _add(_b, _a)),
+    )
+]
 _FINAL: Final = [
-    ("c", _sub(_c ^ _b, _rot(_b, 14))), ("a", _sub(_a ^ _c, _rot(_c, 11))),
-    ("b", _sub(_b ^ _a, _rot(_a, 25))), ("c", _sub(_c ^ _b, _rot(_b, 16))),
-    ("a", _sub(_a ^ _c, _rot(_c, 4))), ("b", _sub(_b ^ _a, _rot(_a, 14))),
+    ("c", _sub(_c ^ _b, _rot(_b, 14))),
+    ("a", _sub(_a ^ _c, _rot(_c, 11))),
+    ("b", _sub(_b ^ _a, _rot(_a, 25))),
+    ("c", _sub(_c ^ _b, _rot(_b, 16))),
+    ("a", _sub(_a ^ _c, _rot(_c, 4))),
+    ("b", _sub(_b ^ _a, _rot(_a, 14))),
     ("c", _sub(_c ^ _b, _rot(_b, 24))),
 ]
 
@@ -137,7 +151,8 @@ def _hashint8extended(frame: pl.LazyFrame) -> pl.LazyFrame:
     high = value // _M32  # an arithmetic shift: floor division
     high_u = (high % _M32).cast(pl.UInt64)
     k = (value - high * _M32).cast(pl.UInt64) ^ pl.when(value >= 0).then(high_u).otherwise(
-        _M32 - 1 - high_u)
+        _M32 - 1 - high_u
+    )
     frame = frame.with_columns(a=_add(_start(4), k), b=_start(4), c=_start(4))
     frame = _steps(frame, _FINAL)
     return frame.with_columns(seed_hi=_b, seed_lo=_c)
@@ -146,8 +161,12 @@ def _hashint8extended(frame: pl.LazyFrame) -> pl.LazyFrame:
 def _le_word(index: int) -> pl.Expr:
     """The uuid's bytes 4i..4i+3 as a little-endian word (how lookup3 reads them)."""
     big = pl.col("hex").str.slice(index * 8, 8).str.to_integer(base=16).cast(pl.UInt64)
-    return ((big % 256) * (1 << 24) | ((big // 256) % 256) * (1 << 16)
-            | ((big // 65536) % 256) * 256 | big // (1 << 24))
+    return (
+        (big % 256) * (1 << 24)
+        | ((big // 256) % 256) * (1 << 16)
+        | ((big // 65536) % 256) * 256
+        | big // (1 << 24)
+    )
 
 
 def _uuid_hash_extended(frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -157,14 +176,17 @@ def _uuid_hash_extended(frame: pl.LazyFrame) -> pl.LazyFrame:
     ``seed_hi``/``seed_lo``.
     """
     start = _start(16)
-    seeded = frame.with_columns(a=_add(start, pl.col("seed_hi")),
-                                b=_add(start, pl.col("seed_lo")), c=start)
+    seeded = frame.with_columns(
+        a=_add(start, pl.col("seed_hi")), b=_add(start, pl.col("seed_lo")), c=start
+    )
     seeded = _steps(seeded, _MIX)
     is_seeded = (pl.col("seed_hi") != 0) | (pl.col("seed_lo") != 0)
     frame = seeded.with_columns(
-        [pl.when(is_seeded).then(pl.col(x)).otherwise(start).alias(x) for x in "abc"])
-    frame = frame.with_columns(a=_add(_a, _le_word(0)), b=_add(_b, _le_word(1)),
-                               c=_add(_c, _le_word(2)))
+        [pl.when(is_seeded).then(pl.col(x)).otherwise(start).alias(x) for x in "abc"]
+    )
+    frame = frame.with_columns(
+        a=_add(_a, _le_word(0)), b=_add(_b, _le_word(1)), c=_add(_c, _le_word(2))
+    )
     frame = _steps(frame, _MIX)
     frame = frame.with_columns(a=_add(_a, _le_word(3)))
     return _steps(frame, _FINAL)
@@ -202,10 +224,12 @@ def bucket_sums(frame: pl.DataFrame) -> dict[str, Digest]:
     """Per-bucket digests of a frame with ``id`` and ``updated_at``."""
     if frame.height == 0:
         return {}
-    sums = (row_digest_columns(frame).group_by("bucket")
-            .agg(pl.len().alias("n"), pl.col("r1").sum(), pl.col("r2").sum()))
-    return {bucket: Digest(int(n), int(s1), int(s2))
-            for bucket, n, s1, s2 in sums.iter_rows()}
+    sums = (
+        row_digest_columns(frame)
+        .group_by("bucket")
+        .agg(pl.len().alias("n"), pl.col("r1").sum(), pl.col("r2").sum())
+    )
+    return {bucket: Digest(int(n), int(s1), int(s2)) for bucket, n, s1, s2 in sums.iter_rows()}
 
 
 def table_bucket_sums(frame: pl.DataFrame) -> TableDigests:
@@ -216,8 +240,11 @@ def table_bucket_sums(frame: pl.DataFrame) -> TableDigests:
     result: TableDigests = {}
     if frame.height == 0:
         return result
-    sums = (row_digest_columns(frame).group_by("table", "bucket")
-            .agg(pl.len().alias("n"), pl.col("r1").sum(), pl.col("r2").sum()))
+    sums = (
+        row_digest_columns(frame)
+        .group_by("table", "bucket")
+        .agg(pl.len().alias("n"), pl.col("r1").sum(), pl.col("r2").sum())
+    )
     for table, bucket, n, s1, s2 in sums.iter_rows():
         result.setdefault(table, {})[bucket] = Digest(int(n), int(s1), int(s2))
     return result
@@ -232,8 +259,9 @@ def total(buckets: Mapping[str, Digest] | Iterable[Digest]) -> Digest:
     return result
 
 
-def merge_buckets(base: Mapping[str, Digest], delta: Mapping[str, Digest],
-                  sign: int = 1) -> dict[str, Digest]:
+def merge_buckets(
+    base: Mapping[str, Digest], delta: Mapping[str, Digest], sign: int = 1
+) -> dict[str, Digest]:
     """``base + delta`` (or ``base - delta`` with ``sign=-1``), dropping emptied buckets."""
     merged = dict(base)
     for bucket, digest in delta.items():

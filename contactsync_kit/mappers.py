@@ -62,9 +62,7 @@ class MappingProblem:
 
 def empty_page() -> MappedPage:
     """A page with no rows, with the declared schemas."""
-    return MappedPage(
-        **{name: pl.DataFrame(schema=table_schema(name)) for name in DATA_TABLES}
-    )
+    return MappedPage(**{name: pl.DataFrame(schema=table_schema(name)) for name in DATA_TABLES})
 
 
 def map_contacts_page(
@@ -118,8 +116,9 @@ def map_contacts_page(
     if reasons:
         total = sum(reasons.values())
         detail = "; ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
-        return MappingProblem("invalid_data", f"{total} invalid value(s) in the page: {detail}",
-                              reasons)
+        return MappingProblem(
+            "invalid_data", f"{total} invalid value(s) in the page: {detail}", reasons
+        )
     return MappedPage(**frames)
 
 
@@ -135,11 +134,13 @@ def _read_raw(raw: Any) -> pl.DataFrame | MappingProblem:
                 return MappingProblem("invalid_data", "the response holds items that are not rows")
             return pl.DataFrame(raw, schema=RAW_CONTACT_SCHEMA)
     except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
-        return MappingProblem("invalid_data", f"the response rows do not fit the schema "
-                              f"({type(exc).__name__})")
+        return MappingProblem(
+            "invalid_data", f"the response rows do not fit the schema ({type(exc).__name__})"
+        )
     # supabase-py hands back a str when a 2xx body was not JSON (an HTML error page, say).
-    return MappingProblem("invalid_data",
-                          f"the response body is not a JSON list (got {type(raw).__name__})")
+    return MappingProblem(
+        "invalid_data", f"the response body is not a JSON list (got {type(raw).__name__})"
+    )
 
 
 _PARENT = "_parent_key"  # the embedding row's key, beside each exploded child row
@@ -200,20 +201,27 @@ def map_table_rows(raw: Any, table: str, organisation_id: str) -> pl.DataFrame |
             body = bytes(raw).lstrip()
             if not body.startswith(b"["):
                 return MappingProblem("invalid_data", "the response body is not a JSON list")
-            frame = pl.read_json(io.BytesIO(body), schema=schema) if body.rstrip() != b"[]" \
+            frame = (
+                pl.read_json(io.BytesIO(body), schema=schema)
+                if body.rstrip() != b"[]"
                 else pl.DataFrame(schema=schema)
+            )
         elif isinstance(raw, list) and all(isinstance(row, dict) for row in raw):
             frame = pl.DataFrame(raw, schema=schema)
         else:
             return MappingProblem("invalid_data", f"the {table} response is not a JSON list")
     except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
-        return MappingProblem("invalid_data", f"the {table} rows do not fit the schema "
-                              f"({type(exc).__name__})")
+        return MappingProblem(
+            "invalid_data", f"the {table} rows do not fit the schema ({type(exc).__name__})"
+        )
     if spec.parent is not None:
         frame = frame.with_columns(pl.col(spec.parent[0]).alias(_PARENT))
     mapped, reasons = _validate(frame, table, organisation_id)
     if reasons:
         detail = "; ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
-        return MappingProblem("invalid_data", f"{sum(reasons.values())} invalid value(s) in "
-                              f"the {table} rows: {detail}", reasons)
+        return MappingProblem(
+            "invalid_data",
+            f"{sum(reasons.values())} invalid value(s) in the {table} rows: {detail}",
+            reasons,
+        )
     return mapped

@@ -12,9 +12,24 @@ import math
 import uuid
 from typing import Final
 
-__all__ = ["IdRange", "id_ranges", "pages_needed"]
+__all__ = [
+    "PARALLEL_PAGES",
+    "SEQUENTIAL_PAGES",
+    "WRITE_QUEUE",
+    "IdRange",
+    "id_ranges",
+    "pages_needed",
+]
 
 __io__ = "none"
+
+#: Pages requested from the server at the same time (the parallel fetch of a large sync).
+PARALLEL_PAGES: Final = 4
+#: Up to this many pages after the first are fetched one after another (keyset on the last
+#: id); more are split into id ranges fetched side by side.
+SEQUENTIAL_PAGES: Final = 3
+#: Mapped pages waiting for the writer: with the pages in flight, this bounds memory.
+WRITE_QUEUE: Final = 2
 
 #: ``(after, upto)``: the ids ``after < id <= upto``; ``upto`` None means no upper bound.
 IdRange = tuple[str, str | None]

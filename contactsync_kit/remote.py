@@ -82,7 +82,11 @@ class ContactSource(Protocol):
         ...
 
     async def fetch_page(
-        self, organisation_id: str, *, after: str | None, with_count: bool,
+        self,
+        organisation_id: str,
+        *,
+        after: str | None,
+        with_count: bool,
         upto: str | None = None,
     ) -> RemotePage:
         """Contacts of the organisation with ``after < id <= upto``, at most one page.
@@ -116,8 +120,9 @@ class SupabaseContactSource:
             # Refreshes an expired session when a refresh token is held.
             await self._client.auth.get_session()
         except AuthError as exc:
-            return SyncError(SyncErrorKind.AUTH, f"the session could not be refreshed: {exc}; "
-                             "sign in again")
+            return SyncError(
+                SyncErrorKind.AUTH, f"the session could not be refreshed: {exc}; sign in again"
+            )
         except httpx.HTTPError as exc:
             return _translate_transport(exc)
         token = bearer_token(self._client)
@@ -127,15 +132,24 @@ class SupabaseContactSource:
                 return SyncError(SyncErrorKind.AUTH, "refusing to sync with a service-role key")
             # After sign-out supabase-py falls back to the anon key, which RLS answers with
             # 200 [] — a sync then would empty the cache instead of failing.
-            return SyncError(SyncErrorKind.AUTH, "not signed in: no user session "
-                             "(the client would use the anon key); sign in again")
+            return SyncError(
+                SyncErrorKind.AUTH,
+                "not signed in: no user session (the client would use the anon key); sign in again",
+            )
         if info.expires_at is not None and info.expires_at <= self._clock.now():
-            return SyncError(SyncErrorKind.AUTH, "the session token has expired; sign in again",
-                             code="token_expired")
+            return SyncError(
+                SyncErrorKind.AUTH,
+                "the session token has expired; sign in again",
+                code="token_expired",
+            )
         return None
 
     async def fetch_page(
-        self, organisation_id: str, *, after: str | None, with_count: bool,
+        self,
+        organisation_id: str,
+        *,
+        after: str | None,
+        with_count: bool,
         upto: str | None = None,
     ) -> RemotePage:
         """One keyset page of the organisation's contacts, as JSON bytes."""
@@ -150,8 +164,12 @@ class SupabaseContactSource:
             query = query.lte("id", upto)
         response = await _send(query.order("id").limit(self.page_size))
         body = response.content
-        return RemotePage(body=body, total=_total(response) if with_count else None,
-                          rows=_rows(response), last_key=last_row_key(body))
+        return RemotePage(
+            body=body,
+            total=_total(response) if with_count else None,
+            rows=_rows(response),
+            last_key=last_row_key(body),
+        )
 
 
 class RemoteReader:
@@ -171,13 +189,18 @@ class RemoteReader:
             query = query.filter(column, operator, value)
         total = _total(await _send(query))
         if total is None:
-            raise RemoteFailure(SyncError(SyncErrorKind.INVALID_DATA,
-                                          f"the server sent no count for {table}"))
+            raise RemoteFailure(
+                SyncError(SyncErrorKind.INVALID_DATA, f"the server sent no count for {table}")
+            )
         return total
 
     async def rows(
-        self, table: str, columns: str = "id", filters: list[Filter] | tuple[Filter, ...] = (),
-        *, key: str = "id",
+        self,
+        table: str,
+        columns: str = "id",
+        filters: list[Filter] | tuple[Filter, ...] = (),
+        *,
+        key: str = "id",
     ) -> list[dict[str, Any]]:
         """All visible rows of `table` matching `filters`, keyset-paged on `key`.
 
@@ -198,16 +221,22 @@ class RemoteReader:
             except ValueError:
                 page = None
             if not isinstance(page, list):
-                raise RemoteFailure(SyncError(SyncErrorKind.INVALID_DATA,
-                                              f"the server's answer for {table} is not a list"))
+                raise RemoteFailure(
+                    SyncError(
+                        SyncErrorKind.INVALID_DATA, f"the server's answer for {table} is not a list"
+                    )
+                )
             rows.extend(page)
             if not page:
                 return rows
             last = page[-1]
             cursor = last.get(key) if isinstance(last, dict) else None
             if cursor is None:
-                raise RemoteFailure(SyncError(SyncErrorKind.INVALID_DATA,
-                                              f"{table} rows came without their {key} column"))
+                raise RemoteFailure(
+                    SyncError(
+                        SyncErrorKind.INVALID_DATA, f"{table} rows came without their {key} column"
+                    )
+                )
 
 
 async def _send(query: Any) -> httpx.Response:
@@ -266,7 +295,7 @@ def last_row_key(body: bytes, key: str = "id") -> str | None:
     if found is None:
         return None
     try:
-        row = json.loads(tail[start + found[0]:start + found[1]])
+        row = json.loads(tail[start + found[0] : start + found[1]])
     except ValueError:
         return None
     value = row.get(key) if isinstance(row, dict) else None
@@ -279,7 +308,7 @@ def _last_object(tail: bytes) -> tuple[int, int] | None:
     depth, in_string, end = 0, False, -1
     for match in _STRUCTURE.finditer(backwards):
         at = match.start()
-        char = backwards[at:at + 1]
+        char = backwards[at : at + 1]
         if char == b'"':
             # Backwards, a quote's escaping backslashes come after it: odd means escaped.
             escapes = _BACKSLASHES.match(backwards, at + 1).end() - at - 1  # type: ignore[union-attr]
@@ -302,21 +331,30 @@ def _translate_api_error(exc: APIError, status: int) -> SyncError:
     # Only the server's short message: `details` can quote row values.
     message = (exc.message or "request failed")[:200]
     if code in _AUTH_CODES or status in (401, 403):
-        return SyncError(SyncErrorKind.AUTH, f"the server refused the session: {message}; "
-                         "sign in again", code=code, status=status)
+        return SyncError(
+            SyncErrorKind.AUTH,
+            f"the server refused the session: {message}; sign in again",
+            code=code,
+            status=status,
+        )
     if status in (408, 504) or code == "57014":
-        return SyncError(SyncErrorKind.TIMEOUT, f"the server timed out: {message}",
-                         code=code, status=status)
-    return SyncError(SyncErrorKind.REMOTE, f"the server answered with an error: {message}",
-                     code=code, status=status)
+        return SyncError(
+            SyncErrorKind.TIMEOUT, f"the server timed out: {message}", code=code, status=status
+        )
+    return SyncError(
+        SyncErrorKind.REMOTE,
+        f"the server answered with an error: {message}",
+        code=code,
+        status=status,
+    )
 
 
 def _translate_transport(exc: httpx.HTTPError) -> SyncError:
     if isinstance(exc, httpx.TimeoutException):
-        return SyncError(SyncErrorKind.TIMEOUT, f"no answer from the server in time "
-                         f"({type(exc).__name__})")
-    return SyncError(SyncErrorKind.NETWORK, f"could not talk to the server "
-                     f"({type(exc).__name__})")
+        return SyncError(
+            SyncErrorKind.TIMEOUT, f"no answer from the server in time ({type(exc).__name__})"
+        )
+    return SyncError(SyncErrorKind.NETWORK, f"could not talk to the server ({type(exc).__name__})")
 
 
 # -- verified incremental sync (issue 11): reads a delta sync needs ------------------------
@@ -357,9 +395,15 @@ class DeltaSource(ContactSource, Protocol):
         ...
 
     async def fetch_rows(
-        self, table: str, organisation_id: str, *, since: str | None = None,
-        ids: list[str] | None = None, buckets: list[str] | None = None,
-        columns: str = "*", after: str | None = None,
+        self,
+        table: str,
+        organisation_id: str,
+        *,
+        since: str | None = None,
+        ids: list[str] | None = None,
+        buckets: list[str] | None = None,
+        columns: str = "*",
+        after: str | None = None,
     ) -> RemotePage:
         """One keyset page (by ``id``) of `table`'s rows of the organisation.
 
@@ -378,15 +422,18 @@ def _bucket_filter(buckets: list[str]) -> str:
     return ",".join(ranges)
 
 
-async def _digest_rows(client: AsyncClient, organisation_id: str,
-                       prefix_length: int) -> list[DigestRow]:
-    query = client.rpc(DIGEST_FUNCTION, {"p_organisation_id": organisation_id,
-                                         "p_prefix_length": prefix_length})
+async def _digest_rows(
+    client: AsyncClient, organisation_id: str, prefix_length: int
+) -> list[DigestRow]:
+    query = client.rpc(
+        DIGEST_FUNCTION, {"p_organisation_id": organisation_id, "p_prefix_length": prefix_length}
+    )
     try:
         response = await _send(query)
     except RemoteFailure as exc:
         if exc.error.code in _MISSING_FUNCTION_CODES or (
-                exc.error.status == 404 and exc.error.code is None):
+            exc.error.status == 404 and exc.error.code is None
+        ):
             raise DigestUnavailable(exc.error.message) from exc
         raise
     try:
@@ -402,8 +449,11 @@ async def _digest_rows(client: AsyncClient, organisation_id: str,
                 result.append(DigestRow(table, name, int(count), int(digest)))
         return result
     except (ValueError, TypeError, KeyError) as exc:
-        raise RemoteFailure(SyncError(SyncErrorKind.INVALID_DATA,
-                                      "the server's digest is not a list of digest rows")) from exc
+        raise RemoteFailure(
+            SyncError(
+                SyncErrorKind.INVALID_DATA, "the server's digest is not a list of digest rows"
+            )
+        ) from exc
 
 
 class _DeltaReads:
@@ -421,9 +471,15 @@ class _DeltaReads:
         return await _digest_rows(self._client, organisation_id, prefix_length)
 
     async def fetch_rows(
-        self, table: str, organisation_id: str, *, since: str | None = None,
-        ids: list[str] | None = None, buckets: list[str] | None = None,
-        columns: str = "*", after: str | None = None,
+        self,
+        table: str,
+        organisation_id: str,
+        *,
+        since: str | None = None,
+        ids: list[str] | None = None,
+        buckets: list[str] | None = None,
+        columns: str = "*",
+        after: str | None = None,
     ) -> RemotePage:
         query = self._client.table(table).select(columns).eq("organisation_id", organisation_id)
         if since is not None:

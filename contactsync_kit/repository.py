@@ -8,15 +8,16 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from .attempt import (
     Attempt,
-    Fetcher,
     LocalWriteFailed,
     ProgressCallback,
     Refused,
     SyncProgress,
+    fetch_keyset,
+    fetch_range,
     first_failure,
     report_progress,
 )
@@ -25,7 +26,13 @@ from .clock import Clock, SystemClock
 from .delta import FullSyncHooks, IncrementalSync, SyncMode
 from .delta_store import DeltaStore
 from .mappers import MappedPage, MappingProblem, map_contacts_page
-from .paging import IdRange, id_ranges, pages_needed
+from .paging import (
+    PARALLEL_PAGES,
+    SEQUENTIAL_PAGES,
+    WRITE_QUEUE,
+    id_ranges,
+    pages_needed,
+)
 from .remote import ContactSource, RemoteFailure, RemotePage, SupabaseDeltaSource
 from .results import SyncError, SyncErrorKind, SyncFailure, SyncResult
 from .schemas import DATA_TABLES
@@ -41,14 +48,6 @@ __io__ = "none"
 ConcurrentPolicy = Literal["join", "reject"]
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
-
-#: Pages requested from the server at the same time (the parallel fetch of a large sync).
-PARALLEL_PAGES: Final = 4
-# Up to this many pages after the first are fetched one after another (keyset on the last
-# id); more are split into id ranges fetched side by side.
-_SEQUENTIAL_PAGES: Final = 3
-# Mapped pages waiting for the writer: with the pages in flight, this bounds memory.
-_WRITE_QUEUE: Final = 2
 
 
 class ContactCacheSyncRepository:
@@ -131,17 +130,21 @@ class ContactCacheSyncRepository:
         if not org:
             return SyncFailure(
                 organisation_id=str(organisation_id),
-                error=SyncError(SyncErrorKind.INVALID_INPUT,
-                                "organisation_id must be a UUID string"),
+                error=SyncError(
+                    SyncErrorKind.INVALID_INPUT, "organisation_id must be a UUID string"
+                ),
             )
         running = self._running.get(org)
         if running is not None:
             if (on_concurrent or self._on_concurrent) == "reject":
-                return SyncFailure(organisation_id=org, error=SyncError(
-                    SyncErrorKind.IN_PROGRESS, "a sync for this organisation is already running"))
+                return SyncFailure(
+                    organisation_id=org,
+                    error=SyncError(
+                        SyncErrorKind.IN_PROGRESS, "a sync for this organisation is already running"
+                    ),
+                )
             return await asyncio.shield(running)
-        task = asyncio.create_task(self._dispatch(org, mode, progress),
-                                   name=f"contactsync:{org}")
+        task = asyncio.create_task(self._dispatch(org, mode, progress), name=f"contactsync:{org}")
         self._running[org] = task
         task.add_done_callback(lambda done: self._forget(org, done))
         # Shielded: a caller that gives up does not take the joined callers' sync with it.
@@ -168,12 +171,17 @@ class ContactCacheSyncRepository:
 
     # -- verified incremental sync (issue 11): dispatch by mode, see delta.py ----------------
 
-    async def _dispatch(self, org: str, mode: SyncMode,
-                        progress: ProgressCallback | None) -> SyncResult:
+    async def _dispatch(
+        self, org: str, mode: SyncMode, progress: ProgressCallback | None
+    ) -> SyncResult:
         return await IncrementalSync(
-            source=self._source, store=self._delta_store, clock=self._clock,
+            source=self._source,
+            store=self._delta_store,
+            clock=self._clock,
             full=lambda hooks: self._sync(org, progress, hooks),
-            write=self._exclusive_write, log=self._log, epoch=self._epoch,
+            write=self._exclusive_write,
+            log=self._log,
+            epoch=self._epoch,
             window=self._delta_window,
         ).run(org, mode)
 
@@ -191,8 +199,9 @@ class ContactCacheSyncRepository:
 
     # -- the full sync ----------------------------------------------------------------------
 
-    async def _sync(self, org: str, progress: ProgressCallback | None,
-                    hooks: FullSyncHooks | None = None) -> SyncResult:
+    async def _sync(
+        self, org: str, progress: ProgressCallback | None, hooks: FullSyncHooks | None = None
+    ) -> SyncResult:
         attempt = Attempt(org, self._epoch, self._clock.now(), self._cache.begin_sync(org))
         try:
             try:
@@ -203,12 +212,17 @@ class ContactCacheSyncRepository:
                 await attempt.close()
             return await self._finish(attempt, result)
         except asyncio.CancelledError:
-            return attempt.failure(SyncError(
-                SyncErrorKind.CANCELLED, "the sync was cancelled (the cache was cleared or the "
-                "app is closing); nothing was written"))
+            return attempt.failure(
+                SyncError(
+                    SyncErrorKind.CANCELLED,
+                    "the sync was cancelled (the cache was cleared or the "
+                    "app is closing); nothing was written",
+                )
+            )
 
-    async def _attempt(self, attempt: Attempt, progress: ProgressCallback | None,
-                       hooks: FullSyncHooks | None) -> SyncResult:
+    async def _attempt(
+        self, attempt: Attempt, progress: ProgressCallback | None, hooks: FullSyncHooks | None
+    ) -> SyncResult:
         try:
             problem = await self._source.check_session()
             if problem is not None:
@@ -221,13 +235,18 @@ class ContactCacheSyncRepository:
         except (RemoteFailure, Refused) as exc:
             return attempt.failure(exc.error)
         except LocalWriteFailed as exc:
-            return attempt.failure(SyncError(
-                SyncErrorKind.LOCAL_WRITE,
-                f"writing the cache failed ({type(exc.__cause__).__name__}); "
-                "the cache was rolled back to its previous content"))
+            return attempt.failure(
+                SyncError(
+                    SyncErrorKind.LOCAL_WRITE,
+                    f"writing the cache failed ({type(exc.__cause__).__name__}); "
+                    "the cache was rolled back to its previous content",
+                )
+            )
 
     async def _fetch_and_stage(
-        self, attempt: Attempt, progress: ProgressCallback | None,
+        self,
+        attempt: Attempt,
+        progress: ProgressCallback | None,
         hooks: FullSyncHooks | None = None,
     ) -> dict[str, int]:
         """Page through the organisation, writing each page; the rows counted per table.
@@ -241,13 +260,14 @@ class ContactCacheSyncRepository:
         # Pages being mapped, in the order they arrived: the writer takes them in that order.
         arrived: asyncio.Queue[asyncio.Task[MappedPage] | None] = asyncio.Queue()
         # A slot per page fetched but not yet taken by the writer: this bounds memory.
-        slots = asyncio.Semaphore(PARALLEL_PAGES + _WRITE_QUEUE)
+        slots = asyncio.Semaphore(PARALLEL_PAGES + WRITE_QUEUE)
         expected: int | None = None
         try:
             async with asyncio.TaskGroup() as group:
 
-                async def fetched(after: str | None, upto: str | None = None,
-                                  *, first: bool = False) -> tuple[int, str | None]:
+                async def fetched(
+                    after: str | None, upto: str | None = None, *, first: bool = False
+                ) -> tuple[int, str | None]:
                     """Fetch one page and hand it to a mapper; its row count and last id."""
                     await slots.acquire()
                     try:
@@ -263,18 +283,21 @@ class ContactCacheSyncRepository:
                     ids = mapped.contacts.get_column("id")
                     return ids.len(), (ids[-1] if ids.len() else None)
 
-                writer = group.create_task(self._write_pages(
-                    attempt, arrived, slots, counts, progress, lambda: expected, hooks))
+                writer = group.create_task(
+                    self._write_pages(
+                        attempt, arrived, slots, counts, progress, lambda: expected, hooks
+                    )
+                )
                 rows, last = await fetched(None, first=True)
                 expected = attempt.total
                 remaining = (expected or 0) - rows
                 if rows and last is not None and remaining > 0:
                     limit = min(self._source.page_size, self._max_rows or self._source.page_size)
-                    if pages_needed(remaining, limit) <= _SEQUENTIAL_PAGES:
-                        await self._keyset(fetched, last, rows, expected or 0)
+                    if pages_needed(remaining, limit) <= SEQUENTIAL_PAGES:
+                        await fetch_keyset(fetched, last, rows, expected or 0)
                     else:
                         ranges = id_ranges(last, remaining, limit)
-                        await asyncio.gather(*(self._range(fetched, r, limit) for r in ranges))
+                        await asyncio.gather(*(fetch_range(fetched, r, limit) for r in ranges))
                 arrived.put_nowait(None)
                 await writer
         except BaseExceptionGroup as failures:
@@ -282,37 +305,24 @@ class ContactCacheSyncRepository:
             raise first from first.__cause__  # keep its cause: a local write failure names it
         received = counts["contacts"]
         if expected is None or received != expected:
-            raise Refused(SyncError(
-                SyncErrorKind.INCOMPLETE,
-                f"received {received} contacts but the server counted "
-                f"{'none' if expected is None else expected}; nothing was written"))
+            raise Refused(
+                SyncError(
+                    SyncErrorKind.INCOMPLETE,
+                    f"received {received} contacts but the server counted "
+                    f"{'none' if expected is None else expected}; nothing was written",
+                )
+            )
         return counts
 
-    @staticmethod
-    async def _keyset(fetched: Fetcher, last: str, received: int, expected: int) -> None:
-        # One page after another, each asked for as soon as the previous one's last id is
-        # known, until the server's count is reached or a page comes back empty.
-        cursor: str | None = last
-        while cursor is not None and received < expected:
-            rows, cursor = await fetched(cursor)
-            if not rows:
-                return
-            received += rows
-
-    @staticmethod
-    async def _range(fetched: Fetcher, bounds: IdRange, limit: int) -> None:
-        # Keyset paging inside one id range; a page short of `limit` is its end.
-        after, upto = bounds
-        while True:
-            rows, last = await fetched(after, upto)
-            if rows < limit or last is None:
-                return
-            after = last
-
     async def _write_pages(
-        self, attempt: Attempt, arrived: asyncio.Queue[asyncio.Task[MappedPage] | None],
-        slots: asyncio.Semaphore, counts: dict[str, int], progress: ProgressCallback | None,
-        expected: Callable[[], int | None], hooks: FullSyncHooks | None,
+        self,
+        attempt: Attempt,
+        arrived: asyncio.Queue[asyncio.Task[MappedPage] | None],
+        slots: asyncio.Semaphore,
+        counts: dict[str, int],
+        progress: ProgressCallback | None,
+        expected: Callable[[], int | None],
+        hooks: FullSyncHooks | None,
     ) -> None:
         """The one writer: each mapped page into the cache, in the order pages arrived."""
         while (mapping := await arrived.get()) is not None:
@@ -327,8 +337,12 @@ class ContactCacheSyncRepository:
             attempt.pages_written += 1
             for table, rows in mapped.counts().items():
                 counts[table] += rows
-            report_progress(progress, SyncProgress("fetch", attempt.org, attempt.pages_written,
-                                           counts["contacts"], expected()))
+            report_progress(
+                progress,
+                SyncProgress(
+                    "fetch", attempt.org, attempt.pages_written, counts["contacts"], expected()
+                ),
+            )
         await attempt.wait_for_staging()
 
     async def _claim_write_lock(self, attempt: Attempt) -> None:
@@ -346,11 +360,13 @@ class ContactCacheSyncRepository:
         await self._write_lock.acquire()  # free: taken at once
         attempt.lock = self._write_lock
 
-    async def _fetch(self, attempt: Attempt, after: str | None, upto: str | None,
-                     *, with_count: bool) -> RemotePage:
+    async def _fetch(
+        self, attempt: Attempt, after: str | None, upto: str | None, *, with_count: bool
+    ) -> RemotePage:
         mark = time.perf_counter()
-        page = await self._source.fetch_page(attempt.org, after=after, upto=upto,
-                                             with_count=with_count)
+        page = await self._source.fetch_page(
+            attempt.org, after=after, upto=upto, with_count=with_count
+        )
         attempt.timer.fetch += time.perf_counter() - mark
         attempt.pages += 1
         if with_count:
@@ -362,7 +378,8 @@ class ContactCacheSyncRepository:
         # polars releases the GIL: mapping on a worker thread keeps the event loop (and a
         # notebook's widgets) responsive during a long sync.
         result = await asyncio.to_thread(
-            map_contacts_page, page.body, attempt.org, embedded_cap=self._max_rows)
+            map_contacts_page, page.body, attempt.org, embedded_cap=self._max_rows
+        )
         attempt.timer.map += time.perf_counter() - mark
         if isinstance(result, MappingProblem):
             raise Refused(SyncError(SyncErrorKind(result.kind), result.message))
@@ -370,10 +387,14 @@ class ContactCacheSyncRepository:
         last = ids[-1] if ids.len() else None
         # The next page was asked for from what the server announced: it must be so.
         if (page.rows is not None and page.rows != ids.len()) or (
-                page.last_key is not None and page.last_key.lower() != last):
-            raise Refused(SyncError(SyncErrorKind.INVALID_DATA,
-                                     "a page's rows do not match the range the server "
-                                     "announced for it"))
+            page.last_key is not None and page.last_key.lower() != last
+        ):
+            raise Refused(
+                SyncError(
+                    SyncErrorKind.INVALID_DATA,
+                    "a page's rows do not match the range the server announced for it",
+                )
+            )
         return result
 
     async def _commit(self, attempt: Attempt, progress: ProgressCallback | None) -> None:
@@ -395,16 +416,22 @@ class ContactCacheSyncRepository:
         async with self._write_lock:
             await self._commit_locked(attempt, table_written)
 
-    async def _commit_locked(self, attempt: Attempt,
-                             table_written: Callable[[str, int], None]) -> None:
+    async def _commit_locked(
+        self, attempt: Attempt, table_written: Callable[[str, int], None]
+    ) -> None:
         if attempt.epoch != self._epoch:
             raise asyncio.CancelledError
         mark = time.perf_counter()
-        commit = asyncio.ensure_future(asyncio.to_thread(
-            attempt.staging.commit, self._clock.now(), on_table_written=table_written,
-            # The old digest state goes with the old rows, atomically: a full sync's open
-            # write transaction holds the write lock, so it cannot be a write of its own.
-            also=lambda conn: self._delta_store.forget_within(conn, attempt.org)))
+        commit = asyncio.ensure_future(
+            asyncio.to_thread(
+                attempt.staging.commit,
+                self._clock.now(),
+                on_table_written=table_written,
+                # The old digest state goes with the old rows, atomically: a full sync's open
+                # write transaction holds the write lock, so it cannot be a write of its own.
+                also=lambda conn: self._delta_store.forget_within(conn, attempt.org),
+            )
+        )
         try:
             await asyncio.shield(commit)
         except asyncio.CancelledError:
@@ -425,14 +452,19 @@ class ContactCacheSyncRepository:
     async def _log(self, result: SyncResult, started_at: datetime, epoch: int) -> None:
         error = result.error
         entry = SyncLogEntry(
-            organisation_id=result.organisation_id, started_at=started_at,
-            duration_ms=result.duration_ms, outcome="success" if error is None else "failure",
+            organisation_id=result.organisation_id,
+            started_at=started_at,
+            duration_ms=result.duration_ms,
+            outcome="success" if error is None else "failure",
             error_kind=error.kind.value if error else None,
             error_code=error.code if error else None,
             http_status=error.status if error else None,
             message=error.message if error else None,
-            contacts=result.items_synced, notes=result.notes_synced,
-            contact_assignments=result.assignments_synced, pages=result.pages)
+            contacts=result.items_synced,
+            notes=result.notes_synced,
+            contact_assignments=result.assignments_synced,
+            pages=result.pages,
+        )
         async with self._write_lock:
             if epoch != self._epoch:
                 return  # the log was wiped with the cache; this attempt predates the wipe
@@ -441,5 +473,9 @@ class ContactCacheSyncRepository:
             except Exception:
                 # The sync's own outcome stands (the cache is consistent either way), but
                 # support relies on this log: say loudly that this attempt is missing from it.
-                _log.exception("could not write the sync log: the %s of organisation %s's "
-                               "sync is not recorded", entry.outcome, entry.organisation_id)
+                _log.exception(
+                    "could not write the sync log: the %s of organisation %s's "
+                    "sync is not recorded",
+                    entry.outcome,
+                    entry.organisation_id,
+                )

@@ -55,8 +55,9 @@ class SignInError(ContactSyncError, RuntimeError):
     `RuntimeError`, as before `ContactSyncError`.
     """
 
-    def __init__(self, message: str, *, status: int | None = None,
-                 kind: SyncErrorKind = SyncErrorKind.AUTH) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, kind: SyncErrorKind = SyncErrorKind.AUTH
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -65,12 +66,22 @@ class SignInError(ContactSyncError, RuntimeError):
 
 # Database roles that bypass RLS or own the database: a key or token naming one of them
 # anywhere in its claims is refused, whatever else it says.
-_PRIVILEGED_ROLES: Final = frozenset({
-    "service_role", "postgres", "supabase_admin", "supabase_auth_admin",
-    "supabase_storage_admin", "supabase_functions_admin", "supabase_realtime_admin",
-    "supabase_replication_admin", "supabase_read_only_user", "dashboard_user", "pgbouncer",
-    "authenticator",
-})
+_PRIVILEGED_ROLES: Final = frozenset(
+    {
+        "service_role",
+        "postgres",
+        "supabase_admin",
+        "supabase_auth_admin",
+        "supabase_storage_admin",
+        "supabase_functions_admin",
+        "supabase_realtime_admin",
+        "supabase_replication_admin",
+        "supabase_read_only_user",
+        "dashboard_user",
+        "pgbouncer",
+        "authenticator",
+    }
+)
 _PUBLISHABLE: Final = re.compile(r"sb_publishable_[A-Za-z0-9_-]+", re.ASCII)
 _JWT: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", re.ASCII)
 _MAX_TOKEN_CHARS: Final = 16_384
@@ -81,8 +92,11 @@ _LATEST_EXP: Final = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second da
 def _fold(text: str) -> str:
     """`text` as a comparison key: NFKC, no whitespace or invisible characters, case-folded."""
     normal = unicodedata.normalize("NFKC", text)
-    return "".join(ch for ch in normal if not ch.isspace()
-                   and unicodedata.category(ch) not in ("Cf", "Cc", "Zs")).casefold()
+    return "".join(
+        ch
+        for ch in normal
+        if not ch.isspace() and unicodedata.category(ch) not in ("Cf", "Cc", "Zs")
+    ).casefold()
 
 
 def _names_privileged_role(claims: Any) -> bool:
@@ -110,8 +124,12 @@ def _expiry(claims: dict[str, Any]) -> tuple[datetime | None, bool]:
     if "exp" not in claims:
         return None, True
     exp = claims["exp"]
-    if isinstance(exp, bool) or not isinstance(exp, int | float) \
-            or not math.isfinite(exp) or not 0 <= exp <= _LATEST_EXP:
+    if (
+        isinstance(exp, bool)
+        or not isinstance(exp, int | float)
+        or not math.isfinite(exp)
+        or not 0 <= exp <= _LATEST_EXP
+    ):
         return None, False
     return datetime.fromtimestamp(exp, UTC), True
 
@@ -141,8 +159,12 @@ class TokenInfo:
     @property
     def is_user(self) -> bool:
         """True when the token stands for a signed-in user (a JWT whose role is authenticated)."""
-        return (self.kind == "jwt" and self.role == "authenticated" and not self.privileged
-                and self.valid_expiry)
+        return (
+            self.kind == "jwt"
+            and self.role == "authenticated"
+            and not self.privileged
+            and self.valid_expiry
+        )
 
     @property
     def is_project_key(self) -> bool:
@@ -150,7 +172,8 @@ class TokenInfo:
         if self.privileged:
             return False
         return self.kind == "publishable" or (
-            self.kind == "jwt" and self.role == "anon" and self.valid_expiry)
+            self.kind == "jwt" and self.role == "anon" and self.valid_expiry
+        )
 
 
 def inspect_token(token: object) -> TokenInfo:
@@ -168,8 +191,11 @@ def inspect_token(token: object) -> TokenInfo:
         return TokenInfo(kind="publishable", role="anon")
     # Read the claims of the visible characters too, so a privileged token with a stray
     # space or invisible character is still named as privileged.
-    visible = "".join(ch for ch in token if not ch.isspace()
-                      and unicodedata.category(ch) not in ("Cf", "Cc", "Zs"))
+    visible = "".join(
+        ch
+        for ch in token
+        if not ch.isspace() and unicodedata.category(ch) not in ("Cf", "Cc", "Zs")
+    )
     try:
         claims = unverified_claims(visible)
     except (RecursionError, UnicodeError):
@@ -192,7 +218,8 @@ def inspect_token(token: object) -> TokenInfo:
 
 _REFUSED_PRIVILEGED: Final = (
     "refusing a service-role / secret key: it bypasses Row Level Security. "
-    "Use the project's publishable (anon) key and sign in as a user.")
+    "Use the project's publishable (anon) key and sign in as a user."
+)
 
 
 def ensure_user_level_key(key: object) -> None:
@@ -208,7 +235,8 @@ def ensure_user_level_key(key: object) -> None:
     if not info.is_project_key:
         raise SignInError(
             "not a project API key: use the publishable key (sb_publishable_…) or the legacy "
-            "anon key exactly as the dashboard shows it, without spaces or line breaks")
+            "anon key exactly as the dashboard shows it, without spaces or line breaks"
+        )
 
 
 def ensure_access_token(token: object) -> None:
@@ -223,7 +251,8 @@ def ensure_access_token(token: object) -> None:
     if not info.is_user:
         raise SignInError(
             "not a user access token: give the access token (a JWT with role authenticated) "
-            "of a signed-in user, exactly as issued")
+            "of a signed-in user, exactly as issued"
+        )
 
 
 def bearer_token(client: AsyncClient) -> str | None:
@@ -281,8 +310,9 @@ async def sign_in(
     except AuthError as exc:
         raise SignInError(f"sign-in failed: {exc}") from exc
     except httpx.HTTPError as exc:
-        raise SignInError(f"cannot reach {url}: {type(exc).__name__}",
-                          kind=SyncErrorKind.NETWORK) from exc
+        raise SignInError(
+            f"cannot reach {url}: {type(exc).__name__}", kind=SyncErrorKind.NETWORK
+        ) from exc
     return client
 
 
@@ -292,8 +322,11 @@ async def anonymous_client(url: str, key: str, *, timeout_s: float = 15.0) -> As
     For proving what the anon key alone can see (RLS audits). Refuses RLS-bypassing keys.
     """
     ensure_user_level_key(key)
-    options = AsyncClientOptions(postgrest_client_retry=False, persist_session=False,
-                                 httpx_client=httpx.AsyncClient(timeout=timeout_s))
+    options = AsyncClientOptions(
+        postgrest_client_retry=False,
+        persist_session=False,
+        httpx_client=httpx.AsyncClient(timeout=timeout_s),
+    )
     return await acreate_client(url, key, options=options)
 
 

@@ -78,8 +78,9 @@ _STAGE_SQL: Final = {table: _insert_sql(table, "temp.{staged}") for table in DAT
 # REPLACE, not an upsert: a row that was cached before is deleted and written anew, so it gets
 # a rowid above the sync's watermark; what stays at or below it was not returned, and is swept.
 # A row cached under another organisation moves to this one, as the upsert did.
-_REPLACE_SQL: Final = {table: _insert_sql(table, table, "INSERT OR REPLACE")
-                       for table in DATA_TABLES}
+_REPLACE_SQL: Final = {
+    table: _insert_sql(table, table, "INSERT OR REPLACE") for table in DATA_TABLES
+}
 _DIRECT_SWEEP_SQL: Final = {
     table: f"DELETE FROM {table} WHERE {TABLES[table].scope} = ? AND rowid <= ?"
     for table in DATA_TABLES
@@ -159,11 +160,13 @@ class SyncStaging:
         self._cache_size = int(raw.execute("PRAGMA cache_size").fetchone()[0])
         raw.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
         for table in DATA_TABLES:
-            top = int(conn.exec_driver_sql(f"SELECT coalesce(max(rowid), 0) FROM {table}")
-                      .scalar_one())
+            top = int(
+                conn.exec_driver_sql(f"SELECT coalesce(max(rowid), 0) FROM {table}").scalar_one()
+            )
             if top >= _ROWID_LIMIT:  # rowids no longer tell new rows from old: start clean
-                conn.exec_driver_sql(f"DELETE FROM {table} WHERE {TABLES[table].scope} = ?",
-                                     (self.organisation_id,))
+                conn.exec_driver_sql(
+                    f"DELETE FROM {table} WHERE {TABLES[table].scope} = ?", (self.organisation_id,)
+                )
                 top = -1
             self._watermarks[table] = top
             if top == 0:
@@ -176,7 +179,8 @@ class SyncStaging:
         # from the file itself; a rollback restores them with everything else.
         for name, sql in conn.exec_driver_sql(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
-            "AND sql IS NOT NULL", (table,)
+            "AND sql IS NOT NULL",
+            (table,),
         ).all():
             conn.exec_driver_sql(f"DROP INDEX {name}")
             self._deferred_indexes.append(sql)
@@ -195,9 +199,14 @@ class SyncStaging:
                 # Only this connection's TEMP tables change: a deferred BEGIN, so staging
                 # never waits on another organisation's commit.
                 with self._store.serialised(), writing(conn, False).begin():
-                    self._write_frames(conn, page, {
-                        table: sql.format(staged=self._staged[table])
-                        for table, sql in _STAGE_SQL.items()})
+                    self._write_frames(
+                        conn,
+                        page,
+                        {
+                            table: sql.format(staged=self._staged[table])
+                            for table, sql in _STAGE_SQL.items()
+                        },
+                    )
         except BaseException:
             self._broken = True
             raise
@@ -210,7 +219,10 @@ class SyncStaging:
                 self._written[table] += frame.height
 
     def commit(
-        self, synced_at: datetime, *, on_table_written: Callable[[str, int], None] | None = None,
+        self,
+        synced_at: datetime,
+        *,
+        on_table_written: Callable[[str, int], None] | None = None,
         also: Callable[[Connection], None] | None = None,
     ) -> None:
         """Make the cache hold what was staged, in one transaction, then release the sync.
@@ -238,15 +250,19 @@ class SyncStaging:
         self.discard()
 
     def _commit_direct(
-        self, conn: Connection, stamp: str, on_table_written: Callable[[str, int], None] | None,
+        self,
+        conn: Connection,
+        stamp: str,
+        on_table_written: Callable[[str, int], None] | None,
         also: Callable[[Connection], None] | None,
     ) -> None:
         assert self._transaction is not None
         self._check_open(conn)
         for table in DATA_TABLES:
             self._store.reached("merge", self.organisation_id, table)
-            conn.exec_driver_sql(_DIRECT_SWEEP_SQL[table],
-                                 (self.organisation_id, self._watermarks[table]))
+            conn.exec_driver_sql(
+                _DIRECT_SWEEP_SQL[table], (self.organisation_id, self._watermarks[table])
+            )
             if on_table_written is not None:
                 on_table_written(table, self._written[table])
         for sql in self._deferred_indexes:
@@ -266,8 +282,7 @@ class SyncStaging:
             # One bulk upsert per table, in key order (B-tree friendly), then the sweep.
             staged = self._staged[table]
             written = conn.exec_driver_sql(_MERGE_SQL[table].format(staged=staged)).rowcount
-            conn.exec_driver_sql(_SWEEP_SQL[table].format(staged=staged),
-                                 (self.organisation_id,))
+            conn.exec_driver_sql(_SWEEP_SQL[table].format(staged=staged), (self.organisation_id,))
             if on_table_written is not None:
                 on_table_written(table, int(written))
         self._store.reached("sync_state", self.organisation_id)

@@ -24,7 +24,9 @@ _DAY: Final = 86400
 
 
 def assess_staleness(
-    overview: pl.DataFrame, now: datetime, threshold: timedelta = DEFAULT_STALE_AFTER,
+    overview: pl.DataFrame,
+    now: datetime,
+    threshold: timedelta = DEFAULT_STALE_AFTER,
 ) -> pl.DataFrame:
     """Add ``age_s``, ``age`` and ``stale`` to a cache overview, one row per organisation.
 
@@ -40,8 +42,10 @@ def assess_staleness(
         raise ValueError("threshold must be positive")
     now_utc = now.astimezone(UTC)
     age = (
-        (pl.lit(now_utc, dtype=pl.Datetime("us", "UTC"))
-         - pl.col("last_synced_at").cast(pl.Datetime("us", "UTC")))
+        (
+            pl.lit(now_utc, dtype=pl.Datetime("us", "UTC"))
+            - pl.col("last_synced_at").cast(pl.Datetime("us", "UTC"))
+        )
         .dt.total_seconds(fractional=True)
         .clip(lower_bound=0.0)
     )
@@ -67,9 +71,13 @@ def _age_text(seconds: pl.Expr) -> pl.Expr:
     days, hours = whole // _DAY, (whole % _DAY) // _HOUR
     minutes, secs = (whole % _HOUR) // _MINUTE, whole % _MINUTE
     return (
-        pl.when(seconds.is_null()).then(pl.lit("never synced"))
-        .when(whole < _MINUTE).then(pl.format("{} s", secs))
-        .when(whole < _HOUR).then(pl.format("{} min", minutes))
-        .when(whole < _DAY).then(pl.format("{} h {} min", hours, minutes))
+        pl.when(seconds.is_null())
+        .then(pl.lit("never synced"))
+        .when(whole < _MINUTE)
+        .then(pl.format("{} s", secs))
+        .when(whole < _HOUR)
+        .then(pl.format("{} min", minutes))
+        .when(whole < _DAY)
+        .then(pl.format("{} h {} min", hours, minutes))
         .otherwise(pl.format("{} d {} h", days, hours))
     )

@@ -100,8 +100,14 @@ class SqliteStore:
         self._encrypted = False
 
     @classmethod
-    def open(cls, path: str | Path, *, faults: StorageFaults | None = None,
-             key: str | None = None, busy_timeout_s: float = 30.0) -> SqliteStore:
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        faults: StorageFaults | None = None,
+        key: str | None = None,
+        busy_timeout_s: float = 30.0,
+    ) -> SqliteStore:
         """Open the database at `path`; a new file (and folder) is created private.
 
         An existing file is checked, read-only, to be a sound kit cache before anything

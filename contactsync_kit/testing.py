@@ -47,8 +47,9 @@ __io__ = "network"
 _SECRET = "contactsync-fake-secret-with-enough-bytes-for-hs256"
 
 
-def _token(role: str, *, sub: str | None = None, email: str | None = None,
-           lifetime_s: int = 3600) -> str:
+def _token(
+    role: str, *, sub: str | None = None, email: str | None = None, lifetime_s: int = 3600
+) -> str:
     claims: dict[str, Any] = {"role": role, "aud": role}
     if sub:
         claims.update(sub=sub, email=email, session_id=str(uuid.uuid4()))
@@ -56,8 +57,12 @@ def _token(role: str, *, sub: str | None = None, email: str | None = None,
 
 
 def fake_contact(
-    organisation_id: str, *, notes: int = 3, assignments: int = 1,
-    rng: random.Random | None = None, when: datetime | None = None,
+    organisation_id: str,
+    *,
+    notes: int = 3,
+    assignments: int = 1,
+    rng: random.Random | None = None,
+    when: datetime | None = None,
 ) -> dict[str, Any]:
     """One contact row shaped like the embedded select's output (fake personal data)."""
     rng = rng or random.Random()
@@ -69,26 +74,46 @@ def fake_contact(
     contact_id = new_id()
     stamp = when.isoformat()
     return {
-        "id": contact_id, "organisation_id": organisation_id, "chapter_id": None,
-        "full_name": f"Test Person {rng.randrange(10_000)}", "phone": "+47 900 00 000",
-        "email": "test.person@example.org", "address": "1 Example Street",
-        "status": "active", "created_at": stamp, "updated_at": stamp,
+        "id": contact_id,
+        "organisation_id": organisation_id,
+        "chapter_id": None,
+        "full_name": f"Test Person {rng.randrange(10_000)}",
+        "phone": "+47 900 00 000",
+        "email": "test.person@example.org",
+        "address": "1 Example Street",
+        "status": "active",
+        "created_at": stamp,
+        "updated_at": stamp,
         "notes": [
-            {"id": new_id(), "contact_id": contact_id, "organisation_id": organisation_id,
-             "author_id": None, "body": f"note {n}", "created_at": stamp, "updated_at": stamp}
+            {
+                "id": new_id(),
+                "contact_id": contact_id,
+                "organisation_id": organisation_id,
+                "author_id": None,
+                "body": f"note {n}",
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
             for n in range(notes)
         ],
         "contact_assignments": [
-            {"id": new_id(), "contact_id": contact_id, "organisation_id": organisation_id,
-             "assignee_id": new_id(), "role": "primary", "assigned_at": stamp,
-             "updated_at": stamp}
+            {
+                "id": new_id(),
+                "contact_id": contact_id,
+                "organisation_id": organisation_id,
+                "assignee_id": new_id(),
+                "role": "primary",
+                "assigned_at": stamp,
+                "updated_at": stamp,
+            }
             for _ in range(assignments)
         ],
     }
 
 
 _ID_FILTERS: dict[str, Callable[[uuid.UUID, uuid.UUID], bool]] = {
-    "gt": lambda row, bound: row > bound, "lte": lambda row, bound: row <= bound,
+    "gt": lambda row, bound: row > bound,
+    "lte": lambda row, bound: row <= bound,
 }
 
 
@@ -131,16 +156,28 @@ class FakeSupabase:
 
     def user_token(self, email: str = "user@example.org", *, lifetime_s: int | None = None) -> str:
         """A user access token (role authenticated) for `email`."""
-        return _token("authenticated", sub=str(uuid.uuid5(uuid.NAMESPACE_URL, email)),
-                      email=email, lifetime_s=self.token_lifetime_s if lifetime_s is None
-                      else lifetime_s)
+        return _token(
+            "authenticated",
+            sub=str(uuid.uuid5(uuid.NAMESPACE_URL, email)),
+            email=email,
+            lifetime_s=self.token_lifetime_s if lifetime_s is None else lifetime_s,
+        )
 
-    def add_contacts(self, organisation_id: str, count: int, *, notes: int = 3,
-                     assignments: int = 1, seed: int = 0) -> list[dict[str, Any]]:
+    def add_contacts(
+        self,
+        organisation_id: str,
+        count: int,
+        *,
+        notes: int = 3,
+        assignments: int = 1,
+        seed: int = 0,
+    ) -> list[dict[str, Any]]:
         """Add `count` generated contacts to `organisation_id` and return them."""
         rng = random.Random(f"{organisation_id}:{seed}:{len(self.contacts)}")
-        made = [fake_contact(organisation_id, notes=notes, assignments=assignments, rng=rng)
-                for _ in range(count)]
+        made = [
+            fake_contact(organisation_id, notes=notes, assignments=assignments, rng=rng)
+            for _ in range(count)
+        ]
         self.contacts.extend(made)
         return made
 
@@ -157,9 +194,15 @@ class FakeSupabase:
             # No server functions here: what PostgREST answers for a function it does not
             # know. Kept apart from `requests`, which counts the data queries.
             self.rpc_requests.append(request)
-            return httpx.Response(404, json={"code": "PGRST202", "message": "Could not find "
-                                             "the function in the schema cache",
-                                             "details": None, "hint": None})
+            return httpx.Response(
+                404,
+                json={
+                    "code": "PGRST202",
+                    "message": "Could not find the function in the schema cache",
+                    "details": None,
+                    "hint": None,
+                },
+            )
         self.requests.append(request)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
@@ -175,8 +218,9 @@ class FakeSupabase:
                 raise self.raise_on_rest
             if self.respond_with is not None:
                 status, body = self.respond_with
-                return httpx.Response(status, content=body,
-                                      headers={"Content-Type": "application/json"})
+                return httpx.Response(
+                    status, content=body, headers={"Content-Type": "application/json"}
+                )
             return self._contacts(request)
         return httpx.Response(404, json={"message": "not found"})
 
@@ -184,9 +228,14 @@ class FakeSupabase:
         if endpoint == "token" and request.url.params.get("grant_type") == "password":
             body = json.loads(request.content)
             if self.users.get(body.get("email")) != body.get("password"):
-                return httpx.Response(400, json={"code": "invalid_credentials",
-                                                 "error_code": "invalid_credentials",
-                                                 "msg": "Invalid login credentials"})
+                return httpx.Response(
+                    400,
+                    json={
+                        "code": "invalid_credentials",
+                        "error_code": "invalid_credentials",
+                        "msg": "Invalid login credentials",
+                    },
+                )
             return httpx.Response(200, json=self._session(body["email"]))
         if endpoint == "logout":
             return httpx.Response(204)
@@ -196,22 +245,32 @@ class FakeSupabase:
         now = datetime.now(UTC)
         user_id = str(uuid.uuid5(uuid.NAMESPACE_URL, email))
         return {
-            "access_token": self.user_token(email), "token_type": "bearer",
+            "access_token": self.user_token(email),
+            "token_type": "bearer",
             "expires_in": self.token_lifetime_s,
             "expires_at": int((now + timedelta(seconds=self.token_lifetime_s)).timestamp()),
             "refresh_token": uuid.uuid4().hex,
-            "user": {"id": user_id, "aud": "authenticated", "role": "authenticated",
-                     "email": email, "app_metadata": {}, "user_metadata": {},
-                     "created_at": now.isoformat()},
+            "user": {
+                "id": user_id,
+                "aud": "authenticated",
+                "role": "authenticated",
+                "email": email,
+                "app_metadata": {},
+                "user_metadata": {},
+                "created_at": now.isoformat(),
+            },
         }
 
     def _contacts(self, request: httpx.Request) -> httpx.Response:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
-        claims = jwt.decode(token, _SECRET, algorithms=["HS256"],
-                            options={"verify_aud": False, "verify_exp": False})
+        claims = jwt.decode(
+            token, _SECRET, algorithms=["HS256"], options={"verify_aud": False, "verify_exp": False}
+        )
         if claims.get("exp", 0) < time.time():
-            return httpx.Response(401, json={"code": "PGRST301", "message": "JWT expired",
-                                             "details": None, "hint": None})
+            return httpx.Response(
+                401,
+                json={"code": "PGRST301", "message": "JWT expired", "details": None, "hint": None},
+            )
         params = request.url.params
         rows = self.contacts if claims.get("role") != "anon" else []
         org = params.get("organisation_id", "").removeprefix("eq.")
@@ -219,8 +278,9 @@ class FakeSupabase:
         for bound in params.get_list("id"):
             operator, _, value = bound.partition(".")
             if operator in _ID_FILTERS:
-                rows = [r for r in rows if _ID_FILTERS[operator](uuid.UUID(r["id"]),
-                                                                 uuid.UUID(value))]
+                rows = [
+                    r for r in rows if _ID_FILTERS[operator](uuid.UUID(r["id"]), uuid.UUID(value))
+                ]
         total = len(rows)
         rows = sorted(rows, key=lambda r: uuid.UUID(r["id"]))
         limit = int(params.get("limit", total or 1))
@@ -236,8 +296,11 @@ class FakeSupabase:
     def _capped(self, row: dict[str, Any]) -> dict[str, Any]:
         if self.max_rows is None:
             return row
-        return {**row, "notes": row["notes"][: self.max_rows],
-                "contact_assignments": row["contact_assignments"][: self.max_rows]}
+        return {
+            **row,
+            "notes": row["notes"][: self.max_rows],
+            "contact_assignments": row["contact_assignments"][: self.max_rows],
+        }
 
 
 @dataclass
@@ -259,12 +322,21 @@ class FakeContactSource:
     page_errors: dict[int, SyncError] = field(default_factory=dict)
     fetches: list[tuple[str | None, bool]] = field(default_factory=list)
 
-    def add_contacts(self, organisation_id: str, count: int, *, notes: int = 3,
-                     assignments: int = 1, seed: int = 0) -> list[dict[str, Any]]:
+    def add_contacts(
+        self,
+        organisation_id: str,
+        count: int,
+        *,
+        notes: int = 3,
+        assignments: int = 1,
+        seed: int = 0,
+    ) -> list[dict[str, Any]]:
         """Add `count` generated contacts to `organisation_id` and return them."""
         rng = random.Random(f"{organisation_id}:{seed}:{len(self.contacts)}")
-        made = [fake_contact(organisation_id, notes=notes, assignments=assignments, rng=rng)
-                for _ in range(count)]
+        made = [
+            fake_contact(organisation_id, notes=notes, assignments=assignments, rng=rng)
+            for _ in range(count)
+        ]
         self.contacts.extend(made)
         return made
 
@@ -273,7 +345,11 @@ class FakeContactSource:
         return self.session_error
 
     async def fetch_page(
-        self, organisation_id: str, *, after: str | None, with_count: bool,
+        self,
+        organisation_id: str,
+        *,
+        after: str | None,
+        with_count: bool,
         upto: str | None = None,
     ) -> RemotePage:
         """The next keyset page (``after < id <= upto``) of the organisation's contacts."""
@@ -281,13 +357,19 @@ class FakeContactSource:
         error = self.page_errors.get(len(self.fetches))
         if error is not None:
             raise RemoteFailure(error)
-        rows = sorted((r for r in self.contacts if r["organisation_id"] == organisation_id),
-                      key=lambda r: uuid.UUID(r["id"]))
+        rows = sorted(
+            (r for r in self.contacts if r["organisation_id"] == organisation_id),
+            key=lambda r: uuid.UUID(r["id"]),
+        )
         total = len(rows) + self.count_offset
         if after is not None:
             rows = [r for r in rows if uuid.UUID(r["id"]) > uuid.UUID(after)]
         if upto is not None:
             rows = [r for r in rows if uuid.UUID(r["id"]) <= uuid.UUID(upto)]
         page = rows[: self.page_size]
-        return RemotePage(body=json.dumps(page).encode(), total=total if with_count else None,
-                          rows=len(page), last_key=page[-1]["id"] if page else None)
+        return RemotePage(
+            body=json.dumps(page).encode(),
+            total=total if with_count else None,
+            rows=len(page),
+            last_key=page[-1]["id"] if page else None,
+        )

@@ -39,13 +39,13 @@ def unverified_claims(token: str) -> dict[str, Any] | None:
     return claims if isinstance(claims, dict) else None
 
 
-def mint_hs256(secret: str, claims: Mapping[str, Any], *, lifetime_s: int,
-               issued_at: int | None = None) -> str:
+def mint_hs256(
+    secret: str, claims: Mapping[str, Any], *, lifetime_s: int, issued_at: int | None = None
+) -> str:
     """An HS256 JWT with ``claims`` plus ``iat`` and ``exp = iat + lifetime_s``.
 
     ``issued_at`` defaults to now (whole seconds); ``lifetime_s`` may be negative, which gives
     a token that is already expired.
     """
     iat = int(time.time()) if issued_at is None else issued_at
-    return jwt.encode({**claims, "iat": iat, "exp": iat + lifetime_s}, secret,
-                      algorithm="HS256")
+    return jwt.encode({**claims, "iat": iat, "exp": iat + lifetime_s}, secret, algorithm="HS256")

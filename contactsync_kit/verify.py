@@ -66,11 +66,13 @@ class CacheVerification:
         if not drift:
             return "equal to the server ✓"
         return "drifted: " + ", ".join(
-            f"{t.table} {t.cached_rows} cached / {t.server_rows} on the server" for t in drift)
+            f"{t.table} {t.cached_rows} cached / {t.server_rows} on the server" for t in drift
+        )
 
 
-async def verify_cache(client: AsyncClient, cache: ContactCache,
-                       organisation_id: str) -> CacheVerification:
+async def verify_cache(
+    client: AsyncClient, cache: ContactCache, organisation_id: str
+) -> CacheVerification:
     """Compare the cache of `organisation_id` with the server's digest, in one request.
 
     `client` is the signed-in user's supabase client (a `UserSession`'s ``client``); the
@@ -80,11 +82,12 @@ async def verify_cache(client: AsyncClient, cache: ContactCache,
     source = SupabaseDeltaSource(client, SystemClock())
     try:
         rows, local = await asyncio.gather(
-            source.digest(org, 0),
-            asyncio.to_thread(DeltaStore(cache).actual_digests, org))
+            source.digest(org, 0), asyncio.to_thread(DeltaStore(cache).actual_digests, org)
+        )
     except DigestUnavailable as exc:
-        return CacheVerification(org, "unavailable",
-                                 reason=f"the server offers no digest function ({exc})")
+        return CacheVerification(
+            org, "unavailable", reason=f"the server offers no digest function ({exc})"
+        )
     except RemoteFailure as exc:
         return CacheVerification(org, "unavailable", reason=str(exc.error))
     server = {row.table: (row.count, row.digest) for row in rows}
@@ -92,7 +95,8 @@ async def verify_cache(client: AsyncClient, cache: ContactCache,
     for table in DATA_TABLES:
         mine = total(local[table])
         theirs = server.get(table)
-        tables[table] = TableVerification(table, mine.count, theirs[0] if theirs else 0,
-                                          mine.agrees_with(theirs))
+        tables[table] = TableVerification(
+            table, mine.count, theirs[0] if theirs else 0, mine.agrees_with(theirs)
+        )
     verdict: Verdict = "equal" if all(t.equal for t in tables.values()) else "drifted"
     return CacheVerification(org, verdict, tables)

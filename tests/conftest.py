@@ -18,9 +18,15 @@ from contactsync_kit.devstack import DevStack
 def stack() -> Iterator[DevStack]:
     """The session's local stack, seeded with `seeded`'s data."""
     with DevStack.start(max_rows=1000) as started:
-        started.seed(organisations=3, chapters_per_org=2, users_per_org=3,
-                     contacts_per_org=[60, 40, 20], notes_per_contact=3,
-                     assignments_per_contact=1, seed=42)
+        started.seed(
+            organisations=3,
+            chapters_per_org=2,
+            users_per_org=3,
+            contacts_per_org=[60, 40, 20],
+            notes_per_contact=3,
+            assignments_per_contact=1,
+            seed=42,
+        )
         yield started
 
 
@@ -33,5 +39,3 @@ def _healthy_stack(request: pytest.FixtureRequest) -> Iterator[None]:
         current.faults.reset()
         if not current.postgrest_running:
             current.start_postgrest()
-
-

@@ -57,8 +57,11 @@ class StackDatabase:
             for migration in migrations():
                 with conn.transaction():
                     conn.execute(migration.sql)
-            conn.execute(pgsql.SQL("ALTER ROLE authenticator WITH LOGIN PASSWORD {}").format(
-                pgsql.Literal(authenticator_password)))
+            conn.execute(
+                pgsql.SQL("ALTER ROLE authenticator WITH LOGIN PASSWORD {}").format(
+                    pgsql.Literal(authenticator_password)
+                )
+            )
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         """Run one statement (autocommit) and return its rows (``[]`` if none)."""
@@ -82,55 +85,84 @@ class StackDatabase:
         users = self.sql("SELECT email FROM auth.users WHERE id = %s", user_id)
         if not users:
             raise KeyError(f"no user {user_id}")
-        session = self.sql("INSERT INTO auth.sessions (user_id) VALUES (%s) RETURNING id::text",
-                           user_id)
+        session = self.sql(
+            "INSERT INTO auth.sessions (user_id) VALUES (%s) RETURNING id::text", user_id
+        )
         return str(users[0][0]), str(session[0][0])
 
-    def create_user(self, email: str, password: str,
-                    memberships: Iterable[tuple[str, str | None, str]] = (), *,
-                    user_id: str | None = None) -> str:
+    def create_user(
+        self,
+        email: str,
+        password: str,
+        memberships: Iterable[tuple[str, str | None, str]] = (),
+        *,
+        user_id: str | None = None,
+    ) -> str:
         """Create an ``auth.users`` row (PBKDF2-hashed password) and memberships; return its id."""
         encoded = hash_password(password)
         with self.transaction() as conn:
             row = conn.execute(
                 "INSERT INTO auth.users (id, email, encrypted_password) "
                 "VALUES (coalesce(%s::uuid, gen_random_uuid()), %s, %s) RETURNING id::text",
-                (user_id, email, encoded)).fetchone()
+                (user_id, email, encoded),
+            ).fetchone()
             assert row is not None
             for organisation_id, chapter_id, role in memberships:
                 conn.execute(
                     "INSERT INTO public.organisation_members "
                     "(user_id, organisation_id, chapter_id, role) VALUES (%s, %s, %s, %s)",
-                    (row[0], organisation_id, chapter_id, role))
+                    (row[0], organisation_id, chapter_id, role),
+                )
         return str(row[0])
 
-    def add_membership(self, user_id: str, organisation_id: str, chapter_id: str | None,
-                       role: str) -> None:
+    def add_membership(
+        self, user_id: str, organisation_id: str, chapter_id: str | None, role: str
+    ) -> None:
         """Add (or replace) ``user_id``'s membership of ``organisation_id``."""
         self.sql(
             "INSERT INTO public.organisation_members (user_id, organisation_id, chapter_id, role)"
             " VALUES (%s, %s, %s, %s) ON CONFLICT (user_id, organisation_id)"
             " DO UPDATE SET chapter_id = excluded.chapter_id, role = excluded.role",
-            user_id, organisation_id, chapter_id, role)
+            user_id,
+            organisation_id,
+            chapter_id,
+            role,
+        )
 
     def remove_membership(self, user_id: str, organisation_id: str) -> None:
         """Remove ``user_id`` from ``organisation_id`` (no error if not a member)."""
-        self.sql("DELETE FROM public.organisation_members WHERE user_id = %s "
-                 "AND organisation_id = %s", user_id, organisation_id)
+        self.sql(
+            "DELETE FROM public.organisation_members WHERE user_id = %s AND organisation_id = %s",
+            user_id,
+            organisation_id,
+        )
 
     def delete_user(self, user_id: str) -> None:
         """Delete a user, their memberships and sessions."""
         self.sql("DELETE FROM auth.users WHERE id = %s", user_id)
 
-    def seed(self, *, organisations: int, chapters_per_org: int, users_per_org: int,
-             contacts_per_org: int | Sequence[int], notes_per_contact: int,
-             assignments_per_contact: int, seed: int,
-             password: str = DEMO_PASSWORD) -> SeedResult:
+    def seed(
+        self,
+        *,
+        organisations: int,
+        chapters_per_org: int,
+        users_per_org: int,
+        contacts_per_org: int | Sequence[int],
+        notes_per_contact: int,
+        assignments_per_contact: int,
+        seed: int,
+        password: str = DEMO_PASSWORD,
+    ) -> SeedResult:
         """Load a deterministic data set with `seed.load_seed` (arguments alike)."""
         with self._lock:
-            return load_seed(self._connection(), organisations=organisations,
-                             chapters_per_org=chapters_per_org, users_per_org=users_per_org,
-                             contacts_per_org=contacts_per_org,
-                             notes_per_contact=notes_per_contact,
-                             assignments_per_contact=assignments_per_contact, seed=seed,
-                             password=password)
+            return load_seed(
+                self._connection(),
+                organisations=organisations,
+                chapters_per_org=chapters_per_org,
+                users_per_org=users_per_org,
+                contacts_per_org=contacts_per_org,
+                notes_per_contact=notes_per_contact,
+                assignments_per_contact=assignments_per_contact,
+                seed=seed,
+                password=password,
+            )

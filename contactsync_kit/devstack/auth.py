@@ -55,8 +55,16 @@ def make_api_key(secret: str, role: str, *, lifetime_s: int = 10 * 365 * 24 * 36
     return mint_hs256(secret, {"iss": "supabase-demo", "role": role}, lifetime_s=lifetime_s)
 
 
-def make_user_access_token(secret: str, *, user_id: str, email: str | None, session_id: str,
-                           lifetime_s: int, issuer: str, issued_at: int | None = None) -> str:
+def make_user_access_token(
+    secret: str,
+    *,
+    user_id: str,
+    email: str | None,
+    session_id: str,
+    lifetime_s: int,
+    issuer: str,
+    issued_at: int | None = None,
+) -> str:
     """A user access token with GoTrue's claims. ``lifetime_s`` may be negative (expired)."""
     iat = int(time.time()) if issued_at is None else issued_at
     claims: dict[str, Any] = {
@@ -104,8 +112,9 @@ class AuthService:
     issues; the stack sets it once the gateway's URL is known (``<url>/auth/v1``, like GoTrue).
     """
 
-    def __init__(self, *, conninfo: str, jwt_secret: str, issuer: str,
-                 lifetime_s: Callable[[], int]) -> None:
+    def __init__(
+        self, *, conninfo: str, jwt_secret: str, issuer: str, lifetime_s: Callable[[], int]
+    ) -> None:
         self._conninfo = conninfo
         self._secret = jwt_secret
         self.issuer = issuer
@@ -137,12 +146,24 @@ class AuthService:
         if route == ("POST", "logout"):
             return await self._logout(request)
         if route == ("GET", "health"):
-            return web.json_response({"version": "contactsync-devstack", "name": "GoTrue",
-                                      "description": "local stand-in for Supabase Auth"})
+            return web.json_response(
+                {
+                    "version": "contactsync-devstack",
+                    "name": "GoTrue",
+                    "description": "local stand-in for Supabase Auth",
+                }
+            )
         if route == ("GET", "settings"):
-            return web.json_response({"external": {"email": True}, "disable_signup": True,
-                                      "mailer_autoconfirm": True, "phone_autoconfirm": False,
-                                      "sms_provider": "", "saml_enabled": False})
+            return web.json_response(
+                {
+                    "external": {"email": True},
+                    "disable_signup": True,
+                    "mailer_autoconfirm": True,
+                    "phone_autoconfirm": False,
+                    "sms_provider": "",
+                    "saml_enabled": False,
+                }
+            )
         return _error(404, "not_found", "Not implemented by the local auth stand-in")
 
     # --- grants -------------------------------------------------------------------------------
@@ -159,26 +180,38 @@ class AuthService:
             return await self._password_grant(body)
         if grant == "refresh_token":
             return await self._refresh_grant(body)
-        return _error(400, "validation_failed", "unsupported_grant_type",
-                      error="unsupported_grant_type")
+        return _error(
+            400, "validation_failed", "unsupported_grant_type", error="unsupported_grant_type"
+        )
 
     async def _password_grant(self, body: dict[str, Any]) -> web.Response:
         email, password = body.get("email"), body.get("password")
         if not isinstance(email, str) or not isinstance(password, str) or not email:
-            return _error(400, "validation_failed", "Only an email address or phone number "
-                          "should be provided on login.")
+            return _error(
+                400,
+                "validation_failed",
+                "Only an email address or phone number should be provided on login.",
+            )
         rows = await self._query(
             "SELECT id::text, email, encrypted_password, created_at FROM auth.users "
-            "WHERE lower(email) = lower(%s)", email.strip())
+            "WHERE lower(email) = lower(%s)",
+            email.strip(),
+        )
         encoded = rows[0][2] if rows else _dummy_hash()
         # PBKDF2 takes tens of milliseconds: keep it off the event loop.
         ok = await asyncio.to_thread(verify_password, password, encoded)
         if not rows or not ok:
-            return _error(400, "invalid_credentials", "Invalid login credentials",
-                          error="invalid_grant", error_description="Invalid login credentials")
+            return _error(
+                400,
+                "invalid_credentials",
+                "Invalid login credentials",
+                error="invalid_grant",
+                error_description="Invalid login credentials",
+            )
         user = _UserRow(rows[0][0], rows[0][1], rows[0][3])
         session_rows = await self._query(
-            "INSERT INTO auth.sessions (user_id) VALUES (%s) RETURNING id::text", user.id)
+            "INSERT INTO auth.sessions (user_id) VALUES (%s) RETURNING id::text", user.id
+        )
         return await self._issue(user, session_rows[0][0])
 
     async def _refresh_grant(self, body: dict[str, Any]) -> web.Response:
@@ -188,31 +221,56 @@ class AuthService:
         # Revoke-and-return in one statement so two concurrent refreshes cannot both succeed.
         rows = await self._query(
             "UPDATE auth.refresh_tokens SET revoked = true WHERE token = %s AND NOT revoked "
-            "RETURNING session_id::text", token)
+            "RETURNING session_id::text",
+            token,
+        )
         if not rows:
             known = await self._query("SELECT 1 FROM auth.refresh_tokens WHERE token = %s", token)
             if known:
-                return _error(400, "refresh_token_already_used",
-                              "Invalid Refresh Token: Already Used", error="invalid_grant")
-            return _error(400, "refresh_token_not_found",
-                          "Invalid Refresh Token: Refresh Token Not Found", error="invalid_grant")
+                return _error(
+                    400,
+                    "refresh_token_already_used",
+                    "Invalid Refresh Token: Already Used",
+                    error="invalid_grant",
+                )
+            return _error(
+                400,
+                "refresh_token_not_found",
+                "Invalid Refresh Token: Refresh Token Not Found",
+                error="invalid_grant",
+            )
         users = await self._query(
             "SELECT u.id::text, u.email, u.created_at FROM auth.sessions s "
-            "JOIN auth.users u ON u.id = s.user_id WHERE s.id = %s", rows[0][0])
+            "JOIN auth.users u ON u.id = s.user_id WHERE s.id = %s",
+            rows[0][0],
+        )
         if not users:
-            return _error(400, "session_not_found", "Invalid Refresh Token: Session Expired",
-                          error="invalid_grant")
+            return _error(
+                400,
+                "session_not_found",
+                "Invalid Refresh Token: Session Expired",
+                error="invalid_grant",
+            )
         return await self._issue(_UserRow(*users[0]), rows[0][0])
 
     async def _issue(self, user: _UserRow, session_id: str) -> web.Response:
         refresh_token = secrets.token_urlsafe(24)
-        await self._query("INSERT INTO auth.refresh_tokens (token, session_id) VALUES (%s, %s)",
-                          refresh_token, session_id)
+        await self._query(
+            "INSERT INTO auth.refresh_tokens (token, session_id) VALUES (%s, %s)",
+            refresh_token,
+            session_id,
+        )
         lifetime = int(self._lifetime_s())
         now = int(time.time())
         access_token = make_user_access_token(
-            self._secret, user_id=user.id, email=user.email, session_id=session_id,
-            lifetime_s=lifetime, issuer=self.issuer, issued_at=now)
+            self._secret,
+            user_id=user.id,
+            email=user.email,
+            session_id=session_id,
+            lifetime_s=lifetime,
+            issuer=self.issuer,
+            issued_at=now,
+        )
         body = {
             "access_token": access_token,
             "token_type": "bearer",
@@ -245,29 +303,32 @@ class AuthService:
 
     # --- authenticated endpoints --------------------------------------------------------------
 
-    async def _authenticate(
-        self, request: web.Request
-    ) -> tuple[_UserRow, str] | web.Response:
+    async def _authenticate(self, request: web.Request) -> tuple[_UserRow, str] | web.Response:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return _error(401, "no_authorization", "This endpoint requires a Bearer token")
         try:
-            claims = jwt.decode(token, self._secret, algorithms=["HS256"],
-                                audience="authenticated")
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"], audience="authenticated")
         except jwt.ExpiredSignatureError:
-            return _error(403, "bad_jwt", "invalid JWT: unable to parse or verify signature, "
-                          "token has invalid claims: token is expired")
+            return _error(
+                403,
+                "bad_jwt",
+                "invalid JWT: unable to parse or verify signature, "
+                "token has invalid claims: token is expired",
+            )
         except jwt.InvalidTokenError as exc:
-            return _error(403, "bad_jwt",
-                          f"invalid JWT: unable to parse or verify signature, {exc}")
+            return _error(
+                403, "bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc}"
+            )
         sub, session_id = claims.get("sub"), claims.get("session_id")
         try:
             uuid.UUID(str(sub))
         except ValueError:
             return _error(403, "bad_jwt", "invalid claim: missing sub claim")
         rows = await self._query(
-            "SELECT id::text, email, created_at FROM auth.users WHERE id = %s", sub)
+            "SELECT id::text, email, created_at FROM auth.users WHERE id = %s", sub
+        )
         if not rows:
             return _error(403, "user_not_found", "User from sub claim in JWT does not exist")
         if session_id is not None:
@@ -275,11 +336,13 @@ class AuthService:
                 uuid.UUID(str(session_id))
             except ValueError:
                 return _error(403, "bad_jwt", "invalid claim: session_id claim is not a UUID")
-            live = await self._query("SELECT 1 FROM auth.sessions WHERE id = %s AND user_id = %s",
-                                     session_id, sub)
+            live = await self._query(
+                "SELECT 1 FROM auth.sessions WHERE id = %s AND user_id = %s", session_id, sub
+            )
             if not live:
-                return _error(403, "session_not_found",
-                              "Session from session_id claim in JWT does not exist")
+                return _error(
+                    403, "session_not_found", "Session from session_id claim in JWT does not exist"
+                )
         return _UserRow(*rows[0]), str(session_id) if session_id else ""
 
     async def _user(self, request: web.Request) -> web.Response:
@@ -287,8 +350,7 @@ class AuthService:
         if isinstance(result, web.Response):
             return result
         user, _ = result
-        return web.json_response(self._user_json(user),
-                                 headers={_API_VERSION_HEADER: _API_VERSION})
+        return web.json_response(self._user_json(user), headers={_API_VERSION_HEADER: _API_VERSION})
 
     async def _logout(self, request: web.Request) -> web.Response:
         result = await self._authenticate(request)
@@ -299,8 +361,11 @@ class AuthService:
         if scope == "local" and session_id:
             await self._query("DELETE FROM auth.sessions WHERE id = %s", session_id)
         elif scope == "others":
-            await self._query("DELETE FROM auth.sessions WHERE user_id = %s AND id::text <> %s",
-                              user.id, session_id)
+            await self._query(
+                "DELETE FROM auth.sessions WHERE user_id = %s AND id::text <> %s",
+                user.id,
+                session_id,
+            )
         elif scope in ("global", "local"):
             await self._query("DELETE FROM auth.sessions WHERE user_id = %s", user.id)
         else:

@@ -25,34 +25,53 @@ __io__ = "disk, process"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m contactsync_kit.devstack",
-        description="Local Supabase-compatible stack (PostgreSQL + PostgREST + auth).")
+        description="Local Supabase-compatible stack (PostgreSQL + PostgREST + auth).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start the stack, seed a demo, run until Ctrl-C")
-    up.add_argument("--contacts", type=int, default=600,
-                    help="contacts in total, spread over the organisations (default 600)")
+    up.add_argument(
+        "--contacts",
+        type=int,
+        default=600,
+        help="contacts in total, spread over the organisations (default 600)",
+    )
     up.add_argument("--organisations", type=int, default=3)
     up.add_argument("--chapters-per-org", type=int, default=2)
     up.add_argument("--notes-per-contact", type=int, default=3)
     up.add_argument("--seed", type=int, default=42)
     up.add_argument("--max-rows", type=int, default=1000, help="PostgREST db-max-rows")
     up.add_argument("--jwt-lifetime", type=int, default=3600, help="access token lifetime, s")
-    up.add_argument("--data-dir", type=Path, default=None,
-                    help="keep the database here (default: a temp dir, deleted on exit)")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep the database here (default: a temp dir, deleted on exit)",
+    )
     up.add_argument("--no-seed", action="store_true", help="start with empty tables")
-    up.add_argument("--users-file", type=Path, default=None,
-                    help="where to write the RLS audit's test users (default: "
-                         "~/.cache/contactsync_kit/devstack/rls-audit-users.json)")
+    up.add_argument(
+        "--users-file",
+        type=Path,
+        default=None,
+        help="where to write the RLS audit's test users (default: "
+        "~/.cache/contactsync_kit/devstack/rls-audit-users.json)",
+    )
     return parser
 
 
 def _seed_demo(stack: DevStack, args: argparse.Namespace) -> None:
     per_org, extra = divmod(args.contacts, max(args.organisations, 1))
     counts = [per_org + (1 if i < extra else 0) for i in range(args.organisations)]
-    result = stack.seed(organisations=args.organisations,
-                        chapters_per_org=args.chapters_per_org, contacts_per_org=counts,
-                        notes_per_contact=args.notes_per_contact, seed=args.seed)
-    print(f"seeded {result.contact_count} contacts, {result.note_count} notes, "
-          f"{result.assignment_count} assignments in {result.duration_s:.2f} s")
+    result = stack.seed(
+        organisations=args.organisations,
+        chapters_per_org=args.chapters_per_org,
+        contacts_per_org=counts,
+        notes_per_contact=args.notes_per_contact,
+        seed=args.seed,
+    )
+    print(
+        f"seeded {result.contact_count} contacts, {result.note_count} notes, "
+        f"{result.assignment_count} assignments in {result.duration_s:.2f} s"
+    )
 
 
 def _print_connection(stack: DevStack) -> None:
@@ -73,22 +92,41 @@ def _print_connection(stack: DevStack) -> None:
 
 def _print_exports(stack: DevStack, users_file: Path | None) -> None:
     """An `export …` block for notebooks 02 and 03, and the audit users file it names."""
-    exports = {"SUPABASE_URL": stack.url, "SUPABASE_ANON_KEY": stack.anon_key,
-               "SUPABASE_DB_URL": stack.database_url}
+    exports = {
+        "SUPABASE_URL": stack.url,
+        "SUPABASE_ANON_KEY": stack.anon_key,
+        "SUPABASE_DB_URL": stack.database_url,
+    }
     users = [u for seeded in stack.seeds for u in seeded.users]
     if users:
         login = next((u for u in users if u.label == "org1-admin"), users[0])
-        path = users_file or (Path.home() / ".cache" / "contactsync_kit" / "devstack"
-                              / "rls-audit-users.json")
+        path = users_file or (
+            Path.home() / ".cache" / "contactsync_kit" / "devstack" / "rls-audit-users.json"
+        )
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.touch(mode=0o600, exist_ok=True)  # passwords: private before they are written
-        path.write_text(json.dumps([
-            {"email": u.email, "password": u.password, "label": u.label,
-             "memberships": [[m.organisation_id, m.chapter_id, m.role]
-                             for m in u.memberships]} for u in users], indent=2))
-        exports.update(SUPABASE_EMAIL=login.email, SUPABASE_PASSWORD=login.password,
-                       SUPABASE_ORGANISATION_ID=login.organisation_ids[0],
-                       RLS_AUDIT_USERS=str(path))
+        path.write_text(
+            json.dumps(
+                [
+                    {
+                        "email": u.email,
+                        "password": u.password,
+                        "label": u.label,
+                        "memberships": [
+                            [m.organisation_id, m.chapter_id, m.role] for m in u.memberships
+                        ],
+                    }
+                    for u in users
+                ],
+                indent=2,
+            )
+        )
+        exports.update(
+            SUPABASE_EMAIL=login.email,
+            SUPABASE_PASSWORD=login.password,
+            SUPABASE_ORGANISATION_ID=login.organisation_ids[0],
+            RLS_AUDIT_USERS=str(path),
+        )
     print("  # paste into another terminal, then `make lab`:")
     print("  export " + " \\\n         ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items()))
 
@@ -113,8 +151,9 @@ def cli_up(argv: Sequence[str] | None = None) -> int:
             previous[sig] = signal.signal(sig, on_signal)
     try:
         try:
-            stack = DevStack.start(max_rows=args.max_rows, data_dir=args.data_dir,
-                                   jwt_lifetime_s=args.jwt_lifetime)
+            stack = DevStack.start(
+                max_rows=args.max_rows, data_dir=args.data_dir, jwt_lifetime_s=args.jwt_lifetime
+            )
         except PostgrestNotFound as exc:
             print(exc, file=sys.stderr)
             return 1

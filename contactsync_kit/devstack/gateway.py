@@ -40,10 +40,20 @@ __io__ = "network"
 T = TypeVar("T")
 
 # RFC 9110 hop-by-hop headers plus the ones aiohttp must compute itself for the new message.
-_HOP_BY_HOP: Final = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", "content-length",
-})
+_HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
 _BAD_GATEWAY: Final = {"message": "An invalid response was received from the upstream server"}
 
 
@@ -126,9 +136,15 @@ class Faults:
         with self._lock:
             self._cut_after_bytes = value
 
-    def respond(self, status: int, body: str | bytes | Any = b"", *,
-                content_type: str = "application/json",
-                headers: dict[str, str] | None = None, times: int | None = None) -> None:
+    def respond(
+        self,
+        status: int,
+        body: str | bytes | Any = b"",
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        times: int | None = None,
+    ) -> None:
         """Answer REST requests with ``status`` and ``body`` instead of forwarding them.
 
         ``body`` may be bytes, a str, or any other value (JSON-encoded). ``times`` limits how many
@@ -240,12 +256,19 @@ def _unverified_role(authorization: str | None) -> str | None:
 class _Exchange:
     """One REST request's log entry: written once its status is known, before the body."""
 
-    def __init__(self, log: RequestLog, request: web.Request, path: str,
-                 authorization: str | None, at: float) -> None:
+    def __init__(
+        self, log: RequestLog, request: web.Request, path: str, authorization: str | None, at: float
+    ) -> None:
         self._log = log
-        self._template = RecordedRequest("rest", request.method, path,
-                                         request.rel_url.raw_query_string, 0,
-                                         _unverified_role(authorization), at)
+        self._template = RecordedRequest(
+            "rest",
+            request.method,
+            path,
+            request.rel_url.raw_query_string,
+            0,
+            _unverified_role(authorization),
+            at,
+        )
         self._entry: RecordedRequest | None = None
 
     def status(self, status: int) -> None:
@@ -264,8 +287,14 @@ class _Exchange:
 class Gateway:
     """The aiohttp application. Create and use it on one event loop (the stack's loop thread)."""
 
-    def __init__(self, *, auth: AuthService, faults: Faults, log: RequestLog,
-                 api_keys: Callable[[], Iterable[str]]) -> None:
+    def __init__(
+        self,
+        *,
+        auth: AuthService,
+        faults: Faults,
+        log: RequestLog,
+        api_keys: Callable[[], Iterable[str]],
+    ) -> None:
         self._auth = auth
         self._faults = faults
         self._log = log
@@ -316,21 +345,30 @@ class Gateway:
     def _check_api_key(self, request: web.Request) -> tuple[str | None, web.Response | None]:
         key = request.headers.get("apikey") or request.query.get("apikey")
         if not key:
-            return None, web.json_response({"message": "No API key found in request"},
-                                           status=401)
+            return None, web.json_response({"message": "No API key found in request"}, status=401)
         if key not in set(self._api_keys()):
             return None, web.json_response(
-                {"message": "Invalid API key",
-                 "hint": "Double check your Supabase `anon` or `service_role` API key."},
-                status=401)
+                {
+                    "message": "Invalid API key",
+                    "hint": "Double check your Supabase `anon` or `service_role` API key.",
+                },
+                status=401,
+            )
         return key, None
 
     def _record_auth(self, request: web.Request, path: str, status: int, at: float) -> None:
         # The auth handlers build whole responses: recorded here, before aiohttp sends them.
-        self._log._add(RecordedRequest("auth", request.method, path,
-                                       request.rel_url.raw_query_string, status,
-                                       _unverified_role(request.headers.get("Authorization")),
-                                       at))
+        self._log._add(
+            RecordedRequest(
+                "auth",
+                request.method,
+                path,
+                request.rel_url.raw_query_string,
+                status,
+                _unverified_role(request.headers.get("Authorization")),
+                at,
+            )
+        )
 
     async def _auth_route(self, request: web.Request) -> web.StreamResponse:
         at = time.time()
@@ -343,7 +381,7 @@ class Gateway:
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         at = time.time()
         raw_path = request.rel_url.raw_path
-        tail = raw_path[len("/rest/v1"):] or "/"
+        tail = raw_path[len("/rest/v1") :] or "/"
         key, denied = self._check_api_key(request)
         authorization = request.headers.get("Authorization")
         if denied is not None:
@@ -359,23 +397,30 @@ class Gateway:
             exchange.broken()
             raise
 
-    async def _forward(self, request: web.Request, tail: str, authorization: str | None,
-                       exchange: _Exchange) -> web.StreamResponse:
+    async def _forward(
+        self, request: web.Request, tail: str, authorization: str | None, exchange: _Exchange
+    ) -> web.StreamResponse:
         latency, cut_after, canned = self._faults._take()
         if latency > 0:
             await asyncio.sleep(latency)
         if canned is not None:
             exchange.status(canned.status)
-            return web.Response(status=canned.status, body=canned.body,
-                                content_type=_mime(canned.content_type),
-                                charset=_charset(canned.content_type),
-                                headers=dict(canned.headers))
+            return web.Response(
+                status=canned.status,
+                body=canned.body,
+                content_type=_mime(canned.content_type),
+                charset=_charset(canned.content_type),
+                headers=dict(canned.headers),
+            )
         upstream, client = self.rest_upstream, self._client
         if upstream is None or client is None:
             exchange.status(502)
             return web.json_response(_BAD_GATEWAY, status=502)
-        headers = [(k, v) for k, v in request.headers.items()
-                   if k.lower() not in _HOP_BY_HOP and k.lower() != "authorization"]
+        headers = [
+            (k, v)
+            for k, v in request.headers.items()
+            if k.lower() not in _HOP_BY_HOP and k.lower() != "authorization"
+        ]
         if authorization is not None:
             headers.append(("Authorization", authorization))
         query = request.rel_url.raw_query_string
@@ -383,7 +428,8 @@ class Gateway:
         body = await request.read() if request.body_exists else None
         try:
             upstream_response = await client.request(
-                request.method, url, headers=headers, data=body, allow_redirects=False)
+                request.method, url, headers=headers, data=body, allow_redirects=False
+            )
         except (aiohttp.ClientConnectionError, OSError):
             exchange.status(502)
             return web.json_response(_BAD_GATEWAY, status=502)
@@ -391,8 +437,12 @@ class Gateway:
             return await self._stream(request, upstream_response, cut_after, exchange)
 
     @staticmethod
-    async def _stream(request: web.Request, upstream: aiohttp.ClientResponse,
-                      cut_after: int | None, exchange: _Exchange) -> web.StreamResponse:
+    async def _stream(
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        cut_after: int | None,
+        exchange: _Exchange,
+    ) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for name, value in upstream.headers.items():
             if name.lower() not in _HOP_BY_HOP or name.lower() == "content-length":

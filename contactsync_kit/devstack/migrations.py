@@ -79,8 +79,7 @@ def migrations() -> list[Migration]:
     """Every packaged migration, in the order they are applied (by number)."""
     folder = importlib.resources.files("contactsync_kit.devstack").joinpath("sql")
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
-    found = [Migration(name, folder.joinpath(name).read_text(encoding="utf-8"))
-             for name in names]
+    found = [Migration(name, folder.joinpath(name).read_text(encoding="utf-8")) for name in names]
     numbers = [m.number for m in found]
     if len(set(numbers)) != len(numbers):
         raise ValueError(f"two migrations share a number: {names}")

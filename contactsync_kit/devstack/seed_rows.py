@@ -35,7 +35,8 @@ _DAY_SECONDS: Final = 86_400
 # "YYYY-MM-DD" for each day after _EPOCH that generated timestamps can reach.
 _DAYS: Final = tuple(
     datetime.fromtimestamp(_EPOCH + d * _DAY_SECONDS, UTC).strftime("%Y-%m-%d")
-    for d in range((_TWO_YEARS + 3 * _NINETY_DAYS) // _DAY_SECONDS + 2))
+    for d in range((_TWO_YEARS + 3 * _NINETY_DAYS) // _DAY_SECONDS + 2)
+)
 _CHUNK_ROWS: Final = 5_000
 _NULL: Final = "\\N"
 
@@ -60,9 +61,18 @@ class SeedPlan:
     password: str
 
     @classmethod
-    def of(cls, *, organisations: int, chapters_per_org: int, users_per_org: int,
-           contacts_per_org: int | Sequence[int], notes_per_contact: int,
-           assignments_per_contact: int, seed: int, password: str) -> SeedPlan:
+    def of(
+        cls,
+        *,
+        organisations: int,
+        chapters_per_org: int,
+        users_per_org: int,
+        contacts_per_org: int | Sequence[int],
+        notes_per_contact: int,
+        assignments_per_contact: int,
+        seed: int,
+        password: str,
+    ) -> SeedPlan:
         """Validate the parameters (ValueError) and spread ``contacts_per_org``."""
         if organisations < 1:
             raise ValueError("organisations must be >= 1")
@@ -72,11 +82,29 @@ class SeedPlan:
             contacts = tuple(contacts_per_org)
             if len(contacts) != organisations:
                 raise ValueError("contacts_per_org needs one count per organisation")
-        if min([*contacts, chapters_per_org, users_per_org, notes_per_contact,
-                assignments_per_contact]) < 0:
+        if (
+            min(
+                [
+                    *contacts,
+                    chapters_per_org,
+                    users_per_org,
+                    notes_per_contact,
+                    assignments_per_contact,
+                ]
+            )
+            < 0
+        ):
             raise ValueError("counts must be >= 0")
-        return cls(organisations, chapters_per_org, users_per_org, contacts, notes_per_contact,
-                   assignments_per_contact, seed, password)
+        return cls(
+            organisations,
+            chapters_per_org,
+            users_per_org,
+            contacts,
+            notes_per_contact,
+            assignments_per_contact,
+            seed,
+            password,
+        )
 
     def rng(self, step: str) -> random.Random:
         """The RNG of one step, e.g. ``"contacts/0"``."""
@@ -99,8 +127,12 @@ def _copy_field(value: str | None) -> str:
     if value is None:
         return _NULL
     if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        value = (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-                 .replace("\r", "\\r"))
+        value = (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
     return value
 
 
@@ -134,8 +166,11 @@ class _Chunks:
 def _role_plan(index: int, chapters: list[str]) -> tuple[str, str | None, str]:
     """(label suffix, chapter id or None, role) of the organisation's index-th user."""
     if index == 0 or not chapters:
-        return ("admin" if index == 0 else f"volunteer-{index + 1}", None,
-                "admin" if index == 0 else "volunteer")
+        return (
+            "admin" if index == 0 else f"volunteer-{index + 1}",
+            None,
+            "admin" if index == 0 else "volunteer",
+        )
     if index == 1:
         return "coordinator", chapters[0], "coordinator"
     if index == 2:
@@ -154,11 +189,15 @@ class _People:
     user_rows: list[UserRow] = field(default_factory=list)
     member_ids: list[list[str]] = field(default_factory=list)  # per organisation
     emails: set[str] = field(default_factory=set)
-    lines: dict[str, list[str]] = field(default_factory=lambda: {
-        "public.organisations": [], "public.chapters": [], "public.organisation_members": []})
+    lines: dict[str, list[str]] = field(
+        default_factory=lambda: {
+            "public.organisations": [],
+            "public.chapters": [],
+            "public.organisation_members": [],
+        }
+    )
 
-    def add_user(self, rng: random.Random, label: str,
-                 memberships: list[Membership]) -> SeededUser:
+    def add_user(self, rng: random.Random, label: str, memberships: list[Membership]) -> SeededUser:
         user_id = _uuid(rng)
         while True:
             first, last = rng.choice(fakedata.FIRST_NAMES), rng.choice(fakedata.LAST_NAMES)
@@ -169,7 +208,8 @@ class _People:
         self.user_rows.append((user_id, email, self.password, _ts(rng.randrange(_TWO_YEARS))))
         for m in memberships:
             self.lines["public.organisation_members"].append(
-                copy_line((user_id, m.organisation_id, m.chapter_id, m.role)))
+                copy_line((user_id, m.organisation_id, m.chapter_id, m.role))
+            )
         user = SeededUser(email, self.password, user_id, memberships, label)
         self.users.append(user)
         return user
@@ -181,9 +221,11 @@ def _organisation(plan: SeedPlan, people: _People, org_index: int) -> None:
     words = fakedata.ORGANISATION_WORDS
     name = f"{rng.choice(words[0])} {rng.choice(words[1])}"
     people.lines["public.organisations"].append(
-        copy_line((org_id, name, _ts(rng.randrange(_TWO_YEARS)))))
-    areas = rng.sample(fakedata.CHAPTER_AREAS,
-                       min(plan.chapters_per_org, len(fakedata.CHAPTER_AREAS)))
+        copy_line((org_id, name, _ts(rng.randrange(_TWO_YEARS))))
+    )
+    areas = rng.sample(
+        fakedata.CHAPTER_AREAS, min(plan.chapters_per_org, len(fakedata.CHAPTER_AREAS))
+    )
     chapter_ids, chapter_names = [], []
     for i in range(plan.chapters_per_org):
         chapter_id = _uuid(rng)
@@ -194,21 +236,26 @@ def _organisation(plan: SeedPlan, people: _People, org_index: int) -> None:
     member_ids = []
     for i in range(plan.users_per_org):
         suffix, member_chapter, role = _role_plan(i, chapter_ids)
-        user = people.add_user(rng, f"org{org_index + 1}-{suffix}",
-                               [Membership(org_id, member_chapter, role)])
+        user = people.add_user(
+            rng, f"org{org_index + 1}-{suffix}", [Membership(org_id, member_chapter, role)]
+        )
         member_ids.append(user.user_id)
     people.member_ids.append(member_ids)
-    people.organisations.append(
-        SeededOrganisation(org_id, name, chapter_ids, chapter_names, 0, {}))
+    people.organisations.append(SeededOrganisation(org_id, name, chapter_ids, chapter_names, 0, {}))
 
 
 def _multi_org_user(plan: SeedPlan, people: _People) -> None:
     first, second = people.organisations[0], people.organisations[1]
-    multi = people.add_user(plan.rng("multi-org"), "multi-org", [
-        Membership(first.id, None, "coordinator"),
-        Membership(second.id, second.chapter_ids[0] if second.chapter_ids else None,
-                   "volunteer"),
-    ])
+    multi = people.add_user(
+        plan.rng("multi-org"),
+        "multi-org",
+        [
+            Membership(first.id, None, "coordinator"),
+            Membership(
+                second.id, second.chapter_ids[0] if second.chapter_ids else None, "volunteer"
+            ),
+        ],
+    )
     people.member_ids[0].append(multi.user_id)
     people.member_ids[1].append(multi.user_id)
 
@@ -225,20 +272,27 @@ def _organisations(plan: SeedPlan, emit: Emit) -> _People:
 
 
 # Word-list fields never need COPY escaping, so the bulk rows are joined directly.
-_EMAIL_PARTS: Final = [[fakedata.email_local_part(f, last) for last in fakedata.LAST_NAMES]
-                       for f in fakedata.FIRST_NAMES]
+_EMAIL_PARTS: Final = [
+    [fakedata.email_local_part(f, last) for last in fakedata.LAST_NAMES]
+    for f in fakedata.FIRST_NAMES
+]
 _DOMAINS: Final = ("example.org", "example.net")
 _PHONE_PREFIXES: Final = ("47 9", "47 4", "46 70 ")
 
 
-def _contact_line(rng: random.Random, contact_id: str, org_id: str,
-                  chapter: str | None) -> tuple[str, int]:
+def _contact_line(
+    rng: random.Random, contact_id: str, org_id: str, chapter: str | None
+) -> tuple[str, int]:
     """The contact's COPY line (after its id and chapter were drawn) and its created offset."""
     rand = rng.random
     first_names, last_names = fakedata.FIRST_NAMES, fakedata.LAST_NAMES
     fi, li = int(rand() * len(first_names)), int(rand() * len(last_names))
-    phone = (f"+{_PHONE_PREFIXES[int(rand() * 3)]}{10 + int(rand() * 90)} "
-             f"{10 + int(rand() * 90)} {100 + int(rand() * 900)}" if rand() >= 0.05 else _NULL)
+    phone = (
+        f"+{_PHONE_PREFIXES[int(rand() * 3)]}{10 + int(rand() * 90)} "
+        f"{10 + int(rand() * 90)} {100 + int(rand() * 900)}"
+        if rand() >= 0.05
+        else _NULL
+    )
     email = f"{_EMAIL_PARTS[fi][li]}@{_DOMAINS[int(rand() * 2)]}" if rand() >= 0.1 else _NULL
     postcode, city = fakedata.CITIES[int(rand() * len(fakedata.CITIES))]
     roll = rand()
@@ -246,10 +300,12 @@ def _contact_line(rng: random.Random, contact_id: str, org_id: str,
     created = int(rand() * _TWO_YEARS)
     updated = created + int(rand() * _NINETY_DAYS)
     street = fakedata.STREETS[int(rand() * len(fakedata.STREETS))]
-    line = (f"{contact_id}\t{org_id}\t{chapter or _NULL}\t"
-            f"{first_names[fi]} {last_names[li]}\t{phone}\t{email}\t"
-            f"{street} {1 + int(rand() * 119)}, {postcode} {city}\t{status}\t"
-            f"{_ts(created)}\t{_ts(updated)}\n")
+    line = (
+        f"{contact_id}\t{org_id}\t{chapter or _NULL}\t"
+        f"{first_names[fi]} {last_names[li]}\t{phone}\t{email}\t"
+        f"{street} {1 + int(rand() * 119)}, {postcode} {city}\t{status}\t"
+        f"{_ts(created)}\t{_ts(updated)}\n"
+    )
     return line, created
 
 
@@ -266,8 +322,11 @@ def _contacts(plan: SeedPlan, people: _People, emit: Emit) -> Contacts:
         index = []
         for _ in range(plan.contacts[org_index]):
             contact_id = _uuid(rng)
-            chapter = (chapters[int(rng.random() * len(chapters))]
-                       if chapters and rng.random() >= 0.1 else None)
+            chapter = (
+                chapters[int(rng.random() * len(chapters))]
+                if chapters and rng.random() >= 0.1
+                else None
+            )
             by_chapter[chapter] += 1
             line, created = _contact_line(rng, contact_id, org.id, chapter)
             chunks.add(line)
@@ -275,8 +334,13 @@ def _contacts(plan: SeedPlan, people: _People, emit: Emit) -> Contacts:
             chunks.flush_if_full()
         made.append(index)
         people.organisations[org_index] = SeededOrganisation(
-            org.id, org.name, org.chapter_ids, org.chapter_names, plan.contacts[org_index],
-            by_chapter)
+            org.id,
+            org.name,
+            org.chapter_ids,
+            org.chapter_names,
+            plan.contacts[org_index],
+            by_chapter,
+        )
     chunks.flush()
     return made
 
@@ -293,10 +357,11 @@ def _notes(plan: SeedPlan, people: _People, contacts: Contacts, emit: Emit) -> i
                 body = sentences[int(rand() * len(sentences))]
                 if rand() < 0.5:
                     body = f"{body} {sentences[int(rand() * len(sentences))]}"
-                author = (authors[int(rand() * len(authors))] if authors and rand() >= 0.1
-                          else _NULL)
-                chunks.add(f"{_uuid(rng)}\t{contact_id}\t{org.id}\t{author}\t{body}\t"
-                           f"{_ts(at)}\t{_ts(at + int(rand() * 3600))}\n")
+                author = authors[int(rand() * len(authors))] if authors and rand() >= 0.1 else _NULL
+                chunks.add(
+                    f"{_uuid(rng)}\t{contact_id}\t{org.id}\t{author}\t{body}\t"
+                    f"{_ts(at)}\t{_ts(at + int(rand() * 3600))}\n"
+                )
             chunks.flush_if_full()
     chunks.flush()
     return chunks.count
@@ -311,8 +376,10 @@ def _assignments(plan: SeedPlan, people: _People, contacts: Contacts, emit: Emit
         for contact_id, created in contacts[org_index]:
             for i, assignee in enumerate(rng.sample(authors, per_contact)):
                 assigned = _ts(created + int(rng.random() * _NINETY_DAYS))
-                chunks.add(f"{_uuid(rng)}\t{contact_id}\t{org.id}\t{assignee}\t"
-                           f"{'primary' if i == 0 else 'backup'}\t{assigned}\t{assigned}\n")
+                chunks.add(
+                    f"{_uuid(rng)}\t{contact_id}\t{org.id}\t{assignee}\t"
+                    f"{'primary' if i == 0 else 'backup'}\t{assigned}\t{assigned}\n"
+                )
             chunks.flush_if_full()
     chunks.flush()
     return chunks.count
@@ -328,6 +395,7 @@ def generate(plan: SeedPlan, emit: Emit) -> tuple[SeedResult, list[UserRow]]:
     contacts = _contacts(plan, people, emit)
     notes = _notes(plan, people, contacts, emit)
     assignments = _assignments(plan, people, contacts, emit)
-    result = SeedResult(plan.seed, people.organisations, people.users, sum(plan.contacts),
-                        notes, assignments)
+    result = SeedResult(
+        plan.seed, people.organisations, people.users, sum(plan.contacts), notes, assignments
+    )
     return result, people.user_rows

@@ -64,8 +64,14 @@ class DevStack:
     call on this stack, oldest first.
     """
 
-    def __init__(self, *, max_rows: int, data_dir: str | Path | None, jwt_lifetime_s: int,
-                 jwt_secret: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        max_rows: int,
+        data_dir: str | Path | None,
+        jwt_lifetime_s: int,
+        jwt_secret: str | None,
+    ) -> None:
         # Use DevStack.start(): the constructor only sets attributes, it starts nothing.
         if max_rows < 1:
             raise ValueError("max_rows must be >= 1")
@@ -83,10 +89,12 @@ class DevStack:
         self.seeds: list[SeedResult] = []
         self._work_dir = Path(tempfile.mkdtemp(prefix="contactsync-devstack-"))
         persistent = data_dir is not None
-        pgdata = (Path(data_dir).expanduser().resolve() if data_dir is not None
-                  else self._work_dir / "pgdata")
-        self._postgres = PostgresProcess(pgdata,
-                                         temp_dir=None if persistent else self._work_dir)
+        pgdata = (
+            Path(data_dir).expanduser().resolve()
+            if data_dir is not None
+            else self._work_dir / "pgdata"
+        )
+        self._postgres = PostgresProcess(pgdata, temp_dir=None if persistent else self._work_dir)
         self._db: StackDatabase | None = None
         self._authenticator_password = secrets.token_urlsafe(24)
         self._loop: LoopThread | None = None
@@ -99,8 +107,14 @@ class DevStack:
     # --- lifecycle -----------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, *, max_rows: int = 1000, data_dir: str | Path | None = None,
-              jwt_lifetime_s: int = 3600, jwt_secret: str | None = None) -> DevStack:
+    def start(
+        cls,
+        *,
+        max_rows: int = 1000,
+        data_dir: str | Path | None = None,
+        jwt_lifetime_s: int = 3600,
+        jwt_secret: str | None = None,
+    ) -> DevStack:
         """Start PostgreSQL, apply the migrations, start PostgREST and the gateway.
 
         `max_rows` is PostgREST's ``db-max-rows``: the most rows one response returns.
@@ -113,16 +127,21 @@ class DevStack:
         install one.
         """
         started = time.perf_counter()
-        stack = cls(max_rows=max_rows, data_dir=data_dir, jwt_lifetime_s=jwt_lifetime_s,
-                    jwt_secret=jwt_secret)
+        stack = cls(
+            max_rows=max_rows,
+            data_dir=data_dir,
+            jwt_lifetime_s=jwt_lifetime_s,
+            jwt_secret=jwt_secret,
+        )
         atexit.register(stack.close)
         try:
             # Fail before starting anything if PostgREST is missing.
             postgrest_bin = find_postgrest()
             stack._start_database()
             stack._start_gateway()
-            stack._postgrest = PostgrestProcess(postgrest_bin, stack._work_dir / "postgrest.log",
-                                                stack._on_loop)
+            stack._postgrest = PostgrestProcess(
+                postgrest_bin, stack._work_dir / "postgrest.log", stack._on_loop
+            )
             stack.start_postgrest()
         except BaseException:
             stack.close()
@@ -138,15 +157,23 @@ class DevStack:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -163,8 +190,12 @@ class DevStack:
             return
         self._closed = True
         steps: list[Callable[[], None]] = [
-            self._stop_gateway, self.stop_postgrest, self._stop_loop, self._close_database,
-            self._postgres.stop, lambda: shutil.rmtree(self._work_dir, ignore_errors=True),
+            self._stop_gateway,
+            self.stop_postgrest,
+            self._stop_loop,
+            self._close_database,
+            self._postgres.stop,
+            lambda: shutil.rmtree(self._work_dir, ignore_errors=True),
         ]
         errors: list[BaseException] = []
         for step in steps:
@@ -221,10 +252,18 @@ class DevStack:
         self._loop = LoopThread(name=f"devstack-gateway-{id(self):x}")
 
         async def build() -> int:
-            self._auth = AuthService(conninfo=self.database_url, jwt_secret=self.jwt_secret,
-                                     issuer="", lifetime_s=lambda: self._jwt_lifetime_s)
-            self._gateway = Gateway(auth=self._auth, faults=self.faults, log=self.request_log,
-                                    api_keys=lambda: (self.anon_key, self.service_role_key))
+            self._auth = AuthService(
+                conninfo=self.database_url,
+                jwt_secret=self.jwt_secret,
+                issuer="",
+                lifetime_s=lambda: self._jwt_lifetime_s,
+            )
+            self._gateway = Gateway(
+                auth=self._auth,
+                faults=self.faults,
+                log=self.request_log,
+                api_keys=lambda: (self.anon_key, self.service_role_key),
+            )
             return await self._gateway.start()
 
         port = self._loop.run(build())
@@ -288,10 +327,15 @@ class DevStack:
                 self._stop_postgrest_locked()
             if max_rows is not None:
                 self.max_rows = max_rows
-            env = postgrest_env(os.environ, password=self._authenticator_password,
-                                socket_dir=self._postgres.socket_dir,
-                                jwt_secret=self.jwt_secret, max_rows=self.max_rows,
-                                port=free_port(), admin_port=free_port())
+            env = postgrest_env(
+                os.environ,
+                password=self._authenticator_password,
+                socket_dir=self._postgres.socket_dir,
+                jwt_secret=self.jwt_secret,
+                max_rows=self.max_rows,
+                port=free_port(),
+                admin_port=free_port(),
+            )
             self._gateway.rest_upstream = self._postgrest.start(env, timeout_s=timeout_s)
 
     def stop_postgrest(self) -> None:
@@ -339,21 +383,36 @@ class DevStack:
         lifetime = self._jwt_lifetime_s if lifetime_s is None else lifetime_s
         if lifetime <= 0:
             lifetime -= _POSTGREST_JWT_LEEWAY_S + 1
-        return make_user_access_token(self.jwt_secret, user_id=user_id, email=email,
-                                      session_id=session_id, lifetime_s=lifetime,
-                                      issuer=self._issuer)
+        return make_user_access_token(
+            self.jwt_secret,
+            user_id=user_id,
+            email=email,
+            session_id=session_id,
+            lifetime_s=lifetime,
+            issuer=self._issuer,
+        )
 
-    def create_user(self, email: str, password: str,
-                    memberships: Iterable[tuple[str, str | None, str]] = (), *,
-                    user_id: str | None = None) -> str:
+    def create_user(
+        self,
+        email: str,
+        password: str,
+        memberships: Iterable[tuple[str, str | None, str]] = (),
+        *,
+        user_id: str | None = None,
+    ) -> str:
         """Create an ``auth.users`` row (PBKDF2-hashed password) and memberships; return its id.
 
         ``memberships`` are ``(organisation_id, chapter_id or None, role)`` tuples.
         """
         return self._database.create_user(email, password, memberships, user_id=user_id)
 
-    def add_membership(self, user_id: str, organisation_id: str, chapter_id: str | None = None,
-                       role: str = "volunteer") -> None:
+    def add_membership(
+        self,
+        user_id: str,
+        organisation_id: str,
+        chapter_id: str | None = None,
+        role: str = "volunteer",
+    ) -> None:
         """Add (or replace) ``user_id``'s membership of ``organisation_id``."""
         self._database.add_membership(user_id, organisation_id, chapter_id, role)
 
@@ -367,10 +426,18 @@ class DevStack:
 
     # --- data ------------------------------------------------------------------------------------
 
-    def seed(self, *, organisations: int = 3, chapters_per_org: int = 2, users_per_org: int = 3,
-             contacts_per_org: int | Sequence[int] = 100, notes_per_contact: int = 3,
-             assignments_per_contact: int = 1, seed: int = 42,
-             password: str = DEMO_PASSWORD) -> SeedResult:
+    def seed(
+        self,
+        *,
+        organisations: int = 3,
+        chapters_per_org: int = 2,
+        users_per_org: int = 3,
+        contacts_per_org: int | Sequence[int] = 100,
+        notes_per_contact: int = 3,
+        assignments_per_contact: int = 1,
+        seed: int = 42,
+        password: str = DEMO_PASSWORD,
+    ) -> SeedResult:
         """Load a deterministic data set (see `seed` for what it contains).
 
         ``contacts_per_org`` is one count for every organisation or one per organisation.
@@ -379,9 +446,14 @@ class DevStack:
         Foreign-key triggers are skipped during the load (see `seed.load_seed`).
         """
         result = self._database.seed(
-            organisations=organisations, chapters_per_org=chapters_per_org,
-            users_per_org=users_per_org, contacts_per_org=contacts_per_org,
-            notes_per_contact=notes_per_contact, assignments_per_contact=assignments_per_contact,
-            seed=seed, password=password)
+            organisations=organisations,
+            chapters_per_org=chapters_per_org,
+            users_per_org=users_per_org,
+            contacts_per_org=contacts_per_org,
+            notes_per_contact=notes_per_contact,
+            assignments_per_contact=assignments_per_contact,
+            seed=seed,
+            password=password,
+        )
         self.seeds.append(result)
         return result

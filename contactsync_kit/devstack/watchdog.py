@@ -77,10 +77,19 @@ def spawn_watchdog(postmaster: int, work_dir: Path | None) -> subprocess.Popen[b
     """
     return subprocess.Popen(
         # -I: isolated, so the script's own folder (this package) is not put on sys.path.
-        [sys.executable, "-I", __file__, str(os.getpid()), str(postmaster),
-         "" if work_dir is None else str(work_dir)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-I",
+            __file__,
+            str(os.getpid()),
+            str(postmaster),
+            "" if work_dir is None else str(work_dir),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 if __name__ == "__main__":

@@ -57,12 +57,23 @@ _PHONE: Final = re.compile(r"\+?\d[\d ()-]{6,}\d")
 _FREE_TEXT: Final = ("summary", "action", "last_error_message", "message", "problem")
 #: Words the bundle writes whatever the data: the redaction mark and JSON's literals.
 _LITERAL_WORDS: Final = words_of(f"{_REDACTED} {json.dumps([None, True, False])}")
-_VERSIONS_OF: Final = ("contactsync_kit", "supabase", "postgrest", "supabase_auth", "httpx",
-                       "polars", "sqlalchemy")
+_VERSIONS_OF: Final = (
+    "contactsync_kit",
+    "supabase",
+    "postgrest",
+    "supabase_auth",
+    "httpx",
+    "polars",
+    "sqlalchemy",
+)
 
 
-def support_bundle(diagnosis: Diagnosis, cache: ContactCache, *, key: bytes | None = None,
-                   ) -> dict[str, Any]:
+def support_bundle(
+    diagnosis: Diagnosis,
+    cache: ContactCache,
+    *,
+    key: bytes | None = None,
+) -> dict[str, Any]:
     """The support bundle as a JSON-ready dict: diagnosis, sync log, versions and settings.
 
     Strings holding a personal value of the cache (folded; see the module docstring) are
@@ -77,8 +88,9 @@ def support_bundle(diagnosis: Diagnosis, cache: ContactCache, *, key: bytes | No
     return bundle
 
 
-def write_support_bundle(diagnosis: Diagnosis, cache: ContactCache, path: str | Path, *,
-                         key: bytes | None = None) -> Path:
+def write_support_bundle(
+    diagnosis: Diagnosis, cache: ContactCache, path: str | Path, *, key: bytes | None = None
+) -> Path:
     """Write `support_bundle` as one UTF-8 JSON file at `path` (a directory gets a dated name).
 
     The text as written is scanned again for every personal value of the cache, folded as
@@ -98,18 +110,23 @@ def write_support_bundle(diagnosis: Diagnosis, cache: ContactCache, path: str | 
     return target
 
 
-def _redacted_bundle(diagnosis: Diagnosis, cache: ContactCache, key: bytes | None,
-                     ) -> tuple[dict[str, Any], PersonalData]:
+def _redacted_bundle(
+    diagnosis: Diagnosis,
+    cache: ContactCache,
+    key: bytes | None,
+) -> tuple[dict[str, Any], PersonalData]:
     """The redacted bundle, and the guard it was redacted with (for the final scan)."""
-    bundle = _assemble(diagnosis, cache, key if key is not None
-                       else secrets.token_bytes(_KEY_BYTES))
+    bundle = _assemble(
+        diagnosis, cache, key if key is not None else secrets.token_bytes(_KEY_BYTES)
+    )
     user_id = diagnosis.session.user_id
-    guard = PersonalData([*personal_values(cache), *([user_id] if user_id else [])],
-                         personal_words(cache),
-                         ignore=_field_words(bundle) | _LITERAL_WORDS)
+    guard = PersonalData(
+        [*personal_values(cache), *([user_id] if user_id else [])],
+        personal_words(cache),
+        ignore=_field_words(bundle) | _LITERAL_WORDS,
+    )
     strings = _strings(bundle)
-    flagged = {text for text, hits in zip(strings, guard.found_in(strings), strict=True)
-               if hits}
+    flagged = {text for text, hits in zip(strings, guard.found_in(strings), strict=True) if hits}
     redacted: dict[str, Any] = _scrub(bundle, flagged)
     return redacted, guard
 
@@ -135,23 +152,26 @@ def _assemble(diagnosis: Diagnosis, cache: ContactCache, key: bytes) -> dict[str
             "cache_file": Path(cache.path).name,
             "in_memory_cache": cache.path == ":memory:",
         },
-        "session": {name: (value.isoformat() if isinstance(value, datetime) else value)
-                    for name, value in session.items()},
+        "session": {
+            name: (value.isoformat() if isinstance(value, datetime) else value)
+            for name, value in session.items()
+        },
         "diagnosis": {
             "organisations": _records(diagnosis.organisations),
             "tables": _records(diagnosis.tables),
             "differences": _records(diagnosis.differences),
         },
         "sync_log": _records(diagnosis.sync_log),
-        "cache_overview": _records(cache.overview().filter(
-            pl.col("organisation_id").is_in(orgs))),
+        "cache_overview": _records(cache.overview().filter(pl.col("organisation_id").is_in(orgs))),
     }
 
 
 def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return [
-        {name: (value.isoformat() if isinstance(value, datetime) else value)
-         for name, value in row.items()}
+        {
+            name: (value.isoformat() if isinstance(value, datetime) else value)
+            for name, value in row.items()
+        }
         for row in frame.iter_rows(named=True)
     ]
 
@@ -180,8 +200,9 @@ def _strings(value: Any) -> list[str]:
 def _field_words(value: Any) -> set[str]:
     """The words of every key: the bundle's own vocabulary, never personal."""
     if isinstance(value, dict):
-        return {word for name, item in value.items()
-                for word in words_of(name) | _field_words(item)}
+        return {
+            word for name, item in value.items() for word in words_of(name) | _field_words(item)
+        }
     if isinstance(value, list):
         return {word for item in value for word in _field_words(item)}
     return set()

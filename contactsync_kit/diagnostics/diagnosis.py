@@ -72,9 +72,18 @@ class Diagnosis:
     def verdicts(self) -> pl.DataFrame:
         """The short table a support person reads first."""
         return self.organisations.select(
-            "organisation_id", "verdict", "cause", "action", "cache_age_hours",
-            "last_success_at", "last_error_kind", "last_error_code", "missing_locally",
-            "gone_from_server", "newer_on_server")
+            "organisation_id",
+            "verdict",
+            "cause",
+            "action",
+            "cache_age_hours",
+            "last_success_at",
+            "last_error_kind",
+            "last_error_code",
+            "missing_locally",
+            "gone_from_server",
+            "newer_on_server",
+        )
 
     def verdict_for(self, organisation_id: str) -> Finding:
         """The finding for one organisation (KeyError when it was not diagnosed)."""
@@ -90,12 +99,16 @@ class Diagnosis:
         `names` maps organisation ids to names for the lines.
         """
         names = names or {}
-        lines = [f"diagnosis at {self.generated_at.isoformat(timespec='seconds')} "
-                 f"(threshold {format_age(self.threshold.total_seconds())})"]
+        lines = [
+            f"diagnosis at {self.generated_at.isoformat(timespec='seconds')} "
+            f"(threshold {format_age(self.threshold.total_seconds())})"
+        ]
         for row in self.organisations.iter_rows(named=True):
             org = names.get(row["organisation_id"], row["organisation_id"])
-            lines.append(f"{org}: {row['verdict'].upper()} ({row['cause']}) — "
-                         f"{row['summary']} → {row['action']}")
+            lines.append(
+                f"{org}: {row['verdict'].upper()} ({row['cause']}) — "
+                f"{row['summary']} → {row['action']}"
+            )
         return "\n".join(lines)
 
     def verdict_lines(self, names: Mapping[str, str] | None = None) -> str:
@@ -107,32 +120,46 @@ class Diagnosis:
         return "\n".join(
             f"{names.get(row['organisation_id'], row['organisation_id'])}: {row['verdict']} "
             f"({row['cause']}) → {row['action']}"
-            for row in self.organisations.iter_rows(named=True))
+            for row in self.organisations.iter_rows(named=True)
+        )
 
 
 class ServerReader(Protocol):
     """What `diagnose` needs from the server; `RemoteReader` is the real one."""
 
-    async def count(self, table: str,
-                    filters: list[Filter] | tuple[Filter, ...] = ()) -> int:
+    async def count(self, table: str, filters: list[Filter] | tuple[Filter, ...] = ()) -> int:
         """How many rows of `table` matching `filters` the user may see."""
         ...
 
-    async def rows(self, table: str, columns: str = "id",
-                   filters: list[Filter] | tuple[Filter, ...] = ()) -> list[dict[str, Any]]:
+    async def rows(
+        self, table: str, columns: str = "id", filters: list[Filter] | tuple[Filter, ...] = ()
+    ) -> list[dict[str, Any]]:
         """The `columns` of the rows of `table` matching `filters` the user may see."""
         ...
 
 
-_ROW_FRAME: Final = pl.Schema({"organisation_id": pl.String(), "table": pl.String(),
-                               "id": pl.String(), "updated_at": pl.String()})
-_COUNT_FRAME: Final = pl.Schema({"organisation_id": pl.String(), "table": pl.String(),
-                                 "server_rows": pl.Int64()})
+_ROW_FRAME: Final = pl.Schema(
+    {
+        "organisation_id": pl.String(),
+        "table": pl.String(),
+        "id": pl.String(),
+        "updated_at": pl.String(),
+    }
+)
+_COUNT_FRAME: Final = pl.Schema(
+    {"organisation_id": pl.String(), "table": pl.String(), "server_rows": pl.Int64()}
+)
 #: What the server check says per organisation, before the per-table facts are added.
-_CHECK_FRAME: Final = pl.Schema({"organisation_id": pl.String(), "last_synced_at": UTC_TS,
-                                 "server_checked": pl.Boolean(), "member": pl.Boolean(),
-                                 "server_error_kind": pl.String(),
-                                 "server_error_code": pl.String()})
+_CHECK_FRAME: Final = pl.Schema(
+    {
+        "organisation_id": pl.String(),
+        "last_synced_at": UTC_TS,
+        "server_checked": pl.Boolean(),
+        "member": pl.Boolean(),
+        "server_error_kind": pl.String(),
+        "server_error_code": pl.String(),
+    }
+)
 
 
 @dataclass
@@ -184,25 +211,31 @@ async def diagnose(
         .join(summarise_log(log), on="organisation_id", how="left")
     )
     return Diagnosis(
-        generated_at=now, threshold=threshold,
-        organisations=assess(facts, now=now, threshold=threshold), tables=tables,
+        generated_at=now,
+        threshold=threshold,
+        organisations=assess(facts, now=now, threshold=threshold),
+        tables=tables,
         differences=compare_rows(
-            local_rows.filter(pl.col("organisation_id").is_in(answered)), server_rows),
-        sync_log=normalise_log(log), session=session,
+            local_rows.filter(pl.col("organisation_id").is_in(answered)), server_rows
+        ),
+        sync_log=normalise_log(log),
+        session=session,
         server_url=str(client.supabase_url) if client is not None else None,
     )
 
 
-def _resolve(target: UserSession | tuple[AsyncClient | None, ContactCache],
-             ) -> tuple[AsyncClient | None, ContactCache, Clock | None]:
+def _resolve(
+    target: UserSession | tuple[AsyncClient | None, ContactCache],
+) -> tuple[AsyncClient | None, ContactCache, Clock | None]:
     if isinstance(target, tuple):
         client, cache = target
         return client, cache, None
     return target.client, target.cache, target.clock
 
 
-async def _check_session(client: AsyncClient | None, clock: Clock, reader: ServerReader | None,
-                         *, check_server: bool) -> tuple[SessionFacts, ServerReader | None]:
+async def _check_session(
+    client: AsyncClient | None, clock: Clock, reader: ServerReader | None, *, check_server: bool
+) -> tuple[SessionFacts, ServerReader | None]:
     """Who the session is, and the reader to ask the server with (None: do not ask)."""
     from ..remote import RemoteReader, SupabaseContactSource
     from ..session import bearer_token, inspect_token
@@ -215,20 +248,27 @@ async def _check_session(client: AsyncClient | None, clock: Clock, reader: Serve
     token = bearer_token(client)
     info = inspect_token(token) if token else None
     session = SessionFacts(
-        role=info.role if info else None, user_id=info.subject if info else None,
+        role=info.role if info else None,
+        user_id=info.subject if info else None,
         expires_at=info.expires_at if info else None,
         problem_kind=problem.kind.value if problem else None,
         problem_code=(problem.code or ("not_signed_in" if problem.kind == "auth" else None))
-        if problem else None,
-        problem=problem.message if problem else None)
+        if problem
+        else None,
+        problem=problem.message if problem else None,
+    )
     if problem is not None:
         # Every server question would fail the same way; the session problem is the verdict.
         return session, None
     return session, reader if reader is not None else RemoteReader(client)
 
 
-async def _organisations(wanted: str | Sequence[str] | None, cache: ContactCache,
-                         log: pl.DataFrame, reader: ServerReader | None) -> list[str]:
+async def _organisations(
+    wanted: str | Sequence[str] | None,
+    cache: ContactCache,
+    log: pl.DataFrame,
+    reader: ServerReader | None,
+) -> list[str]:
     """The organisations to diagnose.
 
     The wanted ones, or all that are cached, logged or (when the server is asked) the
@@ -251,18 +291,27 @@ async def _organisations(wanted: str | Sequence[str] | None, cache: ContactCache
     return sorted({org.lower() for org in found if org is not None})
 
 
-async def _local_side(cache: ContactCache, orgs: list[str],
-                      ) -> tuple[pl.DataFrame, dict[str, datetime | None]]:
+async def _local_side(
+    cache: ContactCache,
+    orgs: list[str],
+) -> tuple[pl.DataFrame, dict[str, datetime | None]]:
     """Ids and timestamps of every cached row of `orgs`, and when each last synced.
 
     The rows come as `_ROW_FRAME`. Personal columns are never loaded.
     """
+
     def read() -> tuple[pl.DataFrame, dict[str, datetime | None]]:
         frames = [
-            cache.read_table(table, org, columns=("id", "updated_at")).cast(pl.String())
-            .select(pl.lit(org, dtype=pl.String()).alias("organisation_id"),
-                    pl.lit(table, dtype=pl.String()).alias("table"), "id", "updated_at")
-            for org in orgs for table in DATA_TABLES
+            cache.read_table(table, org, columns=("id", "updated_at"))
+            .cast(pl.String())
+            .select(
+                pl.lit(org, dtype=pl.String()).alias("organisation_id"),
+                pl.lit(table, dtype=pl.String()).alias("table"),
+                "id",
+                "updated_at",
+            )
+            for org in orgs
+            for table in DATA_TABLES
         ]
         rows = pl.concat(frames) if frames else pl.DataFrame(schema=_ROW_FRAME)
         return rows, {org: cache.last_synced_at(org) for org in orgs}
@@ -291,8 +340,7 @@ async def _server_org(reader: ServerReader, org: str) -> _ServerOrg:
                 result.rows.append((org, table, str(row.get("id")), str(row.get("updated_at"))))
     except RemoteFailure as exc:
         result.error_kind = exc.error.kind.value
-        result.error_code = exc.error.code or (str(exc.error.status) if exc.error.status
-                                               else None)
+        result.error_code = exc.error.code or (str(exc.error.status) if exc.error.status else None)
         result.counts.clear()
         result.rows.clear()
     return result
@@ -301,16 +349,27 @@ async def _server_org(reader: ServerReader, org: str) -> _ServerOrg:
 def _server_frames(checks: list[_ServerOrg]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The answered organisations' rows (`_ROW_FRAME`) and exact counts (`_COUNT_FRAME`)."""
     answered = [check for check in checks if check.error_kind is None]
-    rows = pl.DataFrame([row for check in answered for row in check.rows], schema=_ROW_FRAME,
-                        orient="row")
+    rows = pl.DataFrame(
+        [row for check in answered for row in check.rows], schema=_ROW_FRAME, orient="row"
+    )
     counts = pl.DataFrame(
-        [(check.organisation_id, table, n) for check in answered
-         for table, n in check.counts.items()], schema=_COUNT_FRAME, orient="row")
+        [
+            (check.organisation_id, table, n)
+            for check in answered
+            for table, n in check.counts.items()
+        ],
+        schema=_COUNT_FRAME,
+        orient="row",
+    )
     return rows, counts
 
 
-def _check_frame(orgs: list[str], synced: Mapping[str, datetime | None],
-                 checks: list[_ServerOrg], session: SessionFacts) -> pl.DataFrame:
+def _check_frame(
+    orgs: list[str],
+    synced: Mapping[str, datetime | None],
+    checks: list[_ServerOrg],
+    session: SessionFacts,
+) -> pl.DataFrame:
     """One row per organisation: last sync and what the server check said (`_CHECK_FRAME`).
 
     Columns stay null where nothing is known: the server was not asked.
@@ -321,12 +380,18 @@ def _check_frame(orgs: list[str], synced: Mapping[str, datetime | None],
         check = by_org.get(org)
         record: dict[str, Any] = {"organisation_id": org, "last_synced_at": synced[org]}
         if check is not None:
-            record.update(server_checked=check.error_kind is None, member=check.member,
-                          server_error_kind=check.error_kind,
-                          server_error_code=check.error_code)
+            record.update(
+                server_checked=check.error_kind is None,
+                member=check.member,
+                server_error_kind=check.error_kind,
+                server_error_code=check.error_code,
+            )
         if session.problem_kind is not None:
-            record.update(server_checked=False, server_error_kind=session.problem_kind,
-                          server_error_code=session.problem_code)
+            record.update(
+                server_checked=False,
+                server_error_kind=session.problem_kind,
+                server_error_code=session.problem_code,
+            )
         records.append(record)
     return pl.DataFrame(records, schema=_CHECK_FRAME)
 
@@ -341,19 +406,30 @@ def _per_organisation(tables: pl.DataFrame, answered: list[str]) -> pl.DataFrame
     (unknown, not zero); an organisation the server answered for but shows nothing of gets
     zero server counts.
     """
+
     def of(table: str, column: str) -> pl.Expr:
         return pl.col(column).filter(pl.col("table") == table).first()
 
     folded = tables.group_by("organisation_id").agg(
-        *[of(table, f"{side}_rows").alias(f"{side}_{table}")
-          for table in DATA_TABLES for side in ("local", "server")],
-        *[pl.when(pl.col(status.value).is_not_null().any())
-          .then(pl.col(status.value).sum()).alias(status.value) for status in DiffStatus],
+        *[
+            of(table, f"{side}_rows").alias(f"{side}_{table}")
+            for table in DATA_TABLES
+            for side in ("local", "server")
+        ],
+        *[
+            pl.when(pl.col(status.value).is_not_null().any())
+            .then(pl.col(status.value).sum())
+            .alias(status.value)
+            for status in DiffStatus
+        ],
         pl.col("local_newest_updated_at").max(),
         pl.col("server_newest_updated_at").max(),
     )
     answered_here = pl.col("organisation_id").is_in(answered)
     return folded.with_columns(
-        pl.when(answered_here).then(pl.col(f"server_{table}").fill_null(0))
-        .otherwise(pl.col(f"server_{table}")).alias(f"server_{table}")
-        for table in DATA_TABLES)
+        pl.when(answered_here)
+        .then(pl.col(f"server_{table}").fill_null(0))
+        .otherwise(pl.col(f"server_{table}"))
+        .alias(f"server_{table}")
+        for table in DATA_TABLES
+    )

@@ -70,16 +70,18 @@ FACT_COLUMNS: Final[Mapping[str, pl.DataType]] = {
 }
 
 #: The per-organisation diagnosis frame: the facts plus age, verdict, cause and action.
-DIAGNOSIS_SCHEMA: Final = pl.Schema({
-    "organisation_id": pl.String(),
-    "verdict": pl.String(),
-    "cause": pl.String(),
-    "summary": pl.String(),
-    "action": pl.String(),
-    "cache_age_hours": pl.Float64(),
-    "stale": pl.Boolean(),
-    **{name: dtype for name, dtype in FACT_COLUMNS.items() if name != "organisation_id"},
-})
+DIAGNOSIS_SCHEMA: Final = pl.Schema(
+    {
+        "organisation_id": pl.String(),
+        "verdict": pl.String(),
+        "cause": pl.String(),
+        "summary": pl.String(),
+        "action": pl.String(),
+        "cache_age_hours": pl.Float64(),
+        "stale": pl.Boolean(),
+        **{name: dtype for name, dtype in FACT_COLUMNS.items() if name != "organisation_id"},
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,9 @@ class OrgFacts:
     @property
     def differing_rows(self) -> int:
         """Rows in the diff, of any status."""
-        return sum(v or 0 for v in (self.missing_locally, self.gone_from_server,
-                                    self.newer_on_server))
+        return sum(
+            v or 0 for v in (self.missing_locally, self.gone_from_server, self.newer_on_server)
+        )
 
     @property
     def synced_at(self) -> datetime | None:
@@ -161,8 +164,12 @@ class Finding:
     action: str
 
 
-def verdict(facts: OrgFacts, *, now: datetime, threshold: timedelta = DEFAULT_STALE_AFTER,
-            ) -> Finding:
+def verdict(
+    facts: OrgFacts,
+    *,
+    now: datetime,
+    threshold: timedelta = DEFAULT_STALE_AFTER,
+) -> Finding:
     """The plain-language verdict for one organisation. Pure: `now` is given, not read.
 
     Precedence, first match wins: a session problem or a failed last attempt (``failing``;
@@ -175,53 +182,74 @@ def verdict(facts: OrgFacts, *, now: datetime, threshold: timedelta = DEFAULT_ST
     if synced_at is None:
         return _failing(facts) or _never_synced(facts)
     age = now - synced_at
-    return (_failing(facts) or _revoked(facts, age, threshold) or _drifted(facts, age)
-            or _by_age(facts, age, threshold))
+    return (
+        _failing(facts)
+        or _revoked(facts, age, threshold)
+        or _drifted(facts, age)
+        or _by_age(facts, age, threshold)
+    )
 
 
 def _failure(kind: str | None, code: str | None, status: int | None, during: str) -> Finding:
     advice = advise(kind, code, status)
     code_text = f" [{code}]" if code else ""
-    return Finding(Verdict.FAILING, advice.cause, f"{during} failed: {advice.problem}{code_text}",
-                   advice.action)
+    return Finding(
+        Verdict.FAILING,
+        advice.cause,
+        f"{during} failed: {advice.problem}{code_text}",
+        advice.action,
+    )
 
 
 def _failing(facts: OrgFacts) -> Finding | None:
     # A session problem first: no sync can succeed until it is fixed.
     if facts.server_error_kind == "auth":
-        return _failure(facts.server_error_kind, facts.server_error_code, None,
-                        "checking the server")
+        return _failure(
+            facts.server_error_kind, facts.server_error_code, None, "checking the server"
+        )
     synced_at = facts.synced_at
     last_failed = facts.last_attempt_outcome not in (None, "success") and (
-        synced_at is None or facts.last_attempt_at is None or facts.last_attempt_at > synced_at)
+        synced_at is None or facts.last_attempt_at is None or facts.last_attempt_at > synced_at
+    )
     if last_failed:
-        finding = _failure(facts.last_error_kind, facts.last_error_code,
-                           facts.last_error_status, "the last sync")
+        finding = _failure(
+            facts.last_error_kind, facts.last_error_code, facts.last_error_status, "the last sync"
+        )
         failures = facts.failures_since_success or 1
         if failures > 1:
-            return Finding(finding.verdict, finding.cause,
-                           f"{finding.summary} ({failures} failed attempts in a row)",
-                           finding.action)
+            return Finding(
+                finding.verdict,
+                finding.cause,
+                f"{finding.summary} ({failures} failed attempts in a row)",
+                finding.action,
+            )
         return finding
     if facts.server_error_kind is not None:
-        return _failure(facts.server_error_kind, facts.server_error_code, None,
-                        "checking the server")
+        return _failure(
+            facts.server_error_kind, facts.server_error_code, None, "checking the server"
+        )
     return None
 
 
 def _never_synced(facts: OrgFacts) -> Finding:
     if facts.member is False:
-        return Finding(Verdict.NEVER_SYNCED, "not_a_member",
-                       "never synced, and the server does not show this user the organisation",
-                       "ask an organisation admin to add the user")
-    return Finding(Verdict.NEVER_SYNCED, "never_synced",
-                   "this organisation has never been synced on this device", SYNC_NOW)
+        return Finding(
+            Verdict.NEVER_SYNCED,
+            "not_a_member",
+            "never synced, and the server does not show this user the organisation",
+            "ask an organisation admin to add the user",
+        )
+    return Finding(
+        Verdict.NEVER_SYNCED,
+        "never_synced",
+        "this organisation has never been synced on this device",
+        SYNC_NOW,
+    )
 
 
 def _counts_differ(facts: OrgFacts) -> bool:
     server_rows = facts.server_rows
-    return facts.differing_rows > 0 or (server_rows is not None
-                                        and server_rows != facts.local_rows)
+    return facts.differing_rows > 0 or (server_rows is not None and server_rows != facts.local_rows)
 
 
 def _ago(age: timedelta) -> str:
@@ -231,52 +259,84 @@ def _ago(age: timedelta) -> str:
 def _revoked(facts: OrgFacts, age: timedelta, threshold: timedelta) -> Finding | None:
     if facts.member is not False:
         return None
-    state = (Verdict.DRIFTED if _counts_differ(facts)
-             else Verdict.STALE if age > threshold else Verdict.FRESH)
-    return Finding(state, ACCESS_REVOKED.cause,
-                   f"the server no longer shows this user the organisation; the cache still "
-                   f"holds {facts.local_rows} row(s) from a sync {_ago(age)}",
-                   ACCESS_REVOKED.action)
+    state = (
+        Verdict.DRIFTED
+        if _counts_differ(facts)
+        else Verdict.STALE
+        if age > threshold
+        else Verdict.FRESH
+    )
+    return Finding(
+        state,
+        ACCESS_REVOKED.cause,
+        f"the server no longer shows this user the organisation; the cache still "
+        f"holds {facts.local_rows} row(s) from a sync {_ago(age)}",
+        ACCESS_REVOKED.action,
+    )
 
 
 def _drifted(facts: OrgFacts, age: timedelta) -> Finding | None:
     if not _counts_differ(facts):
         return None
-    parts = [f"{count} {label}" for count, label in (
-        (facts.missing_locally, "on the server but not cached"),
-        (facts.gone_from_server, "cached but gone from the server"),
-        (facts.newer_on_server, "newer on the server"),
-    ) if count]
-    detail = ", ".join(parts) if parts else (
-        f"the server counts {facts.server_rows} row(s), the cache holds {facts.local_rows}")
-    return Finding(Verdict.DRIFTED, "server_changed",
-                   f"the server changed since the last sync {_ago(age)}: {detail}", SYNC_NOW)
+    parts = [
+        f"{count} {label}"
+        for count, label in (
+            (facts.missing_locally, "on the server but not cached"),
+            (facts.gone_from_server, "cached but gone from the server"),
+            (facts.newer_on_server, "newer on the server"),
+        )
+        if count
+    ]
+    detail = (
+        ", ".join(parts)
+        if parts
+        else (f"the server counts {facts.server_rows} row(s), the cache holds {facts.local_rows}")
+    )
+    return Finding(
+        Verdict.DRIFTED,
+        "server_changed",
+        f"the server changed since the last sync {_ago(age)}: {detail}",
+        SYNC_NOW,
+    )
 
 
 def _by_age(facts: OrgFacts, age: timedelta, threshold: timedelta) -> Finding:
     checked = "" if facts.server_checked else " (server not checked)"
     if age > threshold:
-        return Finding(Verdict.STALE, "older_than_threshold",
-                       f"last synced {_ago(age)}, over the "
-                       f"{format_age(threshold.total_seconds())} threshold{checked}", SYNC_NOW)
+        return Finding(
+            Verdict.STALE,
+            "older_than_threshold",
+            f"last synced {_ago(age)}, over the "
+            f"{format_age(threshold.total_seconds())} threshold{checked}",
+            SYNC_NOW,
+        )
     matches = "; the cache matches the server" if facts.server_checked else ""
-    return Finding(Verdict.FRESH, "up_to_date", f"last synced {_ago(age)}{matches}{checked}",
-                   "nothing to do")
+    return Finding(
+        Verdict.FRESH, "up_to_date", f"last synced {_ago(age)}{matches}{checked}", "nothing to do"
+    )
 
 
-def assess(facts: pl.DataFrame, *, now: datetime, threshold: timedelta = DEFAULT_STALE_AFTER,
-           ) -> pl.DataFrame:
+def assess(
+    facts: pl.DataFrame,
+    *,
+    now: datetime,
+    threshold: timedelta = DEFAULT_STALE_AFTER,
+) -> pl.DataFrame:
     """Add age, staleness and the verdict to a facts frame; returns `DIAGNOSIS_SCHEMA`.
 
     `facts` holds one row per organisation with (a subset of) the `OrgFacts` fields; missing
     columns are taken as unknown.
     """
-    facts = facts.select([
-        (pl.col(name) if name in facts.columns else pl.lit(None)).cast(dtype).alias(name)
-        for name, dtype in FACT_COLUMNS.items()
-    ])
-    findings = [verdict(OrgFacts.from_row(row), now=now, threshold=threshold)
-                for row in facts.iter_rows(named=True)]
+    facts = facts.select(
+        [
+            (pl.col(name) if name in facts.columns else pl.lit(None)).cast(dtype).alias(name)
+            for name, dtype in FACT_COLUMNS.items()
+        ]
+    )
+    findings = [
+        verdict(OrgFacts.from_row(row), now=now, threshold=threshold)
+        for row in facts.iter_rows(named=True)
+    ]
     synced = pl.coalesce(pl.col("last_synced_at"), pl.col("last_success_at"))
     age_hours = (pl.lit(now).cast(UTC_TS) - synced).dt.total_microseconds() / 3.6e9
     return (

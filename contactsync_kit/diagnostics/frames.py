@@ -40,42 +40,48 @@ class DiffStatus(enum.StrEnum):
 
 
 #: The row diff: ids and timestamps only.
-DIFF_SCHEMA: Final = pl.Schema({
-    "organisation_id": pl.String(),
-    "table": pl.String(),
-    "id": pl.String(),
-    "status": pl.String(),
-    "local_updated_at": UTC_TS,
-    "server_updated_at": UTC_TS,
-})
+DIFF_SCHEMA: Final = pl.Schema(
+    {
+        "organisation_id": pl.String(),
+        "table": pl.String(),
+        "id": pl.String(),
+        "status": pl.String(),
+        "local_updated_at": UTC_TS,
+        "server_updated_at": UTC_TS,
+    }
+)
 
 #: `summarise_log`'s output: one row per organisation in the sync log.
-LOG_SUMMARY_SCHEMA: Final = pl.Schema({
-    "organisation_id": pl.String(),
-    "attempts": pl.Int64(),
-    "last_attempt_at": UTC_TS,
-    "last_attempt_outcome": pl.String(),
-    "last_success_at": UTC_TS,
-    "failures_since_success": pl.Int64(),
-    "last_error_at": UTC_TS,
-    "last_error_kind": pl.String(),
-    "last_error_code": pl.String(),
-    "last_error_status": pl.Int64(),
-    "last_error_message": pl.String(),
-})
+LOG_SUMMARY_SCHEMA: Final = pl.Schema(
+    {
+        "organisation_id": pl.String(),
+        "attempts": pl.Int64(),
+        "last_attempt_at": UTC_TS,
+        "last_attempt_outcome": pl.String(),
+        "last_success_at": UTC_TS,
+        "failures_since_success": pl.Int64(),
+        "last_error_at": UTC_TS,
+        "last_error_kind": pl.String(),
+        "last_error_code": pl.String(),
+        "last_error_status": pl.Int64(),
+        "last_error_message": pl.String(),
+    }
+)
 
 #: Per organisation and table: counts, newest `updated_at` on each side, diff counts.
-TABLE_FACTS_SCHEMA: Final = pl.Schema({
-    "organisation_id": pl.String(),
-    "table": pl.String(),
-    "local_rows": pl.Int64(),
-    "server_rows": pl.Int64(),
-    "local_newest_updated_at": UTC_TS,
-    "server_newest_updated_at": UTC_TS,
-    "missing_locally": pl.Int64(),
-    "gone_from_server": pl.Int64(),
-    "newer_on_server": pl.Int64(),
-})
+TABLE_FACTS_SCHEMA: Final = pl.Schema(
+    {
+        "organisation_id": pl.String(),
+        "table": pl.String(),
+        "local_rows": pl.Int64(),
+        "server_rows": pl.Int64(),
+        "local_newest_updated_at": UTC_TS,
+        "server_newest_updated_at": UTC_TS,
+        "missing_locally": pl.Int64(),
+        "gone_from_server": pl.Int64(),
+        "newer_on_server": pl.Int64(),
+    }
+)
 
 #: The cache's ``sync_log`` table as `ContactCache.read_table` returns it.
 _SYNC_LOG_SCHEMA: Final = table_schema("sync_log")
@@ -90,11 +96,13 @@ def _normalise_rows(frame: pl.DataFrame, keys: list[str], side: str) -> pl.DataF
         stamp = pl.lit(None, dtype=UTC_TS)
     elif updated == pl.String():
         # The cache writes ...Z, PostgREST ...+00:00: parse both into one instant type.
-        stamp = pl.col("updated_at").str.to_datetime(time_zone="UTC", time_unit="us",
-                                                     strict=False)
+        stamp = pl.col("updated_at").str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
     elif isinstance(updated, pl.Datetime):
-        stamp = (pl.col("updated_at").dt.replace_time_zone("UTC") if updated.time_zone is None
-                 else pl.col("updated_at").dt.convert_time_zone("UTC")).dt.cast_time_unit("us")
+        stamp = (
+            pl.col("updated_at").dt.replace_time_zone("UTC")
+            if updated.time_zone is None
+            else pl.col("updated_at").dt.convert_time_zone("UTC")
+        ).dt.cast_time_unit("us")
     else:
         stamp = pl.col("updated_at").cast(UTC_TS)
     return frame.select(
@@ -115,21 +123,32 @@ def compare_rows(local: pl.DataFrame, server: pl.DataFrame) -> pl.DataFrame:
     cache) or ``newer_on_server`` (the server's ``updated_at`` is later or the cache's is
     unreadable). Rows that agree, and rows newer in the cache, are left out.
     """
-    keys: list[str] = [key for key in ("organisation_id", "table")
-                       if key in local.columns and key in server.columns]
+    keys: list[str] = [
+        key
+        for key in ("organisation_id", "table")
+        if key in local.columns and key in server.columns
+    ]
     joined = _normalise_rows(local, keys, "local").join(
-        _normalise_rows(server, keys, "server"), on=[*keys, "id"], how="full", coalesce=True,
+        _normalise_rows(server, keys, "server"),
+        on=[*keys, "id"],
+        how="full",
+        coalesce=True,
     )
     local_ts, server_ts = pl.col("local_updated_at"), pl.col("server_updated_at")
     status = (
-        pl.when(pl.col("_local").is_null()).then(pl.lit(DiffStatus.MISSING_LOCALLY.value))
-        .when(pl.col("_server").is_null()).then(pl.lit(DiffStatus.GONE_FROM_SERVER.value))
+        pl.when(pl.col("_local").is_null())
+        .then(pl.lit(DiffStatus.MISSING_LOCALLY.value))
+        .when(pl.col("_server").is_null())
+        .then(pl.lit(DiffStatus.GONE_FROM_SERVER.value))
         .when(server_ts.is_not_null() & (local_ts.is_null() | (server_ts > local_ts)))
         .then(pl.lit(DiffStatus.NEWER_ON_SERVER.value))
         .otherwise(pl.lit(None, dtype=pl.String()))
     )
-    missing_keys = [pl.lit(None, dtype=pl.String()).alias(key)
-                    for key in ("organisation_id", "table") if key not in keys]
+    missing_keys = [
+        pl.lit(None, dtype=pl.String()).alias(key)
+        for key in ("organisation_id", "table")
+        if key not in keys
+    ]
     return (
         joined.with_columns(status.alias("status"), *missing_keys)
         .filter(pl.col("status").is_not_null())
@@ -161,9 +180,13 @@ def summarise_log(sync_log: pl.DataFrame) -> pl.DataFrame:
     ``failures_since_success`` counts failed attempts after the last success (all of them
     when there was none).
     """
-    log = normalise_log(sync_log).with_columns(
-        pl.col("started_at").str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
-    ).sort(["organisation_id", "started_at", "id"], nulls_last=True)
+    log = (
+        normalise_log(sync_log)
+        .with_columns(
+            pl.col("started_at").str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
+        )
+        .sort(["organisation_id", "started_at", "id"], nulls_last=True)
+    )
     failure = pl.col("outcome") != "success"
     success = pl.col("outcome") == "success"
     last_success = pl.col("started_at").filter(success).max()
@@ -175,7 +198,9 @@ def summarise_log(sync_log: pl.DataFrame) -> pl.DataFrame:
             pl.col("outcome").last().alias("last_attempt_outcome"),
             last_success.alias("last_success_at"),
             (failure & (pl.col("started_at") > last_success).fill_null(True))
-            .sum().cast(pl.Int64()).alias("failures_since_success"),
+            .sum()
+            .cast(pl.Int64())
+            .alias("failures_since_success"),
             pl.col("started_at").filter(failure).last().alias("last_error_at"),
             pl.col("error_kind").filter(failure).last().alias("last_error_kind"),
             pl.col("error_code").filter(failure).last().alias("last_error_code"),
@@ -192,7 +217,9 @@ def summarise_log(sync_log: pl.DataFrame) -> pl.DataFrame:
 
 
 def table_facts(
-    local_rows: pl.DataFrame, server_rows: pl.DataFrame, server_counts: pl.DataFrame | None = None,
+    local_rows: pl.DataFrame,
+    server_rows: pl.DataFrame,
+    server_counts: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Counts, newest ``updated_at`` and diff counts per organisation and table.
 
@@ -207,34 +234,43 @@ def table_facts(
     server = _normalise_rows(server_rows, keys, "server")
     compared = local_rows.select([*keys, "id", "updated_at"])
     if server_counts is not None:
-        compared = compared.join(server_counts.select(keys).cast(pl.String()), on=keys,
-                                 how="semi")
+        compared = compared.join(server_counts.select(keys).cast(pl.String()), on=keys, how="semi")
     diff = compare_rows(compared, server_rows.select([*keys, "id", "updated_at"]))
     local_stats = local.group_by(keys).agg(
         pl.len().cast(pl.Int64()).alias("local_rows"),
-        pl.col("local_updated_at").max().alias("local_newest_updated_at"))
+        pl.col("local_updated_at").max().alias("local_newest_updated_at"),
+    )
     server_stats = server.group_by(keys).agg(
         pl.len().cast(pl.Int64()).alias("server_rows"),
-        pl.col("server_updated_at").max().alias("server_newest_updated_at"))
+        pl.col("server_updated_at").max().alias("server_newest_updated_at"),
+    )
     if server_counts is not None:
         server_stats = server_counts.select(
-            pl.col("organisation_id").cast(pl.String()), pl.col("table").cast(pl.String()),
+            pl.col("organisation_id").cast(pl.String()),
+            pl.col("table").cast(pl.String()),
             pl.col("server_rows").cast(pl.Int64()),
         ).join(server_stats.drop("server_rows"), on=keys, how="left")
     diff_counts = diff.group_by(keys).agg(
-        *[(pl.col("status") == status.value).sum().cast(pl.Int64()).alias(status.value)
-          for status in DiffStatus])
+        *[
+            (pl.col("status") == status.value).sum().cast(pl.Int64()).alias(status.value)
+            for status in DiffStatus
+        ]
+    )
     universe = pl.concat([local_stats.select(keys), server_stats.select(keys)]).unique()
-    checked = (pl.lit(True) if server_counts is None
-               else pl.col("server_rows").is_not_null())
+    checked = pl.lit(True) if server_counts is None else pl.col("server_rows").is_not_null()
     return (
         universe.join(local_stats, on=keys, how="left")
         .join(server_stats, on=keys, how="left")
         .join(diff_counts, on=keys, how="left")
         .with_columns(
             pl.col("local_rows").fill_null(0),
-            *[pl.when(checked).then(pl.col(status.value).fill_null(0))
-              .otherwise(None).alias(status.value) for status in DiffStatus],
+            *[
+                pl.when(checked)
+                .then(pl.col(status.value).fill_null(0))
+                .otherwise(None)
+                .alias(status.value)
+                for status in DiffStatus
+            ],
         )
         .select(list(TABLE_FACTS_SCHEMA))
         .cast(TABLE_FACTS_SCHEMA)

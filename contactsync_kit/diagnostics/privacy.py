@@ -34,8 +34,10 @@ __all__ = [
 # Reads the cache through `ContactCache`, not itself.
 __io__ = "none"
 
-_PERSONAL_COLUMNS: Final = {"contacts": ("full_name", "phone", "email", "address"),
-                            "notes": ("body",)}
+_PERSONAL_COLUMNS: Final = {
+    "contacts": ("full_name", "phone", "email", "address"),
+    "notes": ("body",),
+}
 # Words are taken only where a single word identifies someone. A note body's words are
 # everyday words ("phoned", "visit", "server"): matched alone they would flag the kit's own
 # text, so a note body is matched whole.
@@ -67,20 +69,27 @@ def _folded(texts: Iterable[str | None]) -> pl.Series:
     return pl.Series([None if t is None else fold(t) for t in texts], dtype=pl.String())
 
 
-def _column_values(cache: ContactCache, columns: Mapping[str, tuple[str, ...]],
-                   organisation_ids: Sequence[str] | None) -> pl.Series:
+def _column_values(
+    cache: ContactCache,
+    columns: Mapping[str, tuple[str, ...]],
+    organisation_ids: Sequence[str] | None,
+) -> pl.Series:
     orgs: list[str | None] = list(organisation_ids) if organisation_ids else [None]
     frames = [
         frame.select(pl.col(column).cast(pl.String()).alias("value"))
-        for table, wanted in columns.items() for org in orgs
-        for frame in [cache.read_table(table, org, columns=wanted)] for column in wanted
+        for table, wanted in columns.items()
+        for org in orgs
+        for frame in [cache.read_table(table, org, columns=wanted)]
+        for column in wanted
     ]
     values = pl.concat(frames).get_column("value") if frames else pl.Series([], dtype=pl.String)
     return values.drop_nulls().unique()
 
 
-def personal_values(cache: ContactCache, organisation_ids: Sequence[str] | None = None,
-                    ) -> list[str]:
+def personal_values(
+    cache: ContactCache,
+    organisation_ids: Sequence[str] | None = None,
+) -> list[str]:
     """Every distinct personal value in the cache (names, phones, emails, addresses, notes).
 
     Used to prove a text holds none of them; the values themselves never leave memory.
@@ -89,8 +98,10 @@ def personal_values(cache: ContactCache, organisation_ids: Sequence[str] | None 
     return sorted(values.filter(values.str.strip_chars().str.len_chars() >= _MIN_LENGTH))
 
 
-def personal_words(cache: ContactCache, organisation_ids: Sequence[str] | None = None,
-                   ) -> list[str]:
+def personal_words(
+    cache: ContactCache,
+    organisation_ids: Sequence[str] | None = None,
+) -> list[str]:
     """Every distinct word of four or more letters in the cache's personal columns.
 
     The columns are names, emails and addresses; words are folded (`fold`):
@@ -111,8 +122,9 @@ class PersonalData:
     every bundle; a longer value holding that word still is.
     """
 
-    def __init__(self, values: Iterable[str] = (), words: Iterable[str] = (), *,
-                 ignore: Iterable[str] = ()) -> None:
+    def __init__(
+        self, values: Iterable[str] = (), words: Iterable[str] = (), *, ignore: Iterable[str] = ()
+    ) -> None:
         ignored = {fold(w) for w in ignore}
         self._by_fold: dict[str, str] = {}
         for value in sorted(values):
@@ -124,17 +136,23 @@ class PersonalData:
 
     def found_in(self, texts: Sequence[str]) -> list[list[str]]:
         """For each text, the distinct values (as given) and words (folded) found, sorted."""
-        values = (pl.col("text").str.extract_many(list(self._by_fold), overlapping=True)
-                  if self._by_fold else pl.lit([], dtype=pl.List(pl.String())))
+        values = (
+            pl.col("text").str.extract_many(list(self._by_fold), overlapping=True)
+            if self._by_fold
+            else pl.lit([], dtype=pl.List(pl.String()))
+        )
         frame = pl.DataFrame({"text": _folded(texts)}).select(
             "text",
             values.alias("values"),  # Aho-Corasick: one pass whatever the number of values
-            pl.col("text").str.extract_all(_LETTERS)
-            .list.eval(pl.element().filter(pl.element().is_in(self._words))).alias("words"),
+            pl.col("text")
+            .str.extract_all(_LETTERS)
+            .list.eval(pl.element().filter(pl.element().is_in(self._words)))
+            .alias("words"),
         )
-        return [sorted({self._by_fold[v] for v in set(candidates) if _bounded(v, text)}
-                       | set(words))
-                for text, candidates, words in frame.iter_rows()]
+        return [
+            sorted({self._by_fold[v] for v in set(candidates) if _bounded(v, text)} | set(words))
+            for text, candidates, words in frame.iter_rows()
+        ]
 
     def found(self, text: str) -> list[str]:
         """The distinct values (as given) and words (folded) found in `text`, sorted."""
@@ -146,8 +164,9 @@ def _bounded(value: str, text: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text) is not None
 
 
-def find_personal_values(text: str, values: Sequence[str], words: Collection[str] = (), *,
-                         ignore: Collection[str] = ()) -> list[str]:
+def find_personal_values(
+    text: str, values: Sequence[str], words: Collection[str] = (), *, ignore: Collection[str] = ()
+) -> list[str]:
     """The distinct `values` and `words` that occur in `text`, case- and accent-folded.
 
     A value or word matches where it stands on its own, not inside a longer word (see

@@ -18,8 +18,11 @@ if TYPE_CHECKING:
 __all__ = ["CallerPlan", "Collected", "RequestCounter", "anon_reader"]
 
 
-async def anon_reader(url: str, key: str, counter: RequestCounter | None = None,
-                      ) -> RemoteReader:
+async def anon_reader(
+    url: str,
+    key: str,
+    counter: RequestCounter | None = None,
+) -> RemoteReader:
     """A `RemoteReader` on a client holding only the anon (publishable) key — no sign-in.
 
     Refuses RLS-bypassing keys like `session.sign_in` does. `counter` counts its requests.

@@ -14,8 +14,13 @@ from .frames import MEMBERS_SCHEMA, SURFACE_SCHEMA, UNIVERSE_SCHEMA
 from .lint import PolicyCatalog, lint_policies
 from .truth import AuditUser, GroundTruth, members_frame, with_recorded_memberships
 
-__all__ = ["exposed_schemas", "fetch_policy_catalog", "fetch_surface",
-           "ground_truth_from_database", "lint_database"]
+__all__ = [
+    "exposed_schemas",
+    "fetch_policy_catalog",
+    "fetch_surface",
+    "ground_truth_from_database",
+    "lint_database",
+]
 
 _S = pl.String()
 _B = pl.Boolean()
@@ -54,7 +59,10 @@ def _like_pattern(postgrest_pattern: str) -> str:
 
 
 def ground_truth_from_database(
-    database_url: str, users: Iterable[Any], organisation_ids: Sequence[str], *,
+    database_url: str,
+    users: Iterable[Any],
+    organisation_ids: Sequence[str],
+    *,
     search_pattern: str = "*a*",
 ) -> GroundTruth:
     """Read the ground truth as superuser: ids of every row of *every* organisation, the
@@ -75,12 +83,16 @@ def ground_truth_from_database(
     with psycopg.connect(database_url, autocommit=True) as conn:
         rows = conn.execute(_UNIVERSE_SQL, {"pattern": _like_pattern(search_pattern)}).fetchall()
         ids: dict[str, str] = {
-            str(email): str(user_id) for email, user_id in conn.execute(
-                "SELECT email, id::text FROM auth.users WHERE email = ANY(%s)", (emails,))}
+            str(email): str(user_id)
+            for email, user_id in conn.execute(
+                "SELECT email, id::text FROM auth.users WHERE email = ANY(%s)", (emails,)
+            )
+        }
         recorded = conn.execute(_MEMBERSHIPS_SQL, (emails,)).fetchall()
     names = {u.email: u.name for u in audit_users}
-    recorded_frame = pl.DataFrame([(names[email], *rest) for email, *rest in recorded],
-                                  schema=MEMBERS_SCHEMA, orient="row")
+    recorded_frame = pl.DataFrame(
+        [(names[email], *rest) for email, *rest in recorded], schema=MEMBERS_SCHEMA, orient="row"
+    )
     universe = pl.DataFrame(rows, schema=UNIVERSE_SCHEMA, orient="row")
     members = with_recorded_memberships(members_frame(audit_users, ids), recorded_frame, orgs)
     return GroundTruth(universe=universe, members=members, search_pattern=search_pattern)
@@ -161,8 +173,9 @@ def _read_schemas(conn: Any) -> tuple[str, ...]:
 
 # Roles the API hands requests to; a grant to PUBLIC reaches them too (has_*_privilege sees it).
 _API_ROLES: Final = "(VALUES ('anon'), ('authenticated')) AS api(role)"
-_NOT_EXTENSION: Final = ("NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = {oid} "
-                         "AND d.deptype = 'e')")
+_NOT_EXTENSION: Final = (
+    "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = {oid} AND d.deptype = 'e')"
+)
 _RELATIONS_SQL: Final = f"""
     SELECT n.nspname, c.relname,
            CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
@@ -222,7 +235,8 @@ def _surface_frame(rows: list[tuple[Any, ...]]) -> pl.DataFrame:
         roles = sorted(g.split(":", 1)[0] for g in grants.split(" "))
         shaped.append((schema, name, kind, roles, grants, *rest))
     return pl.DataFrame(shaped, schema=SURFACE_SCHEMA, orient="row").sort(
-        ["schema", "kind", "name"])
+        ["schema", "kind", "name"]
+    )
 
 
 def fetch_surface(database_url: str, schemas: Sequence[str] | None = None) -> pl.DataFrame:
@@ -234,8 +248,10 @@ def fetch_surface(database_url: str, schemas: Sequence[str] | None = None) -> pl
     return fetch_policy_catalog(database_url, schemas).surface
 
 
-def fetch_policy_catalog(database_url: str, schemas: Sequence[str] | None = None,
-                         ) -> PolicyCatalog:
+def fetch_policy_catalog(
+    database_url: str,
+    schemas: Sequence[str] | None = None,
+) -> PolicyCatalog:
     """Read tables, policies, indexes and the exposed surface of the exposed `schemas` from
     the catalog. Without `schemas` they are read from the database (`exposed_schemas`);
     when it does not say, ``public`` is assumed and the lint reports it.
@@ -248,16 +264,35 @@ def fetch_policy_catalog(database_url: str, schemas: Sequence[str] | None = None
         tables = conn.execute(_TABLES_SQL, (wanted,)).fetchall()
         policies = conn.execute(_POLICIES_SQL, (wanted,)).fetchall()
         indexes = conn.execute(_INDEXES_SQL, (wanted,)).fetchall()
-        surface = [*conn.execute(_RELATIONS_SQL, {"schemas": wanted}).fetchall(),
-                   *conn.execute(_FUNCTIONS_SQL, {"schemas": wanted}).fetchall()]
+        surface = [
+            *conn.execute(_RELATIONS_SQL, {"schemas": wanted}).fetchall(),
+            *conn.execute(_FUNCTIONS_SQL, {"schemas": wanted}).fetchall(),
+        ]
     return PolicyCatalog(
-        tables=pl.DataFrame(tables, orient="row", schema={
-            "schema": _S, "table": _S, "rls_enabled": _B, "columns": _STRINGS}),
-        policies=pl.DataFrame(policies, orient="row", schema={
-            "schema": _S, "table": _S, "policy": _S, "permissive": _S, "roles": _STRINGS,
-            "command": _S, "using": _S, "with_check": _S}),
-        indexes=pl.DataFrame(indexes, orient="row", schema={
-            "schema": _S, "table": _S, "index": _S, "columns": _STRINGS}),
+        tables=pl.DataFrame(
+            tables,
+            orient="row",
+            schema={"schema": _S, "table": _S, "rls_enabled": _B, "columns": _STRINGS},
+        ),
+        policies=pl.DataFrame(
+            policies,
+            orient="row",
+            schema={
+                "schema": _S,
+                "table": _S,
+                "policy": _S,
+                "permissive": _S,
+                "roles": _STRINGS,
+                "command": _S,
+                "using": _S,
+                "with_check": _S,
+            },
+        ),
+        indexes=pl.DataFrame(
+            indexes,
+            orient="row",
+            schema={"schema": _S, "table": _S, "index": _S, "columns": _STRINGS},
+        ),
         surface=_surface_frame(surface),
         exposed_schemas=tuple(wanted),
         schemas_known=bool(found),

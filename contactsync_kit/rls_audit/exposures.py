@@ -13,9 +13,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Exposure", "chapter_rule_dropped", "definer_function", "definer_view",
-           "materialised_view", "members_readable_by_all", "open_organisation", "planted",
-           "tautology"]
+__all__ = [
+    "Exposure",
+    "chapter_rule_dropped",
+    "definer_function",
+    "definer_view",
+    "materialised_view",
+    "members_readable_by_all",
+    "open_organisation",
+    "planted",
+    "tautology",
+]
 
 
 class _Stack(Protocol):
@@ -55,64 +63,78 @@ def open_organisation(organisation_id: str, *, role: str = "authenticated") -> E
         f"organisation opened to {role}",
         f"{grant}CREATE POLICY planted_open ON public.contacts FOR SELECT TO {role} "
         f"USING (organisation_id = '{organisation_id}')",
-        f"DROP POLICY IF EXISTS planted_open ON public.contacts{revoke}")
+        f"DROP POLICY IF EXISTS planted_open ON public.contacts{revoke}",
+    )
 
 
 def tautology(expression: str) -> Exposure:
     """A permissive select policy on contacts whose expression never constrains the row."""
-    return Exposure(f"USING ({expression})",
-                    "CREATE POLICY planted_tautology ON public.contacts FOR SELECT "
-                    f"TO authenticated USING ({expression})",
-                    "DROP POLICY IF EXISTS planted_tautology ON public.contacts")
+    return Exposure(
+        f"USING ({expression})",
+        "CREATE POLICY planted_tautology ON public.contacts FOR SELECT "
+        f"TO authenticated USING ({expression})",
+        "DROP POLICY IF EXISTS planted_tautology ON public.contacts",
+    )
 
 
 def definer_view() -> Exposure:
     """A plain view over contacts granted to ``authenticated``: it runs as its owner."""
-    return Exposure("definer view",
-                    "CREATE VIEW public.planted_contacts AS SELECT id, organisation_id "
-                    "FROM public.contacts; "
-                    "GRANT SELECT ON public.planted_contacts TO authenticated",
-                    "DROP VIEW IF EXISTS public.planted_contacts", api_path="planted_contacts")
+    return Exposure(
+        "definer view",
+        "CREATE VIEW public.planted_contacts AS SELECT id, organisation_id "
+        "FROM public.contacts; "
+        "GRANT SELECT ON public.planted_contacts TO authenticated",
+        "DROP VIEW IF EXISTS public.planted_contacts",
+        api_path="planted_contacts",
+    )
 
 
 def materialised_view() -> Exposure:
     """A materialised view of contact ids granted to ``authenticated``: it has no RLS."""
-    return Exposure("materialised view",
-                    "CREATE MATERIALIZED VIEW public.planted_contact_ids AS "
-                    "SELECT id, organisation_id FROM public.contacts; "
-                    "GRANT SELECT ON public.planted_contact_ids TO authenticated",
-                    "DROP MATERIALIZED VIEW IF EXISTS public.planted_contact_ids",
-                    api_path="planted_contact_ids")
+    return Exposure(
+        "materialised view",
+        "CREATE MATERIALIZED VIEW public.planted_contact_ids AS "
+        "SELECT id, organisation_id FROM public.contacts; "
+        "GRANT SELECT ON public.planted_contact_ids TO authenticated",
+        "DROP MATERIALIZED VIEW IF EXISTS public.planted_contact_ids",
+        api_path="planted_contact_ids",
+    )
 
 
 def definer_function() -> Exposure:
     """A ``SECURITY DEFINER`` function returning every contact, callable by the API roles
     (PostgreSQL grants EXECUTE to PUBLIC by default) and with no fixed ``search_path``.
     """
-    return Exposure("SECURITY DEFINER function",
-                    "CREATE FUNCTION public.planted_contacts_fn() RETURNS SETOF public.contacts "
-                    "LANGUAGE sql STABLE SECURITY DEFINER AS $$ SELECT * FROM public.contacts $$",
-                    "DROP FUNCTION IF EXISTS public.planted_contacts_fn()",
-                    api_path="rpc/planted_contacts_fn")
+    return Exposure(
+        "SECURITY DEFINER function",
+        "CREATE FUNCTION public.planted_contacts_fn() RETURNS SETOF public.contacts "
+        "LANGUAGE sql STABLE SECURITY DEFINER AS $$ SELECT * FROM public.contacts $$",
+        "DROP FUNCTION IF EXISTS public.planted_contacts_fn()",
+        api_path="rpc/planted_contacts_fn",
+    )
 
 
 def members_readable_by_all() -> Exposure:
     """``organisation_members`` readable by anon and every signed-in user."""
-    return Exposure("memberships readable by all",
-                    "GRANT SELECT ON public.organisation_members TO anon; "
-                    "CREATE POLICY planted_members ON public.organisation_members FOR SELECT "
-                    "TO anon, authenticated USING (true)",
-                    "DROP POLICY IF EXISTS planted_members ON public.organisation_members; "
-                    "REVOKE SELECT ON public.organisation_members FROM anon")
+    return Exposure(
+        "memberships readable by all",
+        "GRANT SELECT ON public.organisation_members TO anon; "
+        "CREATE POLICY planted_members ON public.organisation_members FOR SELECT "
+        "TO anon, authenticated USING (true)",
+        "DROP POLICY IF EXISTS planted_members ON public.organisation_members; "
+        "REVOKE SELECT ON public.organisation_members FROM anon",
+    )
 
 
 def chapter_rule_dropped() -> Exposure:
     """The contacts policy without its chapter rule: chapter-bound members see their whole
     organisation.
     """
-    return Exposure("chapter rule dropped",
-                    "organisation_id IN (SELECT private.member_organisation_ids())",
-                    replaces=("contacts", "contacts_select_scope"))
+    return Exposure(
+        "chapter rule dropped",
+        "organisation_id IN (SELECT private.member_organisation_ids())",
+        replaces=("contacts", "contacts_select_scope"),
+    )
 
 
 @contextmanager
@@ -121,8 +143,12 @@ def planted(stack: _Stack, exposure: Exposure, *, timeout_s: float = 30) -> Iter
     apply_sql, undo_sql = exposure.apply_sql, exposure.undo_sql
     if exposure.replaces is not None:
         table, policy = exposure.replaces
-        [(original,)] = stack.sql("SELECT qual FROM pg_policies WHERE schemaname = 'public' "
-                                  "AND tablename = %s AND policyname = %s", table, policy)
+        [(original,)] = stack.sql(
+            "SELECT qual FROM pg_policies WHERE schemaname = 'public' "
+            "AND tablename = %s AND policyname = %s",
+            table,
+            policy,
+        )
         apply_sql = f"ALTER POLICY {policy} ON public.{table} USING ({exposure.apply_sql})"
         undo_sql = f"ALTER POLICY {policy} ON public.{table} USING ({original})"
     stack.sql(apply_sql)
@@ -143,9 +169,11 @@ def _wait_until_served(stack: _Stack, api_path: str, timeout_s: float) -> None:
     key = stack.service_role_key
     deadline = time.monotonic() + timeout_s
     while True:
-        status = httpx.get(f"{stack.url}/rest/v1/{api_path}", params={"limit": "0"},
-                           headers={"apikey": key, "Authorization": f"Bearer {key}"}
-                           ).status_code
+        status = httpx.get(
+            f"{stack.url}/rest/v1/{api_path}",
+            params={"limit": "0"},
+            headers={"apikey": key, "Authorization": f"Bearer {key}"},
+        ).status_code
         if status != 404:
             return
         if time.monotonic() > deadline:

@@ -19,9 +19,11 @@ _WRAPPED_AUTH_CALL: Final = re.compile(r"SELECT\s+auth\.(uid|jwt|role)\(\)", re.
 _STRING_LITERAL: Final = re.compile(r"'(?:[^']|'')*'")
 # auth.role() names a role, not a person: `auth.role() = 'authenticated'` admits everyone.
 _CALLER: Final = re.compile(
-    r"\bauth\.(uid|jwt)\(\)|\bcurrent_user\b|\bsession_user\b|request\.jwt", re.IGNORECASE)
-_HELPER_CALL: Final = re.compile(r"(?<![\w.])(?!pg_catalog\.|auth\.)[a-z_]\w*\.[a-z_]\w*\s*\(",
-                                 re.IGNORECASE)
+    r"\bauth\.(uid|jwt)\(\)|\bcurrent_user\b|\bsession_user\b|request\.jwt", re.IGNORECASE
+)
+_HELPER_CALL: Final = re.compile(
+    r"(?<![\w.])(?!pg_catalog\.|auth\.)[a-z_]\w*\.[a-z_]\w*\s*\(", re.IGNORECASE
+)
 
 
 def is_true(expression: str | None) -> bool:

@@ -58,4 +58,3 @@ def export_report(report: AuditReport, directory: str | Path) -> dict[str, Path]
         report.lint.write_csv(paths["lint_csv"])
     paths["summary_md"].write_text(summary_markdown(report), encoding="utf-8")
     return paths
-

@@ -31,8 +31,14 @@ __all__ = [
     "Probe",
 ]
 
-AUDIT_TABLES: Final = ("organisations", "chapters", "organisation_members", "contacts", "notes",
-                       "contact_assignments")
+AUDIT_TABLES: Final = (
+    "organisations",
+    "chapters",
+    "organisation_members",
+    "contacts",
+    "notes",
+    "contact_assignments",
+)
 
 #: The label of the probe run with the anon key alone (no user signed in).
 ANON_USER: Final = "anon (no sign-in)"
@@ -64,8 +70,9 @@ ALL_ORGANISATIONS: Final = "*"
 #: Probes whose run holds a number rather than rows.
 COUNT_PROBES: Final = frozenset({Probe.COUNT.value, Probe.ALL_COUNT.value})
 #: Probes not filtered by organisation, whose rows are attributed to their own organisation.
-UNFILTERED_PROBES: Final = frozenset({Probe.ALL_ROWS.value, Probe.ALL_SEARCH.value,
-                                      Probe.ALL_EMBEDDED.value, Probe.SURFACE.value})
+UNFILTERED_PROBES: Final = frozenset(
+    {Probe.ALL_ROWS.value, Probe.ALL_SEARCH.value, Probe.ALL_EMBEDDED.value, Probe.SURFACE.value}
+)
 
 
 #: Which probes run on which table. ``organisation_members`` gets the plain select and count
@@ -101,61 +108,140 @@ _B = pl.Boolean()
 #: contact's chapter); ``user_id`` is set for ``organisation_members`` rows, whose ``id`` is
 #: ``"<user_id>:<organisation_id>"`` (the table's key); ``name_match`` says whether a contact
 #: matches the search pattern.
-UNIVERSE_SCHEMA: Final = pl.Schema({
-    "table": _S, "organisation_id": _S, "id": _S, "chapter_id": _S, "contact_id": _S,
-    "user_id": _S, "name_match": _B,
-})
+UNIVERSE_SCHEMA: Final = pl.Schema(
+    {
+        "table": _S,
+        "organisation_id": _S,
+        "id": _S,
+        "chapter_id": _S,
+        "contact_id": _S,
+        "user_id": _S,
+        "name_match": _B,
+    }
+)
 #: The users' expected memberships: ``chapter_id`` null means the whole organisation.
-MEMBERS_SCHEMA: Final = pl.Schema({
-    "user": _S, "user_id": _S, "organisation_id": _S, "chapter_id": _S, "role": _S,
-})
+MEMBERS_SCHEMA: Final = pl.Schema(
+    {
+        "user": _S,
+        "user_id": _S,
+        "organisation_id": _S,
+        "chapter_id": _S,
+        "role": _S,
+    }
+)
 #: The rows each user should see.
 EXPECTED_SCHEMA: Final = pl.Schema({"user": _S, "table": _S, "organisation_id": _S, "id": _S})
 #: One probe request's outcome (``count`` only for the count probe).
-RUNS_SCHEMA: Final = pl.Schema({
-    "user": _S, "organisation_id": _S, "table": _S, "probe": _S, "count": _I,
-    "error_kind": _S, "error_code": _S, "denied": _B,
-})
+RUNS_SCHEMA: Final = pl.Schema(
+    {
+        "user": _S,
+        "organisation_id": _S,
+        "table": _S,
+        "probe": _S,
+        "count": _I,
+        "error_kind": _S,
+        "error_code": _S,
+        "denied": _B,
+    }
+)
 #: The rows a probe returned: ids, the organisation the row says it belongs to and, for
 #: embedded rows, their parent contact's id and organisation.
-OBSERVED_SCHEMA: Final = pl.Schema({
-    "user": _S, "organisation_id": _S, "table": _S, "probe": _S, "id": _S,
-    "row_organisation_id": _S, "contact_id": _S, "parent_id": _S, "parent_organisation_id": _S,
-})
+OBSERVED_SCHEMA: Final = pl.Schema(
+    {
+        "user": _S,
+        "organisation_id": _S,
+        "table": _S,
+        "probe": _S,
+        "id": _S,
+        "row_organisation_id": _S,
+        "contact_id": _S,
+        "parent_id": _S,
+        "parent_organisation_id": _S,
+    }
+)
 #: The ids a ``foreign_ids`` probe asked for.
-REQUESTED_SCHEMA: Final = pl.Schema({
-    "user": _S, "organisation_id": _S, "table": _S, "probe": _S, "id": _S,
-})
+REQUESTED_SCHEMA: Final = pl.Schema(
+    {
+        "user": _S,
+        "organisation_id": _S,
+        "table": _S,
+        "probe": _S,
+        "id": _S,
+    }
+)
 #: The audit matrix.
-MATRIX_SCHEMA: Final = pl.Schema({
-    "user": _S, "organisation_id": _S, "access": _S, "table": _S, "probe": _S,
-    "visible": _I, "expected": _I, "leaked": _I, "missing": _I, "error": _S, "verdict": _S,
-})
+MATRIX_SCHEMA: Final = pl.Schema(
+    {
+        "user": _S,
+        "organisation_id": _S,
+        "access": _S,
+        "table": _S,
+        "probe": _S,
+        "visible": _I,
+        "expected": _I,
+        "leaked": _I,
+        "missing": _I,
+        "error": _S,
+        "verdict": _S,
+    }
+)
 #: The ids behind the matrix's leaked / missing numbers.
-DISCREPANCY_SCHEMA: Final = pl.Schema({
-    "user": _S, "organisation_id": _S, "table": _S, "probe": _S, "id": _S, "kind": _S,
-})
+DISCREPANCY_SCHEMA: Final = pl.Schema(
+    {
+        "user": _S,
+        "organisation_id": _S,
+        "table": _S,
+        "probe": _S,
+        "id": _S,
+        "kind": _S,
+    }
+)
 #: Checks beyond counts.
-CHECKS_SCHEMA: Final = pl.Schema({
-    "check": _S, "user": _S, "organisation_id": _S, "table": _S, "violations": _I,
-    "passed": _B, "detail": _S,
-})
+CHECKS_SCHEMA: Final = pl.Schema(
+    {
+        "check": _S,
+        "user": _S,
+        "organisation_id": _S,
+        "table": _S,
+        "violations": _I,
+        "passed": _B,
+        "detail": _S,
+    }
+)
 #: Policy lint findings; ``fix`` is the remedy in one line.
-LINT_SCHEMA: Final = pl.Schema({
-    "schema": _S, "table": _S, "policy": _S, "rule": _S, "severity": _S, "detail": _S,
-    "fix": _S,
-})
+LINT_SCHEMA: Final = pl.Schema(
+    {
+        "schema": _S,
+        "table": _S,
+        "policy": _S,
+        "rule": _S,
+        "severity": _S,
+        "detail": _S,
+        "fix": _S,
+    }
+)
 #: The exposed surface: every relation and function the API roles can reach through the
 #: exposed schemas. ``kind`` is table, view, materialized view, foreign table or function;
 #: ``name`` carries a function's argument types; ``roles`` the API roles that reach it and
 #: ``grants`` how (``role:PRIVILEGE,…``); ``columns`` the relation's (or the function's result)
 #: columns; ``security_invoker`` is set for views, ``security_definer``, ``search_path_fixed``
 #: and ``required_args`` for functions, ``rls_enabled`` for tables.
-SURFACE_SCHEMA: Final = pl.Schema({
-    "schema": _S, "name": _S, "kind": _S, "roles": pl.List(_S), "grants": _S,
-    "columns": pl.List(_S), "rls_enabled": _B, "security_invoker": _B, "security_definer": _B,
-    "search_path_fixed": _B, "required_args": _I, "returns_set": _B,
-})
+SURFACE_SCHEMA: Final = pl.Schema(
+    {
+        "schema": _S,
+        "name": _S,
+        "kind": _S,
+        "roles": pl.List(_S),
+        "grants": _S,
+        "columns": pl.List(_S),
+        "rls_enabled": _B,
+        "security_invoker": _B,
+        "security_definer": _B,
+        "search_path_fixed": _B,
+        "required_args": _I,
+        "returns_set": _B,
+    }
+)
 #: The surface against the expected-surface file: ``added`` (reachable, not accepted: fails
 #: the audit) or ``removed`` (accepted, no longer reachable).
 SURFACE_DIFF_SCHEMA: Final = pl.Schema({"change": _S, "entry": _S})

@@ -40,8 +40,10 @@ OUTSIDE_FILTER: Final = "(not asked for)"
 #: across pages when more than a page of memberships is visible, i.e. when they leak anyway.
 _PAGE_KEYS: Final[dict[str, str]] = {"organisation_members": "user_id"}
 #: The columns the selects ask for, where not ``id, organisation_id``.
-_SELECT_COLUMNS: Final[dict[str, str]] = {"organisations": "id",
-                                          "organisation_members": "user_id, organisation_id"}
+_SELECT_COLUMNS: Final[dict[str, str]] = {
+    "organisations": "id",
+    "organisation_members": "user_id, organisation_id",
+}
 _CHILDREN: Final = ("notes", "contact_assignments")
 T = TypeVar("T")
 _Rows = list[dict[str, Any]]
@@ -49,7 +51,7 @@ _Rows = list[dict[str, Any]]
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _in(values: Sequence[str]) -> str:
@@ -82,29 +84,64 @@ def _row_identity(table: str, row: Mapping[str, Any]) -> tuple[Any, Any]:
 class _CallerProbes:
     """Runs every probe of one `CallerPlan` and collects ids only."""
 
-    def __init__(self, plan: CallerPlan, reader: RemoteReader, limit: asyncio.Semaphore,
-                 out: Collected) -> None:
+    def __init__(
+        self, plan: CallerPlan, reader: RemoteReader, limit: asyncio.Semaphore, out: Collected
+    ) -> None:
         self.plan, self.reader, self.limit, self.out = plan, reader, limit, out
         self.user = plan.user
 
     # -- recording --------------------------------------------------------------------------
 
-    def _run(self, org: str, table: str, probe: Probe, *, count: int | None = None,
-             error: Any = None) -> None:
-        denied = bool(error is not None and error.kind == "auth"
-                      and (error.code == "42501" or error.status in (401, 403)))
+    def _run(
+        self, org: str, table: str, probe: Probe, *, count: int | None = None, error: Any = None
+    ) -> None:
+        denied = bool(
+            error is not None
+            and error.kind == "auth"
+            and (error.code == "42501" or error.status in (401, 403))
+        )
         code = (error.code or (str(error.status) if error.status else None)) if error else None
-        self.out.runs.append((self.user, org, table, probe.value, count,
-                              error.kind.value if error is not None else None, code, denied))
+        self.out.runs.append(
+            (
+                self.user,
+                org,
+                table,
+                probe.value,
+                count,
+                error.kind.value if error is not None else None,
+                code,
+                denied,
+            )
+        )
 
-    def _seen(self, org: str, table: str, probe: Probe, row_id: Any, row_org: Any,
-              contact_id: Any = None, parent_id: Any = None, parent_org: Any = None) -> None:
-        self.out.observed.append((self.user, org, table, probe.value, _text(row_id),
-                                  _text(row_org), _text(contact_id), _text(parent_id),
-                                  _text(parent_org)))
+    def _seen(
+        self,
+        org: str,
+        table: str,
+        probe: Probe,
+        row_id: Any,
+        row_org: Any,
+        contact_id: Any = None,
+        parent_id: Any = None,
+        parent_org: Any = None,
+    ) -> None:
+        self.out.observed.append(
+            (
+                self.user,
+                org,
+                table,
+                probe.value,
+                _text(row_id),
+                _text(row_org),
+                _text(contact_id),
+                _text(parent_id),
+                _text(parent_org),
+            )
+        )
 
-    def _seen_rows(self, table: str, probe: Probe, rows: list[dict[str, Any]],
-                   asked: Sequence[str] | None) -> None:
+    def _seen_rows(
+        self, table: str, probe: Probe, rows: list[dict[str, Any]], asked: Sequence[str] | None
+    ) -> None:
         """Record rows under their own organisation (or `OUTSIDE_FILTER` if not asked for)."""
         wanted = set(asked) if asked is not None else None
         for row in rows:
@@ -114,8 +151,9 @@ class _CallerProbes:
                 org = OUTSIDE_FILTER
             self._seen(org, table, probe, row_id, row_org)
 
-    def _seen_embedded(self, probe: Probe, rows: list[dict[str, Any]],
-                       asked: Sequence[str] | None) -> None:
+    def _seen_embedded(
+        self, probe: Probe, rows: list[dict[str, Any]], asked: Sequence[str] | None
+    ) -> None:
         self._seen_rows("contacts", probe, rows, asked)
         for row in rows:
             for child_table in _CHILDREN:
@@ -124,14 +162,22 @@ class _CallerProbes:
                     org = _text(child.get("organisation_id")) or OUTSIDE_FILTER
                     if asked is not None and org not in asked:
                         org = OUTSIDE_FILTER
-                    self._seen(org, child_table, probe, child.get("id"),
-                               child.get("organisation_id"), child.get("contact_id"),
-                               row.get("id"), row.get("organisation_id"))
+                    self._seen(
+                        org,
+                        child_table,
+                        probe,
+                        child.get("id"),
+                        child.get("organisation_id"),
+                        child.get("contact_id"),
+                        row.get("id"),
+                        row.get("organisation_id"),
+                    )
 
     # -- requests ---------------------------------------------------------------------------
 
-    async def _rows(self, table: str, columns: str, filters: list[Filter], *,
-                    key: str = "id") -> list[dict[str, Any]]:
+    async def _rows(
+        self, table: str, columns: str, filters: list[Filter], *, key: str = "id"
+    ) -> list[dict[str, Any]]:
         async with self.limit:
             return await self.reader.rows(table, columns, filters, key=key)
 
@@ -143,8 +189,12 @@ class _CallerProbes:
         """Every probe of the plan, concurrently (bounded by the shared semaphore)."""
         jobs = [self.search()]
         for table in AUDIT_TABLES:
-            jobs += [self.select(table), self.counted(table), self.all_rows(table),
-                     self.all_count(table)]
+            jobs += [
+                self.select(table),
+                self.counted(table),
+                self.all_rows(table),
+                self.all_count(table),
+            ]
             if Probe.FOREIGN_IDS in PROBES_BY_TABLE[table]:
                 jobs.append(self.foreign_ids(table))
         jobs += [self.embedded(), self.all_search(), self.all_embedded()]
@@ -153,9 +203,13 @@ class _CallerProbes:
 
     # -- filtered to the audited organisations ---------------------------------------------
 
-    async def _batched(self, tables: Sequence[str], probe: Probe,
-                       fetch: Callable[[Sequence[str]], Awaitable[_Rows]],
-                       record: Callable[[_Rows, Sequence[str]], None]) -> None:
+    async def _batched(
+        self,
+        tables: Sequence[str],
+        probe: Probe,
+        fetch: Callable[[Sequence[str]], Awaitable[_Rows]],
+        record: Callable[[_Rows, Sequence[str]], None],
+    ) -> None:
         """Run `fetch(chunk)` per chunk of organisations; runs per organisation and table."""
         from ..remote import RemoteFailure
 
@@ -174,35 +228,56 @@ class _CallerProbes:
 
     async def select(self, table: str) -> None:
         """A plain select of the table over the audited organisations."""
-        async def fetch(chunk: Sequence[str]) -> list[dict[str, Any]]:
-            return await self._rows(table, _SELECT_COLUMNS.get(table, "id, organisation_id"),
-                                    [(_org_column(table), "in", _in(chunk))],
-                                    key=_PAGE_KEYS.get(table, "id"))
 
-        await self._batched([table], Probe.SELECT, fetch,
-                            lambda rows, chunk: self._seen_rows(table, Probe.SELECT, rows,
-                                                                chunk))
+        async def fetch(chunk: Sequence[str]) -> list[dict[str, Any]]:
+            return await self._rows(
+                table,
+                _SELECT_COLUMNS.get(table, "id, organisation_id"),
+                [(_org_column(table), "in", _in(chunk))],
+                key=_PAGE_KEYS.get(table, "id"),
+            )
+
+        await self._batched(
+            [table],
+            Probe.SELECT,
+            fetch,
+            lambda rows, chunk: self._seen_rows(table, Probe.SELECT, rows, chunk),
+        )
 
     async def search(self) -> None:
         """An ``ilike`` search on contact names over the audited organisations."""
-        async def fetch(chunk: Sequence[str]) -> list[dict[str, Any]]:
-            return await self._rows("contacts", "id, organisation_id",
-                                    [("full_name", "ilike", self.plan.search_pattern),
-                                     ("organisation_id", "in", _in(chunk))])
 
-        await self._batched(["contacts"], Probe.SEARCH, fetch,
-                            lambda rows, chunk: self._seen_rows("contacts", Probe.SEARCH,
-                                                                rows, chunk))
+        async def fetch(chunk: Sequence[str]) -> list[dict[str, Any]]:
+            return await self._rows(
+                "contacts",
+                "id, organisation_id",
+                [
+                    ("full_name", "ilike", self.plan.search_pattern),
+                    ("organisation_id", "in", _in(chunk)),
+                ],
+            )
+
+        await self._batched(
+            ["contacts"],
+            Probe.SEARCH,
+            fetch,
+            lambda rows, chunk: self._seen_rows("contacts", Probe.SEARCH, rows, chunk),
+        )
 
     async def embedded(self) -> None:
         """Exactly the sync's select (contacts with notes and assignments); ids are kept."""
-        async def fetch(chunk: Sequence[str]) -> list[dict[str, Any]]:
-            return await self._rows("contacts", EMBEDDED_SELECT,
-                                    [("organisation_id", "in", _in(chunk))])
 
-        await self._batched(("contacts", *_CHILDREN), Probe.EMBEDDED, fetch,
-                            lambda rows, chunk: self._seen_embedded(Probe.EMBEDDED, rows,
-                                                                    chunk))
+        async def fetch(chunk: Sequence[str]) -> list[dict[str, Any]]:
+            return await self._rows(
+                "contacts", EMBEDDED_SELECT, [("organisation_id", "in", _in(chunk))]
+            )
+
+        await self._batched(
+            ("contacts", *_CHILDREN),
+            Probe.EMBEDDED,
+            fetch,
+            lambda rows, chunk: self._seen_embedded(Probe.EMBEDDED, rows, chunk),
+        )
 
     async def counted(self, table: str) -> None:
         """``count=exact`` per organisation where the caller should see rows; one count over
@@ -242,8 +317,12 @@ class _CallerProbes:
         """A direct ``id=in.(…)`` request for rows the caller must not see."""
         from ..remote import RemoteFailure
 
-        owner = {row_id: org for (org, t), ids in self.plan.foreign.items() if t == table
-                 for row_id in ids}
+        owner = {
+            row_id: org
+            for (org, t), ids in self.plan.foreign.items()
+            if t == table
+            for row_id in ids
+        }
         for row_id, org in owner.items():
             self.out.requested.append((self.user, org, table, Probe.FOREIGN_IDS.value, row_id))
         errors: dict[str, Any] = {}
@@ -255,16 +334,25 @@ class _CallerProbes:
                 continue
             for row in rows:
                 got = _text(row.get("id")) or ""
-                self._seen(owner.get(got, OUTSIDE_FILTER), table, Probe.FOREIGN_IDS, got,
-                           row.get("organisation_id"))
+                self._seen(
+                    owner.get(got, OUTSIDE_FILTER),
+                    table,
+                    Probe.FOREIGN_IDS,
+                    got,
+                    row.get("organisation_id"),
+                )
         for org in sorted(set(owner.values())):
             self._run(org, table, Probe.FOREIGN_IDS, error=errors.get(org))
 
     # -- across all organisations ----------------------------------------------------------
 
-    async def _unfiltered(self, tables: Sequence[str], probe: Probe,
-                          fetch: Callable[[], Awaitable[_Rows]],
-                          record: Callable[[_Rows], None]) -> None:
+    async def _unfiltered(
+        self,
+        tables: Sequence[str],
+        probe: Probe,
+        fetch: Callable[[], Awaitable[_Rows]],
+        record: Callable[[_Rows], None],
+    ) -> None:
         from ..remote import RemoteFailure
 
         try:
@@ -279,12 +367,21 @@ class _CallerProbes:
 
     async def all_rows(self, table: str) -> None:
         """Every row of the table the caller can see, wherever it belongs."""
-        async def fetch() -> list[dict[str, Any]]:
-            return await self._rows(table, _SELECT_COLUMNS.get(table, "id, organisation_id"),
-                                    [], key=_PAGE_KEYS.get(table, "id"))
 
-        await self._unfiltered([table], Probe.ALL_ROWS, fetch,
-                               lambda rows: self._seen_rows(table, Probe.ALL_ROWS, rows, None))
+        async def fetch() -> list[dict[str, Any]]:
+            return await self._rows(
+                table,
+                _SELECT_COLUMNS.get(table, "id, organisation_id"),
+                [],
+                key=_PAGE_KEYS.get(table, "id"),
+            )
+
+        await self._unfiltered(
+            [table],
+            Probe.ALL_ROWS,
+            fetch,
+            lambda rows: self._seen_rows(table, Probe.ALL_ROWS, rows, None),
+        )
 
     async def all_count(self, table: str) -> None:
         """``count=exact`` of the whole table, as the caller."""
@@ -301,37 +398,56 @@ class _CallerProbes:
 
     async def all_search(self) -> None:
         """The ``ilike`` search with no organisation filter."""
-        async def fetch() -> list[dict[str, Any]]:
-            return await self._rows("contacts", "id, organisation_id",
-                                    [("full_name", "ilike", self.plan.search_pattern)])
 
-        await self._unfiltered(["contacts"], Probe.ALL_SEARCH, fetch,
-                               lambda rows: self._seen_rows("contacts", Probe.ALL_SEARCH, rows,
-                                                            None))
+        async def fetch() -> list[dict[str, Any]]:
+            return await self._rows(
+                "contacts",
+                "id, organisation_id",
+                [("full_name", "ilike", self.plan.search_pattern)],
+            )
+
+        await self._unfiltered(
+            ["contacts"],
+            Probe.ALL_SEARCH,
+            fetch,
+            lambda rows: self._seen_rows("contacts", Probe.ALL_SEARCH, rows, None),
+        )
 
     async def all_embedded(self) -> None:
         """The sync's embedded select with no organisation filter."""
+
         async def fetch() -> list[dict[str, Any]]:
             return await self._rows("contacts", EMBEDDED_SELECT, [])
 
-        await self._unfiltered(("contacts", *_CHILDREN), Probe.ALL_EMBEDDED, fetch,
-                               lambda rows: self._seen_embedded(Probe.ALL_EMBEDDED, rows, None))
+        await self._unfiltered(
+            ("contacts", *_CHILDREN),
+            Probe.ALL_EMBEDDED,
+            fetch,
+            lambda rows: self._seen_embedded(Probe.ALL_EMBEDDED, rows, None),
+        )
 
     async def surface(self, target: SurfaceTarget) -> None:
         """Every row an exposed view, materialised view or function gives the caller."""
+
         async def fetch() -> list[dict[str, Any]]:
             return await self._rows(target.path, target.columns, [])
 
         def record(rows: list[dict[str, Any]]) -> None:
             for row in rows:
                 # The organisation is settled against ground truth by the row's id.
-                self._seen(ALL_ORGANISATIONS, target.label, Probe.SURFACE, row.get("id"),
-                           row.get("organisation_id"))
+                self._seen(
+                    ALL_ORGANISATIONS,
+                    target.label,
+                    Probe.SURFACE,
+                    row.get("id"),
+                    row.get("organisation_id"),
+                )
 
         await self._unfiltered([target.label], Probe.SURFACE, fetch, record)
 
 
-async def probe_caller(plan: CallerPlan, reader: RemoteReader, *, limit: asyncio.Semaphore,
-                       out: Collected) -> None:
+async def probe_caller(
+    plan: CallerPlan, reader: RemoteReader, *, limit: asyncio.Semaphore, out: Collected
+) -> None:
     """Every probe of `plan` through `reader` (signed in as that caller), collected in `out`."""
     await _CallerProbes(plan, reader, limit, out).run()

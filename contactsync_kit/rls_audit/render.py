@@ -21,36 +21,56 @@ __all__ = ["heatmap_frame", "heatmap_png", "plot_heatmap", "summary_markdown"]
 _STATUS_CODES: Final = {"pass": 0, "missing": 1, "leaked": 2, "error": 3}
 
 
-def heatmap_frame(matrix: pl.DataFrame, organisation_names: Mapping[str, str] | None = None,
-                  ) -> pl.DataFrame:
+def heatmap_frame(
+    matrix: pl.DataFrame,
+    organisation_names: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
     """The matrix pivoted for a heat map: one row per user x organisation, one column per
     table/probe, the cell a status code (0 pass, 1 missing, 2 leaked, 3 error; null when the
     probe was not run). Pure.
     """
     names = organisation_names or {}
-    status = (pl.when(pl.col("verdict") == "error").then(_STATUS_CODES["error"])
-              .when(pl.col("leaked").fill_null(0) > 0).then(_STATUS_CODES["leaked"])
-              .when(pl.col("missing").fill_null(0) > 0).then(_STATUS_CODES["missing"])
-              .otherwise(_STATUS_CODES["pass"]))
+    status = (
+        pl.when(pl.col("verdict") == "error")
+        .then(_STATUS_CODES["error"])
+        .when(pl.col("leaked").fill_null(0) > 0)
+        .then(_STATUS_CODES["leaked"])
+        .when(pl.col("missing").fill_null(0) > 0)
+        .then(_STATUS_CODES["missing"])
+        .otherwise(_STATUS_CODES["pass"])
+    )
     long = matrix.with_columns(
-        pl.format("{} · {}", pl.col("user"),
-                  pl.col("organisation_id").replace_strict(
-                      names, default=pl.col("organisation_id").str.slice(0, 8))).alias("row"),
+        pl.format(
+            "{} · {}",
+            pl.col("user"),
+            pl.col("organisation_id").replace_strict(
+                names, default=pl.col("organisation_id").str.slice(0, 8)
+            ),
+        ).alias("row"),
         pl.format("{}/{}", pl.col("table"), pl.col("probe")).alias("cell"),
         status.alias("status"),
     )
     order = {table: i for i, table in enumerate(AUDIT_TABLES)}
     probes = {probe.value: i for i, probe in enumerate(Probe)}
     pairs = long.select("table", "probe", "cell").unique().rows()
-    columns = [cell for table, probe, cell in sorted(
-        pairs, key=lambda p: (order.get(p[0], len(order)), probes.get(p[1], len(probes))))]
-    wide = long.pivot(on="cell", index="row", values="status", aggregate_function="max",
-                      maintain_order=True)
+    columns = [
+        cell
+        for table, probe, cell in sorted(
+            pairs, key=lambda p: (order.get(p[0], len(order)), probes.get(p[1], len(probes)))
+        )
+    ]
+    wide = long.pivot(
+        on="cell", index="row", values="status", aggregate_function="max", maintain_order=True
+    )
     return wide.select("row", *[c for c in columns if c in wide.columns])
 
 
-def plot_heatmap(matrix: pl.DataFrame, organisation_names: Mapping[str, str] | None = None,
-                 *, title: str = "RLS audit") -> Figure:
+def plot_heatmap(
+    matrix: pl.DataFrame,
+    organisation_names: Mapping[str, str] | None = None,
+    *,
+    title: str = "RLS audit",
+) -> Figure:
     """A heat map of the matrix: green pass, orange missing, red leaked, grey error, white
     not probed; failing cells are annotated with ``+leaked`` / ``-missing`` row counts.
 
@@ -64,8 +84,10 @@ def plot_heatmap(matrix: pl.DataFrame, organisation_names: Mapping[str, str] | N
     wide = heatmap_frame(matrix, organisation_names)
     rows = wide.get_column("row").to_list()
     cells = [c for c in wide.columns if c != "row"]
-    fig = Figure(figsize=(max(6.5, 0.36 * len(cells) + 3.6), max(2.8, 0.24 * len(rows) + 2.2)),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(max(6.5, 0.36 * len(cells) + 3.6), max(2.8, 0.24 * len(rows) + 2.2)),
+        layout="constrained",
+    )
     ax = fig.add_subplot()
     failing = int(matrix.filter(pl.col("verdict") != "pass").height)
     ax.set_title(f"{title}: {matrix.height} probe cells, {failing} failing", fontsize=10)
@@ -74,9 +96,9 @@ def plot_heatmap(matrix: pl.DataFrame, organisation_names: Mapping[str, str] | N
         return fig
     values = wide.select(cells).to_numpy().astype(float)
     colours = ListedColormap(["#2e9e4f", "#f0a020", "#d62728", "#8c8c8c"]).with_extremes(
-        bad="#ffffff")
-    ax.imshow(values, cmap=colours, vmin=-0.5, vmax=3.5, aspect="auto",
-              interpolation="nearest")
+        bad="#ffffff"
+    )
+    ax.imshow(values, cmap=colours, vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(len(cells)), cells, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
     ax.set_xticks([x - 0.5 for x in range(1, len(cells))], minor=True)
@@ -88,28 +110,49 @@ def plot_heatmap(matrix: pl.DataFrame, organisation_names: Mapping[str, str] | N
         text = labels.get((row, cell))
         if text:
             ax.text(x, y, text, ha="center", va="center", fontsize=6, color="#ffffff")
-    fig.legend(handles=[Patch(color=c, label=label) for c, label in (
-        ("#2e9e4f", "pass"), ("#f0a020", "missing"), ("#d62728", "leaked"),
-        ("#8c8c8c", "error"))], loc="outside lower center", ncol=4, frameon=False,
-        fontsize=8)
+    fig.legend(
+        handles=[
+            Patch(color=c, label=label)
+            for c, label in (
+                ("#2e9e4f", "pass"),
+                ("#f0a020", "missing"),
+                ("#d62728", "leaked"),
+                ("#8c8c8c", "error"),
+            )
+        ],
+        loc="outside lower center",
+        ncol=4,
+        frameon=False,
+        fontsize=8,
+    )
     return fig
 
 
-def _cell_labels(matrix: pl.DataFrame, organisation_names: Mapping[str, str] | None,
-                 ) -> dict[tuple[str, str], str]:
+def _cell_labels(
+    matrix: pl.DataFrame,
+    organisation_names: Mapping[str, str] | None,
+) -> dict[tuple[str, str], str]:
     names = organisation_names or {}
     labels: dict[tuple[str, str], str] = {}
     for row in matrix.filter(pl.col("verdict") != "pass").iter_rows(named=True):
         org = names.get(row["organisation_id"], row["organisation_id"][:8])
-        parts = [f"+{row['leaked']}" if row["leaked"] else "",
-                 f"-{row['missing']}" if row["missing"] else ""]
+        parts = [
+            f"+{row['leaked']}" if row["leaked"] else "",
+            f"-{row['missing']}" if row["missing"] else "",
+        ]
         labels[(f"{row['user']} · {org}", f"{row['table']}/{row['probe']}")] = (
-            " ".join(p for p in parts if p) or "err")
+            " ".join(p for p in parts if p) or "err"
+        )
     return labels
 
 
-def heatmap_png(matrix: pl.DataFrame, organisation_names: Mapping[str, str] | None = None,
-                *, title: str = "RLS audit", dpi: int = 80) -> bytes:
+def heatmap_png(
+    matrix: pl.DataFrame,
+    organisation_names: Mapping[str, str] | None = None,
+    *,
+    title: str = "RLS audit",
+    dpi: int = 80,
+) -> bytes:
     """`plot_heatmap` rendered off-screen to PNG bytes (for widgets, notebooks and files)."""
     import io
 
@@ -134,20 +177,28 @@ def summary_markdown(report: AuditReport, *, max_cells: int = 25) -> str:
     outside = report.leaks().filter(pl.col("outside_audited_set"))
     if outside.height:
         lines += ["", "## Leaks outside the audited organisations", ""]
-        lines += [f"- {r['user']} sees {r['leaked']} row(s) of {r['table']} in "
-                  f"{_org(report, r['organisation_id'])} ({r['probe']})"
-                  for r in outside.head(max_cells).iter_rows(named=True)]
+        lines += [
+            f"- {r['user']} sees {r['leaked']} row(s) of {r['table']} in "
+            f"{_org(report, r['organisation_id'])} ({r['probe']})"
+            for r in outside.head(max_cells).iter_rows(named=True)
+        ]
     bad_checks = report.checks.filter(~pl.col("passed"))
     if bad_checks.height:
         lines += ["", "## Failed checks", ""]
-        lines += [f"- {r['check']}: {r['user'] or ''} {r['organisation_id'] or ''} "
-                  f"{r['table'] or ''} — {r['detail']}" for r in bad_checks.iter_rows(named=True)]
+        lines += [
+            f"- {r['check']}: {r['user'] or ''} {r['organisation_id'] or ''} "
+            f"{r['table'] or ''} — {r['detail']}"
+            for r in bad_checks.iter_rows(named=True)
+        ]
     lines += _surface_section(report)
     if report.lint is not None and report.lint.height:
         lines += ["", "## Policy lint", ""]
-        lines += [f"- {r['severity']}: {r['rule']} on {r['schema']}.{r['table']}"
-                  f"{' (' + r['policy'] + ')' if r['policy'] else ''} — {r['detail']}. "
-                  f"Fix: `{r['fix']}`" for r in report.lint.iter_rows(named=True)]
+        lines += [
+            f"- {r['severity']}: {r['rule']} on {r['schema']}.{r['table']}"
+            f"{' (' + r['policy'] + ')' if r['policy'] else ''} — {r['detail']}. "
+            f"Fix: `{r['fix']}`"
+            for r in report.lint.iter_rows(named=True)
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -171,24 +222,33 @@ def _headline(report: AuditReport, failing: pl.DataFrame) -> list[str]:
         f"{report.checks.filter(~pl.col('passed')).height} failed",
     ]
     if report.surface is not None:
-        lines.append(f"- exposed surface: {report.surface.height} object(s), "
-                     f"{report.unaccepted_surface().height} not accepted")
+        lines.append(
+            f"- exposed surface: {report.surface.height} object(s), "
+            f"{report.unaccepted_surface().height} not accepted"
+        )
     if report.lint is not None:
         counts = report.lint.group_by("severity").len().sort("severity").rows()
-        lines.append("- policy lint: " + (", ".join(f"{n} {s}" for s, n in counts)
-                                          if counts else "no findings"))
+        lines.append(
+            "- policy lint: "
+            + (", ".join(f"{n} {s}" for s, n in counts) if counts else "no findings")
+        )
     return lines
 
 
 def _failing_cells(report: AuditReport, failing: pl.DataFrame, max_cells: int) -> list[str]:
-    lines = ["", "## Failing cells", "",
-             "| user | organisation | table | probe | visible | expected | leaked | "
-             "missing | error |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## Failing cells",
+        "",
+        "| user | organisation | table | probe | visible | expected | leaked | missing | error |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in failing.head(max_cells).iter_rows(named=True):
         lines.append(
             f"| {row['user']} | {_org(report, row['organisation_id'])}"
             f" | {row['table']} | {row['probe']} | {row['visible']} | {row['expected']} | "
-            f"{row['leaked']} | {row['missing']} | {row['error'] or ''} |")
+            f"{row['leaked']} | {row['missing']} | {row['error'] or ''} |"
+        )
     if failing.height > max_cells:
         lines.append(f"| … {failing.height - max_cells} more | | | | | | | | |")
     return lines
@@ -197,8 +257,13 @@ def _failing_cells(report: AuditReport, failing: pl.DataFrame, max_cells: int) -
 def _surface_section(report: AuditReport) -> list[str]:
     if report.surface is None:
         return []
-    lines = ["", "## Exposed surface", "", "| kind | object | grants | probed |",
-             "|---|---|---|---|"]
+    lines = [
+        "",
+        "## Exposed surface",
+        "",
+        "| kind | object | grants | probed |",
+        "|---|---|---|---|",
+    ]
     for r in report.surface.iter_rows(named=True):
         label = f"{r['schema']}.{r['name']}"
         probed = report.surface_not_probed.get(label, "yes")

@@ -31,8 +31,6 @@ _TABLE_ORDER: Final = {table: i for i, table in enumerate(AUDIT_TABLES)}
 _PROBE_ORDER: Final = {probe.value: i for i, probe in enumerate(Probe)}
 
 
-
-
 @dataclass(frozen=True)
 class AuditReport:
     """The audit's result.
@@ -66,9 +64,12 @@ class AuditReport:
         surface has nothing that was not accepted.
         """
         lint_ok = self.lint is None or self.lint.filter(pl.col("severity") == ERROR).is_empty()
-        return (self.matrix.filter(pl.col("verdict") != "pass").is_empty()
-                and bool(self.checks.get_column("passed").all()) and lint_ok
-                and self.unaccepted_surface().is_empty())
+        return (
+            self.matrix.filter(pl.col("verdict") != "pass").is_empty()
+            and bool(self.checks.get_column("passed").all())
+            and lint_ok
+            and self.unaccepted_surface().is_empty()
+        )
 
     def unaccepted_surface(self) -> pl.DataFrame:
         """The expected-surface diff's ``added`` entries: exposed, not accepted."""
@@ -88,8 +89,10 @@ class AuditReport:
         """
         audited = list(self.audited_organisations)
         return self.matrix.filter(pl.col("leaked").fill_null(0) > 0).select(
-            *RUN_KEYS, "leaked",
-            (~pl.col("organisation_id").is_in(audited)).alias("outside_audited_set"))
+            *RUN_KEYS,
+            "leaked",
+            (~pl.col("organisation_id").is_in(audited)).alias("outside_audited_set"),
+        )
 
     def failing_cells(self) -> pl.DataFrame:
         """The matrix rows that do not pass."""
@@ -102,28 +105,47 @@ class AuditReport:
 
     def summary(self) -> str:
         """A per-table/probe tally of the matrix, as text."""
-        tally = (self.matrix.group_by(["table", "probe"], maintain_order=True)
-                 .agg(pl.len().alias("cells"),
-                      (pl.col("verdict") == "pass").sum().alias("pass"),
-                      pl.col("visible").fill_null(0).sum().alias("visible"),
-                      pl.col("expected").sum().alias("expected"),
-                      pl.col("leaked").fill_null(0).sum().alias("leaked"),
-                      pl.col("missing").fill_null(0).sum().alias("missing"))
-                 .sort(pl.col("table").replace_strict(_TABLE_ORDER, default=len(_TABLE_ORDER)),
-                       pl.col("probe").replace_strict(_PROBE_ORDER, default=len(_PROBE_ORDER))))
-        head = (f"RLS audit: {'PASS' if self.passed else 'FAIL'} — {self.matrix.height} cells, "
-                f"{self.failing_cells().height} failing, "
-                f"{self.checks.filter(~pl.col('passed')).height} failed check(s)"
-                + ("" if self.lint is None else f", {self.lint.height} lint finding(s) "
-                   f"({self.errors().height} error(s))")
-                + ("" if self.surface_diff is None
-                   else f", {self.unaccepted_surface().height} exposed object(s) not accepted"))
-        lines = [head, f"{'table':<22}{'probe':<13}{'cells':>6}{'pass':>6}{'visible':>9}"
-                       f"{'expected':>9}{'leaked':>8}{'missing':>8}"]
+        tally = (
+            self.matrix.group_by(["table", "probe"], maintain_order=True)
+            .agg(
+                pl.len().alias("cells"),
+                (pl.col("verdict") == "pass").sum().alias("pass"),
+                pl.col("visible").fill_null(0).sum().alias("visible"),
+                pl.col("expected").sum().alias("expected"),
+                pl.col("leaked").fill_null(0).sum().alias("leaked"),
+                pl.col("missing").fill_null(0).sum().alias("missing"),
+            )
+            .sort(
+                pl.col("table").replace_strict(_TABLE_ORDER, default=len(_TABLE_ORDER)),
+                pl.col("probe").replace_strict(_PROBE_ORDER, default=len(_PROBE_ORDER)),
+            )
+        )
+        head = (
+            f"RLS audit: {'PASS' if self.passed else 'FAIL'} — {self.matrix.height} cells, "
+            f"{self.failing_cells().height} failing, "
+            f"{self.checks.filter(~pl.col('passed')).height} failed check(s)"
+            + (
+                ""
+                if self.lint is None
+                else f", {self.lint.height} lint finding(s) ({self.errors().height} error(s))"
+            )
+            + (
+                ""
+                if self.surface_diff is None
+                else f", {self.unaccepted_surface().height} exposed object(s) not accepted"
+            )
+        )
+        lines = [
+            head,
+            f"{'table':<22}{'probe':<13}{'cells':>6}{'pass':>6}{'visible':>9}"
+            f"{'expected':>9}{'leaked':>8}{'missing':>8}",
+        ]
         for row in tally.iter_rows(named=True):
-            lines.append(f"{row['table']:<22}{row['probe']:<13}{row['cells']:>6}{row['pass']:>6}"
-                         f"{row['visible']:>9}{row['expected']:>9}{row['leaked']:>8}"
-                         f"{row['missing']:>8}")
+            lines.append(
+                f"{row['table']:<22}{row['probe']:<13}{row['cells']:>6}{row['pass']:>6}"
+                f"{row['visible']:>9}{row['expected']:>9}{row['leaked']:>8}"
+                f"{row['missing']:>8}"
+            )
         return "\n".join(lines)
 
     def markdown(self) -> str:
@@ -131,31 +153,47 @@ class AuditReport:
         return summary_markdown(self)
 
 
-
-def evaluate(runs: Sequence[tuple[Any, ...]] | pl.DataFrame,
-             observed: Sequence[tuple[Any, ...]] | pl.DataFrame,
-             requested: Sequence[tuple[Any, ...]] | pl.DataFrame,
-             ground_truth: GroundTruth, *, lint: pl.DataFrame | None = None,
-             generated_at: datetime, organisation_names: Mapping[str, str] | None = None,
-             surface: pl.DataFrame | None = None, surface_diff: pl.DataFrame | None = None,
-             surface_not_probed: Mapping[str, str] | None = None,
-             audited_organisations: Sequence[str] = (), requests: int | None = None,
-             ) -> AuditReport:
+def evaluate(
+    runs: Sequence[tuple[Any, ...]] | pl.DataFrame,
+    observed: Sequence[tuple[Any, ...]] | pl.DataFrame,
+    requested: Sequence[tuple[Any, ...]] | pl.DataFrame,
+    ground_truth: GroundTruth,
+    *,
+    lint: pl.DataFrame | None = None,
+    generated_at: datetime,
+    organisation_names: Mapping[str, str] | None = None,
+    surface: pl.DataFrame | None = None,
+    surface_diff: pl.DataFrame | None = None,
+    surface_not_probed: Mapping[str, str] | None = None,
+    audited_organisations: Sequence[str] = (),
+    requests: int | None = None,
+) -> AuditReport:
     """Turn collected probe results into an `AuditReport`. Pure."""
+
     def frame(data: Sequence[tuple[Any, ...]] | pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
         if isinstance(data, pl.DataFrame):
             return data.select(list(schema)).cast(schema)
         return pl.DataFrame(list(data), schema=schema, orient="row")
 
-    observed_frame = settle_surface_rows(frame(observed, OBSERVED_SCHEMA),
-                                         ground_truth.universe)
+    observed_frame = settle_surface_rows(frame(observed, OBSERVED_SCHEMA), ground_truth.universe)
     matrix, discrepancies = audit_matrix(
-        frame(runs, RUNS_SCHEMA), observed_frame, ground_truth.expected_rows(),
-        ground_truth.universe, frame(requested, REQUESTED_SCHEMA), ground_truth.members)
+        frame(runs, RUNS_SCHEMA),
+        observed_frame,
+        ground_truth.expected_rows(),
+        ground_truth.universe,
+        frame(requested, REQUESTED_SCHEMA),
+        ground_truth.members,
+    )
     return AuditReport(
-        generated_at=generated_at, matrix=matrix, discrepancies=discrepancies,
-        checks=audit_checks(observed_frame, matrix), lint=lint,
-        organisation_names=dict(organisation_names or {}), surface=surface,
-        surface_diff=surface_diff, surface_not_probed=dict(surface_not_probed or {}),
+        generated_at=generated_at,
+        matrix=matrix,
+        discrepancies=discrepancies,
+        checks=audit_checks(observed_frame, matrix),
+        lint=lint,
+        organisation_names=dict(organisation_names or {}),
+        surface=surface,
+        surface_diff=surface_diff,
+        surface_not_probed=dict(surface_not_probed or {}),
         audited_organisations=tuple(o.lower() for o in audited_organisations),
-        requests=requests)
+        requests=requests,
+    )

@@ -59,48 +59,85 @@ async def audit_rls(
     clock = clock or SystemClock()
     audit_users = [AuditUser.of(u) for u in users]
     orgs = [o.lower() for o in organisation_ids]
-    catalog = (await asyncio.to_thread(fetch_policy_catalog, database_url)
-               if database_url is not None else None)
-    targets, not_probed = (surface_targets(catalog.surface, catalog.exposed_schemas)
-                           if catalog is not None else ([], {}))
+    catalog = (
+        await asyncio.to_thread(fetch_policy_catalog, database_url)
+        if database_url is not None
+        else None
+    )
+    targets, not_probed = (
+        surface_targets(catalog.surface, catalog.exposed_schemas)
+        if catalog is not None
+        else ([], {})
+    )
     expected = ground_truth.expected_rows()
 
     def plan(user: str) -> CallerPlan:
-        return caller_plan(user, orgs, ground_truth.universe, expected, ground_truth.members,
-                           search_pattern=ground_truth.search_pattern, sample=foreign_sample,
-                           surface=targets)
+        return caller_plan(
+            user,
+            orgs,
+            ground_truth.universe,
+            expected,
+            ground_truth.members,
+            search_pattern=ground_truth.search_pattern,
+            sample=foreign_sample,
+            surface=targets,
+        )
 
     limit = asyncio.Semaphore(max(1, concurrency))
     out, counter = Collected(), RequestCounter()
     tls = await asyncio.to_thread(_tls_context)
-    jobs = [_audit_user(url, anon_key, user, plan(user.name), sign_in, limit, out, counter,
-                        tls) for user in audit_users]
+    jobs = [
+        _audit_user(url, anon_key, user, plan(user.name), sign_in, limit, out, counter, tls)
+        for user in audit_users
+    ]
     if include_anon:
-        jobs.append(probe_caller(plan(ANON_USER), await anon_reader(url, anon_key, counter),
-                                 limit=limit, out=out))
+        jobs.append(
+            probe_caller(
+                plan(ANON_USER), await anon_reader(url, anon_key, counter), limit=limit, out=out
+            )
+        )
     await asyncio.gather(*jobs)
-    return evaluate(out.runs, out.observed, out.requested, ground_truth,
-                    generated_at=clock.now(), organisation_names=organisation_names,
-                    requests=counter.count,
-                    audited_organisations=orgs, surface_not_probed=not_probed,
-                    **_catalog_results(catalog, expected_surface))
+    return evaluate(
+        out.runs,
+        out.observed,
+        out.requested,
+        ground_truth,
+        generated_at=clock.now(),
+        organisation_names=organisation_names,
+        requests=counter.count,
+        audited_organisations=orgs,
+        surface_not_probed=not_probed,
+        **_catalog_results(catalog, expected_surface),
+    )
 
 
-def _catalog_results(catalog: PolicyCatalog | None,
-                     expected_surface: str | Path | Iterable[str] | None) -> dict[str, Any]:
+def _catalog_results(
+    catalog: PolicyCatalog | None, expected_surface: str | Path | Iterable[str] | None
+) -> dict[str, Any]:
     if catalog is None:
         return {}
     results: dict[str, Any] = {"lint": lint_policies(catalog), "surface": catalog.surface}
     if expected_surface is not None:
-        accepted = (load_expected_surface(expected_surface)
-                    if isinstance(expected_surface, str | Path) else list(expected_surface))
+        accepted = (
+            load_expected_surface(expected_surface)
+            if isinstance(expected_surface, str | Path)
+            else list(expected_surface)
+        )
         results["surface_diff"] = surface_diff(catalog.surface, accepted)
     return results
 
 
-async def _audit_user(url: str, anon_key: str, user: AuditUser, plan: CallerPlan,
-                      sign_in: Callable[..., Any] | None, limit: asyncio.Semaphore,
-                      out: Collected, counter: RequestCounter, tls: ssl.SSLContext) -> None:
+async def _audit_user(
+    url: str,
+    anon_key: str,
+    user: AuditUser,
+    plan: CallerPlan,
+    sign_in: Callable[..., Any] | None,
+    limit: asyncio.Semaphore,
+    out: Collected,
+    counter: RequestCounter,
+    tls: ssl.SSLContext,
+) -> None:
     import httpx
 
     from ..remote import RemoteReader
@@ -109,12 +146,14 @@ async def _audit_user(url: str, anon_key: str, user: AuditUser, plan: CallerPlan
 
     # One HTTP client per user (supabase-py keeps the user's session headers on it), all
     # sharing one TLS context: loading the CA bundle per client costs ~70 ms each.
-    async with httpx.AsyncClient(timeout=30.0, verify=tls,
-                                 event_hooks={"request": [counter]}) as http:
+    async with httpx.AsyncClient(
+        timeout=30.0, verify=tls, event_hooks={"request": [counter]}
+    ) as http:
         try:
             async with limit:
                 client = await (sign_in or default_sign_in)(
-                    url, anon_key, email=user.email, password=user.password, http_client=http)
+                    url, anon_key, email=user.email, password=user.password, http_client=http
+                )
         except SignInError as exc:
             _sign_in_failed(plan, exc, out)
             return
@@ -131,10 +170,18 @@ def _tls_context() -> ssl.SSLContext:
 def _sign_in_failed(plan: CallerPlan, exc: SignInError, out: Collected) -> None:
     """Every cell of a user who could not sign in is an ``error`` cell."""
     code = str(exc.status) if exc.status else None
-    cells = [(org, table, probe.value) for org in plan.orgs
-             for table, probes in PROBES_BY_TABLE.items() for probe in probes]
-    cells += [(ALL_ORGANISATIONS, table, probe.value)
-              for table, probes in UNFILTERED_BY_TABLE.items() for probe in probes]
+    cells = [
+        (org, table, probe.value)
+        for org in plan.orgs
+        for table, probes in PROBES_BY_TABLE.items()
+        for probe in probes
+    ]
+    cells += [
+        (ALL_ORGANISATIONS, table, probe.value)
+        for table, probes in UNFILTERED_BY_TABLE.items()
+        for probe in probes
+    ]
     cells += [(ALL_ORGANISATIONS, target.label, "surface") for target in plan.surface]
-    out.runs.extend((plan.user, org, table, probe, None, "sign_in", code, False)
-                    for org, table, probe in cells)
+    out.runs.extend(
+        (plan.user, org, table, probe, None, "sign_in", code, False) for org, table, probe in cells
+    )

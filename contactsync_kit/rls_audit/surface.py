@@ -24,8 +24,13 @@ import polars as pl
 
 from .frames import AUDIT_TABLES, SURFACE_DIFF_SCHEMA
 
-__all__ = ["SurfaceTarget", "parse_surface_lines", "surface_diff", "surface_lines",
-           "surface_targets"]
+__all__ = [
+    "SurfaceTarget",
+    "parse_surface_lines",
+    "surface_diff",
+    "surface_lines",
+    "surface_targets",
+]
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,10 @@ def _label(schema: str, name: str) -> str:
     return f"{schema}.{name}"
 
 
-def surface_targets(surface: pl.DataFrame, exposed_schemas: Iterable[str],
-                    ) -> tuple[list[SurfaceTarget], dict[str, str]]:
+def surface_targets(
+    surface: pl.DataFrame,
+    exposed_schemas: Iterable[str],
+) -> tuple[list[SurfaceTarget], dict[str, str]]:
     """(objects to probe, label -> why an object is not probed).
 
     Probed: every reachable relation and every set-returning function without required
@@ -60,24 +67,34 @@ def surface_targets(surface: pl.DataFrame, exposed_schemas: Iterable[str],
         if obj["schema"] == default and obj["name"] in AUDIT_TABLES and not is_function:
             continue
         reason = (
-            f"schema {obj['schema']} is not the default profile" if obj["schema"] != default
-            else "takes required arguments" if is_function and obj["required_args"]
-            else "returns no set of rows" if is_function and not obj["returns_set"]
-            else "its rows have no id column" if "id" not in columns else None)
+            f"schema {obj['schema']} is not the default profile"
+            if obj["schema"] != default
+            else "takes required arguments"
+            if is_function and obj["required_args"]
+            else "returns no set of rows"
+            if is_function and not obj["returns_set"]
+            else "its rows have no id column"
+            if "id" not in columns
+            else None
+        )
         if reason is not None:
             skipped[label] = reason
             continue
         path = f"rpc/{obj['name'].split('(')[0]}" if is_function else obj["name"]
-        targets.append(SurfaceTarget(label, path, "id, organisation_id"
-                                     if "organisation_id" in columns else "id"))
+        targets.append(
+            SurfaceTarget(
+                label, path, "id, organisation_id" if "organisation_id" in columns else "id"
+            )
+        )
     return targets, skipped
 
 
 def surface_lines(surface: pl.DataFrame) -> list[str]:
     """The surface as expected-surface lines, sorted (what to paste to accept it)."""
-    return sorted(f"{kind.replace(' ', '_')} {schema}.{name} {','.join(roles or [])}"
-                  for schema, name, kind, roles in surface.select(
-                      "schema", "name", "kind", "roles").rows())
+    return sorted(
+        f"{kind.replace(' ', '_')} {schema}.{name} {','.join(roles or [])}"
+        for schema, name, kind, roles in surface.select("schema", "name", "kind", "roles").rows()
+    )
 
 
 def parse_surface_lines(text: str) -> list[str]:
@@ -93,6 +110,7 @@ def surface_diff(surface: pl.DataFrame, expected: Iterable[str]) -> pl.DataFrame
     accepted but no longer reachable (``removed``).
     """
     now, accepted = set(surface_lines(surface)), set(expected)
-    rows = ([("added", e) for e in sorted(now - accepted)]
-            + [("removed", e) for e in sorted(accepted - now)])
+    rows = [("added", e) for e in sorted(now - accepted)] + [
+        ("removed", e) for e in sorted(accepted - now)
+    ]
     return pl.DataFrame(rows, schema=SURFACE_DIFF_SCHEMA, orient="row")

@@ -10,10 +10,14 @@ import polars as pl
 
 from .frames import EXPECTED_SCHEMA, MEMBERS_SCHEMA
 
-__all__ = ["AuditUser", "GroundTruth", "access_frame", "expected_visibility", "members_frame",
-           "with_recorded_memberships"]
-
-
+__all__ = [
+    "AuditUser",
+    "GroundTruth",
+    "access_frame",
+    "expected_visibility",
+    "members_frame",
+    "with_recorded_memberships",
+]
 
 
 @dataclass(frozen=True)
@@ -41,14 +45,19 @@ class AuditUser:
         """Build from anything shaped like one (e.g. the dev stack's `SeededUser`)."""
         if isinstance(user, AuditUser):
             return user
-        return cls(email=user.email, password=user.password,
-                   memberships=tuple((m[0], m[1], m[2]) for m in user.memberships),
-                   label=getattr(user, "label", "") or "",
-                   user_id=getattr(user, "user_id", None))
+        return cls(
+            email=user.email,
+            password=user.password,
+            memberships=tuple((m[0], m[1], m[2]) for m in user.memberships),
+            label=getattr(user, "label", "") or "",
+            user_id=getattr(user, "user_id", None),
+        )
 
 
-def members_frame(users: Iterable[AuditUser], user_ids: Mapping[str, str] | None = None,
-                  ) -> pl.DataFrame:
+def members_frame(
+    users: Iterable[AuditUser],
+    user_ids: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
     """The users' expected memberships as a `MEMBERS_SCHEMA` frame.
 
     `user_ids` maps email -> user id for users whose `user_id` is not set.
@@ -57,13 +66,21 @@ def members_frame(users: Iterable[AuditUser], user_ids: Mapping[str, str] | None
     for user in users:
         user_id = user.user_id or (user_ids or {}).get(user.email)
         for organisation_id, chapter_id, role in user.memberships:
-            rows.append((user.name, user_id, organisation_id.lower(),
-                         chapter_id.lower() if chapter_id else None, role))
+            rows.append(
+                (
+                    user.name,
+                    user_id,
+                    organisation_id.lower(),
+                    chapter_id.lower() if chapter_id else None,
+                    role,
+                )
+            )
     return pl.DataFrame(rows, schema=MEMBERS_SCHEMA, orient="row")
 
 
-def with_recorded_memberships(members: pl.DataFrame, recorded: pl.DataFrame,
-                              audited: Iterable[str]) -> pl.DataFrame:
+def with_recorded_memberships(
+    members: pl.DataFrame, recorded: pl.DataFrame, audited: Iterable[str]
+) -> pl.DataFrame:
     """`members` plus the memberships the database records outside the `audited` set.
 
     Inside the audited organisations the caller's expectations rule (a membership the
@@ -71,7 +88,8 @@ def with_recorded_memberships(members: pl.DataFrame, recorded: pl.DataFrame,
     database records is the access a user may legitimately have. Both `MEMBERS_SCHEMA`.
     """
     outside = recorded.filter(~pl.col("organisation_id").is_in(list(audited))).join(
-        members, on=["user", "organisation_id"], how="anti")
+        members, on=["user", "organisation_id"], how="anti"
+    )
     return pl.concat([members, outside.select(list(MEMBERS_SCHEMA)).cast(MEMBERS_SCHEMA)])
 
 
@@ -99,8 +117,6 @@ class GroundTruth:
         return frame.select(list(EXPECTED_SCHEMA)).cast(EXPECTED_SCHEMA)
 
 
-
-
 def expected_visibility(universe: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
     """The intended read rules, applied to ground truth (`EXPECTED_SCHEMA` out).
 
@@ -111,31 +127,42 @@ def expected_visibility(universe: pl.DataFrame, members: pl.DataFrame) -> pl.Dat
     does not change what a member may read.
     """
     joined = universe.join(
-        members.select("user", pl.col("user_id").alias("member_user_id"), "organisation_id",
-                       pl.col("chapter_id").alias("member_chapter_id")),
-        on="organisation_id", how="inner",
+        members.select(
+            "user",
+            pl.col("user_id").alias("member_user_id"),
+            "organisation_id",
+            pl.col("chapter_id").alias("member_chapter_id"),
+        ),
+        on="organisation_id",
+        how="inner",
     )
     table = pl.col("table")
     rule = (
-        pl.when(table == "organisations").then(pl.lit(True))
+        pl.when(table == "organisations")
+        .then(pl.lit(True))
         .when(table == "organisation_members")
         .then(pl.col("user_id") == pl.col("member_user_id"))
-        .otherwise(pl.col("member_chapter_id").is_null()
-                   | (pl.col("chapter_id") == pl.col("member_chapter_id")))
+        .otherwise(
+            pl.col("member_chapter_id").is_null()
+            | (pl.col("chapter_id") == pl.col("member_chapter_id"))
+        )
     )
     return (
         joined.filter(rule.fill_null(False))
-        .select(list(EXPECTED_SCHEMA)).cast(EXPECTED_SCHEMA)
-        .unique().sort(["user", "organisation_id", "table", "id"])
+        .select(list(EXPECTED_SCHEMA))
+        .cast(EXPECTED_SCHEMA)
+        .unique()
+        .sort(["user", "organisation_id", "table", "id"])
     )
 
 
 def access_frame(members: pl.DataFrame) -> pl.DataFrame:
     """Each member's access per organisation: the whole organisation, or one chapter."""
     return members.select(
-        "user", "organisation_id",
+        "user",
+        "organisation_id",
         pl.when(pl.col("chapter_id").is_null())
         .then(pl.format("{} (whole organisation)", pl.col("role")))
-        .otherwise(pl.format("{} (one chapter)", pl.col("role"))).alias("access"),
+        .otherwise(pl.format("{} (one chapter)", pl.col("role")))
+        .alias("access"),
     ).unique(subset=["user", "organisation_id"], keep="first")
-

@@ -96,17 +96,22 @@ class PanelModel(HasTraits):
             self.busy = False
             # People reading this have no kernel log: say what to do, and keep the raw
             # error for the developers, after the advice.
-            self.say("error", f"{what} did not work, for a reason the console did not "
-                     "expect. Try again; if it happens again, export the support bundle and "
-                     f"send it to the developers. (Technical: {type(exc).__name__}: {exc})")
+            self.say(
+                "error",
+                f"{what} did not work, for a reason the console did not "
+                "expect. Try again; if it happens again, export the support bundle and "
+                f"send it to the developers. (Technical: {type(exc).__name__}: {exc})",
+            )
             return None
 
 
 class ThresholdModel(PanelModel):
     """A panel model with a staleness threshold people type in, in hours."""
 
-    threshold_hours = Float(DEFAULT_STALE_AFTER.total_seconds() / 3600,
-                            help="A cache older than this many hours is stale.")
+    threshold_hours = Float(
+        DEFAULT_STALE_AFTER.total_seconds() / 3600,
+        help="A cache older than this many hours is stale.",
+    )
 
     @validate("threshold_hours")
     def _valid_threshold(self, proposal: dict[str, Any]) -> float:
@@ -114,6 +119,7 @@ class ThresholdModel(PanelModel):
         if value > 0:
             return value
         # Kept, not raised: a typo in the threshold box must not become a traceback.
-        self.say("error", f"The threshold must be more than 0 hours; kept "
-                 f"{self.threshold_hours:g} h.")
+        self.say(
+            "error", f"The threshold must be more than 0 hours; kept {self.threshold_hours:g} h."
+        )
         return float(self.threshold_hours)

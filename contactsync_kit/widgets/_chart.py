@@ -12,8 +12,9 @@ _OK = "#2da44e"
 _STALE = "#cf222e"
 
 
-def age_chart_png(report: pl.DataFrame, threshold_hours: float, *,
-                  label_column: str = "label") -> bytes:
+def age_chart_png(
+    report: pl.DataFrame, threshold_hours: float, *, label_column: str = "label"
+) -> bytes:
     """Horizontal bars of cache age (hours) per organisation, with the stale threshold line.
 
     `report` is `assess_staleness` output with a `label_column` of display names. Organisations
@@ -43,14 +44,22 @@ def age_chart_png(report: pl.DataFrame, threshold_hours: float, *,
     drawn = [0.0 if a is None else max(w, stub) for a, w in zip(ages, widths, strict=True)]
     ax.barh(positions, drawn, color=colours, height=0.6)
     for y, age, text in zip(positions, ages, texts, strict=True):
-        ax.text((age or 0.0) + longest * 0.015, y, text, va="center", fontsize=8,
-                color="#1f2328")
+        ax.text((age or 0.0) + longest * 0.015, y, text, va="center", fontsize=8, color="#1f2328")
     ax.axvline(threshold_hours, color="#9a6700", linestyle="--", linewidth=1.2)
-    ax.legend(handles=[Patch(color=_OK, label="fresh"), Patch(color=_STALE, label="stale"),
-                       Line2D([], [], color="#9a6700", linestyle="--",
-                              label=f"stale after {threshold_hours:g} h")],
-              loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False,
-              fontsize=8)
+    ax.legend(
+        handles=[
+            Patch(color=_OK, label="fresh"),
+            Patch(color=_STALE, label="stale"),
+            Line2D(
+                [], [], color="#9a6700", linestyle="--", label=f"stale after {threshold_hours:g} h"
+            ),
+        ],
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=3,
+        frameon=False,
+        fontsize=8,
+    )
     ax.set_yticks(positions, labels=labels, fontsize=9)
     ax.invert_yaxis()
     ax.set_xlim(0, longest * 1.25)
@@ -60,8 +69,7 @@ def age_chart_png(report: pl.DataFrame, threshold_hours: float, *,
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     if not labels:
-        ax.text(0.5, 0.5, "nothing cached", transform=ax.transAxes, ha="center",
-                color="#57606a")
+        ax.text(0.5, 0.5, "nothing cached", transform=ax.transAxes, ha="center", color="#57606a")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

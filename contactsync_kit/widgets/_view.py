@@ -8,8 +8,19 @@ from typing import Any, Final
 
 import ipywidgets as ipw
 
-__all__ = ["COLOURS", "card", "details_html", "esc", "facts_html", "ms", "pill",
-           "replace_children", "status_html", "table_html", "tag"]
+__all__ = [
+    "COLOURS",
+    "card",
+    "details_html",
+    "esc",
+    "facts_html",
+    "ms",
+    "pill",
+    "replace_children",
+    "status_html",
+    "table_html",
+    "tag",
+]
 
 #: Text colours per tone, dark enough to read on white (WCAG AA).
 COLOURS: Final = {
@@ -69,11 +80,16 @@ def status_html(tone: str, text: str) -> str:
     background = _BACKGROUNDS.get(tone, _BACKGROUNDS["info"])
     icon = _ICONS.get(tone, "")
     # Announced by screen readers when it appears: errors at once, the rest politely.
-    role = ('role="alert" aria-live="assertive"' if tone == "error"
-            else 'role="status" aria-live="polite"')
-    return (f'<div class="csk-status" {role} aria-atomic="true" style="color:{colour};'
-            f'background:{background};border-left:4px solid {colour}">'
-            f'<span aria-hidden="true">{icon}</span> {esc(text)}</div>')
+    role = (
+        'role="alert" aria-live="assertive"'
+        if tone == "error"
+        else 'role="status" aria-live="polite"'
+    )
+    return (
+        f'<div class="csk-status" {role} aria-atomic="true" style="color:{colour};'
+        f'background:{background};border-left:4px solid {colour}">'
+        f'<span aria-hidden="true">{icon}</span> {esc(text)}</div>'
+    )
 
 
 def details_html(rows: Iterable[tuple[str, str]], summary: str = "Details") -> str:
@@ -84,16 +100,20 @@ def details_html(rows: Iterable[tuple[str, str]], summary: str = "Details") -> s
     rows = list(rows)
     if not rows:
         return ""
-    return (f'<details class="csk-details"><summary>{esc(summary)}</summary>'
-            f"{facts_html(rows)}</details>")
+    return (
+        f'<details class="csk-details"><summary>{esc(summary)}</summary>'
+        f"{facts_html(rows)}</details>"
+    )
 
 
 def pill(tone: str, text: str) -> str:
     """A small coloured label (e.g. "stale", "fresh")."""
     colour = COLOURS.get(tone, COLOURS["info"])
     background = _BACKGROUNDS.get(tone, _BACKGROUNDS["info"])
-    return (f'<span class="csk-pill" style="color:{colour};background:{background};'
-            f'border:1px solid {colour}">{esc(text)}</span>')
+    return (
+        f'<span class="csk-pill" style="color:{colour};background:{background};'
+        f'border:1px solid {colour}">{esc(text)}</span>'
+    )
 
 
 def facts_html(rows: Iterable[tuple[str, str]]) -> str:
@@ -102,22 +122,30 @@ def facts_html(rows: Iterable[tuple[str, str]]) -> str:
     return f'<table class="csk-facts">{body}</table>'
 
 
-def table_html(header: Iterable[str], rows: Iterable[Iterable[str]],
-               numeric: Iterable[int] = ()) -> str:
+def table_html(
+    header: Iterable[str], rows: Iterable[Iterable[str]], numeric: Iterable[int] = ()
+) -> str:
     """A data table; cells are HTML (escape them first); `numeric` columns align right."""
     right = set(numeric)
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in right else f"<td>{c}</td>"
-                         for i, c in enumerate(row)) + "</tr>"
-        for row in rows)
+        "<tr>"
+        + "".join(
+            f'<td class="num">{c}</td>' if i in right else f"<td>{c}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
     return f'<table class="csk-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def card(title: str, help_text: str, *children: Any) -> ipw.VBox:
     """A titled, bordered box holding `children`."""
-    header = ipw.HTML(f'{_CSS}<div class="csk-title">{esc(title)}</div>'
-                      f'<div class="csk-help">{esc(help_text)}</div>')
+    header = ipw.HTML(
+        f'{_CSS}<div class="csk-title">{esc(title)}</div>'
+        f'<div class="csk-help">{esc(help_text)}</div>'
+    )
     box = ipw.VBox([header, *children], layout=ipw.Layout(width="100%"))
     box.add_class("csk-card")
     return box

@@ -54,10 +54,18 @@ class AppPanels:
     export: ExportPanel
     auto_refresh: ipw.Checkbox
 
+
 #: The console's steps, in order: (tab title, AppPanels field).
-STEPS = (("Sign in", "login"), ("Organisation", "organisation"), ("Sync", "sync"),
-         ("Freshness", "staleness"), ("Diagnose", "diagnostics"), ("Cached data", "data"),
-         ("Export", "export"), ("Clear", "clearing"))
+STEPS = (
+    ("Sign in", "login"),
+    ("Organisation", "organisation"),
+    ("Sync", "sync"),
+    ("Freshness", "staleness"),
+    ("Diagnose", "diagnostics"),
+    ("Cached data", "data"),
+    ("Export", "export"),
+    ("Clear", "clearing"),
+)
 
 
 class ContactSyncApp:
@@ -105,35 +113,64 @@ class ContactSyncApp:
         configured: bool | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
-        self.login = LoginModel(url=url, key=key, email=email, password=password,
-                                clock=self.clock, cache_path=cache_path,
-                                http_client=http_client, max_rows=max_rows,
-                                page_size=page_size,
-                                session_factory=session_factory)
+        self.login = LoginModel(
+            url=url,
+            key=key,
+            email=email,
+            password=password,
+            clock=self.clock,
+            cache_path=cache_path,
+            http_client=http_client,
+            max_rows=max_rows,
+            page_size=page_size,
+            session_factory=session_factory,
+        )
         self.organisation = OrganisationModel(lister=organisation_lister)
         self.sync = SyncModel()
-        self.staleness = StalenessModel(clock=self.clock, draw_chart=draw_chart,
-                                        threshold_hours=stale_after.total_seconds() / 3600)
+        self.staleness = StalenessModel(
+            clock=self.clock,
+            draw_chart=draw_chart,
+            threshold_hours=stale_after.total_seconds() / 3600,
+        )
         self.clearing = ClearingModel()
-        self.diagnostics = DiagnosticsModel(clock=self.clock, load_on_sign_in=False,
-                                            threshold_hours=self.staleness.threshold_hours)
+        self.diagnostics = DiagnosticsModel(
+            clock=self.clock, load_on_sign_in=False, threshold_hours=self.staleness.threshold_hours
+        )
         self.data = CachedDataModel()
         self.export = ExportModel(diagnostics=self.diagnostics)
-        self.auto_refresh = AutoRefreshModel(sync=self.sync, clock=self.clock, probe=probe,
-                                             enabled=auto_refresh,
-                                             threshold_hours=self.staleness.threshold_hours)
+        self.auto_refresh = AutoRefreshModel(
+            sync=self.sync,
+            clock=self.clock,
+            probe=probe,
+            enabled=auto_refresh,
+            threshold_hours=self.staleness.threshold_hours,
+        )
         if configured is not None:
             self.login.configured = configured
         picked = (self.sync, self.data, self.auto_refresh)
-        for model in (self.organisation, self.sync, self.staleness, self.clearing,
-                      self.diagnostics, self.data, self.export, self.auto_refresh):
+        for model in (
+            self.organisation,
+            self.sync,
+            self.staleness,
+            self.clearing,
+            self.diagnostics,
+            self.data,
+            self.export,
+            self.auto_refresh,
+        ):
             dlink((self.login, "session"), (model, "session"))
         for model in picked:
             dlink((self.organisation, "organisation_id"), (model, "organisation_id"))
-            dlink((self.organisation, "organisation_id"), (model, "organisation_name"),
-                  transform=self.organisation.name_of)
-        dlink((self.organisation, "organisations"), (self.staleness, "organisation_names"),
-              transform=lambda _: self.organisation.names)
+            dlink(
+                (self.organisation, "organisation_id"),
+                (model, "organisation_name"),
+                transform=self.organisation.name_of,
+            )
+        dlink(
+            (self.organisation, "organisations"),
+            (self.staleness, "organisation_names"),
+            transform=lambda _: self.organisation.names,
+        )
         dlink((self.organisation, "organisations"), (self.diagnostics, "organisations"))
         dlink((self.organisation, "organisation_id"), (self.diagnostics, "organisation_id"))
         for model in (self.diagnostics, self.auto_refresh):
@@ -153,8 +190,11 @@ class ContactSyncApp:
         """
         settings = ConsoleSettings.load()
         values: dict[str, Any] = {
-            "url": settings.url, "key": settings.key, "email": settings.email,
-            "password": settings.password, "auto_refresh": settings.auto_refresh,
+            "url": settings.url,
+            "key": settings.key,
+            "email": settings.email,
+            "password": settings.password,
+            "auto_refresh": settings.auto_refresh,
         }
         if settings.cache_path:
             values["cache_path"] = settings.cache_path
@@ -176,8 +216,14 @@ class ContactSyncApp:
         from ..demo import console_demo  # only the demo needs the stack's dependencies
 
         demo = console_demo()
-        return cls(url=demo.url, key=demo.anon_key, email=demo.email, password=demo.password,
-                   cache_path=demo.cache_path, configured=True)
+        return cls(
+            url=demo.url,
+            key=demo.anon_key,
+            email=demo.email,
+            password=demo.password,
+            cache_path=demo.cache_path,
+            configured=True,
+        )
 
     @classmethod
     def for_stack(cls, stack: StackLike, **kwargs: Any) -> ContactSyncApp:
@@ -217,8 +263,17 @@ class ContactSyncApp:
 
     async def wait(self) -> None:
         """Return when no panel has work pending (after clicks, or linked refreshes)."""
-        models = (self.login, self.organisation, self.sync, self.staleness, self.clearing,
-                  self.diagnostics, self.data, self.export, self.auto_refresh)
+        models = (
+            self.login,
+            self.organisation,
+            self.sync,
+            self.staleness,
+            self.clearing,
+            self.diagnostics,
+            self.data,
+            self.export,
+            self.auto_refresh,
+        )
         while any(model.has_pending for model in models):
             for model in models:
                 await model.wait()
@@ -261,10 +316,14 @@ class ContactSyncApp:
     def panels(self) -> AppPanels:
         """The panels (built on first use)."""
         if self._panels is None:
-            switch = _view.tag(ipw.Checkbox(
-                value=self.auto_refresh.enabled, indent=False,
-                description="Refresh automatically when the copy is older than the "
-                            "threshold"), "csk-auto-refresh")
+            switch = _view.tag(
+                ipw.Checkbox(
+                    value=self.auto_refresh.enabled,
+                    indent=False,
+                    description="Refresh automatically when the copy is older than the threshold",
+                ),
+                "csk-auto-refresh",
+            )
             link((self.auto_refresh, "enabled"), (switch, "value"))
             self._panels = AppPanels(
                 login=LoginPanel(self.login),
@@ -295,8 +354,9 @@ class ContactSyncApp:
             auto_status = _view.tag(ipw.HTML(), "csk-auto-status")
 
             def show_auto(_change: object = None) -> None:
-                auto_status.value = _view.status_html(self.auto_refresh.tone,
-                                                      self.auto_refresh.status)
+                auto_status.value = _view.status_html(
+                    self.auto_refresh.tone, self.auto_refresh.status
+                )
 
             self.auto_refresh.observe(show_auto, names=["status", "tone"])
             show_auto()
@@ -304,29 +364,37 @@ class ContactSyncApp:
             views = {"staleness": freshness}
             self.tabs = ipw.Tab(
                 children=[views.get(field, getattr(panels, field)) for _, field in STEPS],
-                titles=[f"{n} · {title}" for n, (title, _) in enumerate(STEPS, start=1)])
+                titles=[f"{n} · {title}" for n, (title, _) in enumerate(STEPS, start=1)],
+            )
             self.tabs.add_class("csk-tabs")
             header = ipw.HTML(
                 '<div style="font-size:19px;font-weight:600;color:#1f2328">ContactSync — '
                 'support console</div><div class="csk-help" style="margin-bottom:8px">'
                 "Check and fix this computer's offline copy of an organisation's contacts. "
                 "Go through the steps left to right. Reloading the page ends the session: "
-                "sign in again.</div>")
+                "sign in again.</div>"
+            )
             self.banner = _view.tag(ipw.HTML(), "csk-banner")
             for model in (self.login, self.organisation):
-                model.observe(self._render_banner, names=["session", "organisation_id",
-                                                           "organisations", "user"])
+                model.observe(
+                    self._render_banner,
+                    names=["session", "organisation_id", "organisations", "user"],
+                )
             self._render_banner()
-            self._widget = ipw.VBox([header, self.banner, self.tabs],
-                                    layout=ipw.Layout(max_width="1100px"))
+            self._widget = ipw.VBox(
+                [header, self.banner, self.tabs], layout=ipw.Layout(max_width="1100px")
+            )
             self._widget.add_class("csk-app")
         return self._widget
 
     def _render_banner(self, _change: object = None) -> None:
         who = self.login.user if self.login.session is not None else ""
         org = self.organisation.name_of(self.organisation.organisation_id) if who else ""
-        text = (f"Signed in as {who}" + (f" · organisation: {org}" if org else "")
-                if who else "Not signed in")
+        text = (
+            f"Signed in as {who}" + (f" · organisation: {org}" if org else "")
+            if who
+            else "Not signed in"
+        )
         self.banner.value = f'<div class="csk-help"><b>{_view.esc(text)}</b></div>'
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

@@ -68,24 +68,35 @@ class AuditModel(PanelModel):
     chart = Bytes(b"", help="PNG of the heat map (empty until drawn).")
     exported = Dict(help="Name → path of the last export.")
 
-    def __init__(self, *, users: Iterable[Any] = (), ground_truth: GroundTruth | None = None,
-                 clock: Clock | None = None, draw_chart: bool = True,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        users: Iterable[Any] = (),
+        ground_truth: GroundTruth | None = None,
+        clock: Clock | None = None,
+        draw_chart: bool = True,
+        **kwargs: Any,
+    ) -> None:
         self.users: list[AuditUser] = [AuditUser.of(u) for u in users]
         self.ground_truth = ground_truth
         self.clock = clock
         self.draw_chart = draw_chart
         self.report: AuditReport | None = None
         super().__init__(**kwargs)
-        self.say("info", "Press Run audit: every test user signs in and probes every "
-                 "organisation.")
+        self.say("info", "Press Run audit: every test user signs in and probes every organisation.")
 
     @classmethod
     def for_stack(cls, stack: _Stack, seeded: Any, **kwargs: Any) -> AuditModel:
         """A model for a local stack and what it was seeded with (`SeedResult`)."""
-        return cls(url=stack.url, anon_key=stack.anon_key, database_url=stack.database_url,
-                   users=seeded.users, organisation_ids=list(seeded.organisation_ids),
-                   organisation_names=dict(seeded.organisation_names), **kwargs)
+        return cls(
+            url=stack.url,
+            anon_key=stack.anon_key,
+            database_url=stack.database_url,
+            users=seeded.users,
+            organisation_ids=list(seeded.organisation_ids),
+            organisation_names=dict(seeded.organisation_names),
+            **kwargs,
+        )
 
     async def run(self) -> AuditReport | None:
         """Run the audit; returns the report (None when it could not start)."""
@@ -98,20 +109,32 @@ class AuditModel(PanelModel):
                 self.say("warn", "Give a ground truth or a database URL to read it from.")
                 return None
             ground_truth = await asyncio.to_thread(
-                ground_truth_from_database, self.database_url, self.users,
-                list(self.organisation_ids))
+                ground_truth_from_database,
+                self.database_url,
+                self.users,
+                list(self.organisation_ids),
+            )
         self.busy = True
-        self.say("busy", f"Auditing {len(self.users)} user(s) x "
-                 f"{len(self.organisation_ids)} organisation(s)…")
+        self.say(
+            "busy",
+            f"Auditing {len(self.users)} user(s) x {len(self.organisation_ids)} organisation(s)…",
+        )
         try:
             report = await audit_rls(
-                self.url, self.anon_key, self.users, list(self.organisation_ids), ground_truth,
+                self.url,
+                self.anon_key,
+                self.users,
+                list(self.organisation_ids),
+                ground_truth,
                 database_url=self.database_url or None,
                 expected_surface=self.expected_surface or None,
-                organisation_names=dict(self.organisation_names), clock=self.clock)
+                organisation_names=dict(self.organisation_names),
+                clock=self.clock,
+            )
             if self.draw_chart:
-                self.chart = await asyncio.to_thread(heatmap_png, report.matrix,
-                                                     dict(self.organisation_names))
+                self.chart = await asyncio.to_thread(
+                    heatmap_png, report.matrix, dict(self.organisation_names)
+                )
         finally:
             self.busy = False
         self._show(report)
@@ -124,13 +147,15 @@ class AuditModel(PanelModel):
         failing = report.failing_cells()
         self.failing = [
             {**row, "organisation": names.get(row["organisation_id"], row["organisation_id"])}
-            for row in failing.head(50).iter_rows(named=True)]
+            for row in failing.head(50).iter_rows(named=True)
+        ]
         self.lint_rows = [] if report.lint is None else report.lint.to_dicts()
         failed_checks = report.checks.filter(~pl.col("passed")).height
         self.headline = (
             f"{'PASS' if report.passed else 'FAIL'}: {report.matrix.height} probe cells, "
             f"{failing.height} failing; {failed_checks} failed check(s); "
-            + ("no lint" if report.lint is None else f"{report.lint.height} lint finding(s)"))
+            + ("no lint" if report.lint is None else f"{report.lint.height} lint finding(s)")
+        )
         self.say("ok" if report.passed else "error", self.headline)
 
     async def export(self, directory: str | Path | None = None) -> dict[str, Path]:
@@ -138,8 +163,11 @@ class AuditModel(PanelModel):
         if self.report is None:
             self.say("warn", "Run the audit first.")
             return {}
-        folder = Path(directory) if directory is not None else Path(
-            tempfile.mkdtemp(prefix="rls-audit-"))
+        folder = (
+            Path(directory)
+            if directory is not None
+            else Path(tempfile.mkdtemp(prefix="rls-audit-"))
+        )
         paths = await asyncio.to_thread(export_report, self.report, folder)
         self.exported = {name: str(path) for name, path in paths.items()}
         self.say("ok", f"Exported {len(paths)} file(s) to {folder}.")
@@ -151,27 +179,43 @@ class AuditPanel(ipw.VBox):  # type: ignore[misc]
 
     def __init__(self, model: AuditModel, **kwargs: Any) -> None:
         self.model = model
-        self.run_button = ipw.Button(description="Run audit", icon="shield",
-                                     button_style="primary",
-                                     tooltip="Sign in as every test user and probe")
+        self.run_button = ipw.Button(
+            description="Run audit",
+            icon="shield",
+            button_style="primary",
+            tooltip="Sign in as every test user and probe",
+        )
         self.run_button.on_click(lambda _: model.schedule(model.run(), what="The audit"))
-        self.export_button = ipw.Button(description="Export", icon="download",
-                                        tooltip="CSV, Parquet and a markdown summary")
-        self.export_button.on_click(lambda _: model.schedule(model.export(),
-                                                             what="Exporting"))
+        self.export_button = ipw.Button(
+            description="Export", icon="download", tooltip="CSV, Parquet and a markdown summary"
+        )
+        self.export_button.on_click(lambda _: model.schedule(model.export(), what="Exporting"))
         self.status = ipw.HTML()
         self.image = ipw.Image(format="png", layout=ipw.Layout(max_width="900px"))
         self.cells = ipw.HTML()
         self.lint = ipw.HTML()
-        super().__init__(children=[_view.card(
-            "RLS scoping audit",
-            "Signs in as each test user (never with the service key) and asks the server for "
-            "every organisation's rows in every way the app does; compares with ground truth "
-            "and lints the policies.",
-            ipw.HBox([self.run_button, self.export_button]),
-            self.status, self.image, self.cells, self.lint)], **kwargs)
-        model.observe(self._render, names=["busy", "status", "tone", "failing", "lint_rows",
-                                           "chart", "passed"])
+        super().__init__(
+            children=[
+                _view.card(
+                    "RLS scoping audit",
+                    "Signs in as each test user (never with the service key) and asks the server "
+                    "for "
+                    "every organisation's rows in every way the app does; compares with ground "
+                    "truth "
+                    "and lints the policies.",
+                    ipw.HBox([self.run_button, self.export_button]),
+                    self.status,
+                    self.image,
+                    self.cells,
+                    self.lint,
+                )
+            ],
+            **kwargs,
+        )
+        model.observe(
+            self._render,
+            names=["busy", "status", "tone", "failing", "lint_rows", "chart", "passed"],
+        )
         self._render()
 
     def _render(self, _change: object = None) -> None:
@@ -186,22 +230,47 @@ class AuditPanel(ipw.VBox):  # type: ignore[misc]
 
 
 def _failing_html(rows: Sequence[Mapping[str, Any]]) -> str:
-    body = [[
-        _view.esc(r["user"]), _view.esc(r["organisation"]), _view.esc(r["table"]),
-        _view.esc(r["probe"]), str(r["visible"]), str(r["expected"]),
-        _view.pill("error", str(r["leaked"])) if r["leaked"] else str(r["leaked"]),
-        _view.pill("warn", str(r["missing"])) if r["missing"] else str(r["missing"]),
-        _view.esc(r["error"] or ""),
-    ] for r in rows]
-    return _view.table_html(["User", "Organisation", "Table", "Probe", "Visible", "Expected",
-                             "Leaked", "Missing", "Error"], body, numeric=(4, 5, 6, 7))
+    body = [
+        [
+            _view.esc(r["user"]),
+            _view.esc(r["organisation"]),
+            _view.esc(r["table"]),
+            _view.esc(r["probe"]),
+            str(r["visible"]),
+            str(r["expected"]),
+            _view.pill("error", str(r["leaked"])) if r["leaked"] else str(r["leaked"]),
+            _view.pill("warn", str(r["missing"])) if r["missing"] else str(r["missing"]),
+            _view.esc(r["error"] or ""),
+        ]
+        for r in rows
+    ]
+    return _view.table_html(
+        [
+            "User",
+            "Organisation",
+            "Table",
+            "Probe",
+            "Visible",
+            "Expected",
+            "Leaked",
+            "Missing",
+            "Error",
+        ],
+        body,
+        numeric=(4, 5, 6, 7),
+    )
 
 
 def _lint_html(rows: Sequence[Mapping[str, Any]]) -> str:
     tones = {"error": "error", "warning": "warn", "info": "info"}
-    body = [[
-        _view.pill(tones.get(r["severity"], "info"), r["severity"]), _view.esc(r["rule"]),
-        _view.esc(f"{r['schema']}.{r['table']}"), _view.esc(r["policy"] or ""),
-        _view.esc(r["detail"]),
-    ] for r in rows]
+    body = [
+        [
+            _view.pill(tones.get(r["severity"], "info"), r["severity"]),
+            _view.esc(r["rule"]),
+            _view.esc(f"{r['schema']}.{r['table']}"),
+            _view.esc(r["policy"] or ""),
+            _view.esc(r["detail"]),
+        ]
+        for r in rows
+    ]
     return _view.table_html(["Severity", "Rule", "Table", "Policy", "Detail"], body)

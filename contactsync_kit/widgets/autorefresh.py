@@ -57,9 +57,15 @@ class AutoRefreshModel(PanelModel):
     offline = Bool(False, help="True while the server could not be reached.")
     sync = Instance(SyncModel)
 
-    def __init__(self, *, sync: SyncModel, clock: Clock | None = None,
-                 probe: Probe | None = None, probe_interval_s: float = 20.0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        sync: SyncModel,
+        clock: Clock | None = None,
+        probe: Probe | None = None,
+        probe_interval_s: float = 20.0,
+        **kwargs: Any,
+    ) -> None:
         self.clock: Clock = clock or SystemClock()
         self._probe: Probe = probe or server_reachable
         self.probe_interval_s = probe_interval_s
@@ -101,11 +107,13 @@ class AutoRefreshModel(PanelModel):
             if result.error.kind is SyncErrorKind.IN_PROGRESS:
                 return False
             self.offline = result.error.kind in _OFFLINE
-            self.say("error", f"Tried to refresh {name} automatically at {at} because {why}, "
-                     f"but it did not work ({result.error.message.rstrip('.')}). The copy "
-                     "on this computer was left as it was."
-                     + (" The console will try again when the server answers."
-                        if self.offline else ""))
+            self.say(
+                "error",
+                f"Tried to refresh {name} automatically at {at} because {why}, "
+                f"but it did not work ({result.error.message.rstrip('.')}). The copy "
+                "on this computer was left as it was."
+                + (" The console will try again when the server answers." if self.offline else ""),
+            )
             if self.offline:
                 self._watch()
             return True

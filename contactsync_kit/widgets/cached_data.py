@@ -31,26 +31,36 @@ def filter_contacts(contacts: pl.DataFrame, search: str) -> pl.DataFrame:
     if not text or contacts.is_empty():
         return contacts
     columns = [c for c in _SEARCHED if c in contacts.columns]
-    hit = pl.any_horizontal([
-        pl.col(c).cast(pl.String).str.to_lowercase().str.contains(text.lower(), literal=True)
-        .fill_null(False) for c in columns])
+    hit = pl.any_horizontal(
+        [
+            pl.col(c)
+            .cast(pl.String)
+            .str.to_lowercase()
+            .str.contains(text.lower(), literal=True)
+            .fill_null(False)
+            for c in columns
+        ]
+    )
     return contacts.filter(hit)
 
 
 class CachedData:
     """One organisation's cached rows: contacts, and their notes and assignments."""
 
-    def __init__(self, contacts: pl.DataFrame, notes: pl.DataFrame,
-                 assignments: pl.DataFrame) -> None:
+    def __init__(
+        self, contacts: pl.DataFrame, notes: pl.DataFrame, assignments: pl.DataFrame
+    ) -> None:
         self.contacts, self.notes, self.assignments = contacts, notes, assignments
 
     @classmethod
     def read(cls, session: UserSession, organisation_id: str) -> CachedData:
         """Read the organisation's rows from the session's cache (blocking: use a thread)."""
         cache = session.cache
-        return cls(cache.read_table("contacts", organisation_id),
-                   cache.read_table("notes", organisation_id),
-                   cache.read_table("contact_assignments", organisation_id))
+        return cls(
+            cache.read_table("contacts", organisation_id),
+            cache.read_table("notes", organisation_id),
+            cache.read_table("contact_assignments", organisation_id),
+        )
 
     def matching(self, search: str) -> CachedData:
         """The contacts matching `search`, with only their notes and assignments."""
@@ -58,20 +68,41 @@ class CachedData:
         if contacts.height == self.contacts.height:
             return self
         ids = contacts.get_column("id") if "id" in contacts.columns else pl.Series([])
-        return CachedData(contacts, *(
-            frame.filter(pl.col("contact_id").is_in(ids.implode()))
-            if "contact_id" in frame.columns else frame
-            for frame in (self.notes, self.assignments)))
+        return CachedData(
+            contacts,
+            *(
+                frame.filter(pl.col("contact_id").is_in(ids.implode()))
+                if "contact_id" in frame.columns
+                else frame
+                for frame in (self.notes, self.assignments)
+            ),
+        )
 
     def for_people(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         """The three frames with names first and contact names next to contact ids."""
-        names = (self.contacts.select(pl.col("id").alias("contact_id"),
-                                      pl.col("full_name").alias("contact"))
-                 if {"id", "full_name"} <= set(self.contacts.columns)
-                 else pl.DataFrame(schema={"contact_id": pl.String, "contact": pl.String}))
+        names = (
+            self.contacts.select(
+                pl.col("id").alias("contact_id"), pl.col("full_name").alias("contact")
+            )
+            if {"id", "full_name"} <= set(self.contacts.columns)
+            else pl.DataFrame(schema={"contact_id": pl.String, "contact": pl.String})
+        )
         contacts = self.contacts.select(
-            [c for c in ("full_name", "status", "phone", "email", "address", "updated_at",
-                         "id", "chapter_id") if c in self.contacts.columns])
+            [
+                c
+                for c in (
+                    "full_name",
+                    "status",
+                    "phone",
+                    "email",
+                    "address",
+                    "updated_at",
+                    "id",
+                    "chapter_id",
+                )
+                if c in self.contacts.columns
+            ]
+        )
 
         def named(frame: pl.DataFrame, first: list[str]) -> pl.DataFrame:
             if "contact_id" not in frame.columns:
@@ -80,8 +111,11 @@ class CachedData:
             keep = ["contact", *[c for c in first if c in joined.columns], "contact_id"]
             return joined.select(keep)
 
-        return (contacts, named(self.notes, ["body", "updated_at", "id"]),
-                named(self.assignments, ["role", "assignee_id", "assigned_at", "id"]))
+        return (
+            contacts,
+            named(self.notes, ["body", "updated_at", "id"]),
+            named(self.assignments, ["role", "assignee_id", "assigned_at", "id"]),
+        )
 
 
 class CachedDataModel(PanelModel):
@@ -145,24 +179,36 @@ class CachedDataModel(PanelModel):
         with self.hold_trait_notifications():
             self.shown = None if self._all is None else self._all.matching(self.search)
             shown = self.shown
-            self.counts = {} if shown is None else {
-                "contacts": shown.contacts.height, "notes": shown.notes.height,
-                "contact_assignments": shown.assignments.height}
+            self.counts = (
+                {}
+                if shown is None
+                else {
+                    "contacts": shown.contacts.height,
+                    "notes": shown.notes.height,
+                    "contact_assignments": shown.assignments.height,
+                }
+            )
             self.version += 1
             name = self.organisation_name or self.organisation_id or ""
             if self.session is None:
                 self.say("info", "Sign in and pick an organisation to see its cached contacts.")
             elif shown is None:
-                self.say("info", f"Reading the cached contacts of {name}…"
-                         if self.organisation_id else "Pick an organisation.")
+                self.say(
+                    "info",
+                    f"Reading the cached contacts of {name}…"
+                    if self.organisation_id
+                    else "Pick an organisation.",
+                )
             elif self._all is not None and self._all.contacts.is_empty():
-                self.say("info", f"Nothing of {name} is cached on this computer. Sync to "
-                         "fetch it.")
+                self.say("info", f"Nothing of {name} is cached on this computer. Sync to fetch it.")
             else:
                 total = self._all.contacts.height if self._all is not None else 0
-                found = (f"{shown.contacts.height:,} of {total:,} cached contacts match "
-                         f"'{self.search.strip()}'" if self.search.strip()
-                         else f"{total:,} cached contacts")
+                found = (
+                    f"{shown.contacts.height:,} of {total:,} cached contacts match "
+                    f"'{self.search.strip()}'"
+                    if self.search.strip()
+                    else f"{total:,} cached contacts"
+                )
                 self.say("ok", f"{name}: {found}.")
 
 
@@ -171,17 +217,32 @@ class CachedDataPanel(ipw.VBox):  # type: ignore[misc]
 
     def __init__(self, model: CachedDataModel, **kwargs: Any) -> None:
         self.model = model
-        self.search = _view.tag(ipw.Text(description="Search", placeholder="name, email, phone",
-                                         continuous_update=False,
-                                         layout=ipw.Layout(width="28em")), "csk-search")
+        self.search = _view.tag(
+            ipw.Text(
+                description="Search",
+                placeholder="name, email, phone",
+                continuous_update=False,
+                layout=ipw.Layout(width="28em"),
+            ),
+            "csk-search",
+        )
         self.search.observe(lambda c: setattr(model, "search", c["new"]), names="value")
         self.status = _view.tag(ipw.HTML(), "csk-data-status")
         self.grids = _view.tag(ipw.VBox(), "csk-data")
-        super().__init__(children=[_view.card(
-            "Cached data",
-            "What this computer holds for the organisation picked, for the signed-in person "
-            "only. Sort or filter any column, or download it as CSV.",
-            self.search, self.status, self.grids)], **kwargs)
+        super().__init__(
+            children=[
+                _view.card(
+                    "Cached data",
+                    "What this computer holds for the organisation picked, for the signed-in "
+                    "person "
+                    "only. Sort or filter any column, or download it as CSV.",
+                    self.search,
+                    self.status,
+                    self.grids,
+                )
+            ],
+            **kwargs,
+        )
         model.observe(self._render, names=["version", "status", "tone", "session"])
         self._render()
 
@@ -195,11 +256,14 @@ class CachedDataPanel(ipw.VBox):  # type: ignore[misc]
             return
         contacts, notes, assignments = shown.for_people()
         now = model.read_at
-        _view.replace_children(self.grids, [
-            ipw.HTML("<b>Contacts</b>"),
-            table(contacts, now=now, css_class="csk-contacts", file_name="contacts"),
-            ipw.HTML("<b>Notes</b>"),
-            table(notes, now=now, css_class="csk-notes", file_name="notes"),
-            ipw.HTML("<b>Assignments</b>"),
-            table(assignments, now=now, css_class="csk-assignments", file_name="assignments"),
-        ])
+        _view.replace_children(
+            self.grids,
+            [
+                ipw.HTML("<b>Contacts</b>"),
+                table(contacts, now=now, css_class="csk-contacts", file_name="contacts"),
+                ipw.HTML("<b>Notes</b>"),
+                table(notes, now=now, css_class="csk-notes", file_name="notes"),
+                ipw.HTML("<b>Assignments</b>"),
+                table(assignments, now=now, css_class="csk-assignments", file_name="assignments"),
+            ],
+        )

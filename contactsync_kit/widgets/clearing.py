@@ -69,9 +69,13 @@ class ClearingModel(PanelModel):
             self.organisations = overview.height
             self.log_entries = log.height
             if not self.confirming:
-                self.say("info", "Nothing is cached on this computer." if not self.total else
-                         "Clearing deletes this computer's copy of the contacts, notes and "
-                         "assignments, and the sync log.")
+                self.say(
+                    "info",
+                    "Nothing is cached on this computer."
+                    if not self.total
+                    else "Clearing deletes this computer's copy of the contacts, notes and "
+                    "assignments, and the sync log.",
+                )
         return counts
 
     def ask(self) -> None:
@@ -81,12 +85,15 @@ class ClearingModel(PanelModel):
             return
         self.confirming = True
         entries = f"{self.log_entries:,} sync log entr{'y' if self.log_entries == 1 else 'ies'}"
-        self.say("warn", f"Delete {describe_removed(self.counts)} of "
-                 f"{self.organisations} organisation{'' if self.organisations == 1 else 's'}, "
-                 f"and the sync log ({entries}), from this computer? The sync log is what "
-                 "support uses to find out what went wrong: export the support bundle first "
-                 "if you may need it. The server is not touched; the next sync fetches the "
-                 "contacts again.")
+        self.say(
+            "warn",
+            f"Delete {describe_removed(self.counts)} of "
+            f"{self.organisations} organisation{'' if self.organisations == 1 else 's'}, "
+            f"and the sync log ({entries}), from this computer? The sync log is what "
+            "support uses to find out what went wrong: export the support bundle first "
+            "if you may need it. The server is not touched; the next sync fetches the "
+            "contacts again.",
+        )
 
     def cancel(self) -> None:
         """Drop the pending confirmation."""
@@ -111,29 +118,43 @@ class ClearingModel(PanelModel):
             self.busy = False
         self.removed = removed
         counts = await self.refresh()
-        self.say("ok", f"Cleared: removed {describe_removed(removed)}. Nothing is cached on "
-                 "this computer now." if not sum(counts.values()) else
-                 f"Cleared: removed {describe_removed(removed)}.")
+        self.say(
+            "ok",
+            f"Cleared: removed {describe_removed(removed)}. Nothing is cached on this computer now."
+            if not sum(counts.values())
+            else f"Cleared: removed {describe_removed(removed)}.",
+        )
         return removed
 
 
 class ClearingPanel(ipw.VBox):  # type: ignore[misc]
     """The view of a `ClearingModel`: counts, Clear, then Confirm / Cancel."""
 
-    def __init__(self, model: ClearingModel, *,
-                 on_export_first: Callable[[], object] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: ClearingModel,
+        *,
+        on_export_first: Callable[[], object] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.model = model
         #: What "Export the bundle first" does (the console opens its export step).
         self.on_export_first: Callable[[], object] = on_export_first or model.cancel
         self.summary = _view.tag(ipw.HTML(), "csk-cached")
-        self.clear_button = ipw.Button(description="Clear cache…", button_style="danger",
-                                       icon="trash", tooltip="Asks before deleting")
+        self.clear_button = ipw.Button(
+            description="Clear cache…",
+            button_style="danger",
+            icon="trash",
+            tooltip="Asks before deleting",
+        )
         self.clear_button.on_click(lambda _: model.ask())
         self.confirm_button = ipw.Button(description="Yes, delete", button_style="danger")
         self.confirm_button.on_click(
-            lambda _: model.schedule(model.clear(confirm=True), what="Clearing the cache"))
-        self.export_first_button = ipw.Button(description="Export the bundle first",
-                                              icon="download")
+            lambda _: model.schedule(model.clear(confirm=True), what="Clearing the cache")
+        )
+        self.export_first_button = ipw.Button(
+            description="Export the bundle first", icon="download"
+        )
         self.export_first_button.on_click(lambda _: self.on_export_first())
         _view.tag(self.export_first_button, "csk-export-first")
         self.cancel_button = ipw.Button(description="Cancel")
@@ -141,16 +162,37 @@ class ClearingPanel(ipw.VBox):  # type: ignore[misc]
         _view.tag(self.clear_button, "csk-clear")
         _view.tag(self.confirm_button, "csk-confirm")
         _view.tag(self.cancel_button, "csk-cancel")
-        self.confirm_box = ipw.HBox([self.confirm_button, self.export_first_button,
-                                     self.cancel_button])
+        self.confirm_box = ipw.HBox(
+            [self.confirm_button, self.export_first_button, self.cancel_button]
+        )
         self.status = ipw.HTML()
-        super().__init__(children=[_view.card(
-            "Clear",
-            "Deletes this computer's copy of every organisation's contacts, notes and "
-            "assignments, and the sync log. Signing out does this too.",
-            self.summary, self.clear_button, self.status, self.confirm_box)], **kwargs)
-        model.observe(self._render, names=["session", "busy", "counts", "organisations",
-                                           "confirming", "status", "tone", "log_entries"])
+        super().__init__(
+            children=[
+                _view.card(
+                    "Clear",
+                    "Deletes this computer's copy of every organisation's contacts, notes and "
+                    "assignments, and the sync log. Signing out does this too.",
+                    self.summary,
+                    self.clear_button,
+                    self.status,
+                    self.confirm_box,
+                )
+            ],
+            **kwargs,
+        )
+        model.observe(
+            self._render,
+            names=[
+                "session",
+                "busy",
+                "counts",
+                "organisations",
+                "confirming",
+                "status",
+                "tone",
+                "log_entries",
+            ],
+        )
         self._render()
 
     def _render(self, _change: object = None) -> None:
@@ -159,13 +201,21 @@ class ClearingPanel(ipw.VBox):  # type: ignore[misc]
         if model.session is None:
             self.summary.value = ""
         else:
-            self.summary.value = _view.facts_html([
-                ("Cached now", _view.esc(
-                    f"{describe_removed({t: int(counts.get(t, 0)) for t in DATA_TABLES})}")),
-                ("Organisations", f"{model.organisations:,}"),
-                ("Sync log", f"{model.log_entries:,} entr"
-                             f"{'y' if model.log_entries == 1 else 'ies'}"),
-            ])
-        self.clear_button.disabled = (model.session is None or model.busy or model.confirming)
+            self.summary.value = _view.facts_html(
+                [
+                    (
+                        "Cached now",
+                        _view.esc(
+                            f"{describe_removed({t: int(counts.get(t, 0)) for t in DATA_TABLES})}"
+                        ),
+                    ),
+                    ("Organisations", f"{model.organisations:,}"),
+                    (
+                        "Sync log",
+                        f"{model.log_entries:,} entr{'y' if model.log_entries == 1 else 'ies'}",
+                    ),
+                ]
+            )
+        self.clear_button.disabled = model.session is None or model.busy or model.confirming
         self.confirm_box.layout.display = "" if model.confirming else "none"
         self.status.value = _view.status_html(model.tone, model.status)

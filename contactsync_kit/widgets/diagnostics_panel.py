@@ -68,9 +68,16 @@ class DiagnosticsModel(ThresholdModel):
     headline = Unicode("", help="One line over all verdicts.")
     bundle_path = Unicode("", help="Where the last support bundle was written.")
 
-    def __init__(self, *, clock: Clock | None = None, bundle_dir: str | Path | None = None,
-                 reader: ServerReader | None = None, lister: Lister | None = None,
-                 load_on_sign_in: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        bundle_dir: str | Path | None = None,
+        reader: ServerReader | None = None,
+        lister: Lister | None = None,
+        load_on_sign_in: bool = True,
+        **kwargs: Any,
+    ) -> None:
         self.clock = clock
         self.bundle_dir = Path(bundle_dir) if bundle_dir is not None else None
         self.reader = reader
@@ -103,8 +110,7 @@ class DiagnosticsModel(ThresholdModel):
         with self.hold_trait_notifications():
             self.diagnosis, self.rows, self.headline, self.bundle_path = None, [], "", ""
             if self.session is not None:
-                self.say("info", "Press Diagnose to compare this computer's copy with the "
-                         "server.")
+                self.say("info", "Press Diagnose to compare this computer's copy with the server.")
 
     async def load_organisations(self) -> list[tuple[str, str]]:
         """Fill the picker with the user's organisations (read through RLS)."""
@@ -114,8 +120,11 @@ class DiagnosticsModel(ThresholdModel):
         try:
             rows = await self._lister(session)
         except RemoteFailure as exc:
-            self.say("warn", f"Could not list your organisations ({exc.error.kind.value}); "
-                     "Diagnose still checks every cached organisation.")
+            self.say(
+                "warn",
+                f"Could not list your organisations ({exc.error.kind.value}); "
+                "Diagnose still checks every cached organisation.",
+            )
             return []
         self.organisations = sorted((str(r.get("name") or r["id"]), str(r["id"])) for r in rows)
         self.say("info", "Pick an organisation (or all), then press Diagnose.")
@@ -125,15 +134,21 @@ class DiagnosticsModel(ThresholdModel):
         """Diagnose the picked organisation (or all); returns the `Diagnosis`."""
         session = self.session
         if session is None:
-            self.say("warn", "Sign in first: the diagnosis compares the cache with what the "
-                     "server shows you.")
+            self.say(
+                "warn",
+                "Sign in first: the diagnosis compares the cache with what the server shows you.",
+            )
             return None
         self.busy = True
         self.say("busy", "Comparing the cache with the server…")
         try:
-            result = await diagnose(session, self.organisation_id, clock=self.clock,
-                                    threshold=timedelta(hours=self.threshold_hours),
-                                    reader=self.reader)
+            result = await diagnose(
+                session,
+                self.organisation_id,
+                clock=self.clock,
+                threshold=timedelta(hours=self.threshold_hours),
+                reader=self.reader,
+            )
         finally:
             self.busy = False
         self.diagnosis = result
@@ -146,19 +161,22 @@ class DiagnosticsModel(ThresholdModel):
         for row in result.organisations.iter_rows(named=True):
             org = row["organisation_id"]
             age = row["cache_age_hours"]
-            rows.append({
-                "label": names.get(org, org[:8] + "…"),
-                "organisation_id": org,
-                "verdict": row["verdict"],
-                "cause": row["cause"],
-                "summary": row["summary"],
-                "action": row["action"],
-                "plain": PLAIN_VERDICTS.get(row["verdict"], row["verdict"]),
-                "age": format_age(None if age is None else age * 3600),
-                "contacts": (row["local_contacts"], row["server_contacts"]),
-                "differences": (row["missing_locally"] or 0) + (row["gone_from_server"] or 0)
-                + (row["newer_on_server"] or 0),
-            })
+            rows.append(
+                {
+                    "label": names.get(org, org[:8] + "…"),
+                    "organisation_id": org,
+                    "verdict": row["verdict"],
+                    "cause": row["cause"],
+                    "summary": row["summary"],
+                    "action": row["action"],
+                    "plain": PLAIN_VERDICTS.get(row["verdict"], row["verdict"]),
+                    "age": format_age(None if age is None else age * 3600),
+                    "contacts": (row["local_contacts"], row["server_contacts"]),
+                    "differences": (row["missing_locally"] or 0)
+                    + (row["gone_from_server"] or 0)
+                    + (row["newer_on_server"] or 0),
+                }
+            )
         self.rows = rows
         verdicts = [r["verdict"] for r in rows]
         if not rows:
@@ -167,14 +185,24 @@ class DiagnosticsModel(ThresholdModel):
             return
         if len(rows) == 1:
             only = rows[0]
-            self.headline = (f"{only['label']}: {only['plain']}. What we found: "
-                             f"{only['summary']}. What to do: {only['action']}.")
+            self.headline = (
+                f"{only['label']}: {only['plain']}. What we found: "
+                f"{only['summary']}. What to do: {only['action']}."
+            )
         else:
-            counts = ", ".join(f"{verdicts.count(v)} {PLAIN_VERDICTS[v].split(':')[0]}"
-                               for v in VERDICT_TONES if v in verdicts)
+            counts = ", ".join(
+                f"{verdicts.count(v)} {PLAIN_VERDICTS[v].split(':')[0]}"
+                for v in VERDICT_TONES
+                if v in verdicts
+            )
             self.headline = f"{len(rows)} organisations: {counts}."
-        worst: Tone = ("error" if "failing" in verdicts
-                       else "warn" if {"stale", "drifted"} & set(verdicts) else "ok")
+        worst: Tone = (
+            "error"
+            if "failing" in verdicts
+            else "warn"
+            if {"stale", "drifted"} & set(verdicts)
+            else "ok"
+        )
         self.say(worst, f"{self.headline} (Checked at {result.generated_at:%H:%M} UTC.)")
 
     async def export_bundle(self, path: str | Path | None = None) -> Path | None:
@@ -189,12 +217,16 @@ class DiagnosticsModel(ThresholdModel):
         result = self.diagnosis or await self.diagnose()
         if result is None:
             return None
-        target = Path(path) if path is not None else (
-            self.bundle_dir or Path(tempfile.gettempdir()))
+        target = (
+            Path(path) if path is not None else (self.bundle_dir or Path(tempfile.gettempdir()))
+        )
         written = await asyncio.to_thread(write_support_bundle, result, session.cache, target)
         self.bundle_path = str(written)
-        self.say("ok", f"Support bundle written to {written} (ids, timestamps, counts and "
-                 "error codes only; no names, phones, emails, addresses or notes).")
+        self.say(
+            "ok",
+            f"Support bundle written to {written} (ids, timestamps, counts and "
+            "error codes only; no names, phones, emails, addresses or notes).",
+        )
         return written
 
 
@@ -203,50 +235,78 @@ class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
 
     def __init__(self, model: DiagnosticsModel, **kwargs: Any) -> None:
         self.model = model
-        self.picker = ipw.Dropdown(description="Organisation", options=self._options(),
-                                   style={"description_width": "7em"},
-                                   layout=ipw.Layout(width="28em"))
+        self.picker = ipw.Dropdown(
+            description="Organisation",
+            options=self._options(),
+            style={"description_width": "7em"},
+            layout=ipw.Layout(width="28em"),
+        )
         self.picker.observe(self._picked, names="value")
         self.threshold = ipw.BoundedFloatText(
-            description="Stale after", value=model.threshold_hours, min=0.0, max=24 * 365,
-            step=1.0, layout=ipw.Layout(width="14em"), style={"description_width": "7em"})
+            description="Stale after",
+            value=model.threshold_hours,
+            min=0.0,
+            max=24 * 365,
+            step=1.0,
+            layout=ipw.Layout(width="14em"),
+            style={"description_width": "7em"},
+        )
         self.threshold.observe(self._threshold_edited, names="value")
-        self.diagnose_button = ipw.Button(description="Diagnose", icon="stethoscope",
-                                          button_style="primary",
-                                          tooltip="Compare the cache with the server")
+        self.diagnose_button = ipw.Button(
+            description="Diagnose",
+            icon="stethoscope",
+            button_style="primary",
+            tooltip="Compare the cache with the server",
+        )
         _view.tag(self.diagnose_button, "csk-diagnose")
-        self.diagnose_button.on_click(
-            lambda _: model.schedule(model.diagnose(), what="Diagnosing"))
-        self.export_button = ipw.Button(description="Export bundle", icon="download",
-                                        tooltip="Write a support bundle without personal data")
+        self.diagnose_button.on_click(lambda _: model.schedule(model.diagnose(), what="Diagnosing"))
+        self.export_button = ipw.Button(
+            description="Export bundle",
+            icon="download",
+            tooltip="Write a support bundle without personal data",
+        )
         self.export_button.on_click(
-            lambda _: model.schedule(model.export_bundle(), what="Writing the bundle"))
+            lambda _: model.schedule(model.export_bundle(), what="Writing the bundle")
+        )
         self.table = ipw.HTML()
         self.status = _view.tag(ipw.HTML(), "csk-diagnosis")
         self.history = ipw.VBox()
-        super().__init__(children=[_view.card(
-            "Diagnose",
-            "Compares this machine's cache with what the server shows the signed-in user, "
-            "says what is wrong in plain words and what to do, and exports a support bundle "
-            "with no personal data.",
-            ipw.HBox([self.picker, self.threshold, ipw.HTML("&nbsp;hours")],
-                     layout=ipw.Layout(align_items="center")),
-            ipw.HBox([self.diagnose_button, self.export_button]),
-            self.status, self.table, self.history)], **kwargs)
-        model.observe(self._render, names=["session", "busy", "rows", "status", "tone",
-                                           "bundle_path"])
+        super().__init__(
+            children=[
+                _view.card(
+                    "Diagnose",
+                    "Compares this machine's cache with what the server shows the signed-in user, "
+                    "says what is wrong in plain words and what to do, and exports a support "
+                    "bundle "
+                    "with no personal data.",
+                    ipw.HBox(
+                        [self.picker, self.threshold, ipw.HTML("&nbsp;hours")],
+                        layout=ipw.Layout(align_items="center"),
+                    ),
+                    ipw.HBox([self.diagnose_button, self.export_button]),
+                    self.status,
+                    self.table,
+                    self.history,
+                )
+            ],
+            **kwargs,
+        )
+        model.observe(
+            self._render, names=["session", "busy", "rows", "status", "tone", "bundle_path"]
+        )
         model.observe(self._refill, names=["organisations", "organisation_id"])
         self._render()
 
     def _options(self) -> list[tuple[str, str | None]]:
-        return [("All organisations", None),
-                *[(name, oid) for name, oid in self.model.organisations]]
+        return [
+            ("All organisations", None),
+            *[(name, oid) for name, oid in self.model.organisations],
+        ]
 
     def _refill(self, _change: object = None) -> None:
         current = self.model.organisation_id
         self.picker.options = self._options()
-        self.picker.value = current if current in dict(self.model.organisations).values() \
-            else None
+        self.picker.value = current if current in dict(self.model.organisations).values() else None
 
     def _picked(self, change: dict[str, Any]) -> None:
         self.model.organisation_id = change["new"]
@@ -266,36 +326,64 @@ class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
         if diagnosis is None or not model.rows:
             _view.replace_children(self.history, [])
         elif diagnosis.sync_log.height:
-            _view.replace_children(self.history, [
-                ipw.HTML("<b>Sync history</b> <span class='csk-help'>every attempt on this "
-                         "computer, newest last</span>"),
-                table(diagnosis.sync_log.drop("id", strict=False), names=model.names,
-                      now=diagnosis.generated_at, css_class="csk-history",
-                      file_name="sync-history")])
+            _view.replace_children(
+                self.history,
+                [
+                    ipw.HTML(
+                        "<b>Sync history</b> <span class='csk-help'>every attempt on this "
+                        "computer, newest last</span>"
+                    ),
+                    table(
+                        diagnosis.sync_log.drop("id", strict=False),
+                        names=model.names,
+                        now=diagnosis.generated_at,
+                        css_class="csk-history",
+                        file_name="sync-history",
+                    ),
+                ],
+            )
         else:
-            _view.replace_children(self.history, [ipw.HTML(
-                "<b>Sync history</b>: no sync was attempted on this computer yet.")])
+            _view.replace_children(
+                self.history,
+                [ipw.HTML("<b>Sync history</b>: no sync was attempted on this computer yet.")],
+            )
 
 
 def _rows_html(rows: list[dict[str, Any]]) -> str:
     body = []
     for row in rows:
         local, server = row["contacts"]
-        body.append([
-            f"<b>{_view.esc(row['label'])}</b>",
-            _view.pill(VERDICT_TONES.get(row["verdict"], "info"), row["plain"].split(":")[0])
-            + _view.details_html([("Verdict", _view.esc(row["verdict"])),
-                                  ("Cause", _view.esc(row["cause"])),
-                                  ("Id", _view.esc(row["organisation_id"]))]),
-            _wrapping(_view.esc(row["summary"])),
-            _wrapping(f"<b>{_view.esc(row['action'])}</b>"),
-            _view.esc(row["age"]),
-            f"{local:,} / {'?' if server is None else f'{server:,}'}",
-            f"{row['differences']:,}",
-        ])
+        body.append(
+            [
+                f"<b>{_view.esc(row['label'])}</b>",
+                _view.pill(VERDICT_TONES.get(row["verdict"], "info"), row["plain"].split(":")[0])
+                + _view.details_html(
+                    [
+                        ("Verdict", _view.esc(row["verdict"])),
+                        ("Cause", _view.esc(row["cause"])),
+                        ("Id", _view.esc(row["organisation_id"])),
+                    ]
+                ),
+                _wrapping(_view.esc(row["summary"])),
+                _wrapping(f"<b>{_view.esc(row['action'])}</b>"),
+                _view.esc(row["age"]),
+                f"{local:,} / {'?' if server is None else f'{server:,}'}",
+                f"{row['differences']:,}",
+            ]
+        )
     return _view.table_html(
-        ["Organisation", "Verdict", "What we found", "What to do", "Cache age",
-         "Contacts cached / on server", "Rows differing"], body, numeric=(5, 6))
+        [
+            "Organisation",
+            "Verdict",
+            "What we found",
+            "What to do",
+            "Cache age",
+            "Contacts cached / on server",
+            "Rows differing",
+        ],
+        body,
+        numeric=(5, 6),
+    )
 
 
 def _wrapping(cell: str) -> str:

@@ -64,8 +64,11 @@ class ExportModel(PanelModel):
             if self.session is None:
                 self.say("info", "Sign in first.")
             else:
-                self.say("info", "Press Prepare to build the support bundle: what was found, "
-                         "the sync history, versions and settings, without personal data.")
+                self.say(
+                    "info",
+                    "Press Prepare to build the support bundle: what was found, "
+                    "the sync history, versions and settings, without personal data.",
+                )
 
     async def prepare(self) -> Path | None:
         """Build the bundle and offer it; returns its file name as a path (None on failure)."""
@@ -83,8 +86,11 @@ class ExportModel(PanelModel):
             try:
                 name, text = await asyncio.to_thread(bundle_text, diagnosis, session)
             except ValueError as exc:
-                self.say("error", f"The bundle was not made: {exc}. Send the developers a "
-                         "description of the problem instead.")
+                self.say(
+                    "error",
+                    f"The bundle was not made: {exc}. Send the developers a "
+                    "description of the problem instead.",
+                )
                 return None
         finally:
             self.busy = False
@@ -96,9 +102,13 @@ class ExportModel(PanelModel):
             self.contents = (
                 f"{len(bundle.get('diagnosis', {}).get('organisations', []))} organisation(s) "
                 f"diagnosed, {len(bundle.get('sync_log', []))} sync attempt(s), versions and "
-                "settings. No names, phone numbers, emails, addresses or notes.")
-            self.say("ok", f"The support bundle is ready: {name}. Download it and attach it "
-                     "to the support ticket.")
+                "settings. No names, phone numbers, emails, addresses or notes."
+            )
+            self.say(
+                "ok",
+                f"The support bundle is ready: {name}. Download it and attach it "
+                "to the support ticket.",
+            )
         return Path(name)
 
 
@@ -107,18 +117,33 @@ class ExportPanel(ipw.VBox):  # type: ignore[misc]
 
     def __init__(self, model: ExportModel, **kwargs: Any) -> None:
         self.model = model
-        self.prepare_button = _view.tag(ipw.Button(
-            description="Prepare bundle", icon="file", button_style="primary",
-            tooltip="Diagnose if needed, then build the support bundle"), "csk-prepare")
+        self.prepare_button = _view.tag(
+            ipw.Button(
+                description="Prepare bundle",
+                icon="file",
+                button_style="primary",
+                tooltip="Diagnose if needed, then build the support bundle",
+            ),
+            "csk-prepare",
+        )
         self.prepare_button.on_click(
-            lambda _: model.schedule(model.prepare(), what="Building the bundle"))
+            lambda _: model.schedule(model.prepare(), what="Building the bundle")
+        )
         self.link = _view.tag(ipw.HTML(), "csk-bundle-link")
         self.status = _view.tag(ipw.HTML(), "csk-export-status")
-        super().__init__(children=[_view.card(
-            "Export for support",
-            "A file for the support ticket: what the diagnosis found and the sync history, "
-            "with no personal data. It downloads through your browser.",
-            self.prepare_button, self.status, self.link)], **kwargs)
+        super().__init__(
+            children=[
+                _view.card(
+                    "Export for support",
+                    "A file for the support ticket: what the diagnosis found and the sync history, "
+                    "with no personal data. It downloads through your browser.",
+                    self.prepare_button,
+                    self.status,
+                    self.link,
+                )
+            ],
+            **kwargs,
+        )
         model.observe(self._render, names=["session", "busy", "href", "status", "tone"])
         self._render()
 
@@ -130,4 +155,6 @@ class ExportPanel(ipw.VBox):  # type: ignore[misc]
             f'<a class="csk-download" download="{_view.esc(model.file_name)}" '
             f'href="{model.href}">⬇ Download {_view.esc(model.file_name)}</a>'
             f'<div class="csk-help">{_view.esc(model.contents)}</div>'
-            if model.href else "")
+            if model.href
+            else ""
+        )

@@ -46,6 +46,7 @@ def describe_removed(removed: dict[str, int]) -> str:
 
 def on_enter(field: ipw.Text, action: Callable[[], object]) -> None:
     """Run `action` when Enter is pressed in `field` (the field sends its value first)."""
+
     def handle(_widget: object, content: dict[str, Any], _buffers: object) -> None:
         if content.get("event") == "submit":
             action()
@@ -63,17 +64,25 @@ def _sign_in_problem(exc: SignInError, url: str) -> str:
     """A failed sign-in in words a support person can act on."""
     message = exc.message.lower()
     if "wrong email or password" in message:
-        return ("The email or password is not right. Check both (passwords are "
-                "case-sensitive) and try again.")
+        return (
+            "The email or password is not right. Check both (passwords are "
+            "case-sensitive) and try again."
+        )
     if message.startswith("cannot reach"):
-        return (f"Cannot reach the server at {url}. Check the project address and this "
-                "computer's network connection, then try again.")
+        return (
+            f"Cannot reach the server at {url}. Check the project address and this "
+            "computer's network connection, then try again."
+        )
     if exc.status in (401, 403) and "key" in message:
-        return ("The server did not accept the project key. Ask whoever set up the console "
-                "for the project's publishable (anon) key.")
-    return (f"The server refused the sign-in ({exc.message.rstrip('.')}). Check your email "
-            "and password; if it keeps happening, ask an admin whether your account is "
-            "active.")
+        return (
+            "The server did not accept the project key. Ask whoever set up the console "
+            "for the project's publishable (anon) key."
+        )
+    return (
+        f"The server refused the sign-in ({exc.message.rstrip('.')}). Check your email "
+        "and password; if it keeps happening, ask an admin whether your account is "
+        "active."
+    )
 
 
 class LoginModel(PanelModel):
@@ -91,8 +100,11 @@ class LoginModel(PanelModel):
     user = Unicode("", help="Who is signed in (email), or empty.")
     token_text = Unicode("", help="How long the access token has left, for people.")
     key_problem = Unicode("", help="Why the key in `key` cannot be used, or empty.")
-    cache_problem = Unicode("", help="The damaged or newer cache file that stopped sign-in "
-                            "and that `reset_cache` may erase, or empty.")
+    cache_problem = Unicode(
+        "",
+        help="The damaged or newer cache file that stopped sign-in "
+        "and that `reset_cache` may erase, or empty.",
+    )
 
     def __init__(
         self,
@@ -119,8 +131,11 @@ class LoginModel(PanelModel):
 
     def _explain(self) -> None:
         if not self.configured:
-            self.say("info", "Not signed in. Type the project's address and key (your admin "
-                     "has them), then your email and password, and press Enter.")
+            self.say(
+                "info",
+                "Not signed in. Type the project's address and key (your admin "
+                "has them), then your email and password, and press Enter.",
+            )
         else:
             self.say("info", "Not signed in. Type your email and password, then press Enter.")
 
@@ -139,8 +154,10 @@ class LoginModel(PanelModel):
         key = str(change["new"] or "")
         info = inspect_token(key) if key else None
         if info is not None and info.bypasses_rls:
-            self.key_problem = ("This is a service-role / secret key: it bypasses Row Level "
-                                "Security and is refused. Use the publishable (anon) key.")
+            self.key_problem = (
+                "This is a service-role / secret key: it bypasses Row Level "
+                "Security and is refused. Use the publishable (anon) key."
+            )
         else:
             self.key_problem = ""
 
@@ -151,13 +168,22 @@ class LoginModel(PanelModel):
             return True
         if self.busy:
             return False  # a second Enter or click while signing in
-        missing = [name for name, value in (
-            ("the project address", self.url), ("the project key", self.key),
-            ("your email address", self.email), ("your password", self.password))
-                   if not value.strip()]
+        missing = [
+            name
+            for name, value in (
+                ("the project address", self.url),
+                ("the project key", self.key),
+                ("your email address", self.email),
+                ("your password", self.password),
+            )
+            if not value.strip()
+        ]
         if missing:
-            listed = " and ".join(missing) if len(missing) < 3 else (
-                ", ".join(missing[:-1]) + " and " + missing[-1])
+            listed = (
+                " and ".join(missing)
+                if len(missing) < 3
+                else (", ".join(missing[:-1]) + " and " + missing[-1])
+            )
             self.say("error", f"Type {listed}, then press Sign in.")
             return False
         try:
@@ -171,21 +197,33 @@ class LoginModel(PanelModel):
         self.say("busy", f"Signing in as {self.email.strip()}…")
         try:
             session = await self._factory(
-                url, self.key.strip(), email=self.email.strip(),
-                password=self.password, cache_path=self.cache_path, clock=self.clock,
-                http_client=self._http_client, max_rows=self._max_rows,
-                page_size=self._page_size)
+                url,
+                self.key.strip(),
+                email=self.email.strip(),
+                password=self.password,
+                cache_path=self.cache_path,
+                clock=self.clock,
+                http_client=self._http_client,
+                max_rows=self._max_rows,
+                page_size=self._page_size,
+            )
         except PrivilegedKeyError:
-            self.say("error", "Refused: this is a service-role / secret key, which bypasses Row "
-                     "Level Security. Use the project's publishable (anon) key.")
+            self.say(
+                "error",
+                "Refused: this is a service-role / secret key, which bypasses Row "
+                "Level Security. Use the project's publishable (anon) key.",
+            )
             return False
         except SignInError as exc:
             self.say("error", _sign_in_problem(exc, url))
             return False
         except (CorruptCacheError, CacheVersionError) as exc:
             # The kit's own file, damaged or from a newer kit: erasing it is the way out.
-            self.say("error", _cache_problem(exc) + " Press \u201cReset the cache file\u201d "
-                     "below to erase it, then sign in again.")
+            self.say(
+                "error",
+                _cache_problem(exc) + " Press \u201cReset the cache file\u201d "
+                "below to erase it, then sign in again.",
+            )
             self.cache_problem = self.cache_location
             return False
         except CacheFileError as exc:  # someone else's file, or locked: resetting cannot help
@@ -193,11 +231,17 @@ class LoginModel(PanelModel):
             return False
         except Exception as exc:  # supabase-py's own checks of the URL and key
             if "api key" in str(exc).lower():
-                self.say("error", "The project key is not a valid key. Ask whoever set up the "
-                         "console for the project's publishable (anon) key.")
+                self.say(
+                    "error",
+                    "The project key is not a valid key. Ask whoever set up the "
+                    "console for the project's publishable (anon) key.",
+                )
             else:
-                self.say("error", f"Could not start a session with {url}: check the project "
-                         f"address and key. (Technical: {type(exc).__name__}: {exc})")
+                self.say(
+                    "error",
+                    f"Could not start a session with {url}: check the project "
+                    f"address and key. (Technical: {type(exc).__name__}: {exc})",
+                )
             return False
         finally:
             self.busy = False
@@ -227,8 +271,11 @@ class LoginModel(PanelModel):
         self.session = None
         self.user = ""
         self.token_text = ""
-        self.say("ok", f"Signed out {who}. This computer's copy of the contacts was "
-                 f"deleted: {describe_removed(removed)}.")
+        self.say(
+            "ok",
+            f"Signed out {who}. This computer's copy of the contacts was "
+            f"deleted: {describe_removed(removed)}.",
+        )
         return removed
 
     async def reset_cache(self) -> list[Path] | None:
@@ -253,15 +300,21 @@ class LoginModel(PanelModel):
             self.say("error", _cache_problem(exc))
             return None
         except OSError as exc:
-            self.say("error", f"Could not erase the cache file {path}: {exc.strerror or exc}. "
-                     "Check that this account may write to its folder, then try again.")
+            self.say(
+                "error",
+                f"Could not erase the cache file {path}: {exc.strerror or exc}. "
+                "Check that this account may write to its folder, then try again.",
+            )
             return None
         finally:
             self.busy = False
         self.cache_problem = ""
-        self.say("ok", f"The cache file was erased ({len(erased)} "
-                 f"{'file' if len(erased) == 1 else 'files'}). Press Sign in: your contacts "
-                 "will be synced again after you sign in.")
+        self.say(
+            "ok",
+            f"The cache file was erased ({len(erased)} "
+            f"{'file' if len(erased) == 1 else 'files'}). Press Sign in: your contacts "
+            "will be synced again after you sign in.",
+        )
         return erased
 
     def refresh_token_text(self) -> str:
@@ -276,8 +329,9 @@ class LoginModel(PanelModel):
         if left > 0:
             self.token_text = f"access token valid for {format_age(left)} more (until {until})"
         else:
-            self.token_text = (f"access token expired {format_age(-left)} ago (at {until}); "
-                               "sign out and in again")
+            self.token_text = (
+                f"access token expired {format_age(-left)} ago (at {until}); sign out and in again"
+            )
         return self.token_text
 
     def close(self) -> None:
@@ -295,60 +349,114 @@ class LoginPanel(ipw.VBox):  # type: ignore[misc]
 
     def __init__(self, model: LoginModel, **kwargs: Any) -> None:
         self.model = model
+
         def wide() -> ipw.Layout:  # one Layout each: hiding one field must not hide all
             return ipw.Layout(width="34em")
 
         style = {"description_width": "8em"}
-        self.url = ipw.Text(description="Project address",
-                            placeholder="https://your-project.supabase.co", layout=wide(),
-                            style=style)
-        self.key = ipw.Password(description="Project key",
-                                placeholder="the publishable key your admin gave you",
-                                layout=wide(), style=style)
-        self.email = ipw.Text(description="Email", placeholder="you@example.org", layout=wide(),
-                              style=style)
+        self.url = ipw.Text(
+            description="Project address",
+            placeholder="https://your-project.supabase.co",
+            layout=wide(),
+            style=style,
+        )
+        self.key = ipw.Password(
+            description="Project key",
+            placeholder="the publishable key your admin gave you",
+            layout=wide(),
+            style=style,
+        )
+        self.email = ipw.Text(
+            description="Email", placeholder="you@example.org", layout=wide(), style=style
+        )
         self.password = ipw.Password(description="Password", layout=wide(), style=style)
         for name in ("url", "key", "email", "password"):
             link((model, name), (getattr(self, name), "value"))
             on_enter(getattr(self, name), self._submit)
         if model.configured:  # support staff never see, or need, the project's key
             self.url.layout.display = self.key.layout.display = "none"
-        self.sign_in_button = ipw.Button(description="Sign in", button_style="primary",
-                                         icon="sign-in")
+        self.sign_in_button = ipw.Button(
+            description="Sign in", button_style="primary", icon="sign-in"
+        )
         self.sign_out_button = ipw.Button(
-            description="Sign out", button_style="warning", icon="sign-out",
-            tooltip="Deletes this computer's copy of the contacts, then ends the session")
+            description="Sign out",
+            button_style="warning",
+            icon="sign-out",
+            tooltip="Deletes this computer's copy of the contacts, then ends the session",
+        )
         self.sign_in_button.on_click(lambda _: self._submit())
-        self.sign_out_button.on_click(lambda _: model.schedule(model.sign_out(),
-                                                               what="Signing out"))
+        self.sign_out_button.on_click(
+            lambda _: model.schedule(model.sign_out(), what="Signing out")
+        )
         _view.tag(self.url, "csk-url")
         _view.tag(self.key, "csk-key")
         _view.tag(self.email, "csk-email")
         _view.tag(self.password, "csk-password")
         _view.tag(self.sign_in_button, "csk-sign-in")
         _view.tag(self.sign_out_button, "csk-sign-out")
-        self.reset_button = _view.tag(ipw.Button(
-            description="Reset the cache file", button_style="danger", icon="trash",
-            tooltip="Securely erases this computer's cache file"), "csk-reset-cache")
-        self.reset_button.on_click(lambda _: model.schedule(model.reset_cache(),
-                                                            what="Resetting the cache file"))
-        self.reset_box = ipw.VBox([ipw.HTML(_view.status_html(
-            "warn", "This erases the copy of the contacts cached on this computer; they are "
-                    "synced again after you sign in.")), self.reset_button])
+        self.reset_button = _view.tag(
+            ipw.Button(
+                description="Reset the cache file",
+                button_style="danger",
+                icon="trash",
+                tooltip="Securely erases this computer's cache file",
+            ),
+            "csk-reset-cache",
+        )
+        self.reset_button.on_click(
+            lambda _: model.schedule(model.reset_cache(), what="Resetting the cache file")
+        )
+        self.reset_box = ipw.VBox(
+            [
+                ipw.HTML(
+                    _view.status_html(
+                        "warn",
+                        "This erases the copy of the contacts cached on this computer; they are "
+                        "synced again after you sign in.",
+                    )
+                ),
+                self.reset_button,
+            ]
+        )
         self.key_warning = ipw.HTML()
         self.who = _view.tag(ipw.HTML(), "csk-who")
         self.status = _view.tag(ipw.HTML(), "csk-login-status")
         self.details = ipw.HTML()
-        super().__init__(children=[_view.card(
-            "Sign in",
-            "Sign in with your own account. Signing out deletes this computer's copy of the "
-            "contacts.",
-            self.url, self.key, self.key_warning, self.email, self.password,
-            ipw.HBox([self.sign_in_button, self.sign_out_button]),
-            self.status, self.reset_box, self.who, self.details)], **kwargs)
-        model.observe(self._render, names=["session", "busy", "status", "tone", "user",
-                                           "token_text", "key_problem", "url",
-                                           "cache_problem"])
+        super().__init__(
+            children=[
+                _view.card(
+                    "Sign in",
+                    "Sign in with your own account. Signing out deletes this computer's copy of "
+                    "the "
+                    "contacts.",
+                    self.url,
+                    self.key,
+                    self.key_warning,
+                    self.email,
+                    self.password,
+                    ipw.HBox([self.sign_in_button, self.sign_out_button]),
+                    self.status,
+                    self.reset_box,
+                    self.who,
+                    self.details,
+                )
+            ],
+            **kwargs,
+        )
+        model.observe(
+            self._render,
+            names=[
+                "session",
+                "busy",
+                "status",
+                "tone",
+                "user",
+                "token_text",
+                "key_problem",
+                "url",
+                "cache_problem",
+            ],
+        )
         self._render()
 
     def _submit(self) -> None:
@@ -364,17 +472,22 @@ class LoginPanel(ipw.VBox):  # type: ignore[misc]
         self.sign_out_button.disabled = not signed_in or model.busy
         self.reset_box.layout.display = "" if model.cache_problem and not signed_in else "none"
         self.reset_button.disabled = model.busy
-        self.key_warning.value = (_view.status_html("error", model.key_problem)
-                                  if model.key_problem else "")
+        self.key_warning.value = (
+            _view.status_html("error", model.key_problem) if model.key_problem else ""
+        )
         if signed_in:
-            self.who.value = _view.facts_html([
-                ("Signed in as", _view.esc(model.user)),
-                ("Session", _view.esc(model.token_text)),
-            ])
+            self.who.value = _view.facts_html(
+                [
+                    ("Signed in as", _view.esc(model.user)),
+                    ("Session", _view.esc(model.token_text)),
+                ]
+            )
         else:
             self.who.value = _view.facts_html([("Signed in as", "<i>nobody</i>")])
         self.status.value = _view.status_html(model.tone, model.status)
-        self.details.value = _view.details_html([
-            ("Project", _view.esc(model.url or "not set")),
-            ("Cache file", _view.esc(model.cache_location)),
-        ])
+        self.details.value = _view.details_html(
+            [
+                ("Project", _view.esc(model.url or "not set")),
+                ("Cache file", _view.esc(model.cache_location)),
+            ]
+        )

@@ -13,8 +13,13 @@ from ..remote import RemoteFailure, RemoteReader
 from . import _view
 from ._base import PanelModel
 
-__all__ = ["OrganisationLister", "OrganisationModel", "OrganisationPanel", "list_organisations",
-           "organisation_names"]
+__all__ = [
+    "OrganisationLister",
+    "OrganisationModel",
+    "OrganisationPanel",
+    "list_organisations",
+    "organisation_names",
+]
 
 #: Reads the organisations a session may see, as rows with ``id`` and ``name``.
 OrganisationLister = Callable[[UserSession], Awaitable[list[dict[str, Any]]]]
@@ -42,7 +47,8 @@ class OrganisationModel(PanelModel):
     """
 
     organisations: List[tuple[str, str]] = List(
-        help="(name, id) pairs the user may see, sorted by name.")
+        help="(name, id) pairs the user may see, sorted by name."
+    )
     organisation_id = Unicode(None, allow_none=True, help="The picked organisation's id.")
 
     def __init__(self, *, lister: OrganisationLister | None = None, **kwargs: Any) -> None:
@@ -82,26 +88,35 @@ class OrganisationModel(PanelModel):
         try:
             rows = await self._lister(session)
         except RemoteFailure as exc:
-            self.say("error", "Could not load your organisations: the server did not answer "
-                     "as expected. Press Reload; if it keeps failing, sign out and in again. "
-                     f"(Technical: {exc.error.kind.value}: {exc.error.message})")
+            self.say(
+                "error",
+                "Could not load your organisations: the server did not answer "
+                "as expected. Press Reload; if it keeps failing, sign out and in again. "
+                f"(Technical: {exc.error.kind.value}: {exc.error.message})",
+            )
             return []
         finally:
             self.busy = False
         if session is not self.session:
             return []  # signed out (or in as someone else) while loading
-        pairs = sorted(((str(r.get("name") or r["id"]), str(r["id"])) for r in rows),
-                       key=lambda pair: (pair[0].casefold(), pair[1]))
+        pairs = sorted(
+            ((str(r.get("name") or r["id"]), str(r["id"])) for r in rows),
+            key=lambda pair: (pair[0].casefold(), pair[1]),
+        )
         self.organisations = pairs
         ids = [oid for _, oid in pairs]
         if self.organisation_id not in ids:
             self.organisation_id = ids[0] if ids else None
         if pairs:
-            self.say("ok", f"You belong to {len(pairs)} organisation"
-                     f"{'' if len(pairs) == 1 else 's'}.")
+            self.say(
+                "ok", f"You belong to {len(pairs)} organisation{'' if len(pairs) == 1 else 's'}."
+            )
         else:
-            self.say("warn", "This account belongs to no organisation, so there is nothing to "
-                     "sync. Ask an administrator to add you.")
+            self.say(
+                "warn",
+                "This account belongs to no organisation, so there is nothing to "
+                "sync. Ask an administrator to add you.",
+            )
         return pairs
 
     def select(self, organisation: str) -> str:
@@ -118,27 +133,44 @@ class OrganisationPanel(ipw.VBox):  # type: ignore[misc]
 
     def __init__(self, model: OrganisationModel, **kwargs: Any) -> None:
         self.model = model
-        self.dropdown = ipw.Dropdown(description="Organisation", options=[],
-                                     layout=ipw.Layout(width="34em"),
-                                     style={"description_width": "7em"})
-        dlink((model, "organisations"), (self.dropdown, "options"),
-              transform=lambda pairs: [tuple(p) for p in pairs])
+        self.dropdown = ipw.Dropdown(
+            description="Organisation",
+            options=[],
+            layout=ipw.Layout(width="34em"),
+            style={"description_width": "7em"},
+        )
+        dlink(
+            (model, "organisations"),
+            (self.dropdown, "options"),
+            transform=lambda pairs: [tuple(p) for p in pairs],
+        )
         link((model, "organisation_id"), (self.dropdown, "value"))
-        self.reload_button = ipw.Button(description="Reload", icon="refresh",
-                                        tooltip="Read the list again from the server")
+        self.reload_button = ipw.Button(
+            description="Reload", icon="refresh", tooltip="Read the list again from the server"
+        )
         self.reload_button.on_click(
-            lambda _: model.schedule(model.refresh(), what="Loading organisations"))
+            lambda _: model.schedule(model.refresh(), what="Loading organisations")
+        )
         _view.tag(self.dropdown, "csk-organisation")
         self.id_line = ipw.HTML()
         self.status = _view.tag(ipw.HTML(), "csk-organisation-status")
-        super().__init__(children=[_view.card(
-            "Organisation",
-            "Only the organisations this account belongs to are listed: the server's Row "
-            "Level Security decides.",
-            ipw.HBox([self.dropdown, self.reload_button]), self.id_line, self.status)],
-            **kwargs)
-        model.observe(self._render, names=["session", "busy", "status", "tone",
-                                           "organisation_id", "organisations"])
+        super().__init__(
+            children=[
+                _view.card(
+                    "Organisation",
+                    "Only the organisations this account belongs to are listed: the server's Row "
+                    "Level Security decides.",
+                    ipw.HBox([self.dropdown, self.reload_button]),
+                    self.id_line,
+                    self.status,
+                )
+            ],
+            **kwargs,
+        )
+        model.observe(
+            self._render,
+            names=["session", "busy", "status", "tone", "organisation_id", "organisations"],
+        )
         self._render()
 
     def _render(self, _change: object = None) -> None:
@@ -146,6 +178,11 @@ class OrganisationPanel(ipw.VBox):  # type: ignore[misc]
         self.dropdown.disabled = model.session is None or model.busy or not model.organisations
         self.reload_button.disabled = model.session is None or model.busy
         oid = model.organisation_id
-        self.id_line.value = _view.details_html(
-            [("Organisation id", f'<span class="csk-mono">{_view.esc(oid)}</span>')]) if oid else ""
+        self.id_line.value = (
+            _view.details_html(
+                [("Organisation id", f'<span class="csk-mono">{_view.esc(oid)}</span>')]
+            )
+            if oid
+            else ""
+        )
         self.status.value = _view.status_html(model.tone, model.status)

@@ -99,8 +99,11 @@ class ConsoleSettings:
         return bool(self.url and self.key)
 
     @classmethod
-    def load(cls, environ: dict[str, str] | None = None, path: Path | None = None,
-             ) -> ConsoleSettings:
+    def load(
+        cls,
+        environ: dict[str, str] | None = None,
+        path: Path | None = None,
+    ) -> ConsoleSettings:
         """Settings from the environment, then the settings file (environment wins)."""
         env = dict(os.environ if environ is None else environ)
         file = path or settings_path()
@@ -118,9 +121,15 @@ class ConsoleSettings:
             url, key, source = str(stored["url"]), str(stored["key"]), str(file)
         auto = env.get("CONTACTSYNC_AUTO_REFRESH")
         return cls(
-            url=url, key=key, source=source,
-            email=env.get("SUPABASE_EMAIL", ""), password=env.get("SUPABASE_PASSWORD", ""),
+            url=url,
+            key=key,
+            source=source,
+            email=env.get("SUPABASE_EMAIL", ""),
+            password=env.get("SUPABASE_PASSWORD", ""),
             cache_path=env.get("CONTACTSYNC_CACHE") or stored.get("cache_path") or None,
-            auto_refresh=(auto not in ("0", "false", "no") if auto is not None
-                          else bool(stored.get("auto_refresh", True))),
+            auto_refresh=(
+                auto not in ("0", "false", "no")
+                if auto is not None
+                else bool(stored.get("auto_refresh", True))
+            ),
         )

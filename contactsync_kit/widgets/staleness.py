@@ -36,8 +36,9 @@ class StalenessModel(ThresholdModel):
     chart = Bytes(b"", help="PNG of the cache-age bar chart (empty until drawn).")
     chart_caption = Unicode("", help="What the chart shows, in words.")
 
-    def __init__(self, *, clock: Clock | None = None, draw_chart: bool = True,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, clock: Clock | None = None, draw_chart: bool = True, **kwargs: Any
+    ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.draw_chart = draw_chart
         self._overview: pl.DataFrame | None = None
@@ -104,28 +105,44 @@ class StalenessModel(ThresholdModel):
             return
         names = self.organisation_names
         report = assess_staleness(self._overview, self.clock.now(), self.threshold)
-        report = report.with_columns(label=pl.col("organisation_id").replace_strict(
-            names, default=pl.col("organisation_id").str.slice(0, 8) + "…",
-            return_dtype=pl.String))
+        report = report.with_columns(
+            label=pl.col("organisation_id").replace_strict(
+                names,
+                default=pl.col("organisation_id").str.slice(0, 8) + "…",
+                return_dtype=pl.String,
+            )
+        )
         self.report = report
         self.rows = report.select(
-            "label", "organisation_id", "last_synced_at", "age", "stale", "contacts", "notes",
-            "contact_assignments").to_dicts()
+            "label",
+            "organisation_id",
+            "last_synced_at",
+            "age",
+            "stale",
+            "contacts",
+            "notes",
+            "contact_assignments",
+        ).to_dicts()
         stale = report.filter(pl.col("stale"))
         self.stale_count = stale.height
         limit = f"{self.threshold_hours:g} h"
         if stale.height:
             which = ", ".join(f"{r['label']} ({r['age']})" for r in stale.iter_rows(named=True))
-            self.banner = (f"{stale.height} of {report.height} cached organisation"
-                           f"{'' if report.height == 1 else 's'} older than {limit}: {which}. "
-                           "Sync to refresh, or clear the cache if it is no longer needed.")
+            self.banner = (
+                f"{stale.height} of {report.height} cached organisation"
+                f"{'' if report.height == 1 else 's'} older than {limit}: {which}. "
+                "Sync to refresh, or clear the cache if it is no longer needed."
+            )
         else:
             self.banner = ""
         if report.height == 0:
             self.summary = "The cache is empty: nothing has been synced with this account yet."
         elif not stale.height:
-            which = ("The cached organisation was" if report.height == 1
-                     else f"All {report.height} cached organisations were")
+            which = (
+                "The cached organisation was"
+                if report.height == 1
+                else f"All {report.height} cached organisations were"
+            )
             self.summary = f"{which} synced within {limit}."
         else:
             self.summary = ""
@@ -144,9 +161,11 @@ class StalenessModel(ThresholdModel):
         n = report.height
         with self.hold_trait_notifications():
             self.chart = png
-            self.chart_caption = (f"Hours since the last sync of {n} cached organisation"
-                                  f"{'' if n == 1 else 's'}; the dashed line is the "
-                                  f"{hours:g} h threshold.")
+            self.chart_caption = (
+                f"Hours since the last sync of {n} cached organisation"
+                f"{'' if n == 1 else 's'}; the dashed line is the "
+                f"{hours:g} h threshold."
+            )
 
 
 class StalenessPanel(ipw.VBox):  # type: ignore[misc]
@@ -155,32 +174,63 @@ class StalenessPanel(ipw.VBox):  # type: ignore[misc]
     def __init__(self, model: StalenessModel, **kwargs: Any) -> None:
         self.model = model
         self.threshold = ipw.BoundedFloatText(
-            description="Stale after", min=0.0, max=24 * 365, step=1.0,
-            layout=ipw.Layout(width="14em"), style={"description_width": "7em"})
+            description="Stale after",
+            min=0.0,
+            max=24 * 365,
+            step=1.0,
+            layout=ipw.Layout(width="14em"),
+            style={"description_width": "7em"},
+        )
         self.threshold.value = model.threshold_hours
         # Only in this direction, from a finished edit: the model rejects bad values itself.
         self.threshold.observe(self._threshold_edited, names="value")
-        model.observe(lambda c: setattr(self.threshold, "value", c["new"]),
-                      names="threshold_hours")
-        self.refresh_button = ipw.Button(description="Check again", icon="refresh",
-                                         tooltip="Read the cache and the clock again")
+        model.observe(lambda c: setattr(self.threshold, "value", c["new"]), names="threshold_hours")
+        self.refresh_button = ipw.Button(
+            description="Check again", icon="refresh", tooltip="Read the cache and the clock again"
+        )
         self.refresh_button.on_click(
-            lambda _: model.schedule(model.refresh(), what="Reading the cache"))
+            lambda _: model.schedule(model.refresh(), what="Reading the cache")
+        )
         self.banner = _view.tag(ipw.HTML(), "csk-freshness-banner")
         self.table = ipw.HTML()
-        self.image = _view.tag(ipw.Image(format="png", layout=ipw.Layout(max_width="640px")),
-                               "csk-chart")
+        self.image = _view.tag(
+            ipw.Image(format="png", layout=ipw.Layout(max_width="640px")), "csk-chart"
+        )
         self.caption = _view.tag(ipw.HTML(), "csk-chart-caption")
         self.status = ipw.HTML()
-        super().__init__(children=[_view.card(
-            "4 · Cache freshness",
-            "How long ago each organisation in this machine's cache was synced. Older than "
-            "the threshold means support should sync again before trusting it.",
-            ipw.HBox([self.threshold, ipw.HTML("&nbsp;hours&nbsp;"), self.refresh_button],
-                     layout=ipw.Layout(align_items="center")),
-            self.banner, self.table, self.image, self.caption, self.status)], **kwargs)
-        model.observe(self._render, names=["session", "busy", "rows", "banner", "summary",
-                                           "status", "tone", "chart", "chart_caption"])
+        super().__init__(
+            children=[
+                _view.card(
+                    "4 · Cache freshness",
+                    "How long ago each organisation in this machine's cache was synced. Older than "
+                    "the threshold means support should sync again before trusting it.",
+                    ipw.HBox(
+                        [self.threshold, ipw.HTML("&nbsp;hours&nbsp;"), self.refresh_button],
+                        layout=ipw.Layout(align_items="center"),
+                    ),
+                    self.banner,
+                    self.table,
+                    self.image,
+                    self.caption,
+                    self.status,
+                )
+            ],
+            **kwargs,
+        )
+        model.observe(
+            self._render,
+            names=[
+                "session",
+                "busy",
+                "rows",
+                "banner",
+                "summary",
+                "status",
+                "tone",
+                "chart",
+                "chart_caption",
+            ],
+        )
         self._render()
 
     def _threshold_edited(self, change: dict[str, Any]) -> None:
@@ -194,14 +244,18 @@ class StalenessPanel(ipw.VBox):  # type: ignore[misc]
         if model.banner:
             self.banner.value = _view.status_html("warn", model.banner)
         else:
-            self.banner.value = _view.status_html("ok", model.summary) if model.rows else (
-                _view.status_html("info", model.summary))
+            self.banner.value = (
+                _view.status_html("ok", model.summary)
+                if model.rows
+                else (_view.status_html("info", model.summary))
+            )
         self.table.value = _rows_html(model.rows) if model.rows else ""
         self.image.value = model.chart
         shown = bool(model.chart and model.rows)
         self.image.layout.display = "" if shown else "none"
-        self.caption.value = (f'<div class="csk-help">{_view.esc(model.chart_caption)}</div>'
-                              if shown else "")
+        self.caption.value = (
+            f'<div class="csk-help">{_view.esc(model.chart_caption)}</div>' if shown else ""
+        )
         self.status.value = _view.status_html(model.tone, model.status)
 
 
@@ -209,13 +263,19 @@ def _rows_html(rows: list[dict[str, Any]]) -> str:
     body = []
     for row in rows:
         synced = row["last_synced_at"]
-        body.append([
-            f"<b>{_view.esc(row['label'])}</b>",
-            _view.esc(f"{synced:%Y-%m-%d %H:%M} UTC") if synced else "<i>never</i>",
-            _view.esc(row["age"]),
-            _view.pill("warn", "stale") if row["stale"] else _view.pill("ok", "fresh"),
-            f"{row['contacts']:,}", f"{row['notes']:,}", f"{row['contact_assignments']:,}",
-        ])
+        body.append(
+            [
+                f"<b>{_view.esc(row['label'])}</b>",
+                _view.esc(f"{synced:%Y-%m-%d %H:%M} UTC") if synced else "<i>never</i>",
+                _view.esc(row["age"]),
+                _view.pill("warn", "stale") if row["stale"] else _view.pill("ok", "fresh"),
+                f"{row['contacts']:,}",
+                f"{row['notes']:,}",
+                f"{row['contact_assignments']:,}",
+            ]
+        )
     return _view.table_html(
         ["Organisation", "Last synced", "Age", "State", "Contacts", "Notes", "Assignments"],
-        body, numeric=(4, 5, 6))
+        body,
+        numeric=(4, 5, 6),
+    )

@@ -32,24 +32,36 @@ def describe_result(result: SyncResult, organisation_name: str = "") -> str:
     if isinstance(result, SyncFailure) and result.error is not None:
         error = result.error
         org = f" of {organisation_name}" if organisation_name else ""
-        return (f"The sync{org} did not work: {error.message.rstrip('.')}. Nothing was "
-                f"changed in this computer's copy. "
-                f"{advise(error.kind, error.code, error.status).sentence}").rstrip()
+        return (
+            f"The sync{org} did not work: {error.message.rstrip('.')}. Nothing was "
+            f"changed in this computer's copy. "
+            f"{advise(error.kind, error.code, error.status).sentence}"
+        ).rstrip()
     org = f" {organisation_name}" if organisation_name else ""
-    return (f"Synced{org}: {result.items_synced:,} contacts, {result.notes_synced:,} notes and "
-            f"{result.assignments_synced:,} assignments, in {_took(result.duration_ms)}.")
+    return (
+        f"Synced{org}: {result.items_synced:,} contacts, {result.notes_synced:,} notes and "
+        f"{result.assignments_synced:,} assignments, in {_took(result.duration_ms)}."
+    )
 
 
 def result_details(result: SyncResult) -> list[tuple[str, str]]:
     """The technical side of a sync result, as label → plain-text rows for a disclosure."""
     t = result.timings
-    rows = [("Total time", f"{result.duration_ms:,} ms"),
-            ("Split", f"fetch {t.fetch_ms:,} ms · map {t.map_ms:,} ms · write {t.write_ms:,} ms"),
-            ("Pages", f"{result.pages:,}"),
-            ("Organisation id", result.organisation_id)]
+    rows = [
+        ("Total time", f"{result.duration_ms:,} ms"),
+        ("Split", f"fetch {t.fetch_ms:,} ms · map {t.map_ms:,} ms · write {t.write_ms:,} ms"),
+        ("Pages", f"{result.pages:,}"),
+        ("Organisation id", result.organisation_id),
+    ]
     if result.error is not None:
-        rows.insert(0, ("Error", f"{result.error.kind.value}"
-                                 f"{f' [{result.error.code}]' if result.error.code else ''}"))
+        rows.insert(
+            0,
+            (
+                "Error",
+                f"{result.error.kind.value}"
+                f"{f' [{result.error.code}]' if result.error.code else ''}",
+            ),
+        )
     return rows
 
 
@@ -67,8 +79,11 @@ class SyncModel(PanelModel):
     running = Bool(False, help="True while a sync started here runs.")
     progress = Float(0.0, help="0 to 1: pages received, then tables written.")
     progress_text = Unicode("")
-    result = Union([Instance(SyncSuccess), Instance(SyncFailure)], allow_none=True,
-                   help="The last finished sync's result.")
+    result = Union(
+        [Instance(SyncSuccess), Instance(SyncFailure)],
+        allow_none=True,
+        help="The last finished sync's result.",
+    )
     readout = Unicode("", help="The last result in words: counts and timings, or the failure.")
     notice = Unicode("", help="A passing remark, e.g. that a sync is already in progress.")
 
@@ -85,8 +100,11 @@ class SyncModel(PanelModel):
         elif not self.organisation_id:
             self.say("info", "Pick an organisation to sync.")
         else:
-            self.say("info", "Ready. Sync fetches every contact, note and assignment you may "
-                     "see in this organisation and replaces the cached copy.")
+            self.say(
+                "info",
+                "Ready. Sync fetches every contact, note and assignment you may "
+                "see in this organisation and replaces the cached copy.",
+            )
 
     @observe("session", "organisation_id")
     def _forget_on_change(self, _change: object) -> None:
@@ -138,10 +156,16 @@ class SyncModel(PanelModel):
 
     def _already_running(self) -> SyncFailure:
         name = self.organisation_name or "this organisation"
-        self.notice = (f"A sync of {name} is already in progress, so no second one was "
-                       "started. Wait for it to finish.")
-        return SyncFailure(organisation_id=self.organisation_id or "", error=SyncError(
-            SyncErrorKind.IN_PROGRESS, "a sync for this organisation is already running"))
+        self.notice = (
+            f"A sync of {name} is already in progress, so no second one was "
+            "started. Wait for it to finish."
+        )
+        return SyncFailure(
+            organisation_id=self.organisation_id or "",
+            error=SyncError(
+                SyncErrorKind.IN_PROGRESS, "a sync for this organisation is already running"
+            ),
+        )
 
     async def _run(self) -> SyncResult | None:
         # `running` is already set by the caller, synchronously, so a second click made before
@@ -161,7 +185,8 @@ class SyncModel(PanelModel):
             self.say("busy", f"Syncing {name}…")
         try:
             result = await session.repository.sync_contacts_for_organisation(
-                org, on_concurrent="reject", progress=self._on_progress)
+                org, on_concurrent="reject", progress=self._on_progress
+            )
         except BaseException:
             self.running = False
             raise
@@ -187,8 +212,11 @@ class SyncModel(PanelModel):
                 self.say("ok", f"Synced {result.items_synced:,} contacts of {name}.")
             else:
                 error = result.error
-                self.say("error", f"The sync of {name} did not work. "
-                         f"{advise(error.kind, error.code, error.status).sentence}")
+                self.say(
+                    "error",
+                    f"The sync of {name} did not work. "
+                    f"{advise(error.kind, error.code, error.status).sentence}",
+                )
         return result
 
     def _on_progress(self, report: SyncProgress) -> None:
@@ -197,13 +225,16 @@ class SyncModel(PanelModel):
             share = report.contacts_received / expected if expected else 1.0
             self.progress = _FETCH_SHARE * min(share, 1.0)
             of = f" of {expected:,}" if expected is not None else ""
-            self.progress_text = (f"Fetching: page {report.pages}, "
-                                  f"{report.contacts_received:,}{of} contacts")
+            self.progress_text = (
+                f"Fetching: page {report.pages}, {report.contacts_received:,}{of} contacts"
+            )
         else:
             share = report.tables_written / report.tables_total if report.tables_total else 1.0
             self.progress = _FETCH_SHARE + (1 - _FETCH_SHARE) * min(share, 1.0)
-            self.progress_text = (f"Writing the cache: {report.table} "
-                                  f"({report.tables_written} of {report.tables_total} tables)")
+            self.progress_text = (
+                f"Writing the cache: {report.table} "
+                f"({report.tables_written} of {report.tables_total} tables)"
+            )
 
 
 class SyncPanel(ipw.VBox):  # type: ignore[misc]
@@ -211,38 +242,64 @@ class SyncPanel(ipw.VBox):  # type: ignore[misc]
 
     def __init__(self, model: SyncModel, **kwargs: Any) -> None:
         self.model = model
-        self.sync_button = ipw.Button(description="Sync now", button_style="primary",
-                                      icon="refresh", tooltip="Fetch and cache this "
-                                      "organisation's contacts, notes and assignments")
+        self.sync_button = ipw.Button(
+            description="Sync now",
+            button_style="primary",
+            icon="refresh",
+            tooltip="Fetch and cache this organisation's contacts, notes and assignments",
+        )
         self.sync_button.on_click(lambda _: model.request())
         _view.tag(self.sync_button, "csk-sync")
-        self.bar = ipw.FloatProgress(value=0.0, min=0.0, max=1.0,
-                                     layout=ipw.Layout(width="22em"))
+        self.bar = ipw.FloatProgress(value=0.0, min=0.0, max=1.0, layout=ipw.Layout(width="22em"))
         self.bar_text = ipw.HTML()
         self.notice = ipw.HTML()
         self.status = ipw.HTML()
         self.readout = _view.tag(ipw.HTML(), "csk-readout")
-        super().__init__(children=[_view.card(
-            "Sync",
-            "Copies the organisation's contacts, notes and assignments into the local cache. "
-            "All or nothing: a failed sync leaves the cache as it was.",
-            ipw.HBox([self.sync_button, self.bar, self.bar_text],
-                     layout=ipw.Layout(align_items="center")),
-            self.notice, self.status, self.readout)], **kwargs)
-        model.observe(self._render, names=["session", "organisation_id", "running", "progress",
-                                           "progress_text", "result", "notice", "status",
-                                           "tone"])
+        super().__init__(
+            children=[
+                _view.card(
+                    "Sync",
+                    "Copies the organisation's contacts, notes and assignments into the local "
+                    "cache. "
+                    "All or nothing: a failed sync leaves the cache as it was.",
+                    ipw.HBox(
+                        [self.sync_button, self.bar, self.bar_text],
+                        layout=ipw.Layout(align_items="center"),
+                    ),
+                    self.notice,
+                    self.status,
+                    self.readout,
+                )
+            ],
+            **kwargs,
+        )
+        model.observe(
+            self._render,
+            names=[
+                "session",
+                "organisation_id",
+                "running",
+                "progress",
+                "progress_text",
+                "result",
+                "notice",
+                "status",
+                "tone",
+            ],
+        )
         self._render()
 
     def _render(self, _change: object = None) -> None:
         model = self.model
-        self.sync_button.disabled = (model.running or model.session is None
-                                     or not model.organisation_id)
+        self.sync_button.disabled = (
+            model.running or model.session is None or not model.organisation_id
+        )
         self.sync_button.description = "Syncing…" if model.running else "Sync now"
         self.bar.value = model.progress
         result = model.result
-        self.bar.bar_style = ("info" if model.running or result is None
-                              else "success" if result.ok else "danger")
+        self.bar.bar_style = (
+            "info" if model.running or result is None else "success" if result.ok else "danger"
+        )
         self.bar_text.value = f'<span class="csk-help">{_view.esc(model.progress_text)}</span>'
         self.notice.value = _view.status_html("warn", model.notice)
         self.status.value = _view.status_html(model.tone, model.status)
@@ -251,13 +308,14 @@ class SyncPanel(ipw.VBox):  # type: ignore[misc]
 
 def _readout_html(result: SyncResult, name: str) -> str:
     sentence = describe_result(result, name)
-    pill = (_view.pill("ok", "synced") if result.error is None
-            else _view.pill("error", "did not work"))
+    pill = (
+        _view.pill("ok", "synced") if result.error is None else _view.pill("error", "did not work")
+    )
     details = [(label, _view.esc(value)) for label, value in result_details(result)]
     split = _split_bar(result)
     if split:
         details.append(("", split))
-    return (f"<div>{pill} {_view.esc(sentence)}</div>" + _view.details_html(details))
+    return f"<div>{pill} {_view.esc(sentence)}</div>" + _view.details_html(details)
 
 
 def _split_bar(result: SyncResult) -> str:
@@ -268,9 +326,14 @@ def _split_bar(result: SyncResult) -> str:
     segments = "".join(
         f'<div title="{label} {value} ms" style="width:{100 * value / total:.1f}%;'
         f'background:{colour};height:8px"></div>'
-        for label, value, colour in (("fetch", t.fetch_ms, "#1d4ed8"),
-                                     ("map", t.map_ms, "#9a6700"),
-                                     ("write", t.write_ms, "#1a7f37"))
-        if value > 0)
-    return (f'<div style="display:flex;width:16em;margin-top:3px;border-radius:3px;'
-            f'overflow:hidden">{segments}</div>')
+        for label, value, colour in (
+            ("fetch", t.fetch_ms, "#1d4ed8"),
+            ("map", t.map_ms, "#9a6700"),
+            ("write", t.write_ms, "#1a7f37"),
+        )
+        if value > 0
+    )
+    return (
+        f'<div style="display:flex;width:16em;margin-top:3px;border-radius:3px;'
+        f'overflow:hidden">{segments}</div>'
+    )

@@ -42,8 +42,9 @@ def _heading(column: str) -> str:
     return column.replace("_", " ")
 
 
-def present(frame: pl.DataFrame, *, names: Mapping[str, str] | None = None,
-            now: datetime | None = None) -> pl.DataFrame:
+def present(
+    frame: pl.DataFrame, *, names: Mapping[str, str] | None = None, now: datetime | None = None
+) -> pl.DataFrame:
     """`frame` as people read it; every value a string, ids whole, column headings in words.
 
     * next to each ``…organisation_id`` column comes an ``organisation`` column of names
@@ -60,35 +61,59 @@ def present(frame: pl.DataFrame, *, names: Mapping[str, str] | None = None,
         if name.endswith("_at") and series.dtype == pl.String:
             series = series.str.to_datetime(time_zone="UTC", strict=False)
         if name.endswith("organisation_id"):
-            label = "organisation" if name == "organisation_id" else _heading(
-                name.removesuffix("_id"))
+            label = (
+                "organisation" if name == "organisation_id" else _heading(name.removesuffix("_id"))
+            )
             known = dict(names or {})
-            columns.append(pl.Series(label, [
-                None if v is None else known.get(str(v), "unknown organisation")
-                for v in series.to_list()], dtype=pl.String))
+            columns.append(
+                pl.Series(
+                    label,
+                    [
+                        None if v is None else known.get(str(v), "unknown organisation")
+                        for v in series.to_list()
+                    ],
+                    dtype=pl.String,
+                )
+            )
             columns.append(series.cast(pl.String).alias(_heading(name)))
         elif isinstance(series.dtype, pl.Datetime):
-            values = series.cast(_UTC_TS).to_list() if series.dtype.time_zone else \
-                series.dt.replace_time_zone("UTC").to_list()
-            columns.append(pl.Series(_heading(name), [_human_time(v, now) for v in values],
-                                     dtype=pl.String))
+            values = (
+                series.cast(_UTC_TS).to_list()
+                if series.dtype.time_zone
+                else series.dt.replace_time_zone("UTC").to_list()
+            )
+            columns.append(
+                pl.Series(_heading(name), [_human_time(v, now) for v in values], dtype=pl.String)
+            )
         elif name.endswith("_hours") and series.dtype.is_numeric():
-            columns.append(pl.Series(_heading(name.removesuffix("_hours")), [
-                None if v is None else format_age(float(v) * 3600) for v in series.to_list()],
-                dtype=pl.String))
+            columns.append(
+                pl.Series(
+                    _heading(name.removesuffix("_hours")),
+                    [None if v is None else format_age(float(v) * 3600) for v in series.to_list()],
+                    dtype=pl.String,
+                )
+            )
         elif series.dtype == pl.Boolean:
-            columns.append(series.replace_strict({True: "yes", False: "no"}, default=None,
-                                                 return_dtype=pl.String).alias(_heading(name)))
+            columns.append(
+                series.replace_strict(
+                    {True: "yes", False: "no"}, default=None, return_dtype=pl.String
+                ).alias(_heading(name))
+            )
         else:
             columns.append(series.cast(pl.String).alias(_heading(name)))
     return pl.DataFrame(columns) if columns else pl.DataFrame()
 
 
 def _static_html(shown: pl.DataFrame, caption: str) -> str:
-    rows = [[_view.esc("" if v is None else v) for v in row]
-            for row in shown.head(_STATIC_ROWS).iter_rows()]
-    more = (f'<div class="csk-help">first {_STATIC_ROWS} of {shown.height:,} rows</div>'
-            if shown.height > _STATIC_ROWS else "")
+    rows = [
+        [_view.esc("" if v is None else v) for v in row]
+        for row in shown.head(_STATIC_ROWS).iter_rows()
+    ]
+    more = (
+        f'<div class="csk-help">first {_STATIC_ROWS} of {shown.height:,} rows</div>'
+        if shown.height > _STATIC_ROWS
+        else ""
+    )
     title = f"<b>{_view.esc(caption)}</b>" if caption else ""
     return title + _view.table_html(shown.columns, rows) + more
 
@@ -107,9 +132,15 @@ class DataTable(ITable):
         return bundle
 
 
-def table(frame: pl.DataFrame, *, names: Mapping[str, str] | None = None,
-          now: datetime | None = None, caption: str = "", css_class: str = "",
-          file_name: str = "table") -> Any:
+def table(
+    frame: pl.DataFrame,
+    *,
+    names: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+    caption: str = "",
+    css_class: str = "",
+    file_name: str = "table",
+) -> Any:
     """An interactive grid of `present(frame)`: sort, search, filter, copy, download CSV.
 
     Display it in a notebook or put it in a panel (it is a widget). `file_name` names the
@@ -117,14 +148,20 @@ def table(frame: pl.DataFrame, *, names: Mapping[str, str] | None = None,
     """
     shown = present(frame, names=names, now=now)
     grid = DataTable(
-        shown, caption=caption or None, buttons=[{"extend": "csvHtml5", "title": file_name,
-                                                  "text": "Download CSV"}],
-        show_dtypes=False, classes="display compact cell-border",
+        shown,
+        caption=caption or None,
+        buttons=[{"extend": "csvHtml5", "title": file_name, "text": "Download CSV"}],
+        show_dtypes=False,
+        classes="display compact cell-border",
         column_filters="footer" if shown.height > 1 else False,
-        paging=shown.height > _PAGE, pageLength=_PAGE,
-        layout={"topStart": "buttons", "topEnd": "search" if shown.height > 1 else None,
-                "bottomStart": "info" if shown.height > _PAGE else None,
-                "bottomEnd": "paging" if shown.height > _PAGE else None},
+        paging=shown.height > _PAGE,
+        pageLength=_PAGE,
+        layout={
+            "topStart": "buttons",
+            "topEnd": "search" if shown.height > 1 else None,
+            "bottomStart": "info" if shown.height > _PAGE else None,
+            "bottomEnd": "paging" if shown.height > _PAGE else None,
+        },
     )
     grid.static_html = _static_html(shown, caption)
     grid.add_class("csk-grid")

@@ -27,10 +27,8 @@ from contactsync_kit.devstack import DevStack, SeedResult
 ROOT = Path(__file__).resolve().parents[2]
 APP_NOTEBOOK = ROOT / "notebooks" / "app.ipynb"
 ARTIFACTS = ROOT / "artifacts" / "browser"
-CHROMIUM = os.environ.get("CONTACTSYNC_CHROMIUM") or shutil.which("chromium") or \
-    "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking"]
+CHROMIUM = os.environ.get("CONTACTSYNC_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @dataclass(frozen=True)
@@ -48,8 +46,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path,
-                    timeout_s: float) -> None:
+def _wait_listening(
+    port: int, process: subprocess.Popen[bytes], log: Path, timeout_s: float
+) -> None:
     # A TCP probe, not an HTTP GET: every GET of the page starts a kernel.
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -60,15 +59,13 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path,
                 return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"voila did not listen on {port} within {timeout_s} s:\n"
-                       f"{log.read_text()}")
+    raise RuntimeError(f"voila did not listen on {port} within {timeout_s} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="session")
 def browser_stack(stack: DevStack) -> tuple[DevStack, SeedResult]:
     """The session's shared local stack (tests/conftest.py), under the browser test's seed."""
-    return stack, stack.seed(organisations=3, chapters_per_org=2, contacts_per_org=60,
-                             seed=515)
+    return stack, stack.seed(organisations=3, chapters_per_org=2, contacts_per_org=60, seed=515)
 
 
 class Console:
@@ -78,11 +75,19 @@ class Console:
         self.work = work
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        environ = {**os.environ, "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
-                   "CONTACTSYNC_SETTINGS": str(work / "no-settings.json")}
+        environ = {
+            **os.environ,
+            "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+            "CONTACTSYNC_SETTINGS": str(work / "no-settings.json"),
+        }
         # The person types the login in the browser; nothing of it comes from the environment.
-        for name in ("SUPABASE_EMAIL", "SUPABASE_PASSWORD", "SUPABASE_URL",
-                     "SUPABASE_ANON_KEY", "CONTACTSYNC_DEMO"):
+        for name in (
+            "SUPABASE_EMAIL",
+            "SUPABASE_PASSWORD",
+            "SUPABASE_URL",
+            "SUPABASE_ANON_KEY",
+            "CONTACTSYNC_DEMO",
+        ):
             environ.pop(name, None)
         for name, value in env.items():
             if value is None:
@@ -95,10 +100,20 @@ class Console:
         self.log = work / "voila.log"
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [str(voila), str(APP_NOTEBOOK), "--no-browser", f"--port={self.port}",
-                 "--Voila.ip=127.0.0.1", "--Voila.kernel_name=python3"],
-                cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    str(voila),
+                    str(APP_NOTEBOOK),
+                    "--no-browser",
+                    f"--port={self.port}",
+                    "--Voila.ip=127.0.0.1",
+                    "--Voila.kernel_name=python3",
+                ],
+                cwd=ROOT,
+                env=environ,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         # A limit for a hang: Voilà starts slowly on one busy core.
         _wait_listening(self.port, self.process, self.log, timeout_s=120)
 
@@ -114,14 +129,21 @@ class Console:
 
 
 @pytest.fixture(scope="session")
-def voila_app(browser_stack: tuple[DevStack, SeedResult],
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoilaApp]:
+def voila_app(
+    browser_stack: tuple[DevStack, SeedResult], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VoilaApp]:
     """The console configured for the session's stack (its URL and key from the environment,
     so the page shows no project fields)."""
     stack, world = browser_stack
     work = tmp_path_factory.mktemp("voila")
-    console = Console(work, {"SUPABASE_URL": stack.url, "SUPABASE_ANON_KEY": stack.anon_key,
-                             "CONTACTSYNC_CACHE": str(work / "cache.sqlite3")})
+    console = Console(
+        work,
+        {
+            "SUPABASE_URL": stack.url,
+            "SUPABASE_ANON_KEY": stack.anon_key,
+            "CONTACTSYNC_CACHE": str(work / "cache.sqlite3"),
+        },
+    )
     try:
         yield VoilaApp(url=console.url, stack=stack, world=world)
     finally:

@@ -45,14 +45,14 @@ async def snap(page: Page, artifacts: Path, name: str) -> None:
     await page.locator(".csk-app").screenshot(path=str(artifacts / f"{name}.png"))
 
 
-async def test_a_whole_support_case(voila_app: VoilaApp, browser: Browser,
-                                    artifacts: Path) -> None:
+async def test_a_whole_support_case(voila_app: VoilaApp, browser: Browser, artifacts: Path) -> None:
     stack, world = voila_app.stack, voila_app.world
     user = world.user("multi-org")
     org_id = next(m.organisation_id for m in user.memberships if m.chapter_id is None)
     org_name = world.organisation_names[org_id]
     [(visible,)] = stack.sql(
-        "SELECT count(*) FROM public.contacts WHERE organisation_id = %s", org_id)
+        "SELECT count(*) FROM public.contacts WHERE organisation_id = %s", org_id
+    )
     page = await open_console(browser, voila_app.url)
     try:
         # Configured from the environment: no project fields for support staff.
@@ -62,13 +62,15 @@ async def test_a_whole_support_case(voila_app: VoilaApp, browser: Browser,
         # 1. Sign in with the Enter key.
         await sign_in(page, user.email, user.password)
         await expect(page.locator(".csk-login-status")).to_contain_text(
-            f"Signed in as {user.email}", timeout=STEP_TIMEOUT_MS)
+            f"Signed in as {user.email}", timeout=STEP_TIMEOUT_MS
+        )
         await expect(page.locator(".csk-banner")).to_contain_text(f"Signed in as {user.email}")
         await snap(page, artifacts, "01-signed-in")
 
         await tab(page, "Organisation")
         await expect(page.locator(".csk-organisation-status")).to_contain_text(
-            "You belong to 2 organisations", timeout=STEP_TIMEOUT_MS)
+            "You belong to 2 organisations", timeout=STEP_TIMEOUT_MS
+        )
         await page.locator(".csk-organisation select").select_option(label=org_name)
         await expect(page.locator(".csk-banner")).to_contain_text(org_name)
         await snap(page, artifacts, "02-organisation")
@@ -77,14 +79,16 @@ async def test_a_whole_support_case(voila_app: VoilaApp, browser: Browser,
         await tab(page, "Sync")
         await page.locator(".csk-sync").click()
         readout = page.locator(".csk-readout")
-        await expect(readout).to_contain_text(f"Synced {org_name}: {visible} contacts",
-                                              timeout=STEP_TIMEOUT_MS)
+        await expect(readout).to_contain_text(
+            f"Synced {org_name}: {visible} contacts", timeout=STEP_TIMEOUT_MS
+        )
         await expect(readout.locator("details")).not_to_have_attribute("open", "")
         await snap(page, artifacts, "03-synced")
 
         await tab(page, "Freshness")
         await expect(page.locator(".csk-freshness-banner")).to_contain_text(
-            "synced within 24 h", timeout=STEP_TIMEOUT_MS)
+            "synced within 24 h", timeout=STEP_TIMEOUT_MS
+        )
         await expect(page.locator(".csk-auto-refresh input")).to_be_checked()
         await expect(page.locator(".csk-chart")).to_be_visible(timeout=STEP_TIMEOUT_MS)
         await snap(page, artifacts, "04-freshness")
@@ -92,28 +96,34 @@ async def test_a_whole_support_case(voila_app: VoilaApp, browser: Browser,
 
         await tab(page, "Cached data")
         await expect(page.locator(".csk-data-status")).to_contain_text(
-            f"{visible} cached contacts", timeout=STEP_TIMEOUT_MS)
-        [(name,)] = stack.sql("SELECT full_name FROM public.contacts WHERE organisation_id = %s "
-                              "ORDER BY id LIMIT 1", org_id)
+            f"{visible} cached contacts", timeout=STEP_TIMEOUT_MS
+        )
+        [(name,)] = stack.sql(
+            "SELECT full_name FROM public.contacts WHERE organisation_id = %s ORDER BY id LIMIT 1",
+            org_id,
+        )
         await page.locator(".csk-search input").fill(name)
         await page.locator(".csk-search input").press("Enter")
         await expect(page.locator(".csk-data-status")).to_contain_text(
-            f"of {visible} cached contacts match", timeout=STEP_TIMEOUT_MS)
+            f"of {visible} cached contacts match", timeout=STEP_TIMEOUT_MS
+        )
         await expect(page.locator(".csk-contacts")).to_contain_text(name)
         await snap(page, artifacts, "05-cached-data")
 
         # 3. A colleague deletes a contact on the server: the cache drifts.
-        [(gone,)] = stack.sql("DELETE FROM public.contacts WHERE id = (SELECT id FROM "
-                              "public.contacts WHERE organisation_id = %s ORDER BY id "
-                              "DESC LIMIT 1) RETURNING id::text", org_id)
+        [(gone,)] = stack.sql(
+            "DELETE FROM public.contacts WHERE id = (SELECT id FROM "
+            "public.contacts WHERE organisation_id = %s ORDER BY id "
+            "DESC LIMIT 1) RETURNING id::text",
+            org_id,
+        )
         assert gone
 
         # 4. Diagnose says "drifted", in plain words, with the action and the history.
         await tab(page, "Diagnose")
         await page.locator(".csk-diagnose").click()
         diagnosis = page.locator(".csk-diagnosis")
-        await expect(diagnosis).to_contain_text(f"{org_name}: drifted",
-                                                timeout=STEP_TIMEOUT_MS)
+        await expect(diagnosis).to_contain_text(f"{org_name}: drifted", timeout=STEP_TIMEOUT_MS)
         await expect(diagnosis).to_contain_text("the server changed since the last sync")
         await expect(diagnosis).to_contain_text("What to do: sync now")
         await expect(page.locator(".csk-history")).to_contain_text("success")
@@ -127,17 +137,27 @@ async def test_a_whole_support_case(voila_app: VoilaApp, browser: Browser,
         async with page.expect_download() as download_info:
             await link.click()
         download = await download_info.value
-        assert re.fullmatch(r"contactsync-support-\d{8}T\d{6}Z\.json",
-                            download.suggested_filename)
+        assert re.fullmatch(r"contactsync-support-\d{8}T\d{6}Z\.json", download.suggested_filename)
         saved = artifacts / download.suggested_filename
         await download.save_as(saved)
         text = saved.read_text(encoding="utf-8")
         assert org_id in text and '"verdict": "drifted"' in text
-        personal = [v for row in stack.sql(
-            "SELECT full_name, phone, email, address FROM public.contacts "
-            "WHERE organisation_id = %s", org_id) for v in row if v and len(v) >= 4]
-        personal += [b for (b,) in stack.sql(
-            "SELECT body FROM public.notes WHERE organisation_id = %s", org_id)]
+        personal = [
+            v
+            for row in stack.sql(
+                "SELECT full_name, phone, email, address FROM public.contacts "
+                "WHERE organisation_id = %s",
+                org_id,
+            )
+            for v in row
+            if v and len(v) >= 4
+        ]
+        personal += [
+            b
+            for (b,) in stack.sql(
+                "SELECT body FROM public.notes WHERE organisation_id = %s", org_id
+            )
+        ]
         assert personal and not [v for v in personal if v in text]
         assert user.email not in text and user.password not in text
         saved.unlink()
@@ -151,22 +171,25 @@ async def test_a_whole_support_case(voila_app: VoilaApp, browser: Browser,
         await snap(page, artifacts, "08-clear-asks")
         await page.locator(".csk-confirm").click()
         await expect(page.locator(".csk-cached")).to_contain_text(
-            re.compile(r"Cached now\s*0 contacts, 0 notes, 0 assignments"),
-            timeout=STEP_TIMEOUT_MS)
+            re.compile(r"Cached now\s*0 contacts, 0 notes, 0 assignments"), timeout=STEP_TIMEOUT_MS
+        )
         await expect(page.locator(".csk-cached")).to_contain_text(
-            re.compile(r"Sync log\s*0 entries"))
+            re.compile(r"Sync log\s*0 entries")
+        )
         await snap(page, artifacts, "09-cleared")
         await tab(page, "Sync")
         await expect(page.locator(".csk-readout")).to_have_text("")
         await tab(page, "Freshness")
         await expect(page.locator(".csk-freshness-banner")).to_contain_text(
-            "The cache is empty", timeout=STEP_TIMEOUT_MS)
+            "The cache is empty", timeout=STEP_TIMEOUT_MS
+        )
         await tab(page, "Diagnose")
         await expect(page.locator(".csk-diagnosis")).not_to_contain_text("drifted")
         await expect(page.locator(".csk-history")).to_have_count(0)
         await tab(page, "Cached data")
         await expect(page.locator(".csk-data-status")).to_contain_text(
-            "Nothing of", timeout=STEP_TIMEOUT_MS)
+            "Nothing of", timeout=STEP_TIMEOUT_MS
+        )
         await expect(page.locator(".csk-contacts")).to_have_count(0)
         await tab(page, "Export")
         await expect(page.locator(".csk-bundle-link a")).to_have_count(0)
@@ -175,15 +198,17 @@ async def test_a_whole_support_case(voila_app: VoilaApp, browser: Browser,
         await tab(page, "Sign in")
         await page.locator(".csk-sign-out").click()
         await expect(page.locator(".csk-login-status")).to_contain_text(
-            f"Signed out {user.email}", timeout=STEP_TIMEOUT_MS)
+            f"Signed out {user.email}", timeout=STEP_TIMEOUT_MS
+        )
         await expect(page.locator(".csk-banner")).to_contain_text("Not signed in")
         await snap(page, artifacts, "10-signed-out")
     finally:
         await page.close()
 
 
-async def test_wrong_password_and_double_click(voila_app: VoilaApp, browser: Browser,
-                                               artifacts: Path) -> None:
+async def test_wrong_password_and_double_click(
+    voila_app: VoilaApp, browser: Browser, artifacts: Path
+) -> None:
     stack, world = voila_app.stack, voila_app.world
     user = world.user("multi-org")
     org_id = next(m.organisation_id for m in user.memberships if m.chapter_id is None)
@@ -191,26 +216,27 @@ async def test_wrong_password_and_double_click(voila_app: VoilaApp, browser: Bro
     try:
         await sign_in(page, user.email, "not-the-password")
         status = page.locator(".csk-login-status")
-        await expect(status).to_contain_text("The email or password is not right",
-                                             timeout=STEP_TIMEOUT_MS)
+        await expect(status).to_contain_text(
+            "The email or password is not right", timeout=STEP_TIMEOUT_MS
+        )
         await snap(page, artifacts, "wrong-password")
 
         await sign_in(page, user.email, user.password)
-        await expect(status).to_contain_text(f"Signed in as {user.email}",
-                                             timeout=STEP_TIMEOUT_MS)
+        await expect(status).to_contain_text(f"Signed in as {user.email}", timeout=STEP_TIMEOUT_MS)
         await expect(status).not_to_contain_text("not right")
         await tab(page, "Organisation")
         await page.locator(".csk-organisation select").select_option(
-            label=world.organisation_names[org_id])
+            label=world.organisation_names[org_id]
+        )
         await tab(page, "Sync")
         before = len(stack.request_log.rest())
         await page.locator(".csk-sync").dblclick()
         await expect(page.locator(".csk-readout")).to_contain_text(
-            "Synced", timeout=STEP_TIMEOUT_MS)
+            "Synced", timeout=STEP_TIMEOUT_MS
+        )
         sync_card = page.locator(".csk-app")
         await expect(sync_card).not_to_contain_text("already in progress")
-        contacts_requests = [r for r in stack.request_log.rest()[before:]
-                             if r.path == "/contacts"]
+        contacts_requests = [r for r in stack.request_log.rest()[before:] if r.path == "/contacts"]
         assert len(contacts_requests) == 1, "one sync of one page, not two"
         await snap(page, artifacts, "double-click")
         await tab(page, "Sign in")
@@ -221,7 +247,9 @@ async def test_wrong_password_and_double_click(voila_app: VoilaApp, browser: Bro
 
 
 async def test_project_address_is_checked_before_any_request(
-    unconfigured_console: str, browser: Browser, artifacts: Path,
+    unconfigured_console: str,
+    browser: Browser,
+    artifacts: Path,
 ) -> None:
     page = await open_console(browser, unconfigured_console)
     try:
@@ -236,8 +264,9 @@ async def test_project_address_is_checked_before_any_request(
         # No scheme: completed (http:// for this machine), then tried; nothing listens on 9.
         await page.locator(".csk-url input").fill("127.0.0.1:9")
         await page.locator(".csk-password input").press("Enter")
-        await expect(status).to_contain_text("Cannot reach the server at http://127.0.0.1:9",
-                                             timeout=STEP_TIMEOUT_MS)
+        await expect(status).to_contain_text(
+            "Cannot reach the server at http://127.0.0.1:9", timeout=STEP_TIMEOUT_MS
+        )
         await expect(page.locator(".csk-url input")).to_have_value("http://127.0.0.1:9")
         await expect(status).not_to_contain_text("kernel log")
         await snap(page, artifacts, "bad-url")

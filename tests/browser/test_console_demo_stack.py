@@ -23,8 +23,7 @@ def demo_servers(owner: int) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if "contactsync_kit.demo" in cmdline and "serve" in cmdline and \
-                str(owner) in cmdline:
+        if "contactsync_kit.demo" in cmdline and "serve" in cmdline and str(owner) in cmdline:
             found.append(process)
     return found
 
@@ -54,10 +53,13 @@ def postgrests_of(server: psutil.Process) -> list[psutil.Process]:
 
 
 async def test_five_page_loads_share_one_demo_stack(
-    tmp_path: Path, browser: Browser,
+    tmp_path: Path,
+    browser: Browser,
 ) -> None:
-    console = Console(tmp_path, {"CONTACTSYNC_DEMO": "1",
-                                 "CONTACTSYNC_CACHE": str(tmp_path / "cache" / "c.sqlite3")})
+    console = Console(
+        tmp_path,
+        {"CONTACTSYNC_DEMO": "1", "CONTACTSYNC_CACHE": str(tmp_path / "cache" / "c.sqlite3")},
+    )
     folder = tmp_path / "cache" / "console-demo" / f"server-{console.process.pid}"
     try:
         urls = set()

@@ -38,15 +38,20 @@ async def sign_in(stack: DevStack) -> AsyncIterator[SignIn]:
     """
     clients: list[AsyncClient] = []
 
-    async def _sign_in(user: SeededUser | str, password: str | None = None,
-                       **options: object) -> AsyncClient:
+    async def _sign_in(
+        user: SeededUser | str, password: str | None = None, **options: object
+    ) -> AsyncClient:
         email = user.email if isinstance(user, SeededUser) else user
-        secret = password if password is not None else (
-            user.password if isinstance(user, SeededUser) else None)
+        secret = (
+            password
+            if password is not None
+            else (user.password if isinstance(user, SeededUser) else None)
+        )
         if secret is None:
             raise ValueError("a password is needed when signing in by email")
-        client = await acreate_client(stack.url, stack.anon_key,
-                                      options=AsyncClientOptions(**options))  # type: ignore[arg-type]
+        client = await acreate_client(
+            stack.url, stack.anon_key, options=AsyncClientOptions(**options)
+        )  # type: ignore[arg-type]
         clients.append(client)
         await client.auth.sign_in_with_password({"email": email, "password": secret})
         return client

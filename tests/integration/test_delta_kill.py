@@ -51,16 +51,25 @@ def rows_of(path: Path, org: str) -> dict[str, list[tuple[object, ...]]]:
     try:
         with cache._store.read() as conn:
             assert conn.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
-        return {t: sorted(cache.read_table(t, org, columns=list(TABLE_COLUMNS[t])).rows())
-                if cache.counts(org)[t] else [] for t in DATA_TABLES}
+        return {
+            t: sorted(cache.read_table(t, org, columns=list(TABLE_COLUMNS[t])).rows())
+            if cache.counts(org)[t]
+            else []
+            for t in DATA_TABLES
+        }
     finally:
         cache.close()
 
 
 def run_child(args: list[str], kill_after_s: float | None) -> str:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert child.stdout is not None
     try:
         for line in child.stdout:
@@ -84,13 +93,20 @@ def run_child(args: list[str], kill_after_s: float | None) -> str:
 async def test_sigkill_during_a_delta_apply_leaves_the_old_or_the_new_snapshot(
     stack: DevStack, tmp_path: Path
 ) -> None:
-    world = stack.seed(organisations=1, chapters_per_org=1, users_per_org=1,
-                       contacts_per_org=400, notes_per_contact=3, assignments_per_contact=1,
-                       seed=4301)
+    world = stack.seed(
+        organisations=1,
+        chapters_per_org=1,
+        users_per_org=1,
+        contacts_per_org=400,
+        notes_per_contact=3,
+        assignments_per_contact=1,
+        seed=4301,
+    )
     org, user = world.organisation_ids[0], world.user("org1-admin")
     base = tmp_path / "base.sqlite3"
-    session = await start_session(stack.url, stack.anon_key, email=user.email,
-                                  password=user.password, cache_path=base)
+    session = await start_session(
+        stack.url, stack.anon_key, email=user.email, password=user.password, cache_path=base
+    )
     first = await session.repository.sync_contacts_for_organisation(org)
     assert isinstance(first, SyncSuccess) and first.verified
     session.close()  # checkpoints the WAL into the file copied below
@@ -99,10 +115,16 @@ async def test_sigkill_during_a_delta_apply_leaves_the_old_or_the_new_snapshot(
     # Changes a delta applies in one transaction: edits, inserts and deletions found by the
     # digest (which make it reconcile and apply a second time).
     stack.sql("UPDATE notes SET body = body || ' (edited)' WHERE organisation_id = %s", org)
-    stack.sql("DELETE FROM contacts WHERE id IN (SELECT id FROM contacts "
-              "WHERE organisation_id = %s ORDER BY id LIMIT 25)", org)
-    stack.sql("INSERT INTO contacts (organisation_id, full_name) "
-              "SELECT %s, 'Inserted ' || g FROM generate_series(1, 50) g", org)
+    stack.sql(
+        "DELETE FROM contacts WHERE id IN (SELECT id FROM contacts "
+        "WHERE organisation_id = %s ORDER BY id LIMIT 25)",
+        org,
+    )
+    stack.sql(
+        "INSERT INTO contacts (organisation_id, full_name) "
+        "SELECT %s, 'Inserted ' || g FROM generate_series(1, 50) g",
+        org,
+    )
 
     args = [stack.url, stack.anon_key, user.email, user.password]
     complete = tmp_path / "complete.sqlite3"

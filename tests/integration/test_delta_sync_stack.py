@@ -41,22 +41,32 @@ _seeds = itertools.count(4101)
 @pytest.fixture
 def world(stack: DevStack) -> SeedResult:
     """A world of its own per test: two organisations, two chapters each."""
-    return stack.seed(organisations=2, chapters_per_org=2, users_per_org=3,
-                      contacts_per_org=[30, 10], notes_per_contact=3,
-                      assignments_per_contact=1, seed=next(_seeds))
+    return stack.seed(
+        organisations=2,
+        chapters_per_org=2,
+        users_per_org=3,
+        contacts_per_org=[30, 10],
+        notes_per_contact=3,
+        assignments_per_contact=1,
+        seed=next(_seeds),
+    )
 
 
-async def open_session(stack: DevStack, world: SeedResult, label: str,
-                       tmp_path: Path) -> UserSession:
+async def open_session(
+    stack: DevStack, world: SeedResult, label: str, tmp_path: Path
+) -> UserSession:
     user = world.user(label)
-    return await start_session(stack.url, stack.anon_key, email=user.email,
-                               password=user.password,
-                               cache_path=tmp_path / f"{label}.sqlite3")
+    return await start_session(
+        stack.url,
+        stack.anon_key,
+        email=user.email,
+        password=user.password,
+        cache_path=tmp_path / f"{label}.sqlite3",
+    )
 
 
 @pytest.fixture
-async def admin(stack: DevStack, world: SeedResult, tmp_path: Path
-                ) -> AsyncIterator[UserSession]:
+async def admin(stack: DevStack, world: SeedResult, tmp_path: Path) -> AsyncIterator[UserSession]:
     session = await open_session(stack, world, "org1-admin", tmp_path)
     yield session
     session.close()
@@ -75,10 +85,12 @@ async def visible(session: UserSession, org: str) -> dict[str, pl.DataFrame]:
 
 
 def cached(session: UserSession, org: str) -> dict[str, pl.DataFrame]:
-    return {t: session.cache.read_table(t, org, columns=list(TABLE_COLUMNS[t])).sort("id")
-            if session.cache.counts(org)[t] else pl.DataFrame(
-                schema={c: pl.String for c in TABLE_COLUMNS[t]})
-            for t in DATA_TABLES}
+    return {
+        t: session.cache.read_table(t, org, columns=list(TABLE_COLUMNS[t])).sort("id")
+        if session.cache.counts(org)[t]
+        else pl.DataFrame(schema={c: pl.String for c in TABLE_COLUMNS[t]})
+        for t in DATA_TABLES
+    }
 
 
 async def assert_cache_equals_server(session: UserSession, org: str) -> None:
@@ -104,11 +116,17 @@ async def first_full(session: UserSession, org: str) -> SyncSuccess:
 def some_contact(stack: DevStack, org: str, chapter: str | None = None, offset: int = 0) -> str:
     where = "AND chapter_id = %s" if chapter else ""
     params = [org, chapter] if chapter else [org]
-    return str(stack.sql(f"SELECT id::text FROM contacts WHERE organisation_id = %s {where} "
-                         f"ORDER BY id OFFSET {offset} LIMIT 1", *params)[0][0])
+    return str(
+        stack.sql(
+            f"SELECT id::text FROM contacts WHERE organisation_id = %s {where} "
+            f"ORDER BY id OFFSET {offset} LIMIT 1",
+            *params,
+        )[0][0]
+    )
 
 
 # -- the changes that arrive as changes ------------------------------------------------------
+
 
 async def test_first_sync_is_full_and_verified_then_an_unchanged_resync_is_an_empty_delta(
     world: SeedResult, admin: UserSession
@@ -136,10 +154,18 @@ async def test_the_digest_state_is_wiped_with_the_cache(
     assert isinstance(after, SyncSuccess) and after.mode == "full" and after.verified
 
 
-@pytest.mark.parametrize("change", [
-    "contact renamed", "note body edited", "note deleted", "contact deleted with its notes",
-    "contact inserted with notes", "assignment deleted", "contact updated, updated_at kept",
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "contact renamed",
+        "note body edited",
+        "note deleted",
+        "contact deleted with its notes",
+        "contact inserted with notes",
+        "assignment deleted",
+        "contact updated, updated_at kept",
+    ],
+)
 async def test_a_server_change_is_synced_by_a_verified_delta(
     stack: DevStack, world: SeedResult, admin: UserSession, change: str
 ) -> None:
@@ -149,23 +175,40 @@ async def test_a_server_change_is_synced_by_a_verified_delta(
     if change == "contact renamed":
         stack.sql("UPDATE contacts SET full_name = 'Renamed Person' WHERE id = %s", contact)
     elif change == "note body edited":
-        stack.sql("UPDATE notes SET body = 'edited body' WHERE id = (SELECT id FROM notes "
-                  "WHERE contact_id = %s ORDER BY id LIMIT 1)", contact)
+        stack.sql(
+            "UPDATE notes SET body = 'edited body' WHERE id = (SELECT id FROM notes "
+            "WHERE contact_id = %s ORDER BY id LIMIT 1)",
+            contact,
+        )
     elif change == "note deleted":
-        stack.sql("DELETE FROM notes WHERE id = (SELECT id FROM notes WHERE contact_id = %s "
-                  "ORDER BY id LIMIT 1)", contact)
+        stack.sql(
+            "DELETE FROM notes WHERE id = (SELECT id FROM notes WHERE contact_id = %s "
+            "ORDER BY id LIMIT 1)",
+            contact,
+        )
     elif change == "contact deleted with its notes":
         stack.sql("DELETE FROM contacts WHERE id = %s", contact)
     elif change == "contact inserted with notes":
-        new = stack.sql("INSERT INTO contacts (organisation_id, full_name) VALUES (%s, "
-                        "'New Person') RETURNING id::text", org)[0][0]
-        stack.sql("INSERT INTO notes (contact_id, organisation_id, body) VALUES "
-                  "(%s, %s, 'first'), (%s, %s, 'second')", new, org, new, org)
+        new = stack.sql(
+            "INSERT INTO contacts (organisation_id, full_name) VALUES (%s, "
+            "'New Person') RETURNING id::text",
+            org,
+        )[0][0]
+        stack.sql(
+            "INSERT INTO notes (contact_id, organisation_id, body) VALUES "
+            "(%s, %s, 'first'), (%s, %s, 'second')",
+            new,
+            org,
+            new,
+            org,
+        )
     elif change == "assignment deleted":
         stack.sql("DELETE FROM contact_assignments WHERE contact_id = %s", contact)
     else:
-        stack.sql("UPDATE contacts SET phone = '+1 555 0100', updated_at = updated_at "
-                  "WHERE id = %s", contact)
+        stack.sql(
+            "UPDATE contacts SET phone = '+1 555 0100', updated_at = updated_at WHERE id = %s",
+            contact,
+        )
     result = await synced_delta(admin, org)
     assert result.rows_changed + result.rows_deleted >= 1
 
@@ -187,6 +230,7 @@ async def test_an_update_that_leaves_updated_at_unchanged_still_moves_it_and_the
 
 # -- the changes that do not arrive as changes -----------------------------------------------
 
+
 async def test_a_transaction_that_commits_after_the_sync_is_caught_by_the_digest(
     stack: DevStack, world: SeedResult, admin: UserSession
 ) -> None:
@@ -195,8 +239,11 @@ async def test_a_transaction_that_commits_after_the_sync_is_caught_by_the_digest
     late, other = some_contact(stack, org, offset=1), some_contact(stack, org, offset=2)
     with psycopg.connect(stack.database_url) as conn:
         # Begins before the sync; its timestamp is older than anything the sync will see.
-        conn.execute("UPDATE contacts SET full_name = 'Late Commit', "
-                     "updated_at = now() - interval '1 hour' WHERE id = %s", (late,))
+        conn.execute(
+            "UPDATE contacts SET full_name = 'Late Commit', "
+            "updated_at = now() - interval '1 hour' WHERE id = %s",
+            (late,),
+        )
         stack.sql("UPDATE contacts SET full_name = 'Seen First' WHERE id = %s", other)
         during = await synced_delta(admin, org)
         assert during.rows_changed >= 1
@@ -221,8 +268,9 @@ async def test_a_chapter_move_hides_a_contact_from_a_chapter_bound_user(
         result = await synced_delta(session, org)
         assert result.rows_deleted >= 1
         assert moved not in set(session.cache.read_table("contacts", org)["id"].to_list())
-        assert session.cache.read_table("notes", org).filter(
-            pl.col("contact_id") == moved).height == 0
+        assert (
+            session.cache.read_table("notes", org).filter(pl.col("contact_id") == moved).height == 0
+        )
     finally:
         session.close()
 
@@ -240,6 +288,7 @@ async def test_a_revoked_membership_empties_that_organisation(
 
 # -- the digest itself -----------------------------------------------------------------------
 
+
 async def test_the_local_digest_equals_the_servers_on_the_same_rows(
     stack: DevStack, world: SeedResult, admin: UserSession
 ) -> None:
@@ -253,8 +302,7 @@ async def test_the_local_digest_equals_the_servers_on_the_same_rows(
     for table in DATA_TABLES:
         assert total(local[table]).agrees_with(server[table]), table
     buckets = {(r.table, r.bucket): (r.count, r.digest) for r in await source.digest(org, 3)}
-    assert buckets == {(t, b): (d.count, d.value) for t in DATA_TABLES
-                       for b, d in local[t].items()}
+    assert buckets == {(t, b): (d.count, d.value) for t in DATA_TABLES for b, d in local[t].items()}
 
 
 async def test_the_digest_function_is_for_signed_in_users_only(
@@ -264,8 +312,9 @@ async def test_the_digest_function_is_for_signed_in_users_only(
         "SELECT has_function_privilege('anon', 'public.contactsync_digest(uuid, integer)', "
         "'EXECUTE'), has_function_privilege('authenticated', "
         "'public.contactsync_digest(uuid, integer)', 'EXECUTE'), p.prosecdef, p.proconfig "
-        "FROM pg_proc p WHERE p.proname = 'contactsync_digest'")
-    assert privileges == [(False, True, False, ["search_path=\"\""])]
+        "FROM pg_proc p WHERE p.proname = 'contactsync_digest'"
+    )
+    assert privileges == [(False, True, False, ['search_path=""'])]
 
 
 async def test_a_full_sync_that_does_not_match_the_servers_digest_writes_nothing(
@@ -324,10 +373,12 @@ async def test_verify_cache_tells_equal_from_drifted_in_one_request(
 ) -> None:
     org = world.organisation_ids[0]
     await first_full(admin, org)
-    assert (await verify_cache(admin.client, admin.cache, org)).line() == \
-        "equal to the server ✓"
-    stack.sql("DELETE FROM notes WHERE id = (SELECT id FROM notes WHERE organisation_id = %s "
-              "ORDER BY id LIMIT 1)", org)
+    assert (await verify_cache(admin.client, admin.cache, org)).line() == "equal to the server ✓"
+    stack.sql(
+        "DELETE FROM notes WHERE id = (SELECT id FROM notes WHERE organisation_id = %s "
+        "ORDER BY id LIMIT 1)",
+        org,
+    )
     drifted = await verify_cache(admin.client, admin.cache, org)
     assert drifted.verdict == "drifted" and not drifted.tables["notes"].equal
     assert drifted.tables["notes"].cached_rows == drifted.tables["notes"].server_rows + 1

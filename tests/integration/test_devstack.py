@@ -35,18 +35,24 @@ pytestmark = pytest.mark.integration
 EMBED = "*, notes(*), contact_assignments(*)"
 
 
-def ground_truth(stack: DevStack, organisation_id: str,
-                 chapter_id: str | None = None) -> dict[str, set[str]]:
+def ground_truth(
+    stack: DevStack, organisation_id: str, chapter_id: str | None = None
+) -> dict[str, set[str]]:
     """Ids a member should see, computed as superuser (no RLS)."""
     scope = "c.organisation_id = %s" + (" AND c.chapter_id = %s" if chapter_id else "")
     params = [organisation_id, chapter_id] if chapter_id else [organisation_id]
     out = {}
     for table, query in (
         ("contacts", f"SELECT c.id::text FROM contacts c WHERE {scope}"),
-        ("notes", f"SELECT n.id::text FROM notes n JOIN contacts c ON c.id = n.contact_id "
-                  f"WHERE {scope}"),
-        ("contact_assignments", f"SELECT a.id::text FROM contact_assignments a "
-                                f"JOIN contacts c ON c.id = a.contact_id WHERE {scope}"),
+        (
+            "notes",
+            f"SELECT n.id::text FROM notes n JOIN contacts c ON c.id = n.contact_id WHERE {scope}",
+        ),
+        (
+            "contact_assignments",
+            f"SELECT a.id::text FROM contact_assignments a "
+            f"JOIN contacts c ON c.id = a.contact_id WHERE {scope}",
+        ),
     ):
         out[table] = {row[0] for row in stack.sql(query, *params)}
     return out
@@ -67,8 +73,9 @@ def data(response: Any) -> list[dict[str, Any]]:
     return cast(list[dict[str, Any]], response.data)
 
 
-async def embedded_select(client: AsyncClient, organisation_id: str | None = None
-                          ) -> list[dict[str, object]]:
+async def embedded_select(
+    client: AsyncClient, organisation_id: str | None = None
+) -> list[dict[str, object]]:
     query = client.table("contacts").select(EMBED)
     if organisation_id is not None:
         query = query.eq("organisation_id", organisation_id)
@@ -92,35 +99,52 @@ def test_stack_exposes_url_keys_and_database(stack: DevStack) -> None:
 
 
 def test_rls_is_enabled_on_every_app_table_and_anon_has_no_grants(stack: DevStack) -> None:
-    rows = stack.sql("SELECT relname, relrowsecurity FROM pg_class WHERE relnamespace = "
-                     "'public'::regnamespace AND relkind = 'r'")
-    assert dict(rows) == dict.fromkeys(["organisations", "chapters", "organisation_members",
-                                        "contacts", "notes", "contact_assignments"], True)
-    grants = stack.sql("SELECT count(*) FROM information_schema.role_table_grants "
-                       "WHERE grantee = 'anon' AND table_schema = 'public'")
+    rows = stack.sql(
+        "SELECT relname, relrowsecurity FROM pg_class WHERE relnamespace = "
+        "'public'::regnamespace AND relkind = 'r'"
+    )
+    assert dict(rows) == dict.fromkeys(
+        [
+            "organisations",
+            "chapters",
+            "organisation_members",
+            "contacts",
+            "notes",
+            "contact_assignments",
+        ],
+        True,
+    )
+    grants = stack.sql(
+        "SELECT count(*) FROM information_schema.role_table_grants "
+        "WHERE grantee = 'anon' AND table_schema = 'public'"
+    )
     assert grants == [(0,)]
 
 
 def test_postgrest_connects_as_authenticator_with_a_password(stack: DevStack) -> None:
-    rows = stack.sql("SELECT DISTINCT usename FROM pg_stat_activity "
-                     "WHERE application_name ILIKE 'postgrest%%'")
+    rows = stack.sql(
+        "SELECT DISTINCT usename FROM pg_stat_activity WHERE application_name ILIKE 'postgrest%%'"
+    )
     assert rows == [("authenticator",)]
-    rules = stack.sql("SELECT auth_method FROM pg_hba_file_rules "
-                      "WHERE 'authenticator' = ANY(user_name)")
+    rules = stack.sql(
+        "SELECT auth_method FROM pg_hba_file_rules WHERE 'authenticator' = ANY(user_name)"
+    )
     assert rules == [("scram-sha-256",)]
 
 
 # --- auth through supabase-py --------------------------------------------------------------------
 
 
-async def test_sign_in_embedded_select_and_sign_out(stack: DevStack, seeded: SeedResult,
-                                                    sign_in: SignIn) -> None:
+async def test_sign_in_embedded_select_and_sign_out(
+    stack: DevStack, seeded: SeedResult, sign_in: SignIn
+) -> None:
     admin = seeded.user("org1-admin")
     client = await sign_in(admin)
     session = await client.auth.get_session()
     assert session is not None and session.user.id == admin.user_id
-    claims = jwt.decode(session.access_token, stack.jwt_secret, algorithms=["HS256"],
-                        audience="authenticated")
+    claims = jwt.decode(
+        session.access_token, stack.jwt_secret, algorithms=["HS256"], audience="authenticated"
+    )
     assert claims["sub"] == admin.user_id and claims["role"] == "authenticated"
     assert claims["email"] == admin.email and claims["session_id"] and claims["aal"] == "aal1"
     assert session.expires_in == stack.jwt_lifetime_s
@@ -149,28 +173,30 @@ async def test_refresh_token_rotates(seeded: SeedResult, sign_in: SignIn) -> Non
     refreshed = await client.auth.refresh_session()
     assert refreshed.session is not None
     assert refreshed.session.refresh_token != first.refresh_token
-    assert (await embedded_select(client))  # the new token works
+    assert await embedded_select(client)  # the new token works
     with pytest.raises(AuthApiError) as info:  # the old refresh token was used up
         await client.auth.refresh_session(first.refresh_token)
     assert str(info.value.code) == "refresh_token_already_used"
 
 
-async def test_wrong_password_is_invalid_credentials(stack: DevStack,
-                                                     seeded: SeedResult) -> None:
+async def test_wrong_password_is_invalid_credentials(stack: DevStack, seeded: SeedResult) -> None:
     client = await acreate_client(stack.url, stack.anon_key)
     with pytest.raises(AuthApiError) as info:
         await client.auth.sign_in_with_password(
-            {"email": seeded.user("org1-admin").email, "password": "not-the-password"})
+            {"email": seeded.user("org1-admin").email, "password": "not-the-password"}
+        )
     assert (info.value.status, info.value.code) == (400, "invalid_credentials")
     assert info.value.message == "Invalid login credentials"
     with pytest.raises(AuthApiError) as info:
         await client.auth.sign_in_with_password(
-            {"email": "nobody@example.org", "password": DEMO_PASSWORD})
+            {"email": "nobody@example.org", "password": DEMO_PASSWORD}
+        )
     assert info.value.code == "invalid_credentials"
 
 
-async def test_jwt_lifetime_is_configurable(stack: DevStack, seeded: SeedResult,
-                                            sign_in: SignIn) -> None:
+async def test_jwt_lifetime_is_configurable(
+    stack: DevStack, seeded: SeedResult, sign_in: SignIn
+) -> None:
     previous = stack.jwt_lifetime_s
     stack.jwt_lifetime_s = 120
     try:
@@ -190,8 +216,10 @@ async def test_expired_token_is_pgrst301(stack: DevStack, seeded: SeedResult) ->
         await client.table("contacts").select("id").execute()
     assert info.value.code == "PGRST301"
     async with httpx.AsyncClient() as http:
-        response = await http.get(f"{stack.url}/rest/v1/contacts", headers={
-            "apikey": stack.anon_key, "Authorization": f"Bearer {expired}"})
+        response = await http.get(
+            f"{stack.url}/rest/v1/contacts",
+            headers={"apikey": stack.anon_key, "Authorization": f"Bearer {expired}"},
+        )
     assert response.status_code == 401
 
 
@@ -203,19 +231,20 @@ def test_gateway_requires_a_project_api_key(stack: DevStack) -> None:
     missing = httpx.get(f"{stack.url}/rest/v1/contacts")
     assert missing.status_code == 401
     assert missing.json() == {"message": "No API key found in request"}
-    forged = jwt.encode({"role": "service_role"}, "a-secret-that-is-not-this-stacks-0123456789",
-                        algorithm="HS256")
+    forged = jwt.encode(
+        {"role": "service_role"}, "a-secret-that-is-not-this-stacks-0123456789", algorithm="HS256"
+    )
     wrong = httpx.get(f"{stack.url}/rest/v1/contacts", headers={"apikey": forged})
     assert wrong.status_code == 401 and wrong.json()["message"] == "Invalid API key"
-    assert httpx.post(f"{stack.url}/auth/v1/token?grant_type=password",
-                      json={}).status_code == 401
+    assert httpx.post(f"{stack.url}/auth/v1/token?grant_type=password", json={}).status_code == 401
 
 
 # --- RLS -----------------------------------------------------------------------------------------
 
 
-async def test_admin_sees_exactly_their_organisation(stack: DevStack, seeded: SeedResult,
-                                                     sign_in: SignIn) -> None:
+async def test_admin_sees_exactly_their_organisation(
+    stack: DevStack, seeded: SeedResult, sign_in: SignIn
+) -> None:
     org1, org2, _ = seeded.organisation_ids
     client = await sign_in(seeded.user("org1-admin"))
     rows = await embedded_select(client)
@@ -228,12 +257,14 @@ async def test_admin_sees_exactly_their_organisation(stack: DevStack, seeded: Se
     assert {c["id"] for c in chapters} == set(seeded.chapter_ids[org1])
     # Filtering on an organisation the user is not a member of: 200 with no rows, not an error.
     assert await embedded_select(client, org2) == []
-    assert (await client.table("notes").select("id").eq("organisation_id", org2)
-            .execute()).data == []
+    assert (
+        await client.table("notes").select("id").eq("organisation_id", org2).execute()
+    ).data == []
 
 
 async def test_chapter_bound_coordinator_sees_only_their_chapter(
-        stack: DevStack, seeded: SeedResult, sign_in: SignIn) -> None:
+    stack: DevStack, seeded: SeedResult, sign_in: SignIn
+) -> None:
     org1 = seeded.organisations[0]
     coordinator = seeded.user("org1-coordinator")
     chapter = coordinator.memberships[0].chapter_id
@@ -253,7 +284,8 @@ async def test_chapter_bound_coordinator_sees_only_their_chapter(
 
 
 async def test_multi_org_user_sees_each_organisation_in_its_own_scope(
-        stack: DevStack, seeded: SeedResult, sign_in: SignIn) -> None:
+    stack: DevStack, seeded: SeedResult, sign_in: SignIn
+) -> None:
     user = seeded.user("multi-org")
     (org1, whole), (org2, bound) = [(m.organisation_id, m.chapter_id) for m in user.memberships]
     assert whole is None and bound is not None
@@ -266,8 +298,14 @@ async def test_multi_org_user_sees_each_organisation_in_its_own_scope(
 async def test_anon_key_sees_nothing(stack: DevStack, seeded: SeedResult) -> None:
     # anon has no grants at all, so PostgREST refuses (401, 42501) rather than returning [].
     client = await acreate_client(stack.url, stack.anon_key)
-    for table in ("organisations", "chapters", "organisation_members", "contacts", "notes",
-                  "contact_assignments"):
+    for table in (
+        "organisations",
+        "chapters",
+        "organisation_members",
+        "contacts",
+        "notes",
+        "contact_assignments",
+    ):
         with pytest.raises(APIError) as info:
             await client.table(table).select("*").execute()
         assert info.value.code == "42501", table
@@ -275,16 +313,19 @@ async def test_anon_key_sees_nothing(stack: DevStack, seeded: SeedResult) -> Non
 
 async def test_service_role_sees_everything(stack: DevStack) -> None:
     client = await acreate_client(stack.url, stack.service_role_key)
-    response = await (client.table("contacts").select("id", count=CountMethod.exact)
-                      .limit(1).execute())
+    response = await (
+        client.table("contacts").select("id", count=CountMethod.exact).limit(1).execute()
+    )
     assert response.count == stack.sql("SELECT count(*) FROM contacts")[0][0]
 
 
 async def test_removed_membership_takes_effect_on_the_next_request(
-        stack: DevStack, seeded: SeedResult, sign_in: SignIn) -> None:
+    stack: DevStack, seeded: SeedResult, sign_in: SignIn
+) -> None:
     org3 = seeded.organisations[2]
-    user_id = stack.create_user("temp.member@example.org", "temp-password-1",
-                                [(org3.id, None, "volunteer")])
+    user_id = stack.create_user(
+        "temp.member@example.org", "temp-password-1", [(org3.id, None, "volunteer")]
+    )
     try:
         client = await sign_in("temp.member@example.org", "temp-password-1")
         assert len(await embedded_select(client)) == org3.contact_count
@@ -301,19 +342,28 @@ async def test_removed_membership_takes_effect_on_the_next_request(
 
 
 async def test_max_rows_caps_top_level_and_embedded_arrays(
-        stack: DevStack, seeded: SeedResult, sign_in: SignIn) -> None:
+    stack: DevStack, seeded: SeedResult, sign_in: SignIn
+) -> None:
     """The trap: db-max-rows also truncates EMBEDDED arrays, silently (no error, no header).
 
     A contact with 1,200 notes comes back from ``select=*,notes(*)`` with exactly 1,000 notes
     and nothing in the response says so; only the top level reports a Content-Range. A sync
     must detect this (e.g. compare with a count) or page the notes separately.
     """
-    org = stack.sql("INSERT INTO organisations (name) VALUES ('Many Notes Org') "
-                    "RETURNING id::text")[0][0]
-    contact = stack.sql("INSERT INTO contacts (organisation_id, full_name) "
-                        "VALUES (%s, 'Noted Person') RETURNING id::text", org)[0][0]
-    stack.sql("INSERT INTO notes (contact_id, organisation_id, body) "
-              "SELECT %s, %s, 'note ' || g FROM generate_series(1, 1200) g", contact, org)
+    org = stack.sql(
+        "INSERT INTO organisations (name) VALUES ('Many Notes Org') RETURNING id::text"
+    )[0][0]
+    contact = stack.sql(
+        "INSERT INTO contacts (organisation_id, full_name) "
+        "VALUES (%s, 'Noted Person') RETURNING id::text",
+        org,
+    )[0][0]
+    stack.sql(
+        "INSERT INTO notes (contact_id, organisation_id, body) "
+        "SELECT %s, %s, 'note ' || g FROM generate_series(1, 1200) g",
+        contact,
+        org,
+    )
     user_id = stack.create_user("many.notes@example.org", "many-notes-1", [(org, None, "admin")])
     try:
         client = await sign_in("many.notes@example.org", "many-notes-1")
@@ -362,8 +412,7 @@ async def test_fault_canned_503(stack: DevStack, seeded: SeedResult, sign_in: Si
     assert (await client.table("organisations").select("id").execute()).data
 
 
-async def test_fault_cut_after_bytes(stack: DevStack, seeded: SeedResult,
-                                     sign_in: SignIn) -> None:
+async def test_fault_cut_after_bytes(stack: DevStack, seeded: SeedResult, sign_in: SignIn) -> None:
     client = await sign_in(seeded.user("org1-admin"))
     stack.faults.cut_after_bytes = 500
     stack.request_log.clear()
@@ -375,8 +424,9 @@ async def test_fault_cut_after_bytes(stack: DevStack, seeded: SeedResult,
     assert await embedded_select(client)
 
 
-async def test_postgrest_stopped_then_started(stack: DevStack, seeded: SeedResult,
-                                              sign_in: SignIn) -> None:
+async def test_postgrest_stopped_then_started(
+    stack: DevStack, seeded: SeedResult, sign_in: SignIn
+) -> None:
     client = await sign_in(seeded.user("org1-admin"))
     stack.stop_postgrest()
     assert not stack.postgrest_running
@@ -391,14 +441,20 @@ async def test_postgrest_stopped_then_started(stack: DevStack, seeded: SeedResul
     assert await embedded_select(client)
 
 
-async def test_request_log_counts_round_trips(stack: DevStack, seeded: SeedResult,
-                                              sign_in: SignIn) -> None:
+async def test_request_log_counts_round_trips(
+    stack: DevStack, seeded: SeedResult, sign_in: SignIn
+) -> None:
     client = await sign_in(seeded.user("org2-admin"))
     stack.request_log.clear()
     await embedded_select(client)
     [entry] = stack.request_log.rest()
     assert (entry.method, entry.path, entry.status, entry.role, entry.broken) == (
-        "GET", "/contacts", 200, "authenticated", False)
+        "GET",
+        "/contacts",
+        200,
+        "authenticated",
+        False,
+    )
     assert "notes" in entry.query
 
 
@@ -417,15 +473,21 @@ def test_seed_is_deterministic() -> None:
     assert [u.user_id for u in bigger.result.users] == [u.user_id for u in first.result.users]
 
 
-def test_seeded_data_matches_the_build_and_is_consistent(stack: DevStack,
-                                                         seeded: SeedResult) -> None:
-    built = build_seed(organisations=3, chapters_per_org=2, users_per_org=3,
-                       contacts_per_org=[60, 40, 20], seed=42).result
+def test_seeded_data_matches_the_build_and_is_consistent(
+    stack: DevStack, seeded: SeedResult
+) -> None:
+    built = build_seed(
+        organisations=3, chapters_per_org=2, users_per_org=3, contacts_per_org=[60, 40, 20], seed=42
+    ).result
     assert built.organisation_ids == seeded.organisation_ids
     assert [u.user_id for u in built.users] == [u.user_id for u in seeded.users]
-    db_ids = {row[0] for row in stack.sql(
-        "SELECT id::text FROM contacts WHERE organisation_id = ANY(%s::uuid[])",
-        seeded.organisation_ids)}
+    db_ids = {
+        row[0]
+        for row in stack.sql(
+            "SELECT id::text FROM contacts WHERE organisation_id = ANY(%s::uuid[])",
+            seeded.organisation_ids,
+        )
+    }
     assert len(db_ids) == seeded.contact_count == 120
     assert seeded.note_count == 360 and seeded.assignment_count == 120
     # The load skips FK triggers; prove the rows satisfy every constraint anyway.
@@ -458,12 +520,17 @@ def test_seeding_the_same_seed_twice_is_refused(stack: DevStack) -> None:
 async def test_seeding_at_scale_loads_every_row(stack: DevStack, sign_in: SignIn) -> None:
     # How fast is measured by `make bench`/the README, not asserted: CI machines vary.
     result = await asyncio.to_thread(
-        stack.seed, organisations=1, chapters_per_org=2, contacts_per_org=2500, seed=2500)
+        stack.seed, organisations=1, chapters_per_org=2, contacts_per_org=2500, seed=2500
+    )
     assert result.contact_count == 2500 and result.note_count == 7500
     assert result.duration_s > 0
     client = await sign_in(result.user("org1-admin"))
-    response = await (client.table("contacts").select("id", count=CountMethod.exact)
-                      .eq("organisation_id", result.organisation_ids[0]).execute())
+    response = await (
+        client.table("contacts")
+        .select("id", count=CountMethod.exact)
+        .eq("organisation_id", result.organisation_ids[0])
+        .execute()
+    )
     assert len(response.data) == 1000 and response.count == 2500
 
 
@@ -478,8 +545,9 @@ def test_a_second_stack_is_independent_and_leaves_nothing_behind(stack: DevStack
         refused = httpx.get(f"{other.url}/rest/v1/contacts", headers={"apikey": stack.anon_key})
         assert refused.status_code == 401
         other.seed(organisations=1, contacts_per_org=12, seed=1)
-        page = httpx.get(f"{other.url}/rest/v1/contacts?select=id",
-                         headers={"apikey": other.service_role_key})
+        page = httpx.get(
+            f"{other.url}/rest/v1/contacts?select=id", headers={"apikey": other.service_role_key}
+        )
         assert len(page.json()) == 5  # its own max_rows
         postmaster, postgrest, work_dir = other.postmaster_pid, other.postgrest_pid, other.work_dir
         assert postmaster is not None and postgrest is not None
@@ -492,8 +560,9 @@ def test_a_second_stack_is_independent_and_leaves_nothing_behind(stack: DevStack
     assert stack.sql("SELECT count(*) > 0 FROM contacts") == [(True,)]
 
 
-def test_missing_postgrest_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch,
-                                              tmp_path: Path) -> None:
+def test_missing_postgrest_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("CONTACTSYNC_POSTGREST_BIN", str(tmp_path / "nope"))
     with pytest.raises(PostgrestNotFound) as info:
         find_postgrest()
@@ -512,11 +581,14 @@ def test_missing_postgrest_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch,
 
 def test_a_killed_owner_leaves_no_server_behind(tmp_path: Path) -> None:
     """nbval kills kernels with SIGKILL: the watchdog must stop the postmaster anyway."""
-    script = ("import os, sys; from contactsync_kit.devstack import DevStack; "
-              "s = DevStack.start(); print(s.postmaster_pid, s.work_dir, flush=True); "
-              "os.kill(os.getpid(), 9)")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=240)
+    script = (
+        "import os, sys; from contactsync_kit.devstack import DevStack; "
+        "s = DevStack.start(); print(s.postmaster_pid, s.work_dir, flush=True); "
+        "os.kill(os.getpid(), 9)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=240
+    )
     pid_text, work_dir = done.stdout.split()
     pid = int(pid_text)
 

@@ -36,16 +36,28 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def world(stack: DevStack) -> SeedResult:
     """Three organisations with two chapters each and users of every role."""
-    return stack.seed(organisations=3, chapters_per_org=2, users_per_org=3,
-                      contacts_per_org=[40, 25, 10], notes_per_contact=3,
-                      assignments_per_contact=1, seed=2101)
+    return stack.seed(
+        organisations=3,
+        chapters_per_org=2,
+        users_per_org=3,
+        contacts_per_org=[40, 25, 10],
+        notes_per_contact=3,
+        assignments_per_contact=1,
+        seed=2101,
+    )
 
 
-async def session_for(stack: DevStack, user: SeededUser, tmp_path: Path,
-                      **options: object) -> UserSession:
-    return await start_session(stack.url, stack.anon_key, email=user.email,
-                               password=user.password, cache_path=tmp_path / "cache.sqlite3",
-                               **options)  # type: ignore[arg-type]
+async def session_for(
+    stack: DevStack, user: SeededUser, tmp_path: Path, **options: object
+) -> UserSession:
+    return await start_session(
+        stack.url,
+        stack.anon_key,
+        email=user.email,
+        password=user.password,
+        cache_path=tmp_path / "cache.sqlite3",
+        **options,
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -55,14 +67,17 @@ async def admin(stack: DevStack, world: SeedResult, tmp_path: Path) -> AsyncIter
     session.close()
 
 
-def server_ids(stack: DevStack, table: str, organisation_id: str,
-               chapter_id: str | None = None) -> set[str]:
+def server_ids(
+    stack: DevStack, table: str, organisation_id: str, chapter_id: str | None = None
+) -> set[str]:
     """Ground truth as superuser: what RLS should let a member see."""
     if table == "contacts":
         query = "SELECT id::text FROM contacts WHERE organisation_id = %s"
     else:
-        query = (f"SELECT t.id::text FROM {table} t JOIN contacts c ON c.id = t.contact_id "
-                 "WHERE c.organisation_id = %s")
+        query = (
+            f"SELECT t.id::text FROM {table} t JOIN contacts c ON c.id = t.contact_id "
+            "WHERE c.organisation_id = %s"
+        )
     params: list[str] = [organisation_id]
     if chapter_id is not None:
         query += " AND c.chapter_id = %s" if table != "contacts" else " AND chapter_id = %s"
@@ -75,11 +90,14 @@ def cached_ids(cache: ContactCache, table: str, organisation_id: str | None = No
 
 
 def snapshot(cache: ContactCache) -> dict[str, list[tuple[object, ...]]]:
-    return {t: cache.read_table(t).rows()
-            for t in ("contacts", "notes", "contact_assignments", "sync_state")}
+    return {
+        t: cache.read_table(t).rows()
+        for t in ("contacts", "notes", "contact_assignments", "sync_state")
+    }
 
 
 # -- the seed's five cases, over HTTP -----------------------------------------------------
+
 
 async def test_happy_path_caches_the_organisation_with_notes_and_assignments(
     stack: DevStack, world: SeedResult, admin: UserSession
@@ -97,13 +115,20 @@ async def test_happy_path_caches_the_organisation_with_notes_and_assignments(
 async def test_an_empty_organisation_syncs_to_zero_items(
     stack: DevStack, world: SeedResult, tmp_path: Path
 ) -> None:
-    org_id = stack.sql(
-        "INSERT INTO organisations (name) VALUES ('Empty Org') RETURNING id::text")[0][0]
-    user_id = stack.create_user("empty.org.admin@example.org", "pw-empty-1",
-                                memberships=[(org_id, None, "admin")])
+    org_id = stack.sql("INSERT INTO organisations (name) VALUES ('Empty Org') RETURNING id::text")[
+        0
+    ][0]
+    user_id = stack.create_user(
+        "empty.org.admin@example.org", "pw-empty-1", memberships=[(org_id, None, "admin")]
+    )
     assert user_id
-    session = await start_session(stack.url, stack.anon_key, email="empty.org.admin@example.org",
-                                  password="pw-empty-1", cache_path=tmp_path / "c.sqlite3")
+    session = await start_session(
+        stack.url,
+        stack.anon_key,
+        email="empty.org.admin@example.org",
+        password="pw-empty-1",
+        cache_path=tmp_path / "c.sqlite3",
+    )
     result = await session.repository.sync_contacts_for_organisation(org_id)
     assert isinstance(result, SyncSuccess) and result.items_synced == 0
     assert session.repository.last_synced_at(org_id) is not None
@@ -131,14 +156,13 @@ async def test_server_faults_fail_with_the_right_kind_and_leave_the_cache_unchan
     assert snapshot(admin.cache) == before
 
 
-async def test_a_slow_server_times_out(
-    stack: DevStack, world: SeedResult, tmp_path: Path
-) -> None:
+async def test_a_slow_server_times_out(stack: DevStack, world: SeedResult, tmp_path: Path) -> None:
     user = world.user("org1-admin")
     # A token minted without a request: a password sign-in under a 0.5 s timeout could itself
     # time out on a loaded machine.
-    client = await sign_in(stack.url, stack.anon_key,
-                           access_token=stack.access_token_for(user.user_id), timeout_s=0.5)
+    client = await sign_in(
+        stack.url, stack.anon_key, access_token=stack.access_token_for(user.user_id), timeout_s=0.5
+    )
     repo = ContactCacheSyncRepository(client, ContactCache.open(":memory:"), SystemClock())
     stack.faults.latency_s = 1.5
     result = await repo.sync_contacts_for_organisation(world.organisation_ids[0])
@@ -168,12 +192,14 @@ async def test_parallel_calls_share_one_sync(
     org = world.organisation_ids[0]
     first, second = await asyncio.gather(
         admin.repository.sync_contacts_for_organisation(org),
-        admin.repository.sync_contacts_for_organisation(org))
+        admin.repository.sync_contacts_for_organisation(org),
+    )
     assert first is second and first.ok
     rejected = asyncio.ensure_future(admin.repository.sync_contacts_for_organisation(org))
     await until(lambda: admin.repository.is_syncing(org), "the first click's sync to start")
     second_click = await admin.repository.sync_contacts_for_organisation(
-        org, on_concurrent="reject")
+        org, on_concurrent="reject"
+    )
     assert isinstance(second_click, SyncFailure)
     assert second_click.error.kind is SyncErrorKind.IN_PROGRESS
     assert (await rejected).ok
@@ -181,8 +207,8 @@ async def test_parallel_calls_share_one_sync(
 
 # -- RLS scoping ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("label", ["org1-admin", "org1-coordinator", "org2-volunteer",
-                                   "multi-org"])
+
+@pytest.mark.parametrize("label", ["org1-admin", "org1-coordinator", "org2-volunteer", "multi-org"])
 async def test_each_user_caches_exactly_what_rls_lets_them_see(
     stack: DevStack, world: SeedResult, tmp_path: Path, label: str
 ) -> None:
@@ -191,11 +217,15 @@ async def test_each_user_caches_exactly_what_rls_lets_them_see(
     for organisation_id in world.organisation_ids:
         result = await session.repository.sync_contacts_for_organisation(organisation_id)
         assert isinstance(result, SyncSuccess), result
-        membership = next((m for m in user.memberships
-                           if m.organisation_id == organisation_id), None)
+        membership = next(
+            (m for m in user.memberships if m.organisation_id == organisation_id), None
+        )
         for table in ("contacts", "notes", "contact_assignments"):
-            expected = (set() if membership is None else
-                        server_ids(stack, table, organisation_id, membership.chapter_id))
+            expected = (
+                set()
+                if membership is None
+                else server_ids(stack, table, organisation_id, membership.chapter_id)
+            )
             assert cached_ids(session.cache, table, organisation_id) == expected, (table, label)
         if membership is None:
             assert result.items_synced == 0
@@ -206,12 +236,19 @@ async def test_each_user_caches_exactly_what_rls_lets_them_see(
 
 # -- completeness under db-max-rows -----------------------------------------------------------
 
+
 async def test_thousands_of_contacts_arrive_in_full_under_the_row_cap(
     stack: DevStack, tmp_path: Path
 ) -> None:
-    big = stack.seed(organisations=1, chapters_per_org=1, users_per_org=1,
-                     contacts_per_org=2500, notes_per_contact=1, assignments_per_contact=1,
-                     seed=2102)
+    big = stack.seed(
+        organisations=1,
+        chapters_per_org=1,
+        users_per_org=1,
+        contacts_per_org=2500,
+        notes_per_contact=1,
+        assignments_per_contact=1,
+        seed=2102,
+    )
     session = await session_for(stack, big.user("org1-admin"), tmp_path)
     result = await session.repository.sync_contacts_for_organisation(big.organisation_ids[0])
     assert isinstance(result, SyncSuccess), result
@@ -225,10 +262,15 @@ async def test_a_contact_with_more_notes_than_the_cap_fails_incomplete(
     org = world.organisation_ids[0]
     assert (await admin.repository.sync_contacts_for_organisation(org)).ok
     before = snapshot(admin.cache)
-    contact_id = stack.sql("SELECT id::text FROM contacts WHERE organisation_id = %s "
-                           "ORDER BY id LIMIT 1", org)[0][0]
-    stack.sql("INSERT INTO notes (contact_id, organisation_id, body) "
-              "SELECT %s, %s, 'bulk note ' || g FROM generate_series(1, 1200) g", contact_id, org)
+    contact_id = stack.sql(
+        "SELECT id::text FROM contacts WHERE organisation_id = %s ORDER BY id LIMIT 1", org
+    )[0][0]
+    stack.sql(
+        "INSERT INTO notes (contact_id, organisation_id, body) "
+        "SELECT %s, %s, 'bulk note ' || g FROM generate_series(1, 1200) g",
+        contact_id,
+        org,
+    )
     try:
         # The full sync's embedded select is what db-max-rows cuts (a delta pages each table).
         result = await admin.repository.sync_contacts_for_organisation(org, mode="full")
@@ -241,6 +283,7 @@ async def test_a_contact_with_more_notes_than_the_cap_fails_incomplete(
 
 # -- rows that leave ------------------------------------------------------------------------
 
+
 async def test_deleted_contacts_and_revoked_access_leave_the_cache(
     stack: DevStack, world: SeedResult, tmp_path: Path
 ) -> None:
@@ -248,9 +291,11 @@ async def test_deleted_contacts_and_revoked_access_leave_the_cache(
     user = world.user("org3-admin")
     session = await session_for(stack, user, tmp_path)
     assert (await session.repository.sync_contacts_for_organisation(org)).items_synced == 10
-    gone = stack.sql("DELETE FROM contacts WHERE id = (SELECT id FROM contacts "
-                     "WHERE organisation_id = %s ORDER BY id LIMIT 1) RETURNING id::text",
-                     org)[0][0]
+    gone = stack.sql(
+        "DELETE FROM contacts WHERE id = (SELECT id FROM contacts "
+        "WHERE organisation_id = %s ORDER BY id LIMIT 1) RETURNING id::text",
+        org,
+    )[0][0]
     result = await session.repository.sync_contacts_for_organisation(org)
     assert result.items_synced == 9 and gone not in cached_ids(session.cache, "contacts")
     assert cached_ids(session.cache, "notes") == server_ids(stack, "notes", org)
@@ -266,6 +311,7 @@ async def test_deleted_contacts_and_revoked_access_leave_the_cache(
 
 
 # -- sessions -------------------------------------------------------------------------------
+
 
 async def test_an_expired_token_fails_auth_and_keeps_the_cache(
     stack: DevStack, world: SeedResult, admin: UserSession
@@ -300,8 +346,7 @@ async def test_sign_out_mid_session_fails_auth_instead_of_emptying_the_cache(
 
 
 async def test_the_logout_path_wipes_the_cache(world: SeedResult, admin: UserSession) -> None:
-    assert (await admin.repository.sync_contacts_for_organisation(
-        world.organisation_ids[0])).ok
+    assert (await admin.repository.sync_contacts_for_organisation(world.organisation_ids[0])).ok
     removed = await admin.sign_out()
     assert removed["contacts"] == 40 and removed["sync_state"] == 1
     # Logout erased the file itself.
@@ -313,7 +358,6 @@ async def test_the_service_role_key_is_refused_before_any_request(
 ) -> None:
     user = world.user("org1-admin")
     with pytest.raises(PrivilegedKeyError):
-        await sign_in(stack.url, stack.service_role_key, email=user.email,
-                      password=user.password)
+        await sign_in(stack.url, stack.service_role_key, email=user.email, password=user.password)
     with pytest.raises(PrivilegedKeyError):
         await sign_in(stack.url, stack.anon_key, access_token=stack.service_role_key)

@@ -34,11 +34,13 @@ def cache() -> ContactCache:
     return ContactCache.open(":memory:")
 
 
-async def repository_for(fake: FakeSupabase, cache: ContactCache, clock: Clock,
-                         **options: Any) -> ContactCacheSyncRepository:
+async def repository_for(
+    fake: FakeSupabase, cache: ContactCache, clock: Clock, **options: Any
+) -> ContactCacheSyncRepository:
     """A repository whose supabase-py client is signed in to `fake` as the test user."""
-    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
-                           http_client=fake.http_client())
+    client = await sign_in(
+        fake.url, fake.anon_key, email=EMAIL, password=PASSWORD, http_client=fake.http_client()
+    )
     return ContactCacheSyncRepository(client, cache, clock, **options)
 
 

@@ -28,21 +28,27 @@ def test_every_error_kind_has_advice() -> None:
     for kind, advice in ADVICE.items():
         assert advice.cause and advice.problem and advice.action, kind
         assert advice.action == advice.action.strip() and not advice.action.endswith(".")
-    causes = [advice.cause for advice in (*ADVICE.values(), TOKEN_EXPIRED, ACCESS_REVOKED,
-                                          UNKNOWN_FAILURE)]
+    causes = [
+        advice.cause
+        for advice in (*ADVICE.values(), TOKEN_EXPIRED, ACCESS_REVOKED, UNKNOWN_FAILURE)
+    ]
     assert len(causes) == len(set(causes)), "a cause code names one situation"
 
 
-@pytest.mark.parametrize(("code", "status", "expected"), [
-    ("PGRST301", 401, TOKEN_EXPIRED),
-    ("PGRST303", 401, TOKEN_EXPIRED),
-    ("token_expired", None, TOKEN_EXPIRED),
-    ("42501", 403, ACCESS_REVOKED),
-    (None, 403, ACCESS_REVOKED),
-    (None, None, ADVICE[SyncErrorKind.AUTH]),
-])
-def test_auth_is_refined_by_the_servers_code(code: str | None, status: int | None,
-                                             expected: object) -> None:
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("PGRST301", 401, TOKEN_EXPIRED),
+        ("PGRST303", 401, TOKEN_EXPIRED),
+        ("token_expired", None, TOKEN_EXPIRED),
+        ("42501", 403, ACCESS_REVOKED),
+        (None, 403, ACCESS_REVOKED),
+        (None, None, ADVICE[SyncErrorKind.AUTH]),
+    ],
+)
+def test_auth_is_refined_by_the_servers_code(
+    code: str | None, status: int | None, expected: object
+) -> None:
     assert advise(SyncErrorKind.AUTH, code, status) is expected
     assert advise("auth", code, status) is expected, "the sync log stores plain strings"
 
@@ -68,9 +74,19 @@ def test_the_sync_panel_and_the_diagnosis_give_the_same_advice(kind: SyncErrorKi
     assert html.escape(advice.sentence) in panel.readout.value
 
     synced = NOW - timedelta(hours=1)
-    finding = verdict(OrgFacts("o", last_synced_at=synced, last_attempt_at=NOW,
-                               last_attempt_outcome="failure", last_error_kind=kind.value),
-                      now=NOW)
+    finding = verdict(
+        OrgFacts(
+            "o",
+            last_synced_at=synced,
+            last_attempt_at=NOW,
+            last_attempt_outcome="failure",
+            last_error_kind=kind.value,
+        ),
+        now=NOW,
+    )
     assert (finding.verdict, finding.cause, finding.action) == (
-        Verdict.FAILING, advice.cause, advice.action)
+        Verdict.FAILING,
+        advice.cause,
+        advice.action,
+    )
     assert advice.problem in finding.summary

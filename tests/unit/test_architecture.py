@@ -57,15 +57,43 @@ class Evidence:
 
 
 EVIDENCE: dict[str, Evidence] = {
-    "network": Evidence(("httpx", "supabase", "supabase_auth", "postgrest", "psycopg",
-                         "aiohttp", "socket", "http.client", "urllib.request", "requests",
-                         "websockets")),
-    "disk": Evidence(("sqlalchemy", "sqlite3", "shutil", "tempfile"),
-                     ("open", "write_text", "read_text", "write_bytes", "read_bytes", "mkdir",
-                      "unlink", "rmdir", "touch", "write_csv", "write_parquet", "write_ipc",
-                      "read_csv", "read_parquet", "read_ipc",
-                      # SQL on the cache's SQLAlchemy connections (SQLite files).
-                      "exec_driver_sql")),
+    "network": Evidence(
+        (
+            "httpx",
+            "supabase",
+            "supabase_auth",
+            "postgrest",
+            "psycopg",
+            "aiohttp",
+            "socket",
+            "http.client",
+            "urllib.request",
+            "requests",
+            "websockets",
+        )
+    ),
+    "disk": Evidence(
+        ("sqlalchemy", "sqlite3", "shutil", "tempfile"),
+        (
+            "open",
+            "write_text",
+            "read_text",
+            "write_bytes",
+            "read_bytes",
+            "mkdir",
+            "unlink",
+            "rmdir",
+            "touch",
+            "write_csv",
+            "write_parquet",
+            "write_ipc",
+            "read_csv",
+            "read_parquet",
+            "read_ipc",
+            # SQL on the cache's SQLAlchemy connections (SQLite files).
+            "exec_driver_sql",
+        ),
+    ),
     "process": Evidence(("subprocess", "multiprocessing", "signal"), ("kill", "killpg")),
     "ui": Evidence(("ipywidgets", "matplotlib", "IPython", "traitlets", "anywidget")),
 }
@@ -156,8 +184,12 @@ def used_kinds(module: str) -> dict[str, set[str]]:
                 called.add(func.attr)
     used: dict[str, set[str]] = {}
     for kind, evidence in EVIDENCE.items():
-        hits = {name for name in imported for m in evidence.modules
-                if name == m or name.startswith(m + ".")}
+        hits = {
+            name
+            for name in imported
+            for m in evidence.modules
+            if name == m or name.startswith(m + ".")
+        }
         hits |= {f"{name}()" for name in called if name in evidence.calls}
         if hits:
             used[kind] = hits
@@ -168,36 +200,56 @@ MODULES = all_modules()
 
 
 def test_the_walk_finds_the_core_modules() -> None:
-    assert {"contactsync_kit.cache", "contactsync_kit.mappers", "contactsync_kit.remote",
-            "contactsync_kit.widgets.sync", "contactsync_kit.devstack"} <= set(MODULES)
+    assert {
+        "contactsync_kit.cache",
+        "contactsync_kit.mappers",
+        "contactsync_kit.remote",
+        "contactsync_kit.widgets.sync",
+        "contactsync_kit.devstack",
+    } <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_every_module_declares_its_io(module: str) -> None:
     own, entry = own_declaration(module), table_entry(module)
     assert own is not None or entry is not None, (
-        f"{module} declares no I/O: add `__io__ = \"none\"` (or its kinds, see this test's "
-        "docstring) to the module, or an entry to DECLARED in this test")
+        f'{module} declares no I/O: add `__io__ = "none"` (or its kinds, see this test\'s '
+        "docstring) to the module, or an entry to DECLARED in this test"
+    )
     assert own is None or entry != module, f"{module} is declared twice (file and DECLARED)"
     kinds(own if own is not None else DECLARED[entry])  # type: ignore[index]
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_no_module_does_io_it_does_not_declare(module: str) -> None:
-    undeclared = {kind: sorted(hits) for kind, hits in used_kinds(module).items()
-                  if kind not in declared_kinds(module)}
+    undeclared = {
+        kind: sorted(hits)
+        for kind, hits in used_kinds(module).items()
+        if kind not in declared_kinds(module)
+    }
     assert not undeclared, f"{module} does undeclared I/O: {undeclared}"
 
 
-@pytest.mark.parametrize("module", sorted({m for m in MODULES if own_declaration(m)}
-                                          | {k for k in DECLARED if k in MODULES}))
+@pytest.mark.parametrize(
+    "module",
+    sorted({m for m in MODULES if own_declaration(m)} | {k for k in DECLARED if k in MODULES}),
+)
 def test_declared_io_is_really_done(module: str) -> None:
-    covered = [m for m in MODULES if m == module or (
-        own_declaration(module) is None and m.startswith(module + ".")
-        and own_declaration(m) is None and table_entry(m) == module)]
+    covered = [
+        m
+        for m in MODULES
+        if m == module
+        or (
+            own_declaration(module) is None
+            and m.startswith(module + ".")
+            and own_declaration(m) is None
+            and table_entry(m) == module
+        )
+    ]
     used = set().union(*(used_kinds(m) for m in covered))
     assert declared_kinds(module) <= used, (
-        f"{module} declares {sorted(declared_kinds(module) - used)} but does none")
+        f"{module} declares {sorted(declared_kinds(module) - used)} but does none"
+    )
 
 
 _CLAIM = re.compile(r"all (?:of )?(?:the kit's )?(network|disk) i/o", re.IGNORECASE)
@@ -213,19 +265,28 @@ def test_docstrings_claim_only_what_is_true(module: str) -> None:
 
 def test_pure_modules_are_the_core_of_the_kit() -> None:
     pure = {m for m in MODULES if not declared_kinds(m)}
-    assert {"contactsync_kit.schemas", "contactsync_kit.mappers", "contactsync_kit.results",
-            "contactsync_kit.clock", "contactsync_kit.errors", "contactsync_kit.staleness",
-            "contactsync_kit.repository"} <= pure
+    assert {
+        "contactsync_kit.schemas",
+        "contactsync_kit.mappers",
+        "contactsync_kit.results",
+        "contactsync_kit.clock",
+        "contactsync_kit.errors",
+        "contactsync_kit.staleness",
+        "contactsync_kit.repository",
+    } <= pure
 
 
 UI = ("ipywidgets", "matplotlib", "IPython")
 
 
 def imported_by(module: str) -> set[str]:
-    code = (f"import sys, json; import {module}; "
-            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        f"import sys, json; import {module}; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     return set(json.loads(out))
 
 
@@ -235,8 +296,11 @@ def test_the_data_layer_imports_no_ui() -> None:
 
 
 def test_importing_builds_nothing() -> None:
-    code = ("import threading, contactsync_kit, contactsync_kit.testing; "
-            "print(threading.active_count())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import threading, contactsync_kit, contactsync_kit.testing; "
+        "print(threading.active_count())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "1"

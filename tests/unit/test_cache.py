@@ -94,8 +94,13 @@ def test_clear_wipes_everything_and_reports_what_it_removed() -> None:
     cache.apply_sync(ORG_A, page(ORG_A, 3), WHEN)
     cache.record_attempt(SyncLogEntry(ORG_A, WHEN, 5, "success"))
     removed = cache.clear()
-    assert removed == {"contacts": 3, "notes": 9, "contact_assignments": 3, "sync_state": 1,
-                       "sync_log": 1}
+    assert removed == {
+        "contacts": 3,
+        "notes": 9,
+        "contact_assignments": 3,
+        "sync_state": 1,
+        "sync_log": 1,
+    }
     assert cache.overview().height == 0
     assert cache.last_synced_at(ORG_A) is None
 
@@ -164,21 +169,31 @@ def test_two_organisations_can_stage_side_by_side(tmp_path: Path) -> None:
 
 # -- the table spec and the frozen migrations ----------------------------------------------
 
+
 def table_info(raw: sqlite3.Connection, table: str) -> list[tuple[object, ...]]:
     """(name, type, notnull, default, pk) per column, as SQLite reports them."""
     return [row[1:] for row in raw.execute(f"PRAGMA table_info({table})")]
 
 
 def indexes(raw: sqlite3.Connection, table: str) -> dict[str, list[str]]:
-    return {name: [col for _, _, col in raw.execute(f"PRAGMA index_info({name})")]
-            for _, name, *_ in raw.execute(f"PRAGMA index_list({table})")
-            if not name.startswith("sqlite_autoindex")}
+    return {
+        name: [col for _, _, col in raw.execute(f"PRAGMA index_info({name})")]
+        for _, name, *_ in raw.execute(f"PRAGMA index_list({table})")
+        if not name.startswith("sqlite_autoindex")
+    }
 
 
 def expected_info(spec: TableSpec) -> list[tuple[object, ...]]:
-    return [(c.name, c.sql_type, int(c.required and c.name != spec.key),
-             None if c.default is None else str(c.default), int(c.name == spec.key))
-            for c in spec.columns]
+    return [
+        (
+            c.name,
+            c.sql_type,
+            int(c.required and c.name != spec.key),
+            None if c.default is None else str(c.default),
+            int(c.name == spec.key),
+        )
+        for c in spec.columns
+    ]
 
 
 @pytest.mark.parametrize("table", CACHE_TABLES)
@@ -192,14 +207,19 @@ def test_a_freshly_migrated_file_matches_the_table_spec(tmp_path: Path, table: s
         assert table_info(fresh, table) == table_info(migrated, table)
         assert indexes(fresh, table) == indexes(migrated, table)
         assert {tuple(cols) for cols in indexes(migrated, table).values()} == set(
-            TABLES[table].indexes)
+            TABLES[table].indexes
+        )
 
 
 def test_the_migrations_create_exactly_the_spec_tables(tmp_path: Path) -> None:
     ContactCache.open(tmp_path / "cache.sqlite3").close()
     with sqlite3.connect(tmp_path / "cache.sqlite3") as raw:
-        tables = {r[0] for r in raw.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")}
+        tables = {
+            r[0]
+            for r in raw.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
     # Beside the spec's tables: the owner record (outside the data schema's versions) and the
     # verified incremental sync's digest state (migration 3).
     assert tables == {*CACHE_TABLES, OWNER_TABLE, *DIGEST_TABLES}
@@ -218,8 +238,9 @@ def test_sync_log_entry_fields_are_the_sync_log_columns() -> None:
 
 def test_sync_log_frames_have_the_spec_schema() -> None:
     cache = ContactCache.open(":memory:")
-    cache.record_attempt(SyncLogEntry(ORG_A, WHEN, 12, "failure", error_kind="auth",
-                                      http_status=401, contacts=0))
+    cache.record_attempt(
+        SyncLogEntry(ORG_A, WHEN, 12, "failure", error_kind="auth", http_status=401, contacts=0)
+    )
     log = cache.read_table("sync_log")
     assert log.schema == SYNC_LOG.frame_schema()
     assert log.row(0, named=True)["started_at"] == "2026-05-01T09:30:00.000000+00:00"
@@ -227,9 +248,16 @@ def test_sync_log_frames_have_the_spec_schema() -> None:
 
 # -- the storage fault hook -----------------------------------------------------------------
 
-@pytest.mark.parametrize(("step", "table"), [("stage", "notes"), ("merge", "contacts"),
-                                             ("merge", "contact_assignments"),
-                                             ("sync_state", None)])
+
+@pytest.mark.parametrize(
+    ("step", "table"),
+    [
+        ("stage", "notes"),
+        ("merge", "contacts"),
+        ("merge", "contact_assignments"),
+        ("sync_state", None),
+    ],
+)
 def test_a_fault_at_any_write_step_leaves_the_cache_as_it_was(
     step: WriteStep, table: str | None
 ) -> None:
@@ -255,5 +283,9 @@ def test_the_fault_hook_sees_every_step_in_order() -> None:
     cache = ContactCache.open(":memory:", faults=faults)
     cache.apply_sync(ORG_A, page(ORG_A, 1), WHEN)
     cache.record_attempt(SyncLogEntry(ORG_A, WHEN, 5, "success"))
-    assert seen == [*(("stage", t) for t in DATA_TABLES), *(("merge", t) for t in DATA_TABLES),
-                    ("sync_state", None), ("log", None)]
+    assert seen == [
+        *(("stage", t) for t in DATA_TABLES),
+        *(("merge", t) for t in DATA_TABLES),
+        ("sync_state", None),
+        ("log", None),
+    ]

@@ -29,14 +29,18 @@ from .test_cache_privacy import files_holding, plant_contacts
 
 
 def snapshot(cache: ContactCache, org: str) -> tuple[Any, ...]:
-    return (cache.counts(), cache.last_synced_at(org),
-            cache.read_table("contacts").sort("id").rows(),
-            cache.read_table("notes").sort("id").rows())
+    return (
+        cache.counts(),
+        cache.last_synced_at(org),
+        cache.read_table("contacts").sort("id").rows(),
+        cache.read_table("notes").sort("id").rows(),
+    )
 
 
 @contextmanager
 def database_full() -> Iterator[None]:
     """Every connection checked out may not grow its database by a single page."""
+
     def on_checkout(dbapi_conn: Any, *_: Any) -> None:
         cursor = dbapi_conn.cursor()
         pages = cursor.execute("PRAGMA page_count").fetchone()[0]
@@ -66,6 +70,7 @@ def locked_by_another_process(path: Path) -> AbstractContextManager[None]:
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
+
     return held()
 
 
@@ -79,6 +84,7 @@ def read_only_folder(path: Path) -> AbstractContextManager[None]:
             yield
         finally:
             subprocess.run(["chattr", "-i", *targets], check=True)
+
     return frozen()
 
 
@@ -91,7 +97,8 @@ FAULTS: dict[str, Callable[[Path], AbstractContextManager[None]]] = {
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 async def test_a_storage_fault_is_a_local_write_failure_with_the_cache_unchanged(
-        tmp_path: Path, org: str, fault: str) -> None:
+    tmp_path: Path, org: str, fault: str
+) -> None:
     fake = FakeSupabase(users={EMAIL: PASSWORD})
     plant_contacts(fake, org, count=20)
     path = tmp_path / "cache" / "cache.sqlite3"
@@ -115,6 +122,7 @@ async def test_a_storage_fault_is_a_local_write_failure_with_the_cache_unchanged
 
 
 # -- encryption at rest (SQLCipher, the `encrypted` extra) -----------------------------------
+
 
 async def test_an_encrypted_cache_holds_no_plaintext_in_any_file(tmp_path: Path, org: str) -> None:
     fake = FakeSupabase(users={EMAIL: PASSWORD})

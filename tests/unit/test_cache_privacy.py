@@ -34,9 +34,12 @@ def plant_contacts(fake: FakeSupabase, organisation_id: str, count: int = 40) ->
     """Add contacts with distinctive personal values; return every value a sync caches."""
     values: list[str] = []
     for i, contact in enumerate(fake.add_contacts(organisation_id, count, notes=2, seed=7)):
-        contact.update(full_name=f"Quillon Marrowby {i:03d}", phone=f"+47 915 {i:05d}",
-                       email=f"quillon.{i:03d}@marrowby.example",
-                       address=f"{i:03d} Vennelyst Allé")
+        contact.update(
+            full_name=f"Quillon Marrowby {i:03d}",
+            phone=f"+47 915 {i:05d}",
+            email=f"quillon.{i:03d}@marrowby.example",
+            address=f"{i:03d} Vennelyst Allé",
+        )
         values += [contact["full_name"], contact["phone"], contact["email"], contact["address"]]
         for n, note in enumerate(contact["notes"]):
             note["body"] = f"Confidential: Quillon {i:03d} said thing {n}"
@@ -62,9 +65,16 @@ def files_holding(folder: Path, values: list[str]) -> dict[str, int]:
 
 
 async def session_for(fake: FakeSupabase, email: str, path: Path, **options: Any) -> UserSession:
-    return await start_session(fake.url, fake.anon_key, email=email, password=PASSWORD,
-                               cache_path=path, http_client=fake.http_client(),
-                               clock=ManualClock(), **options)
+    return await start_session(
+        fake.url,
+        fake.anon_key,
+        email=email,
+        password=PASSWORD,
+        cache_path=path,
+        http_client=fake.http_client(),
+        clock=ManualClock(),
+        **options,
+    )
 
 
 @pytest.fixture
@@ -79,8 +89,10 @@ def path(tmp_path: Path) -> Path:
 
 # -- 1. the next person never reads the last person's contacts ------------------------------
 
+
 async def test_the_next_person_sees_none_of_the_last_persons_contacts(
-        fake: FakeSupabase, path: Path, org: str) -> None:
+    fake: FakeSupabase, path: Path, org: str
+) -> None:
     plant_contacts(fake, org)
     alice = await session_for(fake, ALICE, path)
     assert isinstance(await alice.repository.sync_contacts_for_organisation(org), SyncSuccess)
@@ -96,7 +108,8 @@ async def test_the_next_person_sees_none_of_the_last_persons_contacts(
 
 
 async def test_another_project_for_the_same_person_starts_empty(
-        fake: FakeSupabase, path: Path, org: str) -> None:
+    fake: FakeSupabase, path: Path, org: str
+) -> None:
     plant_contacts(fake, org)
     first = await session_for(fake, ALICE, path)
     await first.repository.sync_contacts_for_organisation(org)
@@ -108,7 +121,8 @@ async def test_another_project_for_the_same_person_starts_empty(
 
 
 async def test_the_same_person_keeps_their_cache_and_the_owner_is_ids_not_email(
-        fake: FakeSupabase, path: Path, org: str) -> None:
+    fake: FakeSupabase, path: Path, org: str
+) -> None:
     plant_contacts(fake, org, count=5)
     first = await session_for(fake, ALICE, path)
     await first.repository.sync_contacts_for_organisation(org)
@@ -123,7 +137,8 @@ async def test_the_same_person_keeps_their_cache_and_the_owner_is_ids_not_email(
 
 
 async def test_a_cache_without_a_recorded_owner_is_erased_before_use(
-        fake: FakeSupabase, path: Path, org: str) -> None:
+    fake: FakeSupabase, path: Path, org: str
+) -> None:
     values = plant_contacts(fake, org, count=5)
     # A cache written without an owner (an earlier kit version, or wired by hand).
     path.parent.mkdir(parents=True)
@@ -132,8 +147,10 @@ async def test_a_cache_without_a_recorded_owner_is_erased_before_use(
     from tests.unit.conftest import repository_for
 
     repo: ContactCacheSyncRepository = await repository_for(
-        FakeSupabase(users={"coordinator@example.org": "correct horse"},
-                     contacts=fake.contacts), legacy, ManualClock())
+        FakeSupabase(users={"coordinator@example.org": "correct horse"}, contacts=fake.contacts),
+        legacy,
+        ManualClock(),
+    )
     assert isinstance(await repo.sync_contacts_for_organisation(org), SyncSuccess)
     legacy.close()
     assert files_holding(path.parent, values)
@@ -145,8 +162,10 @@ async def test_a_cache_without_a_recorded_owner_is_erased_before_use(
 
 # -- 2. logout is erasure ---------------------------------------------------------------------
 
+
 async def test_clear_cache_leaves_no_synced_value_in_any_file_while_running(
-        fake: FakeSupabase, path: Path, org: str) -> None:
+    fake: FakeSupabase, path: Path, org: str
+) -> None:
     values = plant_contacts(fake, org)
     session = await session_for(fake, ALICE, path)
     await session.repository.sync_contacts_for_organisation(org)
@@ -160,7 +179,8 @@ async def test_clear_cache_leaves_no_synced_value_in_any_file_while_running(
 
 
 async def test_sign_out_erases_every_file_of_the_cache(
-        fake: FakeSupabase, path: Path, org: str) -> None:
+    fake: FakeSupabase, path: Path, org: str
+) -> None:
     values = plant_contacts(fake, org)
     session = await session_for(fake, ALICE, path)
     await session.repository.sync_contacts_for_organisation(org)
@@ -195,10 +215,16 @@ asyncio.run(run(*sys.argv[1:]))
 
 @pytest.mark.parametrize("action", ["clear", "sign_out"])
 def test_no_synced_value_on_disk_while_the_process_runs_and_after_it_exits(
-        fake: FakeSupabase, path: Path, org: str, action: str) -> None:
+    fake: FakeSupabase, path: Path, org: str, action: str
+) -> None:
     values = plant_contacts(fake, org)  # the same values the child plants (same seed)
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), action, org], cwd=ROOT,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), action, org],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout is not None and child.stdin is not None
         assert child.stdout.readline().strip() == "done"
@@ -240,8 +266,12 @@ def secure_delete_off_by_default(monkeypatch: pytest.MonkeyPatch) -> Iterator[li
 
 @pytest.mark.parametrize("in_memory", [False, True])
 async def test_secure_delete_is_on_for_every_connection_the_kit_opens(
-        secure_delete_off_by_default: list[int], fake: FakeSupabase, path: Path, org: str,
-        in_memory: bool) -> None:
+    secure_delete_off_by_default: list[int],
+    fake: FakeSupabase,
+    path: Path,
+    org: str,
+    in_memory: bool,
+) -> None:
     plant_contacts(fake, org, count=5)
     session = await session_for(fake, ALICE, Path(":memory:") if in_memory else path)
     await session.repository.sync_contacts_for_organisation(org)
@@ -255,6 +285,7 @@ async def test_secure_delete_is_on_for_every_connection_the_kit_opens(
 
 # -- 3. private files ------------------------------------------------------------------------
 
+
 @pytest.fixture(params=[0o000, 0o022, 0o277], ids=["umask000", "umask022", "umask277"])
 def umask(request: pytest.FixtureRequest) -> Iterator[int]:
     previous = os.umask(request.param)
@@ -267,7 +298,8 @@ def _mode(file: Path) -> int:
 
 
 async def test_cache_folder_is_0700_and_every_file_0600_whatever_the_umask(
-        umask: int, fake: FakeSupabase, tmp_path: Path, org: str) -> None:
+    umask: int, fake: FakeSupabase, tmp_path: Path, org: str
+) -> None:
     plant_contacts(fake, org, count=5)
     folder = tmp_path / "made" / "by-the-kit"
     session = await session_for(fake, ALICE, folder / "cache.sqlite3")
@@ -280,8 +312,8 @@ async def test_cache_folder_is_0700_and_every_file_0600_whatever_the_umask(
 
 
 async def test_default_cache_folder_is_private(
-        umask: int, fake: FakeSupabase, tmp_path: Path, org: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    umask: int, fake: FakeSupabase, tmp_path: Path, org: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("CONTACTSYNC_CACHE", raising=False)
     from contactsync_kit import default_cache_path
@@ -289,8 +321,14 @@ async def test_default_cache_folder_is_private(
     default = default_cache_path()
     default.parent.parent.mkdir(parents=True)
     os.chmod(default.parent.parent, 0o755)  # ~/.cache/contactsync_kit exists, shared
-    session = await start_session(fake.url, fake.anon_key, email=ALICE, password=PASSWORD,
-                                  http_client=fake.http_client(), clock=ManualClock())
+    session = await start_session(
+        fake.url,
+        fake.anon_key,
+        email=ALICE,
+        password=PASSWORD,
+        http_client=fake.http_client(),
+        clock=ManualClock(),
+    )
     await session.repository.sync_contacts_for_organisation(org)
     assert session.cache.path == str(default)
     assert _mode(default.parent) == 0o700
@@ -299,7 +337,8 @@ async def test_default_cache_folder_is_private(
 
 
 async def test_the_old_world_readable_default_cache_is_erased_on_sign_in(
-        fake: FakeSupabase, tmp_path: Path, org: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake: FakeSupabase, tmp_path: Path, org: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("CONTACTSYNC_CACHE", raising=False)
     values = plant_contacts(fake, org, count=5)
@@ -308,21 +347,31 @@ async def test_the_old_world_readable_default_cache_is_erased_on_sign_in(
     old = ContactCache.open(legacy)
     from tests.unit.conftest import repository_for
 
-    repo = await repository_for(FakeSupabase(users={"coordinator@example.org": "correct horse"},
-                                             contacts=fake.contacts), old, ManualClock())
+    repo = await repository_for(
+        FakeSupabase(users={"coordinator@example.org": "correct horse"}, contacts=fake.contacts),
+        old,
+        ManualClock(),
+    )
     await repo.sync_contacts_for_organisation(org)
     old.close()
     other = legacy.parent / "postgrest-or-anything-else.txt"
     other.write_text("not the kit's cache")
-    session = await start_session(fake.url, fake.anon_key, email=BOB, password=PASSWORD,
-                                  http_client=fake.http_client(), clock=ManualClock())
+    session = await start_session(
+        fake.url,
+        fake.anon_key,
+        email=BOB,
+        password=PASSWORD,
+        http_client=fake.http_client(),
+        clock=ManualClock(),
+    )
     assert files_holding(legacy.parent, values) == {}
     assert not legacy.exists() and other.read_text() == "not the kit's cache"
     session.close()
 
 
 async def test_no_permission_is_changed_after_data_was_written(
-        fake: FakeSupabase, path: Path, org: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake: FakeSupabase, path: Path, org: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Private from birth: any chmod the kit does is on an empty file or folder."""
     plant_contacts(fake, org, count=5)
     chmods: list[tuple[str, int]] = []
@@ -348,6 +397,7 @@ async def test_no_permission_is_changed_after_data_was_written(
 
 # -- 5. corrupt, foreign and newer files -----------------------------------------------------
 
+
 def _synced_cache(path: Path) -> None:
     cache = ContactCache.open(path)
     cache.record_attempt(_entry())
@@ -359,9 +409,12 @@ def _entry() -> Any:
 
     from contactsync_kit.cache import SyncLogEntry
 
-    return SyncLogEntry(organisation_id=str(uuid.uuid4()),
-                        started_at=datetime(2026, 1, 1, tzinfo=UTC), duration_ms=1,
-                        outcome="success")
+    return SyncLogEntry(
+        organisation_id=str(uuid.uuid4()),
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        duration_ms=1,
+        outcome="success",
+    )
 
 
 def _text_file(path: Path) -> None:
@@ -396,8 +449,11 @@ def _other_apps_database(path: Path) -> None:
 
 BAD_FILES = {  # error classes by name: the module still imports where they do not exist
     "text file": (_text_file, "ForeignCacheFileError", "not a contactsync cache"),
-    "another app's SQLite database": (_other_apps_database, "ForeignCacheFileError",
-                                      "another application"),
+    "another app's SQLite database": (
+        _other_apps_database,
+        "ForeignCacheFileError",
+        "another application",
+    ),
     "truncated copy": (_truncated_copy, "CorruptCacheError", "contactsync cache reset"),
     "garbled pages": (_garbled_pages, "CorruptCacheError", "contactsync cache reset"),
 }
@@ -405,7 +461,8 @@ BAD_FILES = {  # error classes by name: the module still imports where they do n
 
 @pytest.mark.parametrize("bad", list(BAD_FILES))
 async def test_a_bad_cache_file_gives_a_typed_actionable_error(
-        fake: FakeSupabase, path: Path, bad: str) -> None:
+    fake: FakeSupabase, path: Path, bad: str
+) -> None:
     make, error_name, advice = BAD_FILES[bad]
     error = getattr(kit, error_name)
     path.parent.mkdir(parents=True)
@@ -420,7 +477,8 @@ async def test_a_bad_cache_file_gives_a_typed_actionable_error(
 
 
 async def test_a_newer_cache_gives_a_typed_error_and_reset_clears_the_way(
-        fake: FakeSupabase, path: Path) -> None:
+    fake: FakeSupabase, path: Path
+) -> None:
     _synced_cache(path)
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 99")
@@ -434,7 +492,8 @@ async def test_a_newer_cache_gives_a_typed_error_and_reset_clears_the_way(
 
 
 async def test_reset_removes_a_corrupt_cache_securely_and_sign_in_works_again(
-        fake: FakeSupabase, path: Path) -> None:
+    fake: FakeSupabase, path: Path
+) -> None:
     path.parent.mkdir(parents=True)
     _truncated_copy(path)
     with pytest.raises(kit.CorruptCacheError):
@@ -459,7 +518,8 @@ def test_reset_never_removes_a_file_the_kit_did_not_create(path: Path, make: Any
 
 
 def test_contactsync_cache_reset_removes_the_cache_and_its_sidecars(
-        path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path.parent.mkdir(parents=True)
     _synced_cache(path)
     (path.parent / (path.name + "-wal")).write_bytes(b"\x00" * 10)

@@ -25,12 +25,9 @@ from contactsync_kit.digest import (
 # computed it: the epoch of PostgreSQL timestamps, an ordinary moment, and one before 2000
 # (a negative timestamp takes hashint8extended's other branch).
 POSTGRES_VECTORS = [
-    ("00000000-0000-0000-0000-000000000000", "2000-01-01T00:00:00.000000Z",
-     -2491856804090659200),
-    ("6a0a939e-8ebb-4387-9717-48210e3b9cef", "2026-11-26T16:25:57.123456Z",
-     -7402360217502658848),
-    ("ffffffff-ffff-4fff-bfff-ffffffffffff", "1999-12-31T23:59:59.999999Z",
-     -6391345893872674363),
+    ("00000000-0000-0000-0000-000000000000", "2000-01-01T00:00:00.000000Z", -2491856804090659200),
+    ("6a0a939e-8ebb-4387-9717-48210e3b9cef", "2026-11-26T16:25:57.123456Z", -7402360217502658848),
+    ("ffffffff-ffff-4fff-bfff-ffffffffffff", "1999-12-31T23:59:59.999999Z", -6391345893872674363),
 ]
 
 
@@ -42,9 +39,11 @@ def random_rows(rng: random.Random, n: int) -> list[tuple[str, str]]:
     rows = []
     for _ in range(n):
         h = f"{rng.getrandbits(128):032x}"
-        moment = (f"20{rng.randrange(10, 40)}-{rng.randrange(1, 13):02d}-"
-                  f"{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:"
-                  f"{rng.randrange(60):02d}.{rng.randrange(10**6):06d}Z")
+        moment = (
+            f"20{rng.randrange(10, 40)}-{rng.randrange(1, 13):02d}-"
+            f"{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:"
+            f"{rng.randrange(60):02d}.{rng.randrange(10**6):06d}Z"
+        )
         rows.append((f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", moment))
     return rows
 
@@ -61,7 +60,8 @@ def test_uppercase_ids_and_datetime_columns_hash_like_the_cache_text() -> None:
     as_text = row_digest_columns(frame([(i, t) for i, t, _ in POSTGRES_VECTORS]))
     upper = row_digest_columns(frame(rows))
     parsed = frame(rows).with_columns(
-        pl.col("updated_at").str.to_datetime(time_unit="us", time_zone="UTC"))
+        pl.col("updated_at").str.to_datetime(time_unit="us", time_zone="UTC")
+    )
     assert upper.equals(as_text)
     assert row_digest_columns(parsed).equals(as_text)
 
@@ -107,8 +107,10 @@ def test_agreement_with_the_servers_numbers() -> None:
 
 
 def test_bucket_bounds_cover_exactly_the_ids_with_that_prefix() -> None:
-    assert bucket_bounds("abc") == ("abc00000-0000-0000-0000-000000000000",
-                                    "abd00000-0000-0000-0000-000000000000")
+    assert bucket_bounds("abc") == (
+        "abc00000-0000-0000-0000-000000000000",
+        "abd00000-0000-0000-0000-000000000000",
+    )
     assert bucket_bounds("fff") == ("fff00000-0000-0000-0000-000000000000", None)
     low, high = bucket_bounds("0f")
     assert low <= "0f123456-0000-0000-0000-000000000000" < str(high)
@@ -130,6 +132,10 @@ def test_the_digest_module_is_pure() -> None:
 def test_one_call_for_several_tables_equals_one_call_per_table() -> None:
     rng = random.Random(8)
     parts = {"contacts": random_rows(rng, 40), "notes": random_rows(rng, 120)}
-    mixed = pl.concat([frame(rows).select(pl.lit(t).alias("table"), "id", "updated_at")
-                       for t, rows in parts.items()])
+    mixed = pl.concat(
+        [
+            frame(rows).select(pl.lit(t).alias("table"), "id", "updated_at")
+            for t, rows in parts.items()
+        ]
+    )
     assert table_bucket_sums(mixed) == {t: bucket_sums(frame(r)) for t, r in parts.items()}

@@ -34,24 +34,28 @@ PACKAGE = Path(contactsync_kit.__file__).parent
 _SECTION = re.compile(
     r"^\s*(Args|Arguments|Parameters|Params|Returns?|Yields?|Raises|Attributes|Examples?"
     r"|Notes?|See Also|Warns|Warnings?|Keyword Args|Keyword Arguments|Other Parameters"
-    r"|References|Todo)\s*:?\s*$")
+    r"|References|Todo)\s*:?\s*$"
+)
 _UNDERLINE = re.compile(r"^\s*-{3,}\s*$")
 _ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|mod|exc|data|obj|const|ref|term):`")
 
 # Docstrings in files other engineers owned when this test came (widgets, rls_audit) that
 # break a rule, as (module, qualified name, rule); "missing" is a public name without one.
 # To be emptied: fix the docstring and remove its entry (the last test here says when).
-ALLOWED: frozenset[tuple[str, str, str]] = frozenset({
-    ("contactsync_kit.rls_audit", "<module>", "summary"),
-    ("contactsync_kit.widgets.app", "StackLike.url", "missing"),
-    ("contactsync_kit.widgets.app", "StackLike.anon_key", "missing"),
-})
+ALLOWED: frozenset[tuple[str, str, str]] = frozenset(
+    {
+        ("contactsync_kit.rls_audit", "<module>", "summary"),
+        ("contactsync_kit.widgets.app", "StackLike.url", "missing"),
+        ("contactsync_kit.widgets.app", "StackLike.anon_key", "missing"),
+    }
+)
 
 
 def all_modules() -> list[str]:
     names = ["contactsync_kit"]
-    names += [info.name for info in pkgutil.walk_packages([str(PACKAGE)],
-                                                          prefix="contactsync_kit.")]
+    names += [
+        info.name for info in pkgutil.walk_packages([str(PACKAGE)], prefix="contactsync_kit.")
+    ]
     return sorted(names)
 
 
@@ -81,8 +85,11 @@ def docstrings(module: str) -> Iterator[Docstring]:
 
     def visit(node: ast.Module | Definition, owner: str) -> Iterator[Docstring]:
         first = node.body[0] if node.body else None
-        if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
-                and isinstance(first.value.value, str)):
+        if (
+            isinstance(first, ast.Expr)
+            and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)
+        ):
             assert first.end_lineno is not None
             yield Docstring(owner, first.value.value, lines[first.end_lineno - 1])
         for child in ast.walk(node):
@@ -123,8 +130,12 @@ def problems(doc: Docstring) -> Iterator[tuple[str, str]]:
 
 @pytest.mark.parametrize("module", MODULES)
 def test_docstrings_follow_the_house_style(module: str) -> None:
-    broken = [f"{doc.owner}: {detail}" for doc in docstrings(module)
-              for rule, detail in problems(doc) if (module, doc.owner, rule) not in ALLOWED]
+    broken = [
+        f"{doc.owner}: {detail}"
+        for doc in docstrings(module)
+        for rule, detail in problems(doc)
+        if (module, doc.owner, rule) not in ALLOWED
+    ]
     assert not broken, f"{module}:\n" + "\n".join(broken)
 
 
@@ -137,28 +148,36 @@ def public_api(module: str) -> Iterator[tuple[str, Definition]]:
     tree = ast.parse(source_path(module).read_text(encoding="utf-8"))
     exported: set[str] = set()
     for node in tree.body:
-        if (isinstance(node, ast.Assign)
-                and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
             exported = set(ast.literal_eval(node.value))
     for node in tree.body:
         if isinstance(node, Definition) and node.name in exported:
             yield node.name, node
             if isinstance(node, ast.ClassDef):
                 for member in node.body:
-                    if (isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef)
-                            and not member.name.startswith("_") and not _is_variant(member)):
+                    if (
+                        isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef)
+                        and not member.name.startswith("_")
+                        and not _is_variant(member)
+                    ):
                         yield f"{node.name}.{member.name}", member
 
 
 def _is_variant(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    return any(ast.unparse(d).endswith(("overload", ".setter", ".deleter"))
-               for d in node.decorator_list)
+    return any(
+        ast.unparse(d).endswith(("overload", ".setter", ".deleter")) for d in node.decorator_list
+    )
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_public_api_has_docstrings(module: str) -> None:
-    missing = [name for name, node in public_api(module) if ast.get_docstring(node) is None
-               and (module, name, "missing") not in ALLOWED]
+    missing = [
+        name
+        for name, node in public_api(module)
+        if ast.get_docstring(node) is None and (module, name, "missing") not in ALLOWED
+    ]
     assert not missing, f"{module}: no docstring on {missing}"
 
 
@@ -177,9 +196,17 @@ def test_the_rules_catch_what_they_are_for() -> None:
 
 
 def test_the_allow_list_holds_only_real_violations() -> None:
-    found = {(module, doc.owner, rule) for module in MODULES for doc in docstrings(module)
-             for rule, _ in problems(doc)}
-    found |= {(module, name, "missing") for module in MODULES
-              for name, node in public_api(module) if ast.get_docstring(node) is None}
+    found = {
+        (module, doc.owner, rule)
+        for module in MODULES
+        for doc in docstrings(module)
+        for rule, _ in problems(doc)
+    }
+    found |= {
+        (module, name, "missing")
+        for module in MODULES
+        for name, node in public_api(module)
+        if ast.get_docstring(node) is None
+    }
     stale = ALLOWED - found
     assert not stale, f"fixed, remove from ALLOWED: {sorted(stale)}"

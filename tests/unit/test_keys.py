@@ -35,15 +35,16 @@ def signed(claims: dict[str, Any]) -> str:
 
 def raw_jwt(payload: str) -> str:
     """A JWT-shaped string whose payload is `payload` verbatim (JSON or not)."""
+
     def segment(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
     header = segment(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     return f"{header}.{segment(payload.encode())}.c2ln"
 
 
 ANON = signed({"role": "anon", "iss": "supabase", "exp": SOON})
-USER = signed({"role": "authenticated", "sub": "0c112c48-0000-4000-8000-000000000001",
-               "exp": SOON})
+USER = signed({"role": "authenticated", "sub": "0c112c48-0000-4000-8000-000000000001", "exp": SOON})
 ZWSP = "\u200b"
 
 # (where it is offered, the input, the error it must get)
@@ -54,18 +55,31 @@ HOSTILE: dict[str, tuple[str, Any, type[Exception]]] = {
     "role in another case": ("key", signed({"role": "Service_Role"}), PrivilegedKeyError),
     "role as a list": ("key", signed({"role": ["anon", "service_role"]}), PrivilegedKeyError),
     "service_role under app_metadata": (
-        "key", signed({"role": "anon", "app_metadata": {"role": "service_role"}}),
-        PrivilegedKeyError),
+        "key",
+        signed({"role": "anon", "app_metadata": {"role": "service_role"}}),
+        PrivilegedKeyError,
+    ),
     "SERVICE_ROLE under a custom claim path": (
-        "key", signed({"role": "anon", "https://example.org/claims": {"x-db-role":
-                                                                      "SERVICE_ROLE"}}),
-        PrivilegedKeyError),
+        "key",
+        signed({"role": "anon", "https://example.org/claims": {"x-db-role": "SERVICE_ROLE"}}),
+        PrivilegedKeyError,
+    ),
     "postgres deep in a user token": (
-        "token", signed({"role": "authenticated", "exp": SOON,
-                         "app_metadata": {"claims": [{"db_role": "postgres"}]}}),
-        PrivilegedKeyError),
-    "service_role JWT as access token": ("token", signed({"role": "service_role"}),
-                                         PrivilegedKeyError),
+        "token",
+        signed(
+            {
+                "role": "authenticated",
+                "exp": SOON,
+                "app_metadata": {"claims": [{"db_role": "postgres"}]},
+            }
+        ),
+        PrivilegedKeyError,
+    ),
+    "service_role JWT as access token": (
+        "token",
+        signed({"role": "service_role"}),
+        PrivilegedKeyError,
+    ),
     "SB_SECRET_ upper case": ("key", "SB_SECRET_0123456789abcdef", PrivilegedKeyError),
     "Sb_Secret_ mixed case": ("key", "Sb_Secret_0123456789abcdef", PrivilegedKeyError),
     "secret key with a leading space": ("key", " sb_secret_0123456789", PrivilegedKeyError),
@@ -75,8 +89,10 @@ HOSTILE: dict[str, tuple[str, Any, type[Exception]]] = {
     "secret key in full-width letters": ("key", "ｓｂ_ｓｅｃｒｅｔ_0123", PrivilegedKeyError),
     "secret key as access token": ("token", "sb_secret_0123456789", PrivilegedKeyError),
     "service_role JWT with a zero-width space": (
-        "key", signed({"role": "service_role"})[:20] + ZWSP + signed({"role": "service_role"})[20:],
-        PrivilegedKeyError),
+        "key",
+        signed({"role": "service_role"})[:20] + ZWSP + signed({"role": "service_role"})[20:],
+        PrivilegedKeyError,
+    ),
     "publishable key with a trailing space": ("key", "sb_publishable_abc123 ", SignInError),
     "publishable key with a zero-width space": ("key", f"sb_publishable_{ZWSP}abc", SignInError),
     "anon JWT with a zero-width space": ("key", ANON[:30] + ZWSP + ANON[30:], SignInError),
@@ -87,8 +103,7 @@ HOSTILE: dict[str, tuple[str, Any, type[Exception]]] = {
     "three dots of nothing": ("key", "a.b.c", SignInError),
     "payload not JSON": ("key", raw_jwt("role=anon"), SignInError),
     "payload a JSON list": ("key", raw_jwt('["anon"]'), SignInError),
-    "payload nested 100,000 deep": ("key", raw_jwt("[" * 100_000 + "]" * 100_000),
-                                    SignInError),
+    "payload nested 100,000 deep": ("key", raw_jwt("[" * 100_000 + "]" * 100_000), SignInError),
     "100 KB token": ("key", "sb_publishable_" + "a" * 100_000, SignInError),
     "JWT without a role": ("key", signed({"sub": "x", "exp": SOON}), SignInError),
     "role Anon in another case": ("key", signed({"role": "Anon", "exp": SOON}), SignInError),
@@ -97,22 +112,46 @@ HOSTILE: dict[str, tuple[str, Any, type[Exception]]] = {
     "anon key with exp NaN": ("key", raw_jwt('{"role":"anon","exp":NaN}'), SignInError),
     "anon key as access token": ("token", ANON, SignInError),
     "publishable key as access token": ("token", "sb_publishable_abc123", SignInError),
-    "user token with exp 1e20": ("token", signed({"role": "authenticated", "exp": 1e20}),
-                                 SignInError),
+    "user token with exp 1e20": (
+        "token",
+        signed({"role": "authenticated", "exp": 1e20}),
+        SignInError,
+    ),
     "user token with exp Infinity": (
-        "token", raw_jwt('{"role":"authenticated","exp":Infinity}'), SignInError),
-    "user token with exp 1e400": ("token", raw_jwt('{"role":"authenticated","exp":1e400}'),
-                                  SignInError),
-    "user token with exp NaN": ("token", raw_jwt('{"role":"authenticated","exp":NaN}'),
-                                SignInError),
-    "user token with exp -1e20": ("token", signed({"role": "authenticated", "exp": -1e20}),
-                                  SignInError),
+        "token",
+        raw_jwt('{"role":"authenticated","exp":Infinity}'),
+        SignInError,
+    ),
+    "user token with exp 1e400": (
+        "token",
+        raw_jwt('{"role":"authenticated","exp":1e400}'),
+        SignInError,
+    ),
+    "user token with exp NaN": (
+        "token",
+        raw_jwt('{"role":"authenticated","exp":NaN}'),
+        SignInError,
+    ),
+    "user token with exp -1e20": (
+        "token",
+        signed({"role": "authenticated", "exp": -1e20}),
+        SignInError,
+    ),
     "user token with exp 10**30": (
-        "token", raw_jwt('{"role":"authenticated","exp":' + "1" + "0" * 30 + "}"), SignInError),
+        "token",
+        raw_jwt('{"role":"authenticated","exp":' + "1" + "0" * 30 + "}"),
+        SignInError,
+    ),
     "user token with exp a string": (
-        "token", signed({"role": "authenticated", "exp": "tomorrow"}), SignInError),
-    "user token with exp true": ("token", raw_jwt('{"role":"authenticated","exp":true}'),
-                                 SignInError),
+        "token",
+        signed({"role": "authenticated", "exp": "tomorrow"}),
+        SignInError,
+    ),
+    "user token with exp true": (
+        "token",
+        raw_jwt('{"role":"authenticated","exp":true}'),
+        SignInError,
+    ),
     "Bearer-prefixed user token": ("token", f"Bearer {USER}", SignInError),
 }
 
@@ -127,11 +166,13 @@ async def test_hostile_input_is_refused_before_any_request(label: str) -> None:
     fake = FakeSupabase(users={EMAIL: PASSWORD})
     with pytest.raises(error):
         if where == "key":
-            await sign_in(fake.url, value, email=EMAIL, password=PASSWORD,
-                          http_client=fake.http_client())
+            await sign_in(
+                fake.url, value, email=EMAIL, password=PASSWORD, http_client=fake.http_client()
+            )
         else:
-            await sign_in(fake.url, fake.anon_key, access_token=value,
-                          http_client=fake.http_client())
+            await sign_in(
+                fake.url, fake.anon_key, access_token=value, http_client=fake.http_client()
+            )
     assert fake.requests == []
 
 
@@ -153,10 +194,12 @@ async def test_allowed_project_keys_pass(key: str) -> None:
 
 @pytest.mark.parametrize("exp", ["1e20", "Infinity", "NaN", "-1e20"])
 async def test_an_absurd_expiry_on_the_session_fails_a_sync_as_auth_not_an_exception(
-        exp: str, org: str) -> None:
+    exp: str, org: str
+) -> None:
     fake = FakeSupabase(users={EMAIL: PASSWORD})
-    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
-                           http_client=fake.http_client())
+    client = await sign_in(
+        fake.url, fake.anon_key, email=EMAIL, password=PASSWORD, http_client=fake.http_client()
+    )
     absurd = raw_jwt(json.dumps({"role": "authenticated", "sub": "u"})[:-1] + f',"exp":{exp}}}')
     client.options.headers["Authorization"] = f"Bearer {absurd}"
     repo = ContactCacheSyncRepository(client, ContactCache.open(":memory:"), ManualClock())

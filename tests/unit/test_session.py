@@ -38,8 +38,7 @@ async def test_privileged_keys_are_refused_before_any_request(
 ) -> None:
     key = fake.service_role_key if which == "service_role_jwt" else "sb_secret_0123456789"
     with pytest.raises(PrivilegedKeyError, match="Row Level Security"):
-        await sign_in(fake.url, key, email=EMAIL, password=PASSWORD,
-                      http_client=fake.http_client())
+        await sign_in(fake.url, key, email=EMAIL, password=PASSWORD, http_client=fake.http_client())
     with pytest.raises(PrivilegedKeyError):
         await sign_in(fake.url, fake.anon_key, access_token=key, http_client=fake.http_client())
     assert fake.requests == []
@@ -47,8 +46,9 @@ async def test_privileged_keys_are_refused_before_any_request(
 
 async def test_wrong_password_is_a_sign_in_error_with_a_plain_message(fake: FakeSupabase) -> None:
     with pytest.raises(SignInError, match="wrong email or password"):
-        await sign_in(fake.url, fake.anon_key, email=EMAIL, password="nope",
-                      http_client=fake.http_client())
+        await sign_in(
+            fake.url, fake.anon_key, email=EMAIL, password="nope", http_client=fake.http_client()
+        )
 
 
 async def test_sign_in_needs_credentials(fake: FakeSupabase) -> None:
@@ -57,8 +57,9 @@ async def test_sign_in_needs_credentials(fake: FakeSupabase) -> None:
 
 
 async def test_password_sign_in_puts_the_user_token_on_requests(fake: FakeSupabase) -> None:
-    client = await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
-                           http_client=fake.http_client())
+    client = await sign_in(
+        fake.url, fake.anon_key, email=EMAIL, password=PASSWORD, http_client=fake.http_client()
+    )
     header = client.options.headers["Authorization"].removeprefix("Bearer ")
     assert inspect_token(header).is_user
     assert client.options.postgrest_client_retry is False
@@ -70,8 +71,9 @@ async def test_an_unreachable_server_is_named_in_the_sign_in_error() -> None:
     fake = FakeSupabase()
     fake.raise_on_auth = httpx.ConnectError("connection refused")
     with pytest.raises(SignInError, match=r"cannot reach http://fake-supabase\.test") as info:
-        await sign_in(fake.url, fake.anon_key, email=EMAIL, password=PASSWORD,
-                      http_client=fake.http_client())
+        await sign_in(
+            fake.url, fake.anon_key, email=EMAIL, password=PASSWORD, http_client=fake.http_client()
+        )
     assert info.value.kind is SyncErrorKind.NETWORK
 
 
@@ -81,8 +83,7 @@ async def test_an_unreachable_server_is_named_in_the_sign_in_error() -> None:
         (PrivilegedKeyError("service role"), SyncErrorKind.AUTH, ValueError),
         (SignInError("wrong email or password"), SyncErrorKind.AUTH, RuntimeError),
         (CacheVersionError("newer"), None, RuntimeError),
-        (RemoteFailure(SyncError(SyncErrorKind.TIMEOUT, "slow")), SyncErrorKind.TIMEOUT,
-         Exception),
+        (RemoteFailure(SyncError(SyncErrorKind.TIMEOUT, "slow")), SyncErrorKind.TIMEOUT, Exception),
     ],
 )
 def test_every_kit_error_is_a_contact_sync_error_with_a_kind(
@@ -95,6 +96,7 @@ def test_every_kit_error_is_a_contact_sync_error_with_a_kind(
 
 async def test_a_wrong_password_is_an_auth_kind(fake: FakeSupabase) -> None:
     with pytest.raises(ContactSyncError) as info:
-        await sign_in(fake.url, fake.anon_key, email=EMAIL, password="nope",
-                      http_client=fake.http_client())
+        await sign_in(
+            fake.url, fake.anon_key, email=EMAIL, password="nope", http_client=fake.http_client()
+        )
     assert isinstance(info.value, SignInError) and info.value.kind is SyncErrorKind.AUTH

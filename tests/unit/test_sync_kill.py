@@ -53,8 +53,13 @@ def new_source() -> FakeContactSource:
     return source
 
 
-async def sync(path: Path, source: FakeContactSource, when: datetime, *orgs: str,
-               faults: StorageFaults | None = None) -> None:
+async def sync(
+    path: Path,
+    source: FakeContactSource,
+    when: datetime,
+    *orgs: str,
+    faults: StorageFaults | None = None,
+) -> None:
     cache = ContactCache.open(path, faults=faults)
     try:
         repo = ContactCacheSyncRepository(None, cache, ManualClock(when), source=source)
@@ -119,8 +124,11 @@ def test_a_sync_killed_at_any_point_leaves_the_old_or_the_new_snapshot(
     path.write_bytes(snapshots["template"])
     marker = tmp_path / "stopped"
     code = "import sys; from tests.unit.test_sync_kill import child_main; child_main(*sys.argv[1:])"
-    child = subprocess.Popen([sys.executable, "-c", code, str(path), step, table, str(nth),
-                              str(marker)], cwd=ROOT, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(path), step, table, str(nth), str(marker)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():

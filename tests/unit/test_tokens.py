@@ -26,8 +26,9 @@ def test_a_negative_lifetime_gives_a_token_that_is_already_expired() -> None:
 
 
 def test_claims_are_read_whatever_the_signature() -> None:
-    token = mint_hs256("some-other-secret-nobody-here-knows-0123", {"role": "service_role"},
-                       lifetime_s=60)
+    token = mint_hs256(
+        "some-other-secret-nobody-here-knows-0123", {"role": "service_role"}, lifetime_s=60
+    )
     claims = unverified_claims(token)
     assert claims is not None and claims["role"] == "service_role"
 
@@ -36,11 +37,18 @@ def _segment(payload: bytes) -> str:
     return base64.urlsafe_b64encode(payload).decode().rstrip("=")
 
 
-@pytest.mark.parametrize("token", [
-    "", "sb_publishable_abc", "a.b", "a.b.c.d", "x.%%%.y",
-    f"h.{_segment(b'not json')}.s",
-    f"h.{_segment(json.dumps([1, 2]).encode())}.s",  # JSON, but not an object
-    f"h.{_segment(bytes([0xFF, 0xFE]))}.s",  # not UTF-8
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "sb_publishable_abc",
+        "a.b",
+        "a.b.c.d",
+        "x.%%%.y",
+        f"h.{_segment(b'not json')}.s",
+        f"h.{_segment(json.dumps([1, 2]).encode())}.s",  # JSON, but not an object
+        f"h.{_segment(bytes([0xFF, 0xFE]))}.s",  # not UTF-8
+    ],
+)
 def test_anything_that_is_not_a_jwt_has_no_claims(token: str) -> None:
     assert unverified_claims(token) is None

@@ -40,8 +40,13 @@ def widget_stack(stack: DevStack) -> DevStack:
 @pytest.fixture(scope="session")
 def world(widget_stack: DevStack) -> SeedResult:
     """Three organisations x two chapters; the "multi-org" user belongs to the first two."""
-    return widget_stack.seed(organisations=3, chapters_per_org=2, users_per_org=3,
-                             contacts_per_org=[60, 40, 20], seed=404)
+    return widget_stack.seed(
+        organisations=3,
+        chapters_per_org=2,
+        users_per_org=3,
+        contacts_per_org=[60, 40, 20],
+        seed=404,
+    )
 
 
 @pytest.fixture
@@ -56,12 +61,18 @@ def multi_org(world: SeedResult) -> SeededUser:
 
 
 @pytest.fixture
-async def app(widget_stack: DevStack, multi_org: SeededUser, now_clock: ManualClock,
-              tmp_path: Path) -> AsyncIterator[ContactSyncApp]:
-    app = ContactSyncApp.for_stack(widget_stack, email=multi_org.email,
-                                   password=multi_org.password, clock=now_clock,
-                                   cache_path=tmp_path / "cache.sqlite3", page_size=25,
-                                   auto_refresh=False)
+async def app(
+    widget_stack: DevStack, multi_org: SeededUser, now_clock: ManualClock, tmp_path: Path
+) -> AsyncIterator[ContactSyncApp]:
+    app = ContactSyncApp.for_stack(
+        widget_stack,
+        email=multi_org.email,
+        password=multi_org.password,
+        clock=now_clock,
+        cache_path=tmp_path / "cache.sqlite3",
+        page_size=25,
+        auto_refresh=False,
+    )
     app.widget  # noqa: B018 -- build the views, as displaying the app does
     yield app
     await app.wait()
@@ -82,8 +93,9 @@ def org_wide_org(world: SeedResult, user: SeededUser) -> tuple[str, str]:
 
 
 def server_count(stack: DevStack, table: str, org_id: str) -> int:
-    return int(stack.sql(f"SELECT count(*) FROM public.{table} WHERE organisation_id = %s",
-                         org_id)[0][0])
+    return int(
+        stack.sql(f"SELECT count(*) FROM public.{table} WHERE organisation_id = %s", org_id)[0][0]
+    )
 
 
 async def signed_in_and_synced(app: ContactSyncApp, org_id: str) -> SyncSuccess:
@@ -96,8 +108,10 @@ async def signed_in_and_synced(app: ContactSyncApp, org_id: str) -> SyncSuccess:
 
 # -- login ----------------------------------------------------------------------------------
 
+
 async def test_sign_in_click_shows_who_and_how_long_the_token_lasts(
-    app: ContactSyncApp, multi_org: SeededUser,
+    app: ContactSyncApp,
+    multi_org: SeededUser,
 ) -> None:
     panel = app.panels.login
     assert panel.sign_out_button.disabled  # nobody signed in yet
@@ -128,7 +142,8 @@ async def test_wrong_password_shows_the_reason_in_red_and_stays_signed_out(
 
 
 async def test_service_role_key_is_refused_visibly_before_any_request(
-    app: ContactSyncApp, widget_stack: DevStack,
+    app: ContactSyncApp,
+    widget_stack: DevStack,
 ) -> None:
     app.login.key = widget_stack.service_role_key
     panel = app.panels.login
@@ -160,6 +175,7 @@ async def test_missing_fields_are_named(app: ContactSyncApp) -> None:
 
 # -- a cache file that stops sign-in ------------------------------------------------------------
 
+
 def _newer_cache(path: Path) -> None:
     ContactCache.open(path).close()
     with sqlite3.connect(path) as raw:
@@ -174,10 +190,12 @@ def _garbled_cache(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize(("make", "says"), [(_newer_cache, "newer"),
-                                            (_garbled_cache, "damaged")])
+@pytest.mark.parametrize(("make", "says"), [(_newer_cache, "newer"), (_garbled_cache, "damaged")])
 async def test_a_bad_cache_is_explained_and_the_reset_button_clears_the_way(
-    app: ContactSyncApp, tmp_path: Path, make: Any, says: str,
+    app: ContactSyncApp,
+    tmp_path: Path,
+    make: Any,
+    says: str,
 ) -> None:
     path = tmp_path / "cache.sqlite3"
     make(path)
@@ -204,7 +222,8 @@ async def test_a_bad_cache_is_explained_and_the_reset_button_clears_the_way(
 
 
 async def test_a_file_that_is_not_the_kits_is_explained_and_never_offered_for_reset(
-    app: ContactSyncApp, tmp_path: Path,
+    app: ContactSyncApp,
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "cache.sqlite3"
     path.write_text("name,phone\nsomeone's own notes, not a cache\n")
@@ -220,7 +239,8 @@ async def test_a_file_that_is_not_the_kits_is_explained_and_never_offered_for_re
 
 
 async def test_a_reset_refused_for_a_file_swapped_in_meanwhile_says_so(
-    app: ContactSyncApp, tmp_path: Path,
+    app: ContactSyncApp,
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "cache.sqlite3"
     _newer_cache(path)
@@ -236,15 +256,24 @@ async def test_a_reset_refused_for_a_file_swapped_in_meanwhile_says_so(
 
 # -- organisation -----------------------------------------------------------------------------
 
+
 async def test_dropdown_lists_exactly_the_users_organisations_by_name(
-    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    widget_stack: DevStack,
+    world: SeedResult,
+    multi_org: SeededUser,
 ) -> None:
     await click(app, app.panels.login.sign_in_button)
 
-    truth = {row[0]: row[1] for row in widget_stack.sql(
-        "SELECT o.id::text, o.name FROM public.organisations o "
-        "JOIN public.organisation_members m ON m.organisation_id = o.id "
-        "WHERE m.user_id = %s", multi_org.user_id)}
+    truth = {
+        row[0]: row[1]
+        for row in widget_stack.sql(
+            "SELECT o.id::text, o.name FROM public.organisations o "
+            "JOIN public.organisation_members m ON m.organisation_id = o.id "
+            "WHERE m.user_id = %s",
+            multi_org.user_id,
+        )
+    }
     assert len(truth) == 2 < len(world.organisations), "a user in some organisations, not all"
     dropdown = app.panels.organisation.dropdown
     assert dict((value, label) for label, value in dropdown.options) == truth
@@ -260,7 +289,8 @@ async def test_dropdown_lists_exactly_the_users_organisations_by_name(
 
 
 async def test_a_user_of_one_organisation_sees_only_it(
-    app: ContactSyncApp, world: SeedResult,
+    app: ContactSyncApp,
+    world: SeedResult,
 ) -> None:
     volunteer = world.user("org3-volunteer")
     assert await app.sign_in(volunteer.email, volunteer.password)
@@ -268,14 +298,20 @@ async def test_a_user_of_one_organisation_sees_only_it(
 
 
 async def test_listing_failure_shows_in_the_panel(
-    widget_stack: DevStack, multi_org: SeededUser, tmp_path: Path,
+    widget_stack: DevStack,
+    multi_org: SeededUser,
+    tmp_path: Path,
 ) -> None:
     async def broken(_session: object) -> list[dict[str, Any]]:
         raise RuntimeError("boom")
 
-    app = ContactSyncApp.for_stack(widget_stack, email=multi_org.email,
-                                   password=multi_org.password,
-                                   cache_path=tmp_path / "c.sqlite3", organisation_lister=broken)
+    app = ContactSyncApp.for_stack(
+        widget_stack,
+        email=multi_org.email,
+        password=multi_org.password,
+        cache_path=tmp_path / "c.sqlite3",
+        organisation_lister=broken,
+    )
     app.widget  # noqa: B018
     assert await app.sign_in()
     assert app.organisation.tone == "error"
@@ -289,8 +325,12 @@ async def test_listing_failure_shows_in_the_panel(
 
 # -- sync ---------------------------------------------------------------------------------------
 
+
 async def test_sync_click_fills_the_readout_with_counts_and_split_timings(
-    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    widget_stack: DevStack,
+    world: SeedResult,
+    multi_org: SeededUser,
 ) -> None:
     org_id, name = org_wide_org(world, multi_org)
     await click(app, app.panels.login.sign_in_button)
@@ -319,8 +359,10 @@ async def test_sync_click_fills_the_readout_with_counts_and_split_timings(
     assert f"fetch {t.fetch_ms:,} ms · map {t.map_ms:,} ms · write {t.write_ms:,} ms" in details
     # The bar moved per page (25 a page: 3 pages) and per table, and ended full.
     assert [s for s in texts if s.startswith("Fetching")] == [
-        "Fetching: page 1, 25 of 60 contacts", "Fetching: page 2, 50 of 60 contacts",
-        "Fetching: page 3, 60 of 60 contacts"]
+        "Fetching: page 1, 25 of 60 contacts",
+        "Fetching: page 2, 50 of 60 contacts",
+        "Fetching: page 3, 60 of 60 contacts",
+    ]
     assert sum(1 for s in texts if s.startswith("Writing the cache")) == 3
     assert seen == sorted(seen) and 0 < seen[0] < 0.8 and seen[-1] == 1.0
     assert app.panels.sync.bar.bar_style == "success"
@@ -328,7 +370,10 @@ async def test_sync_click_fills_the_readout_with_counts_and_split_timings(
 
 
 async def test_button_is_disabled_while_syncing_and_a_second_click_starts_nothing(
-    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    widget_stack: DevStack,
+    world: SeedResult,
+    multi_org: SeededUser,
 ) -> None:
     org_id, _ = org_wide_org(world, multi_org)
     await click(app, app.panels.login.sign_in_button)
@@ -356,7 +401,10 @@ async def test_button_is_disabled_while_syncing_and_a_second_click_starts_nothin
 
 
 async def test_a_failed_sync_explains_itself_and_keeps_the_cache(
-    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    widget_stack: DevStack,
+    world: SeedResult,
+    multi_org: SeededUser,
 ) -> None:
     org_id, _ = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
@@ -377,8 +425,12 @@ async def test_a_failed_sync_explains_itself_and_keeps_the_cache(
 
 # -- staleness --------------------------------------------------------------------------------
 
+
 async def test_staleness_banner_appears_once_the_clock_passes_24_hours(
-    app: ContactSyncApp, now_clock: ManualClock, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    now_clock: ManualClock,
+    world: SeedResult,
+    multi_org: SeededUser,
 ) -> None:
     org_id, name = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
@@ -404,7 +456,9 @@ async def test_staleness_banner_appears_once_the_clock_passes_24_hours(
 
 
 async def test_a_slow_early_chart_never_replaces_a_newer_one(
-    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    world: SeedResult,
+    multi_org: SeededUser,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     real = staleness_panel.age_chart_png  # type: ignore[attr-defined]  # patched where used
@@ -437,14 +491,20 @@ async def test_a_non_positive_threshold_is_refused_in_words(app: ContactSyncApp)
 
 # -- clearing ---------------------------------------------------------------------------------
 
+
 async def test_clear_asks_for_confirmation_then_the_counts_are_zero(
-    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    world: SeedResult,
+    multi_org: SeededUser,
 ) -> None:
     org_id, _ = org_wide_org(world, multi_org)
     result = await signed_in_and_synced(app, org_id)
     panel = app.panels.clearing
-    assert app.clearing.counts == {"contacts": 60, "notes": result.notes_synced,
-                                   "contact_assignments": result.assignments_synced}
+    assert app.clearing.counts == {
+        "contacts": 60,
+        "notes": result.notes_synced,
+        "contact_assignments": result.assignments_synced,
+    }
     assert "60 contacts" in panel.summary.value
     assert panel.confirm_box.layout.display == "none"
 
@@ -464,8 +524,10 @@ async def test_clear_asks_for_confirmation_then_the_counts_are_zero(
     assert app.clearing.removed["contacts"] == 60
     assert "Cleared: removed 60 contacts" in app.clearing.status
     assert app.staleness.rows == [], "the freshness panel saw the wipe"
-    assert app.login.session is not None and app.login.session.repository.last_synced_at(
-        org_id) is None
+    assert (
+        app.login.session is not None
+        and app.login.session.repository.last_synced_at(org_id) is None
+    )
 
 
 async def test_clear_without_confirm_only_asks(app: ContactSyncApp) -> None:
@@ -476,8 +538,12 @@ async def test_clear_without_confirm_only_asks(app: ContactSyncApp) -> None:
 
 # -- sign out ---------------------------------------------------------------------------------
 
+
 async def test_sign_out_wipes_the_cache_and_resets_the_panels(
-    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser, tmp_path: Path,
+    app: ContactSyncApp,
+    world: SeedResult,
+    multi_org: SeededUser,
+    tmp_path: Path,
 ) -> None:
     org_id, _ = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
@@ -499,7 +565,10 @@ async def test_sign_out_wipes_the_cache_and_resets_the_panels(
 
 
 async def test_signing_out_during_a_sync_cancels_it_and_leaves_nothing_behind(
-    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    widget_stack: DevStack,
+    world: SeedResult,
+    multi_org: SeededUser,
     tmp_path: Path,
 ) -> None:
     org_id, _ = org_wide_org(world, multi_org)
@@ -521,10 +590,17 @@ async def test_signing_out_during_a_sync_cancels_it_and_leaves_nothing_behind(
 
 # -- on their own -------------------------------------------------------------------------------
 
-async def test_a_panel_works_on_its_own(widget_stack: DevStack, multi_org: SeededUser,
-                                        tmp_path: Path) -> None:
-    model = LoginModel(url=widget_stack.url, key=widget_stack.anon_key, email=multi_org.email,
-                       password=multi_org.password, cache_path=tmp_path / "c.sqlite3")
+
+async def test_a_panel_works_on_its_own(
+    widget_stack: DevStack, multi_org: SeededUser, tmp_path: Path
+) -> None:
+    model = LoginModel(
+        url=widget_stack.url,
+        key=widget_stack.anon_key,
+        email=multi_org.email,
+        password=multi_org.password,
+        cache_path=tmp_path / "c.sqlite3",
+    )
     panel = LoginPanel(model)
     panel.sign_in_button.click()
     await model.wait()
@@ -534,11 +610,14 @@ async def test_a_panel_works_on_its_own(widget_stack: DevStack, multi_org: Seede
 
 
 def test_importing_the_widgets_builds_nothing() -> None:
-    code = ("import sys, contactsync_kit.widgets\n"
-            "from ipywidgets.widgets.widget import _instances\n"
-            "print(len(_instances), 'matplotlib' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    code = (
+        "import sys, contactsync_kit.widgets\n"
+        "from ipywidgets.widgets.widget import _instances\n"
+        "print(len(_instances), 'matplotlib' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == ["0", "False"]
 
 
@@ -566,8 +645,11 @@ async def test_the_console_demo_runs_on_its_own_seeded_stack(
 
 # -- the console: one truth across the steps --------------------------------------------------
 
+
 async def test_after_a_clear_every_step_shows_the_empty_cache(
-    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    world: SeedResult,
+    multi_org: SeededUser,
 ) -> None:
     org_id, name = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
@@ -595,7 +677,9 @@ async def test_after_a_clear_every_step_shows_the_empty_cache(
 
 
 async def test_another_organisation_drops_what_was_found_about_the_last(
-    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    world: SeedResult,
+    multi_org: SeededUser,
 ) -> None:
     org_id, _ = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
@@ -611,7 +695,10 @@ async def test_another_organisation_drops_what_was_found_about_the_last(
 
 
 async def test_a_newer_success_replaces_an_older_failure(
-    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    widget_stack: DevStack,
+    world: SeedResult,
+    multi_org: SeededUser,
 ) -> None:
     org_id, _ = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
@@ -622,8 +709,11 @@ async def test_a_newer_success_replaces_an_older_failure(
 
     assert isinstance(await app.run_sync(), SyncSuccess)
 
-    for html in (app.panels.sync.readout.value, app.panels.sync.status.value,
-                 app.panels.sync.notice.value):
+    for html in (
+        app.panels.sync.readout.value,
+        app.panels.sync.status.value,
+        app.panels.sync.notice.value,
+    ):
         assert "did not work" not in html and "401" not in html
 
 
@@ -634,7 +724,9 @@ async def test_enter_in_the_password_field_signs_in(app: ContactSyncApp) -> None
 
 
 async def test_a_configured_project_hides_its_fields_and_a_bad_address_asks_nothing(
-    widget_stack: DevStack, multi_org: SeededUser, tmp_path: Path,
+    widget_stack: DevStack,
+    multi_org: SeededUser,
+    tmp_path: Path,
 ) -> None:
     configured = ContactSyncApp.for_stack(widget_stack, cache_path=tmp_path / "c.sqlite3")
     assert configured.panels.login.url.layout.display == "none"
@@ -645,8 +737,12 @@ async def test_a_configured_project_hides_its_fields_and_a_bad_address_asks_noth
         calls.append(url)
         raise AssertionError("no request for a bad address")
 
-    bare = ContactSyncApp(email=multi_org.email, password=multi_org.password,
-                          session_factory=factory, cache_path=tmp_path / "d.sqlite3")
+    bare = ContactSyncApp(
+        email=multi_org.email,
+        password=multi_org.password,
+        session_factory=factory,
+        cache_path=tmp_path / "d.sqlite3",
+    )
     assert bare.panels.login.url.layout.display != "none"
     bare.login.url, bare.login.key = "my project", widget_stack.anon_key
     assert await bare.sign_in() is False
@@ -660,23 +756,32 @@ async def test_a_configured_project_hides_its_fields_and_a_bad_address_asks_noth
 
 
 async def test_the_bundle_is_offered_as_a_download_without_personal_data(
-    app: ContactSyncApp, widget_stack: DevStack, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    widget_stack: DevStack,
+    world: SeedResult,
+    multi_org: SeededUser,
 ) -> None:
     org_id, _ = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
     await click(app, app.panels.export.prepare_button)
     prefix = "data:application/json;base64,"
     assert app.export.href.startswith(prefix)
-    text = base64.b64decode(app.export.href[len(prefix):]).decode("utf-8")
+    text = base64.b64decode(app.export.href[len(prefix) :]).decode("utf-8")
     assert json.loads(text)["kind"] == "contactsync_kit support bundle"
-    names = [n for (n,) in widget_stack.sql(
-        "SELECT full_name FROM public.contacts WHERE organisation_id = %s", org_id)]
+    names = [
+        n
+        for (n,) in widget_stack.sql(
+            "SELECT full_name FROM public.contacts WHERE organisation_id = %s", org_id
+        )
+    ]
     assert names and not [n for n in names if n in text]
     assert f'download="{app.export.file_name}"' in app.panels.export.link.value
 
 
 async def test_clearing_can_export_first(
-    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    world: SeedResult,
+    multi_org: SeededUser,
 ) -> None:
     org_id, _ = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
@@ -687,7 +792,10 @@ async def test_clearing_can_export_first(
 
 
 async def test_a_stale_copy_is_refreshed_when_the_console_opens(
-    app: ContactSyncApp, now_clock: ManualClock, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    now_clock: ManualClock,
+    world: SeedResult,
+    multi_org: SeededUser,
 ) -> None:
     org_id, name = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
@@ -708,7 +816,10 @@ async def test_a_stale_copy_is_refreshed_when_the_console_opens(
 
 
 async def test_a_failed_refresh_says_why_keeps_the_cache_and_retries_when_back(
-    widget_stack: DevStack, now_clock: ManualClock, world: SeedResult, multi_org: SeededUser,
+    widget_stack: DevStack,
+    now_clock: ManualClock,
+    world: SeedResult,
+    multi_org: SeededUser,
     tmp_path: Path,
 ) -> None:
     probes: list[bool] = []
@@ -718,10 +829,15 @@ async def test_a_failed_refresh_says_why_keeps_the_cache_and_retries_when_back(
         widget_stack.faults.reset()  # the network is back by the time it is probed
         return True
 
-    app = ContactSyncApp.for_stack(widget_stack, email=multi_org.email,
-                                   password=multi_org.password, clock=now_clock,
-                                   cache_path=tmp_path / "cache.sqlite3", auto_refresh=False,
-                                   probe=probe)
+    app = ContactSyncApp.for_stack(
+        widget_stack,
+        email=multi_org.email,
+        password=multi_org.password,
+        clock=now_clock,
+        cache_path=tmp_path / "cache.sqlite3",
+        auto_refresh=False,
+        probe=probe,
+    )
     app.auto_refresh.probe_interval_s = 0.01
     org_id, _ = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
@@ -744,7 +860,10 @@ async def test_a_failed_refresh_says_why_keeps_the_cache_and_retries_when_back(
 
 
 async def test_the_switch_turns_refreshing_off(
-    app: ContactSyncApp, now_clock: ManualClock, world: SeedResult, multi_org: SeededUser,
+    app: ContactSyncApp,
+    now_clock: ManualClock,
+    world: SeedResult,
+    multi_org: SeededUser,
 ) -> None:
     org_id, _ = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
@@ -764,27 +883,51 @@ def test_tables_read_as_people_read_them() -> None:
     from contactsync_kit.widgets import present
 
     now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-    frame = pl.DataFrame({
-        "organisation_id": [ORG_ID, "ffffffff-1111-4222-8333-444455556666"],
-        "last_synced_at": [now - timedelta(hours=3), None],
-        "cache_age_hours": [0.000022, None],
-        "started_at": ["2026-11-26T11:58:00+00:00", None],
-        "stale": [True, False],
-    })
+    frame = pl.DataFrame(
+        {
+            "organisation_id": [ORG_ID, "ffffffff-1111-4222-8333-444455556666"],
+            "last_synced_at": [now - timedelta(hours=3), None],
+            "cache_age_hours": [0.000022, None],
+            "started_at": ["2026-11-26T11:58:00+00:00", None],
+            "stale": [True, False],
+        }
+    )
     shown = present(frame, names={ORG_ID: "Acme"}, now=now)
-    assert shown.columns == ["organisation", "organisation id", "last synced at", "cache age",
-                             "started at", "stale"]
-    assert shown.row(0) == ("Acme", ORG_ID, "3 h 0 min ago · 2026-11-26 09:00 UTC", "0 s",
-                            "2 min ago · 2026-11-26 11:58 UTC", "yes")
-    assert shown.row(1) == ("unknown organisation", "ffffffff-1111-4222-8333-444455556666",
-                            None, None, None, "no")
+    assert shown.columns == [
+        "organisation",
+        "organisation id",
+        "last synced at",
+        "cache age",
+        "started at",
+        "stale",
+    ]
+    assert shown.row(0) == (
+        "Acme",
+        ORG_ID,
+        "3 h 0 min ago · 2026-11-26 09:00 UTC",
+        "0 s",
+        "2 min ago · 2026-11-26 11:58 UTC",
+        "yes",
+    )
+    assert shown.row(1) == (
+        "unknown organisation",
+        "ffffffff-1111-4222-8333-444455556666",
+        None,
+        None,
+        None,
+        "no",
+    )
 
 
 def test_one_table_helper_gives_a_grid_with_csv_and_a_static_copy() -> None:
     from contactsync_kit.widgets import table
 
-    grid = table(pl.DataFrame({"organisation_id": [ORG_ID]}), names={ORG_ID: "Acme"},
-                 css_class="csk-x", file_name="orgs")
+    grid = table(
+        pl.DataFrame({"organisation_id": [ORG_ID]}),
+        names={ORG_ID: "Acme"},
+        css_class="csk-x",
+        file_name="orgs",
+    )
     bundle = grid._repr_mimebundle_()
     data = bundle[0] if isinstance(bundle, tuple) else bundle
     assert "application/vnd.jupyter.widget-view+json" in data
@@ -794,25 +937,31 @@ def test_one_table_helper_gives_a_grid_with_csv_and_a_static_copy() -> None:
     assert ORG_ID in grid._dt_args["data_json"], "ids whole, never cut"
 
 
-@pytest.mark.parametrize(("typed", "expected"), [
-    ("xyz.supabase.co", "https://xyz.supabase.co"),
-    ("https://xyz.supabase.co/", "https://xyz.supabase.co"),
-    ("127.0.0.1:54321", "http://127.0.0.1:54321"),
-    ("localhost:8000", "http://localhost:8000"),
-])
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("xyz.supabase.co", "https://xyz.supabase.co"),
+        ("https://xyz.supabase.co/", "https://xyz.supabase.co"),
+        ("127.0.0.1:54321", "http://127.0.0.1:54321"),
+        ("localhost:8000", "http://localhost:8000"),
+    ],
+)
 def test_project_addresses_are_completed(typed: str, expected: str) -> None:
     from contactsync_kit.widgets import check_url
 
     assert check_url(typed) == expected
 
 
-@pytest.mark.parametrize(("typed", "says"), [
-    ("", "Type the project's web address"),
-    ("my project", "cannot contain spaces"),
-    ("ftp://x.y", "must start with https://"),
-    ("supabase", "is not a web address"),
-    ("https://x.y/?key=1", "without '?'"),
-])
+@pytest.mark.parametrize(
+    ("typed", "says"),
+    [
+        ("", "Type the project's web address"),
+        ("my project", "cannot contain spaces"),
+        ("ftp://x.y", "must start with https://"),
+        ("supabase", "is not a web address"),
+        ("https://x.y/?key=1", "without '?'"),
+    ],
+)
 def test_bad_project_addresses_say_what_to_type(typed: str, says: str) -> None:
     from contactsync_kit.widgets import check_url
     from contactsync_kit.widgets.settings import UrlProblem
@@ -825,12 +974,19 @@ def test_settings_come_from_the_environment_else_the_settings_file(tmp_path: Pat
     from contactsync_kit.widgets import ConsoleSettings
 
     file = tmp_path / "settings.json"
-    file.write_text(json.dumps({"url": "https://file.example.org", "key": "sb_publishable_f",
-                                "auto_refresh": False}))
+    file.write_text(
+        json.dumps(
+            {"url": "https://file.example.org", "key": "sb_publishable_f", "auto_refresh": False}
+        )
+    )
     from_file = ConsoleSettings.load({}, file)
     assert (from_file.url, from_file.source, from_file.auto_refresh) == (
-        "https://file.example.org", str(file), False)
-    from_env = ConsoleSettings.load({"SUPABASE_URL": "https://env.example.org",
-                                     "SUPABASE_ANON_KEY": "k"}, file)
+        "https://file.example.org",
+        str(file),
+        False,
+    )
+    from_env = ConsoleSettings.load(
+        {"SUPABASE_URL": "https://env.example.org", "SUPABASE_ANON_KEY": "k"}, file
+    )
     assert (from_env.url, from_env.source) == ("https://env.example.org", "environment")
     assert not ConsoleSettings.load({}, tmp_path / "missing.json").configured
