@@ -12,6 +12,8 @@ import psutil
 import pytest
 from playwright.async_api import Browser, expect
 
+from contactsync_kit.devstack import watchdog
+
 from .conftest import Console
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -36,16 +38,29 @@ def wait_gone(folder: Path, owner: int, timeout_s: float) -> None:
 
 def postmasters_of(server: psutil.Process) -> dict[int, str]:
     """Live postmasters started by `server`: the daemonised postmaster is not its child, but
-    the stack's watchdog (``python -c … OWNER POSTMASTER DIR``) names both. Returns each
-    postmaster's pid and its stack's temporary folder."""
+    the stack's watchdog (``python -I watchdog.py OWNER POSTMASTER DIR``) names both. Returns
+    each postmaster's pid and its stack's temporary folder."""
+    script = Path(watchdog.__file__).resolve()
     found = {}
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if len(cmdline) == 6 and cmdline[1] == "-c" and cmdline[3] == str(server.pid):
+        if len(cmdline) == 6 and cmdline[1] == "-I" and Path(cmdline[2]).resolve() == script \
+                and cmdline[3] == str(server.pid):
             postmaster = int(cmdline[4])
             if psutil.pid_exists(postmaster):
                 found[postmaster] = cmdline[5]
     return found
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` runs. A zombie has exited: the daemonised postmaster's parent is
+    init, which reaps it whenever it gets to it, so ``psutil.pid_exists`` alone can still see
+    a postmaster that stopped."""
+    try:
+        status = psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return False
+    return status != psutil.STATUS_ZOMBIE
 
 
 def postgrests_of(server: psutil.Process) -> list[psutil.Process]:
@@ -85,4 +100,4 @@ async def test_five_page_loads_share_one_demo_stack(
     assert demo_servers(console.process.pid) == []
     [work_dir] = postmasters.values()
     assert not await asyncio.to_thread(os.path.exists, work_dir), "no temp folder left behind"
-    assert not [pid for pid in postmasters if psutil.pid_exists(pid)]
+    assert not [pid for pid in postmasters if running(pid)], "no PostgreSQL left running"
