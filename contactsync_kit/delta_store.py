@@ -225,8 +225,9 @@ class DeltaStore:
                 cursor = conn.connection.cursor()
                 try:
                     cursor.executemany(
-                        _upsert_sql(table), frame.select(list(TABLE_COLUMNS[table])).iter_rows()
-                    )  # type: ignore[arg-type]
+                        _upsert_sql(table),
+                        frame.select(list(TABLE_COLUMNS[table])).iter_rows(),  # type: ignore[arg-type]
+                    )
                 finally:
                     cursor.close()
                 buckets = merge_buckets(buckets, bucket_sums(frame.select("id", "updated_at")))

@@ -44,8 +44,12 @@ def postmasters_of(server: psutil.Process) -> dict[int, str]:
     found = {}
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if len(cmdline) == 6 and cmdline[1] == "-I" and Path(cmdline[2]).resolve() == script \
-                and cmdline[3] == str(server.pid):
+        if (
+            len(cmdline) == 6
+            and cmdline[1] == "-I"
+            and Path(cmdline[2]).resolve() == script
+            and cmdline[3] == str(server.pid)
+        ):
             postmaster = int(cmdline[4])
             if psutil.pid_exists(postmaster):
                 found[postmaster] = cmdline[5]

@@ -50,8 +50,10 @@ async def sign_in(stack: DevStack) -> AsyncIterator[SignIn]:
         if secret is None:
             raise ValueError("a password is needed when signing in by email")
         client = await acreate_client(
-            stack.url, stack.anon_key, options=AsyncClientOptions(**options)
-        )  # type: ignore[arg-type]
+            stack.url,
+            stack.anon_key,
+            options=AsyncClientOptions(**options),  # type: ignore[arg-type]
+        )
         clients.append(client)
         await client.auth.sign_in_with_password({"email": email, "password": secret})
         return client

@@ -56,8 +56,8 @@ async def session_for(
         email=user.email,
         password=user.password,
         cache_path=tmp_path / "cache.sqlite3",
-        **options,
-    )  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture
