@@ -17,7 +17,12 @@ require_extra(__name__, "devstack")
 
 from .cli import cli_up
 from .gateway import Faults, RecordedRequest, RequestLog
-from .migrations import LOCAL_ONLY, export_supabase_migrations, migration_files
+from .migrations import (
+    LOCAL_ONLY,
+    expected_surface_file,
+    export_supabase_migrations,
+    migration_files,
+)
 from .postgrest_binary import PostgrestNotFound, find_postgrest, install_postgrest
 from .seed import (
     DEMO_PASSWORD,
@@ -43,6 +48,7 @@ __all__ = [
     "SeededOrganisation",
     "SeededUser",
     "cli_up",
+    "expected_surface_file",
     "export_supabase_migrations",
     "find_postgrest",
     "install_postgrest",

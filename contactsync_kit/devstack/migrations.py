@@ -23,6 +23,7 @@ __all__ = [
     "LOCAL_ONLY",
     "Migration",
     "app_migrations",
+    "expected_surface_file",
     "export_supabase_migrations",
     "migration_files",
     "migrations",
@@ -84,6 +85,17 @@ def migrations() -> list[Migration]:
     if len(set(numbers)) != len(numbers):
         raise ValueError(f"two migrations share a number: {names}")
     return found
+
+
+def expected_surface_file() -> Path:
+    """The exposed surface this project accepts (the RLS audit's ``expected_surface``).
+
+    It lives beside the migrations that make that surface, so a migration that exposes a new
+    object and the line accepting it change together.
+    """
+    return Path(str(importlib.resources.files("contactsync_kit.devstack").joinpath("sql"))) / (
+        "exposed_surface.txt"
+    )
 
 
 def migration_files() -> list[tuple[str, str]]:
