@@ -3,8 +3,8 @@
 Full sync of N contacts (3 notes and 1 assignment each) through supabase-py against
 PostgreSQL + PostgREST, median of repeated runs (interleaved, so all see the same machine), for
 
-* the kit: the public repository into a fresh file cache (with ``secure_delete`` on, as the
-  privacy work turns it on for every cache connection);
+* the kit: the public repository into a fresh file cache (the kit turns ``secure_delete`` on
+  for every cache connection, so its cost is measured);
 * the sequential fetch floor: the same embedded select as the same user, keyset pages of
   1,000 sent one after another with plain httpx and only read (no parsing, no writing);
 * the parallel floor: the same pages, 4 at a time (id ranges from the count);
@@ -31,7 +31,6 @@ from typing import Any
 
 import httpx
 import psutil
-import sqlalchemy as sa
 
 from contactsync_kit import ContactCache, ContactCacheSyncRepository, SystemClock, sign_in
 from contactsync_kit.cache import MIGRATIONS
@@ -42,13 +41,6 @@ from contactsync_kit.schemas import EMBEDDED_SELECT, TABLE_COLUMNS
 
 PAGE = 1000
 PARALLEL = 4
-
-
-@sa.event.listens_for(sa.engine.Engine, "connect")
-def _secure_delete(dbapi_connection: Any, _record: Any) -> None:
-    # Issue 9 turns secure_delete on for every cache connection (it costs write speed on
-    # overwrites and deletes): measure with it.
-    dbapi_connection.execute("PRAGMA secure_delete = ON")
 
 
 Runner = Callable[[Path], Awaitable[int]]

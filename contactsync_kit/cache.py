@@ -172,6 +172,11 @@ class ContactCache:
         self.path: str = store.path
         self._staging_ids = itertools.count(1)
 
+    @property
+    def store(self) -> SqliteStore:
+        """The connections under the cache, for units of work that write in its transactions."""
+        return self._store
+
     @classmethod
     def open(
         cls,

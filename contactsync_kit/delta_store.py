@@ -103,7 +103,7 @@ class DeltaStore:
 
     def load(self, organisation_id: str, user_id: str) -> DeltaState | None:
         """The digest state of the last sync of `organisation_id` by `user_id`, or None."""
-        with self._cache._store.read() as conn:
+        with self._cache.store.read() as conn:
             row = conn.exec_driver_sql(
                 "SELECT mode, verified, synced_at, watermarks FROM sync_digest_state "
                 "WHERE organisation_id = ? AND user_id = ?",
@@ -120,13 +120,11 @@ class DeltaStore:
             buckets=buckets,
         )
 
-    def forget(self, organisation_id: str) -> None:
-        """Drop the digest state of an organisation (before a full sync rewrites its rows)."""
-        with self._cache._store.write() as conn:
-            self._forget(conn, organisation_id)
-
     def forget_within(self, conn: Connection, organisation_id: str) -> None:
-        """`forget`, inside the caller's open write transaction (a full sync's commit)."""
+        """Drop an organisation's digest state inside the caller's open write transaction.
+
+        A full sync's commit calls it, so the old state goes with the rows it described.
+        """
         self._forget(conn, organisation_id)
 
     def remember_full(
@@ -138,7 +136,7 @@ class DeltaStore:
         synced_at: datetime,
     ) -> None:
         """Record a verified full sync: its watermarks and the digest of what it wrote."""
-        with self._cache._store.write() as conn:
+        with self._cache.store.write() as conn:
             self._forget(conn, organisation_id)
             self._save(conn, organisation_id, user_id, "full", buckets, {}, watermarks, synced_at)
 
@@ -146,7 +144,7 @@ class DeltaStore:
 
     def versions(self, table: str, organisation_id: str, buckets: Iterable[str]) -> pl.DataFrame:
         """``id`` and ``updated_at`` of the cached rows of `table` inside the id `buckets`."""
-        with self._cache._store.read() as conn:
+        with self._cache.store.read() as conn:
             return self._versions(conn, table, organisation_id, buckets)
 
     def actual_digests(self, organisation_id: str) -> TableDigests:
@@ -154,7 +152,7 @@ class DeltaStore:
 
         Reads ids and timestamps only (no personal data); for diagnosis, not the hot path.
         """
-        with self._cache._store.read() as conn:
+        with self._cache.store.read() as conn:
             result: TableDigests = {}
             for table in DATA_TABLES:
                 rows = conn.exec_driver_sql(
@@ -185,7 +183,7 @@ class DeltaStore:
         the transaction rolled back.
         """
         try:
-            with self._cache._store.write() as conn:
+            with self._cache.store.write() as conn:
                 stored = self._buckets(conn, organisation_id, user_id)
                 buckets = self._apply(conn, organisation_id, stored, changes)
                 if not all(total(buckets[t]).agrees_with(expected.get(t)) for t in DATA_TABLES):
