@@ -12,15 +12,16 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from .mappers import MappedPage
 from .paging import IdRange
-from .results import StageTimings, SyncError, SyncFailure, SyncSuccess
+from .results import StageTimings, SyncError, SyncErrorKind, SyncFailure, SyncSuccess
 from .schemas import DATA_TABLES
 from .staging import SyncStaging
 
 __all__ = [
+    "CANCELLED",
     "Attempt",
     "Fetcher",
     "LocalWriteFailed",
@@ -37,6 +38,12 @@ __all__ = [
 __io__ = "none"
 
 _log = logging.getLogger(__name__)
+
+#: Why a sync that was stopped by a wipe or shutdown wrote nothing (full and delta alike).
+CANCELLED: Final = SyncError(
+    SyncErrorKind.CANCELLED,
+    "the sync was cancelled (the cache was cleared or the app is closing); nothing was written",
+)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Literal, TypeVar
 
 import polars as pl
 
+from .attempt import CANCELLED
 from .clock import Clock
 from .delta_store import DeltaChanges, DeltaState, DeltaStore
 from .digest import (
@@ -156,14 +157,7 @@ class IncrementalSync:
         except RemoteFailure as exc:
             return await self._fail(org, started_at, mark, exc.error)
         except asyncio.CancelledError:
-            return SyncFailure(
-                organisation_id=org,
-                error=SyncError(
-                    SyncErrorKind.CANCELLED,
-                    "the sync was cancelled (the cache was cleared or the "
-                    "app is closing); nothing was written",
-                ),
-            )
+            return SyncFailure(organisation_id=org, error=CANCELLED)
 
     # -- full ---------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from .attempt import (
+    CANCELLED,
     Attempt,
     LocalWriteFailed,
     ProgressCallback,
@@ -212,13 +213,7 @@ class ContactCacheSyncRepository:
                 await attempt.close()
             return await self._finish(attempt, result)
         except asyncio.CancelledError:
-            return attempt.failure(
-                SyncError(
-                    SyncErrorKind.CANCELLED,
-                    "the sync was cancelled (the cache was cleared or the "
-                    "app is closing); nothing was written",
-                )
-            )
+            return attempt.failure(CANCELLED)
 
     async def _attempt(
         self, attempt: Attempt, progress: ProgressCallback | None, hooks: FullSyncHooks | None
