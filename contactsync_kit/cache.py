@@ -90,6 +90,11 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             DELETE FROM sync_digest_state WHERE organisation_id = OLD.organisation_id;
         END""",
     ),
+    4: (
+        # Which mode each sync attempt ran, and whether the server's digest proved it.
+        "ALTER TABLE sync_log ADD COLUMN mode TEXT",
+        "ALTER TABLE sync_log ADD COLUMN verified INTEGER",
+    ),
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
@@ -146,6 +151,8 @@ class SyncLogEntry:
     notes: int = 0
     contact_assignments: int = 0
     pages: int = 0
+    mode: str | None = None
+    verified: bool | None = None
 
 
 _LOG_SQL: Final = (

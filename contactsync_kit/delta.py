@@ -60,10 +60,14 @@ _HASH_BATCH_ROWS = 50_000
 
 @dataclass
 class FullSyncHooks:
-    """Called by the repository's full sync: each mapped page, then just before the commit."""
+    """Called by the repository's full sync: each mapped page, then just before the commit.
+
+    `verified` says whether the rows matched the server's digest (for the sync log).
+    """
 
     on_page: Callable[[MappedPage], None]
     before_commit: Callable[[], Awaitable[SyncError | None]]
+    verified: Callable[[], bool] = lambda: False
 
 
 @dataclass
@@ -212,7 +216,7 @@ class IncrementalSync:
             check.verified = True
             return None
 
-        result = await self._full(FullSyncHooks(on_page, before_commit))
+        result = await self._full(FullSyncHooks(on_page, before_commit, lambda: check.verified))
         user = source.user_id() if isinstance(source, DeltaSource) else None
         if isinstance(result, SyncSuccess) and check.verified and user is not None:
             try:
@@ -228,7 +232,7 @@ class IncrementalSync:
             result,
             mode="full",
             verified=check.verified and result.error is None,
-            fallback_reason=reason if reason is not None else check.note,
+            fallback_reason="; ".join(r for r in (reason, check.note) if r) or None,
             rows_changed=result.items_synced + result.notes_synced + result.assignments_synced,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -211,6 +212,8 @@ class ContactCacheSyncRepository:
                 # Roll back and release the write lock before logging: the log takes that
                 # lock too, and a failure can leave this attempt holding it.
                 await attempt.close()
+            if hooks is not None and result.error is None:  # the log records the digest check
+                result = dataclasses.replace(result, verified=hooks.verified())
             return await self._finish(attempt, result)
         except asyncio.CancelledError:
             return attempt.failure(CANCELLED)
@@ -459,6 +462,8 @@ class ContactCacheSyncRepository:
             notes=result.notes_synced,
             contact_assignments=result.assignments_synced,
             pages=result.pages,
+            mode=result.mode,
+            verified=result.verified,
         )
         async with self._write_lock:
             if epoch != self._epoch:

@@ -194,6 +194,10 @@ SYNC_LOG: Final = TableSpec(
         _count("notes"),
         _count("contact_assignments"),
         _count("pages"),
+        # Cache migration 4: which mode ran ("full" / "delta") and whether the server's digest
+        # proved the result (1 / 0); null in entries written before it.
+        _text("mode"),
+        Column("verified", "INTEGER"),
     ),
     generated_key=True,
     indexes=(("organisation_id", "started_at"),),
