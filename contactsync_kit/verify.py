@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from .cache import ContactCache
 from .clock import SystemClock
 from .delta_store import DeltaStore
 from .digest import total
-from .remote import DigestUnavailable, RemoteFailure, SupabaseDeltaSource
+from .remote import DigestRow, DigestUnavailable, RemoteFailure, SupabaseDeltaSource
 from .schemas import DATA_TABLES
 
 if TYPE_CHECKING:
     from supabase import AsyncClient
 
-__all__ = ["CacheVerification", "TableVerification", "verify_cache"]
+__all__ = [
+    "CacheVerification",
+    "DigestSource",
+    "TableVerification",
+    "verify_against",
+    "verify_cache",
+]
 
 __io__ = "none"
 
@@ -70,6 +76,15 @@ class CacheVerification:
         )
 
 
+@runtime_checkable
+class DigestSource(Protocol):
+    """Anything that asks the server for its digest (`SupabaseDeltaSource`, or a fake)."""
+
+    async def digest(self, organisation_id: str, prefix_length: int = 0) -> list[DigestRow]:
+        """The server's digest per table; raises `DigestUnavailable` or `RemoteFailure`."""
+        ...
+
+
 async def verify_cache(
     client: AsyncClient, cache: ContactCache, organisation_id: str
 ) -> CacheVerification:
@@ -78,8 +93,17 @@ async def verify_cache(
     `client` is the signed-in user's supabase client (a `UserSession`'s ``client``); the
     server answers for what RLS lets that user see. Never raises for expected failures.
     """
+    return await verify_against(SupabaseDeltaSource(client, SystemClock()), cache, organisation_id)
+
+
+async def verify_against(
+    source: DigestSource, cache: ContactCache, organisation_id: str
+) -> CacheVerification:
+    """`verify_cache` with the server's digest read from `source` (one ``digest`` call).
+
+    For callers that already hold a digest source (the diagnosis, tests with a fake server).
+    """
     org = organisation_id.lower()
-    source = SupabaseDeltaSource(client, SystemClock())
     try:
         rows, local = await asyncio.gather(
             source.digest(org, 0), asyncio.to_thread(DeltaStore(cache).actual_digests, org)

@@ -1,7 +1,10 @@
 """Gathering a diagnosis: local facts, server facts, then verdicts over both.
 
 The local facts come through `ContactCache`, the server facts through the user's own
-session, then the pure frames and verdicts are computed over both.
+session, then the pure frames and verdicts are computed over both. For each organisation the
+server's digest is asked first (`contactsync_kit.verify`): when it proves the cache equal,
+no ids are listed; when it differs, or the server offers no digest, the id diff says what
+differs.
 
 Network I/O goes through `contactsync_kit.remote` (`RemoteReader`, `SupabaseContactSource`)
 and disk through `ContactCache`; this module only sequences them. Only ids, timestamps,
@@ -22,8 +25,8 @@ import polars as pl
 from ..clock import Clock, SystemClock
 from ..schemas import DATA_TABLES
 from ..staleness import DEFAULT_STALE_AFTER, format_age
-from .findings import Finding, Verdict, assess
-from .frames import UTC_TS, DiffStatus, compare_rows, normalise_log, summarise_log, table_facts
+from .findings import FACT_COLUMNS, Finding, Verdict, assess
+from .frames import DiffStatus, compare_rows, normalise_log, summarise_log, table_facts
 
 if TYPE_CHECKING:  # the frames and verdicts never need the network stack at run time
     from supabase import AsyncClient
@@ -31,6 +34,7 @@ if TYPE_CHECKING:  # the frames and verdicts never need the network stack at run
     from ..bootstrap import UserSession
     from ..cache import ContactCache
     from ..remote import Filter
+    from ..verify import DigestSource
 
 __all__ = ["Diagnosis", "ServerReader", "SessionFacts", "diagnose"]
 
@@ -125,7 +129,11 @@ class Diagnosis:
 
 
 class ServerReader(Protocol):
-    """What `diagnose` needs from the server; `RemoteReader` is the real one."""
+    """What `diagnose` needs from the server; `RemoteReader` is the real one.
+
+    A reader that also has the `DigestSource` method ``digest`` is asked for the server's
+    digest first (the optional capability; `diagnose` pairs the real reader with one).
+    """
 
     async def count(self, table: str, filters: list[Filter] | tuple[Filter, ...] = ()) -> int:
         """How many rows of `table` matching `filters` the user may see."""
@@ -152,12 +160,16 @@ _COUNT_FRAME: Final = pl.Schema(
 #: What the server check says per organisation, before the per-table facts are added.
 _CHECK_FRAME: Final = pl.Schema(
     {
-        "organisation_id": pl.String(),
-        "last_synced_at": UTC_TS,
-        "server_checked": pl.Boolean(),
-        "member": pl.Boolean(),
-        "server_error_kind": pl.String(),
-        "server_error_code": pl.String(),
+        name: FACT_COLUMNS[name]
+        for name in (
+            "organisation_id",
+            "last_synced_at",
+            "server_checked",
+            "member",
+            "server_digest",
+            "server_error_kind",
+            "server_error_code",
+        )
     }
 )
 
@@ -168,6 +180,7 @@ class _ServerOrg:
     member: bool | None = None
     counts: dict[str, int] = field(default_factory=dict)
     rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    digest: str | None = None  # "equal" / "drifted"; None: no digest
     error_kind: str | None = None
     error_code: str | None = None
 
@@ -196,14 +209,18 @@ async def diagnose(
     client, cache, session_clock = _resolve(target)
     clock = clock or session_clock or SystemClock()
     now = clock.now()
-    session, reader = await _check_session(client, clock, reader, check_server=check_server)
+    session, reader, digests = await _check_session(
+        client, clock, reader, check_server=check_server
+    )
     log = await asyncio.to_thread(cache.read_table, "sync_log")
     orgs = await _organisations(organisation_ids, cache, log, reader)
     local_rows, synced = await _local_side(cache, orgs)
-    checks = await _server_side(reader, orgs)
+    checks = await _server_side(reader, digests, cache, orgs)
     answered = [check.organisation_id for check in checks if check.error_kind is None]
+    equal = [check.organisation_id for check in checks if check.digest == "equal"]
+    listed = [org for org in answered if org not in equal]
     server_rows, server_counts = _server_frames(checks)
-    tables = table_facts(local_rows, server_rows, server_counts)
+    tables = table_facts(local_rows, server_rows, server_counts, equal=equal)
     log = log.filter(pl.col("organisation_id").cast(pl.String()).is_in(orgs))
     facts = (
         _check_frame(orgs, synced, checks, session)
@@ -216,7 +233,7 @@ async def diagnose(
         organisations=assess(facts, now=now, threshold=threshold),
         tables=tables,
         differences=compare_rows(
-            local_rows.filter(pl.col("organisation_id").is_in(answered)), server_rows
+            local_rows.filter(pl.col("organisation_id").is_in(listed)), server_rows
         ),
         sync_log=normalise_log(log),
         session=session,
@@ -235,15 +252,20 @@ def _resolve(
 
 async def _check_session(
     client: AsyncClient | None, clock: Clock, reader: ServerReader | None, *, check_server: bool
-) -> tuple[SessionFacts, ServerReader | None]:
-    """Who the session is, and the reader to ask the server with (None: do not ask)."""
-    from ..remote import RemoteReader, SupabaseContactSource
+) -> tuple[SessionFacts, ServerReader | None, DigestSource | None]:
+    """Who the session is, the reader to ask the server with (None: do not ask), and where
+    to read the server's digest (None: the server is not asked, or the reader has none).
+    """
+    from ..remote import RemoteReader, SupabaseContactSource, SupabaseDeltaSource
     from ..session import bearer_token, inspect_token
+    from ..verify import DigestSource
 
+    # A given reader is the server: its digest if it has one, never the client's.
+    given = reader if isinstance(reader, DigestSource) else None
     if not check_server:
-        return SessionFacts(), None
+        return SessionFacts(), None, None
     if client is None:
-        return SessionFacts(), reader
+        return SessionFacts(), reader, given
     problem = await SupabaseContactSource(client, clock).check_session()
     token = bearer_token(client)
     info = inspect_token(token) if token else None
@@ -259,8 +281,10 @@ async def _check_session(
     )
     if problem is not None:
         # Every server question would fail the same way; the session problem is the verdict.
-        return session, None
-    return session, reader if reader is not None else RemoteReader(client)
+        return session, None, None
+    if reader is not None:
+        return session, reader, given
+    return session, RemoteReader(client), SupabaseDeltaSource(client, clock)
 
 
 async def _organisations(
@@ -319,19 +343,36 @@ async def _local_side(
     return await asyncio.to_thread(read)
 
 
-async def _server_side(reader: ServerReader | None, orgs: list[str]) -> list[_ServerOrg]:
+async def _server_side(
+    reader: ServerReader | None,
+    digests: DigestSource | None,
+    cache: ContactCache,
+    orgs: list[str],
+) -> list[_ServerOrg]:
     """What the server shows for each organisation (nothing when it is not to be asked)."""
     if reader is None:
         return []
-    return list(await asyncio.gather(*[_server_org(reader, org) for org in orgs]))
+    return list(await asyncio.gather(*[_server_org(reader, digests, cache, org) for org in orgs]))
 
 
-async def _server_org(reader: ServerReader, org: str) -> _ServerOrg:
+async def _server_org(
+    reader: ServerReader, digests: DigestSource | None, cache: ContactCache, org: str
+) -> _ServerOrg:
     from ..remote import RemoteFailure
+    from ..verify import verify_against
 
     result = _ServerOrg(org)
+    # The digest first: one request says "equal" or "drifted"; "unavailable" (no digest
+    # function, or the request failed) falls back to the id diff, which reports a failure.
+    verification = await verify_against(digests, cache, org) if digests is not None else None
+    if verification is not None and verification.verdict != "unavailable":
+        result.digest = verification.verdict
     try:
         result.member = await reader.count("organisations", [("id", "eq", org)]) > 0
+        if verification is not None and verification.equal:
+            # Proven equal: the counts are the digest's, and no ids are listed.
+            result.counts = {t.table: t.server_rows for t in verification.tables.values()}
+            return result
         for table in DATA_TABLES:
             org_filter: list[Filter] = [("organisation_id", "eq", org)]
             # count=exact is the server's own number; the rows are ids and timestamps only.
@@ -343,6 +384,7 @@ async def _server_org(reader: ServerReader, org: str) -> _ServerOrg:
         result.error_code = exc.error.code or (str(exc.error.status) if exc.error.status else None)
         result.counts.clear()
         result.rows.clear()
+        result.digest = None
     return result
 
 
@@ -383,12 +425,14 @@ def _check_frame(
             record.update(
                 server_checked=check.error_kind is None,
                 member=check.member,
+                server_digest=check.digest,
                 server_error_kind=check.error_kind,
                 server_error_code=check.error_code,
             )
         if session.problem_kind is not None:
             record.update(
                 server_checked=False,
+                server_digest=None,
                 server_error_kind=session.problem_kind,
                 server_error_code=session.problem_code,
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -44,53 +44,16 @@ class Verdict(enum.StrEnum):
     NEVER_SYNCED = "never_synced"
 
 
-#: The facts known about one organisation: `OrgFacts` as frame columns.
-FACT_COLUMNS: Final[Mapping[str, pl.DataType]] = {
-    "organisation_id": pl.String(),
-    "last_synced_at": UTC_TS,
-    "last_success_at": UTC_TS,
-    "last_attempt_at": UTC_TS,
-    "last_attempt_outcome": pl.String(),
-    "attempts": pl.Int64(),
-    "failures_since_success": pl.Int64(),
-    "last_error_kind": pl.String(),
-    "last_error_code": pl.String(),
-    "last_error_status": pl.Int64(),
-    "last_error_message": pl.String(),
-    "server_checked": pl.Boolean(),
-    "server_error_kind": pl.String(),
-    "server_error_code": pl.String(),
-    "member": pl.Boolean(),
-    **{f"{side}_{table}": pl.Int64() for table in DATA_TABLES for side in ("local", "server")},
-    "local_newest_updated_at": UTC_TS,
-    "server_newest_updated_at": UTC_TS,
-    "missing_locally": pl.Int64(),
-    "gone_from_server": pl.Int64(),
-    "newer_on_server": pl.Int64(),
-}
-
-#: The per-organisation diagnosis frame: the facts plus age, verdict, cause and action.
-DIAGNOSIS_SCHEMA: Final = pl.Schema(
-    {
-        "organisation_id": pl.String(),
-        "verdict": pl.String(),
-        "cause": pl.String(),
-        "summary": pl.String(),
-        "action": pl.String(),
-        "cache_age_hours": pl.Float64(),
-        "stale": pl.Boolean(),
-        **{name: dtype for name, dtype in FACT_COLUMNS.items() if name != "organisation_id"},
-    }
-)
-
-
 @dataclass(frozen=True)
 class OrgFacts:
     """What is known about one organisation's cache; the input of `verdict`.
 
     Server fields are None when the server was not (or could not be) asked; in that case
     `server_error_kind` / `server_error_code` say why (a session problem is reported there too,
-    e.g. kind ``auth`` with code ``token_expired``).
+    e.g. kind ``auth`` with code ``token_expired``). `server_digest` is ``"equal"`` when the
+    server's digest proved the cache equal to what it shows the user (no id diff was run),
+    ``"drifted"`` when it differs, None when the server offers no digest or was not asked.
+    Each field's type gives its `FACT_COLUMNS` dtype.
     """
 
     organisation_id: str
@@ -108,6 +71,7 @@ class OrgFacts:
     server_error_kind: str | None = None
     server_error_code: str | None = None
     member: bool | None = None
+    server_digest: str | None = None
     local_contacts: int | None = 0
     server_contacts: int | None = None
     local_notes: int | None = 0
@@ -154,6 +118,35 @@ class OrgFacts:
         return self.last_synced_at or self.last_success_at
 
 
+#: Python types of the `OrgFacts` fields -> their frame dtypes.
+_FACT_DTYPES: Final[Mapping[str, pl.DataType]] = {
+    "str": pl.String(),
+    "int": pl.Int64(),
+    "bool": pl.Boolean(),
+    "datetime": UTC_TS,
+}
+
+#: The facts known about one organisation: `OrgFacts` as frame columns, derived from its
+#: fields (each fact is declared once, there).
+FACT_COLUMNS: Final[Mapping[str, pl.DataType]] = {
+    fact.name: _FACT_DTYPES[str(fact.type).partition(" ")[0]] for fact in fields(OrgFacts)
+}
+
+#: The per-organisation diagnosis frame: the facts plus age, verdict, cause and action.
+DIAGNOSIS_SCHEMA: Final = pl.Schema(
+    {
+        "organisation_id": pl.String(),
+        "verdict": pl.String(),
+        "cause": pl.String(),
+        "summary": pl.String(),
+        "action": pl.String(),
+        "cache_age_hours": pl.Float64(),
+        "stale": pl.Boolean(),
+        **{name: dtype for name, dtype in FACT_COLUMNS.items() if name != "organisation_id"},
+    }
+)
+
+
 @dataclass(frozen=True)
 class Finding:
     """A verdict with its likely cause (a short code), a sentence and the action to take."""
@@ -174,7 +167,7 @@ def verdict(
 
     Precedence, first match wins: a session problem or a failed last attempt (``failing``;
     the action fixes the failure, which would also fix any staleness); no successful sync
-    (``never_synced``); rows that differ or counts that disagree (``drifted``; the cause is
+    (``never_synced``); rows, counts or the server's digest that differ (``drifted``; the cause is
     ``access_revoked`` when the server no longer shows the organisation at all); a cache older
     than `threshold` (``stale``); otherwise ``fresh``.
     """
@@ -249,7 +242,11 @@ def _never_synced(facts: OrgFacts) -> Finding:
 
 def _counts_differ(facts: OrgFacts) -> bool:
     server_rows = facts.server_rows
-    return facts.differing_rows > 0 or (server_rows is not None and server_rows != facts.local_rows)
+    return (
+        facts.differing_rows > 0
+        or (server_rows is not None and server_rows != facts.local_rows)
+        or facts.server_digest == "drifted"
+    )
 
 
 def _ago(age: timedelta) -> str:
@@ -287,11 +284,13 @@ def _drifted(facts: OrgFacts, age: timedelta) -> Finding | None:
         )
         if count
     ]
-    detail = (
-        ", ".join(parts)
-        if parts
-        else (f"the server counts {facts.server_rows} row(s), the cache holds {facts.local_rows}")
-    )
+    server_rows = facts.server_rows
+    if parts:
+        detail = ", ".join(parts)
+    elif server_rows is not None and server_rows != facts.local_rows:
+        detail = f"the server counts {server_rows} row(s), the cache holds {facts.local_rows}"
+    else:
+        detail = "the server's digest differs from the cache's, with the same row counts"
     return Finding(
         Verdict.DRIFTED,
         "server_changed",
@@ -302,15 +301,23 @@ def _drifted(facts: OrgFacts, age: timedelta) -> Finding | None:
 
 def _by_age(facts: OrgFacts, age: timedelta, threshold: timedelta) -> Finding:
     checked = "" if facts.server_checked else " (server not checked)"
+    proven = "equals the server (verified by digest)"
     if age > threshold:
+        still = f"; the cache still {proven}" if facts.server_digest == "equal" else ""
         return Finding(
             Verdict.STALE,
             "older_than_threshold",
             f"last synced {_ago(age)}, over the "
-            f"{format_age(threshold.total_seconds())} threshold{checked}",
+            f"{format_age(threshold.total_seconds())} threshold{still}{checked}",
             SYNC_NOW,
         )
-    matches = "; the cache matches the server" if facts.server_checked else ""
+    matches = (
+        f"; the cache {proven}"
+        if facts.server_digest == "equal"
+        else "; the cache matches the server"
+        if facts.server_checked
+        else ""
+    )
     return Finding(
         Verdict.FRESH, "up_to_date", f"last synced {_ago(age)}{matches}{checked}", "nothing to do"
     )

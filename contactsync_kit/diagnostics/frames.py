@@ -7,6 +7,7 @@ SQLAlchemy, and touches neither network nor disk.
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from typing import Final
 
 import polars as pl
@@ -220,6 +221,8 @@ def table_facts(
     local_rows: pl.DataFrame,
     server_rows: pl.DataFrame,
     server_counts: pl.DataFrame | None = None,
+    *,
+    equal: Collection[str] = (),
 ) -> pl.DataFrame:
     """Counts, newest ``updated_at`` and diff counts per organisation and table.
 
@@ -227,12 +230,16 @@ def table_facts(
     `server_counts` (``organisation_id``, ``table``, ``server_rows``), when given, is the
     server's ``count=exact`` and wins over counting `server_rows`; it also says which
     organisations and tables the server was asked about: the others get null server and diff
-    columns (unknown, not zero).
+    columns (unknown, not zero). `equal` names organisations whose cache the server's digest
+    proved equal to the server: their rows were not listed, so they are not compared, and
+    their diff counts are zero (their server counts come from `server_counts`).
     """
     keys = ["organisation_id", "table"]
     local = _normalise_rows(local_rows, keys, "local")
     server = _normalise_rows(server_rows, keys, "server")
     compared = local_rows.select([*keys, "id", "updated_at"])
+    if equal:
+        compared = compared.filter(~pl.col("organisation_id").cast(pl.String()).is_in(list(equal)))
     if server_counts is not None:
         compared = compared.join(server_counts.select(keys).cast(pl.String()), on=keys, how="semi")
     diff = compare_rows(compared, server_rows.select([*keys, "id", "updated_at"]))
