@@ -1,22 +1,43 @@
-"""Staleness panel: how old each organisation's cached copy is, with a banner and a chart."""
+"""Staleness panel: how old each organisation's cached copy is, with a banner and a chart.
+
+"Check against the server" asks the server's digest, one request per cached organisation,
+whether each copy still equals what the server shows the user (`contactsync_kit.verify`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 import ipywidgets as ipw
 import polars as pl
-from traitlets import Bytes, Dict, Int, List, Unicode, observe
+from traitlets import Bool, Bytes, Dict, Int, List, Unicode, observe
 
+from ..bootstrap import UserSession
 from ..clock import Clock, SystemClock
 from ..staleness import assess_staleness
+from ..verify import CacheVerification, verify_cache
 from . import _view
 from ._base import ThresholdModel
 from ._chart import age_chart_png
 
-__all__ = ["StalenessModel", "StalenessPanel"]
+__all__ = ["VERIFICATION_PILLS", "StalenessModel", "StalenessPanel", "Verifier"]
+
+#: Compares one organisation's cache with the server (`verify_cache` over the session).
+Verifier = Callable[[UserSession, str], Awaitable[CacheVerification]]
+
+#: How each verification verdict reads in the table: (tone, pill text).
+VERIFICATION_PILLS: Final = {
+    "equal": ("ok", "equal ✓"),
+    "drifted": ("warn", "drifted"),
+    "unavailable": ("info", "cannot verify"),
+}
+
+
+async def _verify(session: UserSession, organisation_id: str) -> CacheVerification:
+    return await verify_cache(session.client, session.cache, organisation_id)
 
 
 class StalenessModel(ThresholdModel):
@@ -26,6 +47,13 @@ class StalenessModel(ThresholdModel):
     `threshold_hours` with the injected clock; changing the threshold re-assesses without
     reading again. `banner` is non-empty when something needs attention. `report` is the
     `assess_staleness` frame (plus a ``label`` column of organisation names).
+
+    `check()` (the button's path: `request_check()`) compares every cached organisation with
+    the server's digest, one request each, and fills `verification`: one dict per
+    organisation with ``organisation_id``, ``label``, ``verdict`` (``equal`` / ``drifted`` /
+    ``unavailable``) and ``text`` ("equal to the server ✓", "drifted: contacts 59 cached /
+    60 on the server — sync now", "cannot verify: …"). Reading the cache again drops it (it
+    was about the previous content). `verifier` replaces `verify_cache` (tests).
     """
 
     organisation_names = Dict(help="Organisation id → name, for labels.")
@@ -35,12 +63,26 @@ class StalenessModel(ThresholdModel):
     summary = Unicode("", help="One line saying how fresh the cache is.")
     chart = Bytes(b"", help="PNG of the cache-age bar chart (empty until drawn).")
     chart_caption = Unicode("", help="What the chart shows, in words.")
+    verification: List[dict[str, Any]] = List(
+        help="The last check against the server: one dict per cached organisation."
+    )
+    checking = Bool(False, help="True while the check against the server runs.")
+    check_text = Unicode("", help="Progress of the check, then its outcome in one line.")
 
     def __init__(
-        self, *, clock: Clock | None = None, draw_chart: bool = True, **kwargs: Any
+        self,
+        *,
+        clock: Clock | None = None,
+        draw_chart: bool = True,
+        verifier: Verifier | None = None,
+        **kwargs: Any,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.draw_chart = draw_chart
+        self._verifier: Verifier = verifier or _verify
+        # Bumped whenever the cache is read again or the session changes: a check that
+        # started before must not land (it was about the previous content).
+        self._generation = 0
         self._overview: pl.DataFrame | None = None
         self.report: pl.DataFrame | None = None
         # Reads and drawings finish out of order (threads); only the newest may land.
@@ -56,6 +98,7 @@ class StalenessModel(ThresholdModel):
 
     @observe("session")
     def _on_session(self, change: dict[str, Any]) -> None:
+        self._drop_check()
         if change["new"] is None:
             self._overview = None
             self._assess()
@@ -85,12 +128,71 @@ class StalenessModel(ThresholdModel):
             if read != self._reads or session is not self.session:
                 return self.report  # a newer read (or a sign-out) superseded this one
             self._overview = overview
+            self._drop_check()
             self._assess()
             if self.draw_chart:
                 await self._draw()
         finally:
             self.busy = False
         return self.report
+
+    def _drop_check(self) -> None:
+        self._generation += 1
+        with self.hold_trait_notifications():
+            self.verification = []
+            self.check_text = ""
+            self.checking = False
+
+    def request_check(self) -> None:
+        """Start `check()` without waiting (the button's path); no-op while one runs."""
+        if not self.checking:
+            self.checking = True  # at once: a second click before the task starts sees it
+            self.schedule(self._check(), what="Checking against the server")
+
+    async def check(self) -> list[dict[str, Any]]:
+        """Compare each cached organisation with the server's digest, one request each.
+
+        Returns (and sets) `verification`; while a check runs, returns the last one at once.
+        """
+        if self.checking:
+            return list(self.verification)
+        self.checking = True
+        return await self._check()
+
+    async def _check(self) -> list[dict[str, Any]]:
+        session, generation = self.session, self._generation
+        orgs = [(str(row["organisation_id"]), str(row["label"])) for row in self.rows]
+        if session is None or not orgs:
+            self.checking = False
+            self.check_text = (
+                "Sign in to check the cache against the server."
+                if session is None
+                else "Nothing is cached: there is nothing to check."
+            )
+            return []
+        found: list[dict[str, Any]] = []
+        try:
+            for n, (org, label) in enumerate(orgs, start=1):
+                self.check_text = f"Asking the server about {label} ({n} of {len(orgs)})…"
+                result = await self._verifier(session, org)
+                if generation != self._generation:
+                    return []  # the cache changed (or the session) meanwhile: not about it
+                line = result.line() + (" — sync now" if result.verdict == "drifted" else "")
+                found.append(
+                    {
+                        "organisation_id": org,
+                        "label": label,
+                        "verdict": result.verdict,
+                        "text": line,
+                    }
+                )
+        finally:
+            if generation == self._generation:
+                self.checking = False
+        with self.hold_trait_notifications():
+            self.verification = found
+            self.check_text = _check_outcome(found)
+        return found
 
     def _assess(self) -> None:
         self._assessments += 1
@@ -168,6 +270,21 @@ class StalenessModel(ThresholdModel):
             )
 
 
+def _check_outcome(rows: list[dict[str, Any]]) -> str:
+    n = len(rows)
+    drifted = [r["label"] for r in rows if r["verdict"] == "drifted"]
+    unknown = [r["label"] for r in rows if r["verdict"] == "unavailable"]
+    if drifted:
+        return (
+            f"{len(drifted)} of {n} cached organisation{'' if n == 1 else 's'} drifted from "
+            f"the server ({', '.join(drifted)}): sync now."
+        )
+    if unknown:
+        return f"Could not verify {len(unknown)} of {n}: see the reason per organisation."
+    which = "The cached organisation equals" if n == 1 else f"All {n} cached organisations equal"
+    return f"{which} the server ✓ (checked by digest, one request each)."
+
+
 class StalenessPanel(ipw.VBox):  # type: ignore[misc]
     """The view of a `StalenessModel`: threshold, banner, table and age chart."""
 
@@ -191,6 +308,17 @@ class StalenessPanel(ipw.VBox):  # type: ignore[misc]
         self.refresh_button.on_click(
             lambda _: model.schedule(model.refresh(), what="Reading the cache")
         )
+        self.check_button = _view.tag(
+            ipw.Button(
+                description="Check against the server",
+                icon="check",
+                tooltip="Ask the server, one request per organisation, whether each cached "
+                "copy still equals what it shows you",
+            ),
+            "csk-verify",
+        )
+        self.check_button.on_click(lambda _: model.request_check())
+        self.verification = _view.tag(ipw.HTML(), "csk-verification")
         self.banner = _view.tag(ipw.HTML(), "csk-freshness-banner")
         self.table = ipw.HTML()
         self.image = _view.tag(
@@ -205,11 +333,17 @@ class StalenessPanel(ipw.VBox):  # type: ignore[misc]
                     "How long ago each organisation in this machine's cache was synced. Older than "
                     "the threshold means support should sync again before trusting it.",
                     ipw.HBox(
-                        [self.threshold, ipw.HTML("&nbsp;hours&nbsp;"), self.refresh_button],
+                        [
+                            self.threshold,
+                            ipw.HTML("&nbsp;hours&nbsp;"),
+                            self.refresh_button,
+                            self.check_button,
+                        ],
                         layout=ipw.Layout(align_items="center"),
                     ),
                     self.banner,
                     self.table,
+                    self.verification,
                     self.image,
                     self.caption,
                     self.status,
@@ -229,6 +363,9 @@ class StalenessPanel(ipw.VBox):  # type: ignore[misc]
                 "tone",
                 "chart",
                 "chart_caption",
+                "verification",
+                "checking",
+                "check_text",
             ],
         )
         self._render()
@@ -241,6 +378,13 @@ class StalenessPanel(ipw.VBox):  # type: ignore[misc]
     def _render(self, _change: object = None) -> None:
         model = self.model
         self.refresh_button.disabled = model.session is None or model.busy
+        self.check_button.disabled = model.session is None or model.checking or not model.rows
+        self.check_button.description = (
+            "Checking…" if model.checking else "Check against the server"
+        )
+        self.verification.value = _verification_html(
+            model.verification, model.check_text, model.checking
+        )
         if model.banner:
             self.banner.value = _view.status_html("warn", model.banner)
         else:
@@ -279,3 +423,29 @@ def _rows_html(rows: list[dict[str, Any]]) -> str:
         body,
         numeric=(4, 5, 6),
     )
+
+
+def _verification_html(rows: list[dict[str, Any]], text: str, checking: bool) -> str:
+    if checking:
+        return _view.status_html("busy", text)
+    if not text:
+        return ""
+    tone = (
+        "warn"
+        if any(r["verdict"] == "drifted" for r in rows)
+        else "ok"
+        if rows and all(r["verdict"] == "equal" for r in rows)
+        else "info"
+    )
+    table = _view.table_html(
+        ["Organisation", "Against the server", ""],
+        [
+            [
+                f"<b>{_view.esc(row['label'])}</b>",
+                _view.pill(*VERIFICATION_PILLS[row["verdict"]]),
+                _view.esc(row["text"]),
+            ]
+            for row in rows
+        ],
+    )
+    return _view.status_html(tone, text) + (table if rows else "")

@@ -120,7 +120,9 @@ def test_result_wording() -> None:
         timings=timings,
     )
     assert describe_result(ok, "Acme") == (
-        "Synced Acme: 1,200 contacts, 3,600 notes and 1,200 assignments, in 1.2 s."
+        "Synced Acme: 1,200 contacts, 3,600 notes and 1,200 assignments, in 1.2 s. "
+        "Fetched everything. Not verified: the server's digest was not checked; the cache "
+        "holds what the server sent, but nothing proved it equal."
     )
     failed = SyncFailure(
         organisation_id="o",
