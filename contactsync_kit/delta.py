@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import polars as pl
 
@@ -33,9 +33,9 @@ from .digest import (
     BUCKET_PREFIX,
     Digest,
     TableDigests,
-    merge_buckets,
+    bucket_sum_frame,
     server_total,
-    table_bucket_sums,
+    table_digests,
     total,
 )
 from .mappers import MappedPage, MappingProblem, map_table_rows
@@ -55,19 +55,25 @@ _IDS_PER_REQUEST = 100  # keeps `id=in.(...)` URLs a few kB
 _BUCKETS_PER_REQUEST = 40
 # More differing buckets than this and listing them costs about what a full sync does.
 _MAX_RECONCILE_BUCKETS = 1500
-_HASH_BATCH_ROWS = 50_000
+# Hashed together on a worker: large enough to pay the plan's cost rarely, small enough that
+# the last batch, hashed after the last page, adds little to the sync's tail.
+_HASH_BATCH_ROWS = 20_000
 
 
 @dataclass
 class FullSyncHooks:
-    """Called by the repository's full sync: each mapped page, then just before the commit.
+    """Called by the repository's full sync: each mapped page, then before and in the commit.
 
-    `verified` says whether the rows matched the server's digest (for the sync log).
+    `within_commit` writes the organisation's digest state inside the commit's transaction
+    (a worker thread holding the cache's write connection), so the state and the rows it
+    describes are committed together. `verified` says whether the rows matched the server's
+    digest (for the sync log).
     """
 
     on_page: Callable[[MappedPage], None]
     before_commit: Callable[[], Awaitable[SyncError | None]]
-    verified: Callable[[], bool] = lambda: False
+    within_commit: Callable[[Any], None]
+    verified: Callable[[], bool]
 
 
 @dataclass
@@ -169,42 +175,50 @@ class IncrementalSync:
         check = _FullCheck()
         source = self._source
         # Pages' ids and timestamps are hashed in batches on a worker thread, while the next
-        # pages are fetched: the hash's per-call cost is paid once per batch, not per page.
+        # pages are fetched: the hash's per-call cost is paid once per batch, not per page,
+        # and the event loop only collects pages.
         pending: list[pl.DataFrame] = []
-        batches: list[asyncio.Future[TableDigests]] = []
+        batches: list[asyncio.Future[tuple[pl.DataFrame, pl.DataFrame]]] = []
+        # Asked for with the first page, so its answer is ready by the commit.
+        server: asyncio.Future[list[DigestRow]] | None = None
 
         def flush() -> None:
             if pending:
-                batch = pl.concat(pending)
+                frames = pending.copy()
                 pending.clear()
-                batches.append(asyncio.ensure_future(asyncio.to_thread(table_bucket_sums, batch)))
+                batches.append(asyncio.ensure_future(asyncio.to_thread(_hash_rows, frames)))
 
         def on_page(page: MappedPage) -> None:
-            for table, frame in page.frames().items():
-                pending.append(frame.select(pl.lit(table).alias("table"), "id", "updated_at"))
-                newest = _max_updated(frame, check.watermarks.get(table))
-                if newest is not None:
-                    check.watermarks[table] = newest
+            nonlocal server
+            if server is None and isinstance(source, DeltaSource):
+                server = asyncio.ensure_future(source.digest(org, 0))
+            # Only the hashed columns are kept: the rest of the page can be freed once written.
+            pending.extend(
+                frame.select(pl.lit(table).alias("table"), "id", "updated_at")
+                for table, frame in page.frames().items()
+            )
             if sum(frame.height for frame in pending) >= _HASH_BATCH_ROWS:
                 flush()
 
         async def before_commit() -> SyncError | None:
             flush()
-            for batch in batches:
-                for table, buckets in (await batch).items():
-                    check.buckets[table] = merge_buckets(check.buckets[table], buckets)
+            sums, newest = await asyncio.to_thread(_combine, await asyncio.gather(*batches))
+            check.buckets.update(sums)
+            check.watermarks.update(newest)
             if not isinstance(source, DeltaSource):
                 check.note = "the source offers no digest: the sync is not verified"
                 return None
             try:
-                server = _server_digests(await source.digest(org, 0))
+                digests = _server_digests(await (server or source.digest(org, 0)))
             except DigestUnavailable as exc:
                 check.note = (
                     f"the server offers no digest function ({exc}): the sync is not verified"
                 )
                 return None
             differing = [
-                t for t in DATA_TABLES if not total(check.buckets[t]).agrees_with(server[t].get(""))
+                t
+                for t in DATA_TABLES
+                if not total(check.buckets[t]).agrees_with(digests[t].get(""))
             ]
             if differing:
                 return SyncError(
@@ -216,18 +230,22 @@ class IncrementalSync:
             check.verified = True
             return None
 
-        result = await self._full(FullSyncHooks(on_page, before_commit, lambda: check.verified))
         user = source.user_id() if isinstance(source, DeltaSource) else None
-        if isinstance(result, SyncSuccess) and check.verified and user is not None:
-            try:
-                await self._write(
-                    self._epoch,
-                    lambda: self._store.remember_full(
-                        org, user, check.buckets, check.watermarks, self._clock.now()
-                    ),
+
+        def within_commit(conn: Any) -> None:
+            if check.verified and user is not None:
+                self._store.remember_within(
+                    conn, org, user, check.buckets, check.watermarks, self._clock.now()
                 )
-            except asyncio.CancelledError:
-                check.verified = False
+            else:
+                self._store.forget_within(conn, org)
+
+        try:
+            result = await self._full(
+                FullSyncHooks(on_page, before_commit, within_commit, lambda: check.verified)
+            )
+        finally:
+            _settle(server, *batches)  # a failed sync leaves them unread
         return dataclasses.replace(
             result,
             mode="full",
@@ -457,3 +475,35 @@ def _parse_versions(body: bytes) -> pl.DataFrame | MappingProblem:
     if bad:
         return MappingProblem("invalid_data", f"{bad} malformed row(s) in the id listing")
     return frame.with_columns(pl.col("id").str.to_lowercase())
+
+
+def _hash_rows(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Digest sums by table and bucket, and each table's newest ``updated_at``, of rows.
+
+    `frames` hold ``table``, ``id`` and ``updated_at``.
+    """
+    batch = pl.concat(frames)
+    newest = batch.group_by("table").agg(pl.col("updated_at").max())
+    return bucket_sum_frame(batch), newest
+
+
+def _combine(
+    batches: list[tuple[pl.DataFrame, pl.DataFrame]],
+) -> tuple[TableDigests, dict[str, str]]:
+    """The batches' sums added up per table and bucket, and the newest timestamp per table."""
+    if not batches:
+        return {}, {}
+    sums = table_digests(pl.concat([sums for sums, _ in batches]))
+    newest = pl.concat([n for _, n in batches]).group_by("table").agg(pl.col("updated_at").max())
+    return sums, {table: stamp for table, stamp in newest.iter_rows() if stamp is not None}
+
+
+def _settle(*futures: asyncio.Future[Any] | None) -> None:
+    """Cancel what still runs and read what failed, so no error goes unretrieved."""
+    for future in futures:
+        if future is None:
+            continue
+        if not future.done():
+            future.cancel()
+        elif not future.cancelled():
+            future.exception()

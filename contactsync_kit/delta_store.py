@@ -127,18 +127,22 @@ class DeltaStore:
         """
         self._forget(conn, organisation_id)
 
-    def remember_full(
+    def remember_within(
         self,
+        conn: Connection,
         organisation_id: str,
         user_id: str,
         buckets: TableDigests,
         watermarks: Mapping[str, str],
         synced_at: datetime,
     ) -> None:
-        """Record a verified full sync: its watermarks and the digest of what it wrote."""
-        with self._cache.store.write() as conn:
-            self._forget(conn, organisation_id)
-            self._save(conn, organisation_id, user_id, "full", buckets, {}, watermarks, synced_at)
+        """Record a verified full sync inside the caller's open write transaction.
+
+        Its watermarks and the digest of what it wrote replace the organisation's old state;
+        the full sync's commit calls it, so the state and the rows commit together.
+        """
+        self._forget(conn, organisation_id)
+        self._save(conn, organisation_id, user_id, "full", buckets, {}, watermarks, synced_at)
 
     # -- reading rows -----------------------------------------------------------------------
 

@@ -30,11 +30,13 @@ __all__ = [
     "Digest",
     "TableDigests",
     "bucket_bounds",
+    "bucket_sum_frame",
     "bucket_sums",
     "merge_buckets",
     "row_digest_columns",
     "server_total",
     "table_bucket_sums",
+    "table_digests",
     "total",
 ]
 
@@ -237,17 +239,36 @@ def table_bucket_sums(frame: pl.DataFrame) -> TableDigests:
 
     One call for many tables' rows: the per-call cost of the hash's plan is paid once.
     """
-    result: TableDigests = {}
+    return table_digests(bucket_sum_frame(frame))
+
+
+def bucket_sum_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """`table_bucket_sums` as a frame: ``table``, ``bucket``, ``n``, ``r1``, ``r2``.
+
+    Partial sums of several batches concatenate, and `table_digests` adds them up in one
+    vectorised step.
+    """
     if frame.height == 0:
-        return result
-    sums = (
+        return pl.DataFrame(schema=_SUMS)
+    return (
         row_digest_columns(frame)
         .group_by("table", "bucket")
-        .agg(pl.len().alias("n"), pl.col("r1").sum(), pl.col("r2").sum())
+        .agg(pl.len().cast(pl.Int64).alias("n"), pl.col("r1").sum(), pl.col("r2").sum())
     )
-    for table, bucket, n, s1, s2 in sums.iter_rows():
+
+
+def table_digests(sums: pl.DataFrame) -> TableDigests:
+    """Per-table, per-bucket digests from (partial) sums made by `bucket_sum_frame`."""
+    result: TableDigests = {}
+    totals = sums.group_by("table", "bucket").agg(pl.col("n", "r1", "r2").sum())
+    for table, bucket, n, s1, s2 in totals.iter_rows():
         result.setdefault(table, {})[bucket] = Digest(int(n), int(s1), int(s2))
     return result
+
+
+_SUMS: Final = pl.Schema(
+    {"table": pl.String, "bucket": pl.String, "n": pl.Int64, "r1": pl.Int64, "r2": pl.Int64}
+)
 
 
 def total(buckets: Mapping[str, Digest] | Iterable[Digest]) -> Digest:

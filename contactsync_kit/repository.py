@@ -228,7 +228,7 @@ class ContactCacheSyncRepository:
             counts = await self._fetch_and_stage(attempt, progress, hooks)
             if hooks is not None and (problem := await hooks.before_commit()) is not None:
                 return attempt.failure(problem)
-            await self._commit(attempt, progress)
+            await self._commit(attempt, progress, hooks)
             return attempt.success(counts)
         except (RemoteFailure, Refused) as exc:
             return attempt.failure(exc.error)
@@ -395,7 +395,9 @@ class ContactCacheSyncRepository:
             )
         return result
 
-    async def _commit(self, attempt: Attempt, progress: ProgressCallback | None) -> None:
+    async def _commit(
+        self, attempt: Attempt, progress: ProgressCallback | None, hooks: FullSyncHooks | None
+    ) -> None:
         loop = asyncio.get_running_loop()
         written = 0
 
@@ -407,15 +409,18 @@ class ContactCacheSyncRepository:
 
         held = attempt.lock
         if held is not None:  # this sync's write transaction holds the lock already
-            await self._commit_locked(attempt, table_written)
+            await self._commit_locked(attempt, table_written, hooks)
             attempt.lock = None
             held.release()
             return
         async with self._write_lock:
-            await self._commit_locked(attempt, table_written)
+            await self._commit_locked(attempt, table_written, hooks)
 
     async def _commit_locked(
-        self, attempt: Attempt, table_written: Callable[[str, int], None]
+        self,
+        attempt: Attempt,
+        table_written: Callable[[str, int], None],
+        hooks: FullSyncHooks | None,
     ) -> None:
         if attempt.epoch != self._epoch:
             raise asyncio.CancelledError
@@ -425,9 +430,13 @@ class ContactCacheSyncRepository:
                 attempt.staging.commit,
                 self._clock.now(),
                 on_table_written=table_written,
-                # The old digest state goes with the old rows, atomically: a full sync's open
-                # write transaction holds the write lock, so it cannot be a write of its own.
-                also=lambda conn: self._delta_store.forget_within(conn, attempt.org),
+                # The digest state goes with the rows it describes, atomically: a full sync's
+                # open write transaction holds the write lock, so it cannot be a write of its own.
+                also=(
+                    hooks.within_commit
+                    if hooks is not None
+                    else lambda conn: self._delta_store.forget_within(conn, attempt.org)
+                ),
             )
         )
         try:

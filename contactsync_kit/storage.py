@@ -137,8 +137,13 @@ class SqliteStore:
             compact(conn.connection.driver_connection, self.path, vacuum=vacuum)
 
     def close(self) -> None:
-        """Release the database connections (idempotent)."""
-        self._engine.dispose()
+        """Release the database connections (idempotent).
+
+        Waits for a read or write of an in-memory database running on another thread: its one
+        shared connection closed under it would crash the process.
+        """
+        with self.serialised():
+            self._engine.dispose()
 
     def reached(self, step: WriteStep, organisation_id: str, table: str | None = None) -> None:
         """Tell the fault hook (if any) that `step` is about to run."""

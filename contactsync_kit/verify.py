@@ -104,16 +104,20 @@ async def verify_against(
     For callers that already hold a digest source (the diagnosis, tests with a fake server).
     """
     org = organisation_id.lower()
+    # The cache is read while the server answers; a failed answer still waits for that read,
+    # so nothing reads the cache after this returns (the caller may close it).
+    reading = asyncio.ensure_future(asyncio.to_thread(DeltaStore(cache).actual_digests, org))
     try:
-        rows, local = await asyncio.gather(
-            source.digest(org, 0), asyncio.to_thread(DeltaStore(cache).actual_digests, org)
-        )
+        rows = await source.digest(org, 0)
+        local = await reading
     except DigestUnavailable as exc:
         return CacheVerification(
             org, "unavailable", reason=f"the server offers no digest function ({exc})"
         )
     except RemoteFailure as exc:
         return CacheVerification(org, "unavailable", reason=str(exc.error))
+    finally:
+        await asyncio.wait([reading])
     server = {row.table: (row.count, row.digest) for row in rows}
     tables = {}
     for table in DATA_TABLES:

@@ -289,3 +289,27 @@ def test_the_fault_hook_sees_every_step_in_order() -> None:
         ("sync_state", None),
         ("log", None),
     ]
+
+
+def test_closing_an_in_memory_cache_waits_for_a_read_on_another_thread() -> None:
+    # Its one shared connection closed under a running query crashed the process (SIGSEGV).
+    import threading
+
+    cache = ContactCache.open(":memory:")
+    reading, done = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def read() -> None:
+        with cache.store.read() as conn:
+            reading.set()
+            done.wait(0.3)  # close() is called meanwhile
+            conn.exec_driver_sql("SELECT count(*) FROM contacts").scalar_one()
+            order.append("read")
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert reading.wait(10)
+    cache.close()
+    order.append("closed")
+    reader.join(10)
+    assert order == ["read", "closed"]
