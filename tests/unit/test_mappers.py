@@ -52,6 +52,43 @@ def test_timestamps_are_normalised_to_utc_and_uuids_to_lower_case() -> None:
     assert page.contacts["id"][0] == raw[0]["id"].lower()
 
 
+@pytest.mark.parametrize(
+    ("sent", "cached"),
+    [
+        # PostgREST's UTC form, fractional digits trimmed: normalised by string operations.
+        ("2026-03-01T12:00:00+00:00", "2026-03-01T12:00:00.000000Z"),
+        ("2026-03-01T12:00:00.5+00:00", "2026-03-01T12:00:00.500000Z"),
+        ("2026-03-01T12:00:00.123456+00:00", "2026-03-01T12:00:00.123456Z"),
+        ("2024-02-29T23:59:59.000001Z", "2024-02-29T23:59:59.000001Z"),
+        ("2026-03-01T12:00:00.25+00", "2026-03-01T12:00:00.250000Z"),
+        # Any other form is parsed: another offset, a space for the T.
+        ("2026-03-01T12:00:00.5-03:30", "2026-03-01T15:30:00.500000Z"),
+        ("2026-03-01 12:00:00+00:00", "2026-03-01T12:00:00.000000Z"),
+    ],
+)
+def test_every_timestamp_form_is_cached_in_one_form(sent: str, cached: str) -> None:
+    raw = rows(2)
+    for contact in raw:  # every row alike: the fast path is taken per column
+        contact["updated_at"] = sent
+        for note in contact["notes"]:
+            note["created_at"] = sent
+    page = map_contacts_page(raw, ORG)
+    assert isinstance(page, MappedPage)
+    assert page.contacts["updated_at"].to_list() == [cached, cached]
+    assert set(page.notes["created_at"].to_list()) == {cached}
+
+
+@pytest.mark.parametrize(
+    "impossible", ["2023-02-30T10:00:00+00:00", "2023-04-31T10:00:00.5+00:00", "2023-13-01"]
+)
+def test_an_impossible_date_in_the_usual_form_is_refused(impossible: str) -> None:
+    raw = rows(2)
+    raw[1]["updated_at"] = impossible
+    page = map_contacts_page(raw, ORG)
+    assert isinstance(page, MappingProblem)
+    assert page.reasons == {"contacts.updated_at not a timestamp": 1}
+
+
 def test_missing_optional_columns_and_extra_columns_are_fine() -> None:
     raw = rows(1)
     del raw[0]["phone"]
