@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,15 +32,16 @@ from .digest import (
     BUCKET_PREFIX,
     Digest,
     TableDigests,
-    bucket_sum_frame,
+    combine_digest_batches,
+    digest_batch,
     server_total,
-    table_digests,
     total,
 )
-from .mappers import MappedPage, MappingProblem, map_table_rows
+from .mappers import MappedPage, MappingProblem, map_table_rows, map_versions
+from .paging import PARALLEL_PAGES
 from .remote import ContactSource, DeltaSource, DigestRow, DigestUnavailable, RemoteFailure
 from .results import SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
-from .schemas import DATA_TABLES, UUID_PATTERN
+from .schemas import DATA_TABLES
 
 __all__ = ["FullSyncHooks", "IncrementalSync", "SyncMode"]
 
@@ -52,7 +52,9 @@ T = TypeVar("T")
 #: Exclusive, epoch-guarded cache write: runs the callable on a worker thread.
 Writer = Callable[[int, Callable[[], T]], Awaitable[T]]
 _IDS_PER_REQUEST = 100  # keeps `id=in.(...)` URLs a few kB
-_BUCKETS_PER_REQUEST = 40
+# Buckets listed per request: at 100,000 contacts a dozen hold under a page of notes, and the
+# requests run side by side.
+_BUCKETS_PER_REQUEST = 12
 # More differing buckets than this and listing them costs about what a full sync does.
 _MAX_RECONCILE_BUCKETS = 1500
 # Hashed together on a worker: large enough to pay the plan's cost rarely, small enough that
@@ -132,6 +134,8 @@ class IncrementalSync:
         self._epoch = epoch
         self._window = window
         self._requests = 0
+        # Requests of one delta in flight at once: listings and fetches run side by side.
+        self._gate = asyncio.Semaphore(PARALLEL_PAGES)
 
     async def run(self, org: str, mode: SyncMode) -> SyncResult:
         """Sync `org` in `mode`; never raises for expected failures."""
@@ -186,7 +190,7 @@ class IncrementalSync:
             if pending:
                 frames = pending.copy()
                 pending.clear()
-                batches.append(asyncio.ensure_future(asyncio.to_thread(_hash_rows, frames)))
+                batches.append(asyncio.ensure_future(asyncio.to_thread(digest_batch, frames)))
 
         def on_page(page: MappedPage) -> None:
             nonlocal server
@@ -202,7 +206,9 @@ class IncrementalSync:
 
         async def before_commit() -> SyncError | None:
             flush()
-            sums, newest = await asyncio.to_thread(_combine, await asyncio.gather(*batches))
+            sums, newest = await asyncio.to_thread(
+                combine_digest_batches, await asyncio.gather(*batches)
+            )
             check.buckets.update(sums)
             check.watermarks.update(newest)
             if not isinstance(source, DeltaSource):
@@ -271,7 +277,8 @@ class IncrementalSync:
         frames: list[pl.DataFrame] = []
         cursor: str | None = None
         while True:
-            page = await source.fetch_rows(table, org, after=cursor, **query)  # type: ignore[arg-type]
+            async with self._gate:
+                page = await source.fetch_rows(table, org, after=cursor, **query)  # type: ignore[arg-type]
             self._requests += 1
             parsed = await asyncio.to_thread(parse, page.body)
             if isinstance(parsed, MappingProblem):
@@ -320,12 +327,30 @@ class IncrementalSync:
         }
         server = _server_digests(digest_rows)
         expected = {t: server_total(server[t]) for t in DATA_TABLES}
-        committed, buckets = await self._apply(org, user, changes, expected, watermarks)
+        # Changes only add rows or keep their number: fewer rows on the server than in the
+        # cache means deletions, which the apply would only find by failing.
+        lost = any(expected[t][0] < total(state.buckets.get(t, {})).count for t in DATA_TABLES)
+        committed, buckets = (
+            (False, state.buckets)
+            if lost
+            else await self._apply(org, user, changes, expected, watermarks)
+        )
         reconciled = False
         if not committed:
             # Deletions, lost visibility and late commits do not arrive as changes: locate
             # them by bucket, list ids and timestamps only there, then fix and verify again.
-            server = _server_digests(await source.digest(org, BUCKET_PREFIX))
+            before = buckets
+
+            async def after_changes() -> TableDigests:
+                # The cache's buckets with this delta's changes, as the apply has them.
+                if not lost:
+                    return before
+                return await asyncio.to_thread(self._store.digests_after, org, user, changes)
+
+            bucketed, buckets = await asyncio.gather(
+                source.digest(org, BUCKET_PREFIX), after_changes()
+            )
+            server = _server_digests(bucketed)
             self._requests += 1
             differing = {
                 t: {
@@ -337,9 +362,13 @@ class IncrementalSync:
             }
             if sum(map(len, differing.values())) > _MAX_RECONCILE_BUCKETS:
                 raise _Fallback("the cache differs from the server in too many places")
-            for table in DATA_TABLES:
-                if differing[table]:
-                    await self._reconcile(source, table, org, differing[table], changes)
+            await asyncio.gather(
+                *(
+                    self._reconcile(source, table, org, differing[table], changes)
+                    for table in DATA_TABLES
+                    if differing[table]
+                )
+            )
             expected = {t: server_total(server[t]) for t in DATA_TABLES}
             committed, _ = await self._apply(org, user, changes, expected, watermarks)
             if not committed:
@@ -369,17 +398,19 @@ class IncrementalSync:
     ) -> None:
         """Compare ids and timestamps inside the differing buckets; plan deletes and fetches."""
         ordered = sorted(buckets)
-        listed = [
-            await self._pages(
-                source,
-                table,
-                org,
-                _parse_versions,
-                buckets=ordered[i : i + _BUCKETS_PER_REQUEST],
-                columns="id,updated_at",
+        listed = await asyncio.gather(
+            *(
+                self._pages(
+                    source,
+                    table,
+                    org,
+                    map_versions,
+                    buckets=ordered[i : i + _BUCKETS_PER_REQUEST],
+                    columns="id,updated_at",
+                )
+                for i in range(0, len(ordered), _BUCKETS_PER_REQUEST)
             )
-            for i in range(0, len(ordered), _BUCKETS_PER_REQUEST)
-        ]
+        )
         server = pl.concat(listed).select("id", _micros("updated_at").alias("server_us"))
         local = await asyncio.to_thread(self._store.versions, table, org, buckets)
         upserts = changes.upserts[table]
@@ -396,10 +427,12 @@ class IncrementalSync:
         )
         gone = set(joined.filter(pl.col("server_us").is_null()).get_column("id").to_list())
         ids = stale.get_column("id").to_list()
-        fetched = [
-            await self._rows(source, table, org, ids=ids[i : i + _IDS_PER_REQUEST])
-            for i in range(0, len(ids), _IDS_PER_REQUEST)
-        ]
+        fetched = await asyncio.gather(
+            *(
+                self._rows(source, table, org, ids=ids[i : i + _IDS_PER_REQUEST])
+                for i in range(0, len(ids), _IDS_PER_REQUEST)
+            )
+        )
         merged = pl.concat([upserts, *fetched]).unique("id", keep="last", maintain_order=True)
         changes.upserts[table] = merged.filter(~pl.col("id").is_in(sorted(gone)))
         changes.deletes[table] = gone
@@ -444,58 +477,6 @@ class IncrementalSync:
         )
         await self._log(result, started_at, self._epoch)
         return result
-
-
-_VERSIONS = pl.Schema({"id": pl.String, "updated_at": pl.String})
-
-
-def _parse_versions(body: bytes) -> pl.DataFrame | MappingProblem:
-    """A listing of ``id`` and ``updated_at``, checked: uuids and timestamps, nothing null."""
-    try:
-        text = body.strip()
-        frame = (
-            pl.read_json(io.BytesIO(text), schema=_VERSIONS)
-            if text not in (b"", b"[]")
-            else pl.DataFrame(schema=_VERSIONS)
-        )
-    except (pl.exceptions.PolarsError, ValueError) as exc:
-        return MappingProblem(
-            "invalid_data",
-            f"the id listing is not a JSON list of ids and timestamps ({type(exc).__name__})",
-        )
-    bad = frame.select(
-        (
-            pl.col("id").is_null()
-            | ~pl.col("id").str.contains(UUID_PATTERN)
-            | pl.col("updated_at").str.to_datetime(time_zone="UTC", strict=False).is_null()
-        )
-        .fill_null(True)
-        .sum()
-    ).item()
-    if bad:
-        return MappingProblem("invalid_data", f"{bad} malformed row(s) in the id listing")
-    return frame.with_columns(pl.col("id").str.to_lowercase())
-
-
-def _hash_rows(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Digest sums by table and bucket, and each table's newest ``updated_at``, of rows.
-
-    `frames` hold ``table``, ``id`` and ``updated_at``.
-    """
-    batch = pl.concat(frames)
-    newest = batch.group_by("table").agg(pl.col("updated_at").max())
-    return bucket_sum_frame(batch), newest
-
-
-def _combine(
-    batches: list[tuple[pl.DataFrame, pl.DataFrame]],
-) -> tuple[TableDigests, dict[str, str]]:
-    """The batches' sums added up per table and bucket, and the newest timestamp per table."""
-    if not batches:
-        return {}, {}
-    sums = table_digests(pl.concat([sums for sums, _ in batches]))
-    newest = pl.concat([n for _, n in batches]).group_by("table").agg(pl.col("updated_at").max())
-    return sums, {table: stamp for table, stamp in newest.iter_rows() if stamp is not None}
 
 
 def _settle(*futures: asyncio.Future[Any] | None) -> None:

@@ -19,7 +19,16 @@ import polars as pl
 from sqlalchemy.engine import Connection
 
 from .cache import ContactCache
-from .digest import Digest, TableDigests, bucket_bounds, bucket_sums, merge_buckets, total
+from .digest import (
+    BUCKET_PREFIX,
+    Digest,
+    TableDigests,
+    bucket_bounds,
+    bucket_sums,
+    merge_buckets,
+    table_bucket_sums,
+    total,
+)
 from .schemas import DATA_TABLES, SYNC_STATE, TABLE_COLUMNS
 from .storage import iso_utc
 
@@ -86,6 +95,17 @@ _STAMP_SQL: Final = (
     f"INSERT INTO {SYNC_STATE.name} ({_KEY}, {_STAMP}) VALUES (?, ?) "
     f"ON CONFLICT ({_KEY}) DO UPDATE SET {_STAMP} = excluded.{_STAMP}"
 )
+
+
+def _tagged(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """Tables' ``id``/``updated_at`` frames as one, with a ``table`` column."""
+    return pl.concat(
+        [
+            frame.select(pl.lit(table).alias("table"), "id", "updated_at")
+            for table, frame in frames.items()
+        ]
+        or [pl.DataFrame(schema={"table": pl.String, **_VERSION_SCHEMA})]
+    )
 
 
 def _chunks(values: list[str]) -> Iterable[list[str]]:
@@ -189,9 +209,10 @@ class DeltaStore:
         try:
             with self._cache.store.write() as conn:
                 stored = self._buckets(conn, organisation_id, user_id)
-                buckets = self._apply(conn, organisation_id, stored, changes)
+                buckets = self._plan(conn, organisation_id, stored, changes)
                 if not all(total(buckets[t]).agrees_with(expected.get(t)) for t in DATA_TABLES):
                     raise _Mismatch(buckets)
+                self._write(conn, organisation_id, changes)
                 conn.exec_driver_sql(_STAMP_SQL, (organisation_id, iso_utc(synced_at)))
                 self._save(
                     conn, organisation_id, user_id, "delta", buckets, stored, watermarks, synced_at
@@ -200,10 +221,24 @@ class DeltaStore:
         except _Mismatch as mismatch:
             return False, mismatch.buckets
 
-    def _apply(
+    def digests_after(
+        self, organisation_id: str, user_id: str, changes: DeltaChanges
+    ) -> TableDigests:
+        """The per-bucket digest the cache would hold after `changes`; nothing is written."""
+        with self._cache.store.read() as conn:
+            stored = self._buckets(conn, organisation_id, user_id)
+            return self._plan(conn, organisation_id, stored, changes)
+
+    def _plan(
         self, conn: Connection, organisation_id: str, stored: TableDigests, changes: DeltaChanges
     ) -> TableDigests:
-        result: TableDigests = {}
+        """The digest after `changes`, read before anything is written.
+
+        Drops from `changes.upserts` the rows the cache already holds unchanged.
+        """
+        olds: dict[str, pl.DataFrame] = {}
+        news: dict[str, pl.DataFrame] = {}
+        afters: dict[str, pl.DataFrame] = {}
         for table in DATA_TABLES:
             frame = changes.upserts.get(table)
             deleted = changes.deletes.get(table, set())
@@ -222,7 +257,43 @@ class DeltaStore:
                 changes.upserts[table] = frame
                 kept = frame.get_column("id").to_list() + sorted(deleted)
                 old = old.filter(pl.col("id").is_in(kept))
-            buckets = merge_buckets(stored.get(table, {}), bucket_sums(old), sign=-1)
+                news[table] = frame.select("id", "updated_at")
+            olds[table] = old
+            # Buckets the digest located a difference in are recounted from the rows (as
+            # they will be after the changes): that also heals a stored digest that went
+            # stale behind the kit's back.
+            recount = changes.recount.get(table, set())
+            if recount:
+                new = news.get(table, pl.DataFrame(schema=_VERSION_SCHEMA))
+                replaced = sorted(set(new.get_column("id").to_list()) | deleted)
+                afters[table] = pl.concat(
+                    [
+                        self._versions(conn, table, organisation_id, recount).filter(
+                            ~pl.col("id").is_in(replaced)
+                        ),
+                        new.filter(pl.col("id").str.slice(0, BUCKET_PREFIX).is_in(sorted(recount))),
+                    ]
+                )
+        # One hash per kind of rows, all tables at once: the hash's per-call cost is paid
+        # three times, not nine.
+        removed, added, recounted = (
+            table_bucket_sums(_tagged(frames)) for frames in (olds, news, afters)
+        )
+        result: TableDigests = {}
+        for table in DATA_TABLES:
+            buckets = merge_buckets(stored.get(table, {}), removed.get(table, {}), sign=-1)
+            buckets = merge_buckets(buckets, added.get(table, {}))
+            for bucket in changes.recount.get(table, set()):
+                buckets.pop(bucket, None)
+            buckets.update(recounted.get(table, {}))
+            result[table] = buckets
+        return result
+
+    @staticmethod
+    def _write(conn: Connection, organisation_id: str, changes: DeltaChanges) -> None:
+        """Upsert the changed rows and delete the gone ones."""
+        for table in DATA_TABLES:
+            frame = changes.upserts.get(table)
             if frame is not None and frame.height:
                 cursor = conn.connection.cursor()
                 try:
@@ -232,23 +303,12 @@ class DeltaStore:
                     )
                 finally:
                     cursor.close()
-                buckets = merge_buckets(buckets, bucket_sums(frame.select("id", "updated_at")))
-            for chunk in _chunks(sorted(deleted)):
+            for chunk in _chunks(sorted(changes.deletes.get(table, set()))):
                 conn.exec_driver_sql(
                     f"DELETE FROM {table} WHERE +organisation_id = ? AND id IN "
                     f"({', '.join('?' for _ in chunk)})",
                     (organisation_id, *chunk),
                 )
-            # Buckets the digest located a difference in are recounted from the rows: that
-            # also heals a stored digest that went stale behind the kit's back.
-            recount = changes.recount.get(table, set())
-            if recount:
-                for bucket in recount:
-                    buckets.pop(bucket, None)
-                actual = bucket_sums(self._versions(conn, table, organisation_id, recount))
-                buckets.update(actual)
-            result[table] = buckets
-        return result
 
     # -- SQL helpers ------------------------------------------------------------------------
 

@@ -32,6 +32,8 @@ __all__ = [
     "bucket_bounds",
     "bucket_sum_frame",
     "bucket_sums",
+    "combine_digest_batches",
+    "digest_batch",
     "merge_buckets",
     "row_digest_columns",
     "server_total",
@@ -269,6 +271,28 @@ def table_digests(sums: pl.DataFrame) -> TableDigests:
 _SUMS: Final = pl.Schema(
     {"table": pl.String, "bucket": pl.String, "n": pl.Int64, "r1": pl.Int64, "r2": pl.Int64}
 )
+
+
+def digest_batch(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Digest sums by table and bucket, and each table's newest ``updated_at``, of rows.
+
+    `frames` hold ``table``, ``id`` and ``updated_at`` (a full sync's pages, a batch at a
+    time, on a worker thread); `combine_digest_batches` adds the batches up.
+    """
+    batch = pl.concat(frames)
+    newest = batch.group_by("table").agg(pl.col("updated_at").max())
+    return bucket_sum_frame(batch), newest
+
+
+def combine_digest_batches(
+    batches: list[tuple[pl.DataFrame, pl.DataFrame]],
+) -> tuple[TableDigests, dict[str, str]]:
+    """The batches' sums added up per table and bucket, and the newest timestamp per table."""
+    if not batches:
+        return {}, {}
+    sums = table_digests(pl.concat([sums for sums, _ in batches]))
+    newest = pl.concat([n for _, n in batches]).group_by("table").agg(pl.col("updated_at").max())
+    return sums, {table: stamp for table, stamp in newest.iter_rows() if stamp is not None}
 
 
 def total(buckets: Mapping[str, Digest] | Iterable[Digest]) -> Digest:

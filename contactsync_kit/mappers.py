@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import polars as pl
 
@@ -24,7 +24,14 @@ from .schemas import (
     table_schema,
 )
 
-__all__ = ["MappedPage", "MappingProblem", "empty_page", "map_contacts_page", "map_table_rows"]
+__all__ = [
+    "MappedPage",
+    "MappingProblem",
+    "empty_page",
+    "map_contacts_page",
+    "map_table_rows",
+    "map_versions",
+]
 
 __io__ = "none"
 
@@ -253,3 +260,37 @@ def map_table_rows(raw: Any, table: str, organisation_id: str) -> pl.DataFrame |
             reasons,
         )
     return mapped
+
+
+_VERSIONS: Final = pl.Schema({"id": pl.String, "updated_at": pl.String})
+
+
+def map_versions(body: bytes) -> pl.DataFrame | MappingProblem:
+    """Map a listing of ``id`` and ``updated_at`` (the delta's reconcile reads one).
+
+    Checked: uuids (stored lower-case) and timestamps, nothing null; else a `MappingProblem`.
+    """
+    try:
+        text = body.strip()
+        frame = (
+            pl.read_json(io.BytesIO(text), schema=_VERSIONS)
+            if text not in (b"", b"[]")
+            else pl.DataFrame(schema=_VERSIONS)
+        )
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        return MappingProblem(
+            "invalid_data",
+            f"the id listing is not a JSON list of ids and timestamps ({type(exc).__name__})",
+        )
+    bad = frame.select(
+        (
+            pl.col("id").is_null()
+            | ~pl.col("id").str.contains(UUID_PATTERN)
+            | pl.col("updated_at").str.to_datetime(time_zone="UTC", strict=False).is_null()
+        )
+        .fill_null(True)
+        .sum()
+    ).item()
+    if bad:
+        return MappingProblem("invalid_data", f"{bad} malformed row(s) in the id listing")
+    return frame.with_columns(pl.col("id").str.to_lowercase())

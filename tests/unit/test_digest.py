@@ -14,6 +14,8 @@ from contactsync_kit.digest import (
     Digest,
     bucket_bounds,
     bucket_sums,
+    combine_digest_batches,
+    digest_batch,
     merge_buckets,
     row_digest_columns,
     server_total,
@@ -139,3 +141,21 @@ def test_one_call_for_several_tables_equals_one_call_per_table() -> None:
         ]
     )
     assert table_bucket_sums(mixed) == {t: bucket_sums(frame(r)) for t, r in parts.items()}
+
+
+def test_batches_hashed_apart_add_up_to_the_whole_with_the_newest_timestamps() -> None:
+    rng = random.Random(9)
+    parts = {"contacts": random_rows(rng, 60), "notes": random_rows(rng, 150)}
+    mixed = pl.concat(
+        [
+            frame(rows).select(pl.lit(t).alias("table"), "id", "updated_at")
+            for t, rows in parts.items()
+        ]
+    ).sample(fraction=1.0, shuffle=True, seed=3)
+    batches = [digest_batch([mixed.slice(start, 70)]) for start in range(0, mixed.height, 70)]
+    sums, newest = combine_digest_batches(batches)
+    assert sums == table_bucket_sums(mixed)
+    assert newest == {
+        t: max(row[1] for row in frame(rows).iter_rows()) for t, rows in parts.items()
+    }
+    assert combine_digest_batches([]) == ({}, {})
