@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from .mappers import MappedPage
 from .paging import IdRange
@@ -33,6 +33,7 @@ __all__ = [
     "fetch_range",
     "first_failure",
     "report_progress",
+    "settle",
 ]
 
 __io__ = "none"
@@ -216,3 +217,14 @@ async def fetch_range(fetched: Fetcher, bounds: IdRange, limit: int) -> None:
         if rows < limit or last is None:
             return
         after = last
+
+
+def settle(*futures: asyncio.Future[Any] | None) -> None:
+    """Cancel what still runs and read what failed, so no error goes unretrieved."""
+    for future in futures:
+        if future is None:
+            continue
+        if not future.done():
+            future.cancel()
+        elif not future.cancelled():
+            future.exception()

@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 
 import polars as pl
 
-from .attempt import CANCELLED
+from .attempt import CANCELLED, settle
 from .clock import Clock
 from .delta_store import DeltaChanges, DeltaState, DeltaStore
 from .digest import (
@@ -134,6 +134,8 @@ class IncrementalSync:
         self._epoch = epoch
         self._window = window
         self._requests = 0
+        # The digest per id bucket, once asked for: it locates what the changes did not say.
+        self._bucketed: asyncio.Future[list[DigestRow]] | None = None
         # Requests of one delta in flight at once: listings and fetches run side by side.
         self._gate = asyncio.Semaphore(PARALLEL_PAGES)
 
@@ -161,7 +163,10 @@ class IncrementalSync:
             )
         started_at, mark = self._clock.now(), time.perf_counter()
         try:
-            return await self._delta(source, org, user, state, started_at, mark)
+            try:
+                return await self._delta(source, org, user, state, started_at, mark)
+            finally:
+                settle(self._bucketed)  # unread when the changes alone made the cache equal
         except _Fallback as fallback:
             return await self._verified_full(org, f"{fallback}; ran a full sync")
         except DigestUnavailable as exc:
@@ -251,7 +256,7 @@ class IncrementalSync:
                 FullSyncHooks(on_page, before_commit, within_commit, lambda: check.verified)
             )
         finally:
-            _settle(server, *batches)  # a failed sync leaves them unread
+            settle(server, *batches)  # a failed sync leaves them unread
         return dataclasses.replace(
             result,
             mode="full",
@@ -315,9 +320,20 @@ class IncrementalSync:
                 source, table, org, since=since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             )
 
-        digest_rows, frames = await asyncio.gather(
-            source.digest(org, 0), asyncio.gather(*(changed(t) for t in DATA_TABLES))
-        )
+        async def changes_seen() -> list[pl.DataFrame]:
+            frames = await asyncio.gather(*(changed(t) for t in DATA_TABLES))
+            if any(
+                (_max_updated(frame, None) or "") > state.watermarks.get(table, "")
+                for table, frame in zip(DATA_TABLES, frames, strict=True)
+            ):
+                # Rows newer than the last sync: the server changed, so rows may have gone
+                # too, which only the bucketed digest locates. Ask for it now, beside the
+                # plain one (the safety window's rows, seen before, are no such sign).
+                self._bucketed = asyncio.ensure_future(source.digest(org, BUCKET_PREFIX))
+                self._requests += 1
+            return frames
+
+        digest_rows, frames = await asyncio.gather(source.digest(org, 0), changes_seen())
         self._requests += 1
         changes = DeltaChanges(upserts=dict(zip(DATA_TABLES, frames, strict=True)))
         watermarks = {
@@ -347,11 +363,11 @@ class IncrementalSync:
                     return before
                 return await asyncio.to_thread(self._store.digests_after, org, user, changes)
 
-            bucketed, buckets = await asyncio.gather(
-                source.digest(org, BUCKET_PREFIX), after_changes()
-            )
-            server = _server_digests(bucketed)
-            self._requests += 1
+            if self._bucketed is None:
+                self._bucketed = asyncio.ensure_future(source.digest(org, BUCKET_PREFIX))
+                self._requests += 1
+            by_bucket, buckets = await asyncio.gather(self._bucketed, after_changes())
+            server = _server_digests(by_bucket)
             differing = {
                 t: {
                     b
@@ -477,14 +493,3 @@ class IncrementalSync:
         )
         await self._log(result, started_at, self._epoch)
         return result
-
-
-def _settle(*futures: asyncio.Future[Any] | None) -> None:
-    """Cancel what still runs and read what failed, so no error goes unretrieved."""
-    for future in futures:
-        if future is None:
-            continue
-        if not future.done():
-            future.cancel()
-        elif not future.cancelled():
-            future.exception()

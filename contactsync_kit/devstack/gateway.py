@@ -448,9 +448,9 @@ class Gateway:
             if name.lower() not in _HOP_BY_HOP or name.lower() == "content-length":
                 response.headers.add(name, value)
         exchange.status(upstream.status)  # before prepare(): nothing has been sent yet
-        await response.prepare(request)
         sent = 0
         try:
+            await response.prepare(request)
             async for chunk in upstream.content.iter_any():
                 if cut_after is not None and sent + len(chunk) >= cut_after:
                     await response.write(chunk[: cut_after - sent])
@@ -459,6 +459,10 @@ class Gateway:
                     return response
                 await response.write(chunk)
                 sent += len(chunk)
+        except ConnectionResetError:
+            # The client went away (it cancelled the request): nothing is left to send to.
+            exchange.broken()
+            return response
         except aiohttp.ClientError:
             # PostgREST died mid-body: the client must see a broken response, not a short one.
             exchange.broken()
