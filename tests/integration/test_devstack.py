@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from contactsync_kit.devstack import (
 from contactsync_kit.devstack.seed import build_seed
 from contactsync_kit.devstack.watchdog import process_alive
 
+from ..waiting import until
 from .conftest import SignIn
 
 pytestmark = pytest.mark.integration
@@ -422,6 +424,34 @@ async def test_fault_cut_after_bytes(stack: DevStack, seeded: SeedResult, sign_i
     assert (entry.status, entry.broken) == (200, True)
     stack.faults.cut_after_bytes = None
     assert await embedded_select(client)
+
+
+async def test_a_client_that_goes_away_is_a_broken_exchange_not_a_server_error(
+    stack: DevStack, seeded: SeedResult, sign_in: SignIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The kit cancels a speculative request it turned out not to need (the delta's bucketed
+    # digest): the gateway must not report that as an error, as PostgREST would not.
+    user = seeded.user("org1-admin")
+    url = httpx.URL(stack.url)
+    stack.faults.latency_s = 0.5  # the client is gone before the gateway answers
+    stack.request_log.clear()
+    _reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(
+        (
+            "GET /rest/v1/organisations?select=id HTTP/1.1\r\n"
+            f"Host: {url.host}\r\napikey: {stack.anon_key}\r\n"
+            f"Authorization: Bearer {stack.access_token_for(user.user_id)}\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    writer.close()  # gone, as a cancelled request's connection is
+    await until(
+        lambda: any(entry.broken for entry in stack.request_log.rest()),
+        "the exchange to be logged as broken",
+    )
+    stack.faults.latency_s = 0
+    assert await embedded_select(await sign_in(user))
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_postgrest_stopped_then_started(
