@@ -345,11 +345,9 @@ class IncrementalSync:
         expected = {t: server_total(server[t]) for t in DATA_TABLES}
         # Changes only add rows or keep their number: fewer rows on the server than in the
         # cache means deletions, which the apply would only find by failing.
-        lost = any(expected[t][0] < total(state.buckets.get(t, {})).count for t in DATA_TABLES)
+        lost = any(expected[t][0] < state.counts[t] for t in DATA_TABLES)
         committed, buckets = (
-            (False, state.buckets)
-            if lost
-            else await self._apply(org, user, changes, expected, watermarks)
+            (False, {}) if lost else await self._apply(org, user, changes, expected, watermarks)
         )
         reconciled = False
         if not committed:

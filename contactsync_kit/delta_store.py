@@ -52,7 +52,8 @@ class DeltaState:
     verified: bool
     synced_at: str
     watermarks: dict[str, str]
-    buckets: TableDigests
+    #: Rows per table the stored digest describes (what the cache held after that sync).
+    counts: dict[str, int]
 
 
 @dataclass
@@ -131,13 +132,20 @@ class DeltaStore:
             ).first()
             if row is None:
                 return None
-            buckets = self._buckets(conn, organisation_id, user_id)
+            # Totals only: the buckets themselves are read by the apply that needs them.
+            counts = dict.fromkeys(DATA_TABLES, 0)
+            for table, rows in conn.exec_driver_sql(
+                "SELECT table_name, sum(row_count) FROM sync_digest_buckets "
+                "WHERE organisation_id = ? AND user_id = ? GROUP BY table_name",
+                (organisation_id, user_id),
+            ):
+                counts[table] = int(rows)
         return DeltaState(
             mode=row[0],
             verified=bool(row[1]),
             synced_at=row[2],
             watermarks=json.loads(row[3]),
-            buckets=buckets,
+            counts=counts,
         )
 
     def forget_within(self, conn: Connection, organisation_id: str) -> None:
