@@ -37,6 +37,16 @@ def frame(rows: list[tuple[str, str]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"id": pl.String, "updated_at": pl.String}, orient="row")
 
 
+def tagged(parts: dict[str, list[tuple[str, str]]]) -> pl.DataFrame:
+    """Several tables' rows as one frame with a ``table`` column."""
+    return pl.concat(
+        [
+            frame(rows).select(pl.lit(t).alias("table"), "id", "updated_at")
+            for t, rows in parts.items()
+        ]
+    )
+
+
 def random_rows(rng: random.Random, n: int) -> list[tuple[str, str]]:
     rows = []
     for _ in range(n):
@@ -134,24 +144,14 @@ def test_the_digest_module_is_pure() -> None:
 def test_one_call_for_several_tables_equals_one_call_per_table() -> None:
     rng = random.Random(8)
     parts = {"contacts": random_rows(rng, 40), "notes": random_rows(rng, 120)}
-    mixed = pl.concat(
-        [
-            frame(rows).select(pl.lit(t).alias("table"), "id", "updated_at")
-            for t, rows in parts.items()
-        ]
-    )
+    mixed = tagged(parts)
     assert table_bucket_sums(mixed) == {t: bucket_sums(frame(r)) for t, r in parts.items()}
 
 
 def test_batches_hashed_apart_add_up_to_the_whole_with_the_newest_timestamps() -> None:
     rng = random.Random(9)
     parts = {"contacts": random_rows(rng, 60), "notes": random_rows(rng, 150)}
-    mixed = pl.concat(
-        [
-            frame(rows).select(pl.lit(t).alias("table"), "id", "updated_at")
-            for t, rows in parts.items()
-        ]
-    ).sample(fraction=1.0, shuffle=True, seed=3)
+    mixed = tagged(parts).sample(fraction=1.0, shuffle=True, seed=3)
     batches = [digest_batch([mixed.slice(start, 70)]) for start in range(0, mixed.height, 70)]
     sums, newest = combine_digest_batches(batches)
     assert sums == table_bucket_sums(mixed)
