@@ -321,6 +321,7 @@ class ContactSyncApp:
                     value=self.auto_refresh.enabled,
                     indent=False,
                     description="Refresh automatically when the copy is older than the threshold",
+                    layout=ipw.Layout(width="auto"),  # the whole sentence, not cut with "…"
                 ),
                 "csk-auto-refresh",
             )

@@ -314,6 +314,7 @@ class StalenessPanel(ipw.VBox):  # type: ignore[misc]
                 icon="check",
                 tooltip="Ask the server, one request per organisation, whether each cached "
                 "copy still equals what it shows you",
+                layout=ipw.Layout(width="auto"),  # the whole label, not "Check against th…"
             ),
             "csk-verify",
         )

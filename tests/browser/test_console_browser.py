@@ -91,8 +91,17 @@ async def test_a_whole_support_case(voila_app: VoilaApp, browser: Browser, artif
         )
         await expect(page.locator(".csk-auto-refresh input")).to_be_checked()
         await expect(page.locator(".csk-chart")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+        # The chart is drawn off the event loop: the one of the synced cache lands last.
+        await expect(page.locator(".csk-chart-caption")).to_contain_text(
+            "of 1 cached organisation;", timeout=STEP_TIMEOUT_MS
+        )
         await snap(page, artifacts, "04-freshness")
         await snap(page, artifacts, "console")  # the README's picture (a copy is in docs/)
+        await page.locator(".csk-verify").click()  # one digest request per organisation
+        await expect(page.locator(".csk-verification")).to_contain_text(
+            "equal to the server ✓", timeout=STEP_TIMEOUT_MS
+        )
+        await snap(page, artifacts, "04-verified")
 
         await tab(page, "Cached data")
         await expect(page.locator(".csk-data-status")).to_contain_text(
