@@ -17,7 +17,7 @@ from .cache_files import (
 )
 from .clock import Clock, ManualClock, SystemClock
 from .delta import SyncMode
-from .errors import ContactSyncError
+from .errors import ContactSyncError, SessionEndedError, SessionEndReason
 from .mappers import MappedPage, MappingProblem, map_contacts_page
 from .remote import ContactSource, SupabaseContactSource
 from .repository import ContactCacheSyncRepository, SyncProgress
@@ -52,6 +52,8 @@ __all__ = [
     "MappedPage",
     "MappingProblem",
     "PrivilegedKeyError",
+    "SessionEndReason",
+    "SessionEndedError",
     "SignInError",
     "StageTimings",
     "SupabaseContactSource",

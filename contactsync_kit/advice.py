@@ -101,6 +101,12 @@ ADVICE: Final[Mapping[SyncErrorKind, Advice]] = MappingProxyType(
             "the sync was stopped (the cache was cleared or the user signed out)",
             SYNC_NOW,
         ),
+        SyncErrorKind.SIGNED_OUT: Advice(
+            "session_ended",
+            "this session no longer holds the cache (signed out here or in another window, or "
+            "another person signed in on this computer)",
+            "sign in again",
+        ),
     }
 )
 

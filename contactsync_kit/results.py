@@ -35,6 +35,7 @@ class SyncErrorKind(enum.StrEnum):
     LOCAL_WRITE = "local_write"
     IN_PROGRESS = "in_progress"
     CANCELLED = "cancelled"
+    SIGNED_OUT = "signed_out"
 
 
 @dataclass(frozen=True, slots=True)
