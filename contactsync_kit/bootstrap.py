@@ -36,17 +36,15 @@ __io__ = "network"
 def default_cache_path(project_url: str | None = None, user_id: str | None = None) -> Path:
     """Where `start_session` keeps a person's cache when no `cache_path` is given.
 
-    ``$CONTACTSYNC_CACHE`` when set (one file, one owner at a time). Otherwise, for a
-    `project_url` and `user_id`, that person's own file in `default_cache_folder()`
-    (``cache-<keyed hash>.sqlite3``); without them, the folder itself.
+    ``$CONTACTSYNC_CACHE`` when set, else `default_cache_folder()`. A folder holds one file
+    per person (``cache-<keyed hash>.sqlite3``): given `project_url` and `user_id`, this
+    returns that person's file in it. A file path means one file, one owner at a time.
     """
     override = os.environ.get("CONTACTSYNC_CACHE")
-    if override:
-        return Path(override)
-    folder = default_cache_folder()
-    if project_url is None or user_id is None:
-        return folder
-    return person_cache_path(folder, CacheOwner.of(project_url, user_id))
+    location = Path(override) if override else default_cache_folder()
+    if project_url is None or user_id is None or (override and not location.is_dir()):
+        return location
+    return person_cache_path(location, CacheOwner.of(project_url, user_id))
 
 
 @dataclass
@@ -115,11 +113,11 @@ def _erase_legacy_default_cache() -> None:
         erase_cache_files(legacy)
 
 
-def _personal_cache(owner: CacheOwner) -> Path:
-    """This person's file in the default folder, after erasing everyone else's unheld ones."""
-    folder = default_cache_folder()
+def _personal_cache(folder: Path, owner: CacheOwner) -> Path:
+    """This person's file in `folder`, after erasing everyone else's unheld ones there."""
     path = person_cache_path(folder, owner)
-    _erase_legacy_default_cache()
+    if folder == default_cache_folder():
+        _erase_legacy_default_cache()
     with folder_mutex(folder, wait_s=30.0):
         sweep_unheld_caches(folder, keep=path)
     return path
@@ -151,11 +149,11 @@ async def start_session(
     `max_rows` is the server's PostgREST ``db-max-rows`` (1,000 on Supabase); an embedded
     array that reaches it fails the sync as incomplete instead of caching a cut list.
     The server first confirms whose the access token is (a forged or revoked token opens
-    and erases nothing). Then the cache is opened as this user's on this project: by default
-    their own file in the private folder (`default_cache_path`), where every other person's
-    file that no live session holds is erased; or the file `cache_path` names, whose content
-    of anyone else is securely erased first (a live session of another person on it is told
-    on its next call). With `cache_key` it is encrypted at rest with SQLCipher (the
+    and erases nothing). Then the cache is opened as this user's on this project. When
+    `cache_path` (default: `default_cache_path()`) is a folder, the person gets their own
+    file in it, and every other person's file there that no live session holds is erased.
+    When it is a file, content of anyone else is securely erased first, and a live session
+    of another person on it is told on its next call. With `cache_key` it is encrypted at rest with SQLCipher (the
     ``encrypted`` extra).
     Raises `PrivilegedKeyError` for RLS-bypassing keys, `SignInError` when sign-in fails, and
     a typed cache error (`UnsafeCachePathError`, `CorruptCacheError`,
@@ -173,12 +171,9 @@ async def start_session(
         # Nothing is opened or erased as a person until the server vouches for the token.
         confirmed = await confirm_user(client, url, key, local_clock)
         owner = CacheOwner.of(url, confirmed.user_id)
-        if cache_path is not None:
-            path = Path(cache_path)
-        elif os.environ.get("CONTACTSYNC_CACHE"):
-            path = default_cache_path()
-        else:
-            path = await asyncio.to_thread(_personal_cache, owner)
+        path = Path(cache_path) if cache_path is not None else default_cache_path()
+        if path.is_dir() and not path.is_symlink():
+            path = await asyncio.to_thread(_personal_cache, path, owner)
         cache = await asyncio.to_thread(ContactCache.open, path, owner=owner, key=cache_key)
     except BaseException:
         if http_client is None:  # the client made for this session; the caller's stays open
