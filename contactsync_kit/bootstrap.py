@@ -153,8 +153,8 @@ async def start_session(
     `cache_path` (default: `default_cache_path()`) is a folder, the person gets their own
     file in it, and every other person's file there that no live session holds is erased.
     When it is a file, content of anyone else is securely erased first, and a live session
-    of another person on it is told on its next call. With `cache_key` it is encrypted at rest with SQLCipher (the
-    ``encrypted`` extra).
+    of another person on it is told on its next call. With `cache_key` it is encrypted at
+    rest with SQLCipher (the ``encrypted`` extra).
     Raises `PrivilegedKeyError` for RLS-bypassing keys, `SignInError` when sign-in fails, and
     a typed cache error (`UnsafeCachePathError`, `CorruptCacheError`,
     `ForeignCacheFileError`, `CacheVersionError`…) whose message says what to do.

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .bootstrap import default_cache_path, start_session
 from .cache_files import private_folder
+from .errors import SessionEndReason
 from .results import SyncResult
 
 __all__ = ["ConsoleDemo", "console_demo", "console_demo_folder", "format_result", "run_demo"]
@@ -95,7 +96,7 @@ async def run_demo(*, contacts_per_org: int = 200, out: Callable[[str], None] = 
             )
         removed = await session.sign_out()
         out(f"Signed out; the cache was wiped: {removed}")
-        ok = ok and not Path(session.cache.path).exists()
+        ok = ok and session.ended is SessionEndReason.SIGNED_OUT
         await session.aclose()
     return 0 if ok else 1
 
