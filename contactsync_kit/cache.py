@@ -293,10 +293,15 @@ class ContactCache:
         return None
 
     def close(self) -> None:
-        """Release the database connections and the file (idempotent)."""
-        self._store.close()
+        """Release the database connections and the file (idempotent).
+
+        Later uses raise `SessionEndedError`: for the reason the session had already ended,
+        if it had, else ``closed``.
+        """
+        reason = self.ended() or SessionEndReason.CLOSED
+        self._store.close(reason)
         if self._lease is not None:
-            self._lease.release()
+            self._lease.release(reason)
 
     def erase(self) -> list[Path]:
         """The sign-out path: securely delete the files, and end every session on them.
