@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -32,6 +31,7 @@ from .mappers import MappedPage
 from .schemas import CACHE_TABLES, DATA_TABLES, SYNC_LOG, SYNC_STATE, TABLES, TableSpec
 from .staging import SyncStaging
 from .storage import SqliteStore, StorageFaults, iso_utc
+from .sync_log import SyncLogEntry
 
 __all__ = [
     "DATA_TABLES",
@@ -142,26 +142,6 @@ def create_table_sql(spec: TableSpec) -> tuple[str, ...]:
         for columns in spec.indexes
     )
     return (table, *indexes)
-
-
-@dataclass(frozen=True)
-class SyncLogEntry:
-    """One sync attempt as the sync log stores it (the fields are `SYNC_LOG`'s columns)."""
-
-    organisation_id: str
-    started_at: datetime
-    duration_ms: int
-    outcome: str
-    error_kind: str | None = None
-    error_code: str | None = None
-    http_status: int | None = None
-    message: str | None = None
-    contacts: int = 0
-    notes: int = 0
-    contact_assignments: int = 0
-    pages: int = 0
-    mode: str | None = None
-    verified: bool | None = None
 
 
 _LOG_SQL: Final = (

@@ -67,6 +67,10 @@ async def open_session(
     )
 
 
+def exists(path: str | Path) -> bool:
+    return Path(path).exists()
+
+
 def assert_told(answer: dict[str, Any], reason: SessionEndReason) -> None:
     assert answer == {
         "ok": False,
@@ -179,8 +183,8 @@ async def test_two_people_on_one_machine_each_get_their_own_file_in_the_folder(
     bob.call("close")
     again = await open_session(ALICE, folder)
     assert again.cache.path == alice_path
-    assert not Path(bob_path).exists()
-    assert Path(alice_path).exists()
+    assert not exists(bob_path)
+    assert exists(alice_path)
     assert alice.call("counts")["value"]["contacts"] == 10
     await again.sign_out()
     assert_told(alice.call("counts"), SessionEndReason.SIGNED_OUT_ELSEWHERE)
