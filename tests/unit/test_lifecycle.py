@@ -239,8 +239,6 @@ ARGUMENTS: dict[str, dict[str, Any]] = {
     "counts": {},
     "read_table": {"table": "contacts"},
     "begin_sync": {"organisation_id": ORGS[0]},
-    "record_attempt": None,  # needs an entry: called below with one
-    "apply_sync": None,
 }
 
 
