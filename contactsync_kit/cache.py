@@ -286,22 +286,15 @@ class ContactCache:
     def erase(self) -> list[Path]:
         """The sign-out path: securely delete the files, and end every session on them.
 
-        Returns the files erased. Idempotent; when the file is no longer this session's
-        (another window signed out, another person signed in), nothing is erased: it is not
-        this session's to erase.
+        Returns the files erased. Idempotent, and works after `close`; when the file is no
+        longer this session's (another window signed out, another person signed in), nothing
+        is erased: it is not this session's to erase.
         """
-        live = self.ended() is None
         self._store.close(SessionEndReason.SIGNED_OUT)
-        if self.path == ":memory:" or self._lease is None:
-            return [] if self.path == ":memory:" or not live else erase_cache_files(self.path)
-        lease = self._lease
-        if not live:
-            lease.release(SessionEndReason.SIGNED_OUT)
+        if self._lease is None:  # in memory: closing drops the only copy
             return []
         with folder_mutex(Path(self.path).parent, wait_s=30.0):
-            erased = erase_cache_files(self.path) if lease.ended() is None else []
-            lease.end_generation()
-        return erased
+            return self._lease.sign_out()
 
     def owner(self) -> CacheOwner | None:
         """Whose cache this is (project URL and user id), or None if not recorded."""

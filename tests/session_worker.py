@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +33,35 @@ def fake_server() -> Any:
     return fake
 
 
+class _SkewedClock:
+    """This machine's wall clock, off by `skew_s` (a dual-boot machine's local-time RTC)."""
+
+    def __init__(self, skew_s: float) -> None:
+        self.skew = timedelta(seconds=skew_s)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.skew
+
+
+def _skew_the_whole_process(skew_s: float) -> _SkewedClock:
+    # supabase-py judges its session's expiry by time.time(): skew it too, as the OS would.
+    real = time.time
+    time.time = lambda: real() + skew_s
+    return _SkewedClock(skew_s)
+
+
 async def _start(config: dict[str, Any]) -> Any:
     from contactsync_kit import start_session
 
     if "url" in config:
+        skew = config.get("skew_s")
         return await start_session(
             config["url"],
             config["key"],
             email=config["email"],
             password=config["password"],
             cache_path=config.get("cache_path"),
+            clock=None if skew is None else _skew_the_whole_process(skew),
         )
     fake = fake_server()
     return await start_session(
@@ -81,6 +102,8 @@ async def _run(session: Any, command: dict[str, Any]) -> Any:
         return session.ended
     if op == "path":
         return session.cache.path
+    if op == "clock_note":
+        return session.clock_note()
     raise ValueError(f"unknown op {op!r}")
 
 

@@ -133,3 +133,30 @@ async def test_two_processes_two_people_one_path_on_the_real_stack(
     assert told["reason"] == SessionEndReason.OTHER_PERSON.value
     assert a.call("sync", org=first.organisation_ids[0])["value"]["kind"] == "signed_out"
     assert b.call("read")["value"] == [second.organisation_ids[0]]
+
+
+@pytest.mark.parametrize(("hours", "said"), [(2, "2 h ahead of"), (-26, "26 h behind")])
+def test_a_whole_process_with_a_skewed_clock_signs_in_syncs_and_is_told(
+    stack: DevStack, seeded: SeedResult, tmp_path: Path, hours: int, said: str
+) -> None:
+    """time.time() skewed too, so supabase-py's own expiry checks see the same wrong clock."""
+    user = seeded.user("org1-coordinator")
+    worker = Worker(
+        {
+            "url": stack.url,
+            "key": stack.anon_key,
+            "email": user.email,
+            "password": user.password,
+            "cache_path": str(tmp_path / "cache.sqlite3"),
+            "skew_s": hours * 3600,
+        }
+    )
+    try:
+        assert worker.call("start")["ok"]
+        for _ in range(2):  # a second sync too: the session still holds
+            synced = worker.call("sync", org=user.organisation_ids[0])["value"]
+            assert synced["ok"], synced
+        note = worker.call("clock_note")["value"]
+        assert note == f"this computer's clock is {said} the server"
+    finally:
+        worker.stop()

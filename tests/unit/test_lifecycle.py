@@ -6,7 +6,9 @@ notebook, another person. The server is `FakeSupabase`, seeded the same in every
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +24,7 @@ from contactsync_kit import (
     SessionEndReason,
     SignInError,
     SyncFailure,
+    UnsafeCachePathError,
     UserSession,
     start_session,
 )
@@ -301,9 +304,13 @@ async def test_every_public_method_answers_in_types_once_the_session_has_ended(
             except ContactSyncError as exc:  # typed, e.g. no access token after sign-out
                 assert exc.kind is not None
                 continue
+            finally:
+                if name == "sign_out" and reason is SessionEndReason.CLOSED:
+                    reason = SessionEndReason.SIGNED_OUT  # signing out after close erases
             if isinstance(value, SyncFailure):
                 assert value.error.kind is SyncErrorKind.SIGNED_OUT
                 assert value.error.message == reason.message
+    assert session.ended is reason
     assert {"UserSession.sign_out", "ContactCache.overview", "ContactCache.read_table"} <= set(
         walked
     )
@@ -351,3 +358,41 @@ def fake_source() -> Any:
     from contactsync_kit.testing import FakeContactSource
 
     return FakeContactSource()
+
+
+async def test_sign_out_after_close_still_erases_what_is_still_ours(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite3"
+    session = await open_session(ALICE, path)
+    assert (await session.repository.sync_contacts_for_organisation(ORGS[0])).ok
+    session.close()
+    assert exists(path)
+    assert await session.sign_out() == {}  # no rows counted: the cache was closed
+    assert not exists(path) and not exists(f"{path}.lock")
+    assert session.ended is SessionEndReason.SIGNED_OUT
+
+
+async def test_a_sync_running_when_another_person_takes_over_writes_nothing_of_theirs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    slow = fake_server()
+    slow.delay_s = 0.3
+    alice = await open_session(ALICE, path, slow)
+    running = asyncio.create_task(alice.repository.sync_contacts_for_organisation(ORGS[0]))
+    await asyncio.sleep(0.1)  # Alice's sync is waiting for the server
+    bob = await open_session(BOB, path)
+    assert (await bob.repository.sync_contacts_for_organisation(ORGS[1])).ok
+    result = await running
+    assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.SIGNED_OUT
+    assert bob.cache.overview().get_column("organisation_id").to_list() == [ORGS[1]]
+    assert bob.cache.read_table("sync_log").height == 1  # Alice's attempt is not logged here
+    await bob.sign_out()
+    await alice.sign_out()
+
+
+def test_a_hard_link_at_the_cache_path_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.sqlite3"
+    elsewhere.write_bytes(b"")
+    os.link(elsewhere, tmp_path / "cache.sqlite3")
+    with pytest.raises(UnsafeCachePathError, match="hard link"):
+        ContactCache.open(tmp_path / "cache.sqlite3")
