@@ -19,7 +19,7 @@ import httpx
 from supabase import AsyncClient
 
 from .cache import ContactCache
-from .cache_files import CacheOwner, erase_cache_files, is_kit_cache_file
+from .cache_files import CacheOwner, erase_cache_files, is_kit_cache_file, private_folder
 from .cache_paths import default_cache_folder, person_cache_path
 from .clock import Clock, SystemClock, describe_clock_offset
 from .errors import SessionEndedError, SessionEndReason
@@ -172,6 +172,8 @@ async def start_session(
         confirmed = await confirm_user(client, url, key, local_clock)
         owner = CacheOwner.of(url, confirmed.user_id)
         path = Path(cache_path) if cache_path is not None else default_cache_path()
+        if path == default_cache_folder():
+            private_folder(path, tighten=True)  # the kit's own folder
         if path.is_dir() and not path.is_symlink():
             path = await asyncio.to_thread(_personal_cache, path, owner)
         cache = await asyncio.to_thread(ContactCache.open, path, owner=owner, key=cache_key)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -32,6 +31,7 @@ from .mappers import MappedPage
 from .schemas import CACHE_TABLES, DATA_TABLES, SYNC_LOG, SYNC_STATE, TABLES, TableSpec
 from .staging import SyncStaging
 from .storage import SqliteStore, StorageFaults, iso_utc
+from .sync_log import SyncLogEntry
 
 __all__ = [
     "DATA_TABLES",
@@ -142,26 +142,6 @@ def create_table_sql(spec: TableSpec) -> tuple[str, ...]:
         for columns in spec.indexes
     )
     return (table, *indexes)
-
-
-@dataclass(frozen=True)
-class SyncLogEntry:
-    """One sync attempt as the sync log stores it (the fields are `SYNC_LOG`'s columns)."""
-
-    organisation_id: str
-    started_at: datetime
-    duration_ms: int
-    outcome: str
-    error_kind: str | None = None
-    error_code: str | None = None
-    http_status: int | None = None
-    message: str | None = None
-    contacts: int = 0
-    notes: int = 0
-    contact_assignments: int = 0
-    pages: int = 0
-    mode: str | None = None
-    verified: bool | None = None
 
 
 _LOG_SQL: Final = (
@@ -293,30 +273,28 @@ class ContactCache:
         return None
 
     def close(self) -> None:
-        """Release the database connections and the file (idempotent)."""
-        self._store.close()
+        """Release the database connections and the file (idempotent).
+
+        Later uses raise `SessionEndedError`: for the reason the session had already ended,
+        if it had, else ``closed``.
+        """
+        reason = self.ended() or SessionEndReason.CLOSED
+        self._store.close(reason)
         if self._lease is not None:
-            self._lease.release()
+            self._lease.release(reason)
 
     def erase(self) -> list[Path]:
         """The sign-out path: securely delete the files, and end every session on them.
 
-        Returns the files erased. Idempotent; when the file is no longer this session's
-        (another window signed out, another person signed in), nothing is erased: it is not
-        this session's to erase.
+        Returns the files erased. Idempotent, and works after `close`; when the file is no
+        longer this session's (another window signed out, another person signed in), nothing
+        is erased: it is not this session's to erase.
         """
-        live = self.ended() is None
         self._store.close(SessionEndReason.SIGNED_OUT)
-        if self.path == ":memory:" or self._lease is None:
-            return [] if self.path == ":memory:" or not live else erase_cache_files(self.path)
-        lease = self._lease
-        if not live:
-            lease.release(SessionEndReason.SIGNED_OUT)
+        if self._lease is None:  # in memory: closing drops the only copy
             return []
         with folder_mutex(Path(self.path).parent, wait_s=30.0):
-            erased = erase_cache_files(self.path) if lease.ended() is None else []
-            lease.end_generation()
-        return erased
+            return self._lease.sign_out()
 
     def owner(self) -> CacheOwner | None:
         """Whose cache this is (project URL and user id), or None if not recorded."""

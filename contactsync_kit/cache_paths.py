@@ -105,6 +105,12 @@ def check_entry(path: Path) -> None:
             "Remove it or choose another cache_path",
             path=path,
         )
+    if info.st_nlink > 1:
+        raise UnsafeCachePathError(
+            f"{path} has {info.st_nlink} names (a hard link): personal data written to it "
+            "would also appear under the other name. Remove it or choose another cache_path",
+            path=path,
+        )
     if info.st_uid != os.geteuid():
         raise UnsafeCachePathError(
             f"{path} belongs to another OS user (uid {info.st_uid}); the kit will not use it. "

@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from .cache_files import CacheFileError, CacheLockedError, CacheOwner, reset_cache_file
+from .cache_files import (
+    CacheFileError,
+    CacheLockedError,
+    CacheOwner,
+    erase_cache_files,
+    reset_cache_file,
+)
 from .cache_paths import CACHE_SUFFIX, check_cache_entries, lock_path
 from .errors import SessionEndedError, SessionEndReason
 
@@ -182,8 +188,10 @@ class CacheLease:
 
     def ended(self) -> SessionEndReason | None:
         """Why this session may no longer use the cache, or None while it may."""
-        if self._ended is not None:
-            return self._ended
+        return self._ended or self._lost()
+
+    def _lost(self) -> SessionEndReason | None:
+        # Whether the file at the path is still this generation's, released or not.
         stamp = _read_stamp(self.lock_path)
         if stamp is None or (stamp.token != self._stamp.token and stamp.owner == self._stamp.owner):
             return SessionEndReason.SIGNED_OUT_ELSEWHERE
@@ -205,24 +213,37 @@ class CacheLease:
 
     def release(self, reason: SessionEndReason = SessionEndReason.CLOSED) -> None:
         """Let go of the file (idempotent); later checks say `reason`."""
-        if self._ended is None:
+        if self._ended in (None, SessionEndReason.CLOSED):
             self._ended = reason
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
-    def end_generation(self) -> None:
-        """Sign-out, after the files were erased: every session of this generation is told."""
-        stamp = _read_stamp(self.lock_path)
-        live = stamp is not None and stamp.token == self._stamp.token and self._ended is None
-        if live and self._fd is not None:
-            if _try_lock(self._fd, fcntl.LOCK_EX):  # nobody else holds it: no trace left
-                with contextlib.suppress(FileNotFoundError):
-                    self.lock_path.unlink()
+    def sign_out(self) -> list[Path]:
+        """Erase the files and end the generation for every session of it; the files erased.
+
+        Call with the folder's mutex held and the database closed. Nothing is erased when
+        the file is no longer this generation's (another window signed out, another person
+        signed in since): it is not this session's to erase. Works after `release` too.
+        """
+        erased: list[Path] = []
+        if self._lost() is None:
+            erased = erase_cache_files(self.path)
+            self._end_generation()
+        self.release(SessionEndReason.SIGNED_OUT)
+        return erased
+
+    def _end_generation(self) -> None:
+        fd = self._fd if self._fd is not None else _open_no_follow(self.lock_path, os.O_RDONLY)
+        try:
+            if _try_lock(fd, fcntl.LOCK_EX):  # nobody else holds it: no trace left
+                self.lock_path.unlink(missing_ok=True)
             else:
                 ended = _Stamp(secrets.token_hex(16), self._stamp.owner, ended=True)
                 os.close(_write_new_lock_file(self.lock_path, ended))
-        self.release(SessionEndReason.SIGNED_OUT)
+        finally:
+            if fd != self._fd:
+                os.close(fd)
 
 
 def remove_unheld_lock(cache_path: Path) -> None:

@@ -467,23 +467,7 @@ class ContactCacheSyncRepository:
         return result
 
     async def _log(self, result: SyncResult, started_at: datetime, epoch: int) -> None:
-        error = result.error
-        entry = SyncLogEntry(
-            organisation_id=result.organisation_id,
-            started_at=started_at,
-            duration_ms=result.duration_ms,
-            outcome="success" if error is None else "failure",
-            error_kind=error.kind.value if error else None,
-            error_code=error.code if error else None,
-            http_status=error.status if error else None,
-            message=error.message if error else None,
-            contacts=result.items_synced,
-            notes=result.notes_synced,
-            contact_assignments=result.assignments_synced,
-            pages=result.pages,
-            mode=result.mode,
-            verified=result.verified,
-        )
+        entry = SyncLogEntry.of(result, started_at)
         async with self._write_lock:
             if epoch != self._epoch or self._cache.ended() is not None:
                 return  # the log was wiped with the cache; this attempt predates the wipe

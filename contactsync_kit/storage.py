@@ -155,7 +155,7 @@ class SqliteStore:
         shared connection closed under it would crash the process.
         """
         with self.serialised():
-            if self._ended is None:
+            if self._ended in (None, SessionEndReason.CLOSED):
                 self._ended = reason
             self._engine.dispose()
 

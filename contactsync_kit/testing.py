@@ -49,12 +49,17 @@ _SECRET = "contactsync-fake-secret-with-enough-bytes-for-hs256"
 
 
 def _token(
-    role: str, *, sub: str | None = None, email: str | None = None, lifetime_s: int = 3600
+    role: str,
+    *,
+    sub: str | None = None,
+    email: str | None = None,
+    lifetime_s: int = 3600,
+    issued_at: int | None = None,
 ) -> str:
     claims: dict[str, Any] = {"role": role, "aud": role}
     if sub:
         claims.update(sub=sub, email=email, session_id=str(uuid.uuid4()))
-    return mint_hs256(_SECRET, claims, lifetime_s=lifetime_s)
+    return mint_hs256(_SECRET, claims, lifetime_s=lifetime_s, issued_at=issued_at)
 
 
 def fake_contact(
@@ -163,6 +168,8 @@ class FakeSupabase:
             sub=str(uuid.uuid5(uuid.NAMESPACE_URL, email)),
             email=email,
             lifetime_s=self.token_lifetime_s if lifetime_s is None else lifetime_s,
+            # Issued by the server, in the server's time.
+            issued_at=int(time.time() + self.server_clock_offset.total_seconds()),
         )
 
     def add_contacts(
@@ -275,7 +282,7 @@ class FakeSupabase:
                 token,
                 _SECRET,
                 algorithms=["HS256"],
-                options={"verify_aud": False, "verify_exp": False},
+                options={"verify_aud": False, "verify_exp": False, "verify_iat": False},
             )
         except jwt.PyJWTError:
             claims = {}
@@ -289,9 +296,12 @@ class FakeSupabase:
     def _contacts(self, request: httpx.Request) -> httpx.Response:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         claims = jwt.decode(
-            token, _SECRET, algorithms=["HS256"], options={"verify_aud": False, "verify_exp": False}
+            token,
+            _SECRET,
+            algorithms=["HS256"],
+            options={"verify_aud": False, "verify_exp": False, "verify_iat": False},
         )
-        if claims.get("exp", 0) < time.time():
+        if claims.get("exp", 0) < time.time() + self.server_clock_offset.total_seconds():
             return httpx.Response(
                 401,
                 json={"code": "PGRST301", "message": "JWT expired", "details": None, "hint": None},
