@@ -225,7 +225,9 @@ LINT_SCHEMA: Final = pl.Schema(
 #: ``name`` carries a function's argument types; ``roles`` the API roles that reach it and
 #: ``grants`` how (``role:PRIVILEGE,…``); ``columns`` the relation's (or the function's result)
 #: columns; ``security_invoker`` is set for views, ``security_definer``, ``search_path_fixed``
-#: and ``required_args`` for functions, ``rls_enabled`` for tables.
+#: and ``required_args`` for functions, ``rls_enabled`` for tables; ``owner`` is the object's
+#: owner, ``search_path`` a function's fixed search_path (null when not set) and
+#: ``arguments`` its input arguments as ``"<name> <type>"``.
 SURFACE_SCHEMA: Final = pl.Schema(
     {
         "schema": _S,
@@ -240,6 +242,9 @@ SURFACE_SCHEMA: Final = pl.Schema(
         "search_path_fixed": _B,
         "required_args": _I,
         "returns_set": _B,
+        "owner": _S,
+        "search_path": _S,
+        "arguments": pl.List(_S),
     }
 )
 #: The surface against the expected-surface file: ``added`` (reachable, not accepted: fails

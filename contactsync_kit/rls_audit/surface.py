@@ -10,15 +10,22 @@ The expected-surface file is plain text kept in the project's repository, one en
 
 i.e. ``<kind> <schema>.<name> <roles>``: the kind (``table``, ``view``,
 ``materialized_view``, ``foreign_table``, ``function``), the object (a function with its
-argument types) and the API roles that reach it, comma-separated. An object that becomes
-reachable, or reachable by one more role, is a new line: the audit fails until someone adds
-it to the file (`surface_lines` prints the current lines).
+argument types) and the API roles that reach it, comma-separated. A function's line goes on
+with its security attribute, owner and search_path::
+
+    function public.f(p_id uuid) authenticated invoker owner=postgres search_path=""
+
+An object that becomes reachable, or reachable by one more role, or a function whose
+security, owner or search_path changes, is a new line: the audit fails until someone adds it
+to the file (`surface_lines` prints the current lines). A ``SECURITY DEFINER`` function the
+API roles may call is a lint error unless its line, ``definer`` included, is accepted here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -28,6 +35,7 @@ __all__ = [
     "SurfaceTarget",
     "parse_surface_lines",
     "surface_diff",
+    "surface_line",
     "surface_lines",
     "surface_targets",
 ]
@@ -89,12 +97,24 @@ def surface_targets(
     return targets, skipped
 
 
+def surface_line(obj: Mapping[str, Any]) -> str:
+    """One exposed object (a `SURFACE_SCHEMA` row as a dict) as its expected-surface line."""
+    line = f"{obj['kind'].replace(' ', '_')} {obj['schema']}.{obj['name']} " + ",".join(
+        obj["roles"] or []
+    )
+    if obj["kind"] == "function":
+        security = "definer" if obj.get("security_definer") else "invoker"
+        path = obj.get("search_path")
+        line += (
+            f" {security} owner={obj.get('owner') or '?'} "
+            f"search_path={'unset' if path is None else path}"
+        )
+    return line
+
+
 def surface_lines(surface: pl.DataFrame) -> list[str]:
     """The surface as expected-surface lines, sorted (what to paste to accept it)."""
-    return sorted(
-        f"{kind.replace(' ', '_')} {schema}.{name} {','.join(roles or [])}"
-        for schema, name, kind, roles in surface.select("schema", "name", "kind", "roles").rows()
-    )
+    return sorted(surface_line(obj) for obj in surface.iter_rows(named=True))
 
 
 def parse_surface_lines(text: str) -> list[str]:
