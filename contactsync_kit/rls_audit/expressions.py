@@ -79,11 +79,11 @@ _CLAIMS: Final = re.compile(
 )
 _CALLED: Final = re.compile(r"(?<![\w.])([a-z_]\w*)\.([a-z_]\w*)\s*\(", re.IGNORECASE)
 # A key read right after the metadata: -> 'k', ->> 'k', #>> '{k,...}', ['k'].
-_KEY_AFTER: Final = re.compile(
-    r"(?:->>?|#>>?|\[)\s*\(?\s*'\{?\s*([A-Za-z_][\w]*)", re.IGNORECASE
-)
+_KEY_AFTER: Final = re.compile(r"(?:->>?|#>>?|\[)\s*\(?\s*'\{?\s*([A-Za-z_][\w]*)", re.IGNORECASE)
 
 
+# What follows the name before a key: the closing quote, casts, parentheses.
+_CAST_TAIL: Final = re.compile(r"^['\")\s]*(::\s*\w+[\s)]*)*")
 # The next element of a text-array path: '{user_metadata,organisation_id}'.
 _PATH_KEY: Final = re.compile(r"\s*,\s*\"?([A-Za-z_]\w*)")
 
@@ -110,7 +110,7 @@ def metadata_keys(text: str | None) -> set[str]:
     keys: set[str] = set()
     for match in _USER_METADATA.finditer(text or ""):
         tail = (text or "")[match.end() : match.end() + 80]
-        tail = tail.lstrip("'\")::textjsonb ")
+        tail = _CAST_TAIL.sub("", tail, count=1)
         found = _KEY_AFTER.match(tail) or _PATH_KEY.match(tail)
         if found:
             keys.add(found.group(1))

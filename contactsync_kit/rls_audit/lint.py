@@ -105,9 +105,7 @@ def _closure(routines: pl.DataFrame, direct: Callable[[str | None], bool]) -> se
     """``schema.name`` of every routine whose source satisfies `direct`, or calls one that
     does (transitively).
     """
-    sources = {
-        f"{schema}.{name}".lower(): source for schema, name, source in routines.rows()
-    }
+    sources = {f"{schema}.{name}".lower(): source for schema, name, source in routines.rows()}
     found = {name for name, source in sources.items() if direct(source)}
     while True:
         more = {
@@ -189,7 +187,7 @@ def _table_findings(catalog: PolicyCatalog, readers: set[str]) -> Iterator[_Find
                 name,
                 None,
                 "policy_exists_rls_disabled" if own.height else "rls_disabled",
-                f"row level security is off on this exposed table"
+                "row level security is off on this exposed table"
                 + (f", so its {own.height} policy(ies) do not apply" if own.height else ""),
                 f"ALTER TABLE {schema}.{name} ENABLE ROW LEVEL SECURITY;",
             )
@@ -402,8 +400,9 @@ def _function_findings(
             schema,
             name,
             None,
-            "definer_function_search_path" if obj["security_definer"] else
-            "function_search_path_mutable",
+            "definer_function_search_path"
+            if obj["security_definer"]
+            else "function_search_path_mutable",
             ("SECURITY DEFINER" if obj["security_definer"] else "SECURITY INVOKER")
             + f" without a fixed search_path, callable by {roles}",
             f"ALTER FUNCTION {where} SET search_path = '';",

@@ -209,8 +209,13 @@ def rules_frame() -> pl.DataFrame:
     """The registry as a frame: rule, level, catches, fix, splinter counterparts."""
     return pl.DataFrame(
         [(r.name, r.level, r.catches, r.fix, ", ".join(r.splinter)) for r in RULES],
-        schema={"rule": pl.String, "level": pl.String, "catches": pl.String, "fix": pl.String,
-                "splinter": pl.String},
+        schema={
+            "rule": pl.String,
+            "level": pl.String,
+            "catches": pl.String,
+            "fix": pl.String,
+            "splinter": pl.String,
+        },
         orient="row",
     )
 

@@ -23,16 +23,20 @@ API roles may call is a lint error unless its line, ``definer`` included, is acc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 
 from .frames import AUDIT_TABLES, SURFACE_DIFF_SCHEMA
 
 __all__ = [
+    "FunctionTarget",
     "SurfaceTarget",
+    "argument_kind",
+    "function_targets",
     "parse_surface_lines",
     "surface_diff",
     "surface_line",
@@ -77,7 +81,7 @@ def surface_targets(
         reason = (
             f"schema {obj['schema']} is not the default profile"
             if obj["schema"] != default
-            else "takes required arguments"
+            else "takes required arguments (called with foreign ids when they are ids)"
             if is_function and obj["required_args"]
             else "returns no set of rows"
             if is_function and not obj["returns_set"]
@@ -134,3 +138,81 @@ def surface_diff(surface: pl.DataFrame, expected: Iterable[str]) -> pl.DataFrame
         ("removed", e) for e in sorted(accepted - now)
     ]
     return pl.DataFrame(rows, schema=SURFACE_DIFF_SCHEMA, orient="row")
+
+
+#: What an argument's name says it identifies -> the universe table its value comes from.
+_ID_ARGUMENTS: Final = (
+    (re.compile(r"org|tenant|team|workspace|account"), "organisations"),
+    (re.compile(r"user|member|owner|author|profile|uid"), "organisation_members"),
+    (re.compile(r"chapter"), "chapters"),
+    (re.compile(r"note"), "notes"),
+    (re.compile(r"assign"), "contact_assignments"),
+    (re.compile(r"contact|^(p_|_)?(id|row_id|record_id)$"), "contacts"),
+)
+
+
+def argument_kind(argument: str) -> str | None:
+    """What an input argument (``"<name> <type>"``) identifies, as the universe table whose
+    ids fill it (``organisation_members`` for a user id); None when it is not an id.
+    """
+    name, _, kind = argument.partition(" ")
+    if kind not in ("uuid", "text", "character varying", "bigint", "integer") and not (
+        kind.endswith("[]") or kind == ""
+    ):
+        return None
+    for pattern, table in _ID_ARGUMENTS:
+        if pattern.search(name.lower()):
+            return table
+    return "contacts" if kind == "uuid" else None
+
+
+@dataclass(frozen=True)
+class FunctionTarget:
+    """An exposed function taking ids: its label, API name, and each argument to fill
+    (name, the universe table its id comes from, whether the type is an array).
+    """
+
+    label: str
+    rpc: str
+    arguments: tuple[tuple[str, str, bool], ...]
+
+
+def function_targets(
+    surface: pl.DataFrame, exposed_schemas: Iterable[str]
+) -> tuple[list[FunctionTarget], dict[str, str]]:
+    """(functions the probes call with ids the caller must not see, label -> why not).
+
+    A function of the default profile qualifies when every required argument is an id
+    (`argument_kind`); optional id arguments are filled too, the others left to their
+    defaults.
+    """
+    schemas = list(exposed_schemas)
+    default = schemas[0] if schemas else "public"
+    targets: list[FunctionTarget] = []
+    skipped: dict[str, str] = {}
+    functions = surface.filter(pl.col("kind") == "function")
+    for obj in functions.iter_rows(named=True):
+        label = _label(obj["schema"], obj["name"])
+        arguments = list(obj["arguments"] or [])
+        required = arguments[: obj["required_args"] or 0]
+        kinds = [argument_kind(a) for a in arguments]
+        if obj["schema"] != default or not any(kinds):
+            continue
+        unfillable = [a for a, k in zip(required, kinds, strict=False) if k is None]
+        if unfillable or any(not a.partition(" ")[0] for a in arguments):
+            skipped[label] = "takes arguments the audit cannot fill: " + ", ".join(
+                unfillable or arguments
+            )
+            continue
+        targets.append(
+            FunctionTarget(
+                label,
+                obj["name"].split("(")[0],
+                tuple(
+                    (a.partition(" ")[0], k, a.endswith("[]"))
+                    for a, k in zip(arguments, kinds, strict=True)
+                    if k is not None
+                ),
+            )
+        )
+    return targets, skipped
