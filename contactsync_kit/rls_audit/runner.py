@@ -101,7 +101,7 @@ async def audit_rls(
     )
     out, counter = Collected(), RequestCounter()
     tls = await asyncio.to_thread(_tls_context)
-    run = _Run(plan, out, counter, progress, clock.now)
+    run = _Run(plan, out, counter, progress, max(1, concurrency))
     async with Api(url, anon_key, connections=max(1, concurrency), counter=counter, tls=tls) as api:
         with stop_on_signals(handle_signals) as stop:
             await run.callers(api, sign_in, asyncio.Semaphore(max(1, concurrency)), stop)
@@ -152,7 +152,7 @@ class _Run:
     out: Collected
     counter: RequestCounter
     progress: Callable[[AuditProgress], None] | None
-    now: Callable[[], Any]
+    concurrency: int
     done: int = 0
     claims_done: int = 0
     stopped: bool = False
@@ -237,7 +237,7 @@ class _Run:
             )
 
         jobs = [(lambda c=caller, u=user: one(c, u)) for caller, user in plan.callers()]
-        self.done = await self._pool(jobs, limit._value * 2, stop, "callers")
+        self.done = await self._pool(jobs, 2 * self.concurrency, stop, "callers")
 
     async def claims(
         self, api: Api, claims_tokens: ClaimsTokens, limit: asyncio.Semaphore, stop: asyncio.Event
@@ -276,7 +276,7 @@ class _Run:
                 for caller, user_id in plan.claims_callers()
                 if user_id in tokens
             ]
-            self.claims_done = await self._pool(jobs, limit._value * 2, stop, "claims")
+            self.claims_done = await self._pool(jobs, 2 * self.concurrency, stop, "claims")
         finally:
             await asyncio.to_thread(manager.__exit__, None, None, None)
 

@@ -246,7 +246,8 @@ async def test_the_exposed_schemas_and_surface_come_from_the_database(
     report = await audit(stack, world, truth)
     assert report.surface is not None
     digest = "public.contactsync_digest(p_organisation_id uuid, p_prefix_length integer)"
-    assert surface_lines(report.surface) == [f"function {digest} authenticated"] + [
+    attributes = 'invoker owner=postgres search_path=""'
+    assert surface_lines(report.surface) == [f"function {digest} authenticated {attributes}"] + [
         f"table public.{t} authenticated"
         for t in sorted(
             [
