@@ -104,8 +104,7 @@ def _progress(update: AuditProgress) -> None:
     step = max(1, update.total // 4)
     if update.done % step < 50 or update.done == update.total:
         print(
-            f"    {update.phase}: {update.done}/{update.total} callers, "
-            f"{update.requests} requests",
+            f"    {update.phase}: {update.done}/{update.total} callers, {update.requests} requests",
             flush=True,
         )
 
