@@ -412,7 +412,9 @@ def test_what_the_surface_probes_and_why_not() -> None:
     ]
     assert skipped == {
         "public.totals": "its rows have no id column",
-        "public.search(text)": "takes required arguments (called with foreign ids when they are ids)",
+        "public.search(text)": (
+            "takes required arguments (called with foreign ids when they are ids)"
+        ),
         "api.extra": "schema api is not the default profile",
     }
 
