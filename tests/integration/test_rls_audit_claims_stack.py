@@ -7,6 +7,10 @@ probes; each is undone inside its test, and the audit passes again.
 
 from __future__ import annotations
 
+import time
+import uuid
+
+import httpx
 import polars as pl
 import pytest
 
@@ -210,8 +214,8 @@ async def test_a_definer_function_returning_another_organisations_rows_by_id(
         "REVOKE ALL ON FUNCTION public.audit_contacts_of(uuid) FROM PUBLIC, anon; "
         "GRANT EXECUTE ON FUNCTION public.audit_contacts_of(uuid) TO authenticated",
         "DROP FUNCTION IF EXISTS public.audit_contacts_of(uuid)",
-        api_path="rpc/audit_contacts_of?p_organisation_id=00000000-0000-0000-0000-000000000000",
     ):
+        served_rpc(stack, "audit_contacts_of", {"p_organisation_id": str(uuid.UUID(int=0))})
         report = await audit(stack, world, truth)
     assert not report.passed
     label = "public.audit_contacts_of(p_organisation_id uuid)"
@@ -222,6 +226,23 @@ async def test_a_definer_function_returning_another_organisations_rows_by_id(
     assert set(leaked["user"]) == labels(world)
     assert (leaked["leaked"] > 0).all()
     await restored(stack, world, truth)
+
+
+def served_rpc(stack: DevStack, name: str, args: dict[str, str], timeout_s: float = 30) -> None:
+    """Reload PostgREST's schema cache and wait until it can call `name` with `args`."""
+    stack.reload_schema()
+    key = stack.service_role_key
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = httpx.post(
+            f"{stack.url}/rest/v1/rpc/{name}",
+            json=args,
+            headers={"apikey": key, "Authorization": f"Bearer {key}"},
+        ).status_code
+        if status != 404:
+            return
+        assert time.monotonic() < deadline, f"PostgREST does not serve rpc/{name}: {status}"
+        time.sleep(0.05)
 
 
 async def restored(stack: DevStack, world: SeedResult, truth: GroundTruth) -> None:
