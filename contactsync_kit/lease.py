@@ -169,13 +169,13 @@ class CacheLease:
         except BaseException:
             os.close(fd)
             raise
-        # Another person's live session: theirs ends, and their content goes first.
+        # Another person's live session: theirs ends, and their content goes first. A live
+        # kit session opened that file (encrypted or not), so it is the kit's to erase.
         os.close(fd)
         fresh = _Stamp(secrets.token_hex(16), mine)
         fd = _write_new_lock_file(target, fresh)
         try:
-            if path.exists():
-                reset_cache_file(path)
+            erase_cache_files(path)
         except BaseException:
             os.close(fd)
             raise

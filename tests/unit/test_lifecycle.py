@@ -396,3 +396,32 @@ def test_a_hard_link_at_the_cache_path_is_refused(tmp_path: Path) -> None:
     os.link(elsewhere, tmp_path / "cache.sqlite3")
     with pytest.raises(UnsafeCachePathError, match="hard link"):
         ContactCache.open(tmp_path / "cache.sqlite3")
+
+
+async def test_another_person_takes_over_an_encrypted_cache_left_open(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite3"
+    fake = fake_server()
+    alice = await start_session(
+        fake.url,
+        fake.anon_key,
+        email=ALICE,
+        password=PASSWORD,
+        cache_path=path,
+        cache_key="alice's key",
+        http_client=fake.http_client(),
+    )
+    assert (await alice.repository.sync_contacts_for_organisation(ORGS[0])).ok
+    bob = await start_session(
+        fake.url,
+        fake.anon_key,
+        email=BOB,
+        password=PASSWORD,
+        cache_path=path,
+        cache_key="bob's key",
+        http_client=fake.http_client(),
+    )
+    assert bob.cache.counts()["contacts"] == 0
+    assert alice.ended is SessionEndReason.OTHER_PERSON
+    assert (await bob.repository.sync_contacts_for_organisation(ORGS[1])).ok
+    await bob.sign_out()
+    await alice.aclose()
