@@ -118,7 +118,23 @@ def check_entry(path: Path) -> None:
             path=path,
         )
     if info.st_mode & 0o077:
-        os.chmod(path, 0o600)  # not a link (checked above): only the owner may read a cache
+        _tighten(path)
+
+
+def _tighten(path: Path) -> None:
+    # Through a descriptor opened without following links: a link planted since the check
+    # above is refused (ELOOP), never followed.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UnsafeCachePathError(
+            f"{path} cannot be made private ({exc.strerror}); choose another cache_path",
+            path=path,
+        ) from exc
+    try:
+        os.fchmod(fd, 0o600)  # only the owner may read a cache
+    finally:
+        os.close(fd)
 
 
 def check_cache_entries(cache_path: Path) -> None:
