@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from importlib.util import find_spec
 from typing import Final
 
+from .errors import ContactSyncError
+
 __all__ = ["EXTRA_MODULES", "MissingExtraError", "require_extra"]
 
 __io__ = "none"
@@ -30,7 +32,7 @@ EXTRA_MODULES: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(ContactSyncError, ImportError):
     """A part of the kit was imported without the extra that brings its dependencies."""
 
     def __init__(self, part: str, extra: str, missing: str) -> None:

@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Final
 
+from ..errors import ContactSyncError
+
 __all__ = [
     "ENV_VAR",
     "NPM_PACKAGE",
@@ -42,7 +44,7 @@ ENV_VAR: Final = "CONTACTSYNC_POSTGREST_BIN"
 _CACHE_ENV_VAR: Final = "CONTACTSYNC_CACHE_DIR"
 
 
-class PostgrestNotFound(RuntimeError):
+class PostgrestNotFound(ContactSyncError, RuntimeError):
     """No PostgREST binary could be found; the message says how to get one."""
 
 

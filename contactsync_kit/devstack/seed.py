@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import psycopg
 
+from ..errors import ContactSyncError
 from .passwords import PBKDF2_ITERATIONS, hash_password
 from .seed_result import Membership, SeededOrganisation, SeededUser, SeedResult
 from .seed_rows import SeedPlan, UserRow, copy_line, generate
@@ -85,7 +86,7 @@ TABLES: Final = (
 )
 
 
-class SeedConflict(ValueError):
+class SeedConflict(ContactSyncError, ValueError):
     """The seed (or part of it) is already in the database."""
 
 
