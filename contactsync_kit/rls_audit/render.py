@@ -1,7 +1,7 @@
 """Rendering the report as text and tables: the matrix ordered for a table with names, and
 the markdown summary. Pure (the heat map, drawn with matplotlib, is `heatmap`).
 
-The summary reads any report shaped like `RenderedReport` (`report.AuditReport` is one), so
+The summary reads any report shaped like `_Report` (`report.AuditReport` is one), so
 this module does not import `report`, which imports it.
 """
 
@@ -17,7 +17,6 @@ from .frames import ALL_ORGANISATIONS, ANON_USER, AUDIT_TABLES, Probe
 
 __all__ = [
     "ALL_ORGANISATIONS_NAME",
-    "RenderedReport",
     "matrix_view",
     "organisation_labels",
     "summary_markdown",
@@ -28,7 +27,7 @@ __io__ = "none"
 ALL_ORGANISATIONS_NAME: Final = "all organisations"
 
 
-class RenderedReport(Protocol):
+class _Report(Protocol):
     """What `summary_markdown` reads of a report (`report.AuditReport` has it all)."""
 
     @property
@@ -95,7 +94,7 @@ def matrix_view(matrix: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def summary_markdown(report: RenderedReport, *, max_cells: int = 25) -> str:
+def summary_markdown(report: _Report, *, max_cells: int = 25) -> str:
     """A short markdown summary: verdict, counts, failing cells, leaks outside the audited
     organisations, failed checks, the exposed surface and its diff, the lint with fixes.
     """
@@ -152,7 +151,7 @@ def _sources_section(sources: pl.DataFrame) -> list[str]:
     return lines
 
 
-def _org(report: RenderedReport, organisation_id: str) -> str:
+def _org(report: _Report, organisation_id: str) -> str:
     return report.organisation_names.get(organisation_id, organisation_id)
 
 
@@ -162,7 +161,7 @@ def _organisations(matrix: pl.DataFrame) -> int:
     return int(orgs.filter(orgs != ALL_ORGANISATIONS).n_unique())
 
 
-def _headline(report: RenderedReport, failing: pl.DataFrame) -> list[str]:
+def _headline(report: _Report, failing: pl.DataFrame) -> list[str]:
     m = report.matrix
     users = m.filter(pl.col("user") != ANON_USER).get_column("user").n_unique()
     lines = [
@@ -191,7 +190,7 @@ def _headline(report: RenderedReport, failing: pl.DataFrame) -> list[str]:
     return lines
 
 
-def _failing_cells(report: RenderedReport, failing: pl.DataFrame, max_cells: int) -> list[str]:
+def _failing_cells(report: _Report, failing: pl.DataFrame, max_cells: int) -> list[str]:
     lines = [
         "",
         "## Failing cells",
@@ -210,7 +209,7 @@ def _failing_cells(report: RenderedReport, failing: pl.DataFrame, max_cells: int
     return lines
 
 
-def _surface_section(report: RenderedReport) -> list[str]:
+def _surface_section(report: _Report) -> list[str]:
     if report.surface is None:
         return []
     lines = [
