@@ -74,7 +74,7 @@ from .frames import (
 from .heatmap import heatmap_frame, heatmap_png, plot_heatmap
 from .lint import PolicyCatalog, lint_policies
 from .matrix import audit_checks, audit_matrix
-from .render import matrix_view, organisation_labels, summary_markdown
+from .render import explain_leaks, matrix_view, organisation_labels, summary_markdown
 from .report import AuditReport, evaluate
 from .rules import RULES, SPLINTER_NOT_APPLICABLE, Rule, rules_frame, rules_markdown
 from .runner import ClaimsTokens, audit_rls
@@ -116,6 +116,7 @@ __all__ = [
     "audit_rls",
     "evaluate",
     "expected_visibility",
+    "explain_leaks",
     "export_report",
     "exposed_schemas",
     "fetch_policy_catalog",

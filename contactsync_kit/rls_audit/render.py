@@ -17,6 +17,7 @@ from .frames import ALL_ORGANISATIONS, ANON_USER, AUDIT_TABLES, Probe
 
 __all__ = [
     "ALL_ORGANISATIONS_NAME",
+    "explain_leaks",
     "matrix_view",
     "organisation_labels",
     "summary_markdown",
@@ -132,10 +133,12 @@ def summary_markdown(report: _Report, *, max_cells: int = 25) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _sources_section(sources: pl.DataFrame) -> list[str]:
-    if sources.is_empty():
-        return []
-    lines = ["", "## Where the leaked rows come through", ""]
+def explain_leaks(sources: pl.DataFrame) -> str:
+    """One line per row of `leak_sources` (`LEAK_SOURCES_SCHEMA`): the policy (or exposed
+    object) that lets rows through, how they leak, to whom, what the lint says, and the fix.
+    Empty when nothing leaked.
+    """
+    lines = []
     for r in sources.iter_rows(named=True):
         through = (
             f"policy {r['policy']} on {r['table']}"
@@ -148,7 +151,13 @@ def _sources_section(sources: pl.DataFrame) -> list[str]:
             f"- {through}: {r['leak']} ({r['rows']} row(s), seen by {r['callers']}){flagged}. "
             f"Fix: `{r['fix']}`"
         )
-    return lines
+    return "\n".join(lines)
+
+
+def _sources_section(sources: pl.DataFrame) -> list[str]:
+    if sources.is_empty():
+        return []
+    return ["", "## Where the leaked rows come through", "", explain_leaks(sources)]
 
 
 def _org(report: _Report, organisation_id: str) -> str:

@@ -290,6 +290,31 @@ def test_the_audit_modules_the_readme_calls_pure_declare_none() -> None:
     assert not impure, f"the README calls these pure, but they declare {impure}"
 
 
+def audit_imports(module: str) -> set[str]:
+    """The rls_audit modules `module` imports, type-checking-only imports included."""
+    found: set[str] = set()
+    for node in ast.walk(tree(module)):
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            found.add(f"contactsync_kit.rls_audit.{node.module.split('.')[0]}")
+    return found & set(MODULES)
+
+
+def test_the_audit_modules_import_each_other_without_a_cycle() -> None:
+    modules = [m for m in MODULES if m.startswith("contactsync_kit.rls_audit.")]
+    graph = {m: audit_imports(m) for m in modules}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, " -> ".join([*path, module])
+        if module not in done:
+            for imported in sorted(graph.get(module, ())):
+                visit(imported, (*path, module))
+            done.add(module)
+
+    for module in modules:
+        visit(module, ())
+
+
 UI = ("ipywidgets", "matplotlib", "IPython")
 
 

@@ -12,6 +12,7 @@ from contactsync_kit.rls_audit import (
     AuditReport,
     PolicyCatalog,
     evaluate,
+    explain_leaks,
     leak_sources,
     lint_policies,
     matrix_view,
@@ -82,6 +83,8 @@ def test_a_policy_too_wide_for_the_lint_is_named_with_its_fix() -> None:
     assert "## Where the leaked rows come through" in text
     assert f"- policy contacts_select on contacts (USING {ORG_ONLY}): " in text
     assert "Fix: `ALTER POLICY contacts_select ON public.contacts USING (" in text
+    assert explain_leaks(report.leak_sources) in text
+    assert explain_leaks(report.leak_sources.head(0)) == ""
 
 
 def test_the_policy_the_lint_flags_is_named_not_the_sound_one_beside_it() -> None:
