@@ -110,7 +110,38 @@ def leak_sources(
         for group in groups.iter_rows(named=True)
         for row in _sources(group, policies, tables, lint)
     ]
-    return pl.DataFrame(found, schema=LEAK_SOURCES_SCHEMA, orient="row")
+    return _through_policies(pl.DataFrame(found, schema=LEAK_SOURCES_SCHEMA, orient="row"))
+
+
+def _through_policies(sources: pl.DataFrame) -> pl.DataFrame:
+    """An exposed object the lint does not flag, leaking the same way as a table whose policy
+    is named, returns what that policy lets through (it reads as the caller): point its fix
+    at the policy rather than at the object.
+    """
+    named = sources.filter(pl.col("policy").is_not_null())
+    if named.is_empty():
+        return sources
+    by_leak = named.group_by("leak").agg(
+        pl.format("{} on {}", "policy", "table").unique().sort().str.join(", ").alias("named")
+    )
+    innocent = pl.col("table").str.contains(".", literal=True) & pl.col("lint").is_null()
+    return (
+        sources.join(by_leak, on="leak", how="left")
+        .with_columns(
+            pl.when(innocent & pl.col("named").is_not_null())
+            .then(
+                pl.format(
+                    "nothing flags {} itself: it reads as the caller and returns what {} lets "
+                    "through; fix that policy",
+                    "table",
+                    "named",
+                )
+            )
+            .otherwise(pl.col("fix"))
+            .alias("fix")
+        )
+        .select(list(LEAK_SOURCES_SCHEMA))
+    )
 
 
 def _sources(

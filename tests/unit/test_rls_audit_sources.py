@@ -221,3 +221,29 @@ def test_the_matrix_view_puts_failing_cells_first_with_names() -> None:
     shown = present(view, names=organisation_labels(report.organisation_names))
     assert set(shown["organisation"]) == {"Elvebredd", "all organisations"}
     assert set(shown["organisation id"]) == {O1, ALL_ORGANISATIONS}  # ids whole
+
+
+def test_an_unflagged_object_leaking_like_a_named_policy_points_at_that_policy() -> None:
+    cat = catalog(
+        [("contacts", True, COLUMNS)],
+        [("contacts", "contacts_select", "PERMISSIVE", ["authenticated"], ORG_ONLY, None)],
+        [("contacts", "by_org", ["organisation_id"]), ("contacts", "by_ch", ["chapter_id"])],
+    )
+    report = audited(
+        [
+            run("vol", O1, "contacts", "select"),
+            run("vol", O1, "public.f(p uuid)", "surface"),
+        ],
+        [
+            seen("vol", O1, "contacts", "select", "c1"),
+            seen("vol", O1, "contacts", "select", "c2"),
+            seen("vol", O1, "public.f(p uuid)", "surface", "c2"),
+        ],
+        cat,
+    )
+    fixes = dict(report.leak_sources.select("table", "fix").rows())
+    assert fixes["public.f(p uuid)"] == (
+        "nothing flags public.f(p uuid) itself: it reads as the caller and returns what "
+        "contacts_select on contacts lets through; fix that policy"
+    )
+    assert fixes["contacts"].startswith("ALTER POLICY contacts_select ")
