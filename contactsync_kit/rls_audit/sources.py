@@ -83,11 +83,14 @@ def leak_sources(
     kinds = (
         cells.join(membership, on=["user", "organisation_id"], how="left")
         .with_columns(
-            pl.struct("probe", "user", "member")
-            .map_elements(
-                lambda r: leak_kind(r["probe"], r["user"], bool(r["member"])),
-                return_dtype=pl.String,
-            )
+            # `leak_kind`, vectorised.
+            pl.when(pl.col("probe").is_in(sorted(_CLAIMS_PROBES)))
+            .then(pl.lit("claims"))
+            .when(pl.col("user") == ANON_USER)
+            .then(pl.lit("anon"))
+            .when(pl.col("member").fill_null(False))
+            .then(pl.lit("chapter"))
+            .otherwise(pl.lit("organisation"))
             .alias("kind")
         )
         .select("user", "organisation_id", "table", "probe", "leaked", "kind")
