@@ -34,10 +34,13 @@ policies in the catalog.
 
 Modules: `frames` (vocabulary and schemas), `truth` (users, ground truth, expectations),
 `plan` (what each caller probes), `expectation` and `matrix` (matrix and checks), `surface`
-(targets, expected-surface diff), `expressions` and `lint` (policy lint), `render` (heat map,
-markdown) and `report` (`AuditReport`, `evaluate`) are pure; `database` reads the catalog
-and ground truth (psycopg), `probes` asks the API as each caller (supabase-py), `files` reads
-and writes files, and `runner` (`audit_rls`) wires them.
+(targets, expected-surface diff), `expressions` and `lint` (policy lint), `rules` (the rule
+registry), `sources` (the policy behind each leak), `render` (matrix view, markdown) and
+`report` (`AuditReport`, `evaluate`) are pure; `heatmap` draws the heat map (matplotlib),
+`database` reads the catalog and ground truth (psycopg), `probes` and `sweep` ask the API as
+each caller, `callers` says who probes, `files` reads and writes files, `stopping` ends an
+audit on SIGTERM / Ctrl-C, `exposures` plants mistakes on a local stack, and `runner`
+(`audit_rls`) wires them.
 """
 
 from .callers import anon_reader
@@ -56,6 +59,7 @@ from .frames import (
     CHECKS_SCHEMA,
     DISCREPANCY_SCHEMA,
     EXPECTED_SCHEMA,
+    LEAK_SOURCES_SCHEMA,
     LINT_SCHEMA,
     MATRIX_SCHEMA,
     MEMBERS_SCHEMA,
@@ -67,12 +71,14 @@ from .frames import (
     UNIVERSE_SCHEMA,
     Probe,
 )
+from .heatmap import heatmap_frame, heatmap_png, plot_heatmap
 from .lint import PolicyCatalog, lint_policies
 from .matrix import audit_checks, audit_matrix
-from .render import heatmap_frame, heatmap_png, plot_heatmap, summary_markdown
+from .render import explain_leaks, matrix_view, organisation_labels, summary_markdown
 from .report import AuditReport, evaluate
 from .rules import RULES, SPLINTER_NOT_APPLICABLE, Rule, rules_frame, rules_markdown
 from .runner import ClaimsTokens, audit_rls
+from .sources import leak_sources
 from .stopping import AuditProgress
 from .surface import parse_surface_lines, surface_diff, surface_lines
 from .truth import AuditUser, GroundTruth, expected_visibility, members_frame
@@ -84,6 +90,7 @@ __all__ = [
     "CHECKS_SCHEMA",
     "DISCREPANCY_SCHEMA",
     "EXPECTED_SCHEMA",
+    "LEAK_SOURCES_SCHEMA",
     "LINT_SCHEMA",
     "MATRIX_SCHEMA",
     "MEMBERS_SCHEMA",
@@ -109,6 +116,7 @@ __all__ = [
     "audit_rls",
     "evaluate",
     "expected_visibility",
+    "explain_leaks",
     "export_report",
     "exposed_schemas",
     "fetch_policy_catalog",
@@ -116,10 +124,13 @@ __all__ = [
     "ground_truth_from_database",
     "heatmap_frame",
     "heatmap_png",
+    "leak_sources",
     "lint_database",
     "lint_policies",
     "load_expected_surface",
+    "matrix_view",
     "members_frame",
+    "organisation_labels",
     "parse_surface_lines",
     "plot_heatmap",
     "rules_frame",
@@ -129,3 +140,4 @@ __all__ = [
     "surface_lines",
     "write_expected_surface",
 ]
+__io__ = "none"

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ..remote import RemoteReader
 
 __all__ = ["CallerPlan", "Collected", "RequestCounter", "anon_reader"]
+__io__ = "none"
 
 
 async def anon_reader(

@@ -21,6 +21,7 @@ __all__ = [
     "ground_truth_from_database",
     "lint_database",
 ]
+__io__ = "network"
 
 _S = pl.String()
 _B = pl.Boolean()

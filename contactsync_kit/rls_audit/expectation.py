@@ -23,6 +23,7 @@ from .frames import (
 )
 
 __all__ = ["probe_expectation", "settle_surface_rows", "spread_unfiltered"]
+__io__ = "none"
 
 _UNKNOWN_ORG = "?"
 _IS_SURFACE = pl.col("probe").is_in(list(SURFACE_PROBES))

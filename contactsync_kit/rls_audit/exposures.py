@@ -16,6 +16,7 @@ from typing import Any, Protocol
 __all__ = [
     "Exposure",
     "chapter_rule_dropped",
+    "claims_policy",
     "definer_function",
     "definer_view",
     "materialised_view",
@@ -24,6 +25,7 @@ __all__ = [
     "planted",
     "tautology",
 ]
+__io__ = "network"
 
 
 class _Stack(Protocol):
@@ -134,6 +136,19 @@ def chapter_rule_dropped() -> Exposure:
         "chapter rule dropped",
         "organisation_id IN (SELECT private.member_organisation_ids())",
         replaces=("contacts", "contacts_select_scope"),
+    )
+
+
+def claims_policy(claim: str = "organisation_id") -> Exposure:
+    """A select policy on contacts scoped by a claim the user edits: ``user_metadata`` ->
+    `claim` in the token (``auth.updateUser(data=...)`` writes it), so anyone can name
+    another organisation there.
+    """
+    return Exposure(
+        "contacts scoped by user_metadata",
+        "CREATE POLICY planted_claims ON public.contacts FOR SELECT TO authenticated "
+        f"USING (organisation_id = ((select auth.jwt()) -> 'user_metadata' ->> '{claim}')::uuid)",
+        "DROP POLICY IF EXISTS planted_claims ON public.contacts",
     )
 
 

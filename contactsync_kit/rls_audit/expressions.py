@@ -22,6 +22,7 @@ __all__ = [
     "reads_user_metadata",
     "referenced_columns",
 ]
+__io__ = "none"
 
 _AUTH_CALL: Final = re.compile(r"auth\.(uid|jwt|role)\(\)")
 _WRAPPED_AUTH_CALL: Final = re.compile(r"SELECT\s+auth\.(uid|jwt|role)\(\)", re.IGNORECASE)

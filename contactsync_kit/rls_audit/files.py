@@ -13,6 +13,7 @@ from .report import AuditReport
 from .surface import parse_surface_lines, surface_lines
 
 __all__ = ["export_report", "load_expected_surface", "write_expected_surface"]
+__io__ = "disk"
 
 _HEADER = """\
 # The exposed surface this project accepts: every relation and function the API roles

@@ -15,6 +15,7 @@ __all__ = [
     "COUNT_PROBES",
     "DISCREPANCY_SCHEMA",
     "EXPECTED_SCHEMA",
+    "LEAK_SOURCES_SCHEMA",
     "LINT_SCHEMA",
     "MATRIX_SCHEMA",
     "MEMBERS_SCHEMA",
@@ -31,6 +32,7 @@ __all__ = [
     "UNIVERSE_SCHEMA",
     "Probe",
 ]
+__io__ = "none"
 
 AUDIT_TABLES: Final = (
     "organisations",
@@ -237,6 +239,23 @@ LINT_SCHEMA: Final = pl.Schema(
         "rule": _S,
         "severity": _S,
         "detail": _S,
+        "fix": _S,
+    }
+)
+#: Where leaked rows come from (`sources.leak_sources`): the leaked ``table`` (or exposed
+#: ``schema.object``), how rows leaked (``leak``, in words), the ``callers`` who saw them, how
+#: many distinct ``rows``, the ``policy`` that admits them and its ``using`` expression (null
+#: for an exposed object, or without a catalog), the ``lint`` rules that flag it (if any) and
+#: the ``fix``.
+LEAK_SOURCES_SCHEMA: Final = pl.Schema(
+    {
+        "table": _S,
+        "leak": _S,
+        "callers": _S,
+        "rows": _I,
+        "policy": _S,
+        "using": _S,
+        "lint": _S,
         "fix": _S,
     }
 )

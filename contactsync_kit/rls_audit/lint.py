@@ -33,6 +33,7 @@ __all__ = [
     "claims_readers",
     "lint_policies",
 ]
+__io__ = "none"
 
 #: Column names that mark a table as holding personal data (names, contact details, free text
 #: about a person, the link from a person to an organisation).

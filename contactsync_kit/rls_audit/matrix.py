@@ -23,6 +23,7 @@ from .frames import (
 from .truth import access_frame
 
 __all__ = ["audit_checks", "audit_matrix"]
+__io__ = "none"
 
 _S = pl.String()
 

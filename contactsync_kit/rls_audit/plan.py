@@ -30,6 +30,7 @@ __all__ = [
     "foreign_sample",
     "scale_plan",
 ]
+__io__ = "none"
 
 #: Ids per ``id=in.(…)`` request (`probes` batches by it): keeps URLs short.
 IDS_PER_REQUEST: Final = 150

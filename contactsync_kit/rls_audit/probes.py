@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..remote import Filter, RemoteReader
 
 __all__ = ["IDS_PER_REQUEST", "ORGS_PER_REQUEST", "OUTSIDE_FILTER", "probe_caller"]
+__io__ = "none"
 
 #: Organisations per ``in.(…)`` filter (ids per ``id=in.(…)`` request: `IDS_PER_REQUEST`).
 ORGS_PER_REQUEST: Final = 100

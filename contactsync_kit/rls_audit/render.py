@@ -1,173 +1,101 @@
-"""Rendering the report: the heat map (matplotlib, imported on use) and the markdown summary.
-Pure: nothing here touches the disk or the network.
+"""Rendering the report as text and tables: the matrix ordered for a table with names, and
+the markdown summary. Pure (the heat map, drawn with matplotlib, is `heatmap`).
+
+The summary reads any report shaped like `_Report` (`report.AuditReport` is one), so
+this module does not import `report`, which imports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from datetime import datetime
+from typing import Final, Protocol
 
 import polars as pl
 
 from .frames import ALL_ORGANISATIONS, ANON_USER, AUDIT_TABLES, Probe
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+__all__ = [
+    "ALL_ORGANISATIONS_NAME",
+    "explain_leaks",
+    "matrix_view",
+    "organisation_labels",
+    "summary_markdown",
+]
+__io__ = "none"
 
-    from .report import AuditReport
-
-__all__ = ["heatmap_frame", "heatmap_png", "plot_heatmap", "summary_markdown"]
-
-_STATUS_CODES: Final = {"pass": 0, "missing": 1, "leaked": 2, "error": 3}
-#: Tick labels at 10 pt: about 14 px at `heatmap_png`'s 100 dpi (7 pt at 80 dpi was ~5 px).
-_LABEL_PT: Final = 10
+#: How the ``*`` bucket (counts across all organisations) reads next to organisation names.
+ALL_ORGANISATIONS_NAME: Final = "all organisations"
 
 
-def heatmap_frame(
-    matrix: pl.DataFrame,
-    organisation_names: Mapping[str, str] | None = None,
-) -> pl.DataFrame:
-    """The matrix pivoted for a heat map: one row per user x organisation, one column per
-    table/probe, the cell a status code (0 pass, 1 missing, 2 leaked, 3 error; null when the
-    probe was not run). Pure.
+class _Report(Protocol):
+    """What `summary_markdown` reads of a report (`report.AuditReport` has it all)."""
+
+    @property
+    def generated_at(self) -> datetime: ...
+    @property
+    def matrix(self) -> pl.DataFrame: ...
+    @property
+    def checks(self) -> pl.DataFrame: ...
+    @property
+    def lint(self) -> pl.DataFrame | None: ...
+    @property
+    def surface(self) -> pl.DataFrame | None: ...
+    @property
+    def surface_diff(self) -> pl.DataFrame | None: ...
+    @property
+    def surface_not_probed(self) -> dict[str, str]: ...
+    @property
+    def organisation_names(self) -> dict[str, str]: ...
+    @property
+    def leak_sources(self) -> pl.DataFrame: ...
+    @property
+    def passed(self) -> bool: ...
+    def leaks(self) -> pl.DataFrame: ...
+    def unaccepted_surface(self) -> pl.DataFrame: ...
+
+
+def organisation_labels(organisation_names: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`organisation_names` (id -> name) plus the ``*`` bucket's name, for `widgets.table`."""
+    return {**(organisation_names or {}), ALL_ORGANISATIONS: ALL_ORGANISATIONS_NAME}
+
+
+def matrix_view(matrix: pl.DataFrame) -> pl.DataFrame:
+    """The matrix ordered for reading: failing cells first (most leaked first), then by
+    user, organisation, table and probe in the audit's order; the verdict and the counts
+    up front, the request error (if any) last. Pure; every id kept whole.
+
+    Show it with names: ``table(matrix_view(report.matrix),
+    names=organisation_labels(report.organisation_names))``.
     """
-    names = organisation_names or {}
-    status = (
-        pl.when(pl.col("verdict") == "error")
-        .then(_STATUS_CODES["error"])
-        .when(pl.col("leaked").fill_null(0) > 0)
-        .then(_STATUS_CODES["leaked"])
-        .when(pl.col("missing").fill_null(0) > 0)
-        .then(_STATUS_CODES["missing"])
-        .otherwise(_STATUS_CODES["pass"])
-    )
-    long = matrix.with_columns(
-        pl.format(
-            "{} · {}",
-            pl.col("user"),
-            pl.col("organisation_id").replace_strict(
-                names, default=pl.col("organisation_id").str.slice(0, 8)
-            ),
-        ).alias("row"),
-        pl.format("{}/{}", pl.col("table"), pl.col("probe")).alias("cell"),
-        status.alias("status"),
-    )
-    order = {table: i for i, table in enumerate(AUDIT_TABLES)}
+    tables = {table: i for i, table in enumerate(AUDIT_TABLES)}
     probes = {probe.value: i for i, probe in enumerate(Probe)}
-    pairs = long.select("table", "probe", "cell").unique().rows()
-    columns = [
-        cell
-        for table, probe, cell in sorted(
-            pairs, key=lambda p: (order.get(p[0], len(order)), probes.get(p[1], len(probes)))
-        )
-    ]
-    wide = long.pivot(
-        on="cell", index="row", values="status", aggregate_function="max", maintain_order=True
+    return matrix.sort(
+        pl.col("verdict") == "pass",
+        pl.col("leaked").fill_null(0),
+        pl.col("missing").fill_null(0),
+        "user",
+        "organisation_id",
+        pl.col("table").replace_strict(tables, default=len(tables), return_dtype=pl.Int64),
+        pl.col("probe").replace_strict(probes, default=len(probes), return_dtype=pl.Int64),
+        descending=[False, True, True, False, False, False, False],
+        maintain_order=True,
+    ).select(
+        "verdict",
+        "user",
+        "organisation_id",
+        "access",
+        "table",
+        "probe",
+        "visible",
+        "expected",
+        "leaked",
+        "missing",
+        "error",
     )
-    return wide.select("row", *[c for c in columns if c in wide.columns])
 
 
-def plot_heatmap(
-    matrix: pl.DataFrame,
-    organisation_names: Mapping[str, str] | None = None,
-    *,
-    title: str = "RLS audit",
-) -> Figure:
-    """A heat map of the matrix: green pass, orange missing, red leaked, grey error, white
-    not probed; failing cells are annotated with ``+leaked`` / ``-missing`` row counts.
-
-    Built on `matplotlib.figure.Figure` directly (no pyplot state, so no inline backend
-    needed); in a notebook show ``IPython.display.Image(heatmap_png(...))``.
-    """
-    from matplotlib.colors import ListedColormap
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    wide = heatmap_frame(matrix, organisation_names)
-    rows = wide.get_column("row").to_list()
-    cells = [c for c in wide.columns if c != "row"]
-    fig = Figure(
-        figsize=(max(6.5, 0.5 * len(cells) + 4.5), max(2.8, 0.32 * len(rows) + 3.0)),
-        layout="constrained",
-    )
-    ax = fig.add_subplot()
-    failing = int(matrix.filter(pl.col("verdict") != "pass").height)
-    ax.set_title(f"{title}: {matrix.height} probe cells, {failing} failing", fontsize=10)
-    if not rows or not cells:
-        ax.text(0.5, 0.5, "nothing probed", ha="center", va="center", transform=ax.transAxes)
-        return fig
-    values = wide.select(cells).to_numpy().astype(float)
-    colours = ListedColormap(["#2e9e4f", "#f0a020", "#d62728", "#8c8c8c"]).with_extremes(
-        bad="#ffffff"
-    )
-    ax.imshow(values, cmap=colours, vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(len(cells)), cells, rotation=60, ha="right", fontsize=_LABEL_PT)
-    ax.set_yticks(range(len(rows)), rows, fontsize=_LABEL_PT)
-    ax.set_xticks([x - 0.5 for x in range(1, len(cells))], minor=True)
-    ax.set_yticks([y - 0.5 for y in range(1, len(rows))], minor=True)
-    ax.grid(which="minor", color="#ffffff", linewidth=0.6)
-    ax.tick_params(which="minor", length=0)
-    labels = _cell_labels(matrix, organisation_names)
-    for (y, row), (x, cell) in ((r, c) for r in enumerate(rows) for c in enumerate(cells)):
-        text = labels.get((row, cell))
-        if text:
-            ax.text(x, y, text, ha="center", va="center", fontsize=_LABEL_PT - 1, color="#ffffff")
-    fig.legend(
-        handles=[
-            Patch(color=c, label=label)
-            for c, label in (
-                ("#2e9e4f", "pass"),
-                ("#f0a020", "missing"),
-                ("#d62728", "leaked"),
-                ("#8c8c8c", "error"),
-            )
-        ],
-        loc="outside lower center",
-        ncol=4,
-        frameon=False,
-        fontsize=8,
-    )
-    return fig
-
-
-def _cell_labels(
-    matrix: pl.DataFrame,
-    organisation_names: Mapping[str, str] | None,
-) -> dict[tuple[str, str], str]:
-    names = organisation_names or {}
-    labels: dict[tuple[str, str], str] = {}
-    for row in matrix.filter(pl.col("verdict") != "pass").iter_rows(named=True):
-        org = names.get(row["organisation_id"], row["organisation_id"][:8])
-        parts = [
-            f"+{row['leaked']}" if row["leaked"] else "",
-            f"-{row['missing']}" if row["missing"] else "",
-        ]
-        labels[(f"{row['user']} · {org}", f"{row['table']}/{row['probe']}")] = (
-            " ".join(p for p in parts if p) or "err"
-        )
-    return labels
-
-
-def heatmap_png(
-    matrix: pl.DataFrame,
-    organisation_names: Mapping[str, str] | None = None,
-    *,
-    title: str = "RLS audit",
-    dpi: int = 100,
-) -> bytes:
-    """`plot_heatmap` rendered off-screen to PNG bytes (for widgets, notebooks and files)."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fig = plot_heatmap(matrix, organisation_names, title=title)
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
-
-
-def summary_markdown(report: AuditReport, *, max_cells: int = 25) -> str:
+def summary_markdown(report: _Report, *, max_cells: int = 25) -> str:
     """A short markdown summary: verdict, counts, failing cells, leaks outside the audited
     organisations, failed checks, the exposed surface and its diff, the lint with fixes.
     """
@@ -176,6 +104,7 @@ def summary_markdown(report: AuditReport, *, max_cells: int = 25) -> str:
     lines = _headline(report, failing)
     if failing.height:
         lines += _failing_cells(report, failing, max_cells)
+    lines += _sources_section(report.leak_sources)
     outside = report.leaks().filter(pl.col("outside_audited_set"))
     if outside.height:
         lines += ["", "## Leaks outside the audited organisations", ""]
@@ -204,7 +133,34 @@ def summary_markdown(report: AuditReport, *, max_cells: int = 25) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _org(report: AuditReport, organisation_id: str) -> str:
+def explain_leaks(sources: pl.DataFrame) -> str:
+    """One line per row of `leak_sources` (`LEAK_SOURCES_SCHEMA`): the policy (or exposed
+    object) that lets rows through, how they leak, to whom, what the lint says, and the fix.
+    Empty when nothing leaked.
+    """
+    lines = []
+    for r in sources.iter_rows(named=True):
+        through = (
+            f"policy {r['policy']} on {r['table']}"
+            + (f" (USING {r['using']})" if r["using"] else "")
+            if r["policy"]
+            else r["table"]
+        )
+        flagged = f"; the lint flags it: {r['lint']}" if r["lint"] else ""
+        lines.append(
+            f"- {through}: {r['leak']} ({r['rows']} row(s), seen by {r['callers']}){flagged}. "
+            f"Fix: `{r['fix']}`"
+        )
+    return "\n".join(lines)
+
+
+def _sources_section(sources: pl.DataFrame) -> list[str]:
+    if sources.is_empty():
+        return []
+    return ["", "## Where the leaked rows come through", "", explain_leaks(sources)]
+
+
+def _org(report: _Report, organisation_id: str) -> str:
     return report.organisation_names.get(organisation_id, organisation_id)
 
 
@@ -214,7 +170,7 @@ def _organisations(matrix: pl.DataFrame) -> int:
     return int(orgs.filter(orgs != ALL_ORGANISATIONS).n_unique())
 
 
-def _headline(report: AuditReport, failing: pl.DataFrame) -> list[str]:
+def _headline(report: _Report, failing: pl.DataFrame) -> list[str]:
     m = report.matrix
     users = m.filter(pl.col("user") != ANON_USER).get_column("user").n_unique()
     lines = [
@@ -243,7 +199,7 @@ def _headline(report: AuditReport, failing: pl.DataFrame) -> list[str]:
     return lines
 
 
-def _failing_cells(report: AuditReport, failing: pl.DataFrame, max_cells: int) -> list[str]:
+def _failing_cells(report: _Report, failing: pl.DataFrame, max_cells: int) -> list[str]:
     lines = [
         "",
         "## Failing cells",
@@ -262,7 +218,7 @@ def _failing_cells(report: AuditReport, failing: pl.DataFrame, max_cells: int) -
     return lines
 
 
-def _surface_section(report: AuditReport) -> list[str]:
+def _surface_section(report: _Report) -> list[str]:
     if report.surface is None:
         return []
     lines = [

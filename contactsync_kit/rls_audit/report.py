@@ -12,6 +12,7 @@ import polars as pl
 from .expectation import settle_surface_rows
 from .frames import (
     AUDIT_TABLES,
+    LEAK_SOURCES_SCHEMA,
     LINT_SCHEMA,
     OBSERVED_SCHEMA,
     REQUESTED_SCHEMA,
@@ -23,9 +24,11 @@ from .frames import (
 from .lint import ERROR
 from .matrix import audit_checks, audit_matrix
 from .render import summary_markdown
+from .sources import leak_sources
 from .truth import GroundTruth
 
 __all__ = ["AuditReport", "evaluate"]
+__io__ = "none"
 
 _TABLE_ORDER: Final = {table: i for i, table in enumerate(AUDIT_TABLES)}
 _PROBE_ORDER: Final = {probe.value: i for i, probe in enumerate(Probe)}
@@ -45,6 +48,8 @@ class AuditReport:
     `complete` is false when the audit was stopped early (SIGTERM, Ctrl-C): the report then
     holds what was probed, `callers` says how many callers finished and `claims_probed` how
     many users the claims probe covered; `sampled_organisations` are those probed one by one.
+    `leak_sources` (`LEAK_SOURCES_SCHEMA`, see `sources.leak_sources`) names, for every table
+    or object that leaked, the policy that lets the rows through and its fix.
     `passed` is true when the audit completed, every cell and check passes, the lint found
     no error and nothing was added to the expected surface.
     """
@@ -64,6 +69,9 @@ class AuditReport:
     callers: int | None = None
     claims_probed: int | None = None
     sampled_organisations: tuple[str, ...] = ()
+    leak_sources: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=LEAK_SOURCES_SCHEMA)
+    )
 
     @property
     def passed(self) -> bool:
@@ -181,8 +189,14 @@ def evaluate(
     callers: int | None = None,
     claims_probed: int | None = None,
     sampled_organisations: Sequence[str] = (),
+    policies: pl.DataFrame | None = None,
+    tables: pl.DataFrame | None = None,
 ) -> AuditReport:
-    """Turn collected probe results into an `AuditReport`. Pure."""
+    """Turn collected probe results into an `AuditReport`. Pure.
+
+    `policies` and `tables` (the catalog's, see `lint.PolicyCatalog`) let the report name
+    the policy behind each leak (`AuditReport.leak_sources`).
+    """
 
     def frame(data: Sequence[tuple[Any, ...]] | pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
         if isinstance(data, pl.DataFrame):
@@ -199,6 +213,14 @@ def evaluate(
         ground_truth.members,
     )
     return AuditReport(
+        leak_sources=leak_sources(
+            matrix,
+            discrepancies,
+            ground_truth.members,
+            policies=policies,
+            tables=tables,
+            lint=lint,
+        ),
         generated_at=generated_at,
         matrix=matrix,
         discrepancies=discrepancies,

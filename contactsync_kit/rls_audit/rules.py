@@ -25,6 +25,7 @@ __all__ = [
     "rules_markdown",
     "splinter_counterparts",
 ]
+__io__ = "none"
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 

@@ -26,6 +26,7 @@ from .sweep import Api, call_functions, sweep
 from .truth import AuditUser, GroundTruth
 
 __all__ = ["AuditProgress", "ClaimsTokens", "audit_rls"]
+__io__ = "none"
 
 #: Mints the claims probe's tokens: given {user id: user_metadata}, a context manager that
 #: yields {user id: access token} issued the way the auth server would after the user's
@@ -140,6 +141,8 @@ def _catalog_results(catalog: PolicyCatalog | None, accepted: list[str] | None) 
     results: dict[str, Any] = {
         "lint": lint_policies(catalog, accepted or ()),
         "surface": catalog.surface,
+        "policies": catalog.policies,
+        "tables": catalog.tables,
     }
     if accepted is not None:
         results["surface_diff"] = surface_diff(catalog.surface, accepted)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["AuditProgress", "stop_on_signals"]
+__io__ = "process"
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ __all__ = [
     "surface_lines",
     "surface_targets",
 ]
+__io__ = "none"
 
 
 @dataclass(frozen=True)

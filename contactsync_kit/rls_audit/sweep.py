@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from postgrest import AsyncPostgrestClient
 
 __all__ = ["Api", "call_functions", "carries_data", "sweep"]
+__io__ = "network"
 
 _SELECT: Final = {"organisations": "id", "organisation_members": "user_id, organisation_id"}
 _KEYS: Final = {"organisation_members": "user_id"}

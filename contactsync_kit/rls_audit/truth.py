@@ -18,6 +18,7 @@ __all__ = [
     "members_frame",
     "with_recorded_memberships",
 ]
+__io__ = "none"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from ..clock import Clock
 from ..rls_audit import (
     AuditReport,
     AuditUser,
+    ClaimsTokens,
     GroundTruth,
     audit_rls,
     export_report,
@@ -50,7 +51,9 @@ class AuditModel(PanelModel):
     expected memberships), the `organisation_ids` to probe, and either a `ground_truth` or a
     `database_url` it is read from (as superuser, ids only). `database_url` also enables the
     exposed-surface inventory and the policy lint; `expected_surface` names the team's
-    expected-surface file to diff against. After `run()`, `report` holds the `AuditReport`,
+    expected-surface file to diff against. `claims_tokens` (a local stack's
+    ``user_metadata_tokens``) adds the claims probe: each user probed again with a token whose
+    user_metadata names another organisation. After `run()`, `report` holds the `AuditReport`,
     `passed` its verdict, `failing` the failing cells for the view and `chart` the heat map
     PNG.
     """
@@ -73,12 +76,14 @@ class AuditModel(PanelModel):
         *,
         users: Iterable[Any] = (),
         ground_truth: GroundTruth | None = None,
+        claims_tokens: ClaimsTokens | None = None,
         clock: Clock | None = None,
         draw_chart: bool = True,
         **kwargs: Any,
     ) -> None:
         self.users: list[AuditUser] = [AuditUser.of(u) for u in users]
         self.ground_truth = ground_truth
+        self.claims_tokens = claims_tokens
         self.clock = clock
         self.draw_chart = draw_chart
         self.report: AuditReport | None = None
@@ -87,7 +92,10 @@ class AuditModel(PanelModel):
 
     @classmethod
     def for_stack(cls, stack: _Stack, seeded: Any, **kwargs: Any) -> AuditModel:
-        """A model for a local stack and what it was seeded with (`SeedResult`)."""
+        """A model for a local stack and what it was seeded with (`SeedResult`); the claims
+        probe runs when the stack can mint tokens with user_metadata.
+        """
+        kwargs.setdefault("claims_tokens", getattr(stack, "user_metadata_tokens", None))
         return cls(
             url=stack.url,
             anon_key=stack.anon_key,
@@ -129,6 +137,7 @@ class AuditModel(PanelModel):
                 database_url=self.database_url or None,
                 expected_surface=self.expected_surface or None,
                 organisation_names=dict(self.organisation_names),
+                claims_tokens=self.claims_tokens,
                 clock=self.clock,
             )
             if self.draw_chart:

@@ -248,3 +248,23 @@ def served_rpc(stack: DevStack, name: str, args: dict[str, str], timeout_s: floa
 async def restored(stack: DevStack, world: SeedResult, truth: GroundTruth) -> None:
     report = await audit(stack, world, truth)
     assert report.passed, report.markdown()
+
+
+async def test_the_audit_panel_probes_the_claims_on_a_stack(
+    stack: DevStack, world: SeedResult, truth: GroundTruth
+) -> None:
+    from contactsync_kit.widgets.audit_panel import AuditModel
+
+    model = AuditModel.for_stack(stack, world, ground_truth=truth, draw_chart=False)
+    with planted(
+        stack,
+        "CREATE POLICY audit_claims ON public.contacts FOR SELECT TO authenticated "
+        f"USING (organisation_id = {CLAIM})",
+        "DROP POLICY IF EXISTS audit_claims ON public.contacts",
+    ):
+        report = await model.run()
+    assert report is not None and model.passed is False
+    assert set(leaks(report, "claims")["user"]) == labels(world)  # found by the probe itself
+    [source] = report.leak_sources.filter(pl.col("policy") == "audit_claims").rows(named=True)
+    assert "user_metadata_scoping" in (source["lint"] or "")
+    await restored(stack, world, truth)

@@ -558,7 +558,9 @@ async def test_the_audit_panel_on_the_stack(
     assert model.passed is True, model.status
     assert model.headline.startswith("PASS")
     assert model.chart.startswith(b"\x89PNG")
+    assert model.report is not None and model.report.claims_probed  # the stack mints claims
+    assert not model.report.matrix.filter(pl.col("probe") == "claims").is_empty()
     assert not panel.export_button.disabled
     paths = await model.export(tmp_path)
     assert paths["summary_md"].read_text().startswith("# RLS scoping audit — PASS")
-    assert pl.read_parquet(paths["matrix_parquet"]).height == model.report.matrix.height  # type: ignore[union-attr]
+    assert pl.read_parquet(paths["matrix_parquet"]).height == model.report.matrix.height

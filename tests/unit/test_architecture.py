@@ -41,9 +41,6 @@ import contactsync_kit
 
 #: For modules whose files other engineers own. Module or package name -> kinds.
 DECLARED: dict[str, str] = {
-    # psycopg for the policy catalog and direct probes; reports and charts written to files;
-    # SIGTERM / Ctrl-C handlers that end an audit with a partial report.
-    "contactsync_kit.rls_audit": "network, disk, ui, process",
     # ipywidgets panels; the login panel builds the httpx client, panels use temp folders.
     "contactsync_kit.widgets": "ui, network, disk",
 }
@@ -275,6 +272,47 @@ def test_pure_modules_are_the_core_of_the_kit() -> None:
         "contactsync_kit.staleness",
         "contactsync_kit.repository",
     } <= pure
+
+
+def readme_pure_audit_modules() -> set[str]:
+    """The rls_audit modules the README's layout calls pure: ``… (pure);`` in its entry."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    entry = readme[readme.index("  rls_audit/") :].split("(pure)")[0]
+    listed = " ".join(entry.split()).split(":", 1)[1]
+    return {f"contactsync_kit.rls_audit.{name.strip()}" for name in listed.split(",")}
+
+
+def test_the_audit_modules_the_readme_calls_pure_declare_none() -> None:
+    pure = readme_pure_audit_modules()
+    assert {"contactsync_kit.rls_audit.lint", "contactsync_kit.rls_audit.report"} <= pure
+    assert pure <= set(MODULES), pure - set(MODULES)
+    impure = {m: own_declaration(m) for m in pure if own_declaration(m) != "none"}
+    assert not impure, f"the README calls these pure, but they declare {impure}"
+
+
+def audit_imports(module: str) -> set[str]:
+    """The rls_audit modules `module` imports, type-checking-only imports included."""
+    found: set[str] = set()
+    for node in ast.walk(tree(module)):
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            found.add(f"contactsync_kit.rls_audit.{node.module.split('.')[0]}")
+    return found & set(MODULES)
+
+
+def test_the_audit_modules_import_each_other_without_a_cycle() -> None:
+    modules = [m for m in MODULES if m.startswith("contactsync_kit.rls_audit.")]
+    graph = {m: audit_imports(m) for m in modules}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, " -> ".join([*path, module])
+        if module not in done:
+            for imported in sorted(graph.get(module, ())):
+                visit(imported, (*path, module))
+            done.add(module)
+
+    for module in modules:
+        visit(module, ())
 
 
 UI = ("ipywidgets", "matplotlib", "IPython")
