@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
+from .errors import SyncStopped
 from .mappers import MappedPage
 from .paging import IdRange
 from .results import StageTimings, SyncError, SyncErrorKind, SyncFailure, SyncSuccess
@@ -93,16 +94,22 @@ def first_failure(failures: BaseExceptionGroup[BaseException]) -> BaseException:
     return next((e for e in leaves if not isinstance(e, asyncio.CancelledError)), leaves[0])
 
 
-class LocalWriteFailed(Exception):
-    """The cache raised while staging or committing; `__cause__` is its exception."""
+class LocalWriteFailed(SyncStopped):
+    """The cache raised while staging or committing; `cause` (and `__cause__`) is its error."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(
+            SyncError(
+                SyncErrorKind.LOCAL_WRITE,
+                f"writing the cache failed ({type(cause).__name__}); "
+                "the cache was rolled back to its previous content",
+            )
+        )
+        self.cause = cause
 
 
-class Refused(Exception):
+class Refused(SyncStopped):
     """The server's answer cannot be cached (bad rows, counts that do not add up)."""
-
-    def __init__(self, error: SyncError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 class Timer:
@@ -154,7 +161,7 @@ class Attempt:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the cache's own failure, whatever its class
-            raise LocalWriteFailed from exc
+            raise LocalWriteFailed(exc) from exc
         finally:
             self.timer.write += time.perf_counter() - mark
 

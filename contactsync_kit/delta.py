@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 
 import polars as pl
 
-from .attempt import CANCELLED, settle
+from .attempt import CANCELLED, LocalWriteFailed, Refused, settle
 from .clock import Clock
 from .delta_store import DeltaChanges, DeltaState, DeltaStore
 from .digest import (
@@ -37,9 +37,10 @@ from .digest import (
     server_total,
     total,
 )
+from .errors import SyncStopped
 from .mappers import MappedPage, MappingProblem, map_table_rows, map_versions
 from .paging import PARALLEL_PAGES
-from .remote import ContactSource, DeltaSource, DigestRow, DigestUnavailable, RemoteFailure
+from .remote import ContactSource, DeltaSource, DigestRow, DigestUnavailable
 from .results import SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
 from .schemas import DATA_TABLES
 
@@ -173,7 +174,7 @@ class IncrementalSync:
             return await self._verified_full(
                 org, f"the server offers no digest function ({exc}); ran a full sync"
             )
-        except RemoteFailure as exc:
+        except SyncStopped as exc:  # the server's, the answer's or the cache's failure
             return await self._fail(org, started_at, mark, exc.error)
         except asyncio.CancelledError:
             return SyncFailure(organisation_id=org, error=CANCELLED)
@@ -287,7 +288,7 @@ class IncrementalSync:
             self._requests += 1
             parsed = await asyncio.to_thread(parse, page.body)
             if isinstance(parsed, MappingProblem):
-                raise RemoteFailure(SyncError(SyncErrorKind(parsed.kind), parsed.message))
+                raise Refused(SyncError(SyncErrorKind(parsed.kind), parsed.message))
             if parsed.height == 0:
                 return pl.concat(frames) if frames else parsed
             frames.append(parsed)
@@ -470,13 +471,7 @@ class IncrementalSync:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the cache's own failure, whatever its class
-            raise RemoteFailure(
-                SyncError(
-                    SyncErrorKind.LOCAL_WRITE,
-                    f"writing the cache failed ({type(exc).__name__}); "
-                    "the cache was rolled back to its previous content",
-                )
-            ) from exc
+            raise LocalWriteFailed(exc) from exc
         return outcome  # type: ignore[return-value]
 
     async def _fail(

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import enum
 
-from .results import SyncErrorKind
+from .results import SyncError, SyncErrorKind
 
-__all__ = ["ContactSyncError", "SessionEndReason", "SessionEndedError"]
+__all__ = ["ContactSyncError", "SessionEndReason", "SessionEndedError", "SyncStopped"]
 
 __io__ = "none"
 
@@ -23,6 +23,19 @@ class ContactSyncError(Exception):
     """Base of the kit's exceptions. `kind` is the fitting `SyncErrorKind`, or None."""
 
     kind: SyncErrorKind | None = None
+
+
+class SyncStopped(ContactSyncError):
+    """An expected failure that stops a sync, translated where it entered; `error` says why.
+
+    Its subclasses say where: `RemoteFailure` (the server), `Refused` (an answer the kit will
+    not cache) and `LocalWriteFailed` (the cache). A sync turns each into a `SyncFailure`.
+    """
+
+    def __init__(self, error: SyncError) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.kind: SyncErrorKind | None = error.kind
 
 
 class SessionEndReason(enum.StrEnum):

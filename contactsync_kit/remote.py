@@ -22,7 +22,7 @@ from supabase import AsyncClient
 from supabase_auth.errors import AuthError
 
 from .clock import Clock
-from .errors import ContactSyncError
+from .errors import ContactSyncError, SyncStopped
 from .results import SyncError, SyncErrorKind
 from .schemas import EMBEDDED_SELECT
 from .session import bearer_token, inspect_token
@@ -52,13 +52,8 @@ Filter = tuple[str, str, str]
 _AUTH_CODES = frozenset({"PGRST301", "PGRST302", "PGRST303", "42501"})
 
 
-class RemoteFailure(ContactSyncError):
+class RemoteFailure(SyncStopped):
     """An expected failure talking to the server, already translated; `kind` is `error.kind`."""
-
-    def __init__(self, error: SyncError) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.kind = error.kind
 
 
 @dataclass(frozen=True)
@@ -375,7 +370,7 @@ class DigestRow:
     digest: int
 
 
-class DigestUnavailable(Exception):
+class DigestUnavailable(ContactSyncError):
     """The server offers no digest function (the migration is not applied)."""
 
 

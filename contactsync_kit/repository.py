@@ -27,7 +27,7 @@ from .cache import ContactCache, SyncLogEntry
 from .clock import Clock, ServerClock, SystemClock
 from .delta import FullSyncHooks, IncrementalSync, SyncMode
 from .delta_store import DeltaStore
-from .errors import SessionEndReason
+from .errors import SessionEndReason, SyncStopped
 from .mappers import MappedPage, MappingProblem, map_contacts_page
 from .paging import (
     PARALLEL_PAGES,
@@ -36,7 +36,7 @@ from .paging import (
     id_ranges,
     pages_needed,
 )
-from .remote import ContactSource, RemoteFailure, RemotePage, SupabaseDeltaSource
+from .remote import ContactSource, RemotePage, SupabaseDeltaSource
 from .results import SyncError, SyncErrorKind, SyncFailure, SyncResult
 from .schemas import DATA_TABLES
 
@@ -240,16 +240,8 @@ class ContactCacheSyncRepository:
                 return attempt.failure(problem)
             await self._commit(attempt, progress, hooks)
             return attempt.success(counts)
-        except (RemoteFailure, Refused) as exc:
+        except SyncStopped as exc:  # the server's, the answer's or the cache's failure
             return attempt.failure(exc.error)
-        except LocalWriteFailed as exc:
-            return attempt.failure(
-                SyncError(
-                    SyncErrorKind.LOCAL_WRITE,
-                    f"writing the cache failed ({type(exc.__cause__).__name__}); "
-                    "the cache was rolled back to its previous content",
-                )
-            )
 
     async def _fetch_and_stage(
         self,
@@ -457,7 +449,7 @@ class ContactCacheSyncRepository:
             await asyncio.wait([commit])
             raise
         except Exception as exc:  # the cache's own failure, whatever its class
-            raise LocalWriteFailed from exc
+            raise LocalWriteFailed(exc) from exc
         finally:
             attempt.timer.write += time.perf_counter() - mark
 

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..errors import ContactSyncError
+
 __all__ = ["ConsoleSettings", "UrlProblem", "check_url", "settings_path"]
 
 
-class UrlProblem(ValueError):
+class UrlProblem(ContactSyncError, ValueError):
     """A project URL that cannot be used; the message says what to type instead."""
 
 

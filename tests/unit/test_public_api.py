@@ -82,3 +82,29 @@ def test_each_module_declares_all(module: str) -> None:
     assert isinstance(mod.__all__, list)
     for name in mod.__all__:
         assert hasattr(mod, name), f"{module}.{name}"
+
+
+def test_every_exception_a_caller_can_meet_is_a_contact_sync_error() -> None:
+    """One error tree: each public exception class of the kit derives from ContactSyncError."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from contactsync_kit import ContactSyncError
+
+    package = importlib.import_module("contactsync_kit")
+    outside: list[str] = []
+    seen = 0
+    for info in pkgutil.walk_packages(package.__path__, prefix="contactsync_kit."):
+        if info.name.endswith("__main__"):
+            continue  # runs a command when imported
+        module = importlib.import_module(info.name)
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != info.name or name.startswith("_"):
+                continue
+            if issubclass(cls, BaseException):
+                seen += 1
+                if not issubclass(cls, ContactSyncError):
+                    outside.append(f"{info.name}.{name}")
+    assert seen >= 15
+    assert outside == []
