@@ -153,7 +153,8 @@ class ExportPanel(ipw.VBox):  # type: ignore[misc]
         self.status.value = _view.status_html(model.tone, model.status)
         self.link.value = (
             f'<a class="csk-download" download="{_view.esc(model.file_name)}" '
-            f'href="{model.href}">⬇ Download {_view.esc(model.file_name)}</a>'
+            f'href="{model.href}"><i class="fa fa-download" aria-hidden="true"></i> '
+            f"Download {_view.esc(model.file_name)}</a>"
             f'<div class="csk-help">{_view.esc(model.contents)}</div>'
             if model.href
             else ""
