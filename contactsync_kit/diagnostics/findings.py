@@ -190,12 +190,12 @@ def verdict(
 
 
 #: Server error codes that mean "no answer": a gateway whose upstream is down or timed out.
-_NO_ANSWER_CODES: Final = frozenset({"502", "503", "504"})
+_NO_ANSWER_CODES: Final = frozenset({"502", "504"})
 
 
 def server_unreachable(facts: OrgFacts) -> bool:
     """True when checking the server got no answer: no connection, no answer in time, or a
-    gateway saying the server behind it is down (502 / 503 / 504).
+    gateway saying the server behind it is down (502 / 504).
     """
     kind = facts.server_error_kind
     return kind in ("network", "timeout") or (

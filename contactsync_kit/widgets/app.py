@@ -29,6 +29,7 @@ from .login import LoginModel, LoginPanel, SessionFactory
 from .organisation import OrganisationLister, OrganisationModel, OrganisationPanel
 from .settings import ConsoleSettings
 from .staleness import StalenessModel, StalenessPanel
+from .static import StaticFallback
 from .sync import SyncModel, SyncPanel
 
 __all__ = ["AppPanels", "ContactSyncApp", "StackLike"]
@@ -72,7 +73,7 @@ STEPS = (
 )
 
 
-class ContactSyncApp:
+class ContactSyncApp(StaticFallback):
     """Login, organisation, sync, staleness and cache clearing as one app.
 
     The models (`login`, `organisation`, `sync`, `staleness`, `clearing`) hold the state and
@@ -570,6 +571,9 @@ class ContactSyncApp:
             )
         model = getattr(self, field)
         return {"error": "failed", "busy": "working"}.get(model.tone, "")
+
+    def _live_widget(self) -> Any:
+        return self.widget
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)

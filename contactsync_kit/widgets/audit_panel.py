@@ -28,6 +28,7 @@ from ..rls_audit import (
 )
 from . import _view
 from ._base import PanelModel
+from .static import StaticFallback
 
 __all__ = ["AuditModel", "AuditPanel"]
 
@@ -174,7 +175,7 @@ class AuditModel(PanelModel):
         return paths
 
 
-class AuditPanel(ipw.VBox):  # type: ignore[misc]
+class AuditPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of an `AuditModel`: Run, verdict, heat map, failing cells, lint, Export."""
 
     def __init__(self, model: AuditModel, **kwargs: Any) -> None:

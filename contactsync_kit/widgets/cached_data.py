@@ -21,6 +21,7 @@ from ..bootstrap import UserSession
 from ..staleness import format_age
 from . import _view
 from ._base import PanelModel
+from .static import StaticFallback
 from .tables import csv_link, present, rows_html
 
 __all__ = ["CachedData", "CachedDataModel", "CachedDataPanel", "filter_contacts"]
@@ -333,7 +334,7 @@ _VISIBLE: Final = {
 }
 
 
-class CachedDataPanel(ipw.VBox):  # type: ignore[misc]
+class CachedDataPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of a `CachedDataModel`: one search box, then contacts, notes, assignments
     (the columns support scans; the rest behind each row's "more"; a CSV of each)."""
 

@@ -14,6 +14,7 @@ from ..cache import DATA_TABLES
 from . import _view
 from ._base import PanelModel
 from .login import describe_removed
+from .static import StaticFallback
 
 __all__ = ["ClearingModel", "ClearingPanel"]
 
@@ -145,7 +146,7 @@ class ClearingModel(PanelModel):
         return removed
 
 
-class ClearingPanel(ipw.VBox):  # type: ignore[misc]
+class ClearingPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of a `ClearingModel`: counts, Clear, then Confirm / Cancel."""
 
     def __init__(

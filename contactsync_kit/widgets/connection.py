@@ -7,7 +7,7 @@ seconds with a short timeout; as soon as it answers, `back_online` callbacks run
 console reloads the organisations and refreshes the picked one's copy, and says so).
 
 An outage is a failure to connect, no answer in time, or a gateway saying its upstream is
-down (502 / 503 / 504): never the fault of a sync, and never a reason to delete the cache.
+down (502 / 504): never the fault of a sync, and never a reason to delete the cache.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = [
 #: The probe's whole budget: an outage is stated well within 5 s.
 PROBE_TIMEOUT_S: Final = 3.0
 #: What a gateway answers when the server behind it is down or overloaded.
-_UPSTREAM_DOWN: Final = frozenset({502, 503, 504})
+_UPSTREAM_DOWN: Final = frozenset({502, 504})
 
 #: Asks the server one cheap question; None when it answered, else what went wrong (words).
 Prober = Callable[[UserSession], Awaitable[str | None]]
@@ -102,6 +102,7 @@ class ServerStatusModel(PanelModel):
         self.probe_interval_s = probe_interval_s
         self.back_online: list[Callable[[], object]] = []
         self._watching = False
+        self._watcher: asyncio.Task[None] | None = None
         super().__init__(**kwargs)
         self.observe(self._on_session, names="session")
 
@@ -151,9 +152,16 @@ class ServerStatusModel(PanelModel):
                 callback()
 
     def _watch(self) -> None:
-        if not self._watching:
-            self._watching = True
-            self.schedule(self._until_answered(), what="Waiting for the server")
+        if self._watching:
+            return
+        self._watching = True
+        # Not `schedule`d: waiting for the server is not work anyone awaits (`wait()` returns
+        # while it runs); the task is kept here so it is not garbage-collected.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = asyncio.get_event_loop()
+        self._watcher = loop.create_task(self._until_answered())
 
     async def _until_answered(self) -> None:
         session = self.session

@@ -35,6 +35,7 @@ from ..staleness import format_age
 from . import _view
 from ._base import CANCELLED_TEXT, LongWorkModel, ThresholdModel, Tone
 from .connection import Prober, ServerStatusModel, probe_server
+from .static import StaticFallback
 
 __all__ = [
     "CAUSE_WORDS",
@@ -406,7 +407,7 @@ class DiagnosticsModel(LongWorkModel, ThresholdModel):
         return written
 
 
-class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
+class DiagnosticsPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of a `DiagnosticsModel`: picker, Diagnose (with elapsed time and Cancel), the
     verdict per organisation with counts per table, the rows that differ (each one a link to
     Cached data), the sync history, Export bundle.

@@ -23,6 +23,7 @@ from ..diagnostics import Diagnosis, write_support_bundle
 from . import _view
 from ._base import PanelModel
 from .diagnostics_panel import DiagnosticsModel
+from .static import StaticFallback
 
 __all__ = ["ExportModel", "ExportPanel", "bundle_text"]
 
@@ -112,7 +113,7 @@ class ExportModel(PanelModel):
         return Path(name)
 
 
-class ExportPanel(ipw.VBox):  # type: ignore[misc]
+class ExportPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of an `ExportModel`: Prepare, then a download link."""
 
     def __init__(self, model: ExportModel, **kwargs: Any) -> None:

@@ -23,6 +23,7 @@ from . import _view
 from ._base import PanelModel
 from .known_names import forget_names
 from .settings import UrlProblem, check_url
+from .static import StaticFallback
 
 __all__ = ["LoginModel", "LoginPanel", "SessionFactory", "describe_removed", "on_enter"]
 
@@ -378,7 +379,7 @@ class LoginModel(PanelModel):
             self.session.close()
 
 
-class LoginPanel(ipw.VBox):  # type: ignore[misc]
+class LoginPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of a `LoginModel`: sign in, sign out, and who is signed in.
 
     Email and password, plus the project's address and key only when configuration names

@@ -15,6 +15,7 @@ from . import _view
 from ._base import PanelModel
 from .connection import ServerStatusModel, is_outage
 from .known_names import read_names, remember_names
+from .static import StaticFallback
 
 __all__ = [
     "OrganisationLister",
@@ -218,7 +219,7 @@ class OrganisationModel(PanelModel):
         raise ValueError(f"{organisation!r} is not one of this user's organisations")
 
 
-class OrganisationPanel(ipw.VBox):  # type: ignore[misc]
+class OrganisationPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of an `OrganisationModel`: a dropdown (names shown, ids as values)."""
 
     def __init__(self, model: OrganisationModel, **kwargs: Any) -> None:

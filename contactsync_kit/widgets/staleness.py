@@ -22,6 +22,7 @@ from ..verify import CacheVerification, verify_cache
 from . import _view
 from ._base import CANCELLED_TEXT, LongWorkModel, ThresholdModel
 from ._chart import age_chart_png
+from .static import StaticFallback
 
 __all__ = ["VERIFICATION_PILLS", "StalenessModel", "StalenessPanel", "Verifier"]
 
@@ -302,7 +303,7 @@ def _check_outcome(rows: list[dict[str, Any]]) -> str:
     return f"{which} the server ✓ (checked by digest, one request each)."
 
 
-class StalenessPanel(ipw.VBox):  # type: ignore[misc]
+class StalenessPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of a `StalenessModel`: threshold, banner, table and age chart."""
 
     def __init__(self, model: StalenessModel, **kwargs: Any) -> None:

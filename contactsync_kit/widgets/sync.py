@@ -15,6 +15,7 @@ from ..results import SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuc
 from . import _view
 from ._base import CANCELLED_TEXT, LongWorkModel
 from .connection import ServerStatusModel, is_outage
+from .static import StaticFallback
 
 __all__ = ["SyncModel", "SyncPanel", "describe_result", "result_details"]
 
@@ -376,7 +377,7 @@ class SyncModel(LongWorkModel):
             )
 
 
-class SyncPanel(ipw.VBox):  # type: ignore[misc]
+class SyncPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of a `SyncModel`: Sync button, progress bar, readout."""
 
     def __init__(self, model: SyncModel, **kwargs: Any) -> None:
