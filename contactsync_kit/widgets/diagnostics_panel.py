@@ -581,6 +581,7 @@ class DiagnosticsPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
                 ),
                 "csk-show-row",
             )
+            button.add_class(f"csk-show-{row['contact_id'] or row['id']}")
             ids = [row["contact_id"] or row["id"]]
             label = row["contact"] or row["id"]
             button.on_click(lambda _, ids=ids, label=label: self.model.show_rows(ids, label))

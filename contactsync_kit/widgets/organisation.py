@@ -243,6 +243,7 @@ class OrganisationPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
             lambda _: model.schedule(model.refresh(), what="Loading organisations")
         )
         _view.tag(self.dropdown, "csk-organisation")
+        _view.tag(self.reload_button, "csk-reload")
         self.id_line = ipw.HTML()
         self.status = _view.tag(ipw.HTML(), "csk-organisation-status")
         super().__init__(

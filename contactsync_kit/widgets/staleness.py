@@ -379,6 +379,7 @@ class StalenessPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
             ],
             **kwargs,
         )
+        self.add_class("csk-freshness")
         model.observe(
             self._render,
             names=[

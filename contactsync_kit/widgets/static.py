@@ -26,6 +26,10 @@ _HIDE_WHEN_LIVE: Final = (
 )
 
 
+#: The class-name prefix of the static copy (the live panels' is ``csk-``).
+_COPY: Final = "cskcopy-"
+
+
 def _hidden(widget: Any) -> bool:
     layout = getattr(widget, "layout", None)
     return (
@@ -92,6 +96,9 @@ class StaticFallback:
         from IPython.display import HTML, display
 
         live = self._live_widget()
-        copy = f'{_HIDE_WHEN_LIVE}{_view.CSS}<div class="csk-static">{static_html(live)}</div>'
+        # Its own class names: the copy never answers for the live panel's (tests, styles).
+        body = static_html(live).replace("csk-", _COPY)
+        style = _view.CSS.replace("csk-", _COPY)
+        copy = f'{_HIDE_WHEN_LIVE}{style}<div class="csk-static">{body}</div>'
         display(live)  # type: ignore[no-untyped-call]
         display(HTML(copy))  # type: ignore[no-untyped-call]
