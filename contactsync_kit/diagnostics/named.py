@@ -77,7 +77,12 @@ def name_differences(
     shows now (a renamed contact reads "cached name" with its new name beside it). A row
     whose contact is not cached has an empty ``contact``. Returns `NAMED_DIFF_SCHEMA`.
     """
-    diff = differences.cast({k: v for k, v in DIFF_SCHEMA.items() if k in differences.columns})
+    diff = differences.select(
+        [
+            (pl.col(k) if k in differences.columns else pl.lit(None)).cast(v).alias(k)
+            for k, v in DIFF_SCHEMA.items()
+        ]
+    )
     owners = (
         children.select(pl.col("id").cast(pl.String()), pl.col("contact_id").cast(pl.String()))
         if children is not None and not children.is_empty()

@@ -15,14 +15,14 @@ from traitlets import dlink, link
 
 from ..bootstrap import UserSession
 from ..clock import Clock, SystemClock
-from ..results import SyncResult
+from ..results import SyncErrorKind, SyncResult
 from ..staleness import DEFAULT_STALE_AFTER
 from . import _view
 from ._base import PanelModel
 from .autorefresh import AutoRefreshModel, Probe
 from .cached_data import CachedDataModel, CachedDataPanel
 from .clearing import ClearingModel, ClearingPanel
-from .connection import Prober, ServerStatusModel
+from .connection import Prober, ServerStatusModel, is_outage
 from .diagnostics_panel import DiagnosticsModel, DiagnosticsPanel
 from .export import ExportModel, ExportPanel
 from .login import LoginModel, LoginPanel, SessionFactory
@@ -547,9 +547,11 @@ class ContactSyncApp(StaticFallback):
             result = self.sync.result
             if self.sync.running:
                 return "running"
-            if result is None:
-                return ""
-            return "done" if result.ok else "failed"
+            if result is None or result.error is None:
+                return "" if result is None else "done"
+            if result.error.kind is SyncErrorKind.CANCELLED:
+                return "cancelled"
+            return "no answer" if is_outage(result.error) else "failed"
         if field == "staleness":
             if self.server.offline:
                 return "offline"
@@ -562,6 +564,8 @@ class ContactSyncApp(StaticFallback):
             if self.diagnostics.working:
                 return "running"
             verdicts = {r["verdict"] for r in self.diagnostics.rows}
+            if verdicts == {"unreachable"}:
+                return "offline"
             return (
                 "problem"
                 if verdicts & {"failing", "drifted", "stale", "unreachable"}
