@@ -66,7 +66,8 @@ CSS: Final = """<style>
   color: #57606a; font-weight: 600; white-space: nowrap; }
 .csk-table td { border-bottom: 1px solid #eaeef2; padding: 3px 12px 3px 0;
   white-space: nowrap; }
-.csk-table td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.csk-table th, table.csk-table td { text-align: left; }
+table.csk-table td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .csk-pill { border-radius: 10px; padding: 1px 8px; font-size: 12px; font-weight: 600; }
 .csk-mono { font-family: monospace; font-size: 12px; color: #57606a; }
 .csk-details { font-size: 12px; color: #57606a; margin: 4px 0; }

@@ -100,5 +100,6 @@ class StaticFallback:
         body = static_html(live).replace("csk-", _COPY)
         style = _view.CSS.replace("csk-", _COPY)
         copy = f'{_HIDE_WHEN_LIVE}{style}<div class="csk-static">{body}</div>'
-        display(live)  # type: ignore[no-untyped-call]
+        # The widget's own bundle (not `display(live)`, which would come back here).
+        display(live._repr_mimebundle_(), raw=True)  # type: ignore[no-untyped-call]
         display(HTML(copy))  # type: ignore[no-untyped-call]
