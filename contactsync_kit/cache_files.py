@@ -333,6 +333,17 @@ def describe_open_failure(exc: BaseException, path: Path, *, encrypted: bool) ->
             "cache_path",
             path=path,
         )
+    if "disk is full" in text:
+        return CacheFileError(
+            f"the disk holding the cache file {path} is full; free some space and try again",
+            path=path,
+        )
+    if "readonly" in text or "read-only" in text:
+        return CacheFileError(
+            f"the cache file {path} cannot be written (a read-only file or folder); make it "
+            "writable, or choose another cache_path",
+            path=path,
+        )
     if "malformed" in text or "not a database" in text or "corrupt" in text or "disk i/o" in text:
         return CorruptCacheError(f"the cache file {path} is damaged ({text}); {reset}", path=path)
     return CorruptCacheError(f"the cache file {path} cannot be opened ({text}); {reset}", path=path)

@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         help="securely erase the cache file and its sidecars (a damaged, newer or "
         "unwanted cache); never removes a file the kit did not create",
     )
-    reset.add_argument("--path", help="the cache file (default: the kit's default cache path)")
+    reset.add_argument(
+        "--path", help="the cache file (default: every cache in the kit's default folder)"
+    )
     args = parser.parse_args(argv)
     if args.command == "migrations":
         return _export_migrations(args.dir)
@@ -67,14 +69,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _reset_cache(path: str | None) -> int:
+    from pathlib import Path
+
     from .bootstrap import default_cache_path
     from .cache import ContactCache
-    from .cache_files import ForeignCacheFileError
+    from .cache_files import CacheFileError
 
-    target = default_cache_path() if path is None else path
+    target = default_cache_path() if path is None else Path(path)
+    # The default folder holds one file per person: reset means all of them.
+    files = sorted(target.glob("cache*.sqlite3")) if target.is_dir() else [target]
+    erased: list[Path] = []
     try:
-        erased = ContactCache.reset(target)
-    except ForeignCacheFileError as exc:
+        for file in files:
+            erased += ContactCache.reset(file)
+    except CacheFileError as exc:
         print(f"refused: {exc.message}", file=sys.stderr)
         return 2
     if not erased:

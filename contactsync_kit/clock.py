@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Final, Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = [
+    "CLOCK_SKEW_TOLERANCE",
+    "Clock",
+    "ManualClock",
+    "ServerClock",
+    "SystemClock",
+    "describe_clock_offset",
+]
+
+#: A clock further than this from the server's is named to people (and the kit judges token
+#: expiry in the server's time whatever the offset).
+CLOCK_SKEW_TOLERANCE: Final = timedelta(minutes=2)
 
 __io__ = "none"
 
@@ -48,3 +59,39 @@ class ManualClock:
         if when.tzinfo is None:
             raise ValueError("ManualClock needs an aware datetime")
         self._now = when.astimezone(UTC)
+
+
+class ServerClock:
+    """`local` shifted by a measured offset: the server's time, as seen from this computer.
+
+    For comparing with times the server issued (a token's expiry); the kit's own records
+    keep the local clock.
+    """
+
+    def __init__(self, local: Clock, offset: timedelta) -> None:
+        self._local = local
+        self.offset = offset
+
+    def now(self) -> datetime:
+        """The local time plus the offset (server minus local)."""
+        return self._local.now() + self.offset
+
+
+def describe_clock_offset(offset: timedelta) -> str | None:
+    """A sentence when this computer's clock is off by more than `CLOCK_SKEW_TOLERANCE`.
+
+    `offset` is the server's time minus the local clock's: "this computer's clock is 2 h
+    ahead of the server", or None when the clocks agree well enough.
+    """
+    if abs(offset) <= CLOCK_SKEW_TOLERANCE:
+        return None
+    seconds = abs(offset.total_seconds())
+    amount = (
+        f"{seconds / 86400:.0f} d"
+        if seconds >= 2 * 86400
+        else f"{seconds / 3600:.0f} h"
+        if seconds >= 5400
+        else f"{seconds / 60:.0f} min"
+    )
+    side = "ahead of" if offset < timedelta(0) else "behind"
+    return f"this computer's clock is {amount} {side} the server"

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .bootstrap import default_cache_path, start_session
+from .cache_files import private_folder
+from .errors import SessionEndReason
 from .results import SyncResult
 
 __all__ = ["ConsoleDemo", "console_demo", "console_demo_folder", "format_result", "run_demo"]
@@ -94,8 +96,8 @@ async def run_demo(*, contacts_per_org: int = 200, out: Callable[[str], None] = 
             )
         removed = await session.sign_out()
         out(f"Signed out; the cache was wiped: {removed}")
-        ok = ok and session.cache.counts() == {"contacts": 0, "notes": 0, "contact_assignments": 0}
-        session.close()
+        ok = ok and session.ended is SessionEndReason.SIGNED_OUT
+        await session.aclose()
     return 0 if ok else 1
 
 
@@ -118,7 +120,9 @@ def console_demo_folder(owner_pid: int | None = None) -> Path:
     per console server: `owner_pid` is the server's process id (a kernel's parent).
     """
     owner = owner_pid if owner_pid is not None else os.getppid()
-    return default_cache_path().parent / "console-demo" / f"server-{owner}"
+    location = default_cache_path()
+    base = location if location.is_dir() or not location.suffix else location.parent
+    return base / "console-demo" / f"server-{owner}"
 
 
 def _alive(pid: int) -> bool:
@@ -196,12 +200,14 @@ def _serve(folder: Path, owner_pid: int) -> int:
         with DevStack.start() as stack:
             seed = stack.seed(organisations=3, chapters_per_org=2, contacts_per_org=60)
             user = seed.user("multi-org")
+            private_folder(folder / "caches")
             state = ConsoleDemo(
                 url=stack.url,
                 anon_key=stack.anon_key,
                 email=user.email,
                 password=user.password,
-                cache_path=str(folder / "cache.sqlite3"),
+                # A folder: each person signing in on this console gets their own file.
+                cache_path=str(folder / "caches"),
                 pid=os.getpid(),
             )
             staged = folder / "state.json.new"

@@ -24,9 +24,10 @@ from .attempt import (
     report_progress,
 )
 from .cache import ContactCache, SyncLogEntry
-from .clock import Clock, SystemClock
+from .clock import Clock, ServerClock, SystemClock
 from .delta import FullSyncHooks, IncrementalSync, SyncMode
 from .delta_store import DeltaStore
+from .errors import SessionEndReason
 from .mappers import MappedPage, MappingProblem, map_contacts_page
 from .paging import (
     PARALLEL_PAGES,
@@ -77,12 +78,15 @@ class ContactCacheSyncRepository:
         max_rows: int | None = 1000,
         on_concurrent: ConcurrentPolicy = "join",
         delta_window: timedelta = timedelta(seconds=60),
+        clock_offset: timedelta = timedelta(0),
     ) -> None:
         self._clock = clock or SystemClock()
         if source is None:
             if client is None:
                 raise ValueError("give a signed-in supabase client or a ContactSource")
-            source = SupabaseDeltaSource(client, self._clock, page_size=page_size)
+            # The token's expiry is the server's: judged in its time, whatever this clock says.
+            server_clock = ServerClock(self._clock, clock_offset)
+            source = SupabaseDeltaSource(client, server_clock, page_size=page_size)
         self._source = source
         self._cache = cache
         self._max_rows = max_rows
@@ -136,6 +140,8 @@ class ContactCacheSyncRepository:
                     SyncErrorKind.INVALID_INPUT, "organisation_id must be a UUID string"
                 ),
             )
+        if (ended := self._cache.ended()) is not None:
+            return _signed_out(org, ended)
         running = self._running.get(org)
         if running is not None:
             if (on_concurrent or self._on_concurrent) == "reject":
@@ -150,7 +156,11 @@ class ContactCacheSyncRepository:
         self._running[org] = task
         task.add_done_callback(lambda done: self._forget(org, done))
         # Shielded: a caller that gives up does not take the joined callers' sync with it.
-        return await asyncio.shield(task)
+        result = await asyncio.shield(task)
+        if (ended := self._cache.ended()) is not None:
+            # Whatever it wrote went to a file that is no longer this session's.
+            return _signed_out(org, ended)
+        return result
 
     def cancel_sync(self, organisation_id: str) -> bool:
         """Cancel the running sync of `organisation_id`: it ends ``cancelled`` and its
@@ -467,25 +477,9 @@ class ContactCacheSyncRepository:
         return result
 
     async def _log(self, result: SyncResult, started_at: datetime, epoch: int) -> None:
-        error = result.error
-        entry = SyncLogEntry(
-            organisation_id=result.organisation_id,
-            started_at=started_at,
-            duration_ms=result.duration_ms,
-            outcome="success" if error is None else "failure",
-            error_kind=error.kind.value if error else None,
-            error_code=error.code if error else None,
-            http_status=error.status if error else None,
-            message=error.message if error else None,
-            contacts=result.items_synced,
-            notes=result.notes_synced,
-            contact_assignments=result.assignments_synced,
-            pages=result.pages,
-            mode=result.mode,
-            verified=result.verified,
-        )
+        entry = SyncLogEntry.of(result, started_at)
         async with self._write_lock:
-            if epoch != self._epoch:
+            if epoch != self._epoch or self._cache.ended() is not None:
                 return  # the log was wiped with the cache; this attempt predates the wipe
             try:
                 await asyncio.to_thread(self._cache.record_attempt, entry)
@@ -498,3 +492,9 @@ class ContactCacheSyncRepository:
                     entry.outcome,
                     entry.organisation_id,
                 )
+
+
+def _signed_out(org: str, reason: SessionEndReason) -> SyncFailure:
+    return SyncFailure(
+        organisation_id=org, error=SyncError(SyncErrorKind.SIGNED_OUT, reason.message)
+    )

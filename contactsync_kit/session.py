@@ -13,23 +13,27 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 import httpx
-from supabase import AsyncClient, AsyncClientOptions, acreate_client
+from supabase import AsyncClient, AsyncClientOptions, AsyncSupabaseException, acreate_client
 from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
 
+from .clock import Clock
 from .errors import ContactSyncError
 from .results import SyncErrorKind
 from .tokens import unverified_claims
 
 __all__ = [
+    "ConfirmedUser",
     "PrivilegedKeyError",
     "SignInError",
     "TokenInfo",
     "anonymous_client",
     "bearer_token",
+    "confirm_user",
     "ensure_access_token",
     "ensure_user_level_key",
     "inspect_token",
@@ -313,7 +317,73 @@ async def sign_in(
         raise SignInError(
             f"cannot reach {url}: {type(exc).__name__}", kind=SyncErrorKind.NETWORK
         ) from exc
+    except AsyncSupabaseException as exc:  # supabase-py's own check of the URL and key
+        raise SignInError(f"the project URL or key was refused: {exc}") from exc
     return client
+
+
+@dataclass(frozen=True)
+class ConfirmedUser:
+    """The person the server vouched for, and how far the local clock is from the server's.
+
+    `clock_offset` is the server's time minus the local clock's (from the answer's ``Date``
+    header; zero when the server sent none): negative when this computer's clock is ahead.
+    """
+
+    user_id: str
+    clock_offset: timedelta
+
+
+async def confirm_user(client: AsyncClient, url: str, key: str, clock: Clock) -> ConfirmedUser:
+    """Ask the server who the client's access token belongs to (``GET /auth/v1/user``).
+
+    A forged, revoked or expired token is refused by the server: `SignInError` (kind
+    ``auth``), or kind ``network`` when the server cannot be reached. Nothing local should
+    be opened as a person before this returns.
+    """
+    token = bearer_token(client)
+    http = client.options.httpx_client
+    if token is None or http is None:
+        raise SignInError("no user access token to confirm")
+    try:
+        response = await http.get(
+            f"{url.rstrip('/')}/auth/v1/user",
+            headers={"apikey": key, "Authorization": f"Bearer {token}"},
+        )
+    except httpx.HTTPError as exc:
+        raise SignInError(
+            f"cannot reach {url} to confirm the sign-in: {type(exc).__name__}",
+            kind=SyncErrorKind.NETWORK,
+        ) from exc
+    local_now = clock.now()
+    if response.status_code in (401, 403):
+        raise SignInError(
+            "the server did not accept this access token (forged, revoked or expired); "
+            "sign in again",
+            status=response.status_code,
+        )
+    try:
+        user_id = response.json()["id"] if response.status_code == 200 else None
+    except (ValueError, KeyError, TypeError):
+        user_id = None
+    claimed = inspect_token(token).subject
+    if not isinstance(user_id, str) or not claimed or user_id.lower() != claimed.lower():
+        raise SignInError(
+            f"the server could not confirm who is signed in ({response.status_code}); "
+            "sign in again",
+            status=response.status_code,
+        )
+    return ConfirmedUser(user_id=user_id, clock_offset=_server_offset(response, local_now))
+
+
+def _server_offset(response: httpx.Response, local_now: datetime) -> timedelta:
+    try:
+        server_now = parsedate_to_datetime(response.headers["date"])
+    except (KeyError, TypeError, ValueError):
+        return timedelta(0)
+    if server_now.tzinfo is None:
+        return timedelta(0)
+    return server_now - local_now
 
 
 async def anonymous_client(url: str, key: str, *, timeout_s: float = 15.0) -> AsyncClient:

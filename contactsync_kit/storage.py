@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from .cache_files import compact, file_engine, open_errors_translated
+from .cache_files import compact, describe_open_failure, file_engine, open_errors_translated
+from .errors import SessionEndedError, SessionEndReason
 
 __all__ = ["SqliteStore", "StorageFaults", "WriteEvent", "WriteStep", "iso_utc", "writing"]
 
@@ -88,9 +89,17 @@ class SqliteStore:
     """
 
     def __init__(
-        self, engine: Engine, *, in_memory: bool, faults: StorageFaults | None = None
+        self,
+        engine: Engine,
+        *,
+        in_memory: bool,
+        faults: StorageFaults | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
+        # Asked before every use: raises SessionEndedError once the file is not ours to use.
+        self._guard = guard
+        self._ended: SessionEndReason | None = None
         # One shared connection serves an in-memory database, so every use is serialised. A
         # plain lock: a sync's steps may run on different worker threads.
         self._lock: threading.Lock | None = threading.Lock() if in_memory else None
@@ -107,11 +116,13 @@ class SqliteStore:
         faults: StorageFaults | None = None,
         key: str | None = None,
         busy_timeout_s: float = 30.0,
+        guard: Callable[[], None] | None = None,
     ) -> SqliteStore:
         """Open the database at `path`; a new file (and folder) is created private.
 
         An existing file is checked, read-only, to be a sound kit cache before anything
         writes to it (`contactsync_kit.cache_files`). `key` encrypts with SQLCipher.
+        `guard` is asked before every use (the session's lease check).
         """
         in_memory = str(path) == ":memory:"
         if in_memory:
@@ -121,7 +132,7 @@ class SqliteStore:
         else:
             engine = file_engine(Path(path), key=key, busy_timeout_s=busy_timeout_s)
         _install_transaction_control(engine, wal=not in_memory)
-        store = cls(engine, in_memory=in_memory, faults=faults)
+        store = cls(engine, in_memory=in_memory, faults=faults, guard=guard)
         store._encrypted = key is not None
         return store
 
@@ -133,17 +144,36 @@ class SqliteStore:
 
     def compact(self, *, vacuum: bool = True) -> None:
         """Fold the WAL into the main file and truncate it; with `vacuum`, rebuild the file."""
-        with self.serialised(), self._engine.connect() as conn:
+        self.check()
+        with self._translated(), self.serialised(), self._engine.connect() as conn:
             compact(conn.connection.driver_connection, self.path, vacuum=vacuum)
 
-    def close(self) -> None:
-        """Release the database connections (idempotent).
+    def close(self, reason: SessionEndReason = SessionEndReason.CLOSED) -> None:
+        """Release the database connections (idempotent); later uses raise for `reason`.
 
         Waits for a read or write of an in-memory database running on another thread: its one
         shared connection closed under it would crash the process.
         """
         with self.serialised():
+            if self._ended in (None, SessionEndReason.CLOSED):
+                self._ended = reason
             self._engine.dispose()
+
+    def check(self) -> None:
+        """Raise `SessionEndedError` when the store is closed or its file is no longer ours."""
+        if self._ended is not None:
+            raise SessionEndedError(self._ended)
+        if self._guard is not None:
+            self._guard()
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        # No driver error reaches a caller: an ended session explains it, else a typed one.
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            self.check()
+            raise describe_open_failure(exc, Path(self.path), encrypted=self._encrypted) from exc
 
     def reached(self, step: WriteStep, organisation_id: str, table: str | None = None) -> None:
         """Tell the fault hook (if any) that `step` is about to run."""
@@ -153,23 +183,27 @@ class SqliteStore:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection for reading; whatever it did is rolled back at the end."""
-        with self.serialised(), self._engine.connect() as conn:
+        self.check()
+        with self._translated(), self.serialised(), self._engine.connect() as conn:
             yield conn
             conn.rollback()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A connection in one writing transaction, committed unless the block raises."""
-        with self.serialised(), self._engine.connect() as conn:
+        self.check()
+        with self._translated(), self.serialised(), self._engine.connect() as conn:
             conn = writing(conn)
             with conn.begin():
                 yield conn
+                self.check()  # never commit into a file that became someone else's
 
     def connect(self) -> Connection:
         """A connection of the caller's own (e.g. for TEMP tables); the caller closes it.
 
         Use it inside `serialised()`, and `writing(conn).begin()` for a writing transaction.
         """
+        self.check()
         return self._engine.connect()
 
     @contextmanager
@@ -206,6 +240,9 @@ def _install_transaction_control(engine: Engine, *, wal: bool) -> None:
         cursor = dbapi_connection.cursor()
         # Deleted rows are overwritten with zeros, whatever the SQLite build's default.
         cursor.execute("PRAGMA secure_delete=ON")
+        # Sorts, TEMP tables and VACUUM's copy stay in memory: never a temporary file of
+        # personal values outside the cache's private folder.
+        cursor.execute("PRAGMA temp_store=MEMORY")
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
@@ -48,12 +49,17 @@ _SECRET = "contactsync-fake-secret-with-enough-bytes-for-hs256"
 
 
 def _token(
-    role: str, *, sub: str | None = None, email: str | None = None, lifetime_s: int = 3600
+    role: str,
+    *,
+    sub: str | None = None,
+    email: str | None = None,
+    lifetime_s: int = 3600,
+    issued_at: int | None = None,
 ) -> str:
     claims: dict[str, Any] = {"role": role, "aud": role}
     if sub:
         claims.update(sub=sub, email=email, session_id=str(uuid.uuid4()))
-    return mint_hs256(_SECRET, claims, lifetime_s=lifetime_s)
+    return mint_hs256(_SECRET, claims, lifetime_s=lifetime_s, issued_at=issued_at)
 
 
 def fake_contact(
@@ -125,7 +131,7 @@ class FakeSupabase:
     `max_rows` (caps top-level and embedded arrays alike, as PostgREST's db-max-rows does),
     `raise_on_rest` / `raise_on_auth` (an exception the transport raises), `respond_with`
     (status, body) for REST calls, `delay_s` (awaited before answering), `count_offset`
-    (misreport the count).
+    (misreport the count), `server_clock_offset` (the server's clock ahead of this one).
     `requests` records every request for assertions (one query shape, no N+1).
     """
 
@@ -138,6 +144,7 @@ class FakeSupabase:
     delay_s: float = 0.0
     count_offset: int = 0
     token_lifetime_s: int = 3600
+    server_clock_offset: timedelta = timedelta(0)
     requests: list[httpx.Request] = field(default_factory=list)
     rpc_requests: list[httpx.Request] = field(default_factory=list)
     on_rest_request: Callable[[httpx.Request], None] | None = None
@@ -161,6 +168,8 @@ class FakeSupabase:
             sub=str(uuid.uuid5(uuid.NAMESPACE_URL, email)),
             email=email,
             lifetime_s=self.token_lifetime_s if lifetime_s is None else lifetime_s,
+            # Issued by the server, in the server's time.
+            issued_at=int(time.time() + self.server_clock_offset.total_seconds()),
         )
 
     def add_contacts(
@@ -237,6 +246,8 @@ class FakeSupabase:
                     },
                 )
             return httpx.Response(200, json=self._session(body["email"]))
+        if endpoint == "user" and request.method == "GET":
+            return self._user(request)
         if endpoint == "logout":
             return httpx.Response(204)
         return httpx.Response(404, json={"msg": "not supported by FakeSupabase"})
@@ -261,12 +272,36 @@ class FakeSupabase:
             },
         }
 
+    def _user(self, request: httpx.Request) -> httpx.Response:
+        # GoTrue's answer: the signature and expiry checked, the user, the server's Date.
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        now = datetime.now(UTC) + self.server_clock_offset
+        headers = {"Date": format_datetime(now, usegmt=True)}
+        try:
+            claims = jwt.decode(
+                token,
+                _SECRET,
+                algorithms=["HS256"],
+                options={"verify_aud": False, "verify_exp": False, "verify_iat": False},
+            )
+        except jwt.PyJWTError:
+            claims = {}
+        if not claims.get("sub") or claims.get("exp", 0) < now.timestamp():
+            return httpx.Response(
+                403, json={"code": "bad_jwt", "msg": "invalid JWT"}, headers=headers
+            )
+        body = {"id": claims["sub"], "aud": "authenticated", "email": claims.get("email")}
+        return httpx.Response(200, json=body, headers=headers)
+
     def _contacts(self, request: httpx.Request) -> httpx.Response:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         claims = jwt.decode(
-            token, _SECRET, algorithms=["HS256"], options={"verify_aud": False, "verify_exp": False}
+            token,
+            _SECRET,
+            algorithms=["HS256"],
+            options={"verify_aud": False, "verify_exp": False, "verify_iat": False},
         )
-        if claims.get("exp", 0) < time.time():
+        if claims.get("exp", 0) < time.time() + self.server_clock_offset.total_seconds():
             return httpx.Response(
                 401,
                 json={"code": "PGRST301", "message": "JWT expired", "details": None, "hint": None},

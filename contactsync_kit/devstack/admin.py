@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
+from psycopg.types.json import Jsonb
 
 from .migrations import migrations
 from .passwords import hash_password
@@ -76,6 +77,35 @@ class StackDatabase:
             conn = self._connection()
             with conn.transaction():
                 yield conn
+
+    def set_user_metadata(self, metadata: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Merge `metadata` ({user id: keys}) into the users' ``raw_user_meta_data`` in one
+        statement, as GoTrue's updateUser does; return {user id: (email, the previous value,
+        the new value)} so the change can be undone.
+        """
+        ids = list(metadata)
+        rows = self.sql(
+            "WITH m AS (SELECT unnest(%s::uuid[]) AS id, unnest(%s::jsonb[]) AS data), "
+            "old AS (SELECT u.id, u.email, u.raw_user_meta_data FROM auth.users u "
+            "JOIN m ON m.id = u.id) "
+            "UPDATE auth.users u SET raw_user_meta_data = u.raw_user_meta_data || m.data "
+            "FROM m, old WHERE u.id = m.id AND old.id = m.id "
+            "RETURNING u.id::text, old.email, old.raw_user_meta_data, u.raw_user_meta_data",
+            ids,
+            [Jsonb(metadata[i]) for i in ids],
+        )
+        return {uid: (email, before, after) for uid, email, before, after in rows}
+
+    def restore_user_metadata(self, previous: dict[str, Any]) -> None:
+        """Put back the ``raw_user_meta_data`` values `set_user_metadata` returned."""
+        if previous:
+            self.sql(
+                "UPDATE auth.users u SET raw_user_meta_data = m.data FROM "
+                "(SELECT unnest(%s::uuid[]) AS id, unnest(%s::jsonb[]) AS data) m "
+                "WHERE u.id = m.id",
+                list(previous),
+                [Jsonb(v[1]) for v in previous.values()],
+            )
 
     def new_session(self, user_id: str) -> tuple[str, str]:
         """Open an ``auth.sessions`` row for ``user_id``; return ``(email, session id)``.
@@ -152,8 +182,10 @@ class StackDatabase:
         assignments_per_contact: int,
         seed: int,
         password: str = DEMO_PASSWORD,
+        password_iterations: int | None = None,
     ) -> SeedResult:
         """Load a deterministic data set with `seed.load_seed` (arguments alike)."""
+        cost = {} if password_iterations is None else {"password_iterations": password_iterations}
         with self._lock:
             return load_seed(
                 self._connection(),
@@ -165,4 +197,5 @@ class StackDatabase:
                 assignments_per_contact=assignments_per_contact,
                 seed=seed,
                 password=password,
+                **cost,
             )

@@ -64,8 +64,12 @@ def make_user_access_token(
     lifetime_s: int,
     issuer: str,
     issued_at: int | None = None,
+    user_metadata: dict[str, Any] | None = None,
 ) -> str:
-    """A user access token with GoTrue's claims. ``lifetime_s`` may be negative (expired)."""
+    """A user access token with GoTrue's claims. ``lifetime_s`` may be negative (expired).
+
+    `user_metadata` is the user's ``raw_user_meta_data``: what they wrote with updateUser.
+    """
     iat = int(time.time()) if issued_at is None else issued_at
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -74,7 +78,7 @@ def make_user_access_token(
         "email": email or "",
         "phone": "",
         "app_metadata": {"provider": "email", "providers": ["email"]},
-        "user_metadata": {},
+        "user_metadata": dict(user_metadata or {}),
         "role": "authenticated",
         "aal": "aal1",
         "amr": [{"method": "password", "timestamp": iat}],
@@ -96,12 +100,19 @@ def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
 
 
 class _UserRow:
-    __slots__ = ("created_at", "email", "id")
+    __slots__ = ("created_at", "email", "id", "metadata")
 
-    def __init__(self, user_id: str, email: str, created_at: datetime | None) -> None:
+    def __init__(
+        self,
+        user_id: str,
+        email: str,
+        created_at: datetime | None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         self.id = user_id
         self.email = email
         self.created_at = created_at
+        self.metadata = metadata or {}
 
 
 class AuthService:
@@ -193,8 +204,8 @@ class AuthService:
                 "Only an email address or phone number should be provided on login.",
             )
         rows = await self._query(
-            "SELECT id::text, email, encrypted_password, created_at FROM auth.users "
-            "WHERE lower(email) = lower(%s)",
+            "SELECT id::text, email, encrypted_password, created_at, raw_user_meta_data "
+            "FROM auth.users WHERE lower(email) = lower(%s)",
             email.strip(),
         )
         encoded = rows[0][2] if rows else _dummy_hash()
@@ -208,7 +219,7 @@ class AuthService:
                 error="invalid_grant",
                 error_description="Invalid login credentials",
             )
-        user = _UserRow(rows[0][0], rows[0][1], rows[0][3])
+        user = _UserRow(rows[0][0], rows[0][1], rows[0][3], rows[0][4])
         session_rows = await self._query(
             "INSERT INTO auth.sessions (user_id) VALUES (%s) RETURNING id::text", user.id
         )
@@ -240,7 +251,7 @@ class AuthService:
                 error="invalid_grant",
             )
         users = await self._query(
-            "SELECT u.id::text, u.email, u.created_at FROM auth.sessions s "
+            "SELECT u.id::text, u.email, u.created_at, u.raw_user_meta_data FROM auth.sessions s "
             "JOIN auth.users u ON u.id = s.user_id WHERE s.id = %s",
             rows[0][0],
         )
@@ -270,6 +281,7 @@ class AuthService:
             lifetime_s=lifetime,
             issuer=self.issuer,
             issued_at=now,
+            user_metadata=user.metadata,
         )
         body = {
             "access_token": access_token,
@@ -294,7 +306,7 @@ class AuthService:
             "confirmed_at": created,
             "last_sign_in_at": _iso(last_sign_in),
             "app_metadata": {"provider": "email", "providers": ["email"]},
-            "user_metadata": {},
+            "user_metadata": dict(user.metadata),
             "identities": [],
             "created_at": created,
             "updated_at": created,
@@ -327,7 +339,8 @@ class AuthService:
         except ValueError:
             return _error(403, "bad_jwt", "invalid claim: missing sub claim")
         rows = await self._query(
-            "SELECT id::text, email, created_at FROM auth.users WHERE id = %s", sub
+            "SELECT id::text, email, created_at, raw_user_meta_data FROM auth.users WHERE id = %s",
+            sub,
         )
         if not rows:
             return _error(403, "user_not_found", "User from sub claim in JWT does not exist")

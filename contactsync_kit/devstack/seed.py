@@ -33,7 +33,7 @@ from typing import Any, Final
 
 import psycopg
 
-from .passwords import hash_password
+from .passwords import PBKDF2_ITERATIONS, hash_password
 from .seed_result import Membership, SeededOrganisation, SeededUser, SeedResult
 from .seed_rows import SeedPlan, UserRow, copy_line, generate
 
@@ -131,10 +131,10 @@ def build_seed(
     return SeedData(result, {table: "".join(parts) for table, parts in texts.items()})
 
 
-def _hashed_users(user_rows: list[UserRow]) -> str:
+def _hashed_users(user_rows: list[UserRow], iterations: int = PBKDF2_ITERATIONS) -> str:
     # PBKDF2 releases the GIL, so a few threads hash the seeded users in parallel.
     with ThreadPoolExecutor(max_workers=4) as pool:
-        hashes = list(pool.map(lambda row: hash_password(row[2]), user_rows))
+        hashes = list(pool.map(lambda row: hash_password(row[2], iterations=iterations), user_rows))
     return "".join(
         copy_line((uid, email, encoded, created))
         for (uid, email, _, created), encoded in zip(user_rows, hashes, strict=True)
@@ -236,8 +236,12 @@ def load_seed(
     assignments_per_contact: int = 1,
     seed: int = 42,
     password: str = DEMO_PASSWORD,
+    password_iterations: int = PBKDF2_ITERATIONS,
 ) -> SeedResult:
     """Generate a seed and COPY it into the database in one transaction, then ANALYZE.
+
+    `password_iterations` is the users' PBKDF2 cost (each sign-in pays it on the stack's
+    CPU): benchmarks signing thousands of users in may lower it, and say so.
 
     Generation (Python) and COPY (PostgreSQL) overlap: a loader thread streams each chunk
     into COPY while the next one is generated. Foreign-key triggers are skipped for the load
@@ -263,7 +267,7 @@ def load_seed(
         result, user_rows = generate(plan, loader.emit)
         # Last, although users come first in foreign-key order: FK triggers are off for the
         # load, and the hashing is the slowest part of a small seed.
-        loader.emit("auth.users", _hashed_users(user_rows))
+        loader.emit("auth.users", _hashed_users(user_rows, password_iterations))
     except BaseException:
         loader.abort()
         raise

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import secrets
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -392,6 +393,35 @@ class DevStack:
             issuer=self._issuer,
         )
 
+    @contextlib.contextmanager
+    def user_metadata_tokens(
+        self, metadata: Mapping[str, Mapping[str, Any]]
+    ) -> Iterator[dict[str, str]]:
+        """Access tokens as the auth server issues them after each user's
+        ``updateUser(data=...)``: `metadata` ({user id: keys}) is merged into the users'
+        ``raw_user_meta_data`` (one statement) and each token carries the result as its
+        ``user_metadata``. Yields {user id: token}; the metadata is put back on exit.
+
+        The RLS audit's claims probe (``audit_rls(claims_tokens=stack.user_metadata_tokens)``).
+        """
+        changed = self._database.set_user_metadata({k: dict(v) for k, v in metadata.items()})
+        try:
+            session = "00000000-0000-0000-0000-000000000000"
+            yield {
+                user_id: make_user_access_token(
+                    self.jwt_secret,
+                    user_id=user_id,
+                    email=email,
+                    session_id=session,
+                    lifetime_s=self._jwt_lifetime_s,
+                    issuer=self._issuer,
+                    user_metadata=after,
+                )
+                for user_id, (email, _before, after) in changed.items()
+            }
+        finally:
+            self._database.restore_user_metadata(changed)
+
     def create_user(
         self,
         email: str,
@@ -437,8 +467,12 @@ class DevStack:
         assignments_per_contact: int = 1,
         seed: int = 42,
         password: str = DEMO_PASSWORD,
+        password_iterations: int | None = None,
     ) -> SeedResult:
         """Load a deterministic data set (see `seed` for what it contains).
+
+        `password_iterations` lowers the users' PBKDF2 cost (the default is
+        `passwords.PBKDF2_ITERATIONS`), for benchmarks that sign thousands of users in.
 
         ``contacts_per_org`` is one count for every organisation or one per organisation.
         Loads with COPY in one transaction; raises ``SeedConflict`` if this seed is already in.
@@ -454,6 +488,7 @@ class DevStack:
             assignments_per_contact=assignments_per_contact,
             seed=seed,
             password=password,
+            password_iterations=password_iterations,
         )
         self.seeds.append(result)
         return result

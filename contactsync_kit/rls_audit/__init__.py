@@ -71,7 +71,9 @@ from .lint import PolicyCatalog, lint_policies
 from .matrix import audit_checks, audit_matrix
 from .render import heatmap_frame, heatmap_png, plot_heatmap, summary_markdown
 from .report import AuditReport, evaluate
-from .runner import audit_rls
+from .rules import RULES, SPLINTER_NOT_APPLICABLE, Rule, rules_frame, rules_markdown
+from .runner import ClaimsTokens, audit_rls
+from .stopping import AuditProgress
 from .surface import parse_surface_lines, surface_diff, surface_lines
 from .truth import AuditUser, GroundTruth, expected_visibility, members_frame
 
@@ -87,15 +89,20 @@ __all__ = [
     "MEMBERS_SCHEMA",
     "OBSERVED_SCHEMA",
     "REQUESTED_SCHEMA",
+    "RULES",
     "RUNS_SCHEMA",
+    "SPLINTER_NOT_APPLICABLE",
     "SURFACE_DIFF_SCHEMA",
     "SURFACE_SCHEMA",
     "UNIVERSE_SCHEMA",
+    "AuditProgress",
     "AuditReport",
     "AuditUser",
+    "ClaimsTokens",
     "GroundTruth",
     "PolicyCatalog",
     "Probe",
+    "Rule",
     "anon_reader",
     "audit_checks",
     "audit_matrix",
@@ -115,6 +122,8 @@ __all__ = [
     "members_frame",
     "parse_surface_lines",
     "plot_heatmap",
+    "rules_frame",
+    "rules_markdown",
     "summary_markdown",
     "surface_diff",
     "surface_lines",

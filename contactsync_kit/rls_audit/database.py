@@ -11,7 +11,7 @@ from typing import Any, Final
 import polars as pl
 
 from .frames import MEMBERS_SCHEMA, SURFACE_SCHEMA, UNIVERSE_SCHEMA
-from .lint import PolicyCatalog, lint_policies
+from .lint import ROUTINES_SCHEMA, VIEWS_SCHEMA, PolicyCatalog, lint_policies
 from .truth import AuditUser, GroundTruth, members_frame, with_recorded_memberships
 
 __all__ = [
@@ -197,7 +197,8 @@ _RELATIONS_SQL: Final = f"""
                (SELECT lower(split_part(o, '=', 2)) IN ('true', 'on', '1', 'yes')
                   FROM unnest(c.reloptions) AS o WHERE o LIKE 'security\\_invoker=%%'),
                false) END,
-           NULL::boolean, NULL::boolean, NULL::bigint, NULL::boolean
+           NULL::boolean, NULL::boolean, NULL::bigint, NULL::boolean,
+           pg_get_userbyid(c.relowner)::text, NULL::text, NULL::text[]
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname = ANY(%(schemas)s)
        AND {_NOT_EXTENSION.format(oid="c.oid")}
@@ -216,13 +217,39 @@ _FUNCTIONS_SQL: Final = f"""
                                                 AS arg(name, mode) WHERE arg.mode = 't') END,
            NULL::boolean, NULL::boolean, p.prosecdef,
            EXISTS (SELECT 1 FROM unnest(p.proconfig) AS cfg WHERE cfg LIKE 'search\\_path=%%'),
-           (p.pronargs - p.pronargdefaults)::bigint, p.proretset
+           (p.pronargs - p.pronargdefaults)::bigint, p.proretset,
+           pg_get_userbyid(p.proowner)::text,
+           (SELECT substr(cfg, 13) FROM unnest(p.proconfig) AS cfg
+             WHERE cfg LIKE 'search\\_path=%%' LIMIT 1),
+           array(SELECT coalesce(a.name, '') || ' ' || format_type(a.typ, NULL)
+                   FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[]),
+                               p.proargnames,
+                               coalesce(p.proargmodes::text[],
+                                        array_fill('i'::text, ARRAY[p.pronargs::int])))
+                        WITH ORDINALITY AS a(typ, name, mode, ord)
+                  WHERE a.mode IN ('i', 'b', 'v') ORDER BY a.ord)
       FROM pg_proc p
       JOIN pg_namespace n ON n.oid = p.pronamespace
       JOIN pg_type t ON t.oid = p.prorettype
      WHERE n.nspname = ANY(%(schemas)s) AND p.prokind = 'f'
        AND p.prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)
        AND {_NOT_EXTENSION.format(oid="p.oid")}
+"""
+
+
+# Every function outside the system schemas and auth (whose jwt(), uid() and role() are the
+# accessors the lint looks for by name), to follow what a policy or view calls.
+_ROUTINES_SQL: Final = f"""
+    SELECT n.nspname, p.proname, p.prosrc
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'auth', 'pg_toast')
+       AND n.nspname NOT LIKE 'pg\\_%%' AND p.prokind IN ('f', 'p')
+       AND {_NOT_EXTENSION.format(oid="p.oid")}
+"""
+_VIEWS_SQL: Final = """
+    SELECT n.nspname, c.relname, pg_get_viewdef(c.oid)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('v', 'm') AND n.nspname = ANY(%(schemas)s)
 """
 
 
@@ -268,6 +295,8 @@ def fetch_policy_catalog(
             *conn.execute(_RELATIONS_SQL, {"schemas": wanted}).fetchall(),
             *conn.execute(_FUNCTIONS_SQL, {"schemas": wanted}).fetchall(),
         ]
+        routines = conn.execute(_ROUTINES_SQL).fetchall()
+        views = conn.execute(_VIEWS_SQL, {"schemas": wanted}).fetchall()
     return PolicyCatalog(
         tables=pl.DataFrame(
             tables,
@@ -296,6 +325,8 @@ def fetch_policy_catalog(
         surface=_surface_frame(surface),
         exposed_schemas=tuple(wanted),
         schemas_known=bool(found),
+        routines=pl.DataFrame(routines, schema=ROUTINES_SCHEMA, orient="row"),
+        views=pl.DataFrame(views, schema=VIEWS_SCHEMA, orient="row"),
     )
 
 

@@ -17,6 +17,7 @@ from .frames import (
     ALL_ORGANISATIONS,
     OBSERVED_SCHEMA,
     RUN_KEYS,
+    SURFACE_PROBES,
     UNFILTERED_PROBES,
     Probe,
 )
@@ -24,7 +25,7 @@ from .frames import (
 __all__ = ["probe_expectation", "settle_surface_rows", "spread_unfiltered"]
 
 _UNKNOWN_ORG = "?"
-_IS_SURFACE = pl.col("probe") == Probe.SURFACE.value
+_IS_SURFACE = pl.col("probe").is_in(list(SURFACE_PROBES))
 
 
 def settle_surface_rows(observed: pl.DataFrame, universe: pl.DataFrame) -> pl.DataFrame:
@@ -82,7 +83,9 @@ def probe_expectation(
         .unique()
         .join(expected, on=["user", "table"])
     )
-    unfiltered = everywhere.filter(probe.is_in([Probe.ALL_ROWS.value, Probe.ALL_EMBEDDED.value]))
+    unfiltered = everywhere.filter(
+        probe.is_in([Probe.ALL_ROWS.value, Probe.ALL_EMBEDDED.value, Probe.CLAIMS.value])
+    )
     all_search = everywhere.filter(probe == Probe.ALL_SEARCH.value).join(
         _name_matches(universe), on=["organisation_id", "id"], how="semi"
     )

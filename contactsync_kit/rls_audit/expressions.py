@@ -12,7 +12,16 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["bare_auth_calls", "constrains_by_caller", "is_true", "referenced_columns"]
+__all__ = [
+    "bare_auth_calls",
+    "called_functions",
+    "constrains_by_caller",
+    "is_true",
+    "metadata_keys",
+    "reads_claims",
+    "reads_user_metadata",
+    "referenced_columns",
+]
 
 _AUTH_CALL: Final = re.compile(r"auth\.(uid|jwt|role)\(\)")
 _WRAPPED_AUTH_CALL: Final = re.compile(r"SELECT\s+auth\.(uid|jwt|role)\(\)", re.IGNORECASE)
@@ -58,3 +67,51 @@ def constrains_by_caller(expression: str, columns: Sequence[str]) -> bool:
     text = _STRING_LITERAL.sub("''", expression)
     caller = bool(_CALLER.search(text) or _HELPER_CALL.search(text))
     return caller and bool(referenced_columns(expression, columns))
+
+
+# The claims a user can edit (updateUser's `data`): in the JWT as user_metadata, in auth.users
+# as raw_user_meta_data.
+_USER_METADATA: Final = re.compile(r"\b(raw_user_meta_data|user_metadata)\b", re.IGNORECASE)
+# Anything that reads the JWT's claims beyond the caller's id and role.
+_CLAIMS: Final = re.compile(
+    r"\bauth\.jwt\s*\(|request\.jwt\.claim|\b(raw_user_meta_data|user_metadata)\b",
+    re.IGNORECASE,
+)
+_CALLED: Final = re.compile(r"(?<![\w.])([a-z_]\w*)\.([a-z_]\w*)\s*\(", re.IGNORECASE)
+# A key read right after the metadata: -> 'k', ->> 'k', #>> '{k,...}', ['k'].
+_KEY_AFTER: Final = re.compile(r"(?:->>?|#>>?|\[)\s*\(?\s*'\{?\s*([A-Za-z_][\w]*)", re.IGNORECASE)
+
+
+# What follows the name before a key: the closing quote, casts, parentheses.
+_CAST_TAIL: Final = re.compile(r"^['\")\s]*(::\s*\w+[\s)]*)*")
+# The next element of a text-array path: '{user_metadata,organisation_id}'.
+_PATH_KEY: Final = re.compile(r"\s*,\s*\"?([A-Za-z_]\w*)")
+
+
+def reads_user_metadata(text: str | None) -> bool:
+    """Whether SQL text reads the claims the user controls (user_metadata,
+    raw_user_meta_data), by name.
+    """
+    return bool(text) and bool(_USER_METADATA.search(text or ""))
+
+
+def reads_claims(text: str | None) -> bool:
+    """Whether SQL text reads JWT claims beyond ``auth.uid()`` / ``auth.role()``."""
+    return bool(text) and bool(_CLAIMS.search(text or ""))
+
+
+def called_functions(text: str | None) -> set[str]:
+    """Schema-qualified functions the SQL text calls, as ``schema.name`` (lower case)."""
+    return {f"{a}.{b}".lower() for a, b in _CALLED.findall(text or "")}
+
+
+def metadata_keys(text: str | None) -> set[str]:
+    """The keys SQL text reads out of user_metadata / raw_user_meta_data (best effort)."""
+    keys: set[str] = set()
+    for match in _USER_METADATA.finditer(text or ""):
+        tail = (text or "")[match.end() : match.end() + 80]
+        tail = _CAST_TAIL.sub("", tail, count=1)
+        found = _KEY_AFTER.match(tail) or _PATH_KEY.match(tail)
+        if found:
+            keys.add(found.group(1))
+    return keys

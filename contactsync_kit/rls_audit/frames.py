@@ -24,6 +24,7 @@ __all__ = [
     "RUNS_SCHEMA",
     "RUN_KEYS",
     "SURFACE_DIFF_SCHEMA",
+    "SURFACE_PROBES",
     "SURFACE_SCHEMA",
     "UNFILTERED_BY_TABLE",
     "UNFILTERED_PROBES",
@@ -50,6 +51,10 @@ class Probe(enum.StrEnum):
     The first five are filtered to the audited organisations; the ``all_*`` probes are not
     filtered by organisation at all (every row the caller can see, wherever it belongs), and
     ``surface`` reads an exposed view, materialised view or function that is not an app table.
+    ``foreign_args`` calls an exposed function with the ids of an organisation (its rows, a
+    member) the caller must not see; its number is how many answer rows carry data. The
+    ``claims*`` probes repeat ``all_rows``, ``surface`` and ``foreign_args`` with a token whose
+    user_metadata (the claims a user edits with updateUser) names that organisation.
     """
 
     SELECT = "select"
@@ -62,17 +67,32 @@ class Probe(enum.StrEnum):
     ALL_SEARCH = "all_search"
     ALL_EMBEDDED = "all_embedded"
     SURFACE = "surface"
+    FOREIGN_ARGS = "foreign_args"
+    CLAIMS = "claims"
+    CLAIMS_SURFACE = "claims_surface"
+    CLAIMS_ARGS = "claims_args"
 
 
 #: The organisation of a run that is not filtered by organisation. Runs of row-returning
 #: probes are spread over the organisations of their rows in the matrix; counts stay here.
 ALL_ORGANISATIONS: Final = "*"
 #: Probes whose run holds a number rather than rows.
-COUNT_PROBES: Final = frozenset({Probe.COUNT.value, Probe.ALL_COUNT.value})
+COUNT_PROBES: Final = frozenset(
+    {Probe.COUNT.value, Probe.ALL_COUNT.value, Probe.FOREIGN_ARGS.value, Probe.CLAIMS_ARGS.value}
+)
 #: Probes not filtered by organisation, whose rows are attributed to their own organisation.
 UNFILTERED_PROBES: Final = frozenset(
-    {Probe.ALL_ROWS.value, Probe.ALL_SEARCH.value, Probe.ALL_EMBEDDED.value, Probe.SURFACE.value}
+    {
+        Probe.ALL_ROWS.value,
+        Probe.ALL_SEARCH.value,
+        Probe.ALL_EMBEDDED.value,
+        Probe.SURFACE.value,
+        Probe.CLAIMS.value,
+        Probe.CLAIMS_SURFACE.value,
+    }
 )
+#: Probes whose rows are settled to the organisation ground truth gives their id.
+SURFACE_PROBES: Final = frozenset({Probe.SURFACE.value, Probe.CLAIMS_SURFACE.value})
 
 
 #: Which probes run on which table. ``organisation_members`` gets the plain select and count
@@ -225,7 +245,9 @@ LINT_SCHEMA: Final = pl.Schema(
 #: ``name`` carries a function's argument types; ``roles`` the API roles that reach it and
 #: ``grants`` how (``role:PRIVILEGE,…``); ``columns`` the relation's (or the function's result)
 #: columns; ``security_invoker`` is set for views, ``security_definer``, ``search_path_fixed``
-#: and ``required_args`` for functions, ``rls_enabled`` for tables.
+#: and ``required_args`` for functions, ``rls_enabled`` for tables; ``owner`` is the object's
+#: owner, ``search_path`` a function's fixed search_path (null when not set) and
+#: ``arguments`` its input arguments as ``"<name> <type>"``.
 SURFACE_SCHEMA: Final = pl.Schema(
     {
         "schema": _S,
@@ -240,6 +262,9 @@ SURFACE_SCHEMA: Final = pl.Schema(
         "search_path_fixed": _B,
         "required_args": _I,
         "returns_set": _B,
+        "owner": _S,
+        "search_path": _S,
+        "arguments": pl.List(_S),
     }
 )
 #: The surface against the expected-surface file: ``added`` (reachable, not accepted: fails

@@ -5,18 +5,35 @@ Pure. Every finding carries its fix in one line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import polars as pl
 
-from .expressions import bare_auth_calls, constrains_by_caller, is_true, referenced_columns
+from .expressions import (
+    bare_auth_calls,
+    called_functions,
+    constrains_by_caller,
+    is_true,
+    reads_claims,
+    reads_user_metadata,
+    referenced_columns,
+)
 from .frames import LINT_SCHEMA, SURFACE_SCHEMA
+from .rules import ERROR, INFO, WARNING, level_of
+from .surface import surface_line
 
-__all__ = ["ERROR", "INFO", "PERSONAL_DATA_COLUMN", "WARNING", "PolicyCatalog", "lint_policies"]
+__all__ = [
+    "ERROR",
+    "INFO",
+    "PERSONAL_DATA_COLUMN",
+    "WARNING",
+    "PolicyCatalog",
+    "claims_readers",
+    "lint_policies",
+]
 
-ERROR, WARNING, INFO = "error", "warning", "info"
 #: Column names that mark a table as holding personal data (names, contact details, free text
 #: about a person, the link from a person to an organisation).
 PERSONAL_DATA_COLUMN: Final = re.compile(
@@ -25,6 +42,10 @@ PERSONAL_DATA_COLUMN: Final = re.compile(
     re.IGNORECASE,
 )
 _EXAMPLE_SCOPE: Final = "organisation_id IN (SELECT private.member_organisation_ids())"
+_S = pl.String()
+#: Functions and views the lint reads the text of (see `PolicyCatalog`).
+ROUTINES_SCHEMA: Final = pl.Schema({"schema": _S, "name": _S, "source": _S})
+VIEWS_SCHEMA: Final = pl.Schema({"schema": _S, "name": _S, "definition": _S})
 
 
 @dataclass(frozen=True)
@@ -36,6 +57,9 @@ class PolicyCatalog:
       str), ``command``, ``using`` and ``with_check`` (deparsed expressions or null);
     * `indexes`: ``schema``, ``table``, ``index``, ``columns`` (list of str, in key order);
     * `surface`: the exposed surface (`SURFACE_SCHEMA`);
+    * `routines`: every function outside the system schemas and ``auth`` (``schema``,
+      ``name`` without arguments, ``source``), to follow what a policy calls;
+    * `views`: the exposed views and materialised views with their ``definition``;
     * `exposed_schemas`, and `schemas_known`: whether the database said which they are.
     """
 
@@ -45,48 +69,107 @@ class PolicyCatalog:
     surface: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SURFACE_SCHEMA))
     exposed_schemas: tuple[str, ...] = ("public",)
     schemas_known: bool = True
+    routines: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ROUTINES_SCHEMA))
+    views: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=VIEWS_SCHEMA))
 
 
 _Finding = tuple[str, str, str | None, str, str, str, str]
 
 
-def lint_policies(catalog: PolicyCatalog) -> pl.DataFrame:
+def _finding(
+    schema: str, table: str, policy: str | None, rule: str, detail: str, fix: str
+) -> _Finding:
+    return (schema, table, policy, rule, level_of(rule), detail, fix)
+
+
+def lint_policies(catalog: PolicyCatalog, accepted_surface: Iterable[str] = ()) -> pl.DataFrame:
     """Policy lint over a catalog snapshot (`LINT_SCHEMA`). Pure.
 
-    Errors: ``rls_disabled`` (a table in an exposed schema without RLS is readable by whoever
-    holds a grant), ``using_true`` (a permissive ``USING`` / ``WITH CHECK (true)``),
-    ``policy_not_scoped`` (a permissive policy whose expression never ties the row to the
-    caller: ``(select auth.uid()) is not null``, ``auth.role() = 'authenticated'``, ``1 = 1``,
-    ``organisation_id = '<one organisation>'``), ``anon_personal_data`` (a permissive policy
-    for ``anon`` or ``public`` on a table with personal data), ``security_definer_view`` (an
-    exposed view without ``security_invoker = true`` runs as its owner, bypassing RLS),
-    ``materialized_view_exposed`` (materialised views have no RLS) and
-    ``definer_function_search_path`` (a ``SECURITY DEFINER`` function the API roles may call,
-    without a fixed ``search_path``).
-    Warnings: ``no_role`` (the policy applies to ``public``, anon included),
-    ``bare_auth_call`` (``auth.uid()`` not wrapped in ``(select …)`` runs per row),
-    ``missing_index`` (a column a policy filters on leads no index),
-    ``definer_function_exposed`` (the API roles may call a ``SECURITY DEFINER`` function) and
-    ``exposed_schemas_unknown``. Info: ``rls_without_policies``.
+    The rules, their levels and fixes are declared in `rules.RULES`. `accepted_surface` are
+    the expected-surface file's lines: a ``SECURITY DEFINER`` function whose line (definer,
+    owner and search_path included) is accepted there is reported as
+    ``definer_function_accepted`` instead of the error ``definer_function_exposed``.
     """
+    readers = _metadata_readers(catalog.routines)
     findings = [
         *_schema_findings(catalog),
-        *_table_findings(catalog),
-        *_surface_findings(catalog.surface),
+        *_table_findings(catalog, readers),
+        *_surface_findings(catalog, readers, frozenset(accepted_surface)),
     ]
     return pl.DataFrame(findings, schema=LINT_SCHEMA, orient="row").sort(
         ["severity", "schema", "table", "rule", "policy"], nulls_last=True
     )
 
 
+def _closure(routines: pl.DataFrame, direct: Callable[[str | None], bool]) -> set[str]:
+    """``schema.name`` of every routine whose source satisfies `direct`, or calls one that
+    does (transitively).
+    """
+    sources = {f"{schema}.{name}".lower(): source for schema, name, source in routines.rows()}
+    found = {name for name, source in sources.items() if direct(source)}
+    while True:
+        more = {
+            name
+            for name, source in sources.items()
+            if name not in found and called_functions(source) & found
+        }
+        if not more:
+            return found
+        found |= more
+
+
+def _metadata_readers(routines: pl.DataFrame) -> set[str]:
+    return _closure(routines, reads_user_metadata)
+
+
+def claims_readers(catalog: PolicyCatalog) -> list[str]:
+    """Policies, views and functions that read JWT claims beyond the caller's id and role
+    (directly or through the functions they call): where a token's user_metadata could
+    change what a caller sees. Empty means no claims probe can find anything.
+    """
+    readers = _closure(catalog.routines, reads_claims)
+
+    def reads(text: str | None) -> bool:
+        return reads_claims(text) or bool(called_functions(text) & readers)
+
+    found = [
+        f"policy {p['policy']} on {p['schema']}.{p['table']}"
+        for p in catalog.policies.iter_rows(named=True)
+        if reads(p["using"]) or reads(p["with_check"])
+    ]
+    found += [
+        f"view {v['schema']}.{v['name']}"
+        for v in catalog.views.iter_rows(named=True)
+        if reads(v["definition"])
+    ]
+    exposed = {
+        f"{o['schema']}.{o['name'].split('(')[0]}".lower()
+        for o in catalog.surface.filter(pl.col("kind") == "function").iter_rows(named=True)
+    }
+    found += [f"function {name}" for name in sorted(readers & exposed)]
+    return found
+
+
+def _metadata_detail(text: str | None, readers: set[str]) -> str | None:
+    """How SQL text reads user-editable claims (None when it does not)."""
+    if reads_user_metadata(text):
+        return "reads user_metadata / raw_user_meta_data, which the user edits with updateUser"
+    through = sorted(called_functions(text) & readers)
+    if through:
+        return (
+            f"calls {', '.join(through)}, which reads user_metadata / raw_user_meta_data "
+            "(the user edits it with updateUser)"
+        )
+    return None
+
+
 def _schema_findings(catalog: PolicyCatalog) -> Iterator[_Finding]:
     if not catalog.schemas_known:
-        yield (
+        yield _finding(
             ",".join(catalog.exposed_schemas),
             "",
             None,
             "exposed_schemas_unknown",
-            WARNING,
             "the database does not say which schemas PostgREST exposes; "
             "assumed: " + ", ".join(catalog.exposed_schemas),
             "ALTER ROLE authenticator SET pgrst.db_schemas = 'public'; "
@@ -94,27 +177,26 @@ def _schema_findings(catalog: PolicyCatalog) -> Iterator[_Finding]:
         )
 
 
-def _table_findings(catalog: PolicyCatalog) -> Iterator[_Finding]:
+def _table_findings(catalog: PolicyCatalog, readers: set[str]) -> Iterator[_Finding]:
     for table in catalog.tables.iter_rows(named=True):
         schema, name = table["schema"], table["table"]
         own = catalog.policies.filter((pl.col("schema") == schema) & (pl.col("table") == name))
         if not table["rls_enabled"]:
-            yield (
+            yield _finding(
                 schema,
                 name,
                 None,
-                "rls_disabled",
-                ERROR,
-                "row level security is not enabled on this exposed table",
+                "policy_exists_rls_disabled" if own.height else "rls_disabled",
+                "row level security is off on this exposed table"
+                + (f", so its {own.height} policy(ies) do not apply" if own.height else ""),
                 f"ALTER TABLE {schema}.{name} ENABLE ROW LEVEL SECURITY;",
             )
         elif own.is_empty():
-            yield (
+            yield _finding(
                 schema,
                 name,
                 None,
                 "rls_without_policies",
-                INFO,
                 "RLS is enabled but no policy exists: the API roles see nothing",
                 "nothing to fix if the table is closed on purpose; else add a policy",
             )
@@ -130,7 +212,7 @@ def _table_findings(catalog: PolicyCatalog) -> Iterator[_Finding]:
         columns = list(table["columns"] or [])
         personal = any(PERSONAL_DATA_COLUMN.search(c) for c in columns)
         for policy in own.iter_rows(named=True):
-            yield from _policy_findings(schema, name, policy, columns, leading, personal)
+            yield from _policy_findings(schema, name, policy, columns, leading, personal, readers)
 
 
 def _policy_findings(
@@ -140,6 +222,7 @@ def _policy_findings(
     columns: list[str],
     leading: set[str],
     personal: bool,
+    readers: set[str],
 ) -> Iterator[_Finding]:
     name = policy["policy"]
     where = f"{schema}.{table}"
@@ -150,57 +233,64 @@ def _policy_findings(
         for label, e in (("USING", policy["using"]), ("WITH CHECK", policy["with_check"]))
         if e
     ]
+    for label, expression in expressions:
+        how = _metadata_detail(expression, readers)
+        if how is not None:
+            yield _finding(
+                schema,
+                table,
+                name,
+                "user_metadata_scoping",
+                f"{label} {how}: anyone can name another organisation there",
+                f"ALTER POLICY {name} ON {where} {label} ({_EXAMPLE_SCOPE}); "
+                "(or read app_metadata, which only the server writes)",
+            )
     for label, expression in expressions if permissive else []:
         if is_true(expression):
-            yield (
+            yield _finding(
                 schema,
                 table,
                 name,
                 "using_true",
-                ERROR,
                 f"{label} (true): every row is open to {', '.join(roles)}",
                 f"ALTER POLICY {name} ON {where} {label} ({_EXAMPLE_SCOPE});",
             )
         elif not constrains_by_caller(expression, columns):
-            yield (
+            yield _finding(
                 schema,
                 table,
                 name,
                 "policy_not_scoped",
-                ERROR,
                 f"{label} never ties the row to the caller ({_short(expression)}): "
                 f"open to every {' / '.join(roles)} caller",
                 f"ALTER POLICY {name} ON {where} {label} ({_EXAMPLE_SCOPE});",
             )
     if roles == ["public"]:
-        yield (
+        yield _finding(
             schema,
             table,
             name,
             "no_role",
-            WARNING,
             "the policy is not limited to a role (applies to public, anon included)",
             f"ALTER POLICY {name} ON {where} TO authenticated;",
         )
     if permissive and personal and ({"anon", "public"} & set(roles)):
-        yield (
+        yield _finding(
             schema,
             table,
             name,
             "anon_personal_data",
-            ERROR,
             "a permissive policy admits the anon key to a table with personal data",
             f"ALTER POLICY {name} ON {where} TO authenticated; REVOKE ALL ON {where} FROM anon;",
         )
     for _label, expression in expressions:
         bare = bare_auth_calls(expression)
         if bare > 0:
-            yield (
+            yield _finding(
                 schema,
                 table,
                 name,
                 "bare_auth_call",
-                WARNING,
                 f"{bare} auth.uid()/jwt()/role() call(s) not wrapped in (select ...): "
                 "evaluated once per row",
                 "write (select auth.uid()) instead of auth.uid()",
@@ -208,62 +298,134 @@ def _policy_findings(
     referenced = sorted({c for _label, e in expressions for c in referenced_columns(e, columns)})
     for column in referenced:
         if column not in leading:
-            yield (
+            yield _finding(
                 schema,
                 table,
                 name,
                 "missing_index",
-                WARNING,
                 f"no index leads with {column}, which the policy filters on",
                 f"CREATE INDEX ON {where} ({column});",
             )
 
 
-def _surface_findings(surface: pl.DataFrame) -> Iterator[_Finding]:
-    for obj in surface.iter_rows(named=True):
+_AUTH_USERS: Final = re.compile(r"\bauth\.users\b", re.IGNORECASE)
+
+
+def _surface_findings(
+    catalog: PolicyCatalog, readers: set[str], accepted: frozenset[str]
+) -> Iterator[_Finding]:
+    definitions = {(s, n): d for s, n, d in catalog.views.rows()}
+    sources = {f"{s}.{n}".lower(): src for s, n, src in catalog.routines.rows()}
+    for obj in catalog.surface.iter_rows(named=True):
         schema, name, kind = obj["schema"], obj["name"], obj["kind"]
         roles = ", ".join(obj["roles"] or [])
+        where = f"{schema}.{name}"
+        if kind in ("view", "materialized view"):
+            definition = definitions.get((schema, name))
+            if definition and _AUTH_USERS.search(definition):
+                yield _finding(
+                    schema,
+                    name,
+                    None,
+                    "auth_users_exposed",
+                    f"the {kind} reads auth.users and {roles} can read it",
+                    f"REVOKE ALL ON {where} FROM anon, authenticated; "
+                    "(or move it out of the exposed schemas)",
+                )
+            how = _metadata_detail(definition, readers)
+            if how is not None:
+                yield _finding(
+                    schema,
+                    name,
+                    None,
+                    "user_metadata_scoping",
+                    f"the {kind} {how}",
+                    f"scope {where} by a membership table or app_metadata instead",
+                )
         if kind == "view" and not obj["security_invoker"]:
-            yield (
+            yield _finding(
                 schema,
                 name,
                 None,
                 "security_definer_view",
-                ERROR,
                 f"the view runs as its owner, bypassing RLS, for {roles}",
-                f"ALTER VIEW {schema}.{name} SET (security_invoker = true);",
+                f"ALTER VIEW {where} SET (security_invoker = true);",
             )
         elif kind == "materialized view":
-            yield (
+            yield _finding(
                 schema,
                 name,
                 None,
                 "materialized_view_exposed",
-                ERROR,
                 f"a materialised view has no RLS and {roles} can read it",
-                f"REVOKE ALL ON {schema}.{name} FROM anon, authenticated; "
+                f"REVOKE ALL ON {where} FROM anon, authenticated; "
                 "(or move it out of the exposed schemas)",
             )
-        elif kind == "function" and obj["security_definer"]:
-            if not obj["search_path_fixed"]:
-                yield (
-                    schema,
-                    name,
-                    None,
-                    "definer_function_search_path",
-                    ERROR,
-                    f"SECURITY DEFINER without a fixed search_path, callable by {roles}",
-                    f"ALTER FUNCTION {schema}.{name} SET search_path = '';",
-                )
-            yield (
+        elif kind == "foreign table":
+            yield _finding(
+                schema,
+                name,
+                None,
+                "foreign_table_exposed",
+                f"a foreign table has no RLS and {roles} can read it",
+                f"REVOKE ALL ON {where} FROM anon, authenticated; "
+                "(or move it out of the exposed schemas)",
+            )
+        elif kind == "function":
+            yield from _function_findings(obj, roles, sources, readers, accepted)
+
+
+def _function_findings(
+    obj: dict[str, Any],
+    roles: str,
+    sources: dict[str, str],
+    readers: set[str],
+    accepted: frozenset[str],
+) -> Iterator[_Finding]:
+    schema, name = obj["schema"], obj["name"]
+    where = f"{schema}.{name}"
+    base = f"{schema}.{name.split('(')[0]}".lower()
+    how = _metadata_detail(sources.get(base), readers - {base})
+    if how is not None:
+        yield _finding(
+            schema,
+            name,
+            None,
+            "user_metadata_scoping",
+            f"the function {how}",
+            f"scope {where} by a membership table or app_metadata instead",
+        )
+    if not obj["search_path_fixed"]:
+        yield _finding(
+            schema,
+            name,
+            None,
+            "definer_function_search_path"
+            if obj["security_definer"]
+            else "function_search_path_mutable",
+            ("SECURITY DEFINER" if obj["security_definer"] else "SECURITY INVOKER")
+            + f" without a fixed search_path, callable by {roles}",
+            f"ALTER FUNCTION {where} SET search_path = '';",
+        )
+    if obj["security_definer"]:
+        if surface_line(obj) in accepted:
+            yield _finding(
+                schema,
+                name,
+                None,
+                "definer_function_accepted",
+                f"SECURITY DEFINER, callable by {roles}: accepted in the expected-surface file",
+                "nothing while the probes pass",
+            )
+        else:
+            yield _finding(
                 schema,
                 name,
                 None,
                 "definer_function_exposed",
-                WARNING,
                 f"SECURITY DEFINER runs as its owner, bypassing RLS, callable by {roles}",
-                f"REVOKE EXECUTE ON FUNCTION {schema}.{name} FROM PUBLIC, anon, "
-                "authenticated; (or move it to a schema the API does not expose)",
+                f"REVOKE EXECUTE ON FUNCTION {where} FROM PUBLIC, anon, authenticated; "
+                "(or SECURITY INVOKER, or accept its surface line after review)",
             )
 
 

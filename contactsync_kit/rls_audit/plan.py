@@ -1,17 +1,38 @@
-"""What each caller probes, derived from ground truth. Pure."""
+"""What the audit probes, and as whom, derived from ground truth and the catalog. Pure."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
 import polars as pl
 
-from .callers import CallerPlan
-from .frames import PROBES_BY_TABLE, Probe
-from .probes import IDS_PER_REQUEST
-from .surface import SurfaceTarget
+from .callers import CallerPlan, Collected
+from .expressions import metadata_keys
+from .frames import (
+    ALL_ORGANISATIONS,
+    ANON_USER,
+    PROBES_BY_TABLE,
+    UNFILTERED_BY_TABLE,
+    Probe,
+)
+from .lint import PolicyCatalog, claims_readers
+from .surface import FunctionTarget, SurfaceTarget, function_targets, surface_targets
+from .truth import AuditUser, GroundTruth
 
-__all__ = ["caller_plan", "foreign_sample"]
+__all__ = [
+    "CLAIM_KEYS",
+    "CallerPlan",
+    "ForeignIds",
+    "ScalePlan",
+    "caller_plan",
+    "foreign_sample",
+    "scale_plan",
+]
+
+#: Ids per ``id=in.(…)`` request (`probes` batches by it): keeps URLs short.
+IDS_PER_REQUEST: Final = 150
 
 
 def foreign_sample(
@@ -62,4 +83,224 @@ def caller_plan(
         foreign=foreign_sample(universe, expected, user, orgs, sample),
         search_pattern=search_pattern,
         surface=list(surface),
+    )
+
+
+#: Default user_metadata keys the claims probe fills, beside those the catalog reads.
+CLAIM_KEYS: Final = ("organisation_id", "organization_id", "org_id", "tenant_id")
+#: Audits of up to this many organisations get the per-organisation matrix for all of them.
+FULL_MATRIX_UP_TO: Final = 10
+#: Users probed for claims when nothing in the catalog reads JWT claims ("auto").
+CLAIMS_SAMPLE: Final = 25
+
+
+class ForeignIds:
+    """Per organisation, one id of each kind a function argument may take (from ground
+    truth's universe): the organisation itself, a member's user id, a row of each table.
+    """
+
+    def __init__(self, universe: pl.DataFrame) -> None:
+        first = (
+            universe.sort(["organisation_id", "table", "id"])
+            .group_by(["organisation_id", "table"], maintain_order=True)
+            .agg(pl.col("id").first(), pl.col("user_id").first())
+        )
+        self.by_org: dict[str, dict[str, str]] = {}
+        for org, table, row_id, user_id in first.rows():
+            ids = self.by_org.setdefault(org, {})
+            ids[table] = user_id if table == "organisation_members" else row_id
+
+    def arguments(self, target: FunctionTarget, organisation_id: str) -> dict[str, Any] | None:
+        """The call's arguments naming `organisation_id`'s ids; None if it lacks one."""
+        ids = self.by_org.get(organisation_id, {})
+        params: dict[str, Any] = {}
+        for name, table, is_array in target.arguments:
+            value = ids.get(table)
+            if value is None:
+                return None
+            params[name] = [value] if is_array else value
+        return params
+
+
+@dataclass
+class ScalePlan:
+    """What the whole audit probes: the callers, the organisations sampled for the
+    per-organisation matrix, the exposed objects, and for each user the organisation it
+    must not see that the function and claims probes name (`named_org`).
+    """
+
+    users: list[AuditUser]
+    orgs: list[str]
+    sample: list[str]
+    truth: GroundTruth
+    expected: pl.DataFrame
+    targets: list[SurfaceTarget]
+    functions: list[FunctionTarget]
+    not_probed: dict[str, str]
+    foreign_ids: ForeignIds
+    named_org: dict[str, str]
+    member_orgs: dict[str, frozenset[str]]
+    user_ids: dict[str, str]
+    claims_users: list[str]
+    claim_keys: tuple[str, ...]
+    include_anon: bool = True
+    foreign_sample: int = 25
+
+    def caller(self, user: str) -> CallerPlan:
+        """The plan of one caller: per-organisation probes over the sample when it belongs
+        to a sampled organisation (anon always), else the sweep alone (``orgs`` empty).
+        """
+        members = self.member_orgs.get(user, frozenset())
+        sampled = bool(self.sample) and (user == ANON_USER or bool(members & set(self.sample)))
+        if sampled:
+            return caller_plan(
+                user,
+                self.sample,
+                self.truth.universe,
+                self.expected,
+                self.truth.members,
+                search_pattern=self.truth.search_pattern,
+                sample=self.foreign_sample,
+                surface=self.targets,
+            )
+        return CallerPlan(user=user, orgs=[], member_orgs=members, surface=list(self.targets))
+
+    def callers(self) -> Iterator[tuple[CallerPlan, AuditUser | None]]:
+        """Every caller's plan, with its user (None for the anon key), built lazily."""
+        for user in self.users:
+            yield self.caller(user.name), user
+        if self.include_anon:
+            yield self.caller(ANON_USER), None
+
+    def claims_callers(self) -> Iterator[tuple[CallerPlan, str]]:
+        """(plan for the claims sweep, user id) of every user the claims probe covers."""
+        for name in self.claims_users:
+            members = self.member_orgs.get(name, frozenset())
+            plan = CallerPlan(user=name, orgs=[], member_orgs=members, surface=list(self.targets))
+            yield plan, self.user_ids[name]
+
+    def claims_metadata(self) -> dict[str, dict[str, Any]]:
+        """{user id: the user_metadata naming the user's `named_org`} for the claims probe."""
+        return {
+            self.user_ids[name]: {key: self.named_org[name] for key in self.claim_keys}
+            for name in self.claims_users
+            if name in self.named_org
+        }
+
+    def sign_in_failed(self, plan: CallerPlan, exc: BaseException, out: Collected) -> None:
+        """Every cell of a caller who could not sign in is an ``error`` cell."""
+        status = getattr(exc, "status", None)
+        code = str(status) if status else None
+        cells: list[tuple[str, str, str]] = [
+            (org, table, probe.value)
+            for org in plan.orgs
+            for table, probes in PROBES_BY_TABLE.items()
+            for probe in probes
+        ]
+        cells += [
+            (ALL_ORGANISATIONS, table, probe.value)
+            for table, probes in UNFILTERED_BY_TABLE.items()
+            for probe in probes
+            if plan.orgs or probe in (Probe.ALL_ROWS, Probe.ALL_COUNT)
+        ]
+        cells += [(ALL_ORGANISATIONS, target.label, "surface") for target in plan.surface]
+        named = self.named_org.get(plan.user)
+        if named is not None:
+            cells += [(named, f.label, Probe.FOREIGN_ARGS.value) for f in self.functions]
+        out.runs.extend(
+            (plan.user, org, table, probe, None, "sign_in", code, False)
+            for org, table, probe in cells
+        )
+
+
+def _named_orgs(
+    names: Sequence[str], member_orgs: Mapping[str, frozenset[str]], candidates: Sequence[str]
+) -> dict[str, str]:
+    """Each caller's organisation it must not see: the next candidate after its own."""
+    if not candidates:
+        return {}
+    position = {org: i for i, org in enumerate(candidates)}
+    named: dict[str, str] = {}
+    for n, name in enumerate(names):
+        own = sorted(member_orgs.get(name, frozenset()))
+        start = position.get(own[0], n) + 1 if own else n
+        for step in range(len(candidates)):
+            org = candidates[(start + step) % len(candidates)]
+            if org not in member_orgs.get(name, frozenset()):
+                named[name] = org
+                break
+    return named
+
+
+def scale_plan(
+    users: Sequence[AuditUser],
+    organisation_ids: Sequence[str],
+    truth: GroundTruth,
+    catalog: PolicyCatalog | None,
+    *,
+    sample_organisations: int | None,
+    foreign_sample: int,
+    claims: str,
+    include_anon: bool,
+) -> ScalePlan:
+    """Plan the whole audit (see `ScalePlan`). Pure."""
+    orgs = [o.lower() for o in organisation_ids]
+    size = (
+        (len(orgs) if len(orgs) <= FULL_MATRIX_UP_TO else 0)
+        if sample_organisations is None
+        else sample_organisations
+    )
+    sample = sorted(orgs)[: max(0, size)] if size < len(orgs) else list(orgs)
+    targets, not_probed = (
+        surface_targets(catalog.surface, catalog.exposed_schemas) if catalog else ([], {})
+    )
+    functions, unfillable = (
+        function_targets(catalog.surface, catalog.exposed_schemas) if catalog else ([], {})
+    )
+    for target in functions:
+        not_probed.pop(target.label, None)
+    not_probed.update(unfillable)
+    members = truth.members
+    member_orgs: dict[str, frozenset[str]] = {}
+    for name, org in members.select("user", "organisation_id").rows():
+        member_orgs[name] = member_orgs.get(name, frozenset()) | {org}
+    user_ids = {name: uid for name, uid in members.select("user", "user_id").unique().rows() if uid}
+    user_ids.update({u.name: u.user_id for u in users if u.user_id})
+    with_rows = sorted(
+        set(truth.universe.filter(pl.col("table") != "organisations")["organisation_id"])
+    )
+    names = [u.name for u in users] + ([ANON_USER] if include_anon else [])
+    named = _named_orgs(names, member_orgs, [o for o in with_rows if o in set(orgs)] or with_rows)
+    readers = claims_readers(catalog) if catalog is not None else ["(no catalog)"]
+    candidates = [u.name for u in users if u.name in user_ids]
+    if claims == "off":
+        claims_users: list[str] = []
+    elif claims == "all" or readers:
+        claims_users = candidates
+    else:
+        in_sample = [n for n in candidates if member_orgs.get(n, frozenset()) & set(sample)]
+        claims_users = in_sample or candidates[:CLAIMS_SAMPLE]
+    keys = set(CLAIM_KEYS)
+    if catalog is not None:
+        texts = [*catalog.policies["using"].to_list(), *catalog.policies["with_check"].to_list()]
+        texts += catalog.views["definition"].to_list() + catalog.routines["source"].to_list()
+        for text in texts:
+            keys |= metadata_keys(text)
+    return ScalePlan(
+        users=list(users),
+        orgs=orgs,
+        sample=sample,
+        truth=truth,
+        expected=truth.expected_rows(),
+        targets=targets,
+        functions=functions,
+        not_probed=not_probed,
+        foreign_ids=ForeignIds(truth.universe),
+        named_org=named,
+        member_orgs=member_orgs,
+        user_ids=user_ids,
+        claims_users=claims_users,
+        claim_keys=tuple(sorted(keys)),
+        include_anon=include_anon,
+        foreign_sample=foreign_sample,
     )

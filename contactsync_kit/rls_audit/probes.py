@@ -22,6 +22,7 @@ from .frames import (
     UNFILTERED_BY_TABLE,
     Probe,
 )
+from .plan import IDS_PER_REQUEST
 from .surface import SurfaceTarget
 
 if TYPE_CHECKING:
@@ -29,9 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["IDS_PER_REQUEST", "ORGS_PER_REQUEST", "OUTSIDE_FILTER", "probe_caller"]
 
-#: Organisations per ``in.(…)`` filter, and ids per ``id=in.(…)`` request: keeps URLs short.
+#: Organisations per ``in.(…)`` filter (ids per ``id=in.(…)`` request: `IDS_PER_REQUEST`).
 ORGS_PER_REQUEST: Final = 100
-IDS_PER_REQUEST: Final = 150
+
 #: Where a row goes that a filtered probe returned although it was not asked for.
 OUTSIDE_FILTER: Final = "(not asked for)"
 
@@ -426,7 +427,7 @@ class _CallerProbes:
             lambda rows: self._seen_embedded(Probe.ALL_EMBEDDED, rows, None),
         )
 
-    async def surface(self, target: SurfaceTarget) -> None:
+    async def surface(self, target: SurfaceTarget, probe: Probe = Probe.SURFACE) -> None:
         """Every row an exposed view, materialised view or function gives the caller."""
 
         async def fetch() -> list[dict[str, Any]]:
@@ -438,12 +439,12 @@ class _CallerProbes:
                 self._seen(
                     ALL_ORGANISATIONS,
                     target.label,
-                    Probe.SURFACE,
+                    probe,
                     row.get("id"),
                     row.get("organisation_id"),
                 )
 
-        await self._unfiltered([target.label], Probe.SURFACE, fetch, record)
+        await self._unfiltered([target.label], probe, fetch, record)
 
 
 async def probe_caller(

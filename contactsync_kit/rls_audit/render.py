@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
-from .frames import ANON_USER, AUDIT_TABLES, Probe
+from .frames import ALL_ORGANISATIONS, ANON_USER, AUDIT_TABLES, Probe
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["heatmap_frame", "heatmap_png", "plot_heatmap", "summary_markdown"]
 
 _STATUS_CODES: Final = {"pass": 0, "missing": 1, "leaked": 2, "error": 3}
+#: Tick labels at 10 pt: about 14 px at `heatmap_png`'s 100 dpi (7 pt at 80 dpi was ~5 px).
+_LABEL_PT: Final = 10
 
 
 def heatmap_frame(
@@ -85,7 +87,7 @@ def plot_heatmap(
     rows = wide.get_column("row").to_list()
     cells = [c for c in wide.columns if c != "row"]
     fig = Figure(
-        figsize=(max(6.5, 0.36 * len(cells) + 3.6), max(2.8, 0.24 * len(rows) + 2.2)),
+        figsize=(max(6.5, 0.5 * len(cells) + 4.5), max(2.8, 0.32 * len(rows) + 3.0)),
         layout="constrained",
     )
     ax = fig.add_subplot()
@@ -99,8 +101,8 @@ def plot_heatmap(
         bad="#ffffff"
     )
     ax.imshow(values, cmap=colours, vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(len(cells)), cells, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    ax.set_xticks(range(len(cells)), cells, rotation=60, ha="right", fontsize=_LABEL_PT)
+    ax.set_yticks(range(len(rows)), rows, fontsize=_LABEL_PT)
     ax.set_xticks([x - 0.5 for x in range(1, len(cells))], minor=True)
     ax.set_yticks([y - 0.5 for y in range(1, len(rows))], minor=True)
     ax.grid(which="minor", color="#ffffff", linewidth=0.6)
@@ -109,7 +111,7 @@ def plot_heatmap(
     for (y, row), (x, cell) in ((r, c) for r in enumerate(rows) for c in enumerate(cells)):
         text = labels.get((row, cell))
         if text:
-            ax.text(x, y, text, ha="center", va="center", fontsize=6, color="#ffffff")
+            ax.text(x, y, text, ha="center", va="center", fontsize=_LABEL_PT - 1, color="#ffffff")
     fig.legend(
         handles=[
             Patch(color=c, label=label)
@@ -151,7 +153,7 @@ def heatmap_png(
     organisation_names: Mapping[str, str] | None = None,
     *,
     title: str = "RLS audit",
-    dpi: int = 80,
+    dpi: int = 100,
 ) -> bytes:
     """`plot_heatmap` rendered off-screen to PNG bytes (for widgets, notebooks and files)."""
     import io
@@ -206,6 +208,12 @@ def _org(report: AuditReport, organisation_id: str) -> str:
     return report.organisation_names.get(organisation_id, organisation_id)
 
 
+def _organisations(matrix: pl.DataFrame) -> int:
+    """Organisations in the matrix: the ``*`` bucket of counts across all is not one."""
+    orgs = matrix.get_column("organisation_id")
+    return int(orgs.filter(orgs != ALL_ORGANISATIONS).n_unique())
+
+
 def _headline(report: AuditReport, failing: pl.DataFrame) -> list[str]:
     m = report.matrix
     users = m.filter(pl.col("user") != ANON_USER).get_column("user").n_unique()
@@ -213,7 +221,7 @@ def _headline(report: AuditReport, failing: pl.DataFrame) -> list[str]:
         f"# RLS scoping audit — {'PASS' if report.passed else 'FAIL'}",
         "",
         f"- generated at {report.generated_at.isoformat(timespec='seconds')}",
-        f"- {users} user(s) (+ anon key) x {m.get_column('organisation_id').n_unique()} "
+        f"- {users} user(s) (+ anon key) x {_organisations(m)} "
         f"organisation(s) x {m.get_column('table').n_unique()} table(s): "
         f"{m.height} probe cells, {m.height - failing.height} pass, {failing.height} failing",
         f"- rows leaked: {int(m.get_column('leaked').fill_null(0).sum())}, "

@@ -42,8 +42,11 @@ class AuditReport:
     `surface_not_probed` says why an exposed object was not probed. `audited_organisations`
     is the set the caller named; the probes across all organisations reach beyond it.
     `requests` is the number of HTTP requests the audit made (None when not counted).
-    `passed` is true when every cell and check passes, the lint found no error and nothing
-    was added to the expected surface.
+    `complete` is false when the audit was stopped early (SIGTERM, Ctrl-C): the report then
+    holds what was probed, `callers` says how many callers finished and `claims_probed` how
+    many users the claims probe covered; `sampled_organisations` are those probed one by one.
+    `passed` is true when the audit completed, every cell and check passes, the lint found
+    no error and nothing was added to the expected surface.
     """
 
     generated_at: datetime
@@ -57,6 +60,10 @@ class AuditReport:
     surface_not_probed: dict[str, str] = field(default_factory=dict)
     audited_organisations: tuple[str, ...] = ()
     requests: int | None = None
+    complete: bool = True
+    callers: int | None = None
+    claims_probed: int | None = None
+    sampled_organisations: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -65,7 +72,8 @@ class AuditReport:
         """
         lint_ok = self.lint is None or self.lint.filter(pl.col("severity") == ERROR).is_empty()
         return (
-            self.matrix.filter(pl.col("verdict") != "pass").is_empty()
+            self.complete
+            and self.matrix.filter(pl.col("verdict") != "pass").is_empty()
             and bool(self.checks.get_column("passed").all())
             and lint_ok
             and self.unaccepted_surface().is_empty()
@@ -121,7 +129,9 @@ class AuditReport:
             )
         )
         head = (
-            f"RLS audit: {'PASS' if self.passed else 'FAIL'} — {self.matrix.height} cells, "
+            f"RLS audit: {'PASS' if self.passed else 'FAIL'}"
+            + ("" if self.complete else " (stopped early: partial)")
+            + f" — {self.matrix.height} cells, "
             f"{self.failing_cells().height} failing, "
             f"{self.checks.filter(~pl.col('passed')).height} failed check(s)"
             + (
@@ -167,6 +177,10 @@ def evaluate(
     surface_not_probed: Mapping[str, str] | None = None,
     audited_organisations: Sequence[str] = (),
     requests: int | None = None,
+    complete: bool = True,
+    callers: int | None = None,
+    claims_probed: int | None = None,
+    sampled_organisations: Sequence[str] = (),
 ) -> AuditReport:
     """Turn collected probe results into an `AuditReport`. Pure."""
 
@@ -196,4 +210,8 @@ def evaluate(
         surface_not_probed=dict(surface_not_probed or {}),
         audited_organisations=tuple(o.lower() for o in audited_organisations),
         requests=requests,
+        complete=complete,
+        callers=callers,
+        claims_probed=claims_probed,
+        sampled_organisations=tuple(sampled_organisations),
     )

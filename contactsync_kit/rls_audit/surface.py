@@ -10,24 +10,36 @@ The expected-surface file is plain text kept in the project's repository, one en
 
 i.e. ``<kind> <schema>.<name> <roles>``: the kind (``table``, ``view``,
 ``materialized_view``, ``foreign_table``, ``function``), the object (a function with its
-argument types) and the API roles that reach it, comma-separated. An object that becomes
-reachable, or reachable by one more role, is a new line: the audit fails until someone adds
-it to the file (`surface_lines` prints the current lines).
+argument types) and the API roles that reach it, comma-separated. A function's line goes on
+with its security attribute, owner and search_path::
+
+    function public.f(p_id uuid) authenticated invoker owner=postgres search_path=""
+
+An object that becomes reachable, or reachable by one more role, or a function whose
+security, owner or search_path changes, is a new line: the audit fails until someone adds it
+to the file (`surface_lines` prints the current lines). A ``SECURITY DEFINER`` function the
+API roles may call is a lint error unless its line, ``definer`` included, is accepted here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Final
 
 import polars as pl
 
 from .frames import AUDIT_TABLES, SURFACE_DIFF_SCHEMA
 
 __all__ = [
+    "FunctionTarget",
     "SurfaceTarget",
+    "argument_kind",
+    "function_targets",
     "parse_surface_lines",
     "surface_diff",
+    "surface_line",
     "surface_lines",
     "surface_targets",
 ]
@@ -69,7 +81,7 @@ def surface_targets(
         reason = (
             f"schema {obj['schema']} is not the default profile"
             if obj["schema"] != default
-            else "takes required arguments"
+            else "takes required arguments (called with foreign ids when they are ids)"
             if is_function and obj["required_args"]
             else "returns no set of rows"
             if is_function and not obj["returns_set"]
@@ -89,12 +101,24 @@ def surface_targets(
     return targets, skipped
 
 
+def surface_line(obj: Mapping[str, Any]) -> str:
+    """One exposed object (a `SURFACE_SCHEMA` row as a dict) as its expected-surface line."""
+    line = f"{obj['kind'].replace(' ', '_')} {obj['schema']}.{obj['name']} " + ",".join(
+        obj["roles"] or []
+    )
+    if obj["kind"] == "function":
+        security = "definer" if obj.get("security_definer") else "invoker"
+        path = obj.get("search_path")
+        line += (
+            f" {security} owner={obj.get('owner') or '?'} "
+            f"search_path={'unset' if path is None else path}"
+        )
+    return line
+
+
 def surface_lines(surface: pl.DataFrame) -> list[str]:
     """The surface as expected-surface lines, sorted (what to paste to accept it)."""
-    return sorted(
-        f"{kind.replace(' ', '_')} {schema}.{name} {','.join(roles or [])}"
-        for schema, name, kind, roles in surface.select("schema", "name", "kind", "roles").rows()
-    )
+    return sorted(surface_line(obj) for obj in surface.iter_rows(named=True))
 
 
 def parse_surface_lines(text: str) -> list[str]:
@@ -114,3 +138,81 @@ def surface_diff(surface: pl.DataFrame, expected: Iterable[str]) -> pl.DataFrame
         ("removed", e) for e in sorted(accepted - now)
     ]
     return pl.DataFrame(rows, schema=SURFACE_DIFF_SCHEMA, orient="row")
+
+
+#: What an argument's name says it identifies -> the universe table its value comes from.
+_ID_ARGUMENTS: Final = (
+    (re.compile(r"org|tenant|team|workspace|account"), "organisations"),
+    (re.compile(r"user|member|owner|author|profile|uid"), "organisation_members"),
+    (re.compile(r"chapter"), "chapters"),
+    (re.compile(r"note"), "notes"),
+    (re.compile(r"assign"), "contact_assignments"),
+    (re.compile(r"contact|^(p_|_)?(id|row_id|record_id)$"), "contacts"),
+)
+
+
+def argument_kind(argument: str) -> str | None:
+    """What an input argument (``"<name> <type>"``) identifies, as the universe table whose
+    ids fill it (``organisation_members`` for a user id); None when it is not an id.
+    """
+    name, _, kind = argument.partition(" ")
+    if kind not in ("uuid", "text", "character varying", "bigint", "integer") and not (
+        kind.endswith("[]") or kind == ""
+    ):
+        return None
+    for pattern, table in _ID_ARGUMENTS:
+        if pattern.search(name.lower()):
+            return table
+    return "contacts" if kind == "uuid" else None
+
+
+@dataclass(frozen=True)
+class FunctionTarget:
+    """An exposed function taking ids: its label, API name, and each argument to fill
+    (name, the universe table its id comes from, whether the type is an array).
+    """
+
+    label: str
+    rpc: str
+    arguments: tuple[tuple[str, str, bool], ...]
+
+
+def function_targets(
+    surface: pl.DataFrame, exposed_schemas: Iterable[str]
+) -> tuple[list[FunctionTarget], dict[str, str]]:
+    """(functions the probes call with ids the caller must not see, label -> why not).
+
+    A function of the default profile qualifies when every required argument is an id
+    (`argument_kind`); optional id arguments are filled too, the others left to their
+    defaults.
+    """
+    schemas = list(exposed_schemas)
+    default = schemas[0] if schemas else "public"
+    targets: list[FunctionTarget] = []
+    skipped: dict[str, str] = {}
+    functions = surface.filter(pl.col("kind") == "function")
+    for obj in functions.iter_rows(named=True):
+        label = _label(obj["schema"], obj["name"])
+        arguments = list(obj["arguments"] or [])
+        required = arguments[: obj["required_args"] or 0]
+        kinds = [argument_kind(a) for a in arguments]
+        if obj["schema"] != default or not any(kinds):
+            continue
+        unfillable = [a for a, k in zip(required, kinds, strict=False) if k is None]
+        if unfillable or any(not a.partition(" ")[0] for a in arguments):
+            skipped[label] = "takes arguments the audit cannot fill: " + ", ".join(
+                unfillable or arguments
+            )
+            continue
+        targets.append(
+            FunctionTarget(
+                label,
+                obj["name"].split("(")[0],
+                tuple(
+                    (a.partition(" ")[0], k, a.endswith("[]"))
+                    for a, k in zip(arguments, kinds, strict=True)
+                    if k is not None
+                ),
+            )
+        )
+    return targets, skipped

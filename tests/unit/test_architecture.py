@@ -41,8 +41,9 @@ import contactsync_kit
 
 #: For modules whose files other engineers own. Module or package name -> kinds.
 DECLARED: dict[str, str] = {
-    # psycopg for the policy catalog and direct probes; reports and charts written to files.
-    "contactsync_kit.rls_audit": "network, disk, ui",
+    # psycopg for the policy catalog and direct probes; reports and charts written to files;
+    # SIGTERM / Ctrl-C handlers that end an audit with a partial report.
+    "contactsync_kit.rls_audit": "network, disk, ui, process",
     # ipywidgets panels; the login panel builds the httpx client, panels use temp folders.
     "contactsync_kit.widgets": "ui, network, disk",
 }

@@ -318,9 +318,9 @@ async def test_default_cache_folder_is_private(
     monkeypatch.delenv("CONTACTSYNC_CACHE", raising=False)
     from contactsync_kit import default_cache_path
 
-    default = default_cache_path()
-    default.parent.parent.mkdir(parents=True)
-    os.chmod(default.parent.parent, 0o755)  # ~/.cache/contactsync_kit exists, shared
+    folder = default_cache_path()
+    folder.parent.mkdir(parents=True)
+    os.chmod(folder.parent, 0o755)  # ~/.cache/contactsync_kit exists, shared
     session = await start_session(
         fake.url,
         fake.anon_key,
@@ -330,9 +330,13 @@ async def test_default_cache_folder_is_private(
         clock=ManualClock(),
     )
     await session.repository.sync_contacts_for_organisation(org)
-    assert session.cache.path == str(default)
-    assert _mode(default.parent) == 0o700
-    assert {_mode(f) for f in default.parent.iterdir()} == {0o600}
+    # Each person has their own file in the private folder, named by a keyed hash.
+    user_id = session.token().subject  # type: ignore[union-attr]
+    assert session.cache.path == str(default_cache_path(fake.url, user_id))
+    assert Path(session.cache.path).parent == folder
+    assert ALICE.split("@")[0] not in Path(session.cache.path).name
+    assert _mode(folder) == 0o700
+    assert {_mode(f) for f in folder.iterdir()} == {0o600}
     session.close()
 
 

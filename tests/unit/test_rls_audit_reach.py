@@ -252,6 +252,9 @@ def test_surface_rules() -> None:
             flags.get("path"),
             flags.get("args"),
             flags.get("setof"),
+            "postgres",
+            '""' if flags.get("path") else None,
+            [],
         )
 
     findings = lint_policies(
@@ -269,9 +272,10 @@ def test_surface_rules() -> None:
     )
     about_surface = findings.filter(pl.col("rule") != "rls_without_policies")
     assert sorted(about_surface.select("table", "rule", "severity").rows()) == [
-        ("f_open()", "definer_function_exposed", "warning"),
+        ("f_invoker()", "function_search_path_mutable", "warning"),
+        ("f_open()", "definer_function_exposed", "error"),
         ("f_open()", "definer_function_search_path", "error"),
-        ("f_pinned()", "definer_function_exposed", "warning"),
+        ("f_pinned()", "definer_function_exposed", "error"),
         ("mv", "materialized_view_exposed", "error"),
         ("v_owner", "security_definer_view", "error"),
     ]
@@ -305,6 +309,9 @@ SURFACE = pl.DataFrame(
             None,
             None,
             None,
+            "postgres",
+            None,
+            [],
         ),
         (
             "public",
@@ -319,6 +326,9 @@ SURFACE = pl.DataFrame(
             None,
             None,
             None,
+            "postgres",
+            None,
+            [],
         ),
         (
             "public",
@@ -333,6 +343,9 @@ SURFACE = pl.DataFrame(
             None,
             None,
             None,
+            "postgres",
+            None,
+            [],
         ),
         (
             "public",
@@ -347,6 +360,9 @@ SURFACE = pl.DataFrame(
             True,
             1,
             True,
+            "postgres",
+            '""',
+            ["q text"],
         ),
         (
             "public",
@@ -361,6 +377,9 @@ SURFACE = pl.DataFrame(
             False,
             0,
             True,
+            "postgres",
+            None,
+            [],
         ),
         (
             "api",
@@ -375,6 +394,9 @@ SURFACE = pl.DataFrame(
             None,
             None,
             None,
+            "postgres",
+            None,
+            [],
         ),
     ],
     schema=SURFACE_SCHEMA,
@@ -390,7 +412,9 @@ def test_what_the_surface_probes_and_why_not() -> None:
     ]
     assert skipped == {
         "public.totals": "its rows have no id column",
-        "public.search(text)": "takes required arguments",
+        "public.search(text)": (
+            "takes required arguments (called with foreign ids when they are ids)"
+        ),
         "api.extra": "schema api is not the default profile",
     }
 
@@ -404,8 +428,15 @@ def test_the_expected_surface_diff() -> None:
     """)
     diff = surface_diff(SURFACE, accepted)
     assert diff.rows() == [
-        ("added", "function public.everyone() anon,authenticated"),
-        ("added", "function public.search(text) authenticated"),
+        (
+            "added",
+            "function public.everyone() anon,authenticated definer owner=postgres "
+            "search_path=unset",
+        ),
+        (
+            "added",
+            'function public.search(text) authenticated definer owner=postgres search_path=""',
+        ),
         ("added", "materialized_view public.totals authenticated"),
         ("added", "view api.extra authenticated"),
         ("added", "view public.overview anon,authenticated"),

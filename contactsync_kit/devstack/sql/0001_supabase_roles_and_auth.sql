@@ -35,6 +35,12 @@ CREATE TABLE IF NOT EXISTS auth.users (
     encrypted_password text NOT NULL,
     created_at timestamptz DEFAULT now()
 );
+-- As in GoTrue: raw_user_meta_data is what the user writes with updateUser (the token's
+-- user_metadata), raw_app_meta_data what only the server writes (app_metadata).
+ALTER TABLE auth.users
+    ADD COLUMN IF NOT EXISTS raw_user_meta_data jsonb NOT NULL DEFAULT '{}'::jsonb,
+    ADD COLUMN IF NOT EXISTS raw_app_meta_data jsonb NOT NULL
+        DEFAULT '{"provider": "email", "providers": ["email"]}'::jsonb;
 
 -- Sessions and refresh tokens back the refresh-token grant and logout, as in GoTrue.
 CREATE TABLE IF NOT EXISTS auth.sessions (
