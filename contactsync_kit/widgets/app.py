@@ -216,7 +216,8 @@ class ContactSyncApp(StaticFallback):
     @property
     def signed_out_reason(self) -> str:
         """Why the session ended without a sign-out here (another window, another person),
-        one sentence; empty while signed in or after an ordinary sign-out."""
+        one sentence; empty while signed in or after an ordinary sign-out.
+        """
         return "" if self.login.session is not None else self.login.ended
 
     @classmethod

@@ -336,7 +336,8 @@ _VISIBLE: Final = {
 
 class CachedDataPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of a `CachedDataModel`: one search box, then contacts, notes, assignments
-    (the columns support scans; the rest behind each row's "more"; a CSV of each)."""
+    (the columns support scans; the rest behind each row's "more"; a CSV of each).
+    """
 
     def __init__(self, model: CachedDataModel, **kwargs: Any) -> None:
         self.model = model

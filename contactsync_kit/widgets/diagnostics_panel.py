@@ -683,7 +683,8 @@ _OUTCOMES: Final = {"success": "synced", "failure": "did not work", "cancelled":
 
 def _history_html(diagnosis: Diagnosis, names: dict[str, str]) -> str:
     """The sync history, newest first: the columns support reads, the rest in each row's
-    details (human units, words for codes)."""
+    details (human units, words for codes).
+    """
     log = diagnosis.sync_log
     now = diagnosis.generated_at
     rows = list(log.iter_rows(named=True))[::-1][:20]

@@ -196,6 +196,7 @@ async def test_with_the_server_silent_the_console_works_from_the_cache_and_refre
 
     stack.faults.reset()
     await until(app, lambda: "because the server answers again" in app.auto_refresh.status)
+    await app.wait()
     assert not app.server.offline and not app.organisation.from_cache
     assert app.outage_sentence() == ""
     assert UNEXPECTED not in everything(app)
