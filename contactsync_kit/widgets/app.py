@@ -543,7 +543,7 @@ class ContactSyncApp(StaticFallback):
         if field == "login":
             return "signed in"
         if field == "organisation":
-            return "from cache" if self.organisation.from_cache else ""
+            return "cached" if self.organisation.from_cache else ""
         if field == "sync":
             result = self.sync.result
             if self.sync.running:

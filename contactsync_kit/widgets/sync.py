@@ -89,13 +89,14 @@ def describe_result(result: SyncResult, organisation_name: str = "") -> str:
     if isinstance(result, SyncFailure) and result.error is not None:
         error = result.error
         org = f" of {organisation_name}" if organisation_name else ""
+        advice = advise(error.kind, error.code, error.status).sentence
         if error.kind is SyncErrorKind.CANCELLED:
-            return f"The sync{org} was {CANCELLED_TEXT}."
+            return f"The sync{org} was {CANCELLED_TEXT}. {advice}"
         if is_outage(error):
             return (
                 f"The server does not answer ({error.message.rstrip('.')}), so the sync{org} "
                 "could not run. Nothing was changed in this computer's copy: keep working "
-                "from it, and sync again when the server answers."
+                f"from it. {advice}"
             )
         return (
             f"The sync{org} did not work: {error.message.rstrip('.')}. Nothing was "
