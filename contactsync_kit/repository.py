@@ -162,6 +162,16 @@ class ContactCacheSyncRepository:
             return _signed_out(org, ended)
         return result
 
+    def cancel_sync(self, organisation_id: str) -> bool:
+        """Cancel the running sync of `organisation_id`: it ends ``cancelled`` and its
+        all-or-nothing write is not made (unless it had already committed). True if one ran.
+        """
+        task = self._running.get(organisation_id.lower())
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
+
     def _forget(self, org: str, task: asyncio.Task[SyncResult]) -> None:
         if self._running.get(org) is task:
             del self._running[org]

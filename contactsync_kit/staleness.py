@@ -56,7 +56,8 @@ def assess_staleness(
 
 
 def format_age(seconds: float | None) -> str:
-    """Seconds as people read an age: ``"45 s"``, ``"12 min"``, ``"3 h 5 min"``, ``"2 d 4 h"``.
+    """Seconds as people read an age: ``"45 s"``, ``"12 min"``, ``"3 h 5 min"``, ``"2 d 4 h"``,
+    from two weeks on in weeks (``"5 weeks"``), from a year on in years and weeks.
 
     The kit's one age wording: `assess_staleness` puts it in its ``age`` column, and the
     diagnosis, the login panel and the diagnostics panel use it too. None reads "never synced".
@@ -79,5 +80,16 @@ def _age_text(seconds: pl.Expr) -> pl.Expr:
         .then(pl.format("{} min", minutes))
         .when(whole < _DAY)
         .then(pl.format("{} h {} min", hours, minutes))
-        .otherwise(pl.format("{} d {} h", days, hours))
+        .when(days < 14)
+        .then(pl.format("{} d {} h", days, hours))
+        .when(days < 365)
+        .then(pl.format("{} weeks", days // 7))
+        .otherwise(
+            pl.format(
+                "{} year{} {} weeks",
+                days // 365,
+                pl.when(days // 365 == 1).then(pl.lit("")).otherwise(pl.lit("s")),
+                (days % 365) // 7,
+            )
+        )
     )

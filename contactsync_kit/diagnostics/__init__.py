@@ -6,6 +6,8 @@ The package has four parts:
   diff), `summarise_log` (the sync log per organisation) and `table_facts`;
 * `findings` — `verdict` (one organisation's plain-language finding) and `assess` (findings
   for a whole facts frame), pure and unit-tested on fixed facts;
+* `named` — `differing_rows` / `name_differences`: the differing rows with their contacts'
+  names, for the person at the screen (never in a bundle);
 * `diagnosis` — `diagnose` reads the local facts through `ContactCache` and the server facts
   through `RemoteReader` with the user's own session (RLS applies: the diagnosis sees exactly
   what a sync would see);
@@ -20,7 +22,15 @@ from __future__ import annotations
 
 from .bundle import support_bundle, write_support_bundle
 from .diagnosis import Diagnosis, ServerReader, SessionFacts, diagnose
-from .findings import DIAGNOSIS_SCHEMA, Finding, OrgFacts, Verdict, assess, verdict
+from .findings import (
+    DIAGNOSIS_SCHEMA,
+    Finding,
+    OrgFacts,
+    Verdict,
+    assess,
+    server_unreachable,
+    verdict,
+)
 from .frames import (
     DIFF_SCHEMA,
     LOG_SUMMARY_SCHEMA,
@@ -29,6 +39,13 @@ from .frames import (
     compare_rows,
     summarise_log,
     table_facts,
+)
+from .named import (
+    DIFF_WORDS,
+    NAMED_DIFF_SCHEMA,
+    TABLE_WORDS,
+    differing_rows,
+    name_differences,
 )
 from .privacy import (
     PersonalData,
@@ -43,8 +60,11 @@ from .privacy import (
 __all__ = [
     "DIAGNOSIS_SCHEMA",
     "DIFF_SCHEMA",
+    "DIFF_WORDS",
     "LOG_SUMMARY_SCHEMA",
+    "NAMED_DIFF_SCHEMA",
     "TABLE_FACTS_SCHEMA",
+    "TABLE_WORDS",
     "Diagnosis",
     "DiffStatus",
     "Finding",
@@ -56,11 +76,14 @@ __all__ = [
     "assess",
     "compare_rows",
     "diagnose",
+    "differing_rows",
     "find_personal_values",
     "fold",
+    "name_differences",
     "personal_values",
     "personal_words",
     "pseudonymise",
+    "server_unreachable",
     "summarise_log",
     "support_bundle",
     "table_facts",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -52,6 +52,9 @@ class SessionFacts:
     problem_kind: str | None = None
     problem_code: str | None = None
     problem: str | None = None
+    #: How far this computer's clock is from the server's, in words, when it matters
+    #: ("this computer's clock is 2 h ahead of the server"); None otherwise.
+    clock_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ class Diagnosis:
             f"diagnosis at {self.generated_at.isoformat(timespec='seconds')} "
             f"(threshold {format_age(self.threshold.total_seconds())})"
         ]
+        if self.session.clock_note:
+            lines.append(f"clock: {self.session.clock_note}")
         for row in self.organisations.iter_rows(named=True):
             org = names.get(row["organisation_id"], row["organisation_id"])
             lines.append(
@@ -193,6 +198,7 @@ async def diagnose(
     threshold: timedelta = DEFAULT_STALE_AFTER,
     reader: ServerReader | None = None,
     check_server: bool = True,
+    unreachable: str | None = None,
 ) -> Diagnosis:
     """Diagnose the cache of one, several or all organisations against the server.
 
@@ -201,7 +207,10 @@ async def diagnose(
     shows exactly what a sync would see). With `organisation_ids` None, every organisation
     in the cache, its sync log, or (when the server is checked) the user's memberships is
     diagnosed. `reader` replaces the `RemoteReader` built on the client (for tests);
-    `check_server=False` diagnoses from the local facts only.
+    `check_server=False` diagnoses from the local facts only. `unreachable` (a short reason,
+    e.g. "no answer within 3 s") says a quick probe already found the server silent: it is not
+    asked again, and every organisation's verdict is ``unreachable`` (the copy is what there
+    is; nothing is blamed on a sync).
 
     Never raises for server failures: they become the verdict (e.g. ``failing`` /
     ``token_expired``).
@@ -209,9 +218,12 @@ async def diagnose(
     client, cache, session_clock = _resolve(target)
     clock = clock or session_clock or SystemClock()
     now = clock.now()
-    session, reader, digests = await _check_session(
-        client, clock, reader, check_server=check_server
-    )
+    if unreachable is not None:
+        session, reader, digests = SessionFacts(), None, None
+    else:
+        session, reader, digests = await _check_session(
+            client, clock, reader, check_server=check_server
+        )
     log = await asyncio.to_thread(cache.read_table, "sync_log")
     orgs = await _organisations(organisation_ids, cache, log, reader)
     local_rows, synced = await _local_side(cache, orgs)
@@ -222,6 +234,13 @@ async def diagnose(
     server_rows, server_counts = _server_frames(checks)
     tables = table_facts(local_rows, server_rows, server_counts, equal=equal)
     log = log.filter(pl.col("organisation_id").cast(pl.String()).is_in(orgs))
+    if unreachable is not None:
+        session = SessionFacts(
+            problem_kind="network", problem_code="unreachable", problem=unreachable
+        )
+    note = _clock_note(target)
+    if note:
+        session = replace(session, clock_note=note)
     facts = (
         _check_frame(orgs, synced, checks, session)
         .join(_per_organisation(tables, answered), on="organisation_id", how="left")
@@ -239,6 +258,13 @@ async def diagnose(
         session=session,
         server_url=str(client.supabase_url) if client is not None else None,
     )
+
+
+def _clock_note(target: object) -> str | None:
+    """The session's clock note (`UserSession.clock_note()`), when it offers one."""
+    note = getattr(target, "clock_note", None)
+    text = note() if callable(note) else None
+    return str(text) if text else None
 
 
 def _resolve(

@@ -28,6 +28,7 @@ __all__ = [
     "OrgFacts",
     "Verdict",
     "assess",
+    "server_unreachable",
     "verdict",
 ]
 
@@ -42,6 +43,7 @@ class Verdict(enum.StrEnum):
     DRIFTED = "drifted"
     FAILING = "failing"
     NEVER_SYNCED = "never_synced"
+    UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True)
@@ -165,13 +167,17 @@ def verdict(
 ) -> Finding:
     """The plain-language verdict for one organisation. Pure: `now` is given, not read.
 
-    Precedence, first match wins: a session problem or a failed last attempt (``failing``;
+    Precedence, first match wins: a server that does not answer (``unreachable``: the cache
+    is what there is, and the outage is nobody's sync's fault; see `server_unreachable`); a
+    session problem or a failed last attempt (``failing``;
     the action fixes the failure, which would also fix any staleness); no successful sync
     (``never_synced``); rows, counts or the server's digest that differ (``drifted``; the cause is
     ``access_revoked`` when the server no longer shows the organisation at all); a cache older
     than `threshold` (``stale``); otherwise ``fresh``.
     """
     synced_at = facts.synced_at
+    if server_unreachable(facts):
+        return _unreachable(facts, None if synced_at is None else now - synced_at)
     if synced_at is None:
         return _failing(facts) or _never_synced(facts)
     age = now - synced_at
@@ -180,6 +186,42 @@ def verdict(
         or _revoked(facts, age, threshold)
         or _drifted(facts, age)
         or _by_age(facts, age, threshold)
+    )
+
+
+#: Server error codes that mean "no answer": a gateway whose upstream is down or timed out.
+_NO_ANSWER_CODES: Final = frozenset({"502", "504"})
+
+
+def server_unreachable(facts: OrgFacts) -> bool:
+    """True when checking the server got no answer: no connection, no answer in time, or a
+    gateway saying the server behind it is down (502 / 504).
+    """
+    kind = facts.server_error_kind
+    return kind in ("network", "timeout") or (
+        kind == "remote" and (facts.server_error_code or "") in _NO_ANSWER_CODES
+    )
+
+
+def _unreachable(facts: OrgFacts, age: timedelta | None) -> Finding:
+    if age is None:
+        copy = "nothing of this organisation has been synced to this computer yet"
+    else:
+        copy = (
+            f"you are looking at this computer's copy from {_ago(age)} "
+            f"({facts.local_rows:,} row(s))"
+        )
+    earlier = (
+        "; the last sync attempt did not work either"
+        if facts.last_attempt_outcome not in (None, "success")
+        else ""
+    )
+    return Finding(
+        Verdict.UNREACHABLE,
+        "server_unreachable",
+        f"the server does not answer; {copy}{earlier}",
+        "keep working from this copy and sync again when the server answers; "
+        "nothing needs deleting",
     )
 
 
@@ -276,7 +318,7 @@ def _drifted(facts: OrgFacts, age: timedelta) -> Finding | None:
     if not _counts_differ(facts):
         return None
     parts = [
-        f"{count} {label}"
+        f"{count} row{'' if count == 1 else 's'} {label}"
         for count, label in (
             (facts.missing_locally, "on the server but not cached"),
             (facts.gone_from_server, "cached but gone from the server"),

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Final, Literal, TypeVar
 
 from traitlets import Bool, Float, HasTraits, Instance, Unicode, validate
 
 from ..bootstrap import UserSession
+from ..errors import SessionEndedError
 from ..staleness import DEFAULT_STALE_AFTER
 
-__all__ = ["PanelModel", "Tone"]
+__all__ = ["CANCELLED_TEXT", "LongWorkModel", "PanelModel", "Tone", "elapsed_words"]
+
+#: How cancelled work ends, in every panel: reads only, or an all-or-nothing write undone.
+CANCELLED_TEXT: Final = "cancelled; the cache is as it was"
+
+
+def elapsed_words(seconds: float) -> str:
+    """A running duration: ``"4 s"``, ``"1 min 05 s"``."""
+    whole = int(seconds)
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60:02d} s"
+
 
 _log = logging.getLogger("contactsync_kit.widgets")
 
@@ -42,7 +55,19 @@ class PanelModel(HasTraits):
         # Before the traits are set: an observer fired by a constructor argument may schedule.
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_task: asyncio.Task[Any] | None = None
+        #: Called when an action finds the session ended (signed out in another window,
+        #: another person's sign-in): the console turns it into its signed-out state.
+        self.on_session_ended: Callable[[str], object] | None = None
         super().__init__(**kwargs)
+
+    def session_ended(self, message: str) -> None:
+        """The session no longer holds the cache (`message` says why, one sentence): say so,
+        and let the console turn to its signed-out state.
+        """
+        self.busy = False
+        self.say("warn", f"Signed out: {message.rstrip('.')}.")
+        if self.on_session_ended is not None:
+            self.on_session_ended(message)
 
     def say(self, tone: Tone, text: str) -> None:
         """Set the status line."""
@@ -91,6 +116,9 @@ class PanelModel(HasTraits):
             return await work
         except asyncio.CancelledError:
             raise
+        except SessionEndedError as exc:
+            self.session_ended(exc.message)
+            return None
         except Exception as exc:
             _log.exception("%s failed", what)
             self.busy = False
@@ -123,3 +151,49 @@ class ThresholdModel(PanelModel):
             "error", f"The threshold must be more than 0 hours; kept {self.threshold_hours:g} h."
         )
         return float(self.threshold_hours)
+
+
+class LongWorkModel(PanelModel):
+    """A panel model whose work can take long: elapsed time while it runs, and Cancel.
+
+    Work runs inside ``async with self.working():``; `elapsed` ticks every second meanwhile,
+    and `cancel()` cancels the task doing it (which then ends with `CANCELLED_TEXT`).
+    """
+
+    elapsed = Unicode("", help="How long the running work has taken so far, in words.")
+    working = Bool(False, help="True while long work runs (Cancel is offered).")
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._work: asyncio.Task[Any] | None = None
+        super().__init__(**kwargs)
+
+    @contextlib.asynccontextmanager
+    async def working_on(self) -> AsyncIterator[None]:
+        """Mark long work as running in the current task, with a ticking `elapsed`."""
+        done = asyncio.Event()
+        self._work = asyncio.current_task()
+        self.elapsed = elapsed_words(0)
+        self.working = True
+        ticker = asyncio.ensure_future(self._tick(done))
+        try:
+            yield
+        finally:
+            done.set()
+            await asyncio.wait([ticker])
+            self.working = False
+            self._work = None
+
+    async def _tick(self, done: asyncio.Event) -> None:
+        start = time.monotonic()
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=1.0)
+            self.elapsed = elapsed_words(time.monotonic() - start)
+
+    def cancel_work(self) -> bool:
+        """Cancel the running work; True when there was some."""
+        work = self._work
+        if work is None or work.done():
+            return False
+        work.cancel()
+        return True

@@ -10,6 +10,7 @@ import ipywidgets as ipw
 
 __all__ = [
     "COLOURS",
+    "CSS",
     "card",
     "details_html",
     "esc",
@@ -30,7 +31,15 @@ COLOURS: Final = {
     "warn": "#9a6700",
     "error": "#b42318",
 }
-_ICONS: Final = {"info": "ℹ", "busy": "⏳", "ok": "✔", "warn": "⚠", "error": "✖"}
+# FontAwesome (it ships with ipywidgets), not emoji: an emoji draws as an empty box where
+# no emoji font is installed. Where the icon font is missing, the text still reads alone.
+_ICONS: Final = {
+    "info": "fa-info-circle",
+    "busy": "fa-spinner fa-spin",
+    "ok": "fa-check-circle",
+    "warn": "fa-exclamation-triangle",
+    "error": "fa-times-circle",
+}
 _BACKGROUNDS: Final = {
     "info": "#f6f8fa",
     "busy": "#eff6ff",
@@ -41,7 +50,7 @@ _BACKGROUNDS: Final = {
 
 # One style sheet; every card carries it so a panel displayed on its own looks the same.
 # Repeated <style> blocks with the same rules are harmless.
-_CSS: Final = """<style>
+CSS: Final = """<style>
 .csk-card { border: 1px solid #d0d7de; border-radius: 8px; padding: 10px 14px 12px 14px;
   margin: 0 0 12px 0; background: #ffffff; }
 .csk-title { font-size: 15px; font-weight: 600; color: #1f2328; margin: 0 0 2px 0; }
@@ -57,11 +66,14 @@ _CSS: Final = """<style>
   color: #57606a; font-weight: 600; white-space: nowrap; }
 .csk-table td { border-bottom: 1px solid #eaeef2; padding: 3px 12px 3px 0;
   white-space: nowrap; }
-.csk-table td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.csk-table th, table.csk-table td { text-align: left; }
+table.csk-table td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .csk-pill { border-radius: 10px; padding: 1px 8px; font-size: 12px; font-weight: 600; }
 .csk-mono { font-family: monospace; font-size: 12px; color: #57606a; }
 .csk-details { font-size: 12px; color: #57606a; margin: 4px 0; }
 .csk-details summary { cursor: pointer; }
+.csk-scroll { overflow-x: auto; max-width: 100%; }
+.csk-table td.wrap { white-space: normal; min-width: 12em; }
 .csk-download { display: inline-block; padding: 6px 12px; border-radius: 6px;
   background: #1d4ed8; color: #ffffff !important; text-decoration: none; font-weight: 600; }
 </style>"""
@@ -88,7 +100,7 @@ def status_html(tone: str, text: str) -> str:
     return (
         f'<div class="csk-status" {role} aria-atomic="true" style="color:{colour};'
         f'background:{background};border-left:4px solid {colour}">'
-        f'<span aria-hidden="true">{icon}</span> {esc(text)}</div>'
+        f'<i class="fa {icon}" aria-hidden="true"></i> {esc(text)}</div>'
     )
 
 
@@ -123,27 +135,34 @@ def facts_html(rows: Iterable[tuple[str, str]]) -> str:
 
 
 def table_html(
-    header: Iterable[str], rows: Iterable[Iterable[str]], numeric: Iterable[int] = ()
+    header: Iterable[str],
+    rows: Iterable[Iterable[str]],
+    numeric: Iterable[int] = (),
+    wrap: Iterable[int] = (),
 ) -> str:
-    """A data table; cells are HTML (escape them first); `numeric` columns align right."""
-    right = set(numeric)
+    """A data table; cells are HTML (escape them first); `numeric` columns align right and
+    `wrap` columns wrap their text. Wider than its card, only the table scrolls sideways.
+    """
+    right, wrapped = set(numeric), set(wrap)
+
+    def cell(i: int, c: str) -> str:
+        classes = " ".join(n for n, on in (("num", i in right), ("wrap", i in wrapped)) if on)
+        return f'<td class="{classes}">{c}</td>' if classes else f"<td>{c}</td>"
+
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="num">{c}</td>' if i in right else f"<td>{c}</td>"
-            for i, c in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
+        "<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>" for row in rows
     )
-    return f'<table class="csk-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return (
+        f'<div class="csk-scroll"><table class="csk-table"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def card(title: str, help_text: str, *children: Any) -> ipw.VBox:
     """A titled, bordered box holding `children`."""
     header = ipw.HTML(
-        f'{_CSS}<div class="csk-title">{esc(title)}</div>'
+        f'{CSS}<div class="csk-title">{esc(title)}</div>'
         f'<div class="csk-help">{esc(help_text)}</div>'
     )
     box = ipw.VBox([header, *children], layout=ipw.Layout(width="100%"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -13,18 +15,21 @@ from traitlets import dlink, link
 
 from ..bootstrap import UserSession
 from ..clock import Clock, SystemClock
-from ..results import SyncResult
+from ..results import SyncErrorKind, SyncResult
 from ..staleness import DEFAULT_STALE_AFTER
 from . import _view
+from ._base import PanelModel
 from .autorefresh import AutoRefreshModel, Probe
 from .cached_data import CachedDataModel, CachedDataPanel
 from .clearing import ClearingModel, ClearingPanel
+from .connection import Prober, ServerStatusModel, is_outage
 from .diagnostics_panel import DiagnosticsModel, DiagnosticsPanel
 from .export import ExportModel, ExportPanel
 from .login import LoginModel, LoginPanel, SessionFactory
 from .organisation import OrganisationLister, OrganisationModel, OrganisationPanel
 from .settings import ConsoleSettings
 from .staleness import StalenessModel, StalenessPanel
+from .static import StaticFallback
 from .sync import SyncModel, SyncPanel
 
 __all__ = ["AppPanels", "ContactSyncApp", "StackLike"]
@@ -68,7 +73,7 @@ STEPS = (
 )
 
 
-class ContactSyncApp:
+class ContactSyncApp(StaticFallback):
     """Login, organisation, sync, staleness and cache clearing as one app.
 
     The models (`login`, `organisation`, `sync`, `staleness`, `clearing`) hold the state and
@@ -111,8 +116,17 @@ class ContactSyncApp:
         auto_refresh: bool = True,
         probe: Probe | None = None,
         configured: bool | None = None,
+        prober: Prober | None = None,
+        probe_interval_s: float = 5.0,
+        tick_s: float = 10.0,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
+        #: Whether the server answers, for every panel; the banner states an outage.
+        self.server = ServerStatusModel(
+            clock=self.clock, prober=prober, probe_interval_s=probe_interval_s
+        )
+        self.tick_s = tick_s
+        self._ticker: asyncio.Task[None] | None = None
         self.login = LoginModel(
             url=url,
             key=key,
@@ -125,8 +139,8 @@ class ContactSyncApp:
             page_size=page_size,
             session_factory=session_factory,
         )
-        self.organisation = OrganisationModel(lister=organisation_lister)
-        self.sync = SyncModel()
+        self.organisation = OrganisationModel(lister=organisation_lister, server=self.server)
+        self.sync = SyncModel(server=self.server)
         self.staleness = StalenessModel(
             clock=self.clock,
             draw_chart=draw_chart,
@@ -134,7 +148,11 @@ class ContactSyncApp:
         )
         self.clearing = ClearingModel()
         self.diagnostics = DiagnosticsModel(
-            clock=self.clock, load_on_sign_in=False, threshold_hours=self.staleness.threshold_hours
+            clock=self.clock,
+            load_on_sign_in=False,
+            threshold_hours=self.staleness.threshold_hours,
+            server=self.server,
+            prober=prober,
         )
         self.data = CachedDataModel()
         self.export = ExportModel(diagnostics=self.diagnostics)
@@ -144,21 +162,16 @@ class ContactSyncApp:
             probe=probe,
             enabled=auto_refresh,
             threshold_hours=self.staleness.threshold_hours,
+            server=self.server,
         )
         if configured is not None:
             self.login.configured = configured
         picked = (self.sync, self.data, self.auto_refresh)
-        for model in (
-            self.organisation,
-            self.sync,
-            self.staleness,
-            self.clearing,
-            self.diagnostics,
-            self.data,
-            self.export,
-            self.auto_refresh,
-        ):
+        for model in self._models[1:]:
             dlink((self.login, "session"), (model, "session"))
+        for model in self._models:
+            # Whichever step finds the session ended, the whole console signs out.
+            model.on_session_ended = self.login.end_session
         for model in picked:
             dlink((self.organisation, "organisation_id"), (model, "organisation_id"))
             dlink(
@@ -178,8 +191,34 @@ class ContactSyncApp:
         self.organisation.observe(self._picked, names="organisation_id")
         self.sync.observe(self._sync_finished, names="result")
         self.clearing.observe(self._cache_cleared, names="removed")
+        self.diagnostics.on_show_rows = self._show_rows
+        self.diagnostics.observe(self._mark_rows, names="differing")
+        self.login.observe(self._who, names="session")
+        self.server.back_online.append(self._back_online)
         self._widget: ipw.VBox | None = None
         self._panels: AppPanels | None = None
+
+    @property
+    def _models(self) -> tuple[Any, ...]:
+        return (
+            self.login,
+            self.server,
+            self.organisation,
+            self.sync,
+            self.staleness,
+            self.clearing,
+            self.diagnostics,
+            self.data,
+            self.export,
+            self.auto_refresh,
+        )
+
+    @property
+    def signed_out_reason(self) -> str:
+        """Why the session ended without a sign-out here (another window, another person),
+        one sentence; empty while signed in or after an ordinary sign-out.
+        """
+        return "" if self.login.session is not None else self.login.ended
 
     @classmethod
     def from_environment(cls, **overrides: Any) -> ContactSyncApp:
@@ -216,7 +255,7 @@ class ContactSyncApp:
         from ..demo import console_demo  # only the demo needs the stack's dependencies
 
         demo = console_demo()
-        return cls(
+        app = cls(
             url=demo.url,
             key=demo.anon_key,
             email=demo.email,
@@ -224,6 +263,9 @@ class ContactSyncApp:
             cache_path=demo.cache_path,
             configured=True,
         )
+        # Shown on the sign-in step, so a wrong password does not lose it (demo only).
+        app.login.demo_login = f"sign in as {demo.email} with the password {demo.password}"
+        return app
 
     @classmethod
     def for_stack(cls, stack: StackLike, **kwargs: Any) -> ContactSyncApp:
@@ -263,23 +305,15 @@ class ContactSyncApp:
 
     async def wait(self) -> None:
         """Return when no panel has work pending (after clicks, or linked refreshes)."""
-        models = (
-            self.login,
-            self.organisation,
-            self.sync,
-            self.staleness,
-            self.clearing,
-            self.diagnostics,
-            self.data,
-            self.export,
-            self.auto_refresh,
-        )
+        models = self._models
         while any(model.has_pending for model in models):
             for model in models:
                 await model.wait()
 
     def close(self) -> None:
         """Release the cache file (not wiped: use `sign_out` for that)."""
+        if self._ticker is not None:
+            self._ticker.cancel()
         self.login.close()
 
     # -- links ------------------------------------------------------------------------------
@@ -298,6 +332,53 @@ class ContactSyncApp:
     def _picked(self, _change: object) -> None:
         self.diagnostics.forget()
         self.export.forget()
+
+    def _who(self, _change: object) -> None:
+        session = self.login.session
+        token = session.token() if session is not None else None
+        me = str(token.subject) if token is not None and token.subject else ""
+        self.data.people = {me: f"you ({self.login.user})"} if me else {}
+
+    def _show_rows(self, ids: list[str], label: str) -> None:
+        self.data.show_rows(ids, label)
+        if self._widget is not None:
+            self.tabs.selected_index = [f for _, f in STEPS].index("data")
+
+    def _mark_rows(self, _change: object) -> None:
+        self.data.marks = {
+            str(row["id"]): str(row["difference"]) for row in self.diagnostics.differing
+        }
+
+    def _back_online(self) -> None:
+        # The server answers again: a list read from the cache is read from the server, and
+        # the picked organisation's copy is refreshed (the seed's "refresh on reconnect").
+        if self.organisation.from_cache:
+            self.organisation.schedule(self.organisation.refresh(), what="Loading organisations")
+        self.auto_refresh.reconnected()
+
+    async def _tick(self) -> None:
+        # Freshness is live: ages are re-read against the clock, and a copy that went stale
+        # meanwhile is refreshed (when the switch is on and the server answers).
+        while True:
+            await asyncio.sleep(self.tick_s)
+            with contextlib.suppress(Exception):
+                self.staleness.tick()
+                self._render_banner()
+                self._render_titles()
+                if self.login.session is not None and not self.server.offline:
+                    self.auto_refresh.schedule(
+                        self.auto_refresh.check(), what="Refreshing automatically"
+                    )
+
+    def _start_ticker(self) -> None:
+        if self._ticker is not None and not self._ticker.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # Building the view from a kernel's cell: its loop is the thread's current one.
+            loop = asyncio.get_event_loop()
+        self._ticker = loop.create_task(self._tick())
 
     def _cache_changed(self, *, cleared: bool = False) -> None:
         # One truth: after the cache changed, every panel that shows it reads it again, and
@@ -361,11 +442,11 @@ class ContactSyncApp:
 
             self.auto_refresh.observe(show_auto, names=["status", "tone"])
             show_auto()
-            freshness = ipw.VBox([panels.staleness, panels.auto_refresh, auto_status])
-            views = {"staleness": freshness}
+            # The switch and what it did belong to the freshness card.
+            panels.staleness.extras.children = [panels.auto_refresh, auto_status]
             self.tabs = ipw.Tab(
-                children=[views.get(field, getattr(panels, field)) for _, field in STEPS],
-                titles=[f"{n} · {title}" for n, (title, _) in enumerate(STEPS, start=1)],
+                children=[getattr(panels, field) for _, field in STEPS],
+                titles=[title for title, _ in STEPS],
             )
             self.tabs.add_class("csk-tabs")
             header = ipw.HTML(
@@ -376,27 +457,135 @@ class ContactSyncApp:
                 "sign in again.</div>"
             )
             self.banner = _view.tag(ipw.HTML(), "csk-banner")
-            for model in (self.login, self.organisation):
-                model.observe(
-                    self._render_banner,
-                    names=["session", "organisation_id", "organisations", "user"],
-                )
+            self.outage = _view.tag(ipw.HTML(), "csk-outage")
+            watched: tuple[tuple[PanelModel, list[str]], ...] = (
+                (self.login, ["session", "user", "ended"]),
+                (self.organisation, ["organisation_id", "organisations"]),
+                (self.server, ["state", "detail"]),
+                (self.staleness, ["rows"]),
+                (self.auto_refresh, ["status"]),
+            )
+            for model, names in watched:
+                model.observe(self._render_banner, names=names)
+            for model in self._models:
+                model.observe(self._render_titles, names=["status", "tone", "busy"])
+            steps: tuple[tuple[PanelModel, list[str]], ...] = (
+                (self.sync, ["running", "result"]),
+                (self.staleness, ["stale_count", "rows", "checking"]),
+                (self.diagnostics, ["rows", "working"]),
+            )
+            for model, names in steps:
+                model.observe(self._render_titles, names=names)
             self._render_banner()
+            self._render_titles()
             self._widget = ipw.VBox(
-                [header, self.banner, self.tabs], layout=ipw.Layout(max_width="1100px")
+                [header, self.banner, self.outage, self.tabs],
+                layout=ipw.Layout(max_width="1240px"),
             )
             self._widget.add_class("csk-app")
+            self._start_ticker()
         return self._widget
 
-    def _render_banner(self, _change: object = None) -> None:
-        who = self.login.user if self.login.session is not None else ""
-        org = self.organisation.name_of(self.organisation.organisation_id) if who else ""
-        text = (
-            f"Signed in as {who}" + (f" · organisation: {org}" if org else "")
-            if who
-            else "Not signed in"
+    def _copy_age(self) -> str:
+        org = self.organisation.organisation_id
+        for row in self.staleness.rows:
+            if row["organisation_id"] == org and row["last_synced_at"] is not None:
+                return str(row["age"])
+        return ""
+
+    def outage_sentence(self) -> str:
+        """The one sentence stating an outage (empty while the server answers)."""
+        if not self.server.offline or self.login.session is None:
+            return ""
+        age = self._copy_age()
+        copy = (
+            f"you are looking at this computer's copy from {age} ago"
+            if age
+            else "you are looking at what this computer has cached"
         )
-        self.banner.value = f'<div class="csk-help"><b>{_view.esc(text)}</b></div>'
+        return (
+            f"The server does not answer; {copy}. Everything cached stays readable, nothing "
+            "is deleted, and the console refreshes the copy as soon as the server answers."
+        )
+
+    def _render_banner(self, _change: object = None) -> None:
+        if self._widget is None and not hasattr(self, "banner"):
+            return
+        session = self.login.session
+        who = self.login.user if session is not None else ""
+        org = self.organisation.name_of(self.organisation.organisation_id) if who else ""
+        if who:
+            text = f"Signed in as {who}" + (f" · organisation: {org}" if org else "")
+        elif self.login.ended:
+            text = f"Signed out: {self.login.ended}."
+        else:
+            text = "Not signed in"
+        note = _clock_note(session)
+        extra = (
+            f'<div class="csk-help">{_view.esc(note[:1].upper() + note[1:])}.</div>' if note else ""
+        )
+        self.banner.value = f'<div class="csk-help"><b>{_view.esc(text)}</b></div>{extra}'
+        outage = self.outage_sentence()
+        self.outage.value = _view.status_html("warn", outage) if outage else ""
+
+    def _render_titles(self, _change: object = None) -> None:
+        if self._widget is None and not hasattr(self, "tabs"):
+            return
+        self.tabs.titles = [
+            f"{title} · {state}" if (state := self._step_state(field)) else title
+            for title, field in STEPS
+        ]
+
+    def _step_state(self, field: str) -> str:
+        """A word or two for a tab: done, working, failed, stale, offline."""
+        if self.login.session is None:
+            return "signed out" if field == "login" and self.login.ended else ""
+        if field == "login":
+            return "signed in"
+        if field == "organisation":
+            return "cached" if self.organisation.from_cache else ""
+        if field == "sync":
+            result = self.sync.result
+            if self.sync.running:
+                return "running"
+            if result is None or result.error is None:
+                return "" if result is None else "done"
+            if result.error.kind is SyncErrorKind.CANCELLED:
+                return "cancelled"
+            return "no answer" if is_outage(result.error) else "failed"
+        if field == "staleness":
+            if self.server.offline:
+                return "offline"
+            return (
+                f"{self.staleness.stale_count} stale"
+                if self.staleness.stale_count
+                else ("fresh" if self.staleness.rows else "")
+            )
+        if field == "diagnostics":
+            if self.diagnostics.working:
+                return "running"
+            verdicts = {r["verdict"] for r in self.diagnostics.rows}
+            if verdicts == {"unreachable"}:
+                return "offline"
+            return (
+                "problem"
+                if verdicts & {"failing", "drifted", "stale", "unreachable"}
+                else "fine"
+                if verdicts
+                else ""
+            )
+        model = getattr(self, field)
+        return {"error": "failed", "busy": "working"}.get(model.tone, "")
+
+    def _live_widget(self) -> Any:
+        return self.widget
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _clock_note(session: UserSession | None) -> str:
+    """The session's note on this computer's clock (`UserSession.clock_note()`), or ""."""
+    note = getattr(session, "clock_note", None)
+    text = note() if callable(note) else None
+    return str(text) if text else ""

@@ -29,6 +29,7 @@ from ..rls_audit import (
 )
 from . import _view
 from ._base import PanelModel
+from .static import StaticFallback
 
 __all__ = ["AuditModel", "AuditPanel"]
 
@@ -183,7 +184,7 @@ class AuditModel(PanelModel):
         return paths
 
 
-class AuditPanel(ipw.VBox):  # type: ignore[misc]
+class AuditPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of an `AuditModel`: Run, verdict, heat map, failing cells, lint, Export."""
 
     def __init__(self, model: AuditModel, **kwargs: Any) -> None:

@@ -22,6 +22,7 @@ from ..remote import RemoteFailure, RemoteReader
 from ..results import SyncErrorKind, SyncFailure
 from ..staleness import format_age
 from ._base import PanelModel
+from .connection import ServerStatusModel, is_outage
 from .sync import SyncModel
 
 __all__ = ["AutoRefreshModel", "Probe", "server_reachable"]
@@ -64,15 +65,18 @@ class AutoRefreshModel(PanelModel):
         clock: Clock | None = None,
         probe: Probe | None = None,
         probe_interval_s: float = 20.0,
+        server: ServerStatusModel | None = None,
         **kwargs: Any,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self._probe: Probe = probe or server_reachable
         self.probe_interval_s = probe_interval_s
+        self.server = server
         self._watching = False
+        self._checking = False
         super().__init__(sync=sync, **kwargs)
 
-    @observe("session", "organisation_id", "enabled")
+    @observe("session", "organisation_id", "enabled", "threshold_hours")
     def _on_change(self, change: dict[str, Any]) -> None:
         if self.session is None:
             self.offline = False
@@ -84,19 +88,41 @@ class AutoRefreshModel(PanelModel):
         if self.enabled and self.organisation_id:
             self.schedule(self.check(), what="Refreshing automatically")
 
-    async def check(self) -> bool:
-        """Refresh the picked organisation if its copy is stale; True when a refresh ran."""
+    def reconnected(self) -> None:
+        """The server answers again: refresh the picked organisation's copy (the seed's
+        "refresh on reconnect"), whatever its age, and say what was done.
+        """
+        if self.enabled and self.session is not None and self.organisation_id:
+            self.schedule(
+                self.check(because="the server answers again"), what="Refreshing automatically"
+            )
+
+    async def check(self, because: str | None = None) -> bool:
+        """Refresh the picked organisation if its copy is stale (or, given `because`, if
+        there is a copy at all); True when a refresh ran.
+        """
         session, org = self.session, self.organisation_id
         if not self.enabled or session is None or not org or self.sync.running:
             return False
+        if self._checking or (self.server is not None and self.server.offline and not because):
+            return False  # one at a time; while the server is silent, its return triggers one
+        self._checking = True
+        try:
+            return await self._check(session, org, because)
+        finally:
+            self._checking = False
+
+    async def _check(self, session: UserSession, org: str, because: str | None) -> bool:
         synced_at = await asyncio.to_thread(session.cache.last_synced_at, org)
         now = self.clock.now()
         age = None if synced_at is None else now - synced_at
-        if age is None or age <= timedelta(hours=self.threshold_hours):
-            return False  # fresh, or never synced here: a first sync is the person's choice
+        if age is None:
+            return False  # never synced here: a first sync is the person's choice
+        if because is None and age <= timedelta(hours=self.threshold_hours):
+            return False  # fresh
         if session is not self.session or org != self.organisation_id:
             return False  # signed out or another pick while reading
-        why = f"it was {format_age(age.total_seconds())} old"
+        why = because or f"it was {format_age(age.total_seconds())} old"
         name = self.organisation_name or org
         self.say("busy", f"Refreshing {name} automatically because {why}…")
         result = await self.sync.run()
@@ -104,9 +130,13 @@ class AutoRefreshModel(PanelModel):
             return False
         at = f"{self.clock.now():%H:%M} UTC"
         if isinstance(result, SyncFailure) and result.error is not None:
-            if result.error.kind is SyncErrorKind.IN_PROGRESS:
+            if result.error.kind in (SyncErrorKind.IN_PROGRESS, SyncErrorKind.CANCELLED):
+                self.say(
+                    "info",
+                    f"The automatic refresh of {name} did not finish: {result.error.message}.",
+                )
                 return False
-            self.offline = result.error.kind in _OFFLINE
+            self.offline = is_outage(result.error) or result.error.kind in _OFFLINE
             self.say(
                 "error",
                 f"Tried to refresh {name} automatically at {at} because {why}, "
@@ -118,10 +148,18 @@ class AutoRefreshModel(PanelModel):
                 self._watch()
             return True
         self.offline = False
-        self.say("ok", f"Refreshed {name} automatically at {at} because {why}.")
+        how = (
+            f"{result.rows_changed:,} row(s) changed, {result.rows_deleted:,} removed"
+            if result.mode == "delta"
+            else f"{result.items_synced:,} contacts fetched"
+        )
+        proof = ", verified ✓" if result.verified else ""
+        self.say("ok", f"Refreshed {name} automatically at {at} because {why}: {how}{proof}.")
         return True
 
     def _watch(self) -> None:
+        if self.server is not None:
+            return  # the console's server status probes, and calls `reconnected`
         if not self._watching:
             self._watching = True
             self.schedule(self._until_reachable(), what="Waiting for the server")

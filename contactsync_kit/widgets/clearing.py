@@ -9,10 +9,12 @@ from typing import Any
 import ipywidgets as ipw
 from traitlets import Bool, Dict, Int
 
+from ..bootstrap import UserSession
 from ..cache import DATA_TABLES
 from . import _view
 from ._base import PanelModel
 from .login import describe_removed
+from .static import StaticFallback
 
 __all__ = ["ClearingModel", "ClearingPanel"]
 
@@ -95,6 +97,18 @@ class ClearingModel(PanelModel):
             "contacts again.",
         )
 
+    def confirm(self) -> None:
+        """The "Yes, delete" button's path: clear once, however often it is pressed.
+
+        Only a pending question is answered, synchronously, so a second click (or a double
+        click) finds nothing to confirm and starts nothing.
+        """
+        if not self.confirming or self.busy or self.session is None:
+            return
+        self.confirming = False
+        self.busy = True
+        self.schedule(self._wipe(self.session), what="Clearing the cache")
+
     def cancel(self) -> None:
         """Drop the pending confirmation."""
         self.confirming = False
@@ -109,8 +123,13 @@ class ClearingModel(PanelModel):
         if not confirm:
             self.ask()
             return None
+        if self.busy:
+            return None  # "Yes, delete" pressed again while the first one runs
         self.confirming = False
         self.busy = True
+        return await self._wipe(session)
+
+    async def _wipe(self, session: UserSession) -> dict[str, int] | None:
         self.say("busy", "Clearing the cache…")
         try:
             removed = await session.repository.clear_cache()
@@ -127,7 +146,7 @@ class ClearingModel(PanelModel):
         return removed
 
 
-class ClearingPanel(ipw.VBox):  # type: ignore[misc]
+class ClearingPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of a `ClearingModel`: counts, Clear, then Confirm / Cancel."""
 
     def __init__(
@@ -149,9 +168,7 @@ class ClearingPanel(ipw.VBox):  # type: ignore[misc]
         )
         self.clear_button.on_click(lambda _: model.ask())
         self.confirm_button = ipw.Button(description="Yes, delete", button_style="danger")
-        self.confirm_button.on_click(
-            lambda _: model.schedule(model.clear(confirm=True), what="Clearing the cache")
-        )
+        self.confirm_button.on_click(lambda _: model.confirm())
         self.export_first_button = ipw.Button(
             description="Export the bundle first", icon="download"
         )

@@ -7,25 +7,43 @@ result. Drive it without clicks: ``await model.diagnose()``, ``await model.expor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import ipywidgets as ipw
+import polars as pl
 from traitlets import List, Unicode, observe
 
+from ..advice import ACCESS_REVOKED, ADVICE, TOKEN_EXPIRED, UNKNOWN_FAILURE
 from ..bootstrap import UserSession
 from ..clock import Clock
-from ..diagnostics import Diagnosis, ServerReader, diagnose, write_support_bundle
+from ..diagnostics import (
+    TABLE_WORDS,
+    Diagnosis,
+    ServerReader,
+    diagnose,
+    differing_rows,
+    write_support_bundle,
+)
 from ..remote import RemoteFailure, RemoteReader
+from ..schemas import DATA_TABLES
 from ..staleness import format_age
 from . import _view
-from ._base import ThresholdModel, Tone
-from .tables import table
+from ._base import CANCELLED_TEXT, LongWorkModel, ThresholdModel, Tone
+from .connection import Prober, ServerStatusModel, probe_server
+from .static import StaticFallback
 
-__all__ = ["PLAIN_VERDICTS", "VERDICT_TONES", "DiagnosticsModel", "DiagnosticsPanel"]
+__all__ = [
+    "CAUSE_WORDS",
+    "PLAIN_VERDICTS",
+    "VERDICT_TONES",
+    "DiagnosticsModel",
+    "DiagnosticsPanel",
+]
 
 #: How each verdict reads in the panel.
 VERDICT_TONES: Final = {
@@ -34,6 +52,7 @@ VERDICT_TONES: Final = {
     "drifted": "warn",
     "failing": "error",
     "never_synced": "info",
+    "unreachable": "warn",
 }
 
 #: Each verdict in the words the panel shows (the verdict codes stay in the details).
@@ -43,28 +62,67 @@ PLAIN_VERDICTS: Final = {
     "drifted": "drifted: the server changed since the last sync",
     "failing": "not syncing: the last attempt did not work",
     "never_synced": "never synced on this computer",
+    "unreachable": "server silent: showing this computer's copy",
 }
+
+#: Every cause code a diagnosis gives, in words (the code itself stays in the details).
+CAUSE_WORDS: Final = {
+    **{advice.cause: advice.problem for advice in ADVICE.values()},
+    TOKEN_EXPIRED.cause: TOKEN_EXPIRED.problem,
+    ACCESS_REVOKED.cause: ACCESS_REVOKED.problem,
+    UNKNOWN_FAILURE.cause: UNKNOWN_FAILURE.problem,
+    "server_unreachable": "the server does not answer",
+    "not_a_member": "the server does not show this user the organisation",
+    "never_synced": "never synced on this computer",
+    "server_changed": "the server changed since the last sync",
+    "older_than_threshold": "the last sync is older than the threshold",
+    "up_to_date": "synced within the threshold",
+}
+
+#: Rows of the differing-rows list shown at once; the rest are counted.
+_ROWS_SHOWN: Final = 30
 
 #: Reads the organisations a session may see, as rows with ``id`` and ``name``.
 Lister = Callable[[UserSession], Awaitable[list[dict[str, Any]]]]
+
+#: Called with row ids to show in Cached data (the console opens that step).
+RowShower = Callable[[list[str], str], object]
 
 
 async def _list_organisations(session: UserSession) -> list[dict[str, Any]]:
     return await RemoteReader(session.client).rows("organisations", "id, name")
 
 
-class DiagnosticsModel(ThresholdModel):
+async def _server_names(session: UserSession, contact_ids: list[str]) -> dict[str, str]:
+    """The names the server shows now for `contact_ids` (at most 100; empty on failure)."""
+    if not contact_ids:
+        return {}
+    with contextlib.suppress(RemoteFailure):
+        rows = await RemoteReader(session.client).rows(
+            "contacts", "id, full_name", [("id", "in", f"({','.join(contact_ids[:100])})")]
+        )
+        return {str(r["id"]): str(r.get("full_name") or "") for r in rows}
+    return {}
+
+
+class DiagnosticsModel(LongWorkModel, ThresholdModel):
     """State and actions of the diagnostics panel.
 
     `organisation_id` None diagnoses every organisation (cached, logged or a membership);
-    `rows` is one dict per organisation for the view (label, verdict, cause, summary, action,
-    age and counts); `diagnosis` the last `Diagnosis`; `bundle_path` the last bundle written.
-    `reader` replaces the server reader (tests).
+    `rows` is one dict per organisation for the view (label, verdict, cause in words,
+    summary, action, age, counts per table); `differing` one dict per row that differs
+    (table, id, contact name, difference in words); `diagnosis` the last `Diagnosis`;
+    `bundle_path` the last bundle written. `reader` replaces the server reader (tests).
+
+    The server is first asked one cheap question with a short timeout (`prober`): when it
+    does not answer, the diagnosis says so within seconds and is made from the cache alone
+    (verdict ``unreachable``), never blamed on a sync. Diagnosing can be cancelled.
     """
 
     organisations: List[tuple[str, str]] = List(help="(name, id) pairs to pick from.")
     organisation_id = Unicode(None, allow_none=True, help="The organisation; None for all.")
     rows: List[dict[str, Any]] = List(help="One dict per diagnosed organisation.")
+    differing: List[dict[str, Any]] = List(help="One dict per differing row, named.")
     headline = Unicode("", help="One line over all verdicts.")
     bundle_path = Unicode("", help="Where the last support bundle was written.")
 
@@ -76,13 +134,20 @@ class DiagnosticsModel(ThresholdModel):
         reader: ServerReader | None = None,
         lister: Lister | None = None,
         load_on_sign_in: bool = True,
+        server: ServerStatusModel | None = None,
+        prober: Prober | None = None,
         **kwargs: Any,
     ) -> None:
         self.clock = clock
         self.bundle_dir = Path(bundle_dir) if bundle_dir is not None else None
         self.reader = reader
+        self.server = server
+        # A given reader is a stand-in server (tests): no probe of the real one then.
+        self._prober: Prober | None = prober or (probe_server if reader is None else None)
         self._lister: Lister = lister or _list_organisations
         self.diagnosis: Diagnosis | None = None
+        #: What "Show in Cached data" does (the console opens that step filtered).
+        self.on_show_rows: RowShower | None = None
         # False inside the console, whose organisation panel already feeds `organisations`.
         self._load_on_sign_in = load_on_sign_in
         super().__init__(**kwargs)
@@ -107,8 +172,11 @@ class DiagnosticsModel(ThresholdModel):
 
     def forget(self) -> None:
         """Drop the last diagnosis (after a sync, a clear, or another organisation)."""
+        if self.working:
+            self.cancel_work()
         with self.hold_trait_notifications():
             self.diagnosis, self.rows, self.headline, self.bundle_path = None, [], "", ""
+            self.differing = []
             if self.session is not None:
                 self.say("info", "Press Diagnose to compare this computer's copy with the server.")
 
@@ -130,54 +198,158 @@ class DiagnosticsModel(ThresholdModel):
         self.say("info", "Pick an organisation (or all), then press Diagnose.")
         return list(self.organisations)
 
+    def request(self) -> None:
+        """Start a diagnosis without waiting (the button's path); no-op while one runs."""
+        if self.session is None or self.busy:
+            return
+        self.busy = True  # at once: a second click before the task starts sees it
+        self.schedule(self._diagnose(), what="Diagnosing")
+
     async def diagnose(self) -> Diagnosis | None:
-        """Diagnose the picked organisation (or all); returns the `Diagnosis`."""
-        session = self.session
-        if session is None:
+        """Diagnose the picked organisation (or all); returns the `Diagnosis`.
+
+        None when signed out, already running, or cancelled ("cancelled; the cache is as it
+        was": a diagnosis only reads).
+        """
+        if self.session is None:
             self.say(
                 "warn",
                 "Sign in first: the diagnosis compares the cache with what the server shows you.",
             )
             return None
+        if self.busy:
+            return self.diagnosis
         self.busy = True
-        self.say("busy", "Comparing the cache with the server…")
+        return await self._diagnose()
+
+    def cancel(self) -> bool:
+        """Cancel the running diagnosis; True when one ran."""
+        return self.cancel_work()
+
+    async def _diagnose(self) -> Diagnosis | None:
+        session = self.session
+        if session is None:
+            self.busy = False
+            return None
         try:
-            result = await diagnose(
-                session,
-                self.organisation_id,
-                clock=self.clock,
-                threshold=timedelta(hours=self.threshold_hours),
-                reader=self.reader,
-            )
+            async with self.working_on():
+                problem = None
+                if self._prober is not None:
+                    self.say("busy", "Asking whether the server answers…")
+                    problem = await self._prober(session)
+                    if self.server is not None:
+                        if problem is None:
+                            self.server.answered()
+                        else:
+                            self.server.failed(problem)
+                self.say(
+                    "busy",
+                    "Comparing the cache with the server…"
+                    if problem is None
+                    else "The server does not answer: reading this computer's copy…",
+                )
+                result = await diagnose(
+                    session,
+                    self.organisation_id,
+                    clock=self.clock,
+                    threshold=timedelta(hours=self.threshold_hours),
+                    reader=self.reader,
+                    unreachable=problem,
+                )
+                ids = [
+                    str(i)
+                    for i in result.differences.filter(
+                        (pl.col("table") == "contacts") & (pl.col("status") != "gone_from_server")
+                    )
+                    .get_column("id")
+                    .to_list()
+                ]
+                on_server = (
+                    await _server_names(session, ids)
+                    if problem is None and self.reader is None
+                    else {}
+                )
+                named = await asyncio.to_thread(differing_rows, result, session.cache, on_server)
+        except asyncio.CancelledError:
+            self.busy = False
+            self.say("info", f"Diagnosis {CANCELLED_TEXT}.")
+            return None
         finally:
             self.busy = False
+        if session is not self.session:
+            return None
         self.diagnosis = result
-        self._show(result)
+        self._show(result, named)
         return result
 
-    def _show(self, result: Diagnosis) -> None:
+    def _show(self, result: Diagnosis, named: pl.DataFrame | None = None) -> None:
         names = self.names
+        per_table: dict[str, dict[str, tuple[int, int | None]]] = {}
+        diffs: dict[str, dict[str, dict[str, int]]] = {}
+        for t in result.tables.iter_rows(named=True):
+            org, table_name = t["organisation_id"], t["table"]
+            per_table.setdefault(org, {})[table_name] = (t["local_rows"], t["server_rows"])
+            diffs.setdefault(org, {})[table_name] = {
+                k: int(t[k] or 0)
+                for k in ("missing_locally", "gone_from_server", "newer_on_server")
+            }
         rows = []
         for row in result.organisations.iter_rows(named=True):
             org = row["organisation_id"]
             age = row["cache_age_hours"]
+            known = row["server_checked"] and row["verdict"] != "unreachable"
+            counts = {
+                table_name: per_table.get(org, {}).get(
+                    table_name,
+                    (int(row[f"local_{table_name}"] or 0), row[f"server_{table_name}"]),
+                )
+                for table_name in DATA_TABLES
+            }
             rows.append(
                 {
-                    "label": names.get(org, org[:8] + "…"),
+                    "label": names.get(org, f"organisation {org[:8]}"),
                     "organisation_id": org,
                     "verdict": row["verdict"],
                     "cause": row["cause"],
+                    "cause_words": CAUSE_WORDS.get(row["cause"], row["cause"]),
                     "summary": row["summary"],
                     "action": row["action"],
                     "plain": PLAIN_VERDICTS.get(row["verdict"], row["verdict"]),
                     "age": format_age(None if age is None else age * 3600),
-                    "contacts": (row["local_contacts"], row["server_contacts"]),
-                    "differences": (row["missing_locally"] or 0)
-                    + (row["gone_from_server"] or 0)
-                    + (row["newer_on_server"] or 0),
+                    "contacts": counts["contacts"],
+                    "tables": counts,
+                    "table_diffs": diffs.get(org, {}),
+                    "differences": (
+                        (row["missing_locally"] or 0)
+                        + (row["gone_from_server"] or 0)
+                        + (row["newer_on_server"] or 0)
+                    )
+                    if known
+                    else None,
                 }
             )
-        self.rows = rows
+        differing = []
+        if named is not None:
+            for d in named.iter_rows(named=True):
+                differing.append(
+                    {
+                        "organisation": names.get(d["organisation_id"], ""),
+                        "table": d["table"],
+                        "row": d["row"],
+                        "id": d["id"],
+                        "contact_id": d["contact_id"],
+                        "contact": d["contact"] or "",
+                        "name_on_server": d["name_on_server"] or "",
+                        "status": d["status"],
+                        "difference": d["difference"],
+                    }
+                )
+        with self.hold_trait_notifications():
+            self.rows = rows
+            self.differing = differing
+            self._headline(rows, result)
+
+    def _headline(self, rows: list[dict[str, Any]], result: Diagnosis) -> None:
         verdicts = [r["verdict"] for r in rows]
         if not rows:
             self.headline = "Nothing to diagnose: no organisation is cached or visible."
@@ -200,10 +372,15 @@ class DiagnosticsModel(ThresholdModel):
             "error"
             if "failing" in verdicts
             else "warn"
-            if {"stale", "drifted"} & set(verdicts)
+            if {"stale", "drifted", "unreachable"} & set(verdicts)
             else "ok"
         )
         self.say(worst, f"{self.headline} (Checked at {result.generated_at:%H:%M} UTC.)")
+
+    def show_rows(self, ids: list[str], label: str) -> None:
+        """Open these rows in Cached data (the console's link from a finding to its rows)."""
+        if self.on_show_rows is not None:
+            self.on_show_rows(ids, label)
 
     async def export_bundle(self, path: str | Path | None = None) -> Path | None:
         """Write the support bundle for the last diagnosis (diagnosing first if needed).
@@ -230,8 +407,11 @@ class DiagnosticsModel(ThresholdModel):
         return written
 
 
-class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
-    """The view of a `DiagnosticsModel`: picker, Diagnose, verdict table, Export bundle."""
+class DiagnosticsPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
+    """The view of a `DiagnosticsModel`: picker, Diagnose (with elapsed time and Cancel), the
+    verdict per organisation with counts per table, the rows that differ (each one a link to
+    Cached data), the sync history, Export bundle.
+    """
 
     def __init__(self, model: DiagnosticsModel, **kwargs: Any) -> None:
         self.model = model
@@ -252,6 +432,7 @@ class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
             style={"description_width": "7em"},
         )
         self.threshold.observe(self._threshold_edited, names="value")
+        model.observe(self._threshold_changed, names="threshold_hours")
         self.diagnose_button = ipw.Button(
             description="Diagnose",
             icon="stethoscope",
@@ -259,7 +440,13 @@ class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
             tooltip="Compare the cache with the server",
         )
         _view.tag(self.diagnose_button, "csk-diagnose")
-        self.diagnose_button.on_click(lambda _: model.schedule(model.diagnose(), what="Diagnosing"))
+        self.diagnose_button.on_click(lambda _: model.request())
+        self.cancel_button = _view.tag(
+            ipw.Button(description="Cancel", icon="stop", tooltip="Stop the diagnosis"),
+            "csk-diagnose-cancel",
+        )
+        self.cancel_button.on_click(lambda _: model.cancel())
+        self.elapsed = _view.tag(ipw.HTML(), "csk-diagnose-elapsed")
         self.export_button = ipw.Button(
             description="Export bundle",
             icon="download",
@@ -268,31 +455,51 @@ class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
         self.export_button.on_click(
             lambda _: model.schedule(model.export_bundle(), what="Writing the bundle")
         )
-        self.table = ipw.HTML()
+        self.table = _view.tag(ipw.HTML(), "csk-verdicts")
         self.status = _view.tag(ipw.HTML(), "csk-diagnosis")
+        self.rows_box = _view.tag(ipw.VBox(), "csk-differing")
         self.history = ipw.VBox()
         super().__init__(
             children=[
                 _view.card(
                     "Diagnose",
                     "Compares this machine's cache with what the server shows the signed-in user, "
-                    "says what is wrong in plain words and what to do, and exports a support "
-                    "bundle "
-                    "with no personal data.",
+                    "says what is wrong in plain words and what to do, and names the rows that "
+                    "differ.",
                     ipw.HBox(
                         [self.picker, self.threshold, ipw.HTML("&nbsp;hours")],
                         layout=ipw.Layout(align_items="center"),
                     ),
-                    ipw.HBox([self.diagnose_button, self.export_button]),
+                    ipw.HBox(
+                        [
+                            self.diagnose_button,
+                            self.cancel_button,
+                            self.elapsed,
+                            self.export_button,
+                        ],
+                        layout=ipw.Layout(align_items="center"),
+                    ),
                     self.status,
                     self.table,
+                    self.rows_box,
                     self.history,
                 )
             ],
             **kwargs,
         )
         model.observe(
-            self._render, names=["session", "busy", "rows", "status", "tone", "bundle_path"]
+            self._render,
+            names=[
+                "session",
+                "busy",
+                "rows",
+                "differing",
+                "status",
+                "tone",
+                "bundle_path",
+                "elapsed",
+                "working",
+            ],
         )
         model.observe(self._refill, names=["organisations", "organisation_id"])
         self._render()
@@ -316,31 +523,31 @@ class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
         if self.model.threshold_hours != change["new"]:
             self.threshold.value = self.model.threshold_hours
 
+    def _threshold_changed(self, change: dict[str, Any]) -> None:
+        if self.threshold.value != change["new"]:
+            self.threshold.value = change["new"]
+
     def _render(self, _change: object = None) -> None:
         model = self.model
         self.diagnose_button.disabled = model.session is None or model.busy
+        self.diagnose_button.description = "Diagnosing…" if model.busy else "Diagnose"
         self.export_button.disabled = model.session is None or model.busy
+        self.cancel_button.layout.display = "" if model.working else "none"
+        self.elapsed.value = (
+            f'<span class="csk-help">&nbsp;{_view.esc(model.elapsed)}&nbsp;</span>'
+            if model.working
+            else ""
+        )
         self.status.value = _view.status_html(model.tone, model.status)
         self.table.value = _rows_html(model.rows) if model.rows else ""
+        self._render_differing()
         diagnosis = model.diagnosis
         if diagnosis is None or not model.rows:
             _view.replace_children(self.history, [])
         elif diagnosis.sync_log.height:
             _view.replace_children(
                 self.history,
-                [
-                    ipw.HTML(
-                        "<b>Sync history</b> <span class='csk-help'>every attempt on this "
-                        "computer, newest last</span>"
-                    ),
-                    table(
-                        diagnosis.sync_log.drop("id", strict=False),
-                        names=model.names,
-                        now=diagnosis.generated_at,
-                        css_class="csk-history",
-                        file_name="sync-history",
-                    ),
-                ],
+                [_view.tag(ipw.HTML(_history_html(diagnosis, model.names)), "csk-history")],
             )
         else:
             _view.replace_children(
@@ -348,27 +555,111 @@ class DiagnosticsPanel(ipw.VBox):  # type: ignore[misc]
                 [ipw.HTML("<b>Sync history</b>: no sync was attempted on this computer yet.")],
             )
 
+    def _render_differing(self) -> None:
+        rows = self.model.differing
+        if not rows:
+            _view.replace_children(self.rows_box, [])
+            return
+        shown = rows[:_ROWS_SHOWN]
+        cells: list[Any] = [
+            ipw.HTML(f"<b>{h}</b>") for h in ("Row", "Contact", "How it differs", "Row id", "")
+        ]
+        for row in shown:
+            contact = _view.esc(row["contact"] or "not cached here")
+            if row["name_on_server"] and row["name_on_server"] != row["contact"]:
+                contact += (
+                    f' <span class="csk-help">(on the server: '
+                    f"{_view.esc(row['name_on_server'])})</span>"
+                )
+            button = _view.tag(
+                ipw.Button(
+                    description="Show in Cached data",
+                    icon="search",
+                    tooltip="Open Cached data filtered to this row's contact",
+                    layout=ipw.Layout(width="auto"),
+                    disabled=not row["contact"],
+                ),
+                "csk-show-row",
+            )
+            button.add_class(f"csk-show-{row['contact_id'] or row['id']}")
+            ids = [row["contact_id"] or row["id"]]
+            label = row["contact"] or row["id"]
+            button.on_click(lambda _, ids=ids, label=label: self.model.show_rows(ids, label))
+            cells += [
+                ipw.HTML(_view.esc(row["row"])),
+                ipw.HTML(contact),
+                ipw.HTML(_view.esc(row["difference"])),
+                ipw.HTML(
+                    f'<span class="csk-mono" title="{_view.esc(row["id"])}">'
+                    f"{_view.esc(row['id'][:8])}…</span>"
+                ),
+                button,
+            ]
+        more = len(rows) - len(shown)
+        by_table = ", ".join(
+            f"{sum(1 for r in rows if r['table'] == t)} {TABLE_WORDS[t]}"
+            f"{'' if sum(1 for r in rows if r['table'] == t) == 1 else 's'}"
+            for t in DATA_TABLES
+            if any(r["table"] == t for r in rows)
+        )
+        heading = ipw.HTML(
+            f"<b>Rows that differ</b> <span class='csk-help'>{len(rows)}: {by_table}"
+            + (f"; the first {len(shown)} are listed" if more else "")
+            + "</span>"
+        )
+        grid = ipw.GridBox(
+            cells,
+            layout=ipw.Layout(
+                grid_template_columns="7em minmax(10em, 1fr) minmax(14em, 2fr) 7em auto",
+                grid_gap="2px 10px",
+                align_items="center",
+            ),
+        )
+        _view.replace_children(self.rows_box, [heading, grid])
+
+
+def _counts_html(row: dict[str, Any]) -> str:
+    lines = []
+    for table_name in DATA_TABLES:
+        local, server = row["tables"][table_name]
+        diff = row["table_diffs"].get(table_name, {})
+        parts = [
+            f"{n} {word}"
+            for key, word in (
+                ("missing_locally", "missing"),
+                ("gone_from_server", "extra"),
+                ("newer_on_server", "newer"),
+            )
+            if (n := diff.get(key, 0))
+        ]
+        on_server = "—" if server is None else f"{server:,}"
+        extra = f' <span style="color:#9a6700">({", ".join(parts)})</span>' if parts else ""
+        lines.append(f"{TABLE_WORDS[table_name]}s {local:,} / {on_server}{extra}")
+    return "<br>".join(lines)
+
 
 def _rows_html(rows: list[dict[str, Any]]) -> str:
     body = []
     for row in rows:
-        local, server = row["contacts"]
         body.append(
             [
                 f"<b>{_view.esc(row['label'])}</b>",
                 _view.pill(VERDICT_TONES.get(row["verdict"], "info"), row["plain"].split(":")[0])
+                + f'<div class="csk-help">copy from {_view.esc(row["age"])} ago</div>'
                 + _view.details_html(
                     [
-                        ("Verdict", _view.esc(row["verdict"])),
-                        ("Cause", _view.esc(row["cause"])),
-                        ("Id", _view.esc(row["organisation_id"])),
+                        ("Verdict", _view.esc(f"{row['plain']} ({row['verdict']})")),
+                        ("Cause", _view.esc(f"{row['cause_words']} ({row['cause']})")),
+                        (
+                            "Id",
+                            f'<span class="csk-mono">{_view.esc(row["organisation_id"])}</span>',
+                        ),
                     ]
                 ),
-                _wrapping(_view.esc(row["summary"])),
-                _wrapping(f"<b>{_view.esc(row['action'])}</b>"),
-                _view.esc(row["age"]),
-                f"{local:,} / {'?' if server is None else f'{server:,}'}",
-                f"{row['differences']:,}",
+                _view.esc(row["summary"]),
+                f"<b>{_view.esc(row['action'])}</b>",
+                _counts_html(row),
+                "unknown" if row["differences"] is None else f"{row['differences']:,}",
             ]
         )
     return _view.table_html(
@@ -377,15 +668,86 @@ def _rows_html(rows: list[dict[str, Any]]) -> str:
             "Verdict",
             "What we found",
             "What to do",
-            "Cache age",
-            "Contacts cached / on server",
-            "Rows differing",
+            "Rows cached / on server",
+            "Differing",
         ],
         body,
-        numeric=(5, 6),
+        numeric=(5,),
+        wrap=(2, 3),
     )
 
 
-def _wrapping(cell: str) -> str:
-    # The shared table style keeps cells on one line; sentences need to wrap.
-    return f'<div style="white-space:normal;min-width:16em;max-width:28em">{cell}</div>'
+#: Each sync outcome in words.
+_OUTCOMES: Final = {"success": "synced", "failure": "did not work", "cancelled": "cancelled"}
+
+
+def _history_html(diagnosis: Diagnosis, names: dict[str, str]) -> str:
+    """The sync history, newest first: the columns support reads, the rest in each row's
+    details (human units, words for codes).
+    """
+    log = diagnosis.sync_log
+    now = diagnosis.generated_at
+    rows = list(log.iter_rows(named=True))[::-1][:20]
+    body = []
+    for r in rows:
+        started = r.get("started_at")
+        when = started or ""
+        with contextlib.suppress(ValueError, TypeError):
+            moment = datetime.fromisoformat(str(started).replace("Z", "+00:00"))
+            when = f"{format_age((now - moment).total_seconds())} ago · {moment:%Y-%m-%d %H:%M} UTC"
+        kind = r.get("error_kind")
+        problem = (
+            ADVICE_BY_KIND.get(str(kind), str(kind))
+            if kind and r.get("outcome") != "success"
+            else ""
+        )
+        verified = r.get("verified")
+        details = [
+            ("Pages", f"{r.get('pages') or 0:,}"),
+            ("Notes", f"{r.get('notes') or 0:,}"),
+            ("Assignments", f"{r.get('contact_assignments') or 0:,}"),
+            ("Error code", _view.esc(f"{kind or '—'} {r.get('error_code') or ''}".strip())),
+            ("HTTP status", _view.esc(r.get("http_status") or "—")),
+            ("Message", _view.esc(r.get("message") or "—")),
+        ]
+        body.append(
+            [
+                _view.esc(when),
+                _view.esc(
+                    names.get(str(r.get("organisation_id")), str(r.get("organisation_id"))[:8])
+                ),
+                _view.esc(_OUTCOMES.get(str(r.get("outcome")), str(r.get("outcome")))),
+                _view.esc(
+                    {"delta": "only changes", "full": "everything"}.get(str(r.get("mode")), "—")
+                ),
+                "yes" if verified else "no" if verified is not None else "—",
+                f"{r.get('contacts') or 0:,}",
+                _view.esc(_view.ms(int(r.get("duration_ms") or 0))),
+                _view.esc(problem) + _view.details_html(details, "more"),
+            ]
+        )
+    more = log.height - len(rows)
+    return (
+        "<b>Sync history</b> <span class='csk-help'>every attempt on this computer, newest first"
+        + (f"; the latest 20 of {log.height:,}" if more > 0 else "")
+        + "</span>"
+        + _view.table_html(
+            [
+                "When",
+                "Organisation",
+                "Outcome",
+                "Fetched",
+                "Verified",
+                "Contacts",
+                "Took",
+                "Problem",
+            ],
+            body,
+            numeric=(5, 6),
+            wrap=(7,),
+        )
+    )
+
+
+#: A failure kind in words (the sync log's ``error_kind``).
+ADVICE_BY_KIND: Final = {kind.value: advice.problem for kind, advice in ADVICE.items()}

@@ -23,6 +23,7 @@ from ..diagnostics import Diagnosis, write_support_bundle
 from . import _view
 from ._base import PanelModel
 from .diagnostics_panel import DiagnosticsModel
+from .static import StaticFallback
 
 __all__ = ["ExportModel", "ExportPanel", "bundle_text"]
 
@@ -112,7 +113,7 @@ class ExportModel(PanelModel):
         return Path(name)
 
 
-class ExportPanel(ipw.VBox):  # type: ignore[misc]
+class ExportPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of an `ExportModel`: Prepare, then a download link."""
 
     def __init__(self, model: ExportModel, **kwargs: Any) -> None:
@@ -153,7 +154,8 @@ class ExportPanel(ipw.VBox):  # type: ignore[misc]
         self.status.value = _view.status_html(model.tone, model.status)
         self.link.value = (
             f'<a class="csk-download" download="{_view.esc(model.file_name)}" '
-            f'href="{model.href}">⬇ Download {_view.esc(model.file_name)}</a>'
+            f'href="{model.href}"><i class="fa fa-download" aria-hidden="true"></i> '
+            f"Download {_view.esc(model.file_name)}</a>"
             f'<div class="csk-help">{_view.esc(model.contents)}</div>'
             if model.href
             else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,19 @@ from ..bootstrap import UserSession, default_cache_path, start_session
 from ..cache import CacheVersionError, ContactCache
 from ..cache_files import CacheFileError, CorruptCacheError
 from ..clock import Clock, SystemClock
+from ..errors import SessionEndedError
 from ..session import PrivilegedKeyError, SignInError, inspect_token
 from ..staleness import format_age
 from . import _view
 from ._base import PanelModel
+from .known_names import forget_names
 from .settings import UrlProblem, check_url
+from .static import StaticFallback
 
 __all__ = ["LoginModel", "LoginPanel", "SessionFactory", "describe_removed", "on_enter"]
+
+#: Seconds a request may wait for an answer (connecting gets 3 s).
+_READ_TIMEOUT_S = 15.0
 
 #: Builds a `UserSession`; `start_session` unless a test injects another.
 SessionFactory = Callable[..., Awaitable[UserSession]]
@@ -100,6 +107,12 @@ class LoginModel(PanelModel):
     user = Unicode("", help="Who is signed in (email), or empty.")
     token_text = Unicode("", help="How long the access token has left, for people.")
     key_problem = Unicode("", help="Why the key in `key` cannot be used, or empty.")
+    demo_login = Unicode("", help="The demo's login, shown on the sign-in step (demo only).")
+    ended = Unicode(
+        "",
+        help="Why the last session ended without signing out here (another window signed "
+        "out, another person signed in), one sentence; empty otherwise.",
+    )
     cache_problem = Unicode(
         "",
         help="The damaged or newer cache file that stopped sign-in "
@@ -203,7 +216,9 @@ class LoginModel(PanelModel):
                 password=self.password,
                 cache_path=self.cache_path,
                 clock=self.clock,
-                http_client=self._http_client,
+                # A short connect timeout: a server that is down is known in seconds.
+                http_client=self._http_client
+                or httpx.AsyncClient(timeout=httpx.Timeout(_READ_TIMEOUT_S, connect=3.0)),
                 max_rows=self._max_rows,
                 page_size=self._page_size,
             )
@@ -247,6 +262,7 @@ class LoginModel(PanelModel):
             self.busy = False
         # Not kept after use: the session holds the tokens it needs.
         self.password = ""
+        self.ended = ""
         token = session.token()
         self.user = (token.email if token and token.email else None) or self.email.strip()
         self.session = session
@@ -264,8 +280,13 @@ class LoginModel(PanelModel):
         self.say("busy", "Signing out: wiping the local cache first…")
         try:
             removed = await session.sign_out()
+        except SessionEndedError as exc:  # signed out in another window meanwhile
+            self.busy = False
+            self.end_session(exc.message)
+            return None
         finally:
             self.busy = False
+        await asyncio.to_thread(forget_names, session)
         session.close()
         who = self.user
         self.session = None
@@ -277,6 +298,24 @@ class LoginModel(PanelModel):
             f"deleted: {describe_removed(removed)}.",
         )
         return removed
+
+    def end_session(self, message: str) -> None:
+        """The session ended elsewhere (`message` says how): turn to the signed-out state.
+
+        The cache is not wiped here (whoever ended the session did that, or it belongs to
+        the person now signed in); the session is released and every panel resets.
+        """
+        session = self.session
+        if session is None:
+            return
+        with contextlib.suppress(Exception):
+            session.close()
+        with self.hold_trait_notifications():
+            self.ended = message.rstrip(".")
+            self.session = None
+            self.user = ""
+            self.token_text = ""
+            self.say("warn", f"Signed out: {self.ended}.")
 
     async def reset_cache(self) -> list[Path] | None:
         """Securely erase the cache file that stopped sign-in; return the files erased.
@@ -340,7 +379,7 @@ class LoginModel(PanelModel):
             self.session.close()
 
 
-class LoginPanel(ipw.VBox):  # type: ignore[misc]
+class LoginPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of a `LoginModel`: sign in, sign out, and who is signed in.
 
     Email and password, plus the project's address and key only when configuration names
@@ -419,6 +458,7 @@ class LoginPanel(ipw.VBox):  # type: ignore[misc]
             ]
         )
         self.key_warning = ipw.HTML()
+        self.demo = _view.tag(ipw.HTML(), "csk-demo-login")
         self.who = _view.tag(ipw.HTML(), "csk-who")
         self.status = _view.tag(ipw.HTML(), "csk-login-status")
         self.details = ipw.HTML()
@@ -432,6 +472,7 @@ class LoginPanel(ipw.VBox):  # type: ignore[misc]
                     self.url,
                     self.key,
                     self.key_warning,
+                    self.demo,
                     self.email,
                     self.password,
                     ipw.HBox([self.sign_in_button, self.sign_out_button]),
@@ -455,6 +496,7 @@ class LoginPanel(ipw.VBox):  # type: ignore[misc]
                 "key_problem",
                 "url",
                 "cache_problem",
+                "demo_login",
             ],
         )
         self._render()
@@ -474,6 +516,11 @@ class LoginPanel(ipw.VBox):  # type: ignore[misc]
         self.reset_button.disabled = model.busy
         self.key_warning.value = (
             _view.status_html("error", model.key_problem) if model.key_problem else ""
+        )
+        self.demo.value = (
+            _view.status_html("info", f"Demo: {model.demo_login}")
+            if model.demo_login and not signed_in
+            else ""
         )
         if signed_in:
             self.who.value = _view.facts_html(

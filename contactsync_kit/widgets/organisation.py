@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import ipywidgets as ipw
-from traitlets import List, Unicode, dlink, link, observe
+from traitlets import Bool, List, Unicode, observe
 
 from ..bootstrap import UserSession
 from ..remote import RemoteFailure, RemoteReader
 from . import _view
 from ._base import PanelModel
+from .connection import ServerStatusModel, is_outage
+from .known_names import read_names, remember_names
+from .static import StaticFallback
 
 __all__ = [
     "OrganisationLister",
@@ -38,29 +42,59 @@ async def organisation_names(session: UserSession) -> dict[str, str]:
     return {str(r["id"]): str(r.get("name") or r["id"]) for r in await list_organisations(session)}
 
 
+def _cached_organisations(session: UserSession) -> tuple[dict[str, str], str | None]:
+    """The organisations this computer's cache knows (cached rows or a sync log entry), named
+    from the names remembered beside it, and the one synced last (blocking).
+    """
+    cache = session.cache
+    overview = cache.overview()
+    log = cache.read_table("sync_log", None, ("organisation_id", "started_at"))
+    ids = {str(o) for o in overview.get_column("organisation_id").to_list() if o}
+    ids.update(str(o) for o in log.get_column("organisation_id").to_list() if o)
+    names = read_names(session)
+    last = log.sort("started_at").get_column("organisation_id").to_list()
+    return {oid: names.get(oid, f"organisation {oid[:8]}") for oid in ids}, (
+        str(last[-1]) if last else None
+    )
+
+
 class OrganisationModel(PanelModel):
     """The organisations the signed-in user belongs to, and the one picked.
 
     The list comes from the server through Row Level Security, never typed in by hand; it is
     reloaded whenever the session changes. `organisations` holds ``(name, id)`` pairs sorted
-    by name; `organisation_id` is the pick (the first organisation after a load).
+    by name; `organisation_id` is the pick: kept across reloads, else the organisation synced
+    last on this computer, else the first. When the server does not answer, the list is the
+    organisations cached on this computer, named as the server last named them
+    (`from_cache` is then True), and the console works from the cache.
     """
 
     organisations: List[tuple[str, str]] = List(
         help="(name, id) pairs the user may see, sorted by name."
     )
     organisation_id = Unicode(None, allow_none=True, help="The picked organisation's id.")
+    from_cache = Bool(False, help="True when the list came from the cache (server silent).")
 
-    def __init__(self, *, lister: OrganisationLister | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        lister: OrganisationLister | None = None,
+        server: ServerStatusModel | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._lister: OrganisationLister = lister or list_organisations
+        self.server = server
+        self._loads = 0
         self.say("info", "Sign in to see your organisations.")
 
     @observe("session")
     def _on_session(self, change: dict[str, Any]) -> None:
         if change["new"] is None:
-            self.organisations = []
-            self.organisation_id = None
+            with self.hold_trait_notifications():
+                self.organisations = []
+                self.organisation_id = None
+                self.from_cache = False
             self.say("info", "Sign in to see your organisations.")
         else:
             self.schedule(self.refresh(), what="Loading organisations")
@@ -78,38 +112,59 @@ class OrganisationModel(PanelModel):
         return {str(oid): str(name) for name, oid in self.organisations}
 
     async def refresh(self) -> list[tuple[str, str]]:
-        """Reload the list from the server; returns the ``(name, id)`` pairs."""
+        """Reload the list from the server (from the cache when it does not answer)."""
         session = self.session
         if session is None:
             self.say("info", "Sign in to see your organisations.")
             return []
+        self._loads += 1
+        load = self._loads
+        keep = self.organisation_id
         self.busy = True
         self.say("busy", "Loading your organisations…")
         try:
-            rows = await self._lister(session)
-        except RemoteFailure as exc:
-            self.say(
-                "error",
-                "Could not load your organisations: the server did not answer "
-                "as expected. Press Reload; if it keeps failing, sign out and in again. "
-                f"(Technical: {exc.error.kind.value}: {exc.error.message})",
-            )
-            return []
+            try:
+                rows = await self._lister(session)
+            except RemoteFailure as exc:
+                if load != self._loads or session is not self.session:
+                    return []
+                if not is_outage(exc.error):
+                    self.say(
+                        "error",
+                        "Could not load your organisations: the server answered with an "
+                        "error. Press Reload to try again; the copy on this computer is kept. "
+                        f"(Technical: {exc.error.kind.value}: {exc.error.message})",
+                    )
+                    return []
+                if self.server is not None:
+                    self.server.failed(exc.error.message)
+                return await self._from_cache(session, keep, load)
+            known, last = await asyncio.to_thread(_cached_organisations, session)
         finally:
-            self.busy = False
-        if session is not self.session:
-            return []  # signed out (or in as someone else) while loading
+            if load == self._loads:
+                self.busy = False
+        if load != self._loads or session is not self.session:
+            return []  # signed out (or in as someone else, or reloaded again) meanwhile
+        if self.server is not None:
+            self.server.answered()
         pairs = sorted(
             ((str(r.get("name") or r["id"]), str(r["id"])) for r in rows),
             key=lambda pair: (pair[0].casefold(), pair[1]),
         )
-        self.organisations = pairs
-        ids = [oid for _, oid in pairs]
-        if self.organisation_id not in ids:
-            self.organisation_id = ids[0] if ids else None
+        names = {oid: name for name, oid in pairs}
+        await asyncio.to_thread(remember_names, session, names)
+        self._show(pairs, keep, last, from_cache=False)
         if pairs:
+            gone = sorted(set(known) - set(names))
+            extra = (
+                f" This computer also holds {len(gone)} organisation"
+                f"{'' if len(gone) == 1 else 's'} the server no longer shows you."
+                if gone
+                else ""
+            )
             self.say(
-                "ok", f"You belong to {len(pairs)} organisation{'' if len(pairs) == 1 else 's'}."
+                "ok",
+                f"You belong to {len(pairs)} organisation{'' if len(pairs) == 1 else 's'}." + extra,
             )
         else:
             self.say(
@@ -118,6 +173,42 @@ class OrganisationModel(PanelModel):
                 "sync. Ask an administrator to add you.",
             )
         return pairs
+
+    async def _from_cache(
+        self, session: UserSession, keep: str | None, load: int
+    ) -> list[tuple[str, str]]:
+        known, last = await asyncio.to_thread(_cached_organisations, session)
+        if load != self._loads or session is not self.session:
+            return []
+        pairs = sorted(
+            ((name, oid) for oid, name in known.items()),
+            key=lambda pair: (pair[0].casefold(), pair[1]),
+        )
+        self._show(pairs, keep, last, from_cache=True)
+        if pairs:
+            self.say(
+                "warn",
+                "The server does not answer, so these are the organisations cached on this "
+                "computer. Everything cached stays readable; the list is read from the server "
+                "again as soon as it answers.",
+            )
+        else:
+            self.say(
+                "warn",
+                "The server does not answer and nothing is cached on this computer yet. The "
+                "list is read from the server as soon as it answers.",
+            )
+        return pairs
+
+    def _show(
+        self, pairs: list[tuple[str, str]], keep: str | None, last: str | None, *, from_cache: bool
+    ) -> None:
+        ids = [oid for _, oid in pairs]
+        pick = next((o for o in (keep, last) if o in ids), ids[0] if ids else None)
+        with self.hold_trait_notifications():
+            self.from_cache = from_cache
+            self.organisations = pairs
+            self.organisation_id = pick
 
     def select(self, organisation: str) -> str:
         """Pick an organisation by id or by name; returns its id."""
@@ -128,7 +219,7 @@ class OrganisationModel(PanelModel):
         raise ValueError(f"{organisation!r} is not one of this user's organisations")
 
 
-class OrganisationPanel(ipw.VBox):  # type: ignore[misc]
+class OrganisationPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of an `OrganisationModel`: a dropdown (names shown, ids as values)."""
 
     def __init__(self, model: OrganisationModel, **kwargs: Any) -> None:
@@ -139,12 +230,12 @@ class OrganisationPanel(ipw.VBox):  # type: ignore[misc]
             layout=ipw.Layout(width="34em"),
             style={"description_width": "7em"},
         )
-        dlink(
-            (model, "organisations"),
-            (self.dropdown, "options"),
-            transform=lambda pairs: [tuple(p) for p in pairs],
-        )
-        link((model, "organisation_id"), (self.dropdown, "value"))
+        # Options and value are set together: a dropdown given new options falls back to the
+        # first one, which must never become the pick (a reload keeps the chosen organisation).
+        self._syncing = False
+        self.dropdown.observe(self._picked, names="value")
+        model.observe(self._fill, names=["organisations", "organisation_id"])
+        self._fill()
         self.reload_button = ipw.Button(
             description="Reload", icon="refresh", tooltip="Read the list again from the server"
         )
@@ -152,6 +243,7 @@ class OrganisationPanel(ipw.VBox):  # type: ignore[misc]
             lambda _: model.schedule(model.refresh(), what="Loading organisations")
         )
         _view.tag(self.dropdown, "csk-organisation")
+        _view.tag(self.reload_button, "csk-reload")
         self.id_line = ipw.HTML()
         self.status = _view.tag(ipw.HTML(), "csk-organisation-status")
         super().__init__(
@@ -172,6 +264,20 @@ class OrganisationPanel(ipw.VBox):  # type: ignore[misc]
             names=["session", "busy", "status", "tone", "organisation_id", "organisations"],
         )
         self._render()
+
+    def _fill(self, _change: object = None) -> None:
+        options = [tuple(p) for p in self.model.organisations]
+        self._syncing = True
+        try:
+            if list(self.dropdown.options) != options:
+                self.dropdown.options = options
+            self.dropdown.value = self.model.organisation_id if options else None
+        finally:
+            self._syncing = False
+
+    def _picked(self, change: dict[str, Any]) -> None:
+        if not self._syncing and change["new"] is not None:
+            self.model.organisation_id = change["new"]
 
     def _render(self, _change: object = None) -> None:
         model = self.model

@@ -20,8 +20,9 @@ from ..clock import Clock, SystemClock
 from ..staleness import assess_staleness
 from ..verify import CacheVerification, verify_cache
 from . import _view
-from ._base import ThresholdModel
+from ._base import CANCELLED_TEXT, LongWorkModel, ThresholdModel
 from ._chart import age_chart_png
+from .static import StaticFallback
 
 __all__ = ["VERIFICATION_PILLS", "StalenessModel", "StalenessPanel", "Verifier"]
 
@@ -40,7 +41,7 @@ async def _verify(session: UserSession, organisation_id: str) -> CacheVerificati
     return await verify_cache(session.client, session.cache, organisation_id)
 
 
-class StalenessModel(ThresholdModel):
+class StalenessModel(LongWorkModel, ThresholdModel):
     """Per organisation in the cache: when it last synced, how long ago, stale or not.
 
     `refresh()` reads the cache overview (off the event loop) and re-assesses it against
@@ -172,20 +173,25 @@ class StalenessModel(ThresholdModel):
             return []
         found: list[dict[str, Any]] = []
         try:
-            for n, (org, label) in enumerate(orgs, start=1):
-                self.check_text = f"Asking the server about {label} ({n} of {len(orgs)})…"
-                result = await self._verifier(session, org)
-                if generation != self._generation:
-                    return []  # the cache changed (or the session) meanwhile: not about it
-                line = result.line() + (" — sync now" if result.verdict == "drifted" else "")
-                found.append(
-                    {
-                        "organisation_id": org,
-                        "label": label,
-                        "verdict": result.verdict,
-                        "text": line,
-                    }
-                )
+            async with self.working_on():
+                for n, (org, label) in enumerate(orgs, start=1):
+                    self.check_text = f"Asking the server about {label} ({n} of {len(orgs)})…"
+                    result = await self._verifier(session, org)
+                    if generation != self._generation:
+                        return []  # the cache changed (or the session) meanwhile
+                    line = result.line() + (" — sync now" if result.verdict == "drifted" else "")
+                    found.append(
+                        {
+                            "organisation_id": org,
+                            "label": label,
+                            "verdict": result.verdict,
+                            "text": line,
+                        }
+                    )
+        except asyncio.CancelledError:
+            if generation == self._generation:
+                self.check_text = f"Check against the server {CANCELLED_TEXT}."
+            return []
         finally:
             if generation == self._generation:
                 self.checking = False
@@ -193,6 +199,18 @@ class StalenessModel(ThresholdModel):
             self.verification = found
             self.check_text = _check_outcome(found)
         return found
+
+    def cancel_check(self) -> bool:
+        """Cancel the running check against the server; True when one ran."""
+        return self.cancel_work()
+
+    def tick(self) -> None:
+        """Re-assess the ages against the clock (no cache read): Freshness stays live."""
+        if self._overview is not None and self.session is not None:
+            before = [r["stale"] for r in self.rows]
+            self._assess()
+            if self.draw_chart and [r["stale"] for r in self.rows] != before:
+                self.schedule(self._draw(), what="Drawing the chart")
 
     def _assess(self) -> None:
         self._assessments += 1
@@ -285,7 +303,7 @@ def _check_outcome(rows: list[dict[str, Any]]) -> str:
     return f"{which} the server ✓ (checked by digest, one request each)."
 
 
-class StalenessPanel(ipw.VBox):  # type: ignore[misc]
+class StalenessPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of a `StalenessModel`: threshold, banner, table and age chart."""
 
     def __init__(self, model: StalenessModel, **kwargs: Any) -> None:
@@ -319,6 +337,13 @@ class StalenessPanel(ipw.VBox):  # type: ignore[misc]
             "csk-verify",
         )
         self.check_button.on_click(lambda _: model.request_check())
+        self.cancel_button = _view.tag(
+            ipw.Button(description="Cancel", icon="stop", tooltip="Stop the check"),
+            "csk-verify-cancel",
+        )
+        self.cancel_button.on_click(lambda _: model.cancel_check())
+        #: Extra widgets shown at the end of the card (the console's auto-refresh switch).
+        self.extras = ipw.VBox()
         self.verification = _view.tag(ipw.HTML(), "csk-verification")
         self.banner = _view.tag(ipw.HTML(), "csk-freshness-banner")
         self.table = ipw.HTML()
@@ -330,7 +355,7 @@ class StalenessPanel(ipw.VBox):  # type: ignore[misc]
         super().__init__(
             children=[
                 _view.card(
-                    "4 · Cache freshness",
+                    "Cache freshness",
                     "How long ago each organisation in this machine's cache was synced. Older than "
                     "the threshold means support should sync again before trusting it.",
                     ipw.HBox(
@@ -339,6 +364,7 @@ class StalenessPanel(ipw.VBox):  # type: ignore[misc]
                             ipw.HTML("&nbsp;hours&nbsp;"),
                             self.refresh_button,
                             self.check_button,
+                            self.cancel_button,
                         ],
                         layout=ipw.Layout(align_items="center"),
                     ),
@@ -348,10 +374,12 @@ class StalenessPanel(ipw.VBox):  # type: ignore[misc]
                     self.image,
                     self.caption,
                     self.status,
+                    self.extras,
                 )
             ],
             **kwargs,
         )
+        self.add_class("csk-freshness")
         model.observe(
             self._render,
             names=[
@@ -367,6 +395,8 @@ class StalenessPanel(ipw.VBox):  # type: ignore[misc]
                 "verification",
                 "checking",
                 "check_text",
+                "elapsed",
+                "working",
             ],
         )
         self._render()
@@ -383,8 +413,10 @@ class StalenessPanel(ipw.VBox):  # type: ignore[misc]
         self.check_button.description = (
             "Checking…" if model.checking else "Check against the server"
         )
+        self.cancel_button.layout.display = "" if model.working else "none"
+        elapsed = f" ({model.elapsed})" if model.working and model.elapsed else ""
         self.verification.value = _verification_html(
-            model.verification, model.check_text, model.checking
+            model.verification, model.check_text + elapsed, model.checking
         )
         if model.banner:
             self.banner.value = _view.status_html("warn", model.banner)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any, Final
 
@@ -12,7 +13,9 @@ from ..advice import advise
 from ..repository import SyncProgress
 from ..results import SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
 from . import _view
-from ._base import PanelModel
+from ._base import CANCELLED_TEXT, LongWorkModel
+from .connection import ServerStatusModel, is_outage
+from .static import StaticFallback
 
 __all__ = ["SyncModel", "SyncPanel", "describe_result", "result_details"]
 
@@ -86,6 +89,15 @@ def describe_result(result: SyncResult, organisation_name: str = "") -> str:
     if isinstance(result, SyncFailure) and result.error is not None:
         error = result.error
         org = f" of {organisation_name}" if organisation_name else ""
+        advice = advise(error.kind, error.code, error.status).sentence
+        if error.kind is SyncErrorKind.CANCELLED:
+            return f"The sync{org} was {CANCELLED_TEXT}. {advice}"
+        if is_outage(error):
+            return (
+                f"The server does not answer ({error.message.rstrip('.')}), so the sync{org} "
+                "could not run. Nothing was changed in this computer's copy: keep working "
+                f"from it. {advice}"
+            )
         return (
             f"The sync{org} did not work: {error.message.rstrip('.')}. Nothing was "
             f"changed in this computer's copy. "
@@ -136,7 +148,7 @@ def result_details(result: SyncResult) -> list[tuple[str, str]]:
     return rows
 
 
-class SyncModel(PanelModel):
+class SyncModel(LongWorkModel):
     """Runs a sync of the picked organisation and keeps its progress and last result.
 
     `run()` awaits a sync; `request()` (the button's path) starts one without waiting.
@@ -158,7 +170,8 @@ class SyncModel(PanelModel):
     readout = Unicode("", help="The last result in words: counts and timings, or the failure.")
     notice = Unicode("", help="A passing remark, e.g. that a sync is already in progress.")
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, server: ServerStatusModel | None = None, **kwargs: Any) -> None:
+        self.server = server
         super().__init__(**kwargs)
         self._explain()
 
@@ -256,10 +269,12 @@ class SyncModel(PanelModel):
             self.progress = 0.0
             self.progress_text = "Asking the server…"
             self.say("busy", f"Syncing {name}…")
+        before = await asyncio.to_thread(session.cache.last_synced_at, org)
         try:
-            result = await session.repository.sync_contacts_for_organisation(
-                org, on_concurrent="reject", progress=self._on_progress
-            )
+            async with self.working_on():
+                result = await session.repository.sync_contacts_for_organisation(
+                    org, on_concurrent="reject", progress=self._on_progress
+                )
         except BaseException:
             self.running = False
             raise
@@ -276,15 +291,52 @@ class SyncModel(PanelModel):
                 self.progress_text = ""
                 self._explain()
                 return result
-            self.progress = 1.0
+            error = result.error
+            if error is not None and error.kind is SyncErrorKind.SIGNED_OUT:
+                self.progress_text = ""
+                self.session_ended(error.message)
+                return result
+            if error is not None and error.kind is SyncErrorKind.CANCELLED:
+                after = await asyncio.to_thread(session.cache.last_synced_at, org)
+                self.progress = 0.0
+                self.progress_text = ""
+                self.result = result
+                self.readout = describe_result(result, self.organisation_name)
+                if after != before:  # the write had committed before Cancel arrived
+                    self.say(
+                        "ok",
+                        f"Cancel came too late: the sync of {name} had already written the "
+                        "new copy.",
+                    )
+                else:
+                    self.say("info", f"The sync of {name} was {CANCELLED_TEXT}.")
+                return result
+            if self.server is not None:
+                if is_outage(error):
+                    self.server.failed(error.message if error else "")
+                else:
+                    self.server.answered()
+            self.progress = 1.0 if error is None else 0.0
             self.progress_text = "Done" if result.ok else "Did not work"
             self.readout = describe_result(result, self.organisation_name)
             self.result = result
             self.notice = ""  # "already in progress" was about this run, which is over
-            if result.error is None:
+            if is_outage(error):
+                self.progress_text = "No answer"
+                self.say(
+                    "warn",
+                    f"The server does not answer, so {name} was not synced. This "
+                    "computer's copy is kept as it was.",
+                )
+            elif result.error is None:
                 how = " (only changes)" if result.mode == "delta" else ""
                 proof = ", verified ✓" if result.verified else ", not verified"
-                self.say("ok", f"Synced {result.items_synced:,} contacts of {name}{how}{proof}.")
+                if result.items_synced == 0:
+                    self.say("ok", f"Synced {name}: 0 contacts (the server shows you none){proof}.")
+                else:
+                    self.say(
+                        "ok", f"Synced {result.items_synced:,} contacts of {name}{how}{proof}."
+                    )
             else:
                 error = result.error
                 self.say(
@@ -293,6 +345,20 @@ class SyncModel(PanelModel):
                     f"{advise(error.kind, error.code, error.status).sentence}",
                 )
         return result
+
+    def cancel(self) -> bool:
+        """Cancel the sync started here; it ends "cancelled; the cache is as it was".
+
+        True when a sync was running. The repository drops its all-or-nothing write, so the
+        cache keeps its previous content.
+        """
+        session, org = self.session, self.organisation_id
+        if not self.running or session is None or not org:
+            return False
+        self.progress_text = "Cancelling…"
+        if session.repository.cancel_sync(org):
+            return True
+        return self.cancel_work()
 
     def _on_progress(self, report: SyncProgress) -> None:
         if report.stage == "fetch":
@@ -312,7 +378,7 @@ class SyncModel(PanelModel):
             )
 
 
-class SyncPanel(ipw.VBox):  # type: ignore[misc]
+class SyncPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
     """The view of a `SyncModel`: Sync button, progress bar, readout."""
 
     def __init__(self, model: SyncModel, **kwargs: Any) -> None:
@@ -325,6 +391,16 @@ class SyncPanel(ipw.VBox):  # type: ignore[misc]
         )
         self.sync_button.on_click(lambda _: model.request())
         _view.tag(self.sync_button, "csk-sync")
+        self.cancel_button = _view.tag(
+            ipw.Button(
+                description="Cancel",
+                icon="stop",
+                tooltip="Stop the sync; the cache stays as it was",
+            ),
+            "csk-sync-cancel",
+        )
+        self.cancel_button.on_click(lambda _: model.cancel())
+        self.elapsed = _view.tag(ipw.HTML(), "csk-sync-elapsed")
         self.bar = ipw.FloatProgress(value=0.0, min=0.0, max=1.0, layout=ipw.Layout(width="22em"))
         self.bar_text = ipw.HTML()
         self.notice = ipw.HTML()
@@ -338,9 +414,10 @@ class SyncPanel(ipw.VBox):  # type: ignore[misc]
                     "cache. "
                     "All or nothing: a failed sync leaves the cache as it was.",
                     ipw.HBox(
-                        [self.sync_button, self.bar, self.bar_text],
+                        [self.sync_button, self.cancel_button, self.bar, self.elapsed],
                         layout=ipw.Layout(align_items="center"),
                     ),
+                    self.bar_text,
                     self.notice,
                     self.status,
                     self.readout,
@@ -360,6 +437,8 @@ class SyncPanel(ipw.VBox):  # type: ignore[misc]
                 "notice",
                 "status",
                 "tone",
+                "elapsed",
+                "working",
             ],
         )
         self._render()
@@ -368,6 +447,12 @@ class SyncPanel(ipw.VBox):  # type: ignore[misc]
         model = self.model
         self.sync_button.disabled = (
             model.running or model.session is None or not model.organisation_id
+        )
+        self.cancel_button.layout.display = "" if model.running else "none"
+        self.elapsed.value = (
+            f'<span class="csk-help">&nbsp;{_view.esc(model.elapsed)}</span>'
+            if model.running
+            else ""
         )
         self.sync_button.description = "Syncing…" if model.running else "Sync now"
         self.bar.value = model.progress
@@ -383,8 +468,15 @@ class SyncPanel(ipw.VBox):  # type: ignore[misc]
 
 def _readout_html(result: SyncResult, name: str) -> str:
     sentence = describe_result(result, name)
+    error = result.error
     pill = (
-        _view.pill("ok", "synced") if result.error is None else _view.pill("error", "did not work")
+        _view.pill("ok", "synced")
+        if error is None
+        else _view.pill("info", "cancelled")
+        if error.kind is SyncErrorKind.CANCELLED
+        else _view.pill("warn", "server silent")
+        if is_outage(error)
+        else _view.pill("error", "did not work")
     )
     details = [(label, _view.esc(value)) for label, value in result_details(result)]
     split = _split_bar(result)

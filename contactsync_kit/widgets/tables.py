@@ -1,30 +1,30 @@
-"""The one table display for the console and the notebooks: an interactive `itables` grid.
+"""Tables for people: `present` makes a frame readable; `table` (notebooks) and `rows_html`
+(the console's panels) show it.
 
-`present` is a pure frame-to-frame function that makes a frame readable — organisation names
-next to their ids, times as "3 h ago · 2026-11-26 12:52 UTC", hours as ages, headings in words
-— without cutting any id. `table` shows the result as an `itables` grid (sortable, a search
-box and per-column filters, full copyable ids, a CSV download button; it works offline), and
-falls back to a plain HTML table wherever widgets do not render (GitHub, nbconvert).
+`present` is a pure frame-to-frame function — organisation names next to their ids, times as
+"3 h ago · 2026-11-26 12:52 UTC", hours as ages, headings in words — without cutting any id.
+`table` shows the result as an `itables` grid in offline mode whose output starts with a plain
+HTML table of the rows, so a notebook exported to HTML reads with no kernel and no network.
+`rows_html` is the panels' plain table: the columns support scans, the rest behind each row's
+"more", with `csv_link` for the whole frame.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import polars as pl
-from itables.widget import ITable
 
 from ..staleness import format_age
 from . import _view
 
-__all__ = ["DataTable", "present", "table"]
+__all__ = ["StaticTable", "csv_link", "present", "rows_html", "table"]
 
 _UTC_TS: Final = pl.Datetime("us", "UTC")
-#: Rows per page before the grid pages (a few screens of a support case fit on one).
-_PAGE: Final = 15
-#: Rows a static fallback (GitHub, HTML export without widget state) shows.
+#: Rows a panel's table shows at once.
 _STATIC_ROWS: Final = 20
 
 
@@ -104,32 +104,71 @@ def present(
     return pl.DataFrame(columns) if columns else pl.DataFrame()
 
 
-def _static_html(shown: pl.DataFrame, caption: str) -> str:
-    rows = [
-        [_view.esc("" if v is None else v) for v in row]
-        for row in shown.head(_STATIC_ROWS).iter_rows()
-    ]
+def _cell(value: object) -> str:
+    return _view.esc("" if value is None else value)
+
+
+def rows_html(
+    shown: pl.DataFrame,
+    *,
+    visible: list[str] | None = None,
+    limit: int = _STATIC_ROWS,
+    css_class: str = "",
+) -> str:
+    """A plain HTML table of `shown` (strings, as `present` gives): the `visible` columns,
+    and every other column behind each row's "more" disclosure. At most `limit` rows.
+
+    Reads without a kernel or JavaScript (a panel's table, an exported notebook); fits a
+    1,280 px screen when `visible` names the few columns people scan.
+    """
+    columns = [c for c in (visible or shown.columns) if c in shown.columns]
+    rest = [c for c in shown.columns if c not in columns]
+    rows = []
+    for row in shown.head(limit).iter_rows(named=True):
+        cells = [_cell(row[c]) for c in columns]
+        if rest:
+            cells.append(
+                _view.details_html(
+                    [(c, _cell(row[c])) for c in rest if row[c] not in (None, "")], "more"
+                )
+            )
+        rows.append(cells)
+    header = columns + ([""] if rest else [])
     more = (
-        f'<div class="csk-help">first {_STATIC_ROWS} of {shown.height:,} rows</div>'
-        if shown.height > _STATIC_ROWS
+        f'<div class="csk-help">the first {limit:,} of {shown.height:,} rows</div>'
+        if shown.height > limit
         else ""
     )
-    title = f"<b>{_view.esc(caption)}</b>" if caption else ""
-    return title + _view.table_html(shown.columns, rows) + more
+    html = _view.table_html(header, rows, wrap=range(len(header)))
+    if css_class:
+        html = f'<div class="{_view.esc(css_class)}">{html}</div>'
+    return html + more
 
 
-class DataTable(ITable):
-    """An `itables` grid that also carries a static HTML copy of its rows."""
+def csv_link(frame: pl.DataFrame, file_name: str) -> str:
+    """A "Download CSV" link carrying `frame` itself (a ``data:`` URL): no file on a server."""
+    encoded = base64.b64encode(frame.write_csv().encode("utf-8")).decode("ascii")
+    return (
+        f'<a class="csk-csv" download="{_view.esc(file_name)}.csv" '
+        f'href="data:text/csv;base64,{encoded}"><i class="fa fa-download" aria-hidden="true">'
+        "</i> Download CSV</a>"
+    )
 
-    static_html = ""
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        if isinstance(data, dict):
-            # Where no widget renders (GitHub, HTML export without state) this shows.
-            data["text/html"] = self.static_html
-        return bundle
+class StaticTable:
+    """A table for notebooks: plain HTML (no widget, no JavaScript), so a notebook exported
+    to HTML reads the same with no kernel and no network. `frame` is what is shown.
+    """
+
+    def __init__(self, frame: pl.DataFrame, html: str) -> None:
+        self.frame = frame
+        self.html = html
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return f"<table: {self.frame.height:,} rows x {self.frame.width} columns>"
 
 
 def table(
@@ -140,31 +179,19 @@ def table(
     caption: str = "",
     css_class: str = "",
     file_name: str = "table",
-) -> Any:
-    """An interactive grid of `present(frame)`: sort, search, filter, copy, download CSV.
+    limit: int = 50,
+) -> StaticTable:
+    """`present(frame)` as a plain HTML table (the first `limit` rows) with a CSV download
+    of every row: readable in JupyterLab, on GitHub and in an exported HTML file alike.
 
-    Display it in a notebook or put it in a panel (it is a widget). `file_name` names the
-    CSV download; `css_class` tags the grid for browser tests and styling.
+    `file_name` names the CSV download; `css_class` tags the output.
     """
     shown = present(frame, names=names, now=now)
-    grid = DataTable(
-        shown,
-        caption=caption or None,
-        buttons=[{"extend": "csvHtml5", "title": file_name, "text": "Download CSV"}],
-        show_dtypes=False,
-        classes="display compact cell-border",
-        column_filters="footer" if shown.height > 1 else False,
-        paging=shown.height > _PAGE,
-        pageLength=_PAGE,
-        layout={
-            "topStart": "buttons",
-            "topEnd": "search" if shown.height > 1 else None,
-            "bottomStart": "info" if shown.height > _PAGE else None,
-            "bottomEnd": "paging" if shown.height > _PAGE else None,
-        },
+    title = f"<b>{_view.esc(caption)}</b> " if caption else ""
+    classes = f"csk-grid {css_class}".strip()
+    html = (
+        f'{_view.CSS}<div class="{_view.esc(classes)}">{title}'
+        f'<span class="csk-help">{shown.height:,} row{"" if shown.height == 1 else "s"} · '
+        f"{csv_link(shown, file_name)}</span>{rows_html(shown, limit=limit)}</div>"
     )
-    grid.static_html = _static_html(shown, caption)
-    grid.add_class("csk-grid")
-    if css_class:
-        grid.add_class(css_class)
-    return grid
+    return StaticTable(shown, html)

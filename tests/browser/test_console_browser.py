@@ -135,7 +135,7 @@ async def test_a_whole_support_case(voila_app: VoilaApp, browser: Browser, artif
         await expect(diagnosis).to_contain_text(f"{org_name}: drifted", timeout=STEP_TIMEOUT_MS)
         await expect(diagnosis).to_contain_text("the server changed since the last sync")
         await expect(diagnosis).to_contain_text("What to do: sync now")
-        await expect(page.locator(".csk-history")).to_contain_text("success")
+        await expect(page.locator(".csk-history")).to_contain_text("synced")
         await snap(page, artifacts, "06-diagnosed-drifted")
 
         # 5. The bundle downloads, and holds no personal data.

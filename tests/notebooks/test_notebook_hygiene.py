@@ -27,53 +27,59 @@ def source(cell: dict[str, Any]) -> str:
 
 def test_the_four_notebooks_are_there() -> None:
     names = [p.name for p in NOTEBOOKS]
-    assert names == ["01_quickstart.ipynb", "02_stale_cache_diagnostics.ipynb",
-                     "03_rls_scoping_audit.ipynb", "app.ipynb"]
+    assert names == [
+        "01_quickstart.ipynb",
+        "02_stale_cache_diagnostics.ipynb",
+        "03_rls_scoping_audit.ipynb",
+        "app.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_code_cells_are_short(path: Path) -> None:
-    long = [source(c).splitlines()[0] for c in cells(path)
-            if c["cell_type"] == "code" and len(source(c).splitlines()) > MAX_CELL_LINES]
+    long = [
+        source(c).splitlines()[0]
+        for c in cells(path)
+        if c["cell_type"] == "code" and len(source(c).splitlines()) > MAX_CELL_LINES
+    ]
     assert not long, f"cells over {MAX_CELL_LINES} lines: {long}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_stored_outputs_hold_no_errors(path: Path) -> None:
-    errors = [o.get("ename") for c in cells(path) for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = [
+        o.get("ename")
+        for c in cells(path)
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert errors == []
 
 
-@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[0].isdigit()],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [p for p in NOTEBOOKS if p.name[0].isdigit()], ids=lambda p: p.name
+)
 def test_documentation_notebooks_explain_and_check(path: Path) -> None:
     all_cells = cells(path)
     prose = [c for c in all_cells if c["cell_type"] == "markdown"]
     code = [c for c in all_cells if c["cell_type"] == "code"]
-    checked = [c for c in code if "nbval-check-output" in c.get("metadata", {}).get("tags", [])
-               or "NBVAL_CHECK_OUTPUT" in source(c)]
+    checked = [
+        c
+        for c in code
+        if "nbval-check-output" in c.get("metadata", {}).get("tags", [])
+        or "NBVAL_CHECK_OUTPUT" in source(c)
+    ]
     assert len(prose) >= len(code) // 2, "each step is explained in prose"
     assert len(checked) >= 5, "deterministic results are compared by nbval"
     assert all(c.get("outputs") for c in checked), "checked cells need stored outputs"
 
 
 #: The notebooks converted to cell tags (03 belongs to the audit work and follows).
-TAGGED = [p for p in NOTEBOOKS if p.name in ("01_quickstart.ipynb",
-                                             "02_stale_cache_diagnostics.ipynb")]
+TAGGED = [
+    p for p in NOTEBOOKS if p.name in ("01_quickstart.ipynb", "02_stale_cache_diagnostics.ipynb")
+]
 
 
 @pytest.mark.parametrize("path", TAGGED, ids=lambda p: p.name)
 def test_checked_cells_are_tagged_not_commented(path: Path) -> None:
     assert not [c for c in cells(path) if "NBVAL_CHECK_OUTPUT" in source(c)]
-
-
-@pytest.mark.parametrize("path", TAGGED, ids=lambda p: p.name)
-def test_widget_state_is_stored_so_the_panels_render_offline(path: Path) -> None:
-    state = json.loads(path.read_text())["metadata"].get("widgets", {})
-    models = state.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
-    assert models, "no widget state stored"
-    views = [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
-             for c in cells(path) for o in c.get("outputs", [])
-             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
-    assert views and all(v in models for v in views)

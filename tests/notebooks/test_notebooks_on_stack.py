@@ -44,7 +44,10 @@ def printed_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     with out.open("wb") as sink:
         process = subprocess.Popen(
             [str(contactsync), "devstack", "up", "--users-file", str(work / "users.json")],
-            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 120
         while "Press Ctrl-C" not in out.read_text() and time.monotonic() < deadline:
@@ -64,8 +67,9 @@ def run(notebook: str, env: dict[str, str], tmp_path: Path) -> nbformat.Notebook
     saved = dict(os.environ)
     os.environ.update(env)  # the kernel inherits this process's environment
     try:
-        NotebookClient(nb, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+        NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -85,15 +89,22 @@ def test_the_export_block_names_everything_the_notebooks_read(
     printed_environment: dict[str, str],
 ) -> None:
     assert set(printed_environment) == {
-        "SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_DB_URL", "SUPABASE_EMAIL",
-        "SUPABASE_PASSWORD", "SUPABASE_ORGANISATION_ID", "RLS_AUDIT_USERS"}
+        "SUPABASE_URL",
+        "SUPABASE_ANON_KEY",
+        "SUPABASE_DB_URL",
+        "SUPABASE_EMAIL",
+        "SUPABASE_PASSWORD",
+        "SUPABASE_ORGANISATION_ID",
+        "RLS_AUDIT_USERS",
+    }
     assert UUID.fullmatch(printed_environment["SUPABASE_ORGANISATION_ID"])
     users = Path(printed_environment["RLS_AUDIT_USERS"])
     assert users.stat().st_mode & 0o077 == 0, "the users file holds passwords: private"
 
 
 def test_notebook_02_runs_on_the_printed_environment(
-    printed_environment: dict[str, str], tmp_path: Path,
+    printed_environment: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     nb = run("02_stale_cache_diagnostics.ipynb", printed_environment, tmp_path)
     text = printed(nb)
@@ -105,7 +116,8 @@ def test_notebook_02_runs_on_the_printed_environment(
 
 
 def test_notebook_03_runs_on_the_printed_environment(
-    printed_environment: dict[str, str], tmp_path: Path,
+    printed_environment: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     nb = run("03_rls_scoping_audit.ipynb", printed_environment, tmp_path)
     text = printed(nb)

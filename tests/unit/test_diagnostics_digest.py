@@ -167,7 +167,7 @@ async def test_a_failing_digest_falls_back_to_the_id_diff_which_reports_the_fail
     diagnosis = await diagnose((None, cache), ORG, clock=ManualClock(NOW), reader=reader)
     row: dict[str, Any] = diagnosis.organisations.row(0, named=True)
     assert (row["verdict"], row["server_digest"], row["server_error_kind"]) == (
-        "failing",
+        "unreachable",
         None,
         "network",
     )

@@ -242,6 +242,7 @@ ARGUMENTS: dict[str, dict[str, Any]] = {
     "counts": {},
     "read_table": {"table": "contacts"},
     "begin_sync": {"organisation_id": ORGS[0]},
+    "cancel_sync": {"organisation_id": ORGS[0]},
 }
 
 

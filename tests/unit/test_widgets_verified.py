@@ -101,7 +101,8 @@ def test_a_failure_names_its_mode_in_the_details_only() -> None:
         mode="delta",
         error=SyncError(SyncErrorKind.NETWORK, "the server could not be reached"),
     )
-    assert describe_result(failed).startswith("The sync did not work")
+    # A network failure is the server not answering, never blamed on the sync.
+    assert describe_result(failed).startswith("The server does not answer")
     details = dict(result_details(failed))
     assert details["Mode"] == "delta: only changes"
     assert "Verified" not in details and "Rows changed" not in details
