@@ -9,7 +9,7 @@ seeing the previous content until the commit (WAL journal).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -28,7 +28,15 @@ from .cache_paths import check_cache_entries
 from .errors import ContactSyncError, SessionEndedError, SessionEndReason
 from .lease import CacheLease, folder_mutex, remove_unheld_lock
 from .mappers import MappedPage
-from .schemas import CACHE_TABLES, DATA_TABLES, SYNC_LOG, SYNC_STATE, TABLES, TableSpec
+from .schemas import (
+    CACHE_TABLES,
+    DATA_TABLES,
+    ORGANISATION_NAMES,
+    SYNC_LOG,
+    SYNC_STATE,
+    TABLES,
+    TableSpec,
+)
 from .staging import SyncStaging
 from .storage import SqliteStore, StorageFaults, iso_utc
 from .sync_log import SyncLogEntry
@@ -103,6 +111,11 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         # Which mode each sync attempt ran, and whether the server's digest proved it.
         "ALTER TABLE sync_log ADD COLUMN mode TEXT",
         "ALTER TABLE sync_log ADD COLUMN verified INTEGER",
+    ),
+    5: (
+        # The organisations' names, so the cache can be read by name while the server is down.
+        """CREATE TABLE organisation_names (
+            organisation_id TEXT PRIMARY KEY, name TEXT NOT NULL)""",
     ),
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
@@ -359,16 +372,34 @@ class ContactCache:
         """Wipe every table, every `last_synced_at` and the sync log; return rows removed.
 
         Erasure, not just deletion: no file of the cache keeps a deleted value afterwards.
+        The organisations' remembered names go too; the count covers the synced tables,
+        `sync_state` and `sync_log`.
         """
         removed: dict[str, int] = {}
         with self._store.write() as conn:
             for table in CACHE_TABLES:
-                removed[table] = conn.exec_driver_sql(f"DELETE FROM {table}").rowcount
+                rows = conn.exec_driver_sql(f"DELETE FROM {table}").rowcount
+                if table != ORGANISATION_NAMES.name:
+                    removed[table] = rows
         # secure_delete zeroed the rows in place; no WAL frame or free page keeps them.
         self._store.compact()
         return removed
 
+    def remember_organisation_names(self, names: Mapping[str, str]) -> None:
+        """Keep the organisations' names as the server last gave them (id -> name)."""
+        table = ORGANISATION_NAMES.name
+        with self._store.write() as conn:
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+            if names:
+                conn.exec_driver_sql(f"INSERT INTO {table} VALUES (?, ?)", list(names.items()))
+
     # -- reading ----------------------------------------------------------------------------
+
+    def organisation_names(self) -> dict[str, str]:
+        """The organisations' names last remembered (id -> name), for naming them offline."""
+        with self._store.read() as conn:
+            rows = conn.exec_driver_sql(f"SELECT * FROM {ORGANISATION_NAMES.name}").all()
+        return {str(row[0]): str(row[1]) for row in rows}
 
     def last_synced_at(self, organisation_id: str) -> datetime | None:
         """When `organisation_id` last synced successfully (aware UTC), or None."""

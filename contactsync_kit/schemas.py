@@ -19,6 +19,7 @@ __all__ = [
     "DATA_TABLES",
     "EMBEDDED_SELECT",
     "EMBEDDED_TABLES",
+    "ORGANISATION_NAMES",
     "RAW_CONTACT_SCHEMA",
     "ROOT_TABLE",
     "SYNC_LOG",
@@ -203,13 +204,22 @@ SYNC_LOG: Final = TableSpec(
     indexes=(("organisation_id", "started_at"),),
 )
 
+#: The names the server last gave the user's organisations, for reading the cache offline
+#: (cache migration 5). Wiped with the cache like every other table.
+ORGANISATION_NAMES: Final = TableSpec(
+    "organisation_names",
+    (Column("organisation_id", required=True), Column("name", required=True)),
+    key="organisation_id",
+)
+
+_BOOKKEEPING: Final = (SYNC_STATE, SYNC_LOG, ORGANISATION_NAMES)
 #: Every cache table by name: the synced data tables (parents first), then bookkeeping.
 TABLES: Final[dict[str, TableSpec]] = {
-    spec.name: spec for spec in (CONTACTS, NOTES, CONTACT_ASSIGNMENTS, SYNC_STATE, SYNC_LOG)
+    spec.name: spec for spec in (CONTACTS, NOTES, CONTACT_ASSIGNMENTS, *_BOOKKEEPING)
 }
 
 #: The cache's data tables, parents first (the order they are written in).
-DATA_TABLES: Final = tuple(name for name in TABLES if name not in (SYNC_STATE.name, SYNC_LOG.name))
+DATA_TABLES: Final = tuple(name for name in TABLES if name not in {s.name for s in _BOOKKEEPING})
 #: Every table of the cache file.
 CACHE_TABLES: Final = tuple(TABLES)
 #: The table a sync pages through; the others arrive embedded in its rows.

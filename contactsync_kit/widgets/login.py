@@ -21,7 +21,6 @@ from ..session import PrivilegedKeyError, SignInError, inspect_token
 from ..staleness import format_age
 from . import _view
 from ._base import PanelModel
-from .known_names import forget_names
 from .settings import UrlProblem, check_url
 from .static import StaticFallback
 
@@ -286,7 +285,6 @@ class LoginModel(PanelModel):
             return None
         finally:
             self.busy = False
-        await asyncio.to_thread(forget_names, session)
         session.close()
         who = self.user
         self.session = None

@@ -242,6 +242,7 @@ ARGUMENTS: dict[str, dict[str, Any]] = {
     "counts": {},
     "read_table": {"table": "contacts"},
     "begin_sync": {"organisation_id": ORGS[0]},
+    "remember_organisation_names": {"names": {ORGS[0]: "Solstreif"}},
     "cancel_sync": {"organisation_id": ORGS[0]},
 }
 
@@ -424,5 +425,19 @@ async def test_another_person_takes_over_an_encrypted_cache_left_open(tmp_path: 
     assert bob.cache.counts()["contacts"] == 0
     assert alice.ended is SessionEndReason.OTHER_PERSON
     assert (await bob.repository.sync_contacts_for_organisation(ORGS[1])).ok
+    await bob.sign_out()
+    await alice.aclose()
+
+
+async def test_organisation_names_live_in_the_cache_and_go_with_it(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite3"
+    alice = await open_session(ALICE, path)
+    alice.cache.remember_organisation_names({ORGS[0]: "Solstreif Helpers"})
+    assert alice.cache.organisation_names() == {ORGS[0]: "Solstreif Helpers"}
+    bob = await open_session(BOB, path)  # takes the file over: nothing of Alice's is left
+    assert bob.cache.organisation_names() == {}
+    bob.cache.remember_organisation_names({ORGS[1]: "Tindefjell"})
+    bob.cache.clear()
+    assert bob.cache.organisation_names() == {}
     await bob.sign_out()
     await alice.aclose()
