@@ -269,8 +269,9 @@ class SyncModel(LongWorkModel):
             self.progress = 0.0
             self.progress_text = "Asking the server…"
             self.say("busy", f"Syncing {name}…")
-        before = await asyncio.to_thread(session.cache.last_synced_at, org)
         try:
+            # Inside: a cache that ended meanwhile (signed out in another tab) raises here.
+            before = await asyncio.to_thread(session.cache.last_synced_at, org)
             async with self.working_on():
                 result = await session.repository.sync_contacts_for_organisation(
                     org, on_concurrent="reject", progress=self._on_progress
