@@ -18,11 +18,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import os
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,6 @@ from contactsync_kit.schemas import EMBEDDED_SELECT, TABLE_COLUMNS
 
 PAGE = 1000
 PARALLEL = 4
-_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
 def _naive_upsert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
@@ -169,35 +166,32 @@ class Floor:
 
 
 class PeakRss:
-    """Samples this process's resident memory every few ms; `growth_mib` is peak - start.
+    """This process's peak resident memory over a block; `growth_mib` is peak - start.
 
-    RSS, not tracemalloc: polars and SQLite allocate outside Python's allocator. Read straight
-    from ``/proc/self/statm`` so the sampling costs little of the CPU being measured.
+    RSS, not tracemalloc: polars and SQLite allocate outside Python's allocator. The kernel
+    keeps the peak (``VmHWM``); writing 5 to ``/proc/self/clear_refs`` resets it to the current
+    RSS, so no sampling thread competes for the CPU being measured.
     """
 
     def __init__(self) -> None:
-        self._fd = os.open("/proc/self/statm", os.O_RDONLY)
-        self._stop = threading.Event()
         self._start = self._peak = 0
 
-    def _rss(self) -> int:
-        return int(os.pread(self._fd, 64, 0).split()[1]) * _PAGE_BYTES
+    @staticmethod
+    def _status(field: str) -> int:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no {field} in /proc/self/status")
 
     def __enter__(self) -> PeakRss:
-        self._start = self._peak = self._rss()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+        self._start = self._status("VmRSS:")
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, self._rss())
-        os.close(self._fd)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self._peak = max(self._peak, self._rss())
+        self._peak = self._status("VmHWM:")
 
     @property
     def growth_mib(self) -> float:
