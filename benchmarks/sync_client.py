@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -217,11 +219,40 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "naive": lambda path: naive_sync(client, org, path),
     }[spec["runner"]]
     gc.collect()
+    threads = _thread_cpu()
     with tempfile.TemporaryDirectory() as workdir, PeakRss() as memory:
         cpu, started = time.process_time(), time.perf_counter()
         items = await runner(Path(workdir) / "cache.sqlite3")
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return {"wall": wall, "cpu": cpu, "rss": memory.growth_mib, "items": items}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "rss": memory.growth_mib,
+        "items": items,
+        "threads": _thread_delta(threads, _thread_cpu()) if spec.get("threads") else None,
+    }
+
+
+def _thread_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(v - before.get(k, 0.0), 2) for k, v in after.items() if v > before.get(k, 0)}
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds of each thread of this process so far, by name (polars' by their own)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    ticks = os.sysconf("SC_CLK_TCK")
+    result: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as handle:
+                fields = handle.read().rpartition(b")")[2].split()
+            with open(f"/proc/self/task/{tid}/comm") as handle:
+                comm = handle.read().strip()
+        except FileNotFoundError:
+            continue
+        name = names.get(int(tid)) or comm
+        result[name] = result.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return result
 
 
 def main() -> None:
