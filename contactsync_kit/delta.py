@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -124,8 +125,10 @@ class IncrementalSync:
         log: Callable[[SyncResult, datetime, int], Awaitable[None]],
         epoch: int,
         window: timedelta,
+        cpu: Executor | None = None,
     ) -> None:
         self._source = source
+        self._cpu = cpu  # where a full sync's pages are hashed (None: asyncio's default)
         self._store = store
         self._clock = clock
         self._full = full
@@ -195,7 +198,9 @@ class IncrementalSync:
             if pending:
                 frames = pending.copy()
                 pending.clear()
-                batches.append(asyncio.ensure_future(asyncio.to_thread(digest_batch, frames)))
+                batches.append(
+                    asyncio.get_running_loop().run_in_executor(self._cpu, digest_batch, frames)
+                )
 
         def on_page(page: MappedPage) -> None:
             nonlocal server
@@ -211,8 +216,8 @@ class IncrementalSync:
 
         async def before_commit() -> SyncError | None:
             flush()
-            sums, newest = await asyncio.to_thread(
-                combine_digest_batches, await asyncio.gather(*batches)
+            sums, newest = await asyncio.get_running_loop().run_in_executor(
+                self._cpu, combine_digest_batches, await asyncio.gather(*batches)
             )
             check.buckets.update(sums)
             check.watermarks.update(newest)
