@@ -152,8 +152,10 @@ def _hashint8extended(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _uuid_hash_extended(
     words: list[np.ndarray], seed_hi: np.ndarray, seed_lo: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """PostgreSQL's ``uuid_hash_extended``: lookup3 over the uuid's four little-endian words
-    `words`, seeded by `seed_hi`/`seed_lo`; the result's high and low 32-bit words."""
+    """PostgreSQL's ``uuid_hash_extended``: the result's high and low 32-bit words.
+
+    lookup3 over the uuid's four little-endian `words`, seeded by `seed_hi`/`seed_lo`.
+    """
     n = len(seed_hi)
     a, b, c = _start(16, n), _start(16, n), _start(16, n)
     seeded = (seed_hi != 0) | (seed_lo != 0)
