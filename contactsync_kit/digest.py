@@ -29,12 +29,14 @@ __all__ = [
     "BUCKET_PREFIX",
     "DIGEST_MODULUS",
     "Digest",
+    "DigestTotal",
     "TableDigests",
     "bucket_bounds",
     "bucket_sum_frame",
     "bucket_sums",
     "combine_digest_batches",
     "digest_batch",
+    "fold_digest_batch",
     "merge_buckets",
     "row_digest_columns",
     "server_total",
@@ -262,6 +264,25 @@ def digest_batch(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame
     batch = pl.concat(frames)
     newest = batch.group_by("table").agg(pl.col("updated_at").max())
     return bucket_sum_frame(batch), newest
+
+
+#: Digest sums by table and bucket, and each table's newest ``updated_at`` (`digest_batch`).
+DigestTotal = tuple[pl.DataFrame, pl.DataFrame]
+
+
+def fold_digest_batch(total: DigestTotal | None, frames: list[pl.DataFrame]) -> DigestTotal:
+    """`digest_batch` of `frames` added to a running `total` (None: nothing yet).
+
+    The total keeps one row per table and bucket, so folding batch after batch holds the
+    memory of one total, not of every batch.
+    """
+    sums, newest = digest_batch(frames)
+    if total is None:
+        return sums, newest
+    return (
+        pl.concat([total[0], sums]).group_by("table", "bucket").agg(pl.col("n", "r1", "r2").sum()),
+        pl.concat([total[1], newest]).group_by("table").agg(pl.col("updated_at").max()),
+    )
 
 
 def combine_digest_batches(
