@@ -90,10 +90,14 @@ async def naive_sync(client: Any, organisation_id: str, path: Path) -> int:
     return len(contacts)
 
 
+_KEPT: list[object] = []  # the repository outlives the run: its threads' CPU can be read
+
+
 async def kit_sync(client: Any, organisation_id: str, path: Path) -> int:
     """The kit's way, through the public repository."""
     cache = ContactCache.open(path)
     repo = ContactCacheSyncRepository(client, cache, SystemClock())
+    _KEPT.append(repo)
     result = await repo.sync_contacts_for_organisation(organisation_id)
     cache.close()
     if result.error is not None:
@@ -201,14 +205,6 @@ class PeakRss:
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
-    if os.environ.get("EXP_GC"):
-        gc.set_threshold(int(os.environ["EXP_GC"]), 1, 1)
-    if os.environ.get("EXP_WORKERS"):
-        import concurrent.futures
-
-        asyncio.get_running_loop().set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(int(os.environ["EXP_WORKERS"]))
-        )
     client = await sign_in(
         spec["url"],
         spec["anon_key"],
@@ -228,17 +224,6 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     }[spec["runner"]]
     gc.collect()
     threads = _thread_cpu()
-    if os.environ.get("EXP_TIMELINE"):
-        start_rss = PeakRss._status("VmRSS:")
-
-        def sample() -> None:
-            t0 = time.perf_counter()
-            while True:
-                time.sleep(0.1)
-                mib = (PeakRss._status("VmRSS:") - start_rss) / 2**20
-                print(f"t={time.perf_counter() - t0:.1f} {mib:.0f}", file=sys.stderr, flush=True)
-
-        threading.Thread(target=sample, daemon=True).start()
     with tempfile.TemporaryDirectory() as workdir, PeakRss() as memory:
         cpu, started = time.process_time(), time.perf_counter()
         items = await runner(Path(workdir) / "cache.sqlite3")
