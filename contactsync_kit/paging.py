@@ -32,8 +32,9 @@ PARALLEL_PAGES: Final = 4
 #: Up to this many pages after the first are fetched one after another (keyset on the last
 #: id); more are split into id ranges fetched side by side.
 SEQUENTIAL_PAGES: Final = 3
-#: Mapped pages waiting for the writer: with the pages in flight, this bounds memory.
-WRITE_QUEUE: Final = 2
+#: Mapped pages waiting for the writer: with the pages in flight, this bounds memory (one is
+#: enough to keep the writer busy: pages are mapped faster than they are written).
+WRITE_QUEUE: Final = 1
 
 #: ``(after, upto)``: the ids ``after < id <= upto``; ``upto`` None means no upper bound.
 IdRange = tuple[str, str | None]
