@@ -19,7 +19,9 @@ the wall time, the client process's CPU seconds, and the server's CPU seconds by
 Medians of interleaved runs (each round runs every setup and every client, so all see the
 same machine); the kit's peak RSS growth is the largest of its runs. Speed is measured here,
 never asserted in tests: this machine is noisy. ``BENCH_QUICK=1`` (or ``--quick``) runs 200
-and 20,000 contacts, 3 rounds.
+and 20,000 contacts, 3 rounds. The kit's CPU is also split by thread (the event loop: HTTP;
+``contactsync-map``: mapping and hashing; ``asyncio_*``: SQLite writes and the commit;
+``polars-*``: polars' own pool).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Runs:
     cpu: list[float] = field(default_factory=list)
     rss: list[float] = field(default_factory=list)
     server: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROLES})
+    threads: list[dict[str, float]] = field(default_factory=list)  # CPU-s by thread, per run
 
     def median(self, values: list[float]) -> float:
         return statistics.median(values)
@@ -105,7 +108,9 @@ def measure_size(
             line = []
             for client in CLIENTS:
                 before = stack.cpu()
-                result = client_run({**base, "runner": client}, client_cores)
+                result = client_run(
+                    {**base, "runner": client, "threads": client == "kit"}, client_cores
+                )
                 after = stack.cpu()
                 if client != "parallel":
                     assert result["items"] == size, (client, result["items"], size)
@@ -113,6 +118,8 @@ def measure_size(
                 entry.wall.append(result["wall"])
                 entry.cpu.append(result["cpu"])
                 entry.rss.append(result["rss"])
+                if result.get("threads"):
+                    entry.threads.append(result["threads"])
                 for role in ROLES:
                     entry.server[role].append(after[role] - before[role])
                 line.append(
@@ -151,6 +158,14 @@ def report(results: dict[int, tuple[dict[tuple[str, str], Runs], float | None]])
                     f"| {size:,} | {setup} | {client} | {med(entry.wall) * 1000:,.0f} ms | "
                     f"{med(entry.cpu):.2f} | {server} | {ratio} | {rss} |"
                 )
+    print("\nThe kit's client CPU-s by thread (median of the runs; /proc/self/task/*/stat):")
+    for size, (runs, _naive) in results.items():
+        for setup in SETUPS:
+            threads = runs[setup, "kit"].threads
+            names = sorted({name for run in threads for name in run})
+            split = {n: med([run.get(n, 0.0) for run in threads]) for n in names}
+            shown = ", ".join(f"{n} {v:.2f}" for n, v in sorted(split.items(), key=lambda i: -i[1]))
+            print(f"  {size:,} {setup}: {shown}")
     naive = {size: n for size, (_runs, n) in results.items() if n is not None}
     for size, wall in naive.items():
         print(f"\nnaive (N+1, a commit per record) at {size:,} contacts: {wall * 1000:,.0f} ms")
