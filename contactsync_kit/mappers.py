@@ -245,7 +245,7 @@ def _impossible_dates(frame: pl.DataFrame, name: str) -> int:
     days = frame.get_column(name).drop_nulls().str.slice(0, 10)
     distinct = days.unique()
     bad = distinct.filter(distinct.str.to_date("%Y-%m-%d", strict=False).is_null())
-    return int(days.is_in(bad).sum()) if bad.len() else 0
+    return int(days.is_in(bad.to_list()).sum()) if bad.len() else 0
 
 
 def _uniform_columns(
