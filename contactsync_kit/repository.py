@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -97,6 +99,9 @@ class ContactCacheSyncRepository:
         self._epoch = 0
         self._delta_store = DeltaStore(cache)
         self._delta_window = delta_window
+        # Mapping and hashing (polars) on one thread: polars' allocator keeps freed memory a
+        # while per thread, so peak memory grows with the threads the pages are spread over.
+        self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contactsync-map")
 
     @property
     def cache(self) -> ContactCache:
@@ -205,6 +210,7 @@ class ContactCacheSyncRepository:
             log=self._log,
             epoch=self._epoch,
             window=self._delta_window,
+            cpu=self._cpu,
         ).run(org, mode)
 
     async def _exclusive_write(self, epoch: int, work: Callable[[], T]) -> T:
@@ -387,8 +393,11 @@ class ContactCacheSyncRepository:
         mark = time.perf_counter()
         # polars releases the GIL: mapping on a worker thread keeps the event loop (and a
         # notebook's widgets) responsive during a long sync.
-        result = await asyncio.to_thread(
-            map_contacts_page, page.body, attempt.org, embedded_cap=self._max_rows
+        result = await asyncio.get_running_loop().run_in_executor(
+            self._cpu,
+            functools.partial(
+                map_contacts_page, page.body, attempt.org, embedded_cap=self._max_rows
+            ),
         )
         attempt.timer.map += time.perf_counter() - mark
         if isinstance(result, MappingProblem):

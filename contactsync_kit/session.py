@@ -25,6 +25,7 @@ from .clock import Clock
 from .errors import ContactSyncError
 from .results import SyncErrorKind
 from .tokens import unverified_claims
+from .transport import AiohttpTransport
 
 __all__ = [
     "ConfirmedUser",
@@ -297,7 +298,8 @@ async def sign_in(
     options = AsyncClientOptions(
         postgrest_client_retry=retry,
         # supabase-py takes timeouts from the httpx client it is given (its own are deprecated).
-        httpx_client=http_client or httpx.AsyncClient(timeout=timeout_s),
+        httpx_client=http_client
+        or httpx.AsyncClient(timeout=timeout_s, transport=AiohttpTransport()),
         persist_session=False,
     )
     if access_token is not None:

@@ -1,4 +1,4 @@
-"""The pure digest: PostgreSQL's hashes reproduced in polars, and the multiset arithmetic."""
+"""The pure digest: PostgreSQL's hashes reproduced in numpy, and the multiset arithmetic."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from contactsync_kit.digest import (
     bucket_sums,
     combine_digest_batches,
     digest_batch,
+    fold_digest_batch,
     merge_buckets,
     row_digest_columns,
     server_total,
@@ -159,3 +160,16 @@ def test_batches_hashed_apart_add_up_to_the_whole_with_the_newest_timestamps() -
         t: max(row[1] for row in frame(rows).iter_rows()) for t, rows in parts.items()
     }
     assert combine_digest_batches([]) == ({}, {})
+
+
+def test_batches_folded_one_after_another_add_up_to_the_whole() -> None:
+    rng = random.Random(10)
+    parts = {"contacts": random_rows(rng, 80), "notes": random_rows(rng, 200)}
+    mixed = tagged(parts).sample(fraction=1.0, shuffle=True, seed=4)
+    running = None
+    for start in range(0, mixed.height, 50):
+        running = fold_digest_batch(running, [mixed.slice(start, 50)])
+        # The total keeps one row per table and bucket, however many batches went in.
+        assert running[0].height == running[0].select("table", "bucket").n_unique()
+    assert running is not None
+    assert combine_digest_batches([running]) == combine_digest_batches([digest_batch([mixed])])

@@ -1,0 +1,150 @@
+"""The write path's seams: `TableWriter` (frames into SQLite) and `AiohttpTransport` (HTTP).
+
+The writer must keep the cache's guarantees (the sync's one transaction, any number of rows);
+the transport must look like httpx's own to everything above it (bodies, headers, and
+httpx's exceptions for a refused connection or a timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+from aiohttp import web
+
+from contactsync_kit import ContactCache, MappedPage, map_contacts_page
+from contactsync_kit.staging import SyncStaging
+from contactsync_kit.table_writer import ColumnsWriter, TableWriter
+from contactsync_kit.testing import fake_contact
+from contactsync_kit.transport import AiohttpTransport
+
+ORG = "aaaaaaaa-0000-4000-8000-000000000001"
+WHEN = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
+
+
+def page(count: int, seed: int = 0) -> MappedPage:
+    rng = random.Random(seed)
+    mapped = map_contacts_page([fake_contact(ORG, rng=rng) for _ in range(count)], ORG)
+    assert isinstance(mapped, MappedPage)
+    return mapped
+
+
+def test_the_columns_writer_writes_every_row_across_its_slices(tmp_path: Path) -> None:
+    cache = ContactCache.open(tmp_path / "cache.sqlite3")
+    big = page(5000, seed=1)  # more rows than one slice of the writer
+    cache.apply_sync(ORG, big, WHEN)
+    assert cache.counts(ORG)["contacts"] == 5000
+    stored = cache.read_table("contacts", ORG).sort("id")
+    assert stored.equals(big.contacts.select(stored.columns).sort("id"))
+    cache.close()
+
+
+def test_rows_a_writer_wrote_roll_back_with_the_sync(tmp_path: Path) -> None:
+    cache = ContactCache.open(tmp_path / "cache.sqlite3")
+    written: list[int] = []
+
+    class Counting:
+        def write(self, conn, sql, frame):  # type: ignore[no-untyped-def]
+            written.append(ColumnsWriter().write(conn, sql, frame))
+            return written[-1]
+
+    writer: TableWriter = Counting()
+    staging = SyncStaging(cache.store, ORG, 1, writer=writer)
+    staging.stage(page(30, seed=2))
+    assert sum(written) > 30  # contacts, notes and assignments went through the writer
+    staging.discard()  # no commit: everything the writer wrote is rolled back
+    assert cache.counts(ORG) == {"contacts": 0, "notes": 0, "contact_assignments": 0}
+    cache.close()
+
+
+def test_an_empty_frame_writes_nothing(tmp_path: Path) -> None:
+    cache = ContactCache.open(tmp_path / "cache.sqlite3")
+    with cache.store.write() as conn:
+        assert (
+            ColumnsWriter().write(conn, "INSERT INTO sync_state VALUES (?, ?)", pl.DataFrame()) == 0
+        )
+    cache.close()
+
+
+async def serve(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def test_the_transport_carries_requests_and_responses_like_httpx() -> None:
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.Response(
+            body=body[::-1],
+            status=201,
+            headers={"content-range": "0-1/2", "x-seen": request.headers.get("x-ask", "")},
+        )
+
+    runner, url = await serve(echo)
+    try:
+        async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=5) as client:
+            response = await client.post(
+                f"{url}/rest/v1/x", params={"a": "1"}, content=b"abc", headers={"x-ask": "yes"}
+            )
+        assert response.status_code == 201
+        assert response.content == b"cba"
+        assert response.headers["content-range"] == "0-1/2"
+        assert response.headers["x-seen"] == "yes"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_refused_connection_is_httpxs_connect_error() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=5) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_a_slow_answer_is_httpxs_read_timeout() -> None:
+    async def slow(_request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.Response(text="late")
+
+    runner, url = await serve(slow)
+    try:
+        async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=0.2) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.get(url)
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_connection_dropped_mid_body_is_a_transport_error() -> None:
+    async def cut(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-length": "1000"})
+        await response.prepare(request)
+        await response.write(b"x" * 10)
+        request.transport.close()  # type: ignore[union-attr]
+        return response
+
+    runner, url = await serve(cut)
+    try:
+        async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=5) as client:
+            with pytest.raises(httpx.TransportError) as caught:
+                await client.get(url)
+        assert not isinstance(caught.value, httpx.TimeoutException)
+    finally:
+        await runner.cleanup()
