@@ -98,6 +98,11 @@ COMMANDS: dict[str, ByTest | ByCI | NotRun] = {
         runs="contactsync devstack up",
         evidence=('"contactsync"', '"devstack"', '"up"'),
     ),
+    "contactsync devstack up": ByTest(
+        "tests/integration/test_bench_quick.py::"
+        "test_the_benchmark_measures_client_and_server_apart_in_both_setups",
+        evidence=('"devstack"', '"up"'),
+    ),
     "make console": ByTest(
         "tests/browser/test_console_demo_stack.py::test_five_page_loads_share_one_demo_stack",
         runs="voila notebooks/app.ipynb",
