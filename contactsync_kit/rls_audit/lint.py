@@ -164,6 +164,22 @@ def _metadata_detail(text: str | None, readers: set[str]) -> str | None:
     return None
 
 
+def _scoped_by_metadata(
+    schema: str, name: str, kind: str, definition: str | None, readers: set[str]
+) -> Iterator[_Finding]:
+    """A view's or function's scoping by user-editable claims, as a finding with its fix."""
+    how = _metadata_detail(definition, readers)
+    if how is not None:
+        yield _finding(
+            schema,
+            name,
+            None,
+            "user_metadata_scoping",
+            f"the {kind} {how}",
+            f"scope {schema}.{name} by a membership table or app_metadata instead",
+        )
+
+
 def _schema_findings(catalog: PolicyCatalog) -> Iterator[_Finding]:
     if not catalog.schemas_known:
         yield _finding(
@@ -333,16 +349,7 @@ def _surface_findings(
                     f"REVOKE ALL ON {where} FROM anon, authenticated; "
                     "(or move it out of the exposed schemas)",
                 )
-            how = _metadata_detail(definition, readers)
-            if how is not None:
-                yield _finding(
-                    schema,
-                    name,
-                    None,
-                    "user_metadata_scoping",
-                    f"the {kind} {how}",
-                    f"scope {where} by a membership table or app_metadata instead",
-                )
+            yield from _scoped_by_metadata(schema, name, kind, definition, readers)
         if kind == "view" and not obj["security_invoker"]:
             yield _finding(
                 schema,
@@ -386,16 +393,7 @@ def _function_findings(
     schema, name = obj["schema"], obj["name"]
     where = f"{schema}.{name}"
     base = f"{schema}.{name.split('(')[0]}".lower()
-    how = _metadata_detail(sources.get(base), readers - {base})
-    if how is not None:
-        yield _finding(
-            schema,
-            name,
-            None,
-            "user_metadata_scoping",
-            f"the function {how}",
-            f"scope {where} by a membership table or app_metadata instead",
-        )
+    yield from _scoped_by_metadata(schema, name, "function", sources.get(base), readers - {base})
     if not obj["search_path_fixed"]:
         yield _finding(
             schema,

@@ -17,6 +17,7 @@ from ..clock import Clock, SystemClock
 from .callers import Collected, RequestCounter
 from .database import fetch_policy_catalog
 from .files import load_expected_surface
+from .frames import Probe
 from .lint import PolicyCatalog, lint_policies
 from .plan import CallerPlan, ScalePlan, scale_plan
 from .report import AuditReport, evaluate
@@ -204,6 +205,26 @@ class _Run:
                 raise task.exception()  # type: ignore[misc]
         return finished
 
+    async def _call_functions(
+        self,
+        caller: CallerPlan,
+        client: Any,
+        limit: asyncio.Semaphore,
+        probe: Probe = Probe.FOREIGN_ARGS,
+    ) -> None:
+        """The function probes of `caller`: each exposed function with ids it must not see."""
+        plan = self.plan
+        await call_functions(
+            caller,
+            client,
+            plan.functions,
+            plan.foreign_ids,
+            plan.named_org.get(caller.user),
+            limit=limit,
+            out=self.out,
+            probe=probe,
+        )
+
     async def callers(
         self,
         api: Api,
@@ -229,15 +250,7 @@ class _Run:
                 await probe_caller(caller, RemoteReader(client), limit=limit, out=self.out)  # type: ignore[arg-type]
             else:
                 await sweep(caller, client, limit=limit, out=self.out, page_size=api.page_size)
-            await call_functions(
-                caller,
-                client,
-                plan.functions,
-                plan.foreign_ids,
-                plan.named_org.get(caller.user),
-                limit=limit,
-                out=self.out,
-            )
+            await self._call_functions(caller, client, limit)
 
         jobs = [(lambda c=caller, u=user: one(c, u)) for caller, user in plan.callers()]
         self.done = await self._pool(jobs, 2 * self.concurrency, stop, "callers")
@@ -245,8 +258,6 @@ class _Run:
     async def claims(
         self, api: Api, claims_tokens: ClaimsTokens, limit: asyncio.Semaphore, stop: asyncio.Event
     ) -> None:
-        from .frames import Probe
-
         plan = self.plan
         metadata = plan.claims_metadata()
         manager = await asyncio.to_thread(claims_tokens, metadata)
@@ -263,16 +274,7 @@ class _Run:
                     probe=Probe.CLAIMS,
                     page_size=api.page_size,
                 )
-                await call_functions(
-                    caller,
-                    client,
-                    plan.functions,
-                    plan.foreign_ids,
-                    plan.named_org.get(caller.user),
-                    limit=limit,
-                    out=self.out,
-                    probe=Probe.CLAIMS_ARGS,
-                )
+                await self._call_functions(caller, client, limit, Probe.CLAIMS_ARGS)
 
             jobs = [
                 (lambda c=caller, u=user_id: one(c, u))
