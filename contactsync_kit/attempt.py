@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from .errors import SyncStopped
+from .errors import SessionEndReason, SyncStopped
 from .mappers import MappedPage
 from .paging import IdRange
 from .results import StageTimings, SyncError, SyncErrorKind, SyncFailure, SyncSuccess
@@ -35,6 +35,7 @@ __all__ = [
     "first_failure",
     "report_progress",
     "settle",
+    "signed_out",
 ]
 
 __io__ = "none"
@@ -235,3 +236,10 @@ def settle(*futures: asyncio.Future[Any] | None) -> None:
             future.cancel()
         elif not future.cancelled():
             future.exception()
+
+
+def signed_out(org: str, reason: SessionEndReason) -> SyncFailure:
+    """The failure of a sync whose session no longer holds the cache, in `reason`'s words."""
+    return SyncFailure(
+        organisation_id=org, error=SyncError(SyncErrorKind.SIGNED_OUT, reason.message)
+    )

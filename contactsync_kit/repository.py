@@ -24,12 +24,13 @@ from .attempt import (
     fetch_range,
     first_failure,
     report_progress,
+    signed_out,
 )
 from .cache import ContactCache, SyncLogEntry
 from .clock import Clock, ServerClock, SystemClock
 from .delta import FullSyncHooks, IncrementalSync, SyncMode
 from .delta_store import DeltaStore
-from .errors import SessionEndReason, SyncStopped
+from .errors import SyncStopped
 from .mappers import MappedPage, MappingProblem, map_contacts_page
 from .paging import (
     PARALLEL_PAGES,
@@ -146,7 +147,7 @@ class ContactCacheSyncRepository:
                 ),
             )
         if (ended := self._cache.ended()) is not None:
-            return _signed_out(org, ended)
+            return signed_out(org, ended)
         running = self._running.get(org)
         if running is not None:
             if (on_concurrent or self._on_concurrent) == "reject":
@@ -164,7 +165,7 @@ class ContactCacheSyncRepository:
         result = await asyncio.shield(task)
         if (ended := self._cache.ended()) is not None:
             # Whatever it wrote went to a file that is no longer this session's.
-            return _signed_out(org, ended)
+            return signed_out(org, ended)
         return result
 
     def cancel_sync(self, organisation_id: str) -> bool:
@@ -493,9 +494,3 @@ class ContactCacheSyncRepository:
                     entry.outcome,
                     entry.organisation_id,
                 )
-
-
-def _signed_out(org: str, reason: SessionEndReason) -> SyncFailure:
-    return SyncFailure(
-        organisation_id=org, error=SyncError(SyncErrorKind.SIGNED_OUT, reason.message)
-    )
