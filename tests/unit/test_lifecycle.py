@@ -57,7 +57,7 @@ def spawn(workers: list[Worker], email: str, cache_path: Path | None, **env: str
 
 
 async def open_session(
-    email: str, path: Path | None, fake: FakeSupabase | None = None
+    email: str, path: Path | None, fake: FakeSupabase | None = None, **options: Any
 ) -> UserSession:
     fake = fake or fake_server()
     return await start_session(
@@ -67,6 +67,7 @@ async def open_session(
         password=PASSWORD,
         cache_path=path,
         http_client=fake.http_client(),
+        **options,
     )
 
 
@@ -402,26 +403,9 @@ def test_a_hard_link_at_the_cache_path_is_refused(tmp_path: Path) -> None:
 
 async def test_another_person_takes_over_an_encrypted_cache_left_open(tmp_path: Path) -> None:
     path = tmp_path / "cache.sqlite3"
-    fake = fake_server()
-    alice = await start_session(
-        fake.url,
-        fake.anon_key,
-        email=ALICE,
-        password=PASSWORD,
-        cache_path=path,
-        cache_key="alice's key",
-        http_client=fake.http_client(),
-    )
+    alice = await open_session(ALICE, path, cache_key="alice's key")
     assert (await alice.repository.sync_contacts_for_organisation(ORGS[0])).ok
-    bob = await start_session(
-        fake.url,
-        fake.anon_key,
-        email=BOB,
-        password=PASSWORD,
-        cache_path=path,
-        cache_key="bob's key",
-        http_client=fake.http_client(),
-    )
+    bob = await open_session(BOB, path, cache_key="bob's key")
     assert bob.cache.counts()["contacts"] == 0
     assert alice.ended is SessionEndReason.OTHER_PERSON
     assert (await bob.repository.sync_contacts_for_organisation(ORGS[1])).ok
