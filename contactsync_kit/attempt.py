@@ -185,9 +185,7 @@ class Attempt:
         """This attempt as a `SyncSuccess` with `counts` rows per table."""
         return SyncSuccess(
             organisation_id=self.org,
-            items_synced=counts["contacts"],
-            notes_synced=counts["notes"],
-            assignments_synced=counts["contact_assignments"],
+            rows_synced=counts,
             duration_ms=self.timer.elapsed_ms(),
             pages=self.pages,
             timings=self.timer.timings(),

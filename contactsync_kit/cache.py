@@ -164,7 +164,10 @@ _LOG_SQL: Final = (
 
 
 def _log_row(entry: SyncLogEntry) -> tuple[object, ...]:
-    values = (getattr(entry, name) for name in SYNC_LOG.written)
+    values = (
+        entry.rows.get(name, 0) if name in DATA_TABLES else getattr(entry, name)
+        for name in SYNC_LOG.written
+    )
     return tuple(iso_utc(v) if isinstance(v, datetime) else v for v in values)
 
 

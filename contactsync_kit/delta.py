@@ -269,7 +269,7 @@ class IncrementalSync:
             mode="full",
             verified=check.verified and result.error is None,
             fallback_reason="; ".join(r for r in (reason, check.note) if r) or None,
-            rows_changed=result.items_synced + result.notes_synced + result.assignments_synced,
+            rows_changed=sum(result.rows_synced.values()),
         )
 
     # -- delta --------------------------------------------------------------------------------
@@ -400,9 +400,7 @@ class IncrementalSync:
         # and `rows_deleted` say what this delta did.
         result = SyncSuccess(
             organisation_id=org,
-            items_synced=expected["contacts"][0],
-            notes_synced=expected["notes"][0],
-            assignments_synced=expected["contact_assignments"][0],
+            rows_synced={table: count for table, (count, _) in expected.items()},
             duration_ms=round((time.perf_counter() - mark) * 1000),
             pages=self._requests,
             mode="delta",

@@ -26,6 +26,7 @@ from .bootstrap import default_cache_path, start_session
 from .cache_files import private_folder
 from .errors import SessionEndReason
 from .results import SyncResult
+from .schemas import describe_rows
 
 __all__ = ["ConsoleDemo", "console_demo", "console_demo_folder", "format_result", "run_demo"]
 
@@ -42,8 +43,7 @@ def format_result(result: SyncResult, name: str) -> str:
         return f"  {name}: FAILED [{result.error.kind}] {result.error.message}"
     t = result.timings
     return (
-        f"  {name}: {result.items_synced} contacts, {result.notes_synced} notes, "
-        f"{result.assignments_synced} assignments in {result.duration_ms} ms "
+        f"  {name}: {describe_rows(result.rows_synced)} in {result.duration_ms} ms "
         f"(fetch {t.fetch_ms} / map {t.map_ms} / write {t.write_ms} ms, {result.pages} page(s))"
     )
 
@@ -90,8 +90,7 @@ async def run_demo(*, contacts_per_org: int = 200, out: Callable[[str], None] = 
         for row in session.cache.overview().iter_rows(named=True):
             out(
                 f"  {names.get(row['organisation_id'], row['organisation_id'])}: "
-                f"{row['contacts']} contacts, {row['notes']} notes, "
-                f"{row['contact_assignments']} assignments, last synced "
+                f"{describe_rows(row)}, last synced "
                 f"{row['last_synced_at']:%Y-%m-%d %H:%M:%S} UTC"
             )
         removed = await session.sign_out()

@@ -9,6 +9,7 @@ Imports neither supabase nor SQLAlchemy.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -49,16 +50,17 @@ _UTC_TEXT = (
 class MappedPage:
     """Validated frames, one per cache data table, ready for one bulk upsert each.
 
-    The fields are named as `schemas.DATA_TABLES`, in the same order.
+    `tables` is keyed by `schemas.DATA_TABLES`, in the same order; ``page["notes"]`` is one.
     """
 
-    contacts: pl.DataFrame
-    notes: pl.DataFrame
-    contact_assignments: pl.DataFrame
+    tables: Mapping[str, pl.DataFrame]
+
+    def __getitem__(self, table: str) -> pl.DataFrame:
+        return self.tables[table]
 
     def frames(self) -> dict[str, pl.DataFrame]:
         """Table name -> frame, in the order they must be written (parents first)."""
-        return {table: getattr(self, table) for table in DATA_TABLES}
+        return {table: self.tables[table] for table in DATA_TABLES}
 
     def counts(self) -> dict[str, int]:
         """Table name -> row count."""
@@ -76,7 +78,7 @@ class MappingProblem:
 
 def empty_page() -> MappedPage:
     """A page with no rows, with the declared schemas."""
-    return MappedPage(**{name: pl.DataFrame(schema=table_schema(name)) for name in DATA_TABLES})
+    return MappedPage({name: pl.DataFrame(schema=table_schema(name)) for name in DATA_TABLES})
 
 
 def map_contacts_page(
@@ -133,7 +135,7 @@ def map_contacts_page(
         return MappingProblem(
             "invalid_data", f"{total} invalid value(s) in the page: {detail}", reasons
         )
-    return MappedPage(**frames)
+    return MappedPage(frames)
 
 
 def _read_raw(raw: Any) -> pl.DataFrame | MappingProblem:

@@ -41,7 +41,7 @@ from .paging import (
 )
 from .remote import ContactSource, RemotePage, SupabaseDeltaSource
 from .results import SyncError, SyncErrorKind, SyncFailure, SyncResult
-from .schemas import DATA_TABLES
+from .schemas import DATA_TABLES, ROOT_TABLE
 
 if TYPE_CHECKING:
     from supabase import AsyncClient
@@ -297,7 +297,7 @@ class ContactCacheSyncRepository:
                     if page.rows is not None and (page.rows == 0 or page.last_key is not None):
                         return page.rows, page.last_key
                     mapped = await task  # the server did not say: wait for the mapper
-                    ids = mapped.contacts.get_column("id")
+                    ids = mapped[ROOT_TABLE].get_column("id")
                     return ids.len(), (ids[-1] if ids.len() else None)
 
                 writer = group.create_task(
@@ -403,7 +403,7 @@ class ContactCacheSyncRepository:
         attempt.timer.map += time.perf_counter() - mark
         if isinstance(result, MappingProblem):
             raise Refused(SyncError(SyncErrorKind(result.kind), result.message))
-        ids = result.contacts.get_column("id")
+        ids = result[ROOT_TABLE].get_column("id")
         last = ids[-1] if ids.len() else None
         # The next page was asked for from what the server announced: it must be so.
         if (page.rows is not None and page.rows != ids.len()) or (

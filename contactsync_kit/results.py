@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
+
+from .schemas import ROOT_TABLE
 
 __all__ = [
     "StageTimings",
@@ -70,14 +73,13 @@ class StageTimings:
 class _SyncOutcome:
     """The fields every sync result carries (not a result itself: see `SyncResult`).
 
-    `items_synced` counts contacts; `notes_synced` and `assignments_synced` count the embedded
-    rows (all zero for a failure).
+    `rows_synced` counts the rows written per synced table, keyed by the spec's table names
+    (``{"contacts": 40, "notes": 120, "contact_assignments": 40}``; empty for a failure).
+    `items_synced` is its contacts count.
     """
 
     organisation_id: str
-    items_synced: int = 0
-    notes_synced: int = 0
-    assignments_synced: int = 0
+    rows_synced: Mapping[str, int] = field(default_factory=dict, hash=False)
     duration_ms: int = 0
     pages: int = 0
     timings: StageTimings = field(default_factory=StageTimings)
@@ -92,6 +94,22 @@ class _SyncOutcome:
     rows_changed: int = 0
     rows_deleted: int = 0
     reconciled: bool = False
+
+    @property
+    def items_synced(self) -> int:
+        """The contacts synced (the table a sync pages through); 0 for a failure."""
+        return self.rows_synced.get(ROOT_TABLE, 0)
+
+    # Named counts from before `rows_synced`, kept so callers written against them still work.
+    @property
+    def notes_synced(self) -> int:
+        """``rows_synced["notes"]`` (0 when absent)."""
+        return self.rows_synced.get("notes", 0)
+
+    @property
+    def assignments_synced(self) -> int:
+        """``rows_synced["contact_assignments"]`` (0 when absent)."""
+        return self.rows_synced.get("contact_assignments", 0)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,7 @@ sync-log columns. Pure data: imports neither supabase nor SQLAlchemy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -22,6 +23,7 @@ __all__ = [
     "ORGANISATION_NAMES",
     "RAW_CONTACT_SCHEMA",
     "ROOT_TABLE",
+    "SYNCED_TABLES",
     "SYNC_LOG",
     "SYNC_STATE",
     "TABLES",
@@ -29,6 +31,7 @@ __all__ = [
     "UUID_PATTERN",
     "Column",
     "TableSpec",
+    "describe_rows",
     "table_schema",
 ]
 
@@ -73,7 +76,9 @@ class TableSpec:
     `key` is the primary key; `generated_key` marks an ``AUTOINCREMENT`` key the kit never
     writes. `parent` is ``(column, table)`` when each row belongs to a row of another table
     (notes and assignments arrive embedded under their contact). `scope` is the column that
-    ties a row to its organisation. `indexes` list the indexed column groups.
+    ties a row to its organisation. `indexes` list the indexed column groups. `noun` and
+    `plural` are what people read for one row and for several ("assignment", "assignments");
+    they default to the table's name.
     """
 
     name: str
@@ -83,6 +88,19 @@ class TableSpec:
     parent: tuple[str, str] | None = None
     scope: str = "organisation_id"
     indexes: tuple[tuple[str, ...], ...] = ()
+    noun: str = ""
+    plural: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.plural:
+            object.__setattr__(self, "plural", self.name.replace("_", " "))
+        if not self.noun:
+            object.__setattr__(self, "noun", self.plural.removesuffix("s"))
+
+    @property
+    def title(self) -> str:
+        """The plural with a capital, as a heading or a tab reads ("Assignments")."""
+        return self.plural[:1].upper() + self.plural[1:]
 
     def __getitem__(self, name: str) -> Column:
         for column in self.columns:
@@ -166,7 +184,13 @@ CONTACT_ASSIGNMENTS: Final = TableSpec(
     ),
     parent=("contact_id", "contacts"),
     indexes=(("organisation_id",), ("contact_id",)),
+    noun="assignment",
+    plural="assignments",
 )
+
+#: The synced data tables, parents first: the one list to extend with a new table (plus the
+#: server migration that creates it with its RLS policies). Everything else derives from it.
+SYNCED_TABLES: Final = (CONTACTS, NOTES, CONTACT_ASSIGNMENTS)
 
 #: Per organisation, when it last synced successfully. No personal data.
 SYNC_STATE: Final = TableSpec(
@@ -191,9 +215,8 @@ SYNC_LOG: Final = TableSpec(
         _text("error_code"),
         Column("http_status", "INTEGER"),
         _text("message"),
-        _count("contacts"),
-        _count("notes"),
-        _count("contact_assignments"),
+        # Rows written per synced table, one column each (named as the table).
+        *(_count(spec.name) for spec in SYNCED_TABLES),
         _count("pages"),
         # Cache migration 4: which mode ran ("full" / "delta") and whether the server's digest
         # proved the result (1 / 0); null in entries written before it.
@@ -214,12 +237,10 @@ ORGANISATION_NAMES: Final = TableSpec(
 
 _BOOKKEEPING: Final = (SYNC_STATE, SYNC_LOG, ORGANISATION_NAMES)
 #: Every cache table by name: the synced data tables (parents first), then bookkeeping.
-TABLES: Final[dict[str, TableSpec]] = {
-    spec.name: spec for spec in (CONTACTS, NOTES, CONTACT_ASSIGNMENTS, *_BOOKKEEPING)
-}
+TABLES: Final[dict[str, TableSpec]] = {spec.name: spec for spec in (*SYNCED_TABLES, *_BOOKKEEPING)}
 
 #: The cache's data tables, parents first (the order they are written in).
-DATA_TABLES: Final = tuple(name for name in TABLES if name not in {s.name for s in _BOOKKEEPING})
+DATA_TABLES: Final = tuple(spec.name for spec in SYNCED_TABLES)
 #: Every table of the cache file.
 CACHE_TABLES: Final = tuple(TABLES)
 #: The table a sync pages through; the others arrive embedded in its rows.
@@ -243,6 +264,19 @@ def table_schema(table: str) -> pl.Schema:
     `last_synced_at` uses. Integer columns (the sync log's counts) are Int64.
     """
     return TABLES[table].frame_schema()
+
+
+def describe_rows(counts: Mapping[str, int]) -> str:
+    """Rows per synced table as people read them: ``"40 contacts, 120 notes and 1 assignment"``.
+
+    Tables missing from `counts` read as 0; the spec's order, nouns and plurals.
+    """
+    parts = [
+        f"{n:,} {spec.noun if n == 1 else spec.plural}"
+        for spec in SYNCED_TABLES
+        for n in (counts.get(spec.name, 0),)
+    ]
+    return ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else parts[0]
 
 
 def _struct(spec: TableSpec) -> pl.Struct:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from .results import SyncResult
@@ -14,7 +15,11 @@ __io__ = "none"
 
 @dataclass(frozen=True)
 class SyncLogEntry:
-    """One sync attempt as the sync log stores it (the fields are `SYNC_LOG`'s columns)."""
+    """One sync attempt as the sync log stores it.
+
+    The fields are `SYNC_LOG`'s columns, but for `rows`: rows written per synced table, one
+    column each in the log.
+    """
 
     organisation_id: str
     started_at: datetime
@@ -24,9 +29,7 @@ class SyncLogEntry:
     error_code: str | None = None
     http_status: int | None = None
     message: str | None = None
-    contacts: int = 0
-    notes: int = 0
-    contact_assignments: int = 0
+    rows: Mapping[str, int] = field(default_factory=dict)
     pages: int = 0
     mode: str | None = None
     verified: bool | None = None
@@ -44,9 +47,7 @@ class SyncLogEntry:
             error_code=error.code if error else None,
             http_status=error.status if error else None,
             message=error.message if error else None,
-            contacts=result.items_synced,
-            notes=result.notes_synced,
-            contact_assignments=result.assignments_synced,
+            rows=result.rows_synced,
             pages=result.pages,
             mode=result.mode,
             verified=result.verified,

@@ -6,6 +6,7 @@ import re
 
 from ..advice import advise
 from ..results import SyncErrorKind, SyncFailure, SyncResult
+from ..schemas import describe_rows
 from ._base import CANCELLED_TEXT
 from .connection import is_outage
 
@@ -96,8 +97,7 @@ def describe_result(result: SyncResult, organisation_name: str = "") -> str:
         ).rstrip()
     org = f" {organisation_name}" if organisation_name else ""
     return (
-        f"Synced{org}: {result.items_synced:,} contacts, {result.notes_synced:,} notes and "
-        f"{result.assignments_synced:,} assignments, in {_took(result.duration_ms)}. "
+        f"Synced{org}: {describe_rows(result.rows_synced)}, in {_took(result.duration_ms)}. "
         f"{_what_ran(result)}"
     )
 

@@ -540,11 +540,7 @@ def cache() -> ContactCache:
 
 def synced_cache(cache: ContactCache, org: str, page: MappedPage, when: datetime) -> None:
     cache.apply_sync(org, page, when)
-    cache.record_attempt(
-        SyncLogEntry(
-            org, when, 40, "success", contacts=page.contacts.height, notes=page.notes.height
-        )
-    )
+    cache.record_attempt(SyncLogEntry(org, when, 40, "success", rows=page.counts()))
 
 
 async def test_diagnose_reports_fresh_then_drift_after_server_edits(cache: ContactCache) -> None:

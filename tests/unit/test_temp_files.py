@@ -88,7 +88,7 @@ def large_page(first: int, count: int) -> MappedPage:
         },
         schema=table_schema("contact_assignments"),
     )
-    return MappedPage(contacts=contacts, notes=notes, contact_assignments=assignments)
+    return MappedPage({"contacts": contacts, "notes": notes, "contact_assignments": assignments})
 
 
 class OpenFileWatch:
@@ -183,7 +183,7 @@ def test_no_temporary_file_outside_the_cache_folder_during_a_large_staged_sync(
     assert not str(folder).startswith(("/tmp/", "/var/tmp/"))
     per_page = CONTACTS // PAGES
     pages = [large_page(n * per_page, per_page) for n in range(PAGES)]
-    note_bytes = sum(p.notes["body"].str.len_bytes().sum() for p in pages)
+    note_bytes = sum(p["notes"]["body"].str.len_bytes().sum() for p in pages)
     assert note_bytes > 20_000_000  # far past SQLite's default 2 MB page cache: it would spill
 
     with OpenFileWatch() as watch:

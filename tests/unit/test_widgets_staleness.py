@@ -112,9 +112,7 @@ def test_result_wording() -> None:
     timings = StageTimings(fetch_ms=40, map_ms=5, write_ms=1200)
     ok = SyncSuccess(
         organisation_id="o",
-        items_synced=1200,
-        notes_synced=3600,
-        assignments_synced=1200,
+        rows_synced={"contacts": 1200, "notes": 3600, "contact_assignments": 1200},
         duration_ms=1250,
         pages=2,
         timings=timings,

@@ -34,9 +34,7 @@ NAMES = {ORG: "Fjordlys Outreach", OTHER: "Elvebredd Helpers"}
 def success(**fields: object) -> SyncSuccess:
     base: dict[str, object] = dict(
         organisation_id=ORG,
-        items_synced=60,
-        notes_synced=180,
-        assignments_synced=60,
+        rows_synced={"contacts": 60, "notes": 180, "contact_assignments": 60},
         duration_ms=300,
     )
     base.update(fields)

@@ -42,7 +42,7 @@ def test_the_columns_writer_writes_every_row_across_its_slices(tmp_path: Path) -
     cache.apply_sync(ORG, big, WHEN)
     assert cache.counts(ORG)["contacts"] == 5000
     stored = cache.read_table("contacts", ORG).sort("id")
-    assert stored.equals(big.contacts.select(stored.columns).sort("id"))
+    assert stored.equals(big["contacts"].select(stored.columns).sort("id"))
     cache.close()
 
 
