@@ -23,7 +23,7 @@ from .clock import Clock
 from .errors import ContactSyncError, SyncStopped
 from .paging import last_row_key
 from .results import SyncError, SyncErrorKind
-from .schemas import EMBEDDED_SELECT
+from .schemas import DATA_TABLES, EMBEDDED_SELECT
 from .session import bearer_token, inspect_token
 
 __all__ = [
@@ -307,7 +307,7 @@ def _translate_transport(exc: httpx.HTTPError) -> SyncError:
 
 # -- verified incremental sync (issue 11): reads a delta sync needs ------------------------
 
-#: The server function of devstack/sql/0005_sync_digest.sql.
+#: The server function of devstack/sql/0006_sync_digest_tables.sql (tables named by the spec).
 DIGEST_FUNCTION = "contactsync_digest"
 # PostgREST's "function not found" (the project has not applied the digest migration).
 _MISSING_FUNCTION_CODES = frozenset({"PGRST202", "42883"})
@@ -374,7 +374,12 @@ async def _digest_rows(
     client: AsyncClient, organisation_id: str, prefix_length: int
 ) -> list[DigestRow]:
     query = client.rpc(
-        DIGEST_FUNCTION, {"p_organisation_id": organisation_id, "p_prefix_length": prefix_length}
+        DIGEST_FUNCTION,
+        {
+            "p_organisation_id": organisation_id,
+            "p_prefix_length": prefix_length,
+            "p_tables": list(DATA_TABLES),
+        },
     )
     try:
         response = await _send(query)

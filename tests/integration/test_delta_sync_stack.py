@@ -309,9 +309,9 @@ async def test_the_digest_function_is_for_signed_in_users_only(
     stack: DevStack, world: SeedResult
 ) -> None:
     privileges = stack.sql(
-        "SELECT has_function_privilege('anon', 'public.contactsync_digest(uuid, integer)', "
+        "SELECT has_function_privilege('anon', 'public.contactsync_digest(uuid, integer, text[])', "
         "'EXECUTE'), has_function_privilege('authenticated', "
-        "'public.contactsync_digest(uuid, integer)', 'EXECUTE'), p.prosecdef, p.proconfig "
+        "'public.contactsync_digest(uuid, integer, text[])', 'EXECUTE'), p.prosecdef, p.proconfig "
         "FROM pg_proc p WHERE p.proname = 'contactsync_digest'"
     )
     assert privileges == [(False, True, False, ['search_path=""'])]
@@ -345,7 +345,7 @@ async def test_a_server_without_the_digest_function_gets_a_full_sync_with_the_re
     org = world.organisation_ids[0]
     await first_full(admin, org)
     source = SupabaseDeltaSource(admin.client, SystemClock())
-    stack.sql("DROP FUNCTION public.contactsync_digest(uuid, integer)")
+    stack.sql("DROP FUNCTION public.contactsync_digest(uuid, integer, text[])")
     try:
         stack.reload_schema()
         result = await admin.repository.sync_contacts_for_organisation(org, mode="delta")
@@ -354,7 +354,7 @@ async def test_a_server_without_the_digest_function_gets_a_full_sync_with_the_re
         assert result.fallback_reason and "no digest function" in result.fallback_reason
         await assert_cache_equals_server(admin, org)
     finally:
-        sql = dict(migration_files())["0005_sync_digest.sql"]
+        sql = dict(migration_files())["0006_sync_digest_tables.sql"]
         stack.sql(sql)
         stack.reload_schema()
         deadline = time.monotonic() + 30

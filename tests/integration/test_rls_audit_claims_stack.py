@@ -182,8 +182,8 @@ async def test_the_digest_switched_to_security_definer(
 ) -> None:
     with planted(
         stack,
-        "ALTER FUNCTION public.contactsync_digest(uuid, integer) SECURITY DEFINER",
-        "ALTER FUNCTION public.contactsync_digest(uuid, integer) SECURITY INVOKER",
+        "ALTER FUNCTION public.contactsync_digest(uuid, integer, text[]) SECURITY DEFINER",
+        "ALTER FUNCTION public.contactsync_digest(uuid, integer, text[]) SECURITY INVOKER",
     ):
         report = await audit(stack, world, truth)
     assert not report.passed

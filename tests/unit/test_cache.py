@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from contactsync_kit import CacheVersionError, ContactCache, MappedPage, map_contacts_page
-from contactsync_kit.cache import MIGRATIONS, SCHEMA_VERSION, SyncLogEntry, create_table_sql
+from contactsync_kit.cache import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SyncLogEntry,
+    create_table_sql,
+    spec_gaps_sql,
+)
 from contactsync_kit.cache_files import OWNER_TABLE
 from contactsync_kit.delta_store import DIGEST_TABLES
 from contactsync_kit.schemas import CACHE_TABLES, DATA_TABLES, SYNC_LOG, TABLES, TableSpec
@@ -317,3 +323,40 @@ def test_closing_an_in_memory_cache_waits_for_a_read_on_another_thread() -> None
     order.append("closed")
     reader.join(10)
     assert order == ["read", "closed"]
+
+
+def test_the_frozen_migrations_leave_no_gap_to_the_spec(tmp_path: Path) -> None:
+    ContactCache.open(tmp_path / "cache.sqlite3").close()
+    with sqlite3.connect(tmp_path / "cache.sqlite3") as migrated:
+        shape = {
+            name: (
+                {row[1] for row in migrated.execute(f"PRAGMA table_info({name})")},
+                {row[1] for row in migrated.execute(f"PRAGMA index_list({name})")},
+            )
+            for (name,) in migrated.execute("SELECT name FROM sqlite_schema WHERE type='table'")
+        }
+    assert spec_gaps_sql(shape) == ()
+
+
+def test_a_table_or_column_the_spec_adds_is_created_from_the_spec() -> None:
+    # A file as the frozen migrations leave it, but without the assignments table and the sync
+    # log's count column for it: what a file looks like to a kit whose spec has a new table.
+    shape = {
+        name: (set(spec.names), {sql.split()[2] for sql in create_table_sql(spec)[1:]})
+        for name, spec in TABLES.items()
+        if name != "contact_assignments"
+    }
+    shape["sync_log"][0].discard("contact_assignments")
+    gaps = spec_gaps_sql(shape)
+    assert gaps == (
+        *create_table_sql(TABLES["contact_assignments"]),
+        "ALTER TABLE sync_log ADD COLUMN contact_assignments INTEGER NOT NULL DEFAULT 0",
+    )
+    fresh = sqlite3.connect(":memory:")
+    for name, spec in TABLES.items():
+        if name != "contact_assignments":
+            for statement in create_table_sql(spec):
+                fresh.execute(statement.replace(", contact_assignments INTEGER", ", _x INTEGER"))
+    for statement in gaps:
+        fresh.execute(statement)
+    assert table_info(fresh, "contact_assignments") == expected_info(TABLES["contact_assignments"])
