@@ -30,6 +30,7 @@ import jwt
 
 from .remote import RemoteFailure, RemotePage
 from .results import SyncError
+from .schemas import EMBEDDED_TABLES, ROOT_TABLE, TABLES, Column, TableSpec
 from .storage import StorageFaults, WriteEvent, WriteStep
 from .tokens import mint_hs256
 
@@ -65,56 +66,90 @@ def _token(
 def fake_contact(
     organisation_id: str,
     *,
-    notes: int = 3,
-    assignments: int = 1,
     rng: random.Random | None = None,
     when: datetime | None = None,
+    **rows_per_contact: int,
 ) -> dict[str, Any]:
-    """One contact row shaped like the embedded select's output (fake personal data)."""
-    rng = rng or random.Random()
-    when = when or datetime(2026, 1, 1, tzinfo=UTC)
+    """One contact row shaped like the embedded select's output (fake personal data).
 
-    def new_id() -> str:
-        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    Each embedded table gets one row unless named by its plural with a count
+    (``fake_contact(org, notes=3, assignments=0)``); the rows follow the spec's columns.
+    """
+    return _contact_row(
+        organisation_id,
+        rng or random.Random(),
+        (when or datetime(2026, 1, 1, tzinfo=UTC)).isoformat(),
+        rows_per_contact,
+    )
 
-    contact_id = new_id()
-    stamp = when.isoformat()
-    return {
-        "id": contact_id,
-        "organisation_id": organisation_id,
-        "chapter_id": None,
-        "full_name": f"Test Person {rng.randrange(10_000)}",
-        "phone": "+47 900 00 000",
-        "email": "test.person@example.org",
-        "address": "1 Example Street",
-        "status": "active",
-        "created_at": stamp,
-        "updated_at": stamp,
-        "notes": [
-            {
-                "id": new_id(),
-                "contact_id": contact_id,
-                "organisation_id": organisation_id,
-                "author_id": None,
-                "body": f"note {n}",
-                "created_at": stamp,
-                "updated_at": stamp,
-            }
-            for n in range(notes)
-        ],
-        "contact_assignments": [
-            {
-                "id": new_id(),
-                "contact_id": contact_id,
-                "organisation_id": organisation_id,
-                "assignee_id": new_id(),
-                "role": "primary",
-                "assigned_at": stamp,
-                "updated_at": stamp,
-            }
-            for _ in range(assignments)
-        ],
-    }
+
+def _contact_row(
+    organisation_id: str, rng: random.Random, stamp: str, rows_per_contact: dict[str, int]
+) -> dict[str, Any]:
+    plurals = {TABLES[name].plural: name for name in EMBEDDED_TABLES}
+    if unknown := set(rows_per_contact) - set(plurals):
+        raise TypeError(f"no embedded table called {', '.join(sorted(unknown))}")
+    counts = {plurals[plural]: n for plural, n in rows_per_contact.items()}
+    contact_id = _fake_id(rng)
+    contact = _fake_row(
+        TABLES[ROOT_TABLE],
+        {"id": contact_id, "organisation_id": organisation_id, "chapter_id": None}
+        | {"full_name": f"Test Person {rng.randrange(10_000)}", **_FAKE_PERSON},
+        rng,
+        stamp,
+    )
+    for table in EMBEDDED_TABLES:
+        spec = TABLES[table]
+        parent_column = spec.parent[0] if spec.parent else spec.key
+        known = {"organisation_id": organisation_id, parent_column: contact_id}
+        contact[table] = [
+            _fake_row(spec, known, rng, stamp, n) for n in range(counts.get(table, 1))
+        ]
+    return contact
+
+
+_FAKE_PERSON: dict[str, Any] = {
+    "phone": "+47 900 00 000",
+    "email": "test.person@example.org",
+    "address": "1 Example Street",
+}
+
+
+def _fake_id(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _fake_row(
+    spec: TableSpec, known: dict[str, Any], rng: random.Random, stamp: str, n: int = 0
+) -> dict[str, Any]:
+    """A row of `spec` with the `known` values; the rest made up from each column's kind."""
+
+    def made_up(column: Column) -> Any:
+        if column.uuid:
+            return _fake_id(rng) if column.required else None
+        if column.timestamp:
+            return stamp
+        if column.values:
+            return column.values[0]
+        if column.sql_type == "INTEGER":
+            return n
+        return f"{spec.noun} {n}" if column.required else None
+
+    return {c.name: known[c.name] if c.name in known else made_up(c) for c in spec.columns}
+
+
+def _add_fake_contacts(
+    contacts: list[dict[str, Any]],
+    organisation_id: str,
+    count: int,
+    seed: int,
+    rows_per_contact: dict[str, int],
+) -> list[dict[str, Any]]:
+    rng = random.Random(f"{organisation_id}:{seed}:{len(contacts)}")
+    stamp = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
+    made = [_contact_row(organisation_id, rng, stamp, rows_per_contact) for _ in range(count)]
+    contacts.extend(made)
+    return made
 
 
 _ID_FILTERS: dict[str, Callable[[uuid.UUID, uuid.UUID], bool]] = {
@@ -173,22 +208,13 @@ class FakeSupabase:
         )
 
     def add_contacts(
-        self,
-        organisation_id: str,
-        count: int,
-        *,
-        notes: int = 3,
-        assignments: int = 1,
-        seed: int = 0,
+        self, organisation_id: str, count: int, *, seed: int = 0, **rows_per_contact: int
     ) -> list[dict[str, Any]]:
-        """Add `count` generated contacts to `organisation_id` and return them."""
-        rng = random.Random(f"{organisation_id}:{seed}:{len(self.contacts)}")
-        made = [
-            fake_contact(organisation_id, notes=notes, assignments=assignments, rng=rng)
-            for _ in range(count)
-        ]
-        self.contacts.extend(made)
-        return made
+        """Add `count` generated contacts to `organisation_id` and return them.
+
+        Embedded rows per contact as `fake_contact` takes them (``notes=3``; one by default).
+        """
+        return _add_fake_contacts(self.contacts, organisation_id, count, seed, rows_per_contact)
 
     def http_client(self) -> httpx.AsyncClient:
         """An httpx client whose transport is this fake; pass it to `sign_in(http_client=…)`."""
@@ -331,11 +357,7 @@ class FakeSupabase:
     def _capped(self, row: dict[str, Any]) -> dict[str, Any]:
         if self.max_rows is None:
             return row
-        return {
-            **row,
-            "notes": row["notes"][: self.max_rows],
-            "contact_assignments": row["contact_assignments"][: self.max_rows],
-        }
+        return row | {table: row[table][: self.max_rows] for table in EMBEDDED_TABLES}
 
 
 @dataclass
@@ -358,22 +380,13 @@ class FakeContactSource:
     fetches: list[tuple[str | None, bool]] = field(default_factory=list)
 
     def add_contacts(
-        self,
-        organisation_id: str,
-        count: int,
-        *,
-        notes: int = 3,
-        assignments: int = 1,
-        seed: int = 0,
+        self, organisation_id: str, count: int, *, seed: int = 0, **rows_per_contact: int
     ) -> list[dict[str, Any]]:
-        """Add `count` generated contacts to `organisation_id` and return them."""
-        rng = random.Random(f"{organisation_id}:{seed}:{len(self.contacts)}")
-        made = [
-            fake_contact(organisation_id, notes=notes, assignments=assignments, rng=rng)
-            for _ in range(count)
-        ]
-        self.contacts.extend(made)
-        return made
+        """Add `count` generated contacts to `organisation_id` and return them.
+
+        Embedded rows per contact as `fake_contact` takes them (``notes=3``; one by default).
+        """
+        return _add_fake_contacts(self.contacts, organisation_id, count, seed, rows_per_contact)
 
     async def check_session(self) -> SyncError | None:
         """`session_error` (None: a live user session)."""

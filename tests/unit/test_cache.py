@@ -30,7 +30,7 @@ WHEN = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
 
 def page(org: str, count: int, seed: int = 0) -> MappedPage:
     rng = random.Random(seed)
-    mapped = map_contacts_page([fake_contact(org, rng=rng) for _ in range(count)], org)
+    mapped = map_contacts_page([fake_contact(org, rng=rng, notes=3) for _ in range(count)], org)
     assert isinstance(mapped, MappedPage)
     return mapped
 

@@ -30,7 +30,7 @@ def test_id_ranges_cover_every_id_above_the_cursor_once_in_order() -> None:
 
 @pytest.mark.parametrize("indent", [None, 2])
 def test_the_cursor_is_read_off_the_end_of_the_raw_body(indent: int | None) -> None:
-    rows = [fake_contact("org", rng=random.Random(seed)) for seed in range(4)]
+    rows = [fake_contact("org", rng=random.Random(seed), notes=3) for seed in range(4)]
     rows[-1]["full_name"] = '{"id": "not this one"}'
     rows[-1]["notes"][0]["body"] = 'quotes \\" and } and ] and a last backslash \\'
     rows[-1]["notes"][1]["body"] = "x" * 50_000  # longer than the first window looked at

@@ -463,7 +463,7 @@ async def test_a_file_cache_syncs_many_pages(
 ) -> None:
     cache = ContactCache.open(tmp_path / "cache.sqlite3")
     repo = await repository_for(fake, cache, clock, page_size=40)
-    fake.add_contacts(org, 130)
+    fake.add_contacts(org, 130, notes=3)
     result = await synced(repo, org)
     assert (result.items_synced, result.pages) == (130, 4)
     fake.contacts = fake.contacts[:100]
