@@ -1,7 +1,8 @@
 """The sync digest: an order-independent fingerprint of a table's ``(id, updated_at)`` pairs.
 
 The server computes it with ``public.contactsync_digest`` (devstack/sql/0005; since 0006 over
-the tables the spec names) from PostgreSQL's own hash functions, which cost a fraction of a microsecond per row:
+the tables the spec names) from PostgreSQL's own hash functions, which cost a fraction of a
+microsecond per row:
 
     h = uuid_hash_extended(id, timestamp_hash_extended(updated_at AT TIME ZONE 'UTC', 0))
 

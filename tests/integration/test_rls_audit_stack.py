@@ -184,7 +184,9 @@ def surface_cells(truth: GroundTruth, callers: Iterable[str], label: str) -> set
     }
 
 
-DIGEST = "public.contactsync_digest(p_organisation_id uuid, p_prefix_length integer, p_tables text[])"
+DIGEST = (
+    "public.contactsync_digest(p_organisation_id uuid, p_prefix_length integer, p_tables text[])"
+)
 
 
 def without_digest(report: AuditReport) -> tuple[set[Cell], set[str]]:
@@ -261,7 +263,7 @@ async def test_the_exposed_schemas_and_surface_come_from_the_database(
     assert exposed_schemas(stack.database_url) == ("public",)
     report = await audit(stack, world, truth)
     assert report.surface is not None
-    digest = "public.contactsync_digest(p_organisation_id uuid, p_prefix_length integer, p_tables text[])"
+    digest = DIGEST
     attributes = 'invoker owner=postgres search_path=""'
     assert surface_lines(report.surface) == [f"function {digest} authenticated {attributes}"] + [
         f"table public.{t} authenticated"

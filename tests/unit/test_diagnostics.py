@@ -511,7 +511,10 @@ class FakeReader:
 
 def seeded_page(org: str, count: int, *, seed: int = 1) -> tuple[list[dict[str, Any]], MappedPage]:
     rng = random.Random(seed)
-    raw = [fake_contact(org, rng=rng, notes=3, when=datetime(2026, 1, 1, tzinfo=UTC)) for _ in range(count)]
+    raw = [
+        fake_contact(org, rng=rng, notes=3, when=datetime(2026, 1, 1, tzinfo=UTC))
+        for _ in range(count)
+    ]
     page = map_contacts_page(raw, org)
     assert isinstance(page, MappedPage)
     return raw, page
@@ -770,7 +773,9 @@ def test_words_of_a_personal_value_are_found_inside_a_sentence_whatever_the_case
 
 def accented_cache(cache: ContactCache) -> tuple[list[dict[str, Any]], MappedPage]:
     rng = random.Random(3)
-    raw = [fake_contact(ORG, rng=rng, notes=3, when=datetime(2026, 1, 1, tzinfo=UTC)) for _ in range(3)]
+    raw = [
+        fake_contact(ORG, rng=rng, notes=3, when=datetime(2026, 1, 1, tzinfo=UTC)) for _ in range(3)
+    ]
     raw[0].update(full_name=NAME, email=EMAIL_ADDRESS, address=ADDRESS)
     page = map_contacts_page(raw, ORG)
     assert isinstance(page, MappedPage)
