@@ -1,0 +1,94 @@
+"""Drive a copy of the kit whose spec has a fourth synced table (`contact_tags`).
+
+Run by tests/integration/test_fourth_table.py in a subprocess whose ``contactsync_kit`` is that
+copy, never imported by pytest. Starts its own local stack (from the copy's migrations), seeds
+it, tags every contact, and prints one JSON object of what the public API reported: a full
+sync, a delta after a tag changed and one was deleted, the digest check, and the server's
+view of the tags. Only public API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import contactsync_kit
+from contactsync_kit import start_session
+from contactsync_kit.devstack import DevStack
+from contactsync_kit.schemas import DATA_TABLES, describe_rows
+from contactsync_kit.verify import verify_cache
+
+TAG_EVERY_CONTACT = (
+    "INSERT INTO public.contact_tags (contact_id, organisation_id, tag) "
+    "SELECT id, organisation_id, 'tag ' || left(id::text, 4) FROM public.contacts"
+)
+ONE_TAG = "SELECT id FROM public.contact_tags WHERE organisation_id = %s ORDER BY id {} LIMIT 1"
+
+
+async def sync_story(stack: DevStack, folder: Path) -> dict[str, Any]:
+    world = stack.seed(
+        organisations=2,
+        chapters_per_org=2,
+        users_per_org=2,
+        contacts_per_org=[12, 8],
+        notes_per_contact=2,
+        assignments_per_contact=1,
+        seed=77,
+    )
+    stack.sql(TAG_EVERY_CONTACT)
+    user = world.users[0]
+    org = user.organisation_ids[0]
+    session = await start_session(
+        stack.url, stack.anon_key, email=user.email, password=user.password, cache_path=folder
+    )
+    seen: dict[str, Any] = {"package": contactsync_kit.__file__, "tables": list(DATA_TABLES)}
+    visible = (
+        await session.client.table("contact_tags").select("id").eq("organisation_id", org).execute()
+    )
+    seen["server_tags"] = len(visible.data)
+    full = await session.repository.sync_contacts_for_organisation(org, mode="full")
+    seen["full"] = {
+        "ok": full.ok,
+        "rows": dict(full.rows_synced),
+        "words": describe_rows(full.rows_synced),
+    }
+    seen["cached_after_full"] = session.cache.counts(org)
+    [(changed,)] = stack.sql(ONE_TAG.format("ASC"), org)
+    [(deleted,)] = stack.sql(ONE_TAG.format("DESC"), org)
+    stack.sql("UPDATE public.contact_tags SET tag = 'changed' WHERE id = %s", changed)
+    stack.sql("DELETE FROM public.contact_tags WHERE id = %s", deleted)
+    delta = await session.repository.sync_contacts_for_organisation(org, mode="delta")
+    seen["delta"] = {
+        "ok": delta.ok,
+        "mode": delta.mode,
+        "verified": delta.verified,
+        "rows": dict(delta.rows_synced),
+        "changed": delta.rows_changed,
+        "deleted": delta.rows_deleted,
+        "fallback": delta.fallback_reason,
+    }
+    tags = session.cache.read_table("contact_tags", org)
+    seen["cached_tags"] = {
+        "count": tags.height,
+        "changed": tags.filter(tags["id"] == str(changed))["tag"].to_list(),
+        "deleted_present": str(deleted) in tags["id"].to_list(),
+    }
+    seen["verify_equal"] = (await verify_cache(session.client, session.cache, org)).line()
+    stack.sql("DELETE FROM public.contact_tags WHERE id = (" + ONE_TAG.format("ASC") + ")", org)
+    seen["verify_drifted"] = (await verify_cache(session.client, session.cache, org)).line()
+    await session.sign_out()
+    await session.aclose()
+    return seen
+
+
+def main() -> None:
+    folder = Path(sys.argv[1])
+    with DevStack.start(max_rows=1000) as stack:
+        print(json.dumps(asyncio.run(sync_story(stack, folder)), default=str))
+
+
+if __name__ == "__main__":
+    main()
