@@ -20,6 +20,7 @@ from .clock import Clock, ManualClock, ServerClock, SystemClock
 from .delta import SyncMode
 from .errors import ContactSyncError, SessionEndedError, SessionEndReason
 from .mappers import MappedPage, MappingProblem, map_contacts_page
+from .options import InvalidOptionsError, SyncOptions
 from .remote import ContactSource, SupabaseContactSource
 from .repository import ContactCacheSyncRepository, SyncProgress
 from .results import (
@@ -49,6 +50,7 @@ __all__ = [
     "ContactSyncError",
     "CorruptCacheError",
     "ForeignCacheFileError",
+    "InvalidOptionsError",
     "ManualClock",
     "MappedPage",
     "MappingProblem",
@@ -64,6 +66,7 @@ __all__ = [
     "SyncFailure",
     "SyncLogEntry",
     "SyncMode",
+    "SyncOptions",
     "SyncProgress",
     "SyncResult",
     "SyncSuccess",

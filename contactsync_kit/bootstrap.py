@@ -24,6 +24,7 @@ from .cache_paths import default_cache_folder, person_cache_path
 from .clock import Clock, SystemClock, describe_clock_offset
 from .errors import SessionEndedError, SessionEndReason
 from .lease import folder_mutex, sweep_unheld_caches
+from .options import DEFAULT_OPTIONS, SyncOptions, resolve_options
 from .repository import ConcurrentPolicy, ContactCacheSyncRepository
 from .session import SignInError, TokenInfo, bearer_token, confirm_user, inspect_token, sign_in
 
@@ -140,14 +141,19 @@ async def start_session(
     cache_key: str | None = None,
     clock: Clock | None = None,
     http_client: httpx.AsyncClient | None = None,
-    page_size: int = 1000,
-    max_rows: int | None = 1000,
+    options: SyncOptions | None = None,
+    page_size: int = DEFAULT_OPTIONS.page_size,
+    max_rows: int | None = DEFAULT_OPTIONS.max_rows,
+    delta_window: timedelta = DEFAULT_OPTIONS.delta_window,
     on_concurrent: ConcurrentPolicy = "join",
 ) -> UserSession:
     """Sign in and build the repository over the cache at `cache_path`.
 
-    `max_rows` is the server's PostgREST ``db-max-rows`` (1,000 on Supabase); an embedded
-    array that reaches it fails the sync as incomplete instead of caching a cut list.
+    `options` (`SyncOptions`) sets the page size, the server's row cap, the delta window and
+    the timeouts; `page_size`, `max_rows` and `delta_window` may also be given singly, and
+    override `options`. `max_rows` is the server's PostgREST ``db-max-rows`` (1,000 on
+    Supabase); an embedded array that reaches it fails the sync as incomplete instead of
+    caching a cut list. Bad values raise `InvalidOptionsError` before anything is opened.
     The server first confirms whose the access token is (a forged or revoked token opens
     and erases nothing). Then the cache is opened as this user's on this project. When
     `cache_path` (default: `default_cache_path()`) is a folder, the person gets their own
@@ -159,9 +165,18 @@ async def start_session(
     a typed cache error (`UnsafeCachePathError`, `CorruptCacheError`,
     `ForeignCacheFileError`, `CacheVersionError`…) whose message says what to do.
     """
+    chosen = resolve_options(
+        options, page_size=page_size, max_rows=max_rows, delta_window=delta_window
+    )
     local_clock = clock or SystemClock()
     client = await sign_in(
-        url, key, email=email, password=password, access_token=access_token, http_client=http_client
+        url,
+        key,
+        email=email,
+        password=password,
+        access_token=access_token,
+        http_client=http_client,
+        timeout_s=chosen.request_timeout_s,
     )
     try:
         token = bearer_token(client)
@@ -176,7 +191,13 @@ async def start_session(
             private_folder(path, tighten=True)  # the kit's own folder
         if path.is_dir() and not path.is_symlink():
             path = await asyncio.to_thread(_personal_cache, path, owner)
-        cache = await asyncio.to_thread(ContactCache.open, path, owner=owner, key=cache_key)
+        cache = await asyncio.to_thread(
+            ContactCache.open,
+            path,
+            owner=owner,
+            key=cache_key,
+            busy_timeout_s=chosen.busy_timeout_s,
+        )
     except BaseException:
         if http_client is None:  # the client made for this session; the caller's stays open
             await _close_client(client)
@@ -185,8 +206,7 @@ async def start_session(
         client,
         cache,
         local_clock,
-        page_size=page_size,
-        max_rows=max_rows,
+        options=chosen,
         on_concurrent=on_concurrent,
         clock_offset=confirmed.clock_offset,
     )

@@ -30,6 +30,7 @@ from .cache_schema import MIGRATIONS, SCHEMA_VERSION, FileShape, create_table_sq
 from .errors import ContactSyncError, SessionEndedError, SessionEndReason
 from .lease import CacheLease, folder_mutex, remove_unheld_lock
 from .mappers import MappedPage
+from .options import DEFAULT_OPTIONS
 from .schemas import (
     CACHE_TABLES,
     DATA_TABLES,
@@ -115,7 +116,7 @@ class ContactCache:
         target_version: int = SCHEMA_VERSION,
         owner: CacheOwner | None = None,
         key: str | None = None,
-        busy_timeout_s: float = 30.0,
+        busy_timeout_s: float = DEFAULT_OPTIONS.busy_timeout_s,
         faults: StorageFaults | None = None,
     ) -> ContactCache:
         """Open (creating if needed) the cache at `path` and migrate it to `target_version`.

@@ -32,6 +32,7 @@ from .delta import FullSyncHooks, IncrementalSync, SyncMode
 from .delta_store import DeltaStore
 from .errors import SyncStopped
 from .mappers import MappedPage, MappingProblem, map_contacts_page
+from .options import DEFAULT_OPTIONS, SyncOptions, resolve_options
 from .paging import (
     PARALLEL_PAGES,
     SEQUENTIAL_PAGES,
@@ -77,12 +78,17 @@ class ContactCacheSyncRepository:
         clock: Clock | None = None,
         *,
         source: ContactSource | None = None,
-        page_size: int = 1000,
-        max_rows: int | None = 1000,
+        options: SyncOptions | None = None,
+        page_size: int = DEFAULT_OPTIONS.page_size,
+        max_rows: int | None = DEFAULT_OPTIONS.max_rows,
         on_concurrent: ConcurrentPolicy = "join",
-        delta_window: timedelta = timedelta(seconds=60),
+        delta_window: timedelta = DEFAULT_OPTIONS.delta_window,
         clock_offset: timedelta = timedelta(0),
     ) -> None:
+        self.options = resolve_options(
+            options, page_size=page_size, max_rows=max_rows, delta_window=delta_window
+        )
+        page_size, max_rows = self.options.page_size, self.options.max_rows
         self._clock = clock or SystemClock()
         if source is None:
             if client is None:
@@ -99,7 +105,7 @@ class ContactCacheSyncRepository:
         # Bumped by clear_cache: a sync that started before a wipe may not write after it.
         self._epoch = 0
         self._delta_store = DeltaStore(cache)
-        self._delta_window = delta_window
+        self._delta_window = self.options.delta_window
         # Mapping and hashing (polars) on one thread: polars' allocator keeps freed memory a
         # while per thread, so peak memory grows with the threads the pages are spread over.
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contactsync-map")

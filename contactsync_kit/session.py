@@ -23,6 +23,7 @@ from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
 
 from .clock import Clock
 from .errors import ContactSyncError
+from .options import DEFAULT_OPTIONS
 from .results import SyncErrorKind
 from .tokens import unverified_claims
 from .transport import AiohttpTransport
@@ -277,7 +278,7 @@ async def sign_in(
     email: str | None = None,
     password: str | None = None,
     access_token: str | None = None,
-    timeout_s: float = 15.0,
+    timeout_s: float = DEFAULT_OPTIONS.request_timeout_s,
     retry: bool = False,
     http_client: httpx.AsyncClient | None = None,
 ) -> AsyncClient:
@@ -388,7 +389,9 @@ def _server_offset(response: httpx.Response, local_now: datetime) -> timedelta:
     return server_now - local_now
 
 
-async def anonymous_client(url: str, key: str, *, timeout_s: float = 15.0) -> AsyncClient:
+async def anonymous_client(
+    url: str, key: str, *, timeout_s: float = DEFAULT_OPTIONS.request_timeout_s
+) -> AsyncClient:
     """A supabase-py `AsyncClient` holding only the publishable/anon key, signed in as no one.
 
     For proving what the anon key alone can see (RLS audits). Refuses RLS-bypassing keys.

@@ -22,6 +22,7 @@ from sqlalchemy.pool import StaticPool
 
 from .cache_files import compact, describe_open_failure, file_engine, open_errors_translated
 from .errors import SessionEndedError, SessionEndReason
+from .options import DEFAULT_OPTIONS
 
 __all__ = ["SqliteStore", "StorageFaults", "WriteEvent", "WriteStep", "iso_utc", "writing"]
 
@@ -115,7 +116,7 @@ class SqliteStore:
         *,
         faults: StorageFaults | None = None,
         key: str | None = None,
-        busy_timeout_s: float = 30.0,
+        busy_timeout_s: float = DEFAULT_OPTIONS.busy_timeout_s,
         guard: Callable[[], None] | None = None,
     ) -> SqliteStore:
         """Open the database at `path`; a new file (and folder) is created private.
