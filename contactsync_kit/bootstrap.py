@@ -130,6 +130,20 @@ async def _close_client(client: AsyncClient) -> None:
         await http.aclose()
 
 
+async def _open_cache(
+    cache_path: str | Path | None, owner: CacheOwner, key: str | None, busy_timeout_s: float
+) -> ContactCache:
+    """The person's cache: their own file when `cache_path` is a folder (the default)."""
+    path = Path(cache_path) if cache_path is not None else default_cache_path()
+    if path == default_cache_folder():
+        private_folder(path, tighten=True)  # the kit's own folder
+    if path.is_dir() and not path.is_symlink():
+        path = await asyncio.to_thread(_personal_cache, path, owner)
+    return await asyncio.to_thread(
+        ContactCache.open, path, owner=owner, key=key, busy_timeout_s=busy_timeout_s
+    )
+
+
 async def start_session(
     url: str,
     key: str,
@@ -185,18 +199,8 @@ async def start_session(
             raise SignInError("the server did not return a user access token")
         # Nothing is opened or erased as a person until the server vouches for the token.
         confirmed = await confirm_user(client, url, key, local_clock)
-        owner = CacheOwner.of(url, confirmed.user_id)
-        path = Path(cache_path) if cache_path is not None else default_cache_path()
-        if path == default_cache_folder():
-            private_folder(path, tighten=True)  # the kit's own folder
-        if path.is_dir() and not path.is_symlink():
-            path = await asyncio.to_thread(_personal_cache, path, owner)
-        cache = await asyncio.to_thread(
-            ContactCache.open,
-            path,
-            owner=owner,
-            key=cache_key,
-            busy_timeout_s=chosen.busy_timeout_s,
+        cache = await _open_cache(
+            cache_path, CacheOwner.of(url, confirmed.user_id), cache_key, chosen.busy_timeout_s
         )
     except BaseException:
         if http_client is None:  # the client made for this session; the caller's stays open

@@ -15,9 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 import contactsync_kit
 from contactsync_kit import start_session
 from contactsync_kit.devstack import DevStack
+from contactsync_kit.diagnostics import diagnose
 from contactsync_kit.schemas import DATA_TABLES, describe_rows
 from contactsync_kit.verify import verify_cache
 
@@ -79,6 +82,13 @@ async def sync_story(stack: DevStack, folder: Path) -> dict[str, Any]:
     seen["verify_equal"] = (await verify_cache(session.client, session.cache, org)).line()
     stack.sql("DELETE FROM public.contact_tags WHERE id = (" + ONE_TAG.format("ASC") + ")", org)
     seen["verify_drifted"] = (await verify_cache(session.client, session.cache, org)).line()
+    diagnosis = await diagnose(session, org)
+    differing = diagnosis.differences.filter(pl.col("table") == "contact_tags")
+    seen["diagnosis"] = {
+        "tables": sorted(set(diagnosis.tables["table"].to_list())),
+        "verdicts": diagnosis.verdicts().to_dicts(),
+        "differing_tags": differing.select("id", "status").to_dicts(),
+    }
     await session.sign_out()
     await session.aclose()
     return seen
