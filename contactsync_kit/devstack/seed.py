@@ -34,6 +34,7 @@ from typing import Any, Final
 import psycopg
 
 from ..errors import ContactSyncError
+from ..schemas import SYNCED_TABLES, Column, TableSpec
 from .passwords import PBKDF2_ITERATIONS, hash_password
 from .seed_result import Membership, SeededOrganisation, SeededUser, SeedResult
 from .seed_rows import SeedPlan, UserRow, copy_line, generate
@@ -84,6 +85,42 @@ TABLES: Final = (
         ("id", "contact_id", "organisation_id", "assignee_id", "role", "assigned_at", "updated_at"),
     ),
 )
+
+
+def _spec_only() -> tuple[TableSpec, ...]:
+    known = {name for name, _ in TABLES}
+    return tuple(s for s in SYNCED_TABLES if s.parent and f"public.{s.name}" not in known)
+
+
+def spec_only_rows_sql() -> tuple[str, ...]:
+    """For a synced table the seeder does not know (one added to the spec): one row per seeded
+    contact, made from the spec's columns, deterministic (ids hashed from the contact's).
+
+    Each statement takes one parameter, the seeded organisations' ids.
+    """
+
+    def value(spec: TableSpec, column: Column) -> str:
+        if column.name == spec.scope:
+            return "c.organisation_id"
+        if spec.parent and column.name == spec.parent[0]:
+            return "c.id"
+        if column.uuid:
+            made = f"md5(c.id::text || '{spec.name}.{column.name}')::uuid"
+            return made if column.required else "NULL"
+        if column.timestamp:
+            return "c.updated_at"
+        if column.values:
+            return f"'{column.values[0]}'"
+        if column.sql_type == "INTEGER":
+            return "0"
+        return f"'{spec.noun} ' || left(c.id::text, 8)" if column.required else "NULL"
+
+    return tuple(
+        f"INSERT INTO public.{spec.name} ({', '.join(spec.names)}) "
+        f"SELECT {', '.join(value(spec, c) for c in spec.columns)} "
+        "FROM public.contacts c WHERE c.organisation_id = ANY(%s::uuid[])"
+        for spec in _spec_only()
+    )
 
 
 class SeedConflict(ContactSyncError, ValueError):
@@ -273,8 +310,11 @@ def load_seed(
         loader.abort()
         raise
     loader.finish()
+    organisation_ids = [o.id for o in result.organisations]
+    for statement in spec_only_rows_sql():
+        conn.execute(statement, (organisation_ids,))
     # Fresh statistics so the planner uses the indexes for RLS-filtered queries right away.
-    for table, _ in TABLES:
+    for table in (*(t for t, _ in TABLES), *(f"public.{s.name}" for s in _spec_only())):
         conn.execute(f"ANALYZE {table}")
     return SeedResult(
         result.seed,
