@@ -5,12 +5,12 @@
 * **delta** — when this user has a verified earlier sync of this organisation and the server
   offers the digest: each table's rows changed since the newest change the cache holds
   (`DeltaState.changed_up_to`, minus a safety window), applied in one transaction that
-  commits only if the cache's digest then equals the server's. Otherwise *reconcile*: the server's digest per id bucket locates the difference,
-  ids and timestamps are listed inside those buckets only, the missing rows are deleted and
-  the changed ones fetched, all in one transaction verified the same way. If still unequal,
-  a full sync runs, inside the same call. The decisions (which buckets differ, which ids to
-  fetch again or delete) are `delta_plan`'s pure functions; this module sequences the
-  requests and the cache;
+  commits only if the cache's digest then equals the server's. Otherwise *reconcile*: the
+  server's digest per id bucket locates the difference, ids and timestamps are listed inside
+  those buckets only, the missing rows are deleted and the changed ones fetched, all in one
+  transaction verified the same way. If still unequal, a full sync runs, inside the same
+  call. The decisions (which buckets differ, which ids to fetch again or delete) are
+  `delta_plan`'s pure functions; this module sequences the requests and the cache;
 * **full** — the repository's full sync, its fetched rows checked against the server's digest
   before anything is written (a mismatch is `incomplete`), then the digest state recorded.
 """

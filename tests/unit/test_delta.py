@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -32,6 +33,7 @@ from contactsync_kit.testing import FakeDeltaSource, StorageFaults
 
 ORG = "5f0e7c9a-3b1d-4e2f-9a8b-7c6d5e4f3a2b"
 CHILD = EMBEDDED_TABLES[0]
+T = TypeVar("T")
 
 
 def instant(stamp: str) -> datetime:
@@ -239,7 +241,7 @@ async def test_a_cache_read_failure_in_a_reconcile_is_reported_as_local(
     server.delete(ROOT_TABLE, server.rows(ROOT_TABLE, ORG)[0]["id"])
     logged: list[SyncResult] = []
 
-    async def write(_epoch: int, work: Any) -> Any:
+    async def write(epoch: int, work: Callable[[], T]) -> T:
         return await asyncio.to_thread(work)
 
     async def log(result: SyncResult, _started: datetime, _epoch: int) -> None:
