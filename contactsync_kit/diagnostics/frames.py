@@ -12,7 +12,7 @@ from typing import Final
 
 import polars as pl
 
-from ..schemas import table_schema
+from ..schemas import DATA_TABLES, table_schema
 
 __all__ = [
     "DIFF_SCHEMA",
@@ -22,6 +22,7 @@ __all__ = [
     "DiffStatus",
     "compare_rows",
     "normalise_log",
+    "per_organisation",
     "summarise_log",
     "table_facts",
 ]
@@ -282,4 +283,43 @@ def table_facts(
         .select(list(TABLE_FACTS_SCHEMA))
         .cast(TABLE_FACTS_SCHEMA)
         .sort(keys)
+    )
+
+
+def per_organisation(tables: pl.DataFrame, answered: list[str]) -> pl.DataFrame:
+    """`table_facts` folded to one row per organisation.
+
+    Each row has the counts per table, diff totals and the newest ``updated_at`` on each
+    side.
+
+    A diff total is null when the server was asked about none of the organisation's tables
+    (unknown, not zero); an organisation the server answered for but shows nothing of gets
+    zero server counts.
+    """
+
+    def of(table: str, column: str) -> pl.Expr:
+        return pl.col(column).filter(pl.col("table") == table).first()
+
+    folded = tables.group_by("organisation_id").agg(
+        *[
+            of(table, f"{side}_rows").alias(f"{side}_{table}")
+            for table in DATA_TABLES
+            for side in ("local", "server")
+        ],
+        *[
+            pl.when(pl.col(status.value).is_not_null().any())
+            .then(pl.col(status.value).sum())
+            .alias(status.value)
+            for status in DiffStatus
+        ],
+        pl.col("local_newest_updated_at").max(),
+        pl.col("server_newest_updated_at").max(),
+    )
+    answered_here = pl.col("organisation_id").is_in(answered)
+    return folded.with_columns(
+        pl.when(answered_here)
+        .then(pl.col(f"server_{table}").fill_null(0))
+        .otherwise(pl.col(f"server_{table}"))
+        .alias(f"server_{table}")
+        for table in DATA_TABLES
     )

@@ -26,10 +26,13 @@ from contactsync_kit import (
 )
 from contactsync_kit.delta import IncrementalSync
 from contactsync_kit.delta_store import DeltaStore
+from contactsync_kit.diagnostics import Verdict
 from contactsync_kit.digest import BUCKET_PREFIX
+from contactsync_kit.remote import DeltaSource, DigestSource
 from contactsync_kit.results import SyncError
 from contactsync_kit.schemas import DATA_TABLES, EMBEDDED_TABLES, ROOT_TABLE
 from contactsync_kit.testing import FakeDeltaSource, StorageFaults
+from contactsync_kit.verify import verify_against
 
 ORG = "5f0e7c9a-3b1d-4e2f-9a8b-7c6d5e4f3a2b"
 CHILD = EMBEDDED_TABLES[0]
@@ -266,3 +269,18 @@ async def test_a_cache_read_failure_in_a_reconcile_is_reported_as_local(
     assert (result.mode, result.error.kind) == ("delta", SyncErrorKind.LOCAL_WRITE)
     assert "reading the cache failed (OSError)" in result.error.message
     assert logged == [result]
+
+
+async def test_verify_answers_with_the_one_verdict_type(server: FakeDeltaSource) -> None:
+    repository = await synced(server)
+    cache = repository.cache
+    equal = await verify_against(server, cache, ORG)
+    assert equal.verdict is Verdict.EQUAL and equal.equal
+    server.delete(CHILD, server.rows(CHILD, ORG)[0]["id"])
+    drifted = await verify_against(server, cache, ORG)
+    assert drifted.verdict is Verdict.DRIFTED and drifted.verdict == "drifted"
+    assert not drifted.tables[CHILD].equal and drifted.tables[ROOT_TABLE].equal
+    server.digest_available = False
+    unavailable = await verify_against(server, cache, ORG)
+    assert unavailable.verdict is Verdict.UNAVAILABLE
+    assert isinstance(server, DigestSource) and isinstance(server, DeltaSource)
