@@ -278,7 +278,7 @@ async def test_verify_answers_with_the_one_verdict_type(server: FakeDeltaSource)
     assert equal.verdict is Verdict.EQUAL and equal.equal
     server.delete(CHILD, server.rows(CHILD, ORG)[0]["id"])
     drifted = await verify_against(server, cache, ORG)
-    assert drifted.verdict is Verdict.DRIFTED and drifted.verdict == "drifted"
+    assert drifted.verdict is Verdict.DRIFTED and str(drifted.verdict) == "drifted"
     assert not drifted.tables[CHILD].equal and drifted.tables[ROOT_TABLE].equal
     server.digest_available = False
     unavailable = await verify_against(server, cache, ORG)
