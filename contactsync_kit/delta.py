@@ -12,7 +12,8 @@
   call. The decisions (which buckets differ, which ids to fetch again or delete) are
   `delta_plan`'s pure functions; this module sequences the requests and the cache;
 * **full** — the repository's full sync, its fetched rows checked against the server's digest
-  before anything is written (a mismatch is `incomplete`), then the digest state recorded.
+  before anything is written (a mismatch is `incomplete`), then the digest state recorded
+  (`full_check.FullSyncCheck`'s hooks).
 """
 
 from __future__ import annotations
@@ -32,17 +33,10 @@ from .attempt import CANCELLED, LocalWriteFailed, Refused, settle
 from .clock import Clock
 from .delta_plan import changed_since, differing_buckets, newest_change, plan_reconcile
 from .delta_store import DeltaChanges, DeltaState, DeltaStore
-from .digest import (
-    BUCKET_PREFIX,
-    DigestTotal,
-    TableDigests,
-    combine_digest_batches,
-    fold_digest_batch,
-    server_total,
-    total,
-)
+from .digest import BUCKET_PREFIX, TableDigests
 from .errors import SyncStopped
-from .mappers import MappedPage, MappingProblem, map_table_rows, map_versions
+from .full_check import FullSyncCheck, FullSyncHooks, server_buckets, server_totals
+from .mappers import MappingProblem, map_table_rows, map_versions
 from .paging import PARALLEL_PAGES
 from .remote import ContactSource, DeltaSource, DigestRow, DigestUnavailable
 from .results import SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
@@ -60,8 +54,6 @@ _IDS_PER_REQUEST = 100  # keeps `id=in.(...)` URLs a few kB
 _BUCKETS_PER_REQUEST = 12
 # More differing buckets than this and listing them costs about what a full sync does.
 _MAX_RECONCILE_BUCKETS = 1500
-# Hashed together: few calls, and the last batch adds little to the sync's tail.
-_HASH_BATCH_ROWS = 20_000
 _NO_STATE = "no verified earlier sync of this organisation by this user"
 
 
@@ -73,35 +65,8 @@ class Writer(Protocol):
         ...
 
 
-@dataclass
-class FullSyncHooks:
-    """Called by the repository's full sync: each mapped page, then before and in the commit.
-
-    `within_commit` writes the organisation's digest state inside the commit's transaction
-    (a worker thread holding the cache's write connection), so the state and the rows it
-    describes are committed together. `verified` says whether the rows matched the server's
-    digest (for the sync log).
-    """
-
-    on_page: Callable[[MappedPage], None]
-    before_commit: Callable[[], Awaitable[SyncError | None]]
-    within_commit: Callable[[Any], None]
-    verified: Callable[[], bool]
-
-
 class _Fallback(Exception):
     """The delta cannot prove the cache; run a full sync for this reason."""
-
-
-def _server_buckets(rows: list[DigestRow]) -> dict[str, dict[str, tuple[int, int]]]:
-    result: dict[str, dict[str, tuple[int, int]]] = {t: {} for t in DATA_TABLES}
-    for row in rows:
-        result.setdefault(row.table, {})[row.bucket] = (row.count, row.digest)
-    return result
-
-
-def _totals(server: dict[str, dict[str, tuple[int, int]]]) -> dict[str, tuple[int, int]]:
-    return {t: server_total(server.get(t, {})) for t in DATA_TABLES}
 
 
 def _local_failure(exc: Exception) -> SyncStopped:
@@ -113,103 +78,6 @@ def _local_failure(exc: Exception) -> SyncStopped:
             f"reading the cache failed ({type(exc).__name__}); nothing was written",
         )
     )
-
-
-class _FullCheck:
-    """One full sync verified: its pages hashed as they come, checked before the commit.
-
-    The hooks it gives the repository's full sync fold each page's ids and timestamps into a
-    running digest (in batches, on `cpu`), compare it with the server's digest before the
-    commit, and record the digest state inside the commit.
-    """
-
-    def __init__(
-        self, source: ContactSource, org: str, store: DeltaStore, clock: Clock, cpu: Executor | None
-    ) -> None:
-        self._digests = source if isinstance(source, DeltaSource) else None
-        self._user = self._digests.user_id() if self._digests is not None else None
-        self._org, self._store, self._clock, self._cpu = org, store, clock, cpu
-        self.buckets: TableDigests = {t: {} for t in DATA_TABLES}
-        self.changed_up_to: dict[str, str] = {}
-        self.verified = False
-        self.note: str | None = None
-        # Pages' ids and timestamps are hashed in batches on a worker while more pages come,
-        # folded into one running total: the memory of one total, whatever the sync's size.
-        self._pending: list[pl.DataFrame] = []
-        self._running: asyncio.Future[DigestTotal] | None = None
-        # Asked for with the first page, so its answer is ready by the commit.
-        self._server: asyncio.Future[list[DigestRow]] | None = None
-
-    def hooks(self) -> FullSyncHooks:
-        """The hooks to hand the repository's full sync."""
-        return FullSyncHooks(
-            self.on_page, self.before_commit, self.within_commit, lambda: self.verified
-        )
-
-    def settle(self) -> None:
-        """Cancel or read what still runs: a failed sync leaves it unread."""
-        settle(self._server, self._running)
-
-    async def _fold(self, previous: asyncio.Future[DigestTotal] | None, frames: Any) -> DigestTotal:
-        running = None if previous is None else await previous
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._cpu, fold_digest_batch, running, frames)
-
-    def _flush(self) -> None:
-        if self._pending:
-            self._running = asyncio.ensure_future(self._fold(self._running, self._pending.copy()))
-            self._pending.clear()
-
-    def on_page(self, page: MappedPage) -> None:
-        """Keep a page's hashed columns, and ask for the server's digest with the first."""
-        if self._server is None and self._digests is not None:
-            self._server = asyncio.ensure_future(self._digests.digest(self._org, 0))
-        # Only the hashed columns are kept: the rest of the page can be freed once written.
-        self._pending.extend(
-            frame.select(pl.lit(table).alias("table"), "id", "updated_at")
-            for table, frame in page.frames().items()
-        )
-        if sum(frame.height for frame in self._pending) >= _HASH_BATCH_ROWS:
-            self._flush()
-
-    async def before_commit(self) -> SyncError | None:
-        """Compare the rows received with the server's digest: `incomplete` if they differ."""
-        self._flush()
-        sums, newest = await asyncio.get_running_loop().run_in_executor(
-            self._cpu,
-            combine_digest_batches,
-            [] if self._running is None else [await self._running],
-        )
-        self.buckets.update(sums)
-        self.changed_up_to.update(newest)
-        if self._digests is None:
-            self.note = "the source offers no digest: the sync is not verified"
-            return None
-        try:
-            server = _server_buckets(await (self._server or self._digests.digest(self._org, 0)))
-        except DigestUnavailable as exc:
-            self.note = f"the server offers no digest function ({exc}): the sync is not verified"
-            return None
-        expected = _totals(server)
-        differing = [t for t in DATA_TABLES if not total(self.buckets[t]).agrees_with(expected[t])]
-        if differing:
-            return SyncError(
-                SyncErrorKind.INCOMPLETE,
-                "the rows received do not match the "
-                f"server's digest ({', '.join(differing)}): the server changed "
-                "during the sync or rows went missing; nothing was written",
-            )
-        self.verified = True
-        return None
-
-    def within_commit(self, conn: Any) -> None:
-        """Record the digest state (or drop a stale one) in the commit's transaction."""
-        if self.verified and self._user is not None:
-            self._store.remember_within(
-                conn, self._org, self._user, self.buckets, self.changed_up_to, self._clock.now()
-            )
-        else:
-            self._store.forget_within(conn, self._org)
 
 
 @dataclass
@@ -305,7 +173,7 @@ class IncrementalSync:
             return SyncFailure(organisation_id=run.org, error=CANCELLED)
 
     async def _verified_full(self, org: str, reason: str | None) -> SyncResult:
-        check = _FullCheck(self._source, org, self._store, self._clock, self._cpu)
+        check = FullSyncCheck(self._source, org, self._store, self._clock, self._cpu)
         try:
             result = await self._full(check.hooks())
         finally:
@@ -380,7 +248,7 @@ class IncrementalSync:
             for t in DATA_TABLES
             if (stamp := newest_change(changes.upserts[t], state.changed_up_to.get(t)))
         }
-        return changes, _totals(_server_buckets(digest_rows)), newest
+        return changes, server_totals(server_buckets(digest_rows)), newest
 
     async def _changed(self, run: _Run, state: DeltaState, table: str) -> pl.DataFrame:
         """`table`'s rows changed since the newest change the cache holds (minus the window)."""
@@ -401,7 +269,7 @@ class IncrementalSync:
         locating = run.bucketed_digest()
         if cached is None:
             cached = await self._read(self._store.digests_after, run.org, run.user, changes)
-        server = _server_buckets(await locating)
+        server = server_buckets(await locating)
         differing = differing_buckets(cached, server)
         if sum(len(differing.get(t, ())) for t in DATA_TABLES) > _MAX_RECONCILE_BUCKETS:
             raise _Fallback("the cache differs from the server in too many places; ran a full sync")
@@ -412,7 +280,7 @@ class IncrementalSync:
                 if differing.get(table)
             )
         )
-        return _totals(server)
+        return server_totals(server)
 
     async def _reconcile_table(
         self, run: _Run, table: str, buckets: set[str], changes: DeltaChanges
