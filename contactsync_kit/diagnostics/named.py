@@ -71,9 +71,9 @@ def name_differences(
 
     `contacts` holds the cached root rows' ``id`` and ``full_name``; `children` the cached
     embedded rows' ``id`` and ``contact_id`` (their parent's id); `server_names` contact id →
-    the name the server
-    shows now (a renamed contact reads "cached name" with its new name beside it). A row
-    whose contact is not cached has an empty ``contact``. Returns `NAMED_DIFF_SCHEMA`.
+    the name the server shows now (a renamed contact reads "cached name" with its new name
+    beside it). A row whose contact is not cached has an empty ``contact``. Returns
+    `NAMED_DIFF_SCHEMA`.
     """
     diff = differences.select(
         [
@@ -81,26 +81,7 @@ def name_differences(
             for k, v in DIFF_SCHEMA.items()
         ]
     )
-    owners = (
-        children.select(pl.col("id").cast(pl.String()), pl.col("contact_id").cast(pl.String()))
-        if children is not None and not children.is_empty()
-        else pl.DataFrame(schema=_CONTACT_OF)
-    )
-    names = (
-        contacts.select(
-            pl.col("id").cast(pl.String()).alias("contact_id"),
-            pl.col("full_name").cast(pl.String()).alias("contact"),
-        )
-        if {"id", "full_name"} <= set(contacts.columns)
-        else pl.DataFrame(schema=_NAMES)
-    )
-    server = pl.DataFrame(
-        {
-            "contact_id": list((server_names or {}).keys()),
-            "name_on_server": list((server_names or {}).values()),
-        },
-        schema={"contact_id": pl.String(), "name_on_server": pl.String()},
-    )
+    owners, names, server = _owners_and_names(contacts, children, server_names)
     joined = (
         diff.join(owners.rename({"contact_id": "_owner"}), on="id", how="left")
         .with_columns(
@@ -124,6 +105,35 @@ def name_differences(
         .select(list(NAMED_DIFF_SCHEMA))
         .cast(NAMED_DIFF_SCHEMA)
     )
+
+
+def _owners_and_names(
+    contacts: pl.DataFrame,
+    children: pl.DataFrame | None,
+    server_names: Mapping[str, str] | None,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Each child row's contact, each cached contact's name, each name the server shows."""
+    owners = (
+        children.select(pl.col("id").cast(pl.String()), pl.col("contact_id").cast(pl.String()))
+        if children is not None and not children.is_empty()
+        else pl.DataFrame(schema=_CONTACT_OF)
+    )
+    names = (
+        contacts.select(
+            pl.col("id").cast(pl.String()).alias("contact_id"),
+            pl.col("full_name").cast(pl.String()).alias("contact"),
+        )
+        if {"id", "full_name"} <= set(contacts.columns)
+        else pl.DataFrame(schema=_NAMES)
+    )
+    server = pl.DataFrame(
+        {
+            "contact_id": list((server_names or {}).keys()),
+            "name_on_server": list((server_names or {}).values()),
+        },
+        schema={"contact_id": pl.String(), "name_on_server": pl.String()},
+    )
+    return owners, names, server
 
 
 def differing_rows(
