@@ -436,7 +436,8 @@ class FakeDeltaSource:
     bucket, computed with the kit's twin of the server's hash (tables without rows are
     absent, as on the server). Every row is visible to `user` (no RLS in the model).
 
-    Change the model with `put` and `delete` (or edit `tables`). Faults: `session_error` is
+    Change the model with `put` and `delete` (or edit `tables`). Faults: `max_rows` cuts
+    every answer short as PostgREST's db-max-rows does (silently); `session_error` is
     what `check_session` answers; `digest_available=False` makes `digest` raise
     `DigestUnavailable` (a server without the function); `fetch_errors` maps a `fetch_rows`
     call number (1 for the first) to the error it raises as `RemoteFailure`;
@@ -449,6 +450,7 @@ class FakeDeltaSource:
         default_factory=lambda: {table: [] for table in DATA_TABLES}
     )
     page_size: int = 1000
+    max_rows: int | None = None
     user: str | None = "00000000-0000-4000-8000-000000000001"
     session_error: SyncError | None = None
     digest_available: bool = True
@@ -515,7 +517,7 @@ class FakeDeltaSource:
             roots = [r for r in roots if uuid.UUID(r["id"]) > uuid.UUID(after)]
         if upto is not None:
             roots = [r for r in roots if uuid.UUID(r["id"]) <= uuid.UUID(upto)]
-        page = [self._embedded(r, organisation_id) for r in roots[: self.page_size]]
+        page = [self._embedded(r, organisation_id) for r in roots[: self._limit()]]
         return RemotePage(
             body=json.dumps(page).encode(),
             total=total if with_count else None,
@@ -559,7 +561,10 @@ class FakeDeltaSource:
         if columns != "*":
             wanted = [c.strip() for c in columns.split(",")]
             rows = [{c: r[c] for c in wanted} for r in rows]
-        return RemotePage(body=json.dumps(rows[: self.page_size]).encode(), total=None)
+        return RemotePage(body=json.dumps(rows[: self._limit()]).encode(), total=None)
+
+    def _limit(self) -> int:
+        return min(self.page_size, self.max_rows or self.page_size)
 
     async def digest(self, organisation_id: str, prefix_length: int = 0) -> list[DigestRow]:
         """The server's digest of the organisation per table, or per id bucket."""

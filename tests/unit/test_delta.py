@@ -123,6 +123,22 @@ async def test_changes_are_applied_and_verified(server: FakeDeltaSource) -> None
     assert all(not page["buckets"] for page in row_pages(server, before)), "nothing listed"
 
 
+async def test_a_page_cut_short_by_the_servers_row_cap_is_not_the_last(
+    server: FakeDeltaSource,
+) -> None:
+    repository = await synced(server)
+    server.max_rows = 4  # below the page size (40): every answer is cut short, silently
+    later = datetime.now(UTC) + timedelta(days=1)
+    for row in server.rows(CHILD, ORG)[:11]:
+        server.put(CHILD, row, when=later)
+    result = await repository.sync_contacts_for_organisation(ORG)
+    assert isinstance(result, SyncSuccess), result
+    # Every change arrived by paging on past the short pages: nothing left to reconcile.
+    assert (result.mode, result.verified, result.reconciled) == ("delta", True, False)
+    assert result.rows_changed == 11
+    assert cached(repository.cache) == on_server(server)
+
+
 async def test_deletes_are_located_by_the_digest_and_reconciled(server: FakeDeltaSource) -> None:
     repository = await synced(server)
     gone_child = server.rows(CHILD, ORG)[5]
