@@ -11,7 +11,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -271,7 +271,7 @@ async def test_a_cache_read_failure_in_a_reconcile_is_reported_as_local(
 
     delta = IncrementalSync(
         source=server,
-        store=FailingReads(DeltaStore(repository.cache)),  # type: ignore[arg-type]
+        store=cast(DeltaStore, FailingReads(DeltaStore(repository.cache))),
         clock=ManualClock(),
         full=no_full_sync,
         write=write,
