@@ -140,7 +140,7 @@ async def run(size: int, repeats: int, explain: bool) -> None:
             print(
                 f"  after 100 edits {attempt + 1}/{repeats}: {seconds * 1000:8.1f} ms "
                 f"({result.rows_changed} written, {result.rows_deleted} deleted, "
-                f"{result.pages} requests, "
+                f"{result.pages} pages of rows, "
                 f"{'reconciled' if result.reconciled else 'no reconcile'})",
                 flush=True,
             )

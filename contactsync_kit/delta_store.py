@@ -1,7 +1,9 @@
 """Disk side of the verified incremental sync: digest state and the all-or-nothing delta apply.
 
-The cache keeps, per organisation and user, the watermarks and the digest of its rows per
-table and id bucket (cache migration 3). A delta is applied in ONE transaction that also
+The cache keeps, per organisation and user, the newest change it holds per table
+(`DeltaState.changed_up_to`: the greatest ``updated_at``, where the next delta's changes start)
+and the digest of its rows per table and id bucket (cache migration 3, whose column for the
+former is still called ``watermarks``). A delta is applied in ONE transaction that also
 updates that digest from the rows it replaces and the rows it writes, and commits only when
 the result equals the server's digest; otherwise it rolls back and says what it would have
 held. Uses the cache's own engine and locks; the SQL lives here because it is only the delta's.
@@ -53,7 +55,9 @@ class DeltaState:
     mode: str
     verified: bool
     synced_at: str
-    watermarks: dict[str, str]
+    #: Per table, the newest ``updated_at`` the cache holds: the next delta asks for the
+    #: rows changed since then (minus the safety window).
+    changed_up_to: dict[str, str]
     #: Rows per table the stored digest describes (what the cache held after that sync).
     counts: dict[str, int]
 
@@ -116,6 +120,33 @@ def _chunks(values: list[str]) -> Iterable[list[str]]:
         yield values[start : start + _CHUNK]
 
 
+def _updated(
+    stored: TableDigests,
+    olds: Mapping[str, pl.DataFrame],
+    news: Mapping[str, pl.DataFrame],
+    afters: Mapping[str, pl.DataFrame],
+    recount: Mapping[str, set[str]],
+) -> TableDigests:
+    """`stored` less the digests of the rows replaced (`olds`) plus the new rows', per table.
+
+    The buckets in `recount` are replaced whole by the digests of their rows after (`afters`).
+    """
+    # One hash per kind of rows, all tables at once: the hash's per-call cost is paid three
+    # times, not nine.
+    removed, added, recounted = (
+        table_bucket_sums(_tagged(frames)) for frames in (olds, news, afters)
+    )
+    result: TableDigests = {}
+    for table in DATA_TABLES:
+        buckets = merge_buckets(stored.get(table, {}), removed.get(table, {}), sign=-1)
+        buckets = merge_buckets(buckets, added.get(table, {}))
+        for bucket in recount.get(table, set()):
+            buckets.pop(bucket, None)
+        buckets.update(recounted.get(table, {}))
+        result[table] = buckets
+    return result
+
+
 class DeltaStore:
     """The delta's disk I/O over an open `ContactCache` (thread-safe, synchronous)."""
 
@@ -146,7 +177,7 @@ class DeltaStore:
             mode=row[0],
             verified=bool(row[1]),
             synced_at=row[2],
-            watermarks=json.loads(row[3]),
+            changed_up_to=json.loads(row[3]),
             counts=counts,
         )
 
@@ -163,16 +194,17 @@ class DeltaStore:
         organisation_id: str,
         user_id: str,
         buckets: TableDigests,
-        watermarks: Mapping[str, str],
+        changed_up_to: Mapping[str, str],
         synced_at: datetime,
     ) -> None:
         """Record a verified full sync inside the caller's open write transaction.
 
-        Its watermarks and the digest of what it wrote replace the organisation's old state;
-        the full sync's commit calls it, so the state and the rows commit together.
+        Its newest change per table and the digest of what it wrote replace the
+        organisation's old state; the full sync's commit calls it, so the state and the rows
+        commit together.
         """
         self._forget(conn, organisation_id)
-        self._save(conn, organisation_id, user_id, "full", buckets, {}, watermarks, synced_at)
+        self._save(conn, organisation_id, user_id, "full", buckets, {}, changed_up_to, synced_at)
 
     # -- reading rows -----------------------------------------------------------------------
 
@@ -205,12 +237,13 @@ class DeltaStore:
         user_id: str,
         changes: DeltaChanges,
         expected: Mapping[str, tuple[int, int]],
-        watermarks: Mapping[str, str],
+        changed_up_to: Mapping[str, str],
         synced_at: datetime,
     ) -> tuple[bool, TableDigests]:
         """Apply `changes` in one transaction; commit only if the digest equals `expected`.
 
-        `expected` is the server's ``(row_count, digest)`` per table.
+        `expected` is the server's ``(row_count, digest)`` per table; `changed_up_to` the
+        newest change per table the cache then holds.
 
         Returns ``(committed, buckets)``: the per-bucket digest the cache holds (committed) or
         would have held (rolled back, the cache unchanged). Raises on a storage failure, with
@@ -223,9 +256,17 @@ class DeltaStore:
                 if not all(total(buckets[t]).agrees_with(expected.get(t)) for t in DATA_TABLES):
                     raise _Mismatch(buckets)
                 self._write(conn, organisation_id, changes)
+                self._cache.store.reached("sync_state", organisation_id)
                 conn.exec_driver_sql(_STAMP_SQL, (organisation_id, iso_utc(synced_at)))
                 self._save(
-                    conn, organisation_id, user_id, "delta", buckets, stored, watermarks, synced_at
+                    conn,
+                    organisation_id,
+                    user_id,
+                    "delta",
+                    buckets,
+                    stored,
+                    changed_up_to,
+                    synced_at,
                 )
                 return True, buckets
         except _Mismatch as mismatch:
@@ -284,25 +325,13 @@ class DeltaStore:
                         new.filter(pl.col("id").str.slice(0, BUCKET_PREFIX).is_in(sorted(recount))),
                     ]
                 )
-        # One hash per kind of rows, all tables at once: the hash's per-call cost is paid
-        # three times, not nine.
-        removed, added, recounted = (
-            table_bucket_sums(_tagged(frames)) for frames in (olds, news, afters)
-        )
-        result: TableDigests = {}
-        for table in DATA_TABLES:
-            buckets = merge_buckets(stored.get(table, {}), removed.get(table, {}), sign=-1)
-            buckets = merge_buckets(buckets, added.get(table, {}))
-            for bucket in changes.recount.get(table, set()):
-                buckets.pop(bucket, None)
-            buckets.update(recounted.get(table, {}))
-            result[table] = buckets
-        return result
+        return _updated(stored, olds, news, afters, changes.recount)
 
-    @staticmethod
-    def _write(conn: Connection, organisation_id: str, changes: DeltaChanges) -> None:
+    def _write(self, conn: Connection, organisation_id: str, changes: DeltaChanges) -> None:
         """Upsert the changed rows and delete the gone ones."""
         for table in DATA_TABLES:
+            # The cache's fault hook (`StorageFaults`) sees the delta's merge as a full sync's.
+            self._cache.store.reached("merge", organisation_id, table)
             frame = changes.upserts.get(table)
             if frame is not None and frame.height:
                 _WRITER.write(conn, _upsert_sql(table), frame.select(list(TABLE_COLUMNS[table])))
@@ -348,15 +377,16 @@ class DeltaStore:
         mode: str,
         buckets: TableDigests,
         stored: TableDigests,
-        watermarks: Mapping[str, str],
+        changed_up_to: Mapping[str, str],
         synced_at: datetime,
     ) -> None:
+        # Migration 3's column `watermarks` holds `changed_up_to` (the name is history).
         conn.exec_driver_sql(
             "INSERT INTO sync_digest_state (organisation_id, user_id, mode, verified, "
             "synced_at, watermarks) VALUES (?, ?, ?, 1, ?, ?) "
             "ON CONFLICT (organisation_id, user_id) DO UPDATE SET mode = excluded.mode, "
             "verified = 1, synced_at = excluded.synced_at, watermarks = excluded.watermarks",
-            (organisation_id, user_id, mode, iso_utc(synced_at), json.dumps(dict(watermarks))),
+            (organisation_id, user_id, mode, iso_utc(synced_at), json.dumps(dict(changed_up_to))),
         )
         # Only the buckets that changed are rewritten: an unchanged re-sync writes one row.
         gone: list[tuple[str, str, str, str]] = []

@@ -31,6 +31,7 @@ __all__ = [
     "ContactSource",
     "DeltaSource",
     "DigestRow",
+    "DigestSource",
     "DigestUnavailable",
     "Filter",
     "RemoteFailure",
@@ -328,18 +329,28 @@ class DigestUnavailable(ContactSyncError):
 
 
 @runtime_checkable
-class DeltaSource(ContactSource, Protocol):
-    """A `ContactSource` that can also serve a verified incremental sync."""
+class DigestSource(Protocol):
+    """The digest port: asks the server for its digest of what RLS shows the user.
 
-    def user_id(self) -> str | None:
-        """The signed-in user's id (the token's subject), or None."""
-        ...
+    The one port of the delta (`DeltaSource` extends it), `verify_against` and the
+    diagnosis; `SupabaseDeltaSource` is the real one, `testing.FakeDeltaSource` a fake.
+    """
 
     async def digest(self, organisation_id: str, prefix_length: int = 0) -> list[DigestRow]:
         """The server's digest per table (bucket ``""``), or per id bucket.
 
-        Buckets are the ids' first `prefix_length` hex digits. Raises `DigestUnavailable`.
+        Buckets are the ids' first `prefix_length` hex digits. Raises `DigestUnavailable`
+        (no digest function) or `RemoteFailure`.
         """
+        ...
+
+
+@runtime_checkable
+class DeltaSource(ContactSource, DigestSource, Protocol):
+    """A `ContactSource` that can also serve a verified incremental sync."""
+
+    def user_id(self) -> str | None:
+        """The signed-in user's id (the token's subject), or None."""
         ...
 
     async def fetch_rows(

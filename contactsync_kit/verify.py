@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from .cache import ContactCache
 from .clock import SystemClock
 from .delta_store import DeltaStore
+from .diagnostics.findings import Verdict
 from .digest import total
-from .remote import DigestRow, DigestUnavailable, RemoteFailure, SupabaseDeltaSource
+from .remote import DigestSource, DigestUnavailable, RemoteFailure, SupabaseDeltaSource
 from .schemas import DATA_TABLES
 
 if TYPE_CHECKING:
@@ -24,15 +25,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CacheVerification",
-    "DigestSource",
     "TableVerification",
     "verify_against",
     "verify_cache",
 ]
 
 __io__ = "none"
-
-Verdict = Literal["equal", "drifted", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -49,9 +47,10 @@ class TableVerification:
 class CacheVerification:
     """The verdict for one organisation's cache.
 
-    `verdict` is ``"equal"`` (every table's count and digest agree with the server's),
-    ``"drifted"`` (at least one differs: sync to repair) or ``"unavailable"`` (the server
-    offers no digest or could not be asked; `reason` says which).
+    `verdict` is `Verdict.EQUAL` (every table's count and digest agree with the server's),
+    `Verdict.DRIFTED` (at least one differs: sync to repair) or `Verdict.UNAVAILABLE` (the
+    server offers no digest or could not be asked; `reason` says which). A `Verdict` is a
+    string: ``verdict == "equal"`` holds.
     """
 
     organisation_id: str
@@ -62,11 +61,11 @@ class CacheVerification:
     @property
     def equal(self) -> bool:
         """True when the cache provably equals what the server shows the user."""
-        return self.verdict == "equal"
+        return self.verdict == Verdict.EQUAL
 
     def line(self) -> str:
         """A one-line summary for a panel or a log (counts only, no personal data)."""
-        if self.verdict == "unavailable":
+        if self.verdict == Verdict.UNAVAILABLE:
             return f"cannot verify: {self.reason}"
         drift = [t for t in self.tables.values() if not t.equal]
         if not drift:
@@ -74,15 +73,6 @@ class CacheVerification:
         return "drifted: " + ", ".join(
             f"{t.table} {t.cached_rows} cached / {t.server_rows} on the server" for t in drift
         )
-
-
-@runtime_checkable
-class DigestSource(Protocol):
-    """Anything that asks the server for its digest (`SupabaseDeltaSource`, or a fake)."""
-
-    async def digest(self, organisation_id: str, prefix_length: int = 0) -> list[DigestRow]:
-        """The server's digest per table; raises `DigestUnavailable` or `RemoteFailure`."""
-        ...
 
 
 async def verify_cache(
@@ -101,7 +91,8 @@ async def verify_against(
 ) -> CacheVerification:
     """`verify_cache` with the server's digest read from `source` (one ``digest`` call).
 
-    For callers that already hold a digest source (the diagnosis, tests with a fake server).
+    For callers that already hold a `DigestSource` (the diagnosis; tests with
+    `testing.FakeDeltaSource`).
     """
     org = organisation_id.lower()
     # The cache is read while the server answers; a failed answer still waits for that read,
@@ -112,10 +103,10 @@ async def verify_against(
         local = await reading
     except DigestUnavailable as exc:
         return CacheVerification(
-            org, "unavailable", reason=f"the server offers no digest function ({exc})"
+            org, Verdict.UNAVAILABLE, reason=f"the server offers no digest function ({exc})"
         )
     except RemoteFailure as exc:
-        return CacheVerification(org, "unavailable", reason=str(exc.error))
+        return CacheVerification(org, Verdict.UNAVAILABLE, reason=str(exc.error))
     finally:
         await asyncio.wait([reading])
     server = {row.table: (row.count, row.digest) for row in rows}
@@ -126,5 +117,5 @@ async def verify_against(
         tables[table] = TableVerification(
             table, mine.count, theirs[0] if theirs else 0, mine.agrees_with(theirs)
         )
-    verdict: Verdict = "equal" if all(t.equal for t in tables.values()) else "drifted"
+    verdict = Verdict.EQUAL if all(t.equal for t in tables.values()) else Verdict.DRIFTED
     return CacheVerification(org, verdict, tables)

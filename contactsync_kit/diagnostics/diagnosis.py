@@ -26,15 +26,14 @@ from ..clock import Clock, SystemClock
 from ..schemas import DATA_TABLES
 from ..staleness import DEFAULT_STALE_AFTER, format_age
 from .findings import FACT_COLUMNS, Finding, Verdict, assess
-from .frames import DiffStatus, compare_rows, normalise_log, summarise_log, table_facts
+from .frames import compare_rows, normalise_log, per_organisation, summarise_log, table_facts
 
 if TYPE_CHECKING:  # the frames and verdicts never need the network stack at run time
     from supabase import AsyncClient
 
     from ..bootstrap import UserSession
     from ..cache import ContactCache
-    from ..remote import Filter
-    from ..verify import DigestSource
+    from ..remote import DigestSource, Filter
 
 __all__ = ["Diagnosis", "ServerReader", "SessionFacts", "diagnose"]
 
@@ -136,8 +135,7 @@ class Diagnosis:
 class ServerReader(Protocol):
     """What `diagnose` needs from the server; `RemoteReader` is the real one.
 
-    A reader that also has the `DigestSource` method ``digest`` is asked for the server's
-    digest first (the optional capability; `diagnose` pairs the real reader with one).
+    A reader that is also a `DigestSource` is asked for the server's digest first.
     """
 
     async def count(self, table: str, filters: list[Filter] | tuple[Filter, ...] = ()) -> int:
@@ -185,7 +183,7 @@ class _ServerOrg:
     member: bool | None = None
     counts: dict[str, int] = field(default_factory=dict)
     rows: list[tuple[str, str, str, str]] = field(default_factory=list)
-    digest: str | None = None  # "equal" / "drifted"; None: no digest
+    digest: Verdict | None = None  # EQUAL / DRIFTED; None: no digest
     error_kind: str | None = None
     error_code: str | None = None
 
@@ -219,31 +217,46 @@ async def diagnose(
     clock = clock or session_clock or SystemClock()
     now = clock.now()
     if unreachable is not None:
-        session, reader, digests = SessionFacts(), None, None
+        session = SessionFacts(
+            problem_kind="network", problem_code="unreachable", problem=unreachable
+        )
+        reader, digests = None, None
     else:
         session, reader, digests = await _check_session(
             client, clock, reader, check_server=check_server
         )
+    if note := _clock_note(target):
+        session = replace(session, clock_note=note)
     log = await asyncio.to_thread(cache.read_table, "sync_log")
     orgs = await _organisations(organisation_ids, cache, log, reader)
     local_rows, synced = await _local_side(cache, orgs)
     checks = await _server_side(reader, digests, cache, orgs)
+    return replace(
+        _assembled(now, threshold, session, orgs, synced, local_rows, checks, log),
+        server_url=str(client.supabase_url) if client is not None else None,
+    )
+
+
+def _assembled(
+    now: datetime,
+    threshold: timedelta,
+    session: SessionFacts,
+    orgs: list[str],
+    synced: Mapping[str, datetime | None],
+    local_rows: pl.DataFrame,
+    checks: list[_ServerOrg],
+    log: pl.DataFrame,
+) -> Diagnosis:
+    """The diagnosis of the facts gathered: the frames, then a verdict per organisation."""
     answered = [check.organisation_id for check in checks if check.error_kind is None]
-    equal = [check.organisation_id for check in checks if check.digest == "equal"]
+    equal = [check.organisation_id for check in checks if check.digest == Verdict.EQUAL]
     listed = [org for org in answered if org not in equal]
     server_rows, server_counts = _server_frames(checks)
     tables = table_facts(local_rows, server_rows, server_counts, equal=equal)
     log = log.filter(pl.col("organisation_id").cast(pl.String()).is_in(orgs))
-    if unreachable is not None:
-        session = SessionFacts(
-            problem_kind="network", problem_code="unreachable", problem=unreachable
-        )
-    note = _clock_note(target)
-    if note:
-        session = replace(session, clock_note=note)
     facts = (
         _check_frame(orgs, synced, checks, session)
-        .join(_per_organisation(tables, answered), on="organisation_id", how="left")
+        .join(per_organisation(tables, answered), on="organisation_id", how="left")
         .join(summarise_log(log), on="organisation_id", how="left")
     )
     return Diagnosis(
@@ -256,7 +269,6 @@ async def diagnose(
         ),
         sync_log=normalise_log(log),
         session=session,
-        server_url=str(client.supabase_url) if client is not None else None,
     )
 
 
@@ -282,9 +294,8 @@ async def _check_session(
     """Who the session is, the reader to ask the server with (None: do not ask), and where
     to read the server's digest (None: the server is not asked, or the reader has none).
     """
-    from ..remote import RemoteReader, SupabaseContactSource, SupabaseDeltaSource
+    from ..remote import DigestSource, RemoteReader, SupabaseContactSource, SupabaseDeltaSource
     from ..session import bearer_token, inspect_token
-    from ..verify import DigestSource
 
     # A given reader is the server: its digest if it has one, never the client's.
     given = reader if isinstance(reader, DigestSource) else None
@@ -391,7 +402,7 @@ async def _server_org(
     # The digest first: one request says "equal" or "drifted"; "unavailable" (no digest
     # function, or the request failed) falls back to the id diff, which reports a failure.
     verification = await verify_against(digests, cache, org) if digests is not None else None
-    if verification is not None and verification.verdict != "unavailable":
+    if verification is not None and verification.verdict != Verdict.UNAVAILABLE:
         result.digest = verification.verdict
     try:
         result.member = await reader.count("organisations", [("id", "eq", org)]) > 0
@@ -464,42 +475,3 @@ def _check_frame(
             )
         records.append(record)
     return pl.DataFrame(records, schema=_CHECK_FRAME)
-
-
-def _per_organisation(tables: pl.DataFrame, answered: list[str]) -> pl.DataFrame:
-    """`table_facts` folded to one row per organisation.
-
-    Each row has the counts per table, diff totals and the newest ``updated_at`` on each
-    side.
-
-    A diff total is null when the server was asked about none of the organisation's tables
-    (unknown, not zero); an organisation the server answered for but shows nothing of gets
-    zero server counts.
-    """
-
-    def of(table: str, column: str) -> pl.Expr:
-        return pl.col(column).filter(pl.col("table") == table).first()
-
-    folded = tables.group_by("organisation_id").agg(
-        *[
-            of(table, f"{side}_rows").alias(f"{side}_{table}")
-            for table in DATA_TABLES
-            for side in ("local", "server")
-        ],
-        *[
-            pl.when(pl.col(status.value).is_not_null().any())
-            .then(pl.col(status.value).sum())
-            .alias(status.value)
-            for status in DiffStatus
-        ],
-        pl.col("local_newest_updated_at").max(),
-        pl.col("server_newest_updated_at").max(),
-    )
-    answered_here = pl.col("organisation_id").is_in(answered)
-    return folded.with_columns(
-        pl.when(answered_here)
-        .then(pl.col(f"server_{table}").fill_null(0))
-        .otherwise(pl.col(f"server_{table}"))
-        .alias(f"server_{table}")
-        for table in DATA_TABLES
-    )

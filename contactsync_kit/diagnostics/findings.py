@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -36,7 +36,14 @@ __io__ = "none"
 
 
 class Verdict(enum.StrEnum):
-    """One organisation's cache state, in the words a support person uses."""
+    """A cache's state, in the words a support person uses: the kit's one verdict type.
+
+    A diagnosis (`verdict`) says one of `FRESH`, `STALE`, `DRIFTED`, `FAILING`,
+    `NEVER_SYNCED` and `UNREACHABLE` of an organisation. A digest check
+    (`contactsync_kit.verify`) says one of `EQUAL` (every table's count and digest agree with
+    the server's), `DRIFTED` (at least one differs) and `UNAVAILABLE` (the server offers no
+    digest or could not be asked).
+    """
 
     FRESH = "fresh"
     STALE = "stale"
@@ -44,6 +51,8 @@ class Verdict(enum.StrEnum):
     FAILING = "failing"
     NEVER_SYNCED = "never_synced"
     UNREACHABLE = "unreachable"
+    EQUAL = "equal"
+    UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,10 @@ class OrgFacts:
     e.g. kind ``auth`` with code ``token_expired``). `server_digest` is ``"equal"`` when the
     server's digest proved the cache equal to what it shows the user (no id diff was run),
     ``"drifted"`` when it differs, None when the server offers no digest or was not asked.
-    Each field's type gives its `FACT_COLUMNS` dtype.
+    `local_counts` and `server_counts` hold the rows per synced table (a table missing from
+    `local_counts` holds none; from `server_counts`, unknown); in a facts frame they are
+    the columns ``local_<table>`` and ``server_<table>``. Each other field's type gives its
+    `FACT_COLUMNS` dtype.
     """
 
     organisation_id: str
@@ -74,12 +86,8 @@ class OrgFacts:
     server_error_code: str | None = None
     member: bool | None = None
     server_digest: str | None = None
-    local_contacts: int | None = 0
-    server_contacts: int | None = None
-    local_notes: int | None = 0
-    server_notes: int | None = None
-    local_contact_assignments: int | None = 0
-    server_contact_assignments: int | None = None
+    local_counts: Mapping[str, int | None] = field(default_factory=dict)
+    server_counts: Mapping[str, int | None] = field(default_factory=dict)
     local_newest_updated_at: datetime | None = None
     server_newest_updated_at: datetime | None = None
     missing_locally: int | None = 0
@@ -88,24 +96,29 @@ class OrgFacts:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> OrgFacts:
-        """Build from a facts-frame row, ignoring columns that are not facts."""
-        names = cls.__dataclass_fields__
-        return cls(**{key: value for key, value in row.items() if key in names})
+        """Build from a facts-frame row, ignoring columns that are not facts.
+
+        The ``local_<table>`` / ``server_<table>`` columns become `local_counts` and
+        `server_counts`.
+        """
+        names = cls.__dataclass_fields__.keys() - _COUNTS.keys()
+        facts: dict[str, Any] = {key: value for key, value in row.items() if key in names}
+        for field_name, side in _COUNTS.items():
+            facts[field_name] = {
+                table: row[f"{side}_{table}"] for table in DATA_TABLES if f"{side}_{table}" in row
+            }
+        return cls(**facts)
 
     @property
     def local_rows(self) -> int:
         """Cached rows of the organisation over all tables."""
-        return sum(v or 0 for v in self._side("local"))
+        return sum(self.local_counts.get(table) or 0 for table in DATA_TABLES)
 
     @property
     def server_rows(self) -> int | None:
         """Rows the server shows this user, over all tables (None when unknown)."""
-        counts = self._side("server")
+        counts = [self.server_counts.get(table) for table in DATA_TABLES]
         return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
-
-    def _side(self, side: str) -> list[int | None]:
-        values: list[int | None] = [getattr(self, f"{side}_{table}") for table in DATA_TABLES]
-        return [0 if v is None and side == "local" else v for v in values]
 
     @property
     def differing_rows(self) -> int:
@@ -128,11 +141,29 @@ _FACT_DTYPES: Final[Mapping[str, pl.DataType]] = {
     "datetime": UTC_TS,
 }
 
+#: The per-table count fields of `OrgFacts` -> the prefix of their frame columns.
+_COUNTS: Final = {"local_counts": "local", "server_counts": "server"}
+
+
+def _fact_columns() -> dict[str, pl.DataType]:
+    columns: dict[str, pl.DataType] = {}
+    for fact in fields(OrgFacts):
+        if fact.name == "local_counts":  # both sides' counts, table by table, in spec order
+            columns.update(
+                {
+                    f"{side}_{table}": pl.Int64()
+                    for table in DATA_TABLES
+                    for side in _COUNTS.values()
+                }
+            )
+        elif fact.name not in _COUNTS:
+            columns[fact.name] = _FACT_DTYPES[str(fact.type).partition(" ")[0]]
+    return columns
+
+
 #: The facts known about one organisation: `OrgFacts` as frame columns, derived from its
-#: fields (each fact is declared once, there).
-FACT_COLUMNS: Final[Mapping[str, pl.DataType]] = {
-    fact.name: _FACT_DTYPES[str(fact.type).partition(" ")[0]] for fact in fields(OrgFacts)
-}
+#: fields (each fact is declared once, there) and the spec's tables.
+FACT_COLUMNS: Final[Mapping[str, pl.DataType]] = _fact_columns()
 
 #: The per-organisation diagnosis frame: the facts plus age, verdict, cause and action.
 DIAGNOSIS_SCHEMA: Final = pl.Schema(

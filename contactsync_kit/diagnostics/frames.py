@@ -12,7 +12,7 @@ from typing import Final
 
 import polars as pl
 
-from ..schemas import table_schema
+from ..schemas import DATA_TABLES, table_schema
 
 __all__ = [
     "DIFF_SCHEMA",
@@ -22,6 +22,7 @@ __all__ = [
     "DiffStatus",
     "compare_rows",
     "normalise_log",
+    "per_organisation",
     "summarise_log",
     "table_facts",
 ]
@@ -235,34 +236,14 @@ def table_facts(
     their diff counts are zero (their server counts come from `server_counts`).
     """
     keys = ["organisation_id", "table"]
-    local = _normalise_rows(local_rows, keys, "local")
-    server = _normalise_rows(server_rows, keys, "server")
-    compared = local_rows.select([*keys, "id", "updated_at"])
-    if equal:
-        compared = compared.filter(~pl.col("organisation_id").cast(pl.String()).is_in(list(equal)))
-    if server_counts is not None:
-        compared = compared.join(server_counts.select(keys).cast(pl.String()), on=keys, how="semi")
-    diff = compare_rows(compared, server_rows.select([*keys, "id", "updated_at"]))
-    local_stats = local.group_by(keys).agg(
-        pl.len().cast(pl.Int64()).alias("local_rows"),
-        pl.col("local_updated_at").max().alias("local_newest_updated_at"),
-    )
-    server_stats = server.group_by(keys).agg(
-        pl.len().cast(pl.Int64()).alias("server_rows"),
-        pl.col("server_updated_at").max().alias("server_newest_updated_at"),
-    )
+    local_stats, server_stats = _stats(local_rows, "local"), _stats(server_rows, "server")
     if server_counts is not None:
         server_stats = server_counts.select(
             pl.col("organisation_id").cast(pl.String()),
             pl.col("table").cast(pl.String()),
             pl.col("server_rows").cast(pl.Int64()),
         ).join(server_stats.drop("server_rows"), on=keys, how="left")
-    diff_counts = diff.group_by(keys).agg(
-        *[
-            (pl.col("status") == status.value).sum().cast(pl.Int64()).alias(status.value)
-            for status in DiffStatus
-        ]
-    )
+    diff_counts = _diff_counts(local_rows, server_rows, server_counts, equal)
     universe = pl.concat([local_stats.select(keys), server_stats.select(keys)]).unique()
     checked = pl.lit(True) if server_counts is None else pl.col("server_rows").is_not_null()
     return (
@@ -272,14 +253,82 @@ def table_facts(
         .with_columns(
             pl.col("local_rows").fill_null(0),
             *[
-                pl.when(checked)
-                .then(pl.col(status.value).fill_null(0))
-                .otherwise(None)
-                .alias(status.value)
-                for status in DiffStatus
+                pl.when(checked).then(pl.col(s.value).fill_null(0)).otherwise(None).alias(s.value)
+                for s in DiffStatus
             ],
         )
         .select(list(TABLE_FACTS_SCHEMA))
         .cast(TABLE_FACTS_SCHEMA)
         .sort(keys)
+    )
+
+
+def per_organisation(tables: pl.DataFrame, answered: list[str]) -> pl.DataFrame:
+    """`table_facts` folded to one row per organisation.
+
+    Each row has the counts per table, diff totals and the newest ``updated_at`` on each
+    side.
+
+    A diff total is null when the server was asked about none of the organisation's tables
+    (unknown, not zero); an organisation the server answered for but shows nothing of gets
+    zero server counts.
+    """
+
+    def of(table: str, column: str) -> pl.Expr:
+        return pl.col(column).filter(pl.col("table") == table).first()
+
+    folded = tables.group_by("organisation_id").agg(
+        *[
+            of(table, f"{side}_rows").alias(f"{side}_{table}")
+            for table in DATA_TABLES
+            for side in ("local", "server")
+        ],
+        *[
+            pl.when(pl.col(status.value).is_not_null().any())
+            .then(pl.col(status.value).sum())
+            .alias(status.value)
+            for status in DiffStatus
+        ],
+        pl.col("local_newest_updated_at").max(),
+        pl.col("server_newest_updated_at").max(),
+    )
+    answered_here = pl.col("organisation_id").is_in(answered)
+    return folded.with_columns(
+        pl.when(answered_here)
+        .then(pl.col(f"server_{table}").fill_null(0))
+        .otherwise(pl.col(f"server_{table}"))
+        .alias(f"server_{table}")
+        for table in DATA_TABLES
+    )
+
+
+def _diff_counts(
+    local_rows: pl.DataFrame,
+    server_rows: pl.DataFrame,
+    server_counts: pl.DataFrame | None,
+    equal: Collection[str],
+) -> pl.DataFrame:
+    """Rows per `DiffStatus`, organisation and table, where the server's rows were listed."""
+    keys = ["organisation_id", "table"]
+    compared = local_rows.select([*keys, "id", "updated_at"])
+    if equal:
+        compared = compared.filter(~pl.col("organisation_id").cast(pl.String()).is_in(list(equal)))
+    if server_counts is not None:
+        compared = compared.join(server_counts.select(keys).cast(pl.String()), on=keys, how="semi")
+    diff = compare_rows(compared, server_rows.select([*keys, "id", "updated_at"]))
+    return diff.group_by(keys).agg(
+        (pl.col("status") == s.value).sum().cast(pl.Int64()).alias(s.value) for s in DiffStatus
+    )
+
+
+def _stats(rows: pl.DataFrame, side: str) -> pl.DataFrame:
+    """One side's rows and newest ``updated_at`` per organisation and table."""
+    keys = ["organisation_id", "table"]
+    return (
+        _normalise_rows(rows, keys, side)
+        .group_by(keys)
+        .agg(
+            pl.len().cast(pl.Int64()).alias(f"{side}_rows"),
+            pl.col(f"{side}_updated_at").max().alias(f"{side}_newest_updated_at"),
+        )
     )

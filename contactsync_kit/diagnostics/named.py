@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
+from ..schemas import EMBEDDED_TABLES, ROOT_TABLE, SYNCED_TABLES, TABLES
 from .frames import DIFF_SCHEMA, DiffStatus
 
 if TYPE_CHECKING:
@@ -36,12 +37,8 @@ DIFF_WORDS: Final[Mapping[str, str]] = {
     DiffStatus.NEWER_ON_SERVER.value: "newer on the server than the cached copy",
 }
 
-#: Each cached table as one of its rows is called.
-TABLE_WORDS: Final[Mapping[str, str]] = {
-    "contacts": "contact",
-    "notes": "note",
-    "contact_assignments": "assignment",
-}
+#: Each cached table as one of its rows is called (the spec's `TableSpec.noun`).
+TABLE_WORDS: Final[Mapping[str, str]] = {spec.name: spec.noun for spec in SYNCED_TABLES}
 
 #: `name_differences`' output: the diff plus the contact's id and names, and the words.
 NAMED_DIFF_SCHEMA: Final = pl.Schema(
@@ -72,10 +69,11 @@ def name_differences(
 ) -> pl.DataFrame:
     """`differences` (`DIFF_SCHEMA`) with the contact each row belongs to, named.
 
-    `contacts` holds the cached ``id`` and ``full_name``; `children` the cached notes' and
-    assignments' ``id`` and ``contact_id``; `server_names` contact id → the name the server
-    shows now (a renamed contact reads "cached name" with its new name beside it). A row
-    whose contact is not cached has an empty ``contact``. Returns `NAMED_DIFF_SCHEMA`.
+    `contacts` holds the cached root rows' ``id`` and ``full_name``; `children` the cached
+    embedded rows' ``id`` and ``contact_id`` (their parent's id); `server_names` contact id →
+    the name the server shows now (a renamed contact reads "cached name" with its new name
+    beside it). A row whose contact is not cached has an empty ``contact``. Returns
+    `NAMED_DIFF_SCHEMA`.
     """
     diff = differences.select(
         [
@@ -83,30 +81,11 @@ def name_differences(
             for k, v in DIFF_SCHEMA.items()
         ]
     )
-    owners = (
-        children.select(pl.col("id").cast(pl.String()), pl.col("contact_id").cast(pl.String()))
-        if children is not None and not children.is_empty()
-        else pl.DataFrame(schema=_CONTACT_OF)
-    )
-    names = (
-        contacts.select(
-            pl.col("id").cast(pl.String()).alias("contact_id"),
-            pl.col("full_name").cast(pl.String()).alias("contact"),
-        )
-        if {"id", "full_name"} <= set(contacts.columns)
-        else pl.DataFrame(schema=_NAMES)
-    )
-    server = pl.DataFrame(
-        {
-            "contact_id": list((server_names or {}).keys()),
-            "name_on_server": list((server_names or {}).values()),
-        },
-        schema={"contact_id": pl.String(), "name_on_server": pl.String()},
-    )
+    owners, names, server = _owners_and_names(contacts, children, server_names)
     joined = (
         diff.join(owners.rename({"contact_id": "_owner"}), on="id", how="left")
         .with_columns(
-            pl.when(pl.col("table") == "contacts")
+            pl.when(pl.col("table") == ROOT_TABLE)
             .then(pl.col("id"))
             .otherwise(pl.col("_owner"))
             .alias("contact_id")
@@ -128,6 +107,35 @@ def name_differences(
     )
 
 
+def _owners_and_names(
+    contacts: pl.DataFrame,
+    children: pl.DataFrame | None,
+    server_names: Mapping[str, str] | None,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Each child row's contact, each cached contact's name, each name the server shows."""
+    owners = (
+        children.select(pl.col("id").cast(pl.String()), pl.col("contact_id").cast(pl.String()))
+        if children is not None and not children.is_empty()
+        else pl.DataFrame(schema=_CONTACT_OF)
+    )
+    names = (
+        contacts.select(
+            pl.col("id").cast(pl.String()).alias("contact_id"),
+            pl.col("full_name").cast(pl.String()).alias("contact"),
+        )
+        if {"id", "full_name"} <= set(contacts.columns)
+        else pl.DataFrame(schema=_NAMES)
+    )
+    server = pl.DataFrame(
+        {
+            "contact_id": list((server_names or {}).keys()),
+            "name_on_server": list((server_names or {}).values()),
+        },
+        schema={"contact_id": pl.String(), "name_on_server": pl.String()},
+    )
+    return owners, names, server
+
+
 def differing_rows(
     diagnosis: Diagnosis,
     cache: ContactCache,
@@ -140,11 +148,12 @@ def differing_rows(
     """
     differences = diagnosis.differences
     orgs = sorted({str(o) for o in differences.get_column("organisation_id").to_list() if o})
-    contacts = [cache.read_table("contacts", org, ("id", "full_name")) for org in orgs]
+    contacts = [cache.read_table(ROOT_TABLE, org, ("id", "full_name")) for org in orgs]
     children = [
-        cache.read_table(table, org, ("id", "contact_id"))
+        cache.read_table(table, org, ("id", parent)).rename({parent: "contact_id"})
         for org in orgs
-        for table in ("notes", "contact_assignments")
+        for table in EMBEDDED_TABLES
+        for parent, _ in [TABLES[table].parent or ("contact_id", ROOT_TABLE)]
     ]
     return name_differences(
         differences,

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
+from ..schemas import ROOT_TABLE, SYNCED_TABLES, TableSpec
+
 if TYPE_CHECKING:
     from ..cache import ContactCache
 
@@ -34,14 +36,24 @@ __all__ = [
 # Reads the cache through `ContactCache`, not itself.
 __io__ = "none"
 
-_PERSONAL_COLUMNS: Final = {
-    "contacts": ("full_name", "phone", "email", "address"),
-    "notes": ("body",),
-}
-# Words are taken only where a single word identifies someone. A note body's words are
+
+def _free_text(spec: TableSpec) -> tuple[str, ...]:
+    """The spec's free-text columns: not ids, timestamps or a closed set of values."""
+    return tuple(
+        c.name
+        for c in spec.columns
+        if c.sql_type == "TEXT" and not (c.uuid or c.timestamp or c.values)
+    )
+
+
+# Every free-text column of a synced table is personal (names, phones, emails, addresses,
+# note bodies), derived from the spec so a new table's text is covered.
+_PERSONAL_COLUMNS: Final = {spec.name: cols for spec in SYNCED_TABLES if (cols := _free_text(spec))}
+# Words are taken only where a single word identifies someone: the root rows' own columns
+# (a person's name, email, address). An embedded row's text, such as a note body, holds
 # everyday words ("phoned", "visit", "server"): matched alone they would flag the kit's own
-# text, so a note body is matched whole.
-_WORD_COLUMNS: Final = {"contacts": ("full_name", "email", "address")}
+# text, so it is matched whole.
+_WORD_COLUMNS: Final = {ROOT_TABLE: _PERSONAL_COLUMNS[ROOT_TABLE]}
 # Shorter values and words (initials, "Li", "Dag") would match ordinary text; they cannot
 # identify anyone on their own either.
 _MIN_LENGTH: Final = 4

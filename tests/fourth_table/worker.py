@@ -2,9 +2,9 @@
 
 Run by tests/integration/test_fourth_table.py in a subprocess whose ``contactsync_kit`` is that
 copy, never imported by pytest. Starts its own local stack (from the copy's migrations), seeds
-it (the seeder gives each contact one tag, from the spec), and prints one JSON object of what the public API reported: a full
-sync, a delta after a tag changed and one was deleted, the digest check, and the server's
-view of the tags. Only public API.
+it (the seeder gives each contact one tag, from the spec), and prints one JSON object of what
+the public API reported: a full sync, a delta after a tag changed and one was deleted, the
+digest check, the diagnosis, and the server's view of the tags. Only public API.
 """
 
 from __future__ import annotations

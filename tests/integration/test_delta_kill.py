@@ -49,7 +49,7 @@ asyncio.run(main())
 def rows_of(path: Path, org: str) -> dict[str, list[tuple[object, ...]]]:
     cache = ContactCache.open(path)
     try:
-        with cache._store.read() as conn:
+        with cache.store.read() as conn:
             assert conn.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
         return {
             t: sorted(cache.read_table(t, org, columns=list(TABLE_COLUMNS[t])).rows())

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from contactsync_kit import (
+    ContactCacheSyncRepository,
     SyncErrorKind,
     SyncFailure,
     SyncSuccess,
@@ -148,7 +149,7 @@ async def test_the_digest_state_is_wiped_with_the_cache(
     assert store.load(org, user) is not None
     await admin.repository.clear_cache()
     assert store.load(org, user) is None
-    with admin.cache._store.read() as conn:
+    with admin.cache.store.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM sync_digest_buckets").scalar() == 0
     after = await admin.repository.sync_contacts_for_organisation(org)
     assert isinstance(after, SyncSuccess) and after.mode == "full" and after.verified
@@ -332,8 +333,11 @@ async def test_a_full_sync_that_does_not_match_the_servers_digest_writes_nothing
             stack.sql("UPDATE contacts SET full_name = 'Raced' WHERE id = %s", contact)
             return await super().digest(organisation_id, prefix_length)
 
-    admin.repository._source = RacingSource(admin.client, SystemClock())
-    result = await admin.repository.sync_contacts_for_organisation(org, mode="full")
+    # The source is the repository's constructor parameter (the seam a test replaces).
+    racing = ContactCacheSyncRepository(
+        None, admin.cache, SystemClock(), source=RacingSource(admin.client, SystemClock())
+    )
+    result = await racing.sync_contacts_for_organisation(org, mode="full")
     assert isinstance(result, SyncFailure) and result.error.kind is SyncErrorKind.INCOMPLETE
     after = cached(admin, org)
     assert all(after[t].equals(before[t]) for t in DATA_TABLES)

@@ -22,15 +22,20 @@ DEMO_TIMEOUT_S = 150
 
 SEEDED = re.compile(r"seeded (\d+) contacts, (\d+) notes, (\d+) assignments in [\d.]+ s$")
 SYNCED = re.compile(
-    r"^  (?P<name>.+): (?P<contacts>\d+) contacts, (?P<notes>\d+) notes, "
-    r"(?P<assignments>\d+) assignments in \d+ ms \(fetch \d+ / map \d+ / write \d+ ms, "
+    r"^  (?P<name>.+): (?P<contacts>[\d,]+) contacts, (?P<notes>[\d,]+) notes and "
+    r"(?P<assignments>[\d,]+) assignments in \d+ ms \(fetch \d+ / map \d+ / write \d+ ms, "
     r"\d+ page\(s\)\)$"
 )
 COUNTED = re.compile(
-    r"^  (?P<name>.+): (?P<contacts>\d+) contacts, (?P<notes>\d+) notes, "
-    r"(?P<assignments>\d+) assignments, last synced \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"
+    r"^  (?P<name>.+): (?P<contacts>[\d,]+) contacts, (?P<notes>[\d,]+) notes and "
+    r"(?P<assignments>[\d,]+) assignments, last synced \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"
 )
 WIPED = "Signed out; the cache was wiped: "
+
+
+def num(text: str) -> int:
+    """A count as `describe_rows` prints it (thousands separated by commas)."""
+    return int(text.replace(",", ""))
 
 
 def contactsync_command() -> list[str]:
@@ -81,7 +86,7 @@ def test_contactsync_demo_syncs_two_organisations_and_wipes_the_cache(tmp_path: 
         lines, "Syncing each organisation with one embedded-join query per page:"
     )
     synced = {
-        m["name"]: (int(m["contacts"]), int(m["notes"]), int(m["assignments"]))
+        m["name"]: (num(m["contacts"]), num(m["notes"]), num(m["assignments"]))
         for line in synced_lines
         if (m := SYNCED.match(line))
     }
@@ -95,7 +100,7 @@ def test_contactsync_demo_syncs_two_organisations_and_wipes_the_cache(tmp_path: 
 
     # The cache holds exactly what was synced, per organisation.
     counted = {
-        m["name"]: (int(m["contacts"]), int(m["notes"]), int(m["assignments"]))
+        m["name"]: (num(m["contacts"]), num(m["notes"]), num(m["assignments"]))
         for line in _section(lines, "Cache row counts per organisation:")
         if (m := COUNTED.match(line))
     }

@@ -95,3 +95,11 @@ def test_a_delta_carries_the_fourth_tables_change_and_delete_verified(
 def test_the_digest_covers_the_fourth_table(seen: dict[str, Any]) -> None:
     assert seen["verify_equal"] == "equal to the server ✓"
     assert "tags" in seen["verify_drifted"] or "contact_tags" in seen["verify_drifted"], seen
+
+
+def test_the_diagnosis_names_the_fourth_tables_differing_row(seen: dict[str, Any]) -> None:
+    diagnosis = seen["diagnosis"]
+    assert "contact_tags" in diagnosis["tables"]
+    [verdict] = diagnosis["verdicts"]
+    assert (verdict["verdict"], verdict["gone_from_server"]) == ("drifted", 1)
+    assert [row["status"] for row in diagnosis["differing_tags"]] == ["gone_from_server"]

@@ -16,9 +16,8 @@ from contactsync_kit import ContactCache, ManualClock
 from contactsync_kit.diagnostics import DIAGNOSIS_SCHEMA, Verdict, diagnose
 from contactsync_kit.diagnostics.findings import FACT_COLUMNS, OrgFacts
 from contactsync_kit.digest import bucket_sums, total
-from contactsync_kit.remote import DigestRow
+from contactsync_kit.remote import DigestRow, DigestSource
 from contactsync_kit.schemas import DATA_TABLES
-from contactsync_kit.verify import DigestSource
 
 from .test_diagnostics import NOW, ORG, FakeReader, seeded_page, server_tables, synced_cache
 
@@ -46,8 +45,11 @@ def listings(reader: FakeReader) -> list[tuple[str, str]]:
     return [call for call in reader.calls if call[0] == "rows"]
 
 
-def test_the_fact_columns_are_derived_from_org_facts() -> None:
-    assert list(FACT_COLUMNS) == list(OrgFacts.__dataclass_fields__)
+def test_the_fact_columns_are_derived_from_org_facts_and_the_spec() -> None:
+    scalars = [name for name in OrgFacts.__dataclass_fields__ if not name.endswith("_counts")]
+    per_table = [f"{side}_{table}" for table in DATA_TABLES for side in ("local", "server")]
+    assert sorted(FACT_COLUMNS) == sorted(scalars + per_table)
+    assert all(FACT_COLUMNS[name] == pl.Int64() for name in per_table)
     assert FACT_COLUMNS["server_digest"] == pl.String()
     assert DIAGNOSIS_SCHEMA["server_digest"] == pl.String()
 

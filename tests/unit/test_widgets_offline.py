@@ -103,7 +103,7 @@ def test_a_silent_server_is_its_own_verdict_never_blamed_on_the_sync(
         last_attempt_outcome="success",
         server_error_kind=kind,
         server_error_code=code,
-        local_contacts=24,
+        local_counts={"contacts": 24},
     )
     found = verdict(facts, now=NOW)
     assert found.verdict == "unreachable"

@@ -18,6 +18,7 @@ from contactsync_kit import (
     UserSession,
     start_session,
 )
+from contactsync_kit.diagnostics import Verdict
 from contactsync_kit.testing import FakeSupabase
 from contactsync_kit.verify import CacheVerification, TableVerification
 from contactsync_kit.widgets import SyncModel, SyncPanel, describe_result
@@ -150,13 +151,13 @@ async def test_the_sync_panel_says_ready_for_either_mode_and_why_not_verified(
 
 def verification(org: str, verdict: str, cached: int = 4, server: int = 4) -> CacheVerification:
     if verdict == "unavailable":
-        return CacheVerification(org, "unavailable", reason="the server could not be reached")
+        return CacheVerification(org, Verdict.UNAVAILABLE, reason="the server could not be reached")
     tables = {
         "contacts": TableVerification("contacts", cached, server, cached == server),
         "notes": TableVerification("notes", 12, 12, True),
         "contact_assignments": TableVerification("contact_assignments", 4, 4, True),
     }
-    return CacheVerification(org, "equal" if verdict == "equal" else "drifted", tables)
+    return CacheVerification(org, Verdict(verdict), tables)
 
 
 class FakeVerifier:
