@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
-from .frames import AUDIT_TABLES, Probe
+from .frames import probe_rank, table_rank
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -52,15 +52,13 @@ def heatmap_frame(
         pl.format("{}/{}", pl.col("table"), pl.col("probe")).alias("cell"),
         status.alias("status"),
     )
-    order = {table: i for i, table in enumerate(AUDIT_TABLES)}
-    probes = {probe.value: i for i, probe in enumerate(Probe)}
-    pairs = long.select("table", "probe", "cell").unique().rows()
-    columns = [
-        cell
-        for table, probe, cell in sorted(
-            pairs, key=lambda p: (order.get(p[0], len(order)), probes.get(p[1], len(probes)))
-        )
-    ]
+    columns = (
+        long.select("table", "probe", "cell")
+        .unique()
+        .sort(table_rank(pl.col("table")), "table", probe_rank(pl.col("probe")))
+        .get_column("cell")
+        .to_list()
+    )
     wide = long.pivot(
         on="cell", index="row", values="status", aggregate_function="max", maintain_order=True
     )

@@ -9,7 +9,6 @@ import polars as pl
 from .expectation import probe_expectation, settle_surface_rows, spread_unfiltered
 from .frames import (
     ANON_USER,
-    AUDIT_TABLES,
     CHECKS_SCHEMA,
     COUNT_PROBES,
     DISCREPANCY_SCHEMA,
@@ -18,7 +17,8 @@ from .frames import (
     REQUESTED_SCHEMA,
     RUN_KEYS,
     RUNS_SCHEMA,
-    Probe,
+    probe_rank,
+    table_rank,
 )
 from .truth import access_frame
 
@@ -179,14 +179,11 @@ def _with_access(matrix: pl.DataFrame, members: pl.DataFrame | None) -> pl.DataF
 
 def _ordered(matrix: pl.DataFrame) -> pl.DataFrame:
     """Users, then organisations, then tables parents first, then probes in declared order."""
-    order = {table: i for i, table in enumerate(AUDIT_TABLES)}
-    probe_order = {probe.value: i for i, probe in enumerate(Probe)}
     return (
         matrix.with_columns(
-            pl.col("table").replace_strict(order, default=len(order)).alias("_t"),
-            pl.col("probe").replace_strict(probe_order, default=len(probe_order)).alias("_p"),
+            table_rank(pl.col("table")).alias("_t"), probe_rank(pl.col("probe")).alias("_p")
         )
-        .sort(["user", "organisation_id", "_t", "_p"])
+        .sort(["user", "organisation_id", "_t", "table", "_p"])
         .drop("_t", "_p")
     )
 
@@ -196,8 +193,8 @@ def audit_checks(observed: pl.DataFrame, matrix: pl.DataFrame) -> pl.DataFrame:
 
     * ``org_filter_respected`` — every row returned for an organisation says it belongs to it;
     * ``disjoint_across_organisations`` — no row is visible to a user under two organisations;
-    * ``embedded_match_parent`` — every embedded note/assignment carries its parent contact's
-      organisation and id;
+    * ``embedded_match_parent`` — every embedded row carries the organisation and id of the
+      root row it came embedded under;
     * ``anon_sees_nothing`` — the anon key alone sees no row of any table.
 
     Every check that ran and found nothing leaves one passing row, so the report shows it ran.
@@ -278,7 +275,7 @@ def _overlapping(obs: pl.DataFrame) -> list[_Check]:
 def _embedded_mismatch(embedded: pl.DataFrame) -> list[_Check]:
     bad = embedded.filter(
         (pl.col("row_organisation_id") != pl.col("parent_organisation_id")).fill_null(True)
-        | (pl.col("contact_id") != pl.col("parent_id")).fill_null(True)
+        | (pl.col("row_parent_id") != pl.col("parent_id")).fill_null(True)
     )
     return [
         (
@@ -288,7 +285,7 @@ def _embedded_mismatch(embedded: pl.DataFrame) -> list[_Check]:
             table,
             group.height,
             False,
-            f"{group.height} embedded row(s) disagree with their parent contact",
+            f"{group.height} embedded row(s) disagree with the row they came embedded under",
         )
         for (user, org, table), group in _groups(bad, ["user", "organisation_id", "table"])
     ]

@@ -8,14 +8,15 @@ from typing import Any, Final
 
 import polars as pl
 
+from ..schemas import SYNCED_TABLES, TableSpec
 from .callers import CallerPlan, Collected
 from .expressions import metadata_keys
 from .frames import (
     ALL_ORGANISATIONS,
     ANON_USER,
-    PROBES_BY_TABLE,
-    UNFILTERED_BY_TABLE,
     Probe,
+    probes_by_table,
+    unfiltered_by_table,
 )
 from .lint import PolicyCatalog, claims_readers
 from .surface import FunctionTarget, SurfaceTarget, function_targets, surface_targets
@@ -37,7 +38,12 @@ IDS_PER_REQUEST: Final = 150
 
 
 def foreign_sample(
-    universe: pl.DataFrame, expected: pl.DataFrame, user: str, orgs: Sequence[str], sample: int
+    universe: pl.DataFrame,
+    expected: pl.DataFrame,
+    user: str,
+    orgs: Sequence[str],
+    sample: int,
+    tables: Sequence[TableSpec] = SYNCED_TABLES,
 ) -> dict[tuple[str, str], list[str]]:
     """Per (audited organisation, table): up to `sample` ids the user must not see,
     deterministic.
@@ -46,9 +52,9 @@ def foreign_sample(
     sample shrinks so that a caller's ids of one table fit one request (`IDS_PER_REQUEST`):
     the probe stays one per organisation and table, batched, at any scale.
     """
-    tables = [t for t, probes in PROBES_BY_TABLE.items() if Probe.FOREIGN_IDS in probes]
+    probed = [t for t, probes in probes_by_table(tables).items() if Probe.FOREIGN_IDS in probes]
     hidden = (
-        universe.filter(pl.col("table").is_in(tables), pl.col("organisation_id").is_in(list(orgs)))
+        universe.filter(pl.col("table").is_in(probed), pl.col("organisation_id").is_in(list(orgs)))
         .join(
             expected.filter(pl.col("user") == user),
             on=["table", "organisation_id", "id"],
@@ -72,8 +78,11 @@ def caller_plan(
     search_pattern: str,
     sample: int,
     surface: Sequence[SurfaceTarget] = (),
+    tables: Sequence[TableSpec] = SYNCED_TABLES,
 ) -> CallerPlan:
-    """The probes of one caller (a user's matrix label, or `ANON_USER` with no members)."""
+    """The probes of one caller (a user's matrix label, or `ANON_USER` with no members) on
+    the scoping tables and the synced `tables`.
+    """
     member_orgs = frozenset(
         members.filter(pl.col("user") == user).get_column("organisation_id").to_list()
     )
@@ -81,9 +90,10 @@ def caller_plan(
         user=user,
         orgs=list(orgs),
         member_orgs=member_orgs,
-        foreign=foreign_sample(universe, expected, user, orgs, sample),
+        foreign=foreign_sample(universe, expected, user, orgs, sample, tables),
         search_pattern=search_pattern,
         surface=list(surface),
+        tables=tuple(tables),
     )
 
 
@@ -163,8 +173,19 @@ class ScalePlan:
                 search_pattern=self.truth.search_pattern,
                 sample=self.foreign_sample,
                 surface=self.targets,
+                tables=self.truth.tables,
             )
-        return CallerPlan(user=user, orgs=[], member_orgs=members, surface=list(self.targets))
+        return self._sweep_plan(user, members)
+
+    def _sweep_plan(self, user: str, members: frozenset[str]) -> CallerPlan:
+        """A plan with no organisation of its own: the sweep across all organisations."""
+        return CallerPlan(
+            user=user,
+            orgs=[],
+            member_orgs=members,
+            surface=list(self.targets),
+            tables=self.truth.tables,
+        )
 
     def callers(self) -> Iterator[tuple[CallerPlan, AuditUser | None]]:
         """Every caller's plan, with its user (None for the anon key), built lazily."""
@@ -177,8 +198,7 @@ class ScalePlan:
         """(plan for the claims sweep, user id) of every user the claims probe covers."""
         for name in self.claims_users:
             members = self.member_orgs.get(name, frozenset())
-            plan = CallerPlan(user=name, orgs=[], member_orgs=members, surface=list(self.targets))
-            yield plan, self.user_ids[name]
+            yield self._sweep_plan(name, members), self.user_ids[name]
 
     def claims_metadata(self) -> dict[str, dict[str, Any]]:
         """{user id: the user_metadata naming the user's `named_org`} for the claims probe."""
@@ -195,12 +215,12 @@ class ScalePlan:
         cells: list[tuple[str, str, str]] = [
             (org, table, probe.value)
             for org in plan.orgs
-            for table, probes in PROBES_BY_TABLE.items()
+            for table, probes in probes_by_table(plan.tables).items()
             for probe in probes
         ]
         cells += [
             (ALL_ORGANISATIONS, table, probe.value)
-            for table, probes in UNFILTERED_BY_TABLE.items()
+            for table, probes in unfiltered_by_table(plan.tables).items()
             for probe in probes
             if plan.orgs or probe in (Probe.ALL_ROWS, Probe.ALL_COUNT)
         ]
@@ -253,10 +273,14 @@ def scale_plan(
     )
     sample = sorted(orgs)[: max(0, size)] if size < len(orgs) else list(orgs)
     targets, not_probed = (
-        surface_targets(catalog.surface, catalog.exposed_schemas) if catalog else ([], {})
+        surface_targets(catalog.surface, catalog.exposed_schemas, truth.tables)
+        if catalog
+        else ([], {})
     )
     functions, unfillable = (
-        function_targets(catalog.surface, catalog.exposed_schemas) if catalog else ([], {})
+        function_targets(catalog.surface, catalog.exposed_schemas, truth.tables)
+        if catalog
+        else ([], {})
     )
     for target in functions:
         not_probed.pop(target.label, None)

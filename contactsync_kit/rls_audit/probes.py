@@ -13,14 +13,15 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ..schemas import EMBEDDED_SELECT
 from .callers import CallerPlan, Collected
 from .frames import (
     ALL_ORGANISATIONS,
-    AUDIT_TABLES,
-    PROBES_BY_TABLE,
-    UNFILTERED_BY_TABLE,
+    SEARCH_COLUMN,
     Probe,
+    audit_tables,
+    probes_by_table,
+    root_of,
+    unfiltered_by_table,
 )
 from .plan import IDS_PER_REQUEST
 from .surface import SurfaceTarget
@@ -46,7 +47,6 @@ _SELECT_COLUMNS: Final[dict[str, str]] = {
     "organisations": "id",
     "organisation_members": "user_id, organisation_id",
 }
-_CHILDREN: Final = ("notes", "contact_assignments")
 T = TypeVar("T")
 _Rows = list[dict[str, Any]]
 
@@ -91,6 +91,12 @@ class _CallerProbes:
     ) -> None:
         self.plan, self.reader, self.limit, self.out = plan, reader, limit, out
         self.user = plan.user
+        self.root = root_of(plan.tables)
+        self.children = [spec for spec in plan.tables if spec.parent is not None]
+        self.embedded_tables = [spec.name for spec in plan.tables]
+        # The sync's one query shape: the root with every child embedded, as arrays named
+        # like their tables (`schemas.EMBEDDED_SELECT` for the spec's tables).
+        self.embedded_select = ", ".join(["*", *(f"{c.name}(*)" for c in self.children)])
 
     # -- recording --------------------------------------------------------------------------
 
@@ -123,7 +129,7 @@ class _CallerProbes:
         probe: Probe,
         row_id: Any,
         row_org: Any,
-        contact_id: Any = None,
+        row_parent_id: Any = None,
         parent_id: Any = None,
         parent_org: Any = None,
     ) -> None:
@@ -135,7 +141,7 @@ class _CallerProbes:
                 probe.value,
                 _text(row_id),
                 _text(row_org),
-                _text(contact_id),
+                _text(row_parent_id),
                 _text(parent_id),
                 _text(parent_org),
             )
@@ -156,23 +162,24 @@ class _CallerProbes:
     def _seen_embedded(
         self, probe: Probe, rows: list[dict[str, Any]], asked: Sequence[str] | None
     ) -> None:
-        self._seen_rows("contacts", probe, rows, asked)
+        self._seen_rows(self.root.name, probe, rows, asked)
+        root_key, root_scope = self.root.key, self.root.scope
         for row in rows:
-            for child_table in _CHILDREN:
-                children = row.get(child_table)
+            for spec in self.children:
+                children = row.get(spec.name)
                 for child in children if isinstance(children, list) else []:
-                    org = _text(child.get("organisation_id")) or OUTSIDE_FILTER
+                    org = _text(child.get(spec.scope)) or OUTSIDE_FILTER
                     if asked is not None and org not in asked:
                         org = OUTSIDE_FILTER
                     self._seen(
                         org,
-                        child_table,
+                        spec.name,
                         probe,
-                        child.get("id"),
-                        child.get("organisation_id"),
-                        child.get("contact_id"),
-                        row.get("id"),
-                        row.get("organisation_id"),
+                        child.get(spec.key),
+                        child.get(spec.scope),
+                        child.get(spec.parent[0]) if spec.parent else None,
+                        row.get(root_key),
+                        row.get(root_scope),
                     )
 
     # -- requests ---------------------------------------------------------------------------
@@ -190,14 +197,15 @@ class _CallerProbes:
     async def run(self) -> None:
         """Every probe of the plan, concurrently (bounded by the shared semaphore)."""
         jobs = [self.search()]
-        for table in AUDIT_TABLES:
+        probes = probes_by_table(self.plan.tables)
+        for table in audit_tables(self.plan.tables):
             jobs += [
                 self.select(table),
                 self.counted(table),
                 self.all_rows(table),
                 self.all_count(table),
             ]
-            if Probe.FOREIGN_IDS in PROBES_BY_TABLE[table]:
+            if Probe.FOREIGN_IDS in probes[table]:
                 jobs.append(self.foreign_ids(table))
         jobs += [self.embedded(), self.all_search(), self.all_embedded()]
         jobs += [self.surface(target) for target in self.plan.surface]
@@ -247,35 +255,36 @@ class _CallerProbes:
         )
 
     async def search(self) -> None:
-        """An ``ilike`` search on contact names over the audited organisations."""
+        """An ``ilike`` search on the root table's names over the audited organisations."""
+        root = self.root.name
 
         async def fetch(chunk: Sequence[str]) -> list[dict[str, Any]]:
             return await self._rows(
-                "contacts",
+                root,
                 "id, organisation_id",
                 [
-                    ("full_name", "ilike", self.plan.search_pattern),
+                    (SEARCH_COLUMN, "ilike", self.plan.search_pattern),
                     ("organisation_id", "in", _in(chunk)),
                 ],
             )
 
         await self._batched(
-            ["contacts"],
+            [root],
             Probe.SEARCH,
             fetch,
-            lambda rows, chunk: self._seen_rows("contacts", Probe.SEARCH, rows, chunk),
+            lambda rows, chunk: self._seen_rows(root, Probe.SEARCH, rows, chunk),
         )
 
     async def embedded(self) -> None:
-        """Exactly the sync's select (contacts with notes and assignments); ids are kept."""
+        """Exactly the sync's select (the root with its children embedded); ids are kept."""
 
         async def fetch(chunk: Sequence[str]) -> list[dict[str, Any]]:
             return await self._rows(
-                "contacts", EMBEDDED_SELECT, [("organisation_id", "in", _in(chunk))]
+                self.root.name, self.embedded_select, [("organisation_id", "in", _in(chunk))]
             )
 
         await self._batched(
-            ("contacts", *_CHILDREN),
+            self.embedded_tables,
             Probe.EMBEDDED,
             fetch,
             lambda rows, chunk: self._seen_embedded(Probe.EMBEDDED, rows, chunk),
@@ -389,7 +398,7 @@ class _CallerProbes:
         """``count=exact`` of the whole table, as the caller."""
         from ..remote import RemoteFailure
 
-        if Probe.ALL_COUNT not in UNFILTERED_BY_TABLE[table]:
+        if Probe.ALL_COUNT not in unfiltered_by_table(self.plan.tables)[table]:
             return
         try:
             count = await self._count(table, [])
@@ -401,28 +410,28 @@ class _CallerProbes:
     async def all_search(self) -> None:
         """The ``ilike`` search with no organisation filter."""
 
+        root = self.root.name
+
         async def fetch() -> list[dict[str, Any]]:
             return await self._rows(
-                "contacts",
-                "id, organisation_id",
-                [("full_name", "ilike", self.plan.search_pattern)],
+                root, "id, organisation_id", [(SEARCH_COLUMN, "ilike", self.plan.search_pattern)]
             )
 
         await self._unfiltered(
-            ["contacts"],
+            [root],
             Probe.ALL_SEARCH,
             fetch,
-            lambda rows: self._seen_rows("contacts", Probe.ALL_SEARCH, rows, None),
+            lambda rows: self._seen_rows(root, Probe.ALL_SEARCH, rows, None),
         )
 
     async def all_embedded(self) -> None:
         """The sync's embedded select with no organisation filter."""
 
         async def fetch() -> list[dict[str, Any]]:
-            return await self._rows("contacts", EMBEDDED_SELECT, [])
+            return await self._rows(self.root.name, self.embedded_select, [])
 
         await self._unfiltered(
-            ("contacts", *_CHILDREN),
+            self.embedded_tables,
             Probe.ALL_EMBEDDED,
             fetch,
             lambda rows: self._seen_embedded(Probe.ALL_EMBEDDED, rows, None),

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 import polars as pl
 
 from .expectation import settle_surface_rows
 from .frames import (
-    AUDIT_TABLES,
     LEAK_SOURCES_SCHEMA,
     LINT_SCHEMA,
     OBSERVED_SCHEMA,
@@ -19,7 +18,8 @@ from .frames import (
     RUN_KEYS,
     RUNS_SCHEMA,
     SURFACE_DIFF_SCHEMA,
-    Probe,
+    probe_rank,
+    table_rank,
 )
 from .lint import ERROR
 from .matrix import audit_checks, audit_matrix
@@ -29,9 +29,6 @@ from .truth import GroundTruth
 
 __all__ = ["AuditReport", "evaluate"]
 __io__ = "none"
-
-_TABLE_ORDER: Final = {table: i for i, table in enumerate(AUDIT_TABLES)}
-_PROBE_ORDER: Final = {probe.value: i for i, probe in enumerate(Probe)}
 
 
 @dataclass(frozen=True)
@@ -132,8 +129,9 @@ class AuditReport:
                 pl.col("missing").fill_null(0).sum().alias("missing"),
             )
             .sort(
-                pl.col("table").replace_strict(_TABLE_ORDER, default=len(_TABLE_ORDER)),
-                pl.col("probe").replace_strict(_PROBE_ORDER, default=len(_PROBE_ORDER)),
+                table_rank(pl.col("table")),
+                "table",
+                probe_rank(pl.col("probe")),
             )
         )
         head = (

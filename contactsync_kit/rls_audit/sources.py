@@ -2,7 +2,7 @@
 from the leaked cells, the memberships, the policy catalog and the lint, with its fix. Pure.
 
 The lint reads policies one at a time and cannot see a policy that is well formed but too
-wide (say a contacts policy that dropped its chapter rule); the probes see the rows but not
+wide (say a root table policy that dropped its chapter rule); the probes see the rows but not
 the policy. `leak_sources` joins the two: for every table that leaked, how the rows leaked
 (to chapter-bound members from other chapters, to callers from organisations they are not
 in, to the anon key, or through an edited ``user_metadata``), which callers saw them, and
@@ -18,7 +18,16 @@ from typing import Any, Final
 
 import polars as pl
 
-from .frames import ALL_ORGANISATIONS, ANON_USER, LEAK_SOURCES_SCHEMA, LINT_SCHEMA, Probe
+from ..schemas import SYNCED_TABLES
+from .frames import (
+    ALL_ORGANISATIONS,
+    ANON_USER,
+    CHAPTER_COLUMN,
+    LEAK_SOURCES_SCHEMA,
+    LINT_SCHEMA,
+    Probe,
+    root_of,
+)
 from .rules import ERROR
 
 __all__ = ["LEAK_KINDS", "leak_kind", "leak_sources"]
@@ -36,11 +45,25 @@ _CLAIMS_PROBES: Final = frozenset(
 )
 _ORG_SCOPE: Final = "organisation_id IN (SELECT private.member_organisation_ids())"
 _ORG_WIDE: Final = "organisation_id IN (SELECT private.org_wide_organisation_ids())"
-#: How a chapter-bound membership narrows a table, by the column the table has.
-_CHAPTER_SCOPE: Final = {
-    "chapter_id": f"{_ORG_WIDE} OR chapter_id IN (SELECT private.bound_chapter_ids())",
-    "contact_id": f"{_ORG_WIDE} OR contact_id IN (SELECT private.bound_chapter_contact_ids())",
-}
+
+
+def _chapter_scopes() -> dict[str, str]:
+    """How a chapter-bound membership narrows a table, by the column the table has: its own
+    chapter, else its parent root row (through the stack's ``private.bound_chapter_<root
+    noun>_ids()`` helper, e.g. ``bound_chapter_contact_ids``).
+    """
+    root = root_of()
+    scopes = {
+        CHAPTER_COLUMN: f"{_ORG_WIDE} OR {CHAPTER_COLUMN} IN (SELECT private.bound_chapter_ids())"
+    }
+    for spec in SYNCED_TABLES:
+        if spec.parent is not None and spec.parent[1] == root.name:
+            column = spec.parent[0]
+            scopes.setdefault(
+                column,
+                f"{_ORG_WIDE} OR {column} IN (SELECT private.bound_chapter_{root.noun}_ids())",
+            )
+    return scopes
 
 
 def leak_kind(probe: str, user: str, member_of_organisation: bool) -> str:
@@ -227,7 +250,7 @@ def _columns(tables: pl.DataFrame | None, table: str) -> list[str]:
 def _fix(kind: str, policy: str, where: str, columns: list[str]) -> str:
     alter = f"ALTER POLICY {policy} ON {where}"
     if kind == "chapter":
-        scope = next((s for column, s in _CHAPTER_SCOPE.items() if column in columns), None)
+        scope = next((s for column, s in _chapter_scopes().items() if column in columns), None)
         return (
             f"{alter} USING ({scope});"
             if scope

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..results import SyncError, SyncErrorKind
 from .callers import CallerPlan, Collected, RequestCounter
-from .frames import ALL_ORGANISATIONS, AUDIT_TABLES, Probe
+from .frames import ALL_ORGANISATIONS, Probe, audit_tables
 from .plan import ForeignIds
 from .probes import _CallerProbes
 from .surface import FunctionTarget
@@ -180,7 +180,7 @@ async def sweep(
 
     surface = Probe.SURFACE if probe is Probe.ALL_ROWS else Probe.CLAIMS_SURFACE
     await asyncio.gather(
-        *[table_rows(t) for t in AUDIT_TABLES],
+        *[table_rows(t) for t in audit_tables(plan.tables)],
         *[recorder.surface(target, surface) for target in plan.surface],
     )
 
