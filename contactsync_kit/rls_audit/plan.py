@@ -253,6 +253,59 @@ def _named_orgs(
     return named
 
 
+def _sampled(orgs: list[str], sample_organisations: int | None) -> list[str]:
+    """The organisations probed one by one: all up to `FULL_MATRIX_UP_TO` by default."""
+    size = (
+        (len(orgs) if len(orgs) <= FULL_MATRIX_UP_TO else 0)
+        if sample_organisations is None
+        else sample_organisations
+    )
+    return sorted(orgs)[: max(0, size)] if size < len(orgs) else list(orgs)
+
+
+def _targets(
+    catalog: PolicyCatalog | None, truth: GroundTruth
+) -> tuple[list[SurfaceTarget], list[FunctionTarget], dict[str, str]]:
+    """(exposed objects to read, functions to call with ids, label -> why not probed)."""
+    if catalog is None:
+        return [], [], {}
+    targets, not_probed = surface_targets(catalog.surface, catalog.exposed_schemas, truth.tables)
+    functions, unfillable = function_targets(
+        catalog.surface, catalog.exposed_schemas, truth.tables
+    )
+    for target in functions:
+        not_probed.pop(target.label, None)
+    return targets, functions, {**not_probed, **unfillable}
+
+
+def _claims_users(
+    claims: str,
+    catalog: PolicyCatalog | None,
+    candidates: list[str],
+    member_orgs: Mapping[str, frozenset[str]],
+    sample: list[str],
+) -> list[str]:
+    """Who the claims probe covers (see `audit_rls`'s `claims`)."""
+    readers = claims_readers(catalog) if catalog is not None else ["(no catalog)"]
+    if claims == "off":
+        return []
+    if claims == "all" or readers:
+        return candidates
+    in_sample = [n for n in candidates if member_orgs.get(n, frozenset()) & set(sample)]
+    return in_sample or candidates[:CLAIMS_SAMPLE]
+
+
+def _claim_keys(catalog: PolicyCatalog | None) -> tuple[str, ...]:
+    """`CLAIM_KEYS` and every user_metadata key a policy, view or function reads."""
+    keys = set(CLAIM_KEYS)
+    if catalog is not None:
+        texts = [*catalog.policies["using"].to_list(), *catalog.policies["with_check"].to_list()]
+        texts += catalog.views["definition"].to_list() + catalog.routines["source"].to_list()
+        for text in texts:
+            keys |= metadata_keys(text)
+    return tuple(sorted(keys))
+
+
 def scale_plan(
     users: Sequence[AuditUser],
     organisation_ids: Sequence[str],
@@ -266,25 +319,8 @@ def scale_plan(
 ) -> ScalePlan:
     """Plan the whole audit (see `ScalePlan`). Pure."""
     orgs = [o.lower() for o in organisation_ids]
-    size = (
-        (len(orgs) if len(orgs) <= FULL_MATRIX_UP_TO else 0)
-        if sample_organisations is None
-        else sample_organisations
-    )
-    sample = sorted(orgs)[: max(0, size)] if size < len(orgs) else list(orgs)
-    targets, not_probed = (
-        surface_targets(catalog.surface, catalog.exposed_schemas, truth.tables)
-        if catalog
-        else ([], {})
-    )
-    functions, unfillable = (
-        function_targets(catalog.surface, catalog.exposed_schemas, truth.tables)
-        if catalog
-        else ([], {})
-    )
-    for target in functions:
-        not_probed.pop(target.label, None)
-    not_probed.update(unfillable)
+    sample = _sampled(orgs, sample_organisations)
+    targets, functions, not_probed = _targets(catalog, truth)
     members = truth.members
     member_orgs: dict[str, frozenset[str]] = {}
     for name, org in members.select("user", "organisation_id").rows():
@@ -296,21 +332,7 @@ def scale_plan(
     )
     names = [u.name for u in users] + ([ANON_USER] if include_anon else [])
     named = _named_orgs(names, member_orgs, [o for o in with_rows if o in set(orgs)] or with_rows)
-    readers = claims_readers(catalog) if catalog is not None else ["(no catalog)"]
     candidates = [u.name for u in users if u.name in user_ids]
-    if claims == "off":
-        claims_users: list[str] = []
-    elif claims == "all" or readers:
-        claims_users = candidates
-    else:
-        in_sample = [n for n in candidates if member_orgs.get(n, frozenset()) & set(sample)]
-        claims_users = in_sample or candidates[:CLAIMS_SAMPLE]
-    keys = set(CLAIM_KEYS)
-    if catalog is not None:
-        texts = [*catalog.policies["using"].to_list(), *catalog.policies["with_check"].to_list()]
-        texts += catalog.views["definition"].to_list() + catalog.routines["source"].to_list()
-        for text in texts:
-            keys |= metadata_keys(text)
     return ScalePlan(
         users=list(users),
         orgs=orgs,
@@ -324,8 +346,8 @@ def scale_plan(
         named_org=named,
         member_orgs=member_orgs,
         user_ids=user_ids,
-        claims_users=claims_users,
-        claim_keys=tuple(sorted(keys)),
+        claims_users=_claims_users(claims, catalog, candidates, member_orgs, sample),
+        claim_keys=_claim_keys(catalog),
         include_anon=include_anon,
         foreign_sample=foreign_sample,
     )
