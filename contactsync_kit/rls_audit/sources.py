@@ -98,15 +98,25 @@ def leak_sources(
     )
     if cells.is_empty():
         return pl.DataFrame(schema=LEAK_SOURCES_SCHEMA)
+    groups = _grouped(_with_kinds(cells, members), discrepancies)
+    found = [
+        row
+        for group in groups.iter_rows(named=True)
+        for row in _sources(group, policies, tables, lint)
+    ]
+    return _through_policies(pl.DataFrame(found, schema=LEAK_SOURCES_SCHEMA, orient="row"))
+
+
+def _with_kinds(cells: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """The leaked cells with their `LEAK_KINDS` key (``kind``: `leak_kind`, vectorised)."""
     membership = (
         members.select("user", "organisation_id")
         .unique()
         .with_columns(pl.lit(True).alias("member"))
     )
-    kinds = (
+    return (
         cells.join(membership, on=["user", "organisation_id"], how="left")
         .with_columns(
-            # `leak_kind`, vectorised.
             pl.when(pl.col("probe").is_in(sorted(_CLAIMS_PROBES)))
             .then(pl.lit("claims"))
             .when(pl.col("user") == ANON_USER)
@@ -118,10 +128,14 @@ def leak_sources(
         )
         .select("user", "organisation_id", "table", "probe", "leaked", "kind")
     )
+
+
+def _grouped(kinds: pl.DataFrame, discrepancies: pl.DataFrame) -> pl.DataFrame:
+    """Per (table, kind of leak): the callers, the distinct rows leaked, the most per cell."""
     ids = discrepancies.filter(pl.col("kind") == "leaked").select(
         "user", "organisation_id", "table", "probe", "id"
     )
-    groups = (
+    return (
         kinds.join(ids, on=["user", "organisation_id", "table", "probe"], how="left")
         .group_by("table", "kind", maintain_order=True)
         .agg(
@@ -131,12 +145,6 @@ def leak_sources(
         )
         .sort("table", "kind")
     )
-    found = [
-        row
-        for group in groups.iter_rows(named=True)
-        for row in _sources(group, policies, tables, lint)
-    ]
-    return _through_policies(pl.DataFrame(found, schema=LEAK_SOURCES_SCHEMA, orient="row"))
 
 
 def _through_policies(sources: pl.DataFrame) -> pl.DataFrame:
@@ -182,17 +190,7 @@ def _sources(
     base = (table, LEAK_KINDS[kind], callers, rows)
     errors = lint.filter(pl.col("severity") == ERROR) if lint is not None else None
     if "." in table:  # an exposed view, materialised view or function: the object itself
-        flagged = (
-            errors.filter(pl.format("{}.{}", "schema", "table") == table)
-            if errors is not None
-            else None
-        )
-        rules = _joined(flagged, "rule")
-        fix = _joined(flagged, "fix", "; ") or (
-            f"REVOKE ALL ON {table} FROM anon, authenticated; or scope what it returns "
-            "by the caller's memberships"
-        )
-        yield (*base, None, None, rules, fix)
+        yield _object_source(base, table, errors)
         return
     candidates = _admitting(policies, table, kind)
     if candidates is None or candidates.is_empty():
@@ -221,6 +219,22 @@ def _sources(
         flagged = flagged_by[name]
         fix = _joined(flagged, "fix", "; ") or _fix(kind, name, where, _columns(tables, table))
         yield (*base, name, policy["using"], _joined(flagged, "rule"), fix)
+
+
+def _object_source(
+    base: tuple[Any, ...], label: str, errors: pl.DataFrame | None
+) -> tuple[Any, ...]:
+    """The source row of an exposed view, materialised view or function (`label`)."""
+    flagged = (
+        errors.filter(pl.format("{}.{}", "schema", "table") == label)
+        if errors is not None
+        else None
+    )
+    fix = _joined(flagged, "fix", "; ") or (
+        f"REVOKE ALL ON {label} FROM anon, authenticated; or scope what it returns "
+        "by the caller's memberships"
+    )
+    return (*base, None, None, _joined(flagged, "rule"), fix)
 
 
 def _admitting(policies: pl.DataFrame | None, table: str, kind: str) -> pl.DataFrame | None:
