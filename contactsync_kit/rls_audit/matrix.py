@@ -91,6 +91,51 @@ def _differences(
     return leaked, missing
 
 
+#: What the server showed: nothing for a failed request, 0 when denied, the number for a
+#: count, else the rows seen.
+_VISIBLE: Final = (
+    pl.when(_FAILED)
+    .then(None)
+    .when(_DENIED)
+    .then(0)
+    .when(_IS_COUNT)
+    .then(pl.col("count"))
+    .otherwise(pl.col("_seen").fill_null(0))
+)
+#: Rows seen but not expected (for a count, the excess of the number).
+_LEAKED: Final = (
+    pl.when(_FAILED)
+    .then(None)
+    .when(_IS_COUNT)
+    .then((pl.col("visible") - pl.col("expected")).clip(lower_bound=0))
+    .otherwise(pl.col("_leaked").fill_null(0))
+)
+#: Rows expected but not seen (for a count, the shortfall; when denied, all expected).
+_MISSING: Final = (
+    pl.when(_FAILED)
+    .then(None)
+    .when(_IS_COUNT)
+    .then((pl.col("expected") - pl.col("visible")).clip(lower_bound=0))
+    .when(_DENIED)
+    .then(pl.col("expected"))
+    .otherwise(pl.col("_missing").fill_null(0))
+)
+#: The request's error in words: ``denied`` or the error kind, with its code.
+_ERROR: Final = (
+    pl.when(pl.col("error_kind").is_null())
+    .then(None)
+    .otherwise(
+        pl.format(
+            "{}{}",
+            pl.when(_DENIED).then(pl.lit("denied")).otherwise(pl.col("error_kind")),
+            pl.when(pl.col("error_code").is_not_null())
+            .then(pl.format(" [{}]", pl.col("error_code")))
+            .otherwise(pl.lit("")),
+        )
+    )
+)
+
+
 def _tallied(
     runs: pl.DataFrame,
     seen: pl.DataFrame,
@@ -103,52 +148,13 @@ def _tallied(
     def tally(frame: pl.DataFrame, name: str) -> pl.DataFrame:
         return frame.group_by(RUN_KEYS).agg(pl.len().cast(pl.Int64).alias(name))
 
-    visible = (
-        pl.when(_FAILED)
-        .then(None)
-        .when(_DENIED)
-        .then(0)
-        .when(_IS_COUNT)
-        .then(pl.col("count"))
-        .otherwise(pl.col("_seen").fill_null(0))
-    )
-    error_code = (
-        pl.when(pl.col("error_code").is_not_null())
-        .then(pl.format(" [{}]", pl.col("error_code")))
-        .otherwise(pl.lit(""))
-    )
     return (
         runs.join(tally(seen, "_seen"), on=RUN_KEYS, how="left")
         .join(tally(want, "expected"), on=RUN_KEYS, how="left")
         .join(tally(leaked, "_leaked"), on=RUN_KEYS, how="left")
         .join(tally(missing, "_missing"), on=RUN_KEYS, how="left")
-        .with_columns(visible.alias("visible"), pl.col("expected").fill_null(0))
-        .with_columns(
-            pl.when(_FAILED)
-            .then(None)
-            .when(_IS_COUNT)
-            .then((pl.col("visible") - pl.col("expected")).clip(lower_bound=0))
-            .otherwise(pl.col("_leaked").fill_null(0))
-            .alias("leaked"),
-            pl.when(_FAILED)
-            .then(None)
-            .when(_IS_COUNT)
-            .then((pl.col("expected") - pl.col("visible")).clip(lower_bound=0))
-            .when(_DENIED)
-            .then(pl.col("expected"))
-            .otherwise(pl.col("_missing").fill_null(0))
-            .alias("missing"),
-            pl.when(pl.col("error_kind").is_null())
-            .then(None)
-            .otherwise(
-                pl.format(
-                    "{}{}",
-                    pl.when(_DENIED).then(pl.lit("denied")).otherwise(pl.col("error_kind")),
-                    error_code,
-                )
-            )
-            .alias("error"),
-        )
+        .with_columns(_VISIBLE.alias("visible"), pl.col("expected").fill_null(0))
+        .with_columns(_LEAKED.alias("leaked"), _MISSING.alias("missing"), _ERROR.alias("error"))
     )
 
 

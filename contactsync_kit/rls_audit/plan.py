@@ -270,9 +270,7 @@ def _targets(
     if catalog is None:
         return [], [], {}
     targets, not_probed = surface_targets(catalog.surface, catalog.exposed_schemas, truth.tables)
-    functions, unfillable = function_targets(
-        catalog.surface, catalog.exposed_schemas, truth.tables
-    )
+    functions, unfillable = function_targets(catalog.surface, catalog.exposed_schemas, truth.tables)
     for target in functions:
         not_probed.pop(target.label, None)
     return targets, functions, {**not_probed, **unfillable}

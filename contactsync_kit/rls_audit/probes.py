@@ -29,7 +29,14 @@ from .surface import SurfaceTarget
 if TYPE_CHECKING:
     from ..remote import Filter, RemoteReader
 
-__all__ = ["IDS_PER_REQUEST", "ORGS_PER_REQUEST", "OUTSIDE_FILTER", "probe_caller"]
+__all__ = [
+    "IDS_PER_REQUEST",
+    "ORGS_PER_REQUEST",
+    "OUTSIDE_FILTER",
+    "CallerProbes",
+    "probe_caller",
+    "read_shape",
+]
 __io__ = "none"
 
 #: Organisations per ``in.(…)`` filter (ids per ``id=in.(…)`` request: `IDS_PER_REQUEST`).
@@ -47,6 +54,13 @@ _SELECT_COLUMNS: Final[dict[str, str]] = {
     "organisations": "id",
     "organisation_members": "user_id, organisation_id",
 }
+
+
+def read_shape(table: str) -> tuple[str, str]:
+    """(columns to select, column to keyset-page on) when reading `table`'s ids."""
+    return _SELECT_COLUMNS.get(table, "id, organisation_id"), _PAGE_KEYS.get(table, "id")
+
+
 T = TypeVar("T")
 _Rows = list[dict[str, Any]]
 
@@ -83,8 +97,10 @@ def _row_identity(table: str, row: Mapping[str, Any]) -> tuple[Any, Any]:
     return row.get("id"), row.get("organisation_id")
 
 
-class _CallerProbes:
-    """Runs every probe of one `CallerPlan` and collects ids only."""
+class CallerProbes:
+    """Runs every probe of one `CallerPlan` and collects ids only (`record_run` and
+    `record_rows` also record what the sweep's and the function probes' requests saw).
+    """
 
     def __init__(
         self, plan: CallerPlan, reader: RemoteReader, limit: asyncio.Semaphore, out: Collected
@@ -100,9 +116,10 @@ class _CallerProbes:
 
     # -- recording --------------------------------------------------------------------------
 
-    def _run(
+    def record_run(
         self, org: str, table: str, probe: Probe, *, count: int | None = None, error: Any = None
     ) -> None:
+        """One run of `probe` on `table` for `org`: its count, or the error it met."""
         denied = bool(
             error is not None
             and error.kind == "auth"
@@ -147,7 +164,7 @@ class _CallerProbes:
             )
         )
 
-    def _seen_rows(
+    def record_rows(
         self, table: str, probe: Probe, rows: list[dict[str, Any]], asked: Sequence[str] | None
     ) -> None:
         """Record rows under their own organisation (or `OUTSIDE_FILTER` if not asked for)."""
@@ -162,7 +179,7 @@ class _CallerProbes:
     def _seen_embedded(
         self, probe: Probe, rows: list[dict[str, Any]], asked: Sequence[str] | None
     ) -> None:
-        self._seen_rows(self.root.name, probe, rows, asked)
+        self.record_rows(self.root.name, probe, rows, asked)
         root_key, root_scope = self.root.key, self.root.scope
         for row in rows:
             for spec in self.children:
@@ -229,29 +246,27 @@ class _CallerProbes:
             except RemoteFailure as exc:
                 for org in chunk:
                     for table in tables:
-                        self._run(org, table, probe, error=exc.error)
+                        self.record_run(org, table, probe, error=exc.error)
                 continue
             for org in chunk:
                 for table in tables:
-                    self._run(org, table, probe)
+                    self.record_run(org, table, probe)
             record(rows, chunk)
 
     async def select(self, table: str) -> None:
         """A plain select of the table over the audited organisations."""
 
         async def fetch(chunk: Sequence[str]) -> list[dict[str, Any]]:
+            columns, key = read_shape(table)
             return await self._rows(
-                table,
-                _SELECT_COLUMNS.get(table, "id, organisation_id"),
-                [(_org_column(table), "in", _in(chunk))],
-                key=_PAGE_KEYS.get(table, "id"),
+                table, columns, [(_org_column(table), "in", _in(chunk))], key=key
             )
 
         await self._batched(
             [table],
             Probe.SELECT,
             fetch,
-            lambda rows, chunk: self._seen_rows(table, Probe.SELECT, rows, chunk),
+            lambda rows, chunk: self.record_rows(table, Probe.SELECT, rows, chunk),
         )
 
     async def search(self) -> None:
@@ -272,7 +287,7 @@ class _CallerProbes:
             [root],
             Probe.SEARCH,
             fetch,
-            lambda rows, chunk: self._seen_rows(root, Probe.SEARCH, rows, chunk),
+            lambda rows, chunk: self.record_rows(root, Probe.SEARCH, rows, chunk),
         )
 
     async def embedded(self) -> None:
@@ -305,13 +320,13 @@ class _CallerProbes:
                 total = await self._count(table, [(column, "in", _in(chunk))])
             except RemoteFailure as exc:
                 for org in chunk:
-                    self._run(org, table, Probe.COUNT, error=exc.error)
+                    self.record_run(org, table, Probe.COUNT, error=exc.error)
                 continue
             if total:
                 singles += chunk
             else:
                 for org in chunk:
-                    self._run(org, table, Probe.COUNT, count=0)
+                    self.record_run(org, table, Probe.COUNT, count=0)
         await asyncio.gather(*[self._count_one(table, org) for org in singles])
 
     async def _count_one(self, table: str, org: str) -> None:
@@ -320,9 +335,9 @@ class _CallerProbes:
         try:
             count = await self._count(table, [(_org_column(table), "eq", org)])
         except RemoteFailure as exc:
-            self._run(org, table, Probe.COUNT, error=exc.error)
+            self.record_run(org, table, Probe.COUNT, error=exc.error)
             return
-        self._run(org, table, Probe.COUNT, count=count)
+        self.record_run(org, table, Probe.COUNT, count=count)
 
     async def foreign_ids(self, table: str) -> None:
         """A direct ``id=in.(…)`` request for rows the caller must not see."""
@@ -353,7 +368,7 @@ class _CallerProbes:
                     row.get("organisation_id"),
                 )
         for org in sorted(set(owner.values())):
-            self._run(org, table, Probe.FOREIGN_IDS, error=errors.get(org))
+            self.record_run(org, table, Probe.FOREIGN_IDS, error=errors.get(org))
 
     # -- across all organisations ----------------------------------------------------------
 
@@ -370,28 +385,24 @@ class _CallerProbes:
             rows = await fetch()
         except RemoteFailure as exc:
             for table in tables:
-                self._run(ALL_ORGANISATIONS, table, probe, error=exc.error)
+                self.record_run(ALL_ORGANISATIONS, table, probe, error=exc.error)
             return
         for table in tables:
-            self._run(ALL_ORGANISATIONS, table, probe)
+            self.record_run(ALL_ORGANISATIONS, table, probe)
         record(rows)
 
     async def all_rows(self, table: str) -> None:
         """Every row of the table the caller can see, wherever it belongs."""
 
         async def fetch() -> list[dict[str, Any]]:
-            return await self._rows(
-                table,
-                _SELECT_COLUMNS.get(table, "id, organisation_id"),
-                [],
-                key=_PAGE_KEYS.get(table, "id"),
-            )
+            columns, key = read_shape(table)
+            return await self._rows(table, columns, [], key=key)
 
         await self._unfiltered(
             [table],
             Probe.ALL_ROWS,
             fetch,
-            lambda rows: self._seen_rows(table, Probe.ALL_ROWS, rows, None),
+            lambda rows: self.record_rows(table, Probe.ALL_ROWS, rows, None),
         )
 
     async def all_count(self, table: str) -> None:
@@ -403,9 +414,9 @@ class _CallerProbes:
         try:
             count = await self._count(table, [])
         except RemoteFailure as exc:
-            self._run(ALL_ORGANISATIONS, table, Probe.ALL_COUNT, error=exc.error)
+            self.record_run(ALL_ORGANISATIONS, table, Probe.ALL_COUNT, error=exc.error)
             return
-        self._run(ALL_ORGANISATIONS, table, Probe.ALL_COUNT, count=count)
+        self.record_run(ALL_ORGANISATIONS, table, Probe.ALL_COUNT, count=count)
 
     async def all_search(self) -> None:
         """The ``ilike`` search with no organisation filter."""
@@ -421,7 +432,7 @@ class _CallerProbes:
             [root],
             Probe.ALL_SEARCH,
             fetch,
-            lambda rows: self._seen_rows(root, Probe.ALL_SEARCH, rows, None),
+            lambda rows: self.record_rows(root, Probe.ALL_SEARCH, rows, None),
         )
 
     async def all_embedded(self) -> None:
@@ -461,4 +472,4 @@ async def probe_caller(
     plan: CallerPlan, reader: RemoteReader, *, limit: asyncio.Semaphore, out: Collected
 ) -> None:
     """Every probe of `plan` through `reader` (signed in as that caller), collected in `out`."""
-    await _CallerProbes(plan, reader, limit, out).run()
+    await CallerProbes(plan, reader, limit, out).run()
