@@ -304,6 +304,24 @@ def fetch_surface(database_url: str, schemas: Sequence[str] | None = None) -> pl
     return fetch_policy_catalog(database_url, schemas).surface
 
 
+_TABLES_SCHEMA: Final = pl.Schema(
+    {"schema": _S, "table": _S, "rls_enabled": _B, "columns": _STRINGS}
+)
+_POLICIES_SCHEMA: Final = pl.Schema(
+    {
+        "schema": _S,
+        "table": _S,
+        "policy": _S,
+        "permissive": _S,
+        "roles": _STRINGS,
+        "command": _S,
+        "using": _S,
+        "with_check": _S,
+    }
+)
+_INDEXES_SCHEMA: Final = pl.Schema({"schema": _S, "table": _S, "index": _S, "columns": _STRINGS})
+
+
 def fetch_policy_catalog(
     database_url: str,
     schemas: Sequence[str] | None = None,
@@ -327,30 +345,9 @@ def fetch_policy_catalog(
         routines = conn.execute(_ROUTINES_SQL).fetchall()
         views = conn.execute(_VIEWS_SQL, {"schemas": wanted}).fetchall()
     return PolicyCatalog(
-        tables=pl.DataFrame(
-            tables,
-            orient="row",
-            schema={"schema": _S, "table": _S, "rls_enabled": _B, "columns": _STRINGS},
-        ),
-        policies=pl.DataFrame(
-            policies,
-            orient="row",
-            schema={
-                "schema": _S,
-                "table": _S,
-                "policy": _S,
-                "permissive": _S,
-                "roles": _STRINGS,
-                "command": _S,
-                "using": _S,
-                "with_check": _S,
-            },
-        ),
-        indexes=pl.DataFrame(
-            indexes,
-            orient="row",
-            schema={"schema": _S, "table": _S, "index": _S, "columns": _STRINGS},
-        ),
+        tables=pl.DataFrame(tables, orient="row", schema=_TABLES_SCHEMA),
+        policies=pl.DataFrame(policies, orient="row", schema=_POLICIES_SCHEMA),
+        indexes=pl.DataFrame(indexes, orient="row", schema=_INDEXES_SCHEMA),
         surface=_surface_frame(surface),
         exposed_schemas=tuple(wanted),
         schemas_known=bool(found),

@@ -169,6 +169,13 @@ class AuditReport:
         return summary_markdown(self)
 
 
+def _frame(data: Sequence[tuple[Any, ...]] | pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """Collected rows (or a frame) as a frame of `schema`."""
+    if isinstance(data, pl.DataFrame):
+        return data.select(list(schema)).cast(schema)
+    return pl.DataFrame(list(data), schema=schema, orient="row")
+
+
 def evaluate(
     runs: Sequence[tuple[Any, ...]] | pl.DataFrame,
     observed: Sequence[tuple[Any, ...]] | pl.DataFrame,
@@ -196,18 +203,13 @@ def evaluate(
     the policy behind each leak (`AuditReport.leak_sources`).
     """
 
-    def frame(data: Sequence[tuple[Any, ...]] | pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
-        if isinstance(data, pl.DataFrame):
-            return data.select(list(schema)).cast(schema)
-        return pl.DataFrame(list(data), schema=schema, orient="row")
-
-    observed_frame = settle_surface_rows(frame(observed, OBSERVED_SCHEMA), ground_truth.universe)
+    observed_frame = settle_surface_rows(_frame(observed, OBSERVED_SCHEMA), ground_truth.universe)
     matrix, discrepancies = audit_matrix(
-        frame(runs, RUNS_SCHEMA),
+        _frame(runs, RUNS_SCHEMA),
         observed_frame,
         ground_truth.expected_rows(),
         ground_truth.universe,
-        frame(requested, REQUESTED_SCHEMA),
+        _frame(requested, REQUESTED_SCHEMA),
         ground_truth.members,
     )
     return AuditReport(
