@@ -150,9 +150,11 @@ async def test_the_fourth_table_is_probed_every_way_a_child_table_is(
     assert report.passed, report.markdown()
     cells = tag_cells(report)
     # The probes of a child table, as notes get them (the search is the root's alone).
-    assert set(cells["probe"]) == set(
-        report.matrix.filter(pl.col("table") == "notes")["probe"]
-    ) == {"select", "count", "embedded", "foreign_ids", "all_rows", "all_count", "all_embedded"}
+    assert (
+        set(cells["probe"])
+        == set(report.matrix.filter(pl.col("table") == "notes")["probe"])
+        == {"select", "count", "embedded", "foreign_ids", "all_rows", "all_count", "all_embedded"}
+    )
     assert set(cells["user"]) == {u.label for u in world.users} | {ANON_USER}
     # Not vacuous: members saw tags, exactly the expected ones, plain and embedded.
     for probe in ("select", "embedded", "all_rows", "all_embedded"):
