@@ -8,7 +8,7 @@ the tables its ground truth covers), in every way the app asks:
 * ``select`` — a plain select of the table filtered to the organisation, on every table
   (``organisation_members``, keyed by (user, organisation), is paged on ``user_id``);
 * ``count`` — ``count=exact`` on the same filter, on every table;
-* ``search`` — an ``ilike`` search on the root table's names (contacts', the seed epic's
+* ``search`` — an ``ilike`` search on the root table's names (the seed epic's
   worry), one request over all probed organisations;
 * ``embedded`` — the select the sync uses (`schemas.EMBEDDED_SELECT`): the root table with
   every child table embedded;

@@ -61,7 +61,7 @@ class Exposure:
 
 
 def open_organisation(organisation_id: str, *, role: str = "authenticated") -> Exposure:
-    """A policy opening one organisation's root rows (`schemas.ROOT_TABLE`: contacts) to
+    """A policy opening one organisation's root rows (`schemas.ROOT_TABLE`) to
     every caller of `role` (for ``anon`` also the grant it needs).
     """
     grant = f"GRANT SELECT ON {_ROOT} TO {role}; " if role == "anon" else ""

@@ -40,7 +40,7 @@ def audit_matrix(
 
     For every probe run (`RUNS_SCHEMA`), ``visible`` is what the server showed (the rows in
     `observed`, or the number for a count probe; a denied request shows 0), ``expected``
-    what it should have shown per `expected` (restricted to contacts matching the search for
+    what it should have shown per `expected` (restricted to root rows matching the search for
     the searches and to the requested ids for ``foreign_ids``; see `expectation` for the
     probes across all organisations and the exposed surface), ``leaked`` the visible rows that
     were not expected and ``missing`` the expected rows that were not visible (for ``count``,

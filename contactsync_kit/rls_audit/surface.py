@@ -4,9 +4,9 @@ Pure (reading and writing the expected-surface file is in `files`).
 The expected-surface file is plain text kept in the project's repository, one entry a line::
 
     # comments and blank lines are ignored
-    table public.contacts authenticated
-    view public.contacts_overview anon,authenticated
-    function public.search_contacts(text) authenticated
+    table public.chapters authenticated
+    view public.chapter_overview anon,authenticated
+    function public.search_chapters(text) authenticated
 
 i.e. ``<kind> <schema>.<name> <roles>``: the kind (``table``, ``view``,
 ``materialized_view``, ``foreign_table``, ``function``), the object (a function with its
@@ -157,7 +157,7 @@ _ROW_ID: Final = re.compile(r"^(p_|_)?(id|row_id|record_id)$")
 
 def _word(spec: TableSpec) -> str:
     """The word that names one row of the table: its name's last word, singular
-    (``contact_assignments`` -> ``assignment``).
+    (``order_items`` -> ``item``).
     """
     return spec.name.rsplit("_", 1)[-1].removesuffix("s")
 
