@@ -213,9 +213,10 @@ class _Run:
                 task.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)
         self.stopped = self.stopped or stop.is_set()
-        for task in tasks:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        failures = [task.exception() for task in tasks if not task.cancelled()]
+        for failure in failures:
+            if failure is not None:
+                raise failure
         return finished
 
     async def _call_functions(
