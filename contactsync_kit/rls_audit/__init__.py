@@ -2,15 +2,16 @@
 
 For each test user, signed in through the normal user path (`session.sign_in`, never the
 service key), and for each organisation to probe, the audit asks the server what the user can
-see, in every way the app asks:
+see of the scoping tables and of every synced table of the spec (`schemas.SYNCED_TABLES`, or
+the tables its ground truth covers), in every way the app asks:
 
 * ``select`` — a plain select of the table filtered to the organisation, on every table
   (``organisation_members``, keyed by (user, organisation), is paged on ``user_id``);
 * ``count`` — ``count=exact`` on the same filter, on every table;
-* ``search`` — an ``ilike`` search on contact names (the seed epic's worry), one request over
-  all probed organisations;
-* ``embedded`` — the select the sync uses (`schemas.EMBEDDED_SELECT`): contacts with their
-  notes and assignments embedded;
+* ``search`` — an ``ilike`` search on the root table's names (the seed epic's
+  worry), one request over all probed organisations;
+* ``embedded`` — the select the sync uses (`schemas.EMBEDDED_SELECT`): the root table with
+  every child table embedded;
 * ``foreign_ids`` — a direct ``id=in.(…)`` request for rows of the organisation the user must
   not see;
 

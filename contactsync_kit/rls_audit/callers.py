@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..schemas import SYNCED_TABLES, TableSpec
 from .surface import SurfaceTarget
 
 if TYPE_CHECKING:
@@ -60,8 +61,8 @@ class Collected:
 @dataclass(frozen=True)
 class CallerPlan:
     """What one caller probes: the audited organisations, those where it should see rows (its
-    memberships), the ids it must not see per (organisation, table), the search pattern and
-    the exposed objects beyond the app tables.
+    memberships), the ids it must not see per (organisation, table), the search pattern, the
+    exposed objects beyond the app tables and the synced tables (the spec's, by default).
     """
 
     user: str
@@ -70,3 +71,4 @@ class CallerPlan:
     foreign: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)
     search_pattern: str = "*a*"
     surface: Sequence[SurfaceTarget] = ()
+    tables: Sequence[TableSpec] = SYNCED_TABLES

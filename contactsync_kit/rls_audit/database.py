@@ -10,7 +10,8 @@ from typing import Any, Final
 
 import polars as pl
 
-from .frames import MEMBERS_SCHEMA, SURFACE_SCHEMA, UNIVERSE_SCHEMA
+from ..schemas import SYNCED_TABLES, TableSpec
+from .frames import CHAPTER_COLUMN, MEMBERS_SCHEMA, SEARCH_COLUMN, SURFACE_SCHEMA, UNIVERSE_SCHEMA
 from .lint import ROUTINES_SCHEMA, VIEWS_SCHEMA, PolicyCatalog, lint_policies
 from .truth import AuditUser, GroundTruth, members_frame, with_recorded_memberships
 
@@ -20,6 +21,7 @@ __all__ = [
     "fetch_surface",
     "ground_truth_from_database",
     "lint_database",
+    "universe_sql",
 ]
 __io__ = "network"
 
@@ -27,7 +29,7 @@ _S = pl.String()
 _B = pl.Boolean()
 _STRINGS = pl.List(pl.String())
 
-_UNIVERSE_SQL: Final = """
+_SCOPE_UNIVERSE_SQL: Final = """
     SELECT 'organisations', o.id::text, o.id::text, NULL, NULL, NULL, NULL::boolean
       FROM public.organisations o
     UNION ALL
@@ -38,20 +40,39 @@ _UNIVERSE_SQL: Final = """
            m.user_id::text || ':' || m.organisation_id::text, m.chapter_id::text, NULL,
            m.user_id::text, NULL
       FROM public.organisation_members m
-    UNION ALL
-    SELECT 'contacts', c.organisation_id::text, c.id::text, c.chapter_id::text, c.id::text, NULL,
-           c.full_name ILIKE %(pattern)s
-      FROM public.contacts c
-    UNION ALL
-    SELECT 'notes', n.organisation_id::text, n.id::text, c.chapter_id::text,
-           n.contact_id::text, NULL, NULL
-      FROM public.notes n JOIN public.contacts c ON c.id = n.contact_id
-    UNION ALL
-    SELECT 'contact_assignments', a.organisation_id::text, a.id::text, c.chapter_id::text,
-           a.contact_id::text, NULL, NULL
-      FROM public.contact_assignments a JOIN public.contacts c ON c.id = a.contact_id
 """
-# Column order of _UNIVERSE_SQL is UNIVERSE_SCHEMA's.
+
+
+def _synced_universe_sql(spec: TableSpec, tables: Sequence[TableSpec]) -> str:
+    """One synced table's rows as universe rows. A child reaches the root through its
+    `parent` chain (``t0`` the table, ``t1`` its parent, …) for the root's chapter and id.
+    """
+    by_name = {t.name: t for t in tables}
+    joins: list[str] = []
+    here, alias = spec, "t0"
+    while here.parent is not None:
+        column, parent_name = here.parent
+        parent, parent_alias = by_name[parent_name], f"t{len(joins) + 1}"
+        joins.append(
+            f"JOIN public.{parent.name} {parent_alias} "
+            f"ON {parent_alias}.{parent.key} = {alias}.{column}"
+        )
+        here, alias = parent, parent_alias
+    match = f"{alias}.{SEARCH_COLUMN} ILIKE %(pattern)s" if spec.parent is None else "NULL::boolean"
+    return (
+        f"SELECT '{spec.name}', t0.{spec.scope}::text, t0.{spec.key}::text, "
+        f"{alias}.{CHAPTER_COLUMN}::text, {alias}.{here.key}::text, NULL, {match} "
+        f"FROM public.{spec.name} t0 {' '.join(joins)}"
+    )
+
+
+def universe_sql(tables: Sequence[TableSpec] = SYNCED_TABLES) -> str:
+    """Ground truth's query: every row of the scoping tables and of the synced `tables`, as
+    `UNIVERSE_SCHEMA` rows (the column order is the schema's); ``%(pattern)s`` is the
+    search pattern in SQL's ``ILIKE`` form.
+    """
+    parts = [_SCOPE_UNIVERSE_SQL, *(_synced_universe_sql(spec, tables) for spec in tables)]
+    return "\n    UNION ALL\n    ".join(part.strip() for part in parts)
 
 
 def _like_pattern(postgrest_pattern: str) -> str:
@@ -65,10 +86,13 @@ def ground_truth_from_database(
     organisation_ids: Sequence[str],
     *,
     search_pattern: str = "*a*",
+    tables: Sequence[TableSpec] = SYNCED_TABLES,
 ) -> GroundTruth:
-    """Read the ground truth as superuser: ids of every row of *every* organisation, the
-    users' ids (by email), whether each contact matches `search_pattern`. No personal value
-    leaves the database: the name match is computed in SQL.
+    """Read the ground truth as superuser: ids of every row of *every* organisation in the
+    scoping tables and the synced `tables` (the spec's, `schemas.SYNCED_TABLES`, by default),
+    the users' ids (by email), whether each root row matches `search_pattern`. No personal
+    value leaves the database: the name match is computed in SQL. The truth records `tables`,
+    and `audit_rls` probes what it covers.
 
     `users` are `AuditUser`s (or anything `AuditUser.of` takes). Inside `organisation_ids`
     (the audited set) their expected memberships are the caller's, not read from the
@@ -82,7 +106,9 @@ def ground_truth_from_database(
     orgs = [o.lower() for o in organisation_ids]
     emails = [u.email for u in audit_users]
     with psycopg.connect(database_url, autocommit=True) as conn:
-        rows = conn.execute(_UNIVERSE_SQL, {"pattern": _like_pattern(search_pattern)}).fetchall()
+        rows = conn.execute(
+            universe_sql(tables), {"pattern": _like_pattern(search_pattern)}
+        ).fetchall()
         ids: dict[str, str] = {
             str(email): str(user_id)
             for email, user_id in conn.execute(
@@ -96,7 +122,9 @@ def ground_truth_from_database(
     )
     universe = pl.DataFrame(rows, schema=UNIVERSE_SCHEMA, orient="row")
     members = with_recorded_memberships(members_frame(audit_users, ids), recorded_frame, orgs)
-    return GroundTruth(universe=universe, members=members, search_pattern=search_pattern)
+    return GroundTruth(
+        universe=universe, members=members, search_pattern=search_pattern, tables=tuple(tables)
+    )
 
 
 _MEMBERSHIPS_SQL: Final = """
@@ -276,6 +304,24 @@ def fetch_surface(database_url: str, schemas: Sequence[str] | None = None) -> pl
     return fetch_policy_catalog(database_url, schemas).surface
 
 
+_TABLES_SCHEMA: Final = pl.Schema(
+    {"schema": _S, "table": _S, "rls_enabled": _B, "columns": _STRINGS}
+)
+_POLICIES_SCHEMA: Final = pl.Schema(
+    {
+        "schema": _S,
+        "table": _S,
+        "policy": _S,
+        "permissive": _S,
+        "roles": _STRINGS,
+        "command": _S,
+        "using": _S,
+        "with_check": _S,
+    }
+)
+_INDEXES_SCHEMA: Final = pl.Schema({"schema": _S, "table": _S, "index": _S, "columns": _STRINGS})
+
+
 def fetch_policy_catalog(
     database_url: str,
     schemas: Sequence[str] | None = None,
@@ -299,30 +345,9 @@ def fetch_policy_catalog(
         routines = conn.execute(_ROUTINES_SQL).fetchall()
         views = conn.execute(_VIEWS_SQL, {"schemas": wanted}).fetchall()
     return PolicyCatalog(
-        tables=pl.DataFrame(
-            tables,
-            orient="row",
-            schema={"schema": _S, "table": _S, "rls_enabled": _B, "columns": _STRINGS},
-        ),
-        policies=pl.DataFrame(
-            policies,
-            orient="row",
-            schema={
-                "schema": _S,
-                "table": _S,
-                "policy": _S,
-                "permissive": _S,
-                "roles": _STRINGS,
-                "command": _S,
-                "using": _S,
-                "with_check": _S,
-            },
-        ),
-        indexes=pl.DataFrame(
-            indexes,
-            orient="row",
-            schema={"schema": _S, "table": _S, "index": _S, "columns": _STRINGS},
-        ),
+        tables=pl.DataFrame(tables, orient="row", schema=_TABLES_SCHEMA),
+        policies=pl.DataFrame(policies, orient="row", schema=_POLICIES_SCHEMA),
+        indexes=pl.DataFrame(indexes, orient="row", schema=_INDEXES_SCHEMA),
         surface=_surface_frame(surface),
         exposed_schemas=tuple(wanted),
         schemas_known=bool(found),

@@ -53,9 +53,8 @@ def settle_surface_rows(observed: pl.DataFrame, universe: pl.DataFrame) -> pl.Da
 
 
 def _name_matches(universe: pl.DataFrame) -> pl.DataFrame:
-    return universe.filter(
-        pl.col("table") == "contacts", pl.col("name_match").fill_null(False)
-    ).select("organisation_id", "id")
+    # Only the root table's rows are searched, so only they carry a name match.
+    return universe.filter(pl.col("name_match").fill_null(False)).select("organisation_id", "id")
 
 
 def probe_expectation(

@@ -11,7 +11,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
+
+from ..schemas import ROOT_TABLE, TABLES
 
 __all__ = [
     "Exposure",
@@ -26,6 +28,9 @@ __all__ = [
     "tautology",
 ]
 __io__ = "network"
+
+#: The table the planted mistakes open: the one the sync pages through.
+_ROOT: Final = f"public.{ROOT_TABLE}"
 
 
 class _Stack(Protocol):
@@ -56,63 +61,68 @@ class Exposure:
 
 
 def open_organisation(organisation_id: str, *, role: str = "authenticated") -> Exposure:
-    """A policy opening one organisation's contacts to every caller of `role` (for ``anon``
-    also the grant it needs).
+    """A policy opening one organisation's root rows (`schemas.ROOT_TABLE`) to
+    every caller of `role` (for ``anon`` also the grant it needs).
     """
-    grant = f"GRANT SELECT ON public.contacts TO {role}; " if role == "anon" else ""
-    revoke = "; REVOKE SELECT ON public.contacts FROM anon" if role == "anon" else ""
+    grant = f"GRANT SELECT ON {_ROOT} TO {role}; " if role == "anon" else ""
+    revoke = f"; REVOKE SELECT ON {_ROOT} FROM anon" if role == "anon" else ""
     return Exposure(
         f"organisation opened to {role}",
-        f"{grant}CREATE POLICY planted_open ON public.contacts FOR SELECT TO {role} "
+        f"{grant}CREATE POLICY planted_open ON {_ROOT} FOR SELECT TO {role} "
         f"USING (organisation_id = '{organisation_id}')",
-        f"DROP POLICY IF EXISTS planted_open ON public.contacts{revoke}",
+        f"DROP POLICY IF EXISTS planted_open ON {_ROOT}{revoke}",
     )
 
 
 def tautology(expression: str) -> Exposure:
-    """A permissive select policy on contacts whose expression never constrains the row."""
+    """A permissive select policy on the root table whose expression never constrains the
+    row.
+    """
     return Exposure(
         f"USING ({expression})",
-        "CREATE POLICY planted_tautology ON public.contacts FOR SELECT "
+        f"CREATE POLICY planted_tautology ON {_ROOT} FOR SELECT "
         f"TO authenticated USING ({expression})",
-        "DROP POLICY IF EXISTS planted_tautology ON public.contacts",
+        f"DROP POLICY IF EXISTS planted_tautology ON {_ROOT}",
     )
 
 
 def definer_view() -> Exposure:
-    """A plain view over contacts granted to ``authenticated``: it runs as its owner."""
+    """A plain view over the root table granted to ``authenticated``: it runs as its owner."""
+    view = f"planted_{ROOT_TABLE}"
     return Exposure(
         "definer view",
-        "CREATE VIEW public.planted_contacts AS SELECT id, organisation_id "
-        "FROM public.contacts; "
-        "GRANT SELECT ON public.planted_contacts TO authenticated",
-        "DROP VIEW IF EXISTS public.planted_contacts",
-        api_path="planted_contacts",
+        f"CREATE VIEW public.{view} AS SELECT id, organisation_id FROM {_ROOT}; "
+        f"GRANT SELECT ON public.{view} TO authenticated",
+        f"DROP VIEW IF EXISTS public.{view}",
+        api_path=view,
     )
 
 
 def materialised_view() -> Exposure:
-    """A materialised view of contact ids granted to ``authenticated``: it has no RLS."""
+    """A materialised view of the root table's ids granted to ``authenticated``: it has no
+    RLS.
+    """
+    view = f"planted_{TABLES[ROOT_TABLE].noun}_ids"
     return Exposure(
         "materialised view",
-        "CREATE MATERIALIZED VIEW public.planted_contact_ids AS "
-        "SELECT id, organisation_id FROM public.contacts; "
-        "GRANT SELECT ON public.planted_contact_ids TO authenticated",
-        "DROP MATERIALIZED VIEW IF EXISTS public.planted_contact_ids",
-        api_path="planted_contact_ids",
+        f"CREATE MATERIALIZED VIEW public.{view} AS SELECT id, organisation_id FROM {_ROOT}; "
+        f"GRANT SELECT ON public.{view} TO authenticated",
+        f"DROP MATERIALIZED VIEW IF EXISTS public.{view}",
+        api_path=view,
     )
 
 
 def definer_function() -> Exposure:
-    """A ``SECURITY DEFINER`` function returning every contact, callable by the API roles
+    """A ``SECURITY DEFINER`` function returning every root row, callable by the API roles
     (PostgreSQL grants EXECUTE to PUBLIC by default) and with no fixed ``search_path``.
     """
+    function = f"planted_{ROOT_TABLE}_fn"
     return Exposure(
         "SECURITY DEFINER function",
-        "CREATE FUNCTION public.planted_contacts_fn() RETURNS SETOF public.contacts "
-        "LANGUAGE sql STABLE SECURITY DEFINER AS $$ SELECT * FROM public.contacts $$",
-        "DROP FUNCTION IF EXISTS public.planted_contacts_fn()",
-        api_path="rpc/planted_contacts_fn",
+        f"CREATE FUNCTION public.{function}() RETURNS SETOF {_ROOT} "
+        f"LANGUAGE sql STABLE SECURITY DEFINER AS $$ SELECT * FROM {_ROOT} $$",
+        f"DROP FUNCTION IF EXISTS public.{function}()",
+        api_path=f"rpc/{function}",
     )
 
 
@@ -129,26 +139,26 @@ def members_readable_by_all() -> Exposure:
 
 
 def chapter_rule_dropped() -> Exposure:
-    """The contacts policy without its chapter rule: chapter-bound members see their whole
-    organisation.
+    """The root table's select policy (the stack's ``<table>_select_scope``) without its
+    chapter rule: chapter-bound members see their whole organisation.
     """
     return Exposure(
         "chapter rule dropped",
         "organisation_id IN (SELECT private.member_organisation_ids())",
-        replaces=("contacts", "contacts_select_scope"),
+        replaces=(ROOT_TABLE, f"{ROOT_TABLE}_select_scope"),
     )
 
 
 def claims_policy(claim: str = "organisation_id") -> Exposure:
-    """A select policy on contacts scoped by a claim the user edits: ``user_metadata`` ->
-    `claim` in the token (``auth.updateUser(data=...)`` writes it), so anyone can name
+    """A select policy on the root table scoped by a claim the user edits: ``user_metadata``
+    -> `claim` in the token (``auth.updateUser(data=...)`` writes it), so anyone can name
     another organisation there.
     """
     return Exposure(
-        "contacts scoped by user_metadata",
-        "CREATE POLICY planted_claims ON public.contacts FOR SELECT TO authenticated "
+        f"{ROOT_TABLE} scoped by user_metadata",
+        f"CREATE POLICY planted_claims ON {_ROOT} FOR SELECT TO authenticated "
         f"USING (organisation_id = ((select auth.jwt()) -> 'user_metadata' ->> '{claim}')::uuid)",
-        "DROP POLICY IF EXISTS planted_claims ON public.contacts",
+        f"DROP POLICY IF EXISTS planted_claims ON {_ROOT}",
     )
 
 

@@ -1,16 +1,26 @@
-"""The audit's vocabulary: the tables it probes, the probes, and every frame's schema. Pure."""
+"""The audit's vocabulary: the tables it probes, the probes, and every frame's schema. Pure.
+
+The tables come from the spec (`schemas.SYNCED_TABLES`): the server's scoping tables
+(`SCOPE_TABLES`), then every synced table, parents first. Which probes a synced table gets
+follows from its place in the spec: the root table (no parent) is searched and read with its
+children embedded, as the sync reads it; a child table is read embedded under its root.
+"""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 import polars as pl
+
+from ..schemas import SYNCED_TABLES, TableSpec
 
 __all__ = [
     "ALL_ORGANISATIONS",
     "ANON_USER",
     "AUDIT_TABLES",
+    "CHAPTER_COLUMN",
     "CHECKS_SCHEMA",
     "COUNT_PROBES",
     "DISCREPANCY_SCHEMA",
@@ -24,6 +34,8 @@ __all__ = [
     "REQUESTED_SCHEMA",
     "RUNS_SCHEMA",
     "RUN_KEYS",
+    "SCOPE_TABLES",
+    "SEARCH_COLUMN",
     "SURFACE_DIFF_SCHEMA",
     "SURFACE_PROBES",
     "SURFACE_SCHEMA",
@@ -31,17 +43,36 @@ __all__ = [
     "UNFILTERED_PROBES",
     "UNIVERSE_SCHEMA",
     "Probe",
+    "audit_tables",
+    "probe_rank",
+    "probes_by_table",
+    "root_of",
+    "table_rank",
+    "unfiltered_by_table",
 ]
 __io__ = "none"
 
-AUDIT_TABLES: Final = (
-    "organisations",
-    "chapters",
-    "organisation_members",
-    "contacts",
-    "notes",
-    "contact_assignments",
-)
+#: The server's tables that say who may see what (not synced, not in the spec): the audit
+#: probes them beside the synced tables, and ground truth reads memberships from them.
+SCOPE_TABLES: Final = ("organisations", "chapters", "organisation_members")
+#: The root table's column the app's search matches (people's names).
+SEARCH_COLUMN: Final = "full_name"
+#: The root table's column that puts a row in a chapter (what chapter-bound members see).
+CHAPTER_COLUMN: Final = "chapter_id"
+
+
+def audit_tables(tables: Iterable[TableSpec] = SYNCED_TABLES) -> tuple[str, ...]:
+    """The tables the audit probes: the scoping tables, then `tables` (parents first)."""
+    return (*SCOPE_TABLES, *(spec.name for spec in tables))
+
+
+def root_of(tables: Iterable[TableSpec] = SYNCED_TABLES) -> TableSpec:
+    """The table a sync pages through (the one without a parent); the others embed under it."""
+    return next(spec for spec in tables if spec.parent is None)
+
+
+#: The default probed tables (`audit_tables` of the spec).
+AUDIT_TABLES: Final = audit_tables()
 
 #: The label of the probe run with the anon key alone (no user signed in).
 ANON_USER: Final = "anon (no sign-in)"
@@ -97,38 +128,74 @@ UNFILTERED_PROBES: Final = frozenset(
 SURFACE_PROBES: Final = frozenset({Probe.SURFACE.value, Probe.CLAIMS_SURFACE.value})
 
 
-#: Which probes run on which table. ``organisation_members`` gets the plain select and count
-#: like every table, and is deliberately not also read embedded under ``organisations``: that
-#: read only reaches members of organisations the user may already see, so it can reveal no
-#: leak the plain select would miss (the select is filtered by the members' own policy alone),
-#: and the app never asks for members that way.
-PROBES_BY_TABLE: Final[dict[str, tuple[Probe, ...]]] = {
-    "organisations": (Probe.SELECT, Probe.COUNT),
-    "chapters": (Probe.SELECT, Probe.COUNT),
-    "organisation_members": (Probe.SELECT, Probe.COUNT),
-    "contacts": (Probe.SELECT, Probe.COUNT, Probe.SEARCH, Probe.EMBEDDED, Probe.FOREIGN_IDS),
-    "notes": (Probe.SELECT, Probe.COUNT, Probe.EMBEDDED, Probe.FOREIGN_IDS),
-    "contact_assignments": (Probe.SELECT, Probe.COUNT, Probe.EMBEDDED, Probe.FOREIGN_IDS),
-}
-#: The probes across all organisations, per app table (the embedded one reads contacts with
-#: their notes and assignments, as the sync does).
-UNFILTERED_BY_TABLE: Final[dict[str, tuple[Probe, ...]]] = {
-    "organisations": (Probe.ALL_ROWS, Probe.ALL_COUNT),
-    "chapters": (Probe.ALL_ROWS, Probe.ALL_COUNT),
-    "organisation_members": (Probe.ALL_ROWS, Probe.ALL_COUNT),
-    "contacts": (Probe.ALL_ROWS, Probe.ALL_COUNT, Probe.ALL_SEARCH, Probe.ALL_EMBEDDED),
-    "notes": (Probe.ALL_ROWS, Probe.ALL_COUNT, Probe.ALL_EMBEDDED),
-    "contact_assignments": (Probe.ALL_ROWS, Probe.ALL_COUNT, Probe.ALL_EMBEDDED),
-}
+def probes_by_table(tables: Sequence[TableSpec] = SYNCED_TABLES) -> dict[str, tuple[Probe, ...]]:
+    """The probes filtered to the audited organisations, per table: select and count on
+    every table; on the synced ones also the embedded read and foreign ids, and on the root
+    the search.
+    """
+    probes: dict[str, tuple[Probe, ...]] = {n: (Probe.SELECT, Probe.COUNT) for n in SCOPE_TABLES}
+    for spec in tables:
+        search = (Probe.SEARCH,) if spec.parent is None else ()
+        probes[spec.name] = (
+            Probe.SELECT,
+            Probe.COUNT,
+            *search,
+            Probe.EMBEDDED,
+            Probe.FOREIGN_IDS,
+        )
+    return probes
+
+
+def unfiltered_by_table(
+    tables: Sequence[TableSpec] = SYNCED_TABLES,
+) -> dict[str, tuple[Probe, ...]]:
+    """The probes across all organisations, per table: every row and the count of every
+    table; on the synced ones the embedded read (the root with its children embedded, as the
+    sync reads it), and on the root the search.
+    """
+    probes: dict[str, tuple[Probe, ...]] = {
+        n: (Probe.ALL_ROWS, Probe.ALL_COUNT) for n in SCOPE_TABLES
+    }
+    for spec in tables:
+        search = (Probe.ALL_SEARCH,) if spec.parent is None else ()
+        probes[spec.name] = (Probe.ALL_ROWS, Probe.ALL_COUNT, *search, Probe.ALL_EMBEDDED)
+    return probes
+
+
+#: Which probes run on which table, for the spec's tables. ``organisation_members`` gets the
+#: plain select and count like every table, and is deliberately not also read embedded under
+#: ``organisations``: that read only reaches members of organisations the user may already
+#: see, so it can reveal no leak the plain select would miss (the select is filtered by the
+#: members' own policy alone), and the app never asks for members that way.
+PROBES_BY_TABLE: Final = probes_by_table()
+#: The probes across all organisations, per table, for the spec's tables.
+UNFILTERED_BY_TABLE: Final = unfiltered_by_table()
+
+
+def table_rank(table: pl.Expr) -> pl.Expr:
+    """A sort key putting tables in the audit's order: the scoping tables, then the spec's
+    synced tables parents first; any other table or exposed object after them (sort by the
+    name next to break ties).
+    """
+    order = {name: i for i, name in enumerate(AUDIT_TABLES)}
+    return table.replace_strict(order, default=len(order), return_dtype=pl.Int64)
+
+
+def probe_rank(probe: pl.Expr) -> pl.Expr:
+    """A sort key putting probes in their declared order (`Probe`)."""
+    order = {member.value: i for i, member in enumerate(Probe)}
+    return probe.replace_strict(order, default=len(order), return_dtype=pl.Int64)
+
 
 _S = pl.String()
 _I = pl.Int64()
 _B = pl.Boolean()
 
 #: Every row of every organisation, ids only (from the superuser side).
-#: ``chapter_id`` is the row's chapter (a chapter's own id; a note's or assignment's parent
-#: contact's chapter); ``user_id`` is set for ``organisation_members`` rows, whose ``id`` is
-#: ``"<user_id>:<organisation_id>"`` (the table's key); ``name_match`` says whether a contact
+#: ``chapter_id`` is the row's chapter (a chapter's own id; for a synced row, its root row's
+#: chapter); ``root_id`` the root row a synced row belongs to (a root row's own id);
+#: ``user_id`` is set for ``organisation_members`` rows, whose ``id`` is
+#: ``"<user_id>:<organisation_id>"`` (the table's key); ``name_match`` says whether a root row
 #: matches the search pattern.
 UNIVERSE_SCHEMA: Final = pl.Schema(
     {
@@ -136,7 +203,7 @@ UNIVERSE_SCHEMA: Final = pl.Schema(
         "organisation_id": _S,
         "id": _S,
         "chapter_id": _S,
-        "contact_id": _S,
+        "root_id": _S,
         "user_id": _S,
         "name_match": _B,
     }
@@ -167,7 +234,9 @@ RUNS_SCHEMA: Final = pl.Schema(
     }
 )
 #: The rows a probe returned: ids, the organisation the row says it belongs to and, for
-#: embedded rows, their parent contact's id and organisation.
+#: embedded rows, the parent id the row names (``row_parent_id``, its parent column) and the
+#: id and organisation of the row it came embedded under (``parent_id``,
+#: ``parent_organisation_id``).
 OBSERVED_SCHEMA: Final = pl.Schema(
     {
         "user": _S,
@@ -176,7 +245,7 @@ OBSERVED_SCHEMA: Final = pl.Schema(
         "probe": _S,
         "id": _S,
         "row_organisation_id": _S,
-        "contact_id": _S,
+        "row_parent_id": _S,
         "parent_id": _S,
         "parent_organisation_id": _S,
     }

@@ -6,19 +6,22 @@ per table/probe (`heatmap_frame`, pure polars) and drawn with matplotlib, import
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from .frames import AUDIT_TABLES, Probe
+from .frames import probe_rank, table_rank
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["heatmap_frame", "heatmap_png", "plot_heatmap"]
 __io__ = "ui"
 
 _STATUS_CODES: Final = {"pass": 0, "missing": 1, "leaked": 2, "error": 3}
+#: Each status's colour, in status-code order.
+_COLOURS: Final = {"pass": "#2e9e4f", "missing": "#f0a020", "leaked": "#d62728", "error": "#8c8c8c"}
 #: Tick labels at 10 pt: about 14 px at `heatmap_png`'s 100 dpi (7 pt at 80 dpi was ~5 px).
 _LABEL_PT: Final = 10
 
@@ -52,19 +55,31 @@ def heatmap_frame(
         pl.format("{}/{}", pl.col("table"), pl.col("probe")).alias("cell"),
         status.alias("status"),
     )
-    order = {table: i for i, table in enumerate(AUDIT_TABLES)}
-    probes = {probe.value: i for i, probe in enumerate(Probe)}
-    pairs = long.select("table", "probe", "cell").unique().rows()
-    columns = [
-        cell
-        for table, probe, cell in sorted(
-            pairs, key=lambda p: (order.get(p[0], len(order)), probes.get(p[1], len(probes)))
-        )
-    ]
+    columns = (
+        long.select("table", "probe", "cell")
+        .unique()
+        .sort(table_rank(pl.col("table")), "table", probe_rank(pl.col("probe")))
+        .get_column("cell")
+        .to_list()
+    )
     wide = long.pivot(
         on="cell", index="row", values="status", aggregate_function="max", maintain_order=True
     )
     return wide.select("row", *[c for c in columns if c in wide.columns])
+
+
+def _draw_cells(ax: Axes, values: Any, rows: list[str], cells: list[str]) -> None:
+    """The status codes as coloured cells (white where not probed), with labelled ticks."""
+    from matplotlib.colors import ListedColormap
+
+    colours = ListedColormap(list(_COLOURS.values())).with_extremes(bad="#ffffff")
+    ax.imshow(values, cmap=colours, vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(cells)), cells, rotation=60, ha="right", fontsize=_LABEL_PT)
+    ax.set_yticks(range(len(rows)), rows, fontsize=_LABEL_PT)
+    ax.set_xticks([x - 0.5 for x in range(1, len(cells))], minor=True)
+    ax.set_yticks([y - 0.5 for y in range(1, len(rows))], minor=True)
+    ax.grid(which="minor", color="#ffffff", linewidth=0.6)
+    ax.tick_params(which="minor", length=0)
 
 
 def plot_heatmap(
@@ -79,7 +94,6 @@ def plot_heatmap(
     Built on `matplotlib.figure.Figure` directly (no pyplot state, so no inline backend
     needed); in a notebook show ``IPython.display.Image(heatmap_png(...))``.
     """
-    from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
@@ -96,32 +110,14 @@ def plot_heatmap(
     if not rows or not cells:
         ax.text(0.5, 0.5, "nothing probed", ha="center", va="center", transform=ax.transAxes)
         return fig
-    values = wide.select(cells).to_numpy().astype(float)
-    colours = ListedColormap(["#2e9e4f", "#f0a020", "#d62728", "#8c8c8c"]).with_extremes(
-        bad="#ffffff"
-    )
-    ax.imshow(values, cmap=colours, vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(len(cells)), cells, rotation=60, ha="right", fontsize=_LABEL_PT)
-    ax.set_yticks(range(len(rows)), rows, fontsize=_LABEL_PT)
-    ax.set_xticks([x - 0.5 for x in range(1, len(cells))], minor=True)
-    ax.set_yticks([y - 0.5 for y in range(1, len(rows))], minor=True)
-    ax.grid(which="minor", color="#ffffff", linewidth=0.6)
-    ax.tick_params(which="minor", length=0)
+    _draw_cells(ax, wide.select(cells).to_numpy().astype(float), rows, cells)
     labels = _cell_labels(matrix, organisation_names)
     for (y, row), (x, cell) in ((r, c) for r in enumerate(rows) for c in enumerate(cells)):
         text = labels.get((row, cell))
         if text:
             ax.text(x, y, text, ha="center", va="center", fontsize=_LABEL_PT - 1, color="#ffffff")
     fig.legend(
-        handles=[
-            Patch(color=c, label=label)
-            for c, label in (
-                ("#2e9e4f", "pass"),
-                ("#f0a020", "missing"),
-                ("#d62728", "leaked"),
-                ("#8c8c8c", "error"),
-            )
-        ],
+        handles=[Patch(color=colour, label=status) for status, colour in _COLOURS.items()],
         loc="outside lower center",
         ncol=4,
         frameon=False,

@@ -232,6 +232,40 @@ def _table_findings(catalog: PolicyCatalog, readers: set[str]) -> Iterator[_Find
             yield from _policy_findings(schema, name, policy, columns, leading, personal, readers)
 
 
+@dataclass(frozen=True)
+class _Policy:
+    """One policy as the lint reads it: where it is, whom it admits, its expressions."""
+
+    schema: str
+    table: str
+    name: str
+    roles: list[str]
+    permissive: bool
+    expressions: list[tuple[str, str]]  # ("USING" / "WITH CHECK", expression)
+
+    @classmethod
+    def of(cls, schema: str, table: str, policy: dict[str, Any]) -> _Policy:
+        return cls(
+            schema,
+            table,
+            policy["policy"],
+            list(policy["roles"] or []) or ["public"],
+            str(policy["permissive"]).upper() == "PERMISSIVE",
+            [
+                (label, e)
+                for label, e in (("USING", policy["using"]), ("WITH CHECK", policy["with_check"]))
+                if e
+            ],
+        )
+
+    @property
+    def where(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+    def finding(self, rule: str, detail: str, fix: str) -> _Finding:
+        return _finding(self.schema, self.table, self.name, rule, detail, fix)
+
+
 def _policy_findings(
     schema: str,
     table: str,
@@ -241,87 +275,75 @@ def _policy_findings(
     personal: bool,
     readers: set[str],
 ) -> Iterator[_Finding]:
-    name = policy["policy"]
-    where = f"{schema}.{table}"
-    roles = list(policy["roles"] or []) or ["public"]
-    permissive = str(policy["permissive"]).upper() == "PERMISSIVE"
-    expressions = [
-        (label, e)
-        for label, e in (("USING", policy["using"]), ("WITH CHECK", policy["with_check"]))
-        if e
-    ]
-    for label, expression in expressions:
+    p = _Policy.of(schema, table, policy)
+    yield from _scope_findings(p, columns, readers)
+    yield from _role_findings(p, personal)
+    yield from _cost_findings(p, columns, leading)
+
+
+def _scope_findings(p: _Policy, columns: list[str], readers: set[str]) -> Iterator[_Finding]:
+    """Expressions that do not tie a row to the caller, or tie it to a claim they edit."""
+    scoped = f"({_EXAMPLE_SCOPE})"
+    for label, expression in p.expressions:
         how = _metadata_detail(expression, readers)
         if how is not None:
-            yield _finding(
-                schema,
-                table,
-                name,
+            yield p.finding(
                 "user_metadata_scoping",
                 f"{label} {how}: anyone can name another organisation there",
-                f"ALTER POLICY {name} ON {where} {label} ({_EXAMPLE_SCOPE}); "
+                f"ALTER POLICY {p.name} ON {p.where} {label} {scoped}; "
                 "(or read app_metadata, which only the server writes)",
             )
-    for label, expression in expressions if permissive else []:
+    for label, expression in p.expressions if p.permissive else []:
         if is_true(expression):
-            yield _finding(
-                schema,
-                table,
-                name,
+            yield p.finding(
                 "using_true",
-                f"{label} (true): every row is open to {', '.join(roles)}",
-                f"ALTER POLICY {name} ON {where} {label} ({_EXAMPLE_SCOPE});",
+                f"{label} (true): every row is open to {', '.join(p.roles)}",
+                f"ALTER POLICY {p.name} ON {p.where} {label} {scoped};",
             )
         elif not constrains_by_caller(expression, columns):
-            yield _finding(
-                schema,
-                table,
-                name,
+            yield p.finding(
                 "policy_not_scoped",
                 f"{label} never ties the row to the caller ({_short(expression)}): "
-                f"open to every {' / '.join(roles)} caller",
-                f"ALTER POLICY {name} ON {where} {label} ({_EXAMPLE_SCOPE});",
+                f"open to every {' / '.join(p.roles)} caller",
+                f"ALTER POLICY {p.name} ON {p.where} {label} {scoped};",
             )
-    if roles == ["public"]:
-        yield _finding(
-            schema,
-            table,
-            name,
+
+
+def _role_findings(p: _Policy, personal: bool) -> Iterator[_Finding]:
+    """A policy for every role, or one admitting the anon key to personal data."""
+    if p.roles == ["public"]:
+        yield p.finding(
             "no_role",
             "the policy is not limited to a role (applies to public, anon included)",
-            f"ALTER POLICY {name} ON {where} TO authenticated;",
+            f"ALTER POLICY {p.name} ON {p.where} TO authenticated;",
         )
-    if permissive and personal and ({"anon", "public"} & set(roles)):
-        yield _finding(
-            schema,
-            table,
-            name,
+    if p.permissive and personal and ({"anon", "public"} & set(p.roles)):
+        yield p.finding(
             "anon_personal_data",
             "a permissive policy admits the anon key to a table with personal data",
-            f"ALTER POLICY {name} ON {where} TO authenticated; REVOKE ALL ON {where} FROM anon;",
+            f"ALTER POLICY {p.name} ON {p.where} TO authenticated; "
+            f"REVOKE ALL ON {p.where} FROM anon;",
         )
-    for _label, expression in expressions:
+
+
+def _cost_findings(p: _Policy, columns: list[str], leading: set[str]) -> Iterator[_Finding]:
+    """What makes the policy slow: auth calls evaluated per row, filters with no index."""
+    for _label, expression in p.expressions:
         bare = bare_auth_calls(expression)
         if bare > 0:
-            yield _finding(
-                schema,
-                table,
-                name,
+            yield p.finding(
                 "bare_auth_call",
                 f"{bare} auth.uid()/jwt()/role() call(s) not wrapped in (select ...): "
                 "evaluated once per row",
                 "write (select auth.uid()) instead of auth.uid()",
             )
-    referenced = sorted({c for _label, e in expressions for c in referenced_columns(e, columns)})
+    referenced = sorted({c for _label, e in p.expressions for c in referenced_columns(e, columns)})
     for column in referenced:
         if column not in leading:
-            yield _finding(
-                schema,
-                table,
-                name,
+            yield p.finding(
                 "missing_index",
                 f"no index leads with {column}, which the policy filters on",
-                f"CREATE INDEX ON {where} ({column});",
+                f"CREATE INDEX ON {p.where} ({column});",
             )
 
 
@@ -334,53 +356,54 @@ def _surface_findings(
     definitions = {(s, n): d for s, n, d in catalog.views.rows()}
     sources = {f"{s}.{n}".lower(): src for s, n, src in catalog.routines.rows()}
     for obj in catalog.surface.iter_rows(named=True):
-        schema, name, kind = obj["schema"], obj["name"], obj["kind"]
         roles = ", ".join(obj["roles"] or [])
-        where = f"{schema}.{name}"
-        if kind in ("view", "materialized view"):
-            definition = definitions.get((schema, name))
-            if definition and _AUTH_USERS.search(definition):
-                yield _finding(
-                    schema,
-                    name,
-                    None,
-                    "auth_users_exposed",
-                    f"the {kind} reads auth.users and {roles} can read it",
-                    f"REVOKE ALL ON {where} FROM anon, authenticated; "
-                    "(or move it out of the exposed schemas)",
-                )
-            yield from _scoped_by_metadata(schema, name, kind, definition, readers)
-        if kind == "view" and not obj["security_invoker"]:
-            yield _finding(
-                schema,
-                name,
-                None,
-                "security_definer_view",
-                f"the view runs as its owner, bypassing RLS, for {roles}",
-                f"ALTER VIEW {where} SET (security_invoker = true);",
-            )
-        elif kind == "materialized view":
-            yield _finding(
-                schema,
-                name,
-                None,
-                "materialized_view_exposed",
-                f"a materialised view has no RLS and {roles} can read it",
-                f"REVOKE ALL ON {where} FROM anon, authenticated; "
-                "(or move it out of the exposed schemas)",
-            )
-        elif kind == "foreign table":
-            yield _finding(
-                schema,
-                name,
-                None,
-                "foreign_table_exposed",
-                f"a foreign table has no RLS and {roles} can read it",
-                f"REVOKE ALL ON {where} FROM anon, authenticated; "
-                "(or move it out of the exposed schemas)",
-            )
-        elif kind == "function":
+        if obj["kind"] == "function":
             yield from _function_findings(obj, roles, sources, readers, accepted)
+        else:
+            definition = definitions.get((obj["schema"], obj["name"]))
+            yield from _relation_findings(obj, roles, definition, readers)
+
+
+_NOT_EXPOSED: Final = "(or move it out of the exposed schemas)"
+#: Relations that have no RLS: their lint rule and what they are, in words.
+_NO_RLS: Final = {
+    "materialized view": ("materialized_view_exposed", "a materialised view"),
+    "foreign table": ("foreign_table_exposed", "a foreign table"),
+}
+
+
+def _relation_findings(
+    obj: dict[str, Any], roles: str, definition: str | None, readers: set[str]
+) -> Iterator[_Finding]:
+    """An exposed view, materialised view or foreign table (`definition`: a view's)."""
+    schema, name, kind = obj["schema"], obj["name"], obj["kind"]
+    where = f"{schema}.{name}"
+    revoke = f"REVOKE ALL ON {where} FROM anon, authenticated; {_NOT_EXPOSED}"
+    if kind in ("view", "materialized view"):
+        if definition and _AUTH_USERS.search(definition):
+            yield _finding(
+                schema,
+                name,
+                None,
+                "auth_users_exposed",
+                f"the {kind} reads auth.users and {roles} can read it",
+                revoke,
+            )
+        yield from _scoped_by_metadata(schema, name, kind, definition, readers)
+    if kind == "view" and not obj["security_invoker"]:
+        yield _finding(
+            schema,
+            name,
+            None,
+            "security_definer_view",
+            f"the view runs as its owner, bypassing RLS, for {roles}",
+            f"ALTER VIEW {where} SET (security_invoker = true);",
+        )
+    elif kind in _NO_RLS:
+        rule, what = _NO_RLS[kind]
+        yield _finding(
+            schema, name, None, rule, f"{what} has no RLS and {roles} can read it", revoke
+        )
 
 
 def _function_findings(

@@ -9,7 +9,6 @@ import polars as pl
 from .expectation import probe_expectation, settle_surface_rows, spread_unfiltered
 from .frames import (
     ANON_USER,
-    AUDIT_TABLES,
     CHECKS_SCHEMA,
     COUNT_PROBES,
     DISCREPANCY_SCHEMA,
@@ -18,7 +17,8 @@ from .frames import (
     REQUESTED_SCHEMA,
     RUN_KEYS,
     RUNS_SCHEMA,
-    Probe,
+    probe_rank,
+    table_rank,
 )
 from .truth import access_frame
 
@@ -40,7 +40,7 @@ def audit_matrix(
 
     For every probe run (`RUNS_SCHEMA`), ``visible`` is what the server showed (the rows in
     `observed`, or the number for a count probe; a denied request shows 0), ``expected``
-    what it should have shown per `expected` (restricted to contacts matching the search for
+    what it should have shown per `expected` (restricted to root rows matching the search for
     the searches and to the requested ids for ``foreign_ids``; see `expectation` for the
     probes across all organisations and the exposed surface), ``leaked`` the visible rows that
     were not expected and ``missing`` the expected rows that were not visible (for ``count``,
@@ -91,6 +91,51 @@ def _differences(
     return leaked, missing
 
 
+#: What the server showed: nothing for a failed request, 0 when denied, the number for a
+#: count, else the rows seen.
+_VISIBLE: Final = (
+    pl.when(_FAILED)
+    .then(None)
+    .when(_DENIED)
+    .then(0)
+    .when(_IS_COUNT)
+    .then(pl.col("count"))
+    .otherwise(pl.col("_seen").fill_null(0))
+)
+#: Rows seen but not expected (for a count, the excess of the number).
+_LEAKED: Final = (
+    pl.when(_FAILED)
+    .then(None)
+    .when(_IS_COUNT)
+    .then((pl.col("visible") - pl.col("expected")).clip(lower_bound=0))
+    .otherwise(pl.col("_leaked").fill_null(0))
+)
+#: Rows expected but not seen (for a count, the shortfall; when denied, all expected).
+_MISSING: Final = (
+    pl.when(_FAILED)
+    .then(None)
+    .when(_IS_COUNT)
+    .then((pl.col("expected") - pl.col("visible")).clip(lower_bound=0))
+    .when(_DENIED)
+    .then(pl.col("expected"))
+    .otherwise(pl.col("_missing").fill_null(0))
+)
+#: The request's error in words: ``denied`` or the error kind, with its code.
+_ERROR: Final = (
+    pl.when(pl.col("error_kind").is_null())
+    .then(None)
+    .otherwise(
+        pl.format(
+            "{}{}",
+            pl.when(_DENIED).then(pl.lit("denied")).otherwise(pl.col("error_kind")),
+            pl.when(pl.col("error_code").is_not_null())
+            .then(pl.format(" [{}]", pl.col("error_code")))
+            .otherwise(pl.lit("")),
+        )
+    )
+)
+
+
 def _tallied(
     runs: pl.DataFrame,
     seen: pl.DataFrame,
@@ -103,52 +148,13 @@ def _tallied(
     def tally(frame: pl.DataFrame, name: str) -> pl.DataFrame:
         return frame.group_by(RUN_KEYS).agg(pl.len().cast(pl.Int64).alias(name))
 
-    visible = (
-        pl.when(_FAILED)
-        .then(None)
-        .when(_DENIED)
-        .then(0)
-        .when(_IS_COUNT)
-        .then(pl.col("count"))
-        .otherwise(pl.col("_seen").fill_null(0))
-    )
-    error_code = (
-        pl.when(pl.col("error_code").is_not_null())
-        .then(pl.format(" [{}]", pl.col("error_code")))
-        .otherwise(pl.lit(""))
-    )
     return (
         runs.join(tally(seen, "_seen"), on=RUN_KEYS, how="left")
         .join(tally(want, "expected"), on=RUN_KEYS, how="left")
         .join(tally(leaked, "_leaked"), on=RUN_KEYS, how="left")
         .join(tally(missing, "_missing"), on=RUN_KEYS, how="left")
-        .with_columns(visible.alias("visible"), pl.col("expected").fill_null(0))
-        .with_columns(
-            pl.when(_FAILED)
-            .then(None)
-            .when(_IS_COUNT)
-            .then((pl.col("visible") - pl.col("expected")).clip(lower_bound=0))
-            .otherwise(pl.col("_leaked").fill_null(0))
-            .alias("leaked"),
-            pl.when(_FAILED)
-            .then(None)
-            .when(_IS_COUNT)
-            .then((pl.col("expected") - pl.col("visible")).clip(lower_bound=0))
-            .when(_DENIED)
-            .then(pl.col("expected"))
-            .otherwise(pl.col("_missing").fill_null(0))
-            .alias("missing"),
-            pl.when(pl.col("error_kind").is_null())
-            .then(None)
-            .otherwise(
-                pl.format(
-                    "{}{}",
-                    pl.when(_DENIED).then(pl.lit("denied")).otherwise(pl.col("error_kind")),
-                    error_code,
-                )
-            )
-            .alias("error"),
-        )
+        .with_columns(_VISIBLE.alias("visible"), pl.col("expected").fill_null(0))
+        .with_columns(_LEAKED.alias("leaked"), _MISSING.alias("missing"), _ERROR.alias("error"))
     )
 
 
@@ -179,14 +185,11 @@ def _with_access(matrix: pl.DataFrame, members: pl.DataFrame | None) -> pl.DataF
 
 def _ordered(matrix: pl.DataFrame) -> pl.DataFrame:
     """Users, then organisations, then tables parents first, then probes in declared order."""
-    order = {table: i for i, table in enumerate(AUDIT_TABLES)}
-    probe_order = {probe.value: i for i, probe in enumerate(Probe)}
     return (
         matrix.with_columns(
-            pl.col("table").replace_strict(order, default=len(order)).alias("_t"),
-            pl.col("probe").replace_strict(probe_order, default=len(probe_order)).alias("_p"),
+            table_rank(pl.col("table")).alias("_t"), probe_rank(pl.col("probe")).alias("_p")
         )
-        .sort(["user", "organisation_id", "_t", "_p"])
+        .sort(["user", "organisation_id", "_t", "table", "_p"])
         .drop("_t", "_p")
     )
 
@@ -196,8 +199,8 @@ def audit_checks(observed: pl.DataFrame, matrix: pl.DataFrame) -> pl.DataFrame:
 
     * ``org_filter_respected`` — every row returned for an organisation says it belongs to it;
     * ``disjoint_across_organisations`` — no row is visible to a user under two organisations;
-    * ``embedded_match_parent`` — every embedded note/assignment carries its parent contact's
-      organisation and id;
+    * ``embedded_match_parent`` — every embedded row carries the organisation and id of the
+      root row it came embedded under;
     * ``anon_sees_nothing`` — the anon key alone sees no row of any table.
 
     Every check that ran and found nothing leaves one passing row, so the report shows it ran.
@@ -278,7 +281,7 @@ def _overlapping(obs: pl.DataFrame) -> list[_Check]:
 def _embedded_mismatch(embedded: pl.DataFrame) -> list[_Check]:
     bad = embedded.filter(
         (pl.col("row_organisation_id") != pl.col("parent_organisation_id")).fill_null(True)
-        | (pl.col("contact_id") != pl.col("parent_id")).fill_null(True)
+        | (pl.col("row_parent_id") != pl.col("parent_id")).fill_null(True)
     )
     return [
         (
@@ -288,7 +291,7 @@ def _embedded_mismatch(embedded: pl.DataFrame) -> list[_Check]:
             table,
             group.height,
             False,
-            f"{group.height} embedded row(s) disagree with their parent contact",
+            f"{group.height} embedded row(s) disagree with the row they came embedded under",
         )
         for (user, org, table), group in _groups(bad, ["user", "organisation_id", "table"])
     ]

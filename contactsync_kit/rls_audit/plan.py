@@ -8,14 +8,15 @@ from typing import Any, Final
 
 import polars as pl
 
+from ..schemas import SYNCED_TABLES, TableSpec
 from .callers import CallerPlan, Collected
 from .expressions import metadata_keys
 from .frames import (
     ALL_ORGANISATIONS,
     ANON_USER,
-    PROBES_BY_TABLE,
-    UNFILTERED_BY_TABLE,
     Probe,
+    probes_by_table,
+    unfiltered_by_table,
 )
 from .lint import PolicyCatalog, claims_readers
 from .surface import FunctionTarget, SurfaceTarget, function_targets, surface_targets
@@ -37,7 +38,12 @@ IDS_PER_REQUEST: Final = 150
 
 
 def foreign_sample(
-    universe: pl.DataFrame, expected: pl.DataFrame, user: str, orgs: Sequence[str], sample: int
+    universe: pl.DataFrame,
+    expected: pl.DataFrame,
+    user: str,
+    orgs: Sequence[str],
+    sample: int,
+    tables: Sequence[TableSpec] = SYNCED_TABLES,
 ) -> dict[tuple[str, str], list[str]]:
     """Per (audited organisation, table): up to `sample` ids the user must not see,
     deterministic.
@@ -46,9 +52,9 @@ def foreign_sample(
     sample shrinks so that a caller's ids of one table fit one request (`IDS_PER_REQUEST`):
     the probe stays one per organisation and table, batched, at any scale.
     """
-    tables = [t for t, probes in PROBES_BY_TABLE.items() if Probe.FOREIGN_IDS in probes]
+    probed = [t for t, probes in probes_by_table(tables).items() if Probe.FOREIGN_IDS in probes]
     hidden = (
-        universe.filter(pl.col("table").is_in(tables), pl.col("organisation_id").is_in(list(orgs)))
+        universe.filter(pl.col("table").is_in(probed), pl.col("organisation_id").is_in(list(orgs)))
         .join(
             expected.filter(pl.col("user") == user),
             on=["table", "organisation_id", "id"],
@@ -72,8 +78,11 @@ def caller_plan(
     search_pattern: str,
     sample: int,
     surface: Sequence[SurfaceTarget] = (),
+    tables: Sequence[TableSpec] = SYNCED_TABLES,
 ) -> CallerPlan:
-    """The probes of one caller (a user's matrix label, or `ANON_USER` with no members)."""
+    """The probes of one caller (a user's matrix label, or `ANON_USER` with no members) on
+    the scoping tables and the synced `tables`.
+    """
     member_orgs = frozenset(
         members.filter(pl.col("user") == user).get_column("organisation_id").to_list()
     )
@@ -81,9 +90,10 @@ def caller_plan(
         user=user,
         orgs=list(orgs),
         member_orgs=member_orgs,
-        foreign=foreign_sample(universe, expected, user, orgs, sample),
+        foreign=foreign_sample(universe, expected, user, orgs, sample, tables),
         search_pattern=search_pattern,
         surface=list(surface),
+        tables=tuple(tables),
     )
 
 
@@ -163,8 +173,19 @@ class ScalePlan:
                 search_pattern=self.truth.search_pattern,
                 sample=self.foreign_sample,
                 surface=self.targets,
+                tables=self.truth.tables,
             )
-        return CallerPlan(user=user, orgs=[], member_orgs=members, surface=list(self.targets))
+        return self._sweep_plan(user, members)
+
+    def _sweep_plan(self, user: str, members: frozenset[str]) -> CallerPlan:
+        """A plan with no organisation of its own: the sweep across all organisations."""
+        return CallerPlan(
+            user=user,
+            orgs=[],
+            member_orgs=members,
+            surface=list(self.targets),
+            tables=self.truth.tables,
+        )
 
     def callers(self) -> Iterator[tuple[CallerPlan, AuditUser | None]]:
         """Every caller's plan, with its user (None for the anon key), built lazily."""
@@ -177,8 +198,7 @@ class ScalePlan:
         """(plan for the claims sweep, user id) of every user the claims probe covers."""
         for name in self.claims_users:
             members = self.member_orgs.get(name, frozenset())
-            plan = CallerPlan(user=name, orgs=[], member_orgs=members, surface=list(self.targets))
-            yield plan, self.user_ids[name]
+            yield self._sweep_plan(name, members), self.user_ids[name]
 
     def claims_metadata(self) -> dict[str, dict[str, Any]]:
         """{user id: the user_metadata naming the user's `named_org`} for the claims probe."""
@@ -195,12 +215,12 @@ class ScalePlan:
         cells: list[tuple[str, str, str]] = [
             (org, table, probe.value)
             for org in plan.orgs
-            for table, probes in PROBES_BY_TABLE.items()
+            for table, probes in probes_by_table(plan.tables).items()
             for probe in probes
         ]
         cells += [
             (ALL_ORGANISATIONS, table, probe.value)
-            for table, probes in UNFILTERED_BY_TABLE.items()
+            for table, probes in unfiltered_by_table(plan.tables).items()
             for probe in probes
             if plan.orgs or probe in (Probe.ALL_ROWS, Probe.ALL_COUNT)
         ]
@@ -233,6 +253,57 @@ def _named_orgs(
     return named
 
 
+def _sampled(orgs: list[str], sample_organisations: int | None) -> list[str]:
+    """The organisations probed one by one: all up to `FULL_MATRIX_UP_TO` by default."""
+    size = (
+        (len(orgs) if len(orgs) <= FULL_MATRIX_UP_TO else 0)
+        if sample_organisations is None
+        else sample_organisations
+    )
+    return sorted(orgs)[: max(0, size)] if size < len(orgs) else list(orgs)
+
+
+def _targets(
+    catalog: PolicyCatalog | None, truth: GroundTruth
+) -> tuple[list[SurfaceTarget], list[FunctionTarget], dict[str, str]]:
+    """(exposed objects to read, functions to call with ids, label -> why not probed)."""
+    if catalog is None:
+        return [], [], {}
+    targets, not_probed = surface_targets(catalog.surface, catalog.exposed_schemas, truth.tables)
+    functions, unfillable = function_targets(catalog.surface, catalog.exposed_schemas, truth.tables)
+    for target in functions:
+        not_probed.pop(target.label, None)
+    return targets, functions, {**not_probed, **unfillable}
+
+
+def _claims_users(
+    claims: str,
+    catalog: PolicyCatalog | None,
+    candidates: list[str],
+    member_orgs: Mapping[str, frozenset[str]],
+    sample: list[str],
+) -> list[str]:
+    """Who the claims probe covers (see `audit_rls`'s `claims`)."""
+    readers = claims_readers(catalog) if catalog is not None else ["(no catalog)"]
+    if claims == "off":
+        return []
+    if claims == "all" or readers:
+        return candidates
+    in_sample = [n for n in candidates if member_orgs.get(n, frozenset()) & set(sample)]
+    return in_sample or candidates[:CLAIMS_SAMPLE]
+
+
+def _claim_keys(catalog: PolicyCatalog | None) -> tuple[str, ...]:
+    """`CLAIM_KEYS` and every user_metadata key a policy, view or function reads."""
+    keys = set(CLAIM_KEYS)
+    if catalog is not None:
+        texts = [*catalog.policies["using"].to_list(), *catalog.policies["with_check"].to_list()]
+        texts += catalog.views["definition"].to_list() + catalog.routines["source"].to_list()
+        for text in texts:
+            keys |= metadata_keys(text)
+    return tuple(sorted(keys))
+
+
 def scale_plan(
     users: Sequence[AuditUser],
     organisation_ids: Sequence[str],
@@ -246,21 +317,8 @@ def scale_plan(
 ) -> ScalePlan:
     """Plan the whole audit (see `ScalePlan`). Pure."""
     orgs = [o.lower() for o in organisation_ids]
-    size = (
-        (len(orgs) if len(orgs) <= FULL_MATRIX_UP_TO else 0)
-        if sample_organisations is None
-        else sample_organisations
-    )
-    sample = sorted(orgs)[: max(0, size)] if size < len(orgs) else list(orgs)
-    targets, not_probed = (
-        surface_targets(catalog.surface, catalog.exposed_schemas) if catalog else ([], {})
-    )
-    functions, unfillable = (
-        function_targets(catalog.surface, catalog.exposed_schemas) if catalog else ([], {})
-    )
-    for target in functions:
-        not_probed.pop(target.label, None)
-    not_probed.update(unfillable)
+    sample = _sampled(orgs, sample_organisations)
+    targets, functions, not_probed = _targets(catalog, truth)
     members = truth.members
     member_orgs: dict[str, frozenset[str]] = {}
     for name, org in members.select("user", "organisation_id").rows():
@@ -272,21 +330,7 @@ def scale_plan(
     )
     names = [u.name for u in users] + ([ANON_USER] if include_anon else [])
     named = _named_orgs(names, member_orgs, [o for o in with_rows if o in set(orgs)] or with_rows)
-    readers = claims_readers(catalog) if catalog is not None else ["(no catalog)"]
     candidates = [u.name for u in users if u.name in user_ids]
-    if claims == "off":
-        claims_users: list[str] = []
-    elif claims == "all" or readers:
-        claims_users = candidates
-    else:
-        in_sample = [n for n in candidates if member_orgs.get(n, frozenset()) & set(sample)]
-        claims_users = in_sample or candidates[:CLAIMS_SAMPLE]
-    keys = set(CLAIM_KEYS)
-    if catalog is not None:
-        texts = [*catalog.policies["using"].to_list(), *catalog.policies["with_check"].to_list()]
-        texts += catalog.views["definition"].to_list() + catalog.routines["source"].to_list()
-        for text in texts:
-            keys |= metadata_keys(text)
     return ScalePlan(
         users=list(users),
         orgs=orgs,
@@ -300,8 +344,8 @@ def scale_plan(
         named_org=named,
         member_orgs=member_orgs,
         user_ids=user_ids,
-        claims_users=claims_users,
-        claim_keys=tuple(sorted(keys)),
+        claims_users=_claims_users(claims, catalog, candidates, member_orgs, sample),
+        claim_keys=_claim_keys(catalog),
         include_anon=include_anon,
         foreign_sample=foreign_sample,
     )

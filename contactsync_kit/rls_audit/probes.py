@@ -13,14 +13,15 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ..schemas import EMBEDDED_SELECT
 from .callers import CallerPlan, Collected
 from .frames import (
     ALL_ORGANISATIONS,
-    AUDIT_TABLES,
-    PROBES_BY_TABLE,
-    UNFILTERED_BY_TABLE,
+    SEARCH_COLUMN,
     Probe,
+    audit_tables,
+    probes_by_table,
+    root_of,
+    unfiltered_by_table,
 )
 from .plan import IDS_PER_REQUEST
 from .surface import SurfaceTarget
@@ -28,7 +29,14 @@ from .surface import SurfaceTarget
 if TYPE_CHECKING:
     from ..remote import Filter, RemoteReader
 
-__all__ = ["IDS_PER_REQUEST", "ORGS_PER_REQUEST", "OUTSIDE_FILTER", "probe_caller"]
+__all__ = [
+    "IDS_PER_REQUEST",
+    "ORGS_PER_REQUEST",
+    "OUTSIDE_FILTER",
+    "CallerProbes",
+    "probe_caller",
+    "read_shape",
+]
 __io__ = "none"
 
 #: Organisations per ``in.(…)`` filter (ids per ``id=in.(…)`` request: `IDS_PER_REQUEST`).
@@ -46,7 +54,13 @@ _SELECT_COLUMNS: Final[dict[str, str]] = {
     "organisations": "id",
     "organisation_members": "user_id, organisation_id",
 }
-_CHILDREN: Final = ("notes", "contact_assignments")
+
+
+def read_shape(table: str) -> tuple[str, str]:
+    """(columns to select, column to keyset-page on) when reading `table`'s ids."""
+    return _SELECT_COLUMNS.get(table, "id, organisation_id"), _PAGE_KEYS.get(table, "id")
+
+
 T = TypeVar("T")
 _Rows = list[dict[str, Any]]
 
@@ -83,20 +97,29 @@ def _row_identity(table: str, row: Mapping[str, Any]) -> tuple[Any, Any]:
     return row.get("id"), row.get("organisation_id")
 
 
-class _CallerProbes:
-    """Runs every probe of one `CallerPlan` and collects ids only."""
+class CallerProbes:
+    """Runs every probe of one `CallerPlan` and collects ids only (`record_run` and
+    `record_rows` also record what the sweep's and the function probes' requests saw).
+    """
 
     def __init__(
         self, plan: CallerPlan, reader: RemoteReader, limit: asyncio.Semaphore, out: Collected
     ) -> None:
         self.plan, self.reader, self.limit, self.out = plan, reader, limit, out
         self.user = plan.user
+        self.root = root_of(plan.tables)
+        self.children = [spec for spec in plan.tables if spec.parent is not None]
+        self.embedded_tables = [spec.name for spec in plan.tables]
+        # The sync's one query shape: the root with every child embedded, as arrays named
+        # like their tables (`schemas.EMBEDDED_SELECT` for the spec's tables).
+        self.embedded_select = ", ".join(["*", *(f"{c.name}(*)" for c in self.children)])
 
     # -- recording --------------------------------------------------------------------------
 
-    def _run(
+    def record_run(
         self, org: str, table: str, probe: Probe, *, count: int | None = None, error: Any = None
     ) -> None:
+        """One run of `probe` on `table` for `org`: its count, or the error it met."""
         denied = bool(
             error is not None
             and error.kind == "auth"
@@ -123,7 +146,7 @@ class _CallerProbes:
         probe: Probe,
         row_id: Any,
         row_org: Any,
-        contact_id: Any = None,
+        row_parent_id: Any = None,
         parent_id: Any = None,
         parent_org: Any = None,
     ) -> None:
@@ -135,13 +158,13 @@ class _CallerProbes:
                 probe.value,
                 _text(row_id),
                 _text(row_org),
-                _text(contact_id),
+                _text(row_parent_id),
                 _text(parent_id),
                 _text(parent_org),
             )
         )
 
-    def _seen_rows(
+    def record_rows(
         self, table: str, probe: Probe, rows: list[dict[str, Any]], asked: Sequence[str] | None
     ) -> None:
         """Record rows under their own organisation (or `OUTSIDE_FILTER` if not asked for)."""
@@ -156,23 +179,24 @@ class _CallerProbes:
     def _seen_embedded(
         self, probe: Probe, rows: list[dict[str, Any]], asked: Sequence[str] | None
     ) -> None:
-        self._seen_rows("contacts", probe, rows, asked)
+        self.record_rows(self.root.name, probe, rows, asked)
+        root_key, root_scope = self.root.key, self.root.scope
         for row in rows:
-            for child_table in _CHILDREN:
-                children = row.get(child_table)
+            for spec in self.children:
+                children = row.get(spec.name)
                 for child in children if isinstance(children, list) else []:
-                    org = _text(child.get("organisation_id")) or OUTSIDE_FILTER
+                    org = _text(child.get(spec.scope)) or OUTSIDE_FILTER
                     if asked is not None and org not in asked:
                         org = OUTSIDE_FILTER
                     self._seen(
                         org,
-                        child_table,
+                        spec.name,
                         probe,
-                        child.get("id"),
-                        child.get("organisation_id"),
-                        child.get("contact_id"),
-                        row.get("id"),
-                        row.get("organisation_id"),
+                        child.get(spec.key),
+                        child.get(spec.scope),
+                        child.get(spec.parent[0]) if spec.parent else None,
+                        row.get(root_key),
+                        row.get(root_scope),
                     )
 
     # -- requests ---------------------------------------------------------------------------
@@ -190,14 +214,15 @@ class _CallerProbes:
     async def run(self) -> None:
         """Every probe of the plan, concurrently (bounded by the shared semaphore)."""
         jobs = [self.search()]
-        for table in AUDIT_TABLES:
+        probes = probes_by_table(self.plan.tables)
+        for table in audit_tables(self.plan.tables):
             jobs += [
                 self.select(table),
                 self.counted(table),
                 self.all_rows(table),
                 self.all_count(table),
             ]
-            if Probe.FOREIGN_IDS in PROBES_BY_TABLE[table]:
+            if Probe.FOREIGN_IDS in probes[table]:
                 jobs.append(self.foreign_ids(table))
         jobs += [self.embedded(), self.all_search(), self.all_embedded()]
         jobs += [self.surface(target) for target in self.plan.surface]
@@ -221,61 +246,60 @@ class _CallerProbes:
             except RemoteFailure as exc:
                 for org in chunk:
                     for table in tables:
-                        self._run(org, table, probe, error=exc.error)
+                        self.record_run(org, table, probe, error=exc.error)
                 continue
             for org in chunk:
                 for table in tables:
-                    self._run(org, table, probe)
+                    self.record_run(org, table, probe)
             record(rows, chunk)
 
     async def select(self, table: str) -> None:
         """A plain select of the table over the audited organisations."""
 
         async def fetch(chunk: Sequence[str]) -> list[dict[str, Any]]:
+            columns, key = read_shape(table)
             return await self._rows(
-                table,
-                _SELECT_COLUMNS.get(table, "id, organisation_id"),
-                [(_org_column(table), "in", _in(chunk))],
-                key=_PAGE_KEYS.get(table, "id"),
+                table, columns, [(_org_column(table), "in", _in(chunk))], key=key
             )
 
         await self._batched(
             [table],
             Probe.SELECT,
             fetch,
-            lambda rows, chunk: self._seen_rows(table, Probe.SELECT, rows, chunk),
+            lambda rows, chunk: self.record_rows(table, Probe.SELECT, rows, chunk),
         )
 
     async def search(self) -> None:
-        """An ``ilike`` search on contact names over the audited organisations."""
+        """An ``ilike`` search on the root table's names over the audited organisations."""
+        root = self.root.name
 
         async def fetch(chunk: Sequence[str]) -> list[dict[str, Any]]:
             return await self._rows(
-                "contacts",
+                root,
                 "id, organisation_id",
                 [
-                    ("full_name", "ilike", self.plan.search_pattern),
+                    (SEARCH_COLUMN, "ilike", self.plan.search_pattern),
                     ("organisation_id", "in", _in(chunk)),
                 ],
             )
 
         await self._batched(
-            ["contacts"],
+            [root],
             Probe.SEARCH,
             fetch,
-            lambda rows, chunk: self._seen_rows("contacts", Probe.SEARCH, rows, chunk),
+            lambda rows, chunk: self.record_rows(root, Probe.SEARCH, rows, chunk),
         )
 
     async def embedded(self) -> None:
-        """Exactly the sync's select (contacts with notes and assignments); ids are kept."""
+        """Exactly the sync's select (the root with its children embedded); ids are kept."""
 
         async def fetch(chunk: Sequence[str]) -> list[dict[str, Any]]:
             return await self._rows(
-                "contacts", EMBEDDED_SELECT, [("organisation_id", "in", _in(chunk))]
+                self.root.name, self.embedded_select, [("organisation_id", "in", _in(chunk))]
             )
 
         await self._batched(
-            ("contacts", *_CHILDREN),
+            self.embedded_tables,
             Probe.EMBEDDED,
             fetch,
             lambda rows, chunk: self._seen_embedded(Probe.EMBEDDED, rows, chunk),
@@ -296,13 +320,13 @@ class _CallerProbes:
                 total = await self._count(table, [(column, "in", _in(chunk))])
             except RemoteFailure as exc:
                 for org in chunk:
-                    self._run(org, table, Probe.COUNT, error=exc.error)
+                    self.record_run(org, table, Probe.COUNT, error=exc.error)
                 continue
             if total:
                 singles += chunk
             else:
                 for org in chunk:
-                    self._run(org, table, Probe.COUNT, count=0)
+                    self.record_run(org, table, Probe.COUNT, count=0)
         await asyncio.gather(*[self._count_one(table, org) for org in singles])
 
     async def _count_one(self, table: str, org: str) -> None:
@@ -311,9 +335,9 @@ class _CallerProbes:
         try:
             count = await self._count(table, [(_org_column(table), "eq", org)])
         except RemoteFailure as exc:
-            self._run(org, table, Probe.COUNT, error=exc.error)
+            self.record_run(org, table, Probe.COUNT, error=exc.error)
             return
-        self._run(org, table, Probe.COUNT, count=count)
+        self.record_run(org, table, Probe.COUNT, count=count)
 
     async def foreign_ids(self, table: str) -> None:
         """A direct ``id=in.(…)`` request for rows the caller must not see."""
@@ -344,7 +368,7 @@ class _CallerProbes:
                     row.get("organisation_id"),
                 )
         for org in sorted(set(owner.values())):
-            self._run(org, table, Probe.FOREIGN_IDS, error=errors.get(org))
+            self.record_run(org, table, Probe.FOREIGN_IDS, error=errors.get(org))
 
     # -- across all organisations ----------------------------------------------------------
 
@@ -361,68 +385,64 @@ class _CallerProbes:
             rows = await fetch()
         except RemoteFailure as exc:
             for table in tables:
-                self._run(ALL_ORGANISATIONS, table, probe, error=exc.error)
+                self.record_run(ALL_ORGANISATIONS, table, probe, error=exc.error)
             return
         for table in tables:
-            self._run(ALL_ORGANISATIONS, table, probe)
+            self.record_run(ALL_ORGANISATIONS, table, probe)
         record(rows)
 
     async def all_rows(self, table: str) -> None:
         """Every row of the table the caller can see, wherever it belongs."""
 
         async def fetch() -> list[dict[str, Any]]:
-            return await self._rows(
-                table,
-                _SELECT_COLUMNS.get(table, "id, organisation_id"),
-                [],
-                key=_PAGE_KEYS.get(table, "id"),
-            )
+            columns, key = read_shape(table)
+            return await self._rows(table, columns, [], key=key)
 
         await self._unfiltered(
             [table],
             Probe.ALL_ROWS,
             fetch,
-            lambda rows: self._seen_rows(table, Probe.ALL_ROWS, rows, None),
+            lambda rows: self.record_rows(table, Probe.ALL_ROWS, rows, None),
         )
 
     async def all_count(self, table: str) -> None:
         """``count=exact`` of the whole table, as the caller."""
         from ..remote import RemoteFailure
 
-        if Probe.ALL_COUNT not in UNFILTERED_BY_TABLE[table]:
+        if Probe.ALL_COUNT not in unfiltered_by_table(self.plan.tables)[table]:
             return
         try:
             count = await self._count(table, [])
         except RemoteFailure as exc:
-            self._run(ALL_ORGANISATIONS, table, Probe.ALL_COUNT, error=exc.error)
+            self.record_run(ALL_ORGANISATIONS, table, Probe.ALL_COUNT, error=exc.error)
             return
-        self._run(ALL_ORGANISATIONS, table, Probe.ALL_COUNT, count=count)
+        self.record_run(ALL_ORGANISATIONS, table, Probe.ALL_COUNT, count=count)
 
     async def all_search(self) -> None:
         """The ``ilike`` search with no organisation filter."""
 
+        root = self.root.name
+
         async def fetch() -> list[dict[str, Any]]:
             return await self._rows(
-                "contacts",
-                "id, organisation_id",
-                [("full_name", "ilike", self.plan.search_pattern)],
+                root, "id, organisation_id", [(SEARCH_COLUMN, "ilike", self.plan.search_pattern)]
             )
 
         await self._unfiltered(
-            ["contacts"],
+            [root],
             Probe.ALL_SEARCH,
             fetch,
-            lambda rows: self._seen_rows("contacts", Probe.ALL_SEARCH, rows, None),
+            lambda rows: self.record_rows(root, Probe.ALL_SEARCH, rows, None),
         )
 
     async def all_embedded(self) -> None:
         """The sync's embedded select with no organisation filter."""
 
         async def fetch() -> list[dict[str, Any]]:
-            return await self._rows("contacts", EMBEDDED_SELECT, [])
+            return await self._rows(self.root.name, self.embedded_select, [])
 
         await self._unfiltered(
-            ("contacts", *_CHILDREN),
+            self.embedded_tables,
             Probe.ALL_EMBEDDED,
             fetch,
             lambda rows: self._seen_embedded(Probe.ALL_EMBEDDED, rows, None),
@@ -452,4 +472,4 @@ async def probe_caller(
     plan: CallerPlan, reader: RemoteReader, *, limit: asyncio.Semaphore, out: Collected
 ) -> None:
     """Every probe of `plan` through `reader` (signed in as that caller), collected in `out`."""
-    await _CallerProbes(plan, reader, limit, out).run()
+    await CallerProbes(plan, reader, limit, out).run()

@@ -13,7 +13,7 @@ from typing import Final, Protocol
 
 import polars as pl
 
-from .frames import ALL_ORGANISATIONS, ANON_USER, AUDIT_TABLES, Probe
+from .frames import ALL_ORGANISATIONS, ANON_USER, probe_rank, table_rank
 
 __all__ = [
     "ALL_ORGANISATIONS_NAME",
@@ -68,17 +68,16 @@ def matrix_view(matrix: pl.DataFrame) -> pl.DataFrame:
     Show it with names: ``table(matrix_view(report.matrix),
     names=organisation_labels(report.organisation_names))``.
     """
-    tables = {table: i for i, table in enumerate(AUDIT_TABLES)}
-    probes = {probe.value: i for i, probe in enumerate(Probe)}
     return matrix.sort(
         pl.col("verdict") == "pass",
         pl.col("leaked").fill_null(0),
         pl.col("missing").fill_null(0),
         "user",
         "organisation_id",
-        pl.col("table").replace_strict(tables, default=len(tables), return_dtype=pl.Int64),
-        pl.col("probe").replace_strict(probes, default=len(probes), return_dtype=pl.Int64),
-        descending=[False, True, True, False, False, False, False],
+        table_rank(pl.col("table")),
+        "table",
+        probe_rank(pl.col("probe")),
+        descending=[False, True, True, False, False, False, False, False],
         maintain_order=True,
     ).select(
         "verdict",

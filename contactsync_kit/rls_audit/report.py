@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 import polars as pl
 
 from .expectation import settle_surface_rows
 from .frames import (
-    AUDIT_TABLES,
     LEAK_SOURCES_SCHEMA,
     LINT_SCHEMA,
     OBSERVED_SCHEMA,
@@ -19,7 +18,8 @@ from .frames import (
     RUN_KEYS,
     RUNS_SCHEMA,
     SURFACE_DIFF_SCHEMA,
-    Probe,
+    probe_rank,
+    table_rank,
 )
 from .lint import ERROR
 from .matrix import audit_checks, audit_matrix
@@ -29,9 +29,6 @@ from .truth import GroundTruth
 
 __all__ = ["AuditReport", "evaluate"]
 __io__ = "none"
-
-_TABLE_ORDER: Final = {table: i for i, table in enumerate(AUDIT_TABLES)}
-_PROBE_ORDER: Final = {probe.value: i for i, probe in enumerate(Probe)}
 
 
 @dataclass(frozen=True)
@@ -132,8 +129,9 @@ class AuditReport:
                 pl.col("missing").fill_null(0).sum().alias("missing"),
             )
             .sort(
-                pl.col("table").replace_strict(_TABLE_ORDER, default=len(_TABLE_ORDER)),
-                pl.col("probe").replace_strict(_PROBE_ORDER, default=len(_PROBE_ORDER)),
+                table_rank(pl.col("table")),
+                "table",
+                probe_rank(pl.col("probe")),
             )
         )
         head = (
@@ -171,6 +169,13 @@ class AuditReport:
         return summary_markdown(self)
 
 
+def _frame(data: Sequence[tuple[Any, ...]] | pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """Collected rows (or a frame) as a frame of `schema`."""
+    if isinstance(data, pl.DataFrame):
+        return data.select(list(schema)).cast(schema)
+    return pl.DataFrame(list(data), schema=schema, orient="row")
+
+
 def evaluate(
     runs: Sequence[tuple[Any, ...]] | pl.DataFrame,
     observed: Sequence[tuple[Any, ...]] | pl.DataFrame,
@@ -198,18 +203,13 @@ def evaluate(
     the policy behind each leak (`AuditReport.leak_sources`).
     """
 
-    def frame(data: Sequence[tuple[Any, ...]] | pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
-        if isinstance(data, pl.DataFrame):
-            return data.select(list(schema)).cast(schema)
-        return pl.DataFrame(list(data), schema=schema, orient="row")
-
-    observed_frame = settle_surface_rows(frame(observed, OBSERVED_SCHEMA), ground_truth.universe)
+    observed_frame = settle_surface_rows(_frame(observed, OBSERVED_SCHEMA), ground_truth.universe)
     matrix, discrepancies = audit_matrix(
-        frame(runs, RUNS_SCHEMA),
+        _frame(runs, RUNS_SCHEMA),
         observed_frame,
         ground_truth.expected_rows(),
         ground_truth.universe,
-        frame(requested, REQUESTED_SCHEMA),
+        _frame(requested, REQUESTED_SCHEMA),
         ground_truth.members,
     )
     return AuditReport(

@@ -101,23 +101,17 @@ async def audit_rls(
         claims=claims if claims_tokens is not None else "off",
         include_anon=include_anon,
     )
-    out, counter = Collected(), RequestCounter()
-    tls = await asyncio.to_thread(_tls_context)
-    run = _Run(plan, out, counter, progress, max(1, concurrency))
-    async with Api(url, anon_key, connections=max(1, concurrency), counter=counter, tls=tls) as api:
-        with stop_on_signals(handle_signals) as stop:
-            await run.callers(api, sign_in, asyncio.Semaphore(max(1, concurrency)), stop)
-            if plan.claims_users and not stop.is_set() and claims_tokens is not None:
-                await run.claims(api, claims_tokens, asyncio.Semaphore(max(1, concurrency)), stop)
+    run = _Run(plan, Collected(), RequestCounter(), progress, max(1, concurrency))
+    await run.everyone(url, anon_key, sign_in, claims_tokens, handle_signals)
     accepted = _accepted(expected_surface)
     return evaluate(
-        out.runs,
-        out.observed,
-        out.requested,
+        run.out.runs,
+        run.out.observed,
+        run.out.requested,
         ground_truth,
         generated_at=clock.now(),
         organisation_names=organisation_names,
-        requests=counter.count,
+        requests=run.counter.count,
         audited_organisations=plan.orgs,
         surface_not_probed=plan.not_probed,
         complete=not run.stopped,
@@ -161,6 +155,25 @@ class _Run:
     claims_done: int = 0
     stopped: bool = False
 
+    async def everyone(
+        self,
+        url: str,
+        anon_key: str,
+        sign_in: Callable[..., Any] | None,
+        claims_tokens: ClaimsTokens | None,
+        handle_signals: bool | None,
+    ) -> None:
+        """Probe every caller, then (with `claims_tokens`) the claims, on one pooled client;
+        SIGTERM / Ctrl-C stop it early (`stopped`).
+        """
+        plan, width = self.plan, self.concurrency
+        tls = await asyncio.to_thread(_tls_context)
+        async with Api(url, anon_key, connections=width, counter=self.counter, tls=tls) as api:
+            with stop_on_signals(handle_signals) as stop:
+                await self.callers(api, sign_in, asyncio.Semaphore(width), stop)
+                if plan.claims_users and not stop.is_set() and claims_tokens is not None:
+                    await self.claims(api, claims_tokens, asyncio.Semaphore(width), stop)
+
     def _tick(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(AuditProgress(phase, done, total, self.counter.count))
@@ -200,9 +213,10 @@ class _Run:
                 task.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)
         self.stopped = self.stopped or stop.is_set()
-        for task in tasks:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        failures = [task.exception() for task in tasks if not task.cancelled()]
+        for failure in failures:
+            if failure is not None:
+                raise failure
         return finished
 
     async def _call_functions(

@@ -2,7 +2,7 @@
 from the leaked cells, the memberships, the policy catalog and the lint, with its fix. Pure.
 
 The lint reads policies one at a time and cannot see a policy that is well formed but too
-wide (say a contacts policy that dropped its chapter rule); the probes see the rows but not
+wide (say a root table policy that dropped its chapter rule); the probes see the rows but not
 the policy. `leak_sources` joins the two: for every table that leaked, how the rows leaked
 (to chapter-bound members from other chapters, to callers from organisations they are not
 in, to the anon key, or through an edited ``user_metadata``), which callers saw them, and
@@ -18,7 +18,16 @@ from typing import Any, Final
 
 import polars as pl
 
-from .frames import ALL_ORGANISATIONS, ANON_USER, LEAK_SOURCES_SCHEMA, LINT_SCHEMA, Probe
+from ..schemas import SYNCED_TABLES
+from .frames import (
+    ALL_ORGANISATIONS,
+    ANON_USER,
+    CHAPTER_COLUMN,
+    LEAK_SOURCES_SCHEMA,
+    LINT_SCHEMA,
+    Probe,
+    root_of,
+)
 from .rules import ERROR
 
 __all__ = ["LEAK_KINDS", "leak_kind", "leak_sources"]
@@ -36,11 +45,25 @@ _CLAIMS_PROBES: Final = frozenset(
 )
 _ORG_SCOPE: Final = "organisation_id IN (SELECT private.member_organisation_ids())"
 _ORG_WIDE: Final = "organisation_id IN (SELECT private.org_wide_organisation_ids())"
-#: How a chapter-bound membership narrows a table, by the column the table has.
-_CHAPTER_SCOPE: Final = {
-    "chapter_id": f"{_ORG_WIDE} OR chapter_id IN (SELECT private.bound_chapter_ids())",
-    "contact_id": f"{_ORG_WIDE} OR contact_id IN (SELECT private.bound_chapter_contact_ids())",
-}
+
+
+def _chapter_scopes() -> dict[str, str]:
+    """How a chapter-bound membership narrows a table, by the column the table has: its own
+    chapter, else its parent root row (through the stack's ``private.bound_chapter_<root
+    noun>_ids()`` helper, e.g. ``bound_chapter_contact_ids``).
+    """
+    root = root_of()
+    scopes = {
+        CHAPTER_COLUMN: f"{_ORG_WIDE} OR {CHAPTER_COLUMN} IN (SELECT private.bound_chapter_ids())"
+    }
+    for spec in SYNCED_TABLES:
+        if spec.parent is not None and spec.parent[1] == root.name:
+            column = spec.parent[0]
+            scopes.setdefault(
+                column,
+                f"{_ORG_WIDE} OR {column} IN (SELECT private.bound_chapter_{root.noun}_ids())",
+            )
+    return scopes
 
 
 def leak_kind(probe: str, user: str, member_of_organisation: bool) -> str:
@@ -75,15 +98,25 @@ def leak_sources(
     )
     if cells.is_empty():
         return pl.DataFrame(schema=LEAK_SOURCES_SCHEMA)
+    groups = _grouped(_with_kinds(cells, members), discrepancies)
+    found = [
+        row
+        for group in groups.iter_rows(named=True)
+        for row in _sources(group, policies, tables, lint)
+    ]
+    return _through_policies(pl.DataFrame(found, schema=LEAK_SOURCES_SCHEMA, orient="row"))
+
+
+def _with_kinds(cells: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """The leaked cells with their `LEAK_KINDS` key (``kind``: `leak_kind`, vectorised)."""
     membership = (
         members.select("user", "organisation_id")
         .unique()
         .with_columns(pl.lit(True).alias("member"))
     )
-    kinds = (
+    return (
         cells.join(membership, on=["user", "organisation_id"], how="left")
         .with_columns(
-            # `leak_kind`, vectorised.
             pl.when(pl.col("probe").is_in(sorted(_CLAIMS_PROBES)))
             .then(pl.lit("claims"))
             .when(pl.col("user") == ANON_USER)
@@ -95,10 +128,14 @@ def leak_sources(
         )
         .select("user", "organisation_id", "table", "probe", "leaked", "kind")
     )
+
+
+def _grouped(kinds: pl.DataFrame, discrepancies: pl.DataFrame) -> pl.DataFrame:
+    """Per (table, kind of leak): the callers, the distinct rows leaked, the most per cell."""
     ids = discrepancies.filter(pl.col("kind") == "leaked").select(
         "user", "organisation_id", "table", "probe", "id"
     )
-    groups = (
+    return (
         kinds.join(ids, on=["user", "organisation_id", "table", "probe"], how="left")
         .group_by("table", "kind", maintain_order=True)
         .agg(
@@ -108,12 +145,6 @@ def leak_sources(
         )
         .sort("table", "kind")
     )
-    found = [
-        row
-        for group in groups.iter_rows(named=True)
-        for row in _sources(group, policies, tables, lint)
-    ]
-    return _through_policies(pl.DataFrame(found, schema=LEAK_SOURCES_SCHEMA, orient="row"))
 
 
 def _through_policies(sources: pl.DataFrame) -> pl.DataFrame:
@@ -159,17 +190,7 @@ def _sources(
     base = (table, LEAK_KINDS[kind], callers, rows)
     errors = lint.filter(pl.col("severity") == ERROR) if lint is not None else None
     if "." in table:  # an exposed view, materialised view or function: the object itself
-        flagged = (
-            errors.filter(pl.format("{}.{}", "schema", "table") == table)
-            if errors is not None
-            else None
-        )
-        rules = _joined(flagged, "rule")
-        fix = _joined(flagged, "fix", "; ") or (
-            f"REVOKE ALL ON {table} FROM anon, authenticated; or scope what it returns "
-            "by the caller's memberships"
-        )
-        yield (*base, None, None, rules, fix)
+        yield _object_source(base, table, errors)
         return
     candidates = _admitting(policies, table, kind)
     if candidates is None or candidates.is_empty():
@@ -200,6 +221,22 @@ def _sources(
         yield (*base, name, policy["using"], _joined(flagged, "rule"), fix)
 
 
+def _object_source(
+    base: tuple[Any, ...], label: str, errors: pl.DataFrame | None
+) -> tuple[Any, ...]:
+    """The source row of an exposed view, materialised view or function (`label`)."""
+    flagged = (
+        errors.filter(pl.format("{}.{}", "schema", "table") == label)
+        if errors is not None
+        else None
+    )
+    fix = _joined(flagged, "fix", "; ") or (
+        f"REVOKE ALL ON {label} FROM anon, authenticated; or scope what it returns "
+        "by the caller's memberships"
+    )
+    return (*base, None, None, _joined(flagged, "rule"), fix)
+
+
 def _admitting(policies: pl.DataFrame | None, table: str, kind: str) -> pl.DataFrame | None:
     """The permissive policies on `table` that let a caller of this kind read rows."""
     if policies is None:
@@ -227,7 +264,7 @@ def _columns(tables: pl.DataFrame | None, table: str) -> list[str]:
 def _fix(kind: str, policy: str, where: str, columns: list[str]) -> str:
     alter = f"ALTER POLICY {policy} ON {where}"
     if kind == "chapter":
-        scope = next((s for column, s in _CHAPTER_SCOPE.items() if column in columns), None)
+        scope = next((s for column, s in _chapter_scopes().items() if column in columns), None)
         return (
             f"{alter} USING ({scope});"
             if scope

@@ -4,9 +4,9 @@ Pure (reading and writing the expected-surface file is in `files`).
 The expected-surface file is plain text kept in the project's repository, one entry a line::
 
     # comments and blank lines are ignored
-    table public.contacts authenticated
-    view public.contacts_overview anon,authenticated
-    function public.search_contacts(text) authenticated
+    table public.chapters authenticated
+    view public.chapter_overview anon,authenticated
+    function public.search_chapters(text) authenticated
 
 i.e. ``<kind> <schema>.<name> <roles>``: the kind (``table``, ``view``,
 ``materialized_view``, ``foreign_table``, ``function``), the object (a function with its
@@ -24,13 +24,14 @@ API roles may call is a lint error unless its line, ``definer`` included, is acc
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import polars as pl
 
-from .frames import AUDIT_TABLES, SURFACE_DIFF_SCHEMA
+from ..schemas import SYNCED_TABLES, TableSpec
+from .frames import SURFACE_DIFF_SCHEMA, audit_tables, root_of
 
 __all__ = [
     "FunctionTarget",
@@ -62,22 +63,25 @@ def _label(schema: str, name: str) -> str:
 def surface_targets(
     surface: pl.DataFrame,
     exposed_schemas: Iterable[str],
+    tables: Sequence[TableSpec] = SYNCED_TABLES,
 ) -> tuple[list[SurfaceTarget], dict[str, str]]:
     """(objects to probe, label -> why an object is not probed).
 
     Probed: every reachable relation and every set-returning function without required
     arguments whose rows carry an ``id``, in the first exposed schema (the API's default
-    profile), except the app tables, which the matrix probes in every way already.
+    profile), except the app tables (the scoping tables and the synced `tables`), which the
+    matrix probes in every way already.
     """
     schemas = list(exposed_schemas)
     default = schemas[0] if schemas else "public"
+    app_tables = set(audit_tables(tables))
     targets: list[SurfaceTarget] = []
     skipped: dict[str, str] = {}
     for obj in surface.iter_rows(named=True):
         label = _label(obj["schema"], obj["name"])
         columns = list(obj["columns"] or [])
         is_function = obj["kind"] == "function"
-        if obj["schema"] == default and obj["name"] in AUDIT_TABLES and not is_function:
+        if obj["schema"] == default and obj["name"] in app_tables and not is_function:
             continue
         reason = (
             f"schema {obj['schema']} is not the default profile"
@@ -141,30 +145,52 @@ def surface_diff(surface: pl.DataFrame, expected: Iterable[str]) -> pl.DataFrame
     return pl.DataFrame(rows, schema=SURFACE_DIFF_SCHEMA, orient="row")
 
 
-#: What an argument's name says it identifies -> the universe table its value comes from.
-_ID_ARGUMENTS: Final = (
+#: What an argument's name says it identifies -> the scoping table its value comes from.
+_SCOPE_ARGUMENTS: Final = (
     (re.compile(r"org|tenant|team|workspace|account"), "organisations"),
     (re.compile(r"user|member|owner|author|profile|uid"), "organisation_members"),
     (re.compile(r"chapter"), "chapters"),
-    (re.compile(r"note"), "notes"),
-    (re.compile(r"assign"), "contact_assignments"),
-    (re.compile(r"contact|^(p_|_)?(id|row_id|record_id)$"), "contacts"),
 )
+#: A bare row id: the root table's.
+_ROW_ID: Final = re.compile(r"^(p_|_)?(id|row_id|record_id)$")
 
 
-def argument_kind(argument: str) -> str | None:
+def _word(spec: TableSpec) -> str:
+    """The word that names one row of the table: its name's last word, singular
+    (``order_items`` -> ``item``).
+    """
+    return spec.name.rsplit("_", 1)[-1].removesuffix("s")
+
+
+def _id_arguments(tables: Sequence[TableSpec]) -> list[tuple[re.Pattern[str], str]]:
+    """(pattern, universe table) in the order tried: the scoping tables, the child tables,
+    then the root (whose word children's names often contain, and which a bare id means).
+    """
+    root = root_of(tables)
+    children = [spec for spec in tables if spec.parent is not None]
+    return [
+        *_SCOPE_ARGUMENTS,
+        *((re.compile(rf"(^|_){_word(spec)}"), spec.name) for spec in children),
+        (re.compile(rf"(^|_){_word(root)}|{_ROW_ID.pattern}"), root.name),
+    ]
+
+
+def argument_kind(argument: str, tables: Sequence[TableSpec] = SYNCED_TABLES) -> str | None:
     """What an input argument (``"<name> <type>"``) identifies, as the universe table whose
     ids fill it (``organisation_members`` for a user id); None when it is not an id.
+
+    A name mentioning a synced table's row word (``p_note_id``) takes that table's ids; a
+    bare ``id`` or any other uuid, the root table's.
     """
     name, _, kind = argument.partition(" ")
     if kind not in ("uuid", "text", "character varying", "bigint", "integer") and not (
         kind.endswith("[]") or kind == ""
     ):
         return None
-    for pattern, table in _ID_ARGUMENTS:
+    for pattern, table in _id_arguments(tables):
         if pattern.search(name.lower()):
             return table
-    return "contacts" if kind == "uuid" else None
+    return root_of(tables).name if kind == "uuid" else None
 
 
 @dataclass(frozen=True)
@@ -179,13 +205,15 @@ class FunctionTarget:
 
 
 def function_targets(
-    surface: pl.DataFrame, exposed_schemas: Iterable[str]
+    surface: pl.DataFrame,
+    exposed_schemas: Iterable[str],
+    tables: Sequence[TableSpec] = SYNCED_TABLES,
 ) -> tuple[list[FunctionTarget], dict[str, str]]:
     """(functions the probes call with ids the caller must not see, label -> why not).
 
     A function of the default profile qualifies when every required argument is an id
-    (`argument_kind`); optional id arguments are filled too, the others left to their
-    defaults.
+    (`argument_kind` over the synced `tables`); optional id arguments are filled too, the
+    others left to their defaults.
     """
     schemas = list(exposed_schemas)
     default = schemas[0] if schemas else "public"
@@ -196,7 +224,7 @@ def function_targets(
         label = _label(obj["schema"], obj["name"])
         arguments = list(obj["arguments"] or [])
         required = arguments[: obj["required_args"] or 0]
-        kinds = [argument_kind(a) for a in arguments]
+        kinds = [argument_kind(a, tables) for a in arguments]
         if obj["schema"] != default or not any(kinds):
             continue
         unfillable = [a for a, k in zip(required, kinds, strict=False) if k is None]

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..results import SyncError, SyncErrorKind
 from .callers import CallerPlan, Collected, RequestCounter
-from .frames import ALL_ORGANISATIONS, AUDIT_TABLES, Probe
+from .frames import ALL_ORGANISATIONS, Probe, audit_tables
 from .plan import ForeignIds
-from .probes import _CallerProbes
+from .probes import CallerProbes, read_shape
 from .surface import FunctionTarget
 
 if TYPE_CHECKING:
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["Api", "call_functions", "carries_data", "sweep"]
 __io__ = "network"
 
-_SELECT: Final = {"organisations": "id", "organisation_members": "user_id, organisation_id"}
-_KEYS: Final = {"organisation_members": "user_id"}
 _AUTH_CODES: Final = frozenset({"42501", "PGRST301", "PGRST302", "PGRST303"})
 #: Rows asked for by a sweep's first, unordered read (see `sweep`).
 FIRST_PAGE: Final = 100
@@ -130,6 +128,31 @@ async def _send(query: Any, limit: asyncio.Semaphore) -> Any:
         raise RemoteFailure(_failure(exc)) from exc
 
 
+async def _every_row(
+    client: AsyncPostgrestClient, table: str, limit: asyncio.Semaphore, page_size: int
+) -> list[dict[str, Any]]:
+    """Every row of `table` the client's caller sees (ids and organisations only)."""
+    columns, key = read_shape(table)
+    # Unordered first: with the app's per-row policies an ordered read walks the whole
+    # primary key (3x the cost of a scan). Fewer rows than asked for is all of them
+    # (db-max-rows is assumed >= FIRST_PAGE); else page by key from the start.
+    answer = await _send(client.table(table).select(columns).limit(FIRST_PAGE), limit)
+    rows: list[dict[str, Any]] = answer.data if isinstance(answer.data, list) else []
+    if len(rows) < FIRST_PAGE:
+        return rows
+    rows, cursor = [], None
+    while True:
+        query = client.table(table).select(columns)
+        if cursor is not None:
+            query = query.gt(key, cursor)
+        answer = await _send(query.order(key).limit(page_size), limit)
+        page = answer.data if isinstance(answer.data, list) else []
+        rows.extend(page)
+        cursor = page[-1].get(key) if page else None
+        if cursor is None:
+            return rows
+
+
 async def sweep(
     plan: CallerPlan,
     client: AsyncPostgrestClient,
@@ -145,42 +168,20 @@ async def sweep(
     """
     from ..remote import RemoteFailure, RemoteReader
 
-    recorder = _CallerProbes(plan, RemoteReader(client), limit, out)  # type: ignore[arg-type]
-
-    async def paged(table: str, columns: str, key: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        cursor: Any = None
-        while True:
-            query = client.table(table).select(columns)
-            if cursor is not None:
-                query = query.gt(key, cursor)
-            answer = await _send(query.order(key).limit(page_size), limit)
-            page = answer.data if isinstance(answer.data, list) else []
-            rows.extend(page)
-            cursor = page[-1].get(key) if page else None
-            if cursor is None:
-                return rows
+    recorder = CallerProbes(plan, RemoteReader(client), limit, out)  # type: ignore[arg-type]
 
     async def table_rows(table: str) -> None:
-        key = _KEYS.get(table, "id")
-        columns = _SELECT.get(table, "id, organisation_id")
         try:
-            # Unordered first: with the app's per-row policies an ordered read walks the
-            # whole primary key (3x the cost of a scan). Fewer rows than asked for is all of
-            # them (db-max-rows is assumed >= FIRST_PAGE); else page by key from the start.
-            answer = await _send(client.table(table).select(columns).limit(FIRST_PAGE), limit)
-            rows: list[dict[str, Any]] = answer.data if isinstance(answer.data, list) else []
-            if len(rows) >= FIRST_PAGE:
-                rows = await paged(table, columns, key)
+            rows = await _every_row(client, table, limit, page_size)
         except RemoteFailure as exc:
-            recorder._run(ALL_ORGANISATIONS, table, probe, error=exc.error)
+            recorder.record_run(ALL_ORGANISATIONS, table, probe, error=exc.error)
             return
-        recorder._run(ALL_ORGANISATIONS, table, probe)
-        recorder._seen_rows(table, probe, rows, None)
+        recorder.record_run(ALL_ORGANISATIONS, table, probe)
+        recorder.record_rows(table, probe, rows, None)
 
     surface = Probe.SURFACE if probe is Probe.ALL_ROWS else Probe.CLAIMS_SURFACE
     await asyncio.gather(
-        *[table_rows(t) for t in AUDIT_TABLES],
+        *[table_rows(t) for t in audit_tables(plan.tables)],
         *[recorder.surface(target, surface) for target in plan.surface],
     )
 
@@ -231,7 +232,7 @@ async def call_functions(
     """
     from ..remote import RemoteFailure, RemoteReader
 
-    recorder = _CallerProbes(plan, RemoteReader(client), limit, out)  # type: ignore[arg-type]
+    recorder = CallerProbes(plan, RemoteReader(client), limit, out)  # type: ignore[arg-type]
     if organisation_id is None:
         return
 
@@ -242,8 +243,8 @@ async def call_functions(
         try:
             answer = await _send(client.rpc(target.rpc, params), limit)
         except RemoteFailure as exc:
-            recorder._run(organisation_id, target.label, probe, error=exc.error)
+            recorder.record_run(organisation_id, target.label, probe, error=exc.error)
             return
-        recorder._run(organisation_id, target.label, probe, count=carries_data(answer.data))
+        recorder.record_run(organisation_id, target.label, probe, count=carries_data(answer.data))
 
     await asyncio.gather(*[call(t) for t in targets])

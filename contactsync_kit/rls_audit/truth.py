@@ -8,6 +8,7 @@ from typing import Any
 
 import polars as pl
 
+from ..schemas import SYNCED_TABLES, TableSpec
 from .frames import EXPECTED_SCHEMA, MEMBERS_SCHEMA
 
 __all__ = [
@@ -100,7 +101,8 @@ class GroundTruth:
 
     The rows each user should see are `expected` when given (an `EXPECTED_SCHEMA` frame),
     else ``rules(universe, members)`` — `expected_visibility` unless the intended rules of
-    your project differ.
+    your project differ. `tables` are the synced tables the universe covers (the spec's,
+    `schemas.SYNCED_TABLES`, unless given): the audit probes them beside the scoping tables.
     """
 
     universe: pl.DataFrame
@@ -108,6 +110,7 @@ class GroundTruth:
     search_pattern: str = "*a*"
     expected: pl.DataFrame | None = None
     rules: Callable[[pl.DataFrame, pl.DataFrame], pl.DataFrame] | None = None
+    tables: tuple[TableSpec, ...] = SYNCED_TABLES
 
     def expected_rows(self) -> pl.DataFrame:
         """The rows each user should see (`EXPECTED_SCHEMA`)."""
@@ -122,10 +125,10 @@ def expected_visibility(universe: pl.DataFrame, members: pl.DataFrame) -> pl.Dat
     """The intended read rules, applied to ground truth (`EXPECTED_SCHEMA` out).
 
     A member sees their organisation; org-wide members (``chapter_id`` null) see all its
-    chapters, contacts, notes and assignments; chapter-bound members only their chapter and
-    the contacts of that chapter (not contacts without a chapter) with those contacts' notes
-    and assignments; every member sees their own membership rows and nobody else's. The role
-    does not change what a member may read.
+    chapters and every row of its synced tables; chapter-bound members only their chapter,
+    the root rows of that chapter (not those without a chapter) and those rows' children;
+    every member sees their own membership rows and nobody else's. The role does not change
+    what a member may read.
     """
     joined = universe.join(
         members.select(

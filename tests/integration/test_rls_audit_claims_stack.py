@@ -21,7 +21,7 @@ from contactsync_kit.rls_audit import (
     audit_rls,
     ground_truth_from_database,
 )
-from tests.integration.test_rls_audit_stack import DIGEST, SURFACE_FILE, planted
+from tests.integration.test_rls_audit_stack import SURFACE_FILE, digest_function, planted
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +40,12 @@ def world(stack: DevStack) -> SeedResult:
         assignments_per_contact=1,
         seed=5202,
     )
+
+
+@pytest.fixture(scope="module")
+def digest(stack: DevStack) -> tuple[str, str]:
+    """(the digest's surface label, its signature), read from the catalog."""
+    return digest_function(stack)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +82,7 @@ def labels(world: SeedResult) -> set[str]:
 
 
 async def test_the_seeded_policies_pass_the_claims_and_function_probes(
-    stack: DevStack, world: SeedResult, truth: GroundTruth
+    stack: DevStack, world: SeedResult, truth: GroundTruth, digest: tuple[str, str]
 ) -> None:
     report = await audit(stack, world, truth)
     assert report.passed, report.markdown()
@@ -85,7 +91,7 @@ async def test_the_seeded_policies_pass_the_claims_and_function_probes(
     # Not vacuous: with the claims token each user still sees exactly their own rows.
     assert claims["visible"].sum() == claims["expected"].sum() > 0
     calls = report.matrix.filter(pl.col("probe") == "foreign_args")
-    assert set(calls["table"]) == {DIGEST} and set(calls["user"]) >= labels(world)
+    assert set(calls["table"]) == {digest[0]} and set(calls["user"]) >= labels(world)
     # The metadata was put back.
     assert stack.sql("SELECT count(*) FROM auth.users WHERE raw_user_meta_data <> '{}'") == [(0,)]
 
@@ -178,24 +184,25 @@ async def test_a_user_metadata_scoped_function(
 
 
 async def test_the_digest_switched_to_security_definer(
-    stack: DevStack, world: SeedResult, truth: GroundTruth
+    stack: DevStack, world: SeedResult, truth: GroundTruth, digest: tuple[str, str]
 ) -> None:
+    label, signature = digest
     with planted(
         stack,
-        "ALTER FUNCTION public.contactsync_digest(uuid, integer, text[]) SECURITY DEFINER",
-        "ALTER FUNCTION public.contactsync_digest(uuid, integer, text[]) SECURITY INVOKER",
+        f"ALTER FUNCTION public.{signature} SECURITY DEFINER",
+        f"ALTER FUNCTION public.{signature} SECURITY INVOKER",
     ):
         report = await audit(stack, world, truth)
     assert not report.passed
     found = findings(report, "definer_function_exposed")
-    assert found["table"].to_list() == [DIGEST.removeprefix("public.")]
+    assert found["table"].to_list() == [label.removeprefix("public.")]
     assert "REVOKE EXECUTE" in found["fix"][0]
     # The surface diff names the changed attribute.
     assert [e for e in report.unaccepted_surface()["entry"] if "contactsync_digest" in e] == [
-        f'function {DIGEST} authenticated definer owner=postgres search_path=""'
+        f'function {label} authenticated definer owner=postgres search_path=""'
     ]
     leaked = leaks(report, "foreign_args")
-    assert set(leaked["user"]) == labels(world) and set(leaked["table"]) == {DIGEST}
+    assert set(leaked["user"]) == labels(world) and set(leaked["table"]) == {label}
     for row in leaked.iter_rows(named=True):  # the organisation passed is one it must not see
         member = {m[0] for u in world.users if u.label == row["user"] for m in u.memberships}
         assert row["organisation_id"] not in member

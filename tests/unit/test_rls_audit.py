@@ -680,8 +680,8 @@ def served_tables() -> dict[str, list[dict[str, Any]]]:
         else:
             row = {
                 "id": r["id"],
-                "organisation_id": contact_org[r["contact_id"]],
-                "contact_id": r["contact_id"],
+                "organisation_id": contact_org[r["root_id"]],
+                "contact_id": r["root_id"],
             }
         tables.setdefault(table, []).append(row)
     tables.setdefault("contact_assignments", [])
