@@ -19,11 +19,13 @@ import polars as pl
 
 import contactsync_kit
 from contactsync_kit import start_session
-from contactsync_kit.devstack import DevStack
+from contactsync_kit.devstack import DevStack, SeedResult
 from contactsync_kit.diagnostics import diagnose
+from contactsync_kit.rls_audit import audit_rls, ground_truth_from_database
 from contactsync_kit.schemas import DATA_TABLES, describe_rows
 from contactsync_kit.verify import verify_cache
 
+SURFACE = Path(contactsync_kit.__file__).parent / "devstack" / "sql" / "exposed_surface.txt"
 ONE_TAG = "SELECT id FROM public.contact_tags WHERE organisation_id = %s ORDER BY id {} LIMIT 1"
 
 
@@ -86,7 +88,29 @@ async def sync_story(stack: DevStack, folder: Path) -> dict[str, Any]:
     }
     await session.sign_out()
     await session.aclose()
+    seen["audit"] = await audit_story(stack, world)
     return seen
+
+
+async def audit_story(stack: DevStack, world: SeedResult) -> dict[str, Any]:
+    """The RLS audit of the seeded organisations, with the copy's own surface file."""
+    truth = ground_truth_from_database(stack.database_url, world.users, world.organisation_ids)
+    report = await audit_rls(
+        stack.url,
+        stack.anon_key,
+        world.users,
+        world.organisation_ids,
+        truth,
+        database_url=stack.database_url,
+        expected_surface=SURFACE,
+    )
+    tags = report.matrix.filter(pl.col("table") == "contact_tags")
+    return {
+        "passed": report.passed,
+        "tag_probes": sorted(set(tags["probe"].to_list())),
+        "tags_expected": int(tags["expected"].sum()),
+        "tags_visible": int(tags["visible"].sum()),
+    }
 
 
 def main() -> None:

@@ -5,8 +5,9 @@ appends the table's `TableSpec` to `SYNCED_TABLES` in the copy's ``schemas.py``,
 server migration (the table, its RLS policy, its touch trigger and index) to the copy's
 ``devstack/sql`` and accepts the table in the copy's exposed-surface file (the audit's review
 step). Nothing else in the copy changes. A worker process running that copy then starts its
-own local stack, syncs, deltas and verifies through the public API
-(tests/fourth_table/worker.py), and this test checks what it saw.
+own local stack, syncs, deltas, verifies, diagnoses and audits through the public API
+(tests/fourth_table/worker.py), and this test checks what it saw. (The console's panels are
+shown the same copy in tests/unit/test_widgets_spec.py.)
 """
 
 from __future__ import annotations
@@ -103,3 +104,18 @@ def test_the_diagnosis_names_the_fourth_tables_differing_row(seen: dict[str, Any
     [verdict] = diagnosis["verdicts"]
     assert (verdict["verdict"], verdict["gone_from_server"]) == ("drifted", 1)
     assert [row["status"] for row in diagnosis["differing_tags"]] == ["gone_from_server"]
+
+
+def test_the_audit_probes_the_fourth_table_and_finds_it_scoped(seen: dict[str, Any]) -> None:
+    audit = seen["audit"]
+    assert audit["passed"]
+    assert audit["tag_probes"] == [
+        "all_count",
+        "all_embedded",
+        "all_rows",
+        "count",
+        "embedded",
+        "foreign_ids",
+        "select",
+    ]
+    assert audit["tags_visible"] == audit["tags_expected"] > 0
