@@ -22,10 +22,12 @@ from ..bootstrap import UserSession
 from ..diagnostics import Diagnosis, write_support_bundle
 from . import _view
 from ._base import PanelModel
-from .diagnostics_panel import DiagnosticsModel
-from .static import StaticFallback
+from ._panel import Panel, button
+from .diagnostics_model import DiagnosticsModel
 
 __all__ = ["ExportModel", "ExportPanel", "bundle_text"]
+
+__io__ = "ui, disk"
 
 
 def bundle_text(diagnosis: Diagnosis, session: UserSession) -> tuple[str, str]:
@@ -113,45 +115,35 @@ class ExportModel(PanelModel):
         return Path(name)
 
 
-class ExportPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
+class ExportPanel(Panel[ExportModel]):
     """The view of an `ExportModel`: Prepare, then a download link."""
 
-    def __init__(self, model: ExportModel, **kwargs: Any) -> None:
-        self.model = model
-        self.prepare_button = _view.tag(
-            ipw.Button(
-                description="Prepare bundle",
-                icon="file",
-                button_style="primary",
-                tooltip="Diagnose if needed, then build the support bundle",
-            ),
+    title = "Export for support"
+    help_text = (
+        "A file for the support ticket: what the diagnosis found and the sync history, with "
+        "no personal data. It downloads through your browser."
+    )
+    watched = ("href",)
+    status_css = "csk-export-status"
+
+    def build(self) -> list[Any]:
+        """Prepare bundle, the status line and the download link."""
+        model = self.model
+        self.prepare_button = button(
+            "Prepare bundle",
             "csk-prepare",
-        )
-        self.prepare_button.on_click(
-            lambda _: model.schedule(model.prepare(), what="Building the bundle")
+            on_click=lambda: model.schedule(model.prepare(), what="Building the bundle"),
+            icon="file",
+            button_style="primary",
+            tooltip="Diagnose if needed, then build the support bundle",
         )
         self.link = _view.tag(ipw.HTML(), "csk-bundle-link")
-        self.status = _view.tag(ipw.HTML(), "csk-export-status")
-        super().__init__(
-            children=[
-                _view.card(
-                    "Export for support",
-                    "A file for the support ticket: what the diagnosis found and the sync history, "
-                    "with no personal data. It downloads through your browser.",
-                    self.prepare_button,
-                    self.status,
-                    self.link,
-                )
-            ],
-            **kwargs,
-        )
-        model.observe(self._render, names=["session", "busy", "href", "status", "tone"])
-        self._render()
+        return [self.prepare_button, self.status, self.link]
 
-    def _render(self, _change: object = None) -> None:
+    def render(self) -> None:
+        """Enable Prepare; show the link once the bundle is ready."""
         model = self.model
         self.prepare_button.disabled = model.session is None or model.busy
-        self.status.value = _view.status_html(model.tone, model.status)
         self.link.value = (
             f'<a class="csk-download" download="{_view.esc(model.file_name)}" '
             f'href="{model.href}"><i class="fa fa-download" aria-hidden="true"></i> '

@@ -13,9 +13,9 @@ from ..bootstrap import UserSession
 from ..remote import RemoteFailure, RemoteReader
 from . import _view
 from ._base import PanelModel
+from ._panel import Panel, button
 from .connection import ServerStatusModel, is_outage
 from .known_names import read_names, remember_names
-from .static import StaticFallback
 
 __all__ = [
     "OrganisationLister",
@@ -24,6 +24,8 @@ __all__ = [
     "list_organisations",
     "organisation_names",
 ]
+
+__io__ = "ui"
 
 #: Reads the organisations a session may see, as rows with ``id`` and ``name``.
 OrganisationLister = Callable[[UserSession], Awaitable[list[dict[str, Any]]]]
@@ -219,16 +221,28 @@ class OrganisationModel(PanelModel):
         raise ValueError(f"{organisation!r} is not one of this user's organisations")
 
 
-class OrganisationPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
+class OrganisationPanel(Panel[OrganisationModel]):
     """The view of an `OrganisationModel`: a dropdown (names shown, ids as values)."""
 
-    def __init__(self, model: OrganisationModel, **kwargs: Any) -> None:
-        self.model = model
-        self.dropdown = ipw.Dropdown(
-            description="Organisation",
-            options=[],
-            layout=ipw.Layout(width="34em"),
-            style={"description_width": "7em"},
+    title = "Organisation"
+    help_text = (
+        "Only the organisations this account belongs to are listed: the server's Row Level "
+        "Security decides."
+    )
+    watched = ("organisation_id", "organisations")
+    status_css = "csk-organisation-status"
+
+    def build(self) -> list[Any]:
+        """The dropdown, Reload and the organisation's id."""
+        model = self.model
+        self.dropdown = _view.tag(
+            ipw.Dropdown(
+                description="Organisation",
+                options=[],
+                layout=ipw.Layout(width="34em"),
+                style={"description_width": "7em"},
+            ),
+            "csk-organisation",
         )
         # Options and value are set together: a dropdown given new options falls back to the
         # first one, which must never become the pick (a reload keeps the chosen organisation).
@@ -236,34 +250,15 @@ class OrganisationPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
         self.dropdown.observe(self._picked, names="value")
         model.observe(self._fill, names=["organisations", "organisation_id"])
         self._fill()
-        self.reload_button = ipw.Button(
-            description="Reload", icon="refresh", tooltip="Read the list again from the server"
+        self.reload_button = button(
+            "Reload",
+            "csk-reload",
+            on_click=lambda: model.schedule(model.refresh(), what="Loading organisations"),
+            icon="refresh",
+            tooltip="Read the list again from the server",
         )
-        self.reload_button.on_click(
-            lambda _: model.schedule(model.refresh(), what="Loading organisations")
-        )
-        _view.tag(self.dropdown, "csk-organisation")
-        _view.tag(self.reload_button, "csk-reload")
         self.id_line = ipw.HTML()
-        self.status = _view.tag(ipw.HTML(), "csk-organisation-status")
-        super().__init__(
-            children=[
-                _view.card(
-                    "Organisation",
-                    "Only the organisations this account belongs to are listed: the server's Row "
-                    "Level Security decides.",
-                    ipw.HBox([self.dropdown, self.reload_button]),
-                    self.id_line,
-                    self.status,
-                )
-            ],
-            **kwargs,
-        )
-        model.observe(
-            self._render,
-            names=["session", "busy", "status", "tone", "organisation_id", "organisations"],
-        )
-        self._render()
+        return [ipw.HBox([self.dropdown, self.reload_button]), self.id_line, self.status]
 
     def _fill(self, _change: object = None) -> None:
         options = [tuple(p) for p in self.model.organisations]
@@ -279,7 +274,8 @@ class OrganisationPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
         if not self._syncing and change["new"] is not None:
             self.model.organisation_id = change["new"]
 
-    def _render(self, _change: object = None) -> None:
+    def render(self) -> None:
+        """Enable the dropdown and Reload; show the picked organisation's id."""
         model = self.model
         self.dropdown.disabled = model.session is None or model.busy or not model.organisations
         self.reload_button.disabled = model.session is None or model.busy
@@ -291,4 +287,3 @@ class OrganisationPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
             if oid
             else ""
         )
-        self.status.value = _view.status_html(model.tone, model.status)
