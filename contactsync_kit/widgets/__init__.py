@@ -56,3 +56,5 @@ __all__ = [
     "present",
     "table",
 ]
+
+__io__ = "none"

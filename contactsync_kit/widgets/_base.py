@@ -17,6 +17,8 @@ from ..staleness import DEFAULT_STALE_AFTER
 
 __all__ = ["CANCELLED_TEXT", "LongWorkModel", "PanelModel", "Tone", "elapsed_words"]
 
+__io__ = "ui"
+
 #: How cancelled work ends, in every panel: reads only, or an all-or-nothing write undone.
 CANCELLED_TEXT: Final = "cancelled; the cache is as it was"
 

@@ -9,7 +9,7 @@ Tests drive the model, or click the panel's buttons (``panel.sync_button.click()
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import ipywidgets as ipw
@@ -18,7 +18,14 @@ from . import _view
 from ._base import PanelModel, ThresholdModel
 from .static import StaticFallback
 
-__all__ = ["Panel", "button", "side_by_side", "threshold_field"]
+__all__ = [
+    "Panel",
+    "button",
+    "cancel_controls",
+    "scheduled",
+    "side_by_side",
+    "threshold_field",
+]
 
 __io__ = "ui"
 
@@ -68,19 +75,41 @@ class Panel(StaticFallback, ipw.VBox, Generic[PM]):  # type: ignore[misc]
 
 
 def button(
-    description: str,
-    css: str = "",
-    *,
-    on_click: Callable[[], object] | None = None,
+    label: str,
+    css: str,
+    on_click: Callable[[], object],
+    icon: str = "",
+    tip: str = "",
+    style: str = "",
     **kwargs: Any,
 ) -> ipw.Button:
-    """A button tagged with the CSS class `css`, calling `on_click()` when clicked."""
-    widget = ipw.Button(description=description, **kwargs)
+    """A button tagged with the CSS class `css` (none when empty), calling `on_click()`.
+
+    `icon` is a FontAwesome name, `tip` the tooltip, `style` the button style ("primary",
+    "danger", …); other keyword arguments go to `ipywidgets.Button`.
+    """
+    widget = ipw.Button(description=label, icon=icon, tooltip=tip, button_style=style, **kwargs)
     if css:
         widget.add_class(css)
-    if on_click is not None:
-        widget.on_click(lambda _: on_click())
+    widget.on_click(lambda _: on_click())
     return widget
+
+
+def cancel_controls(
+    on_click: Callable[[], object], css: str, what: str
+) -> tuple[ipw.Button, ipw.HTML]:
+    """Cancel (``<css>-cancel``) for long work, and where its elapsed time shows
+    (``<css>-elapsed``); `what` is the work, as in "Stop the sync".
+    """
+    cancel = button("Cancel", f"{css}-cancel", on_click, "stop", f"Stop {what}")
+    return cancel, _view.tag(ipw.HTML(), f"{css}-elapsed")
+
+
+def scheduled(
+    model: PanelModel, work: Callable[[], Coroutine[Any, Any, Any]], what: str
+) -> Callable[[], object]:
+    """A click handler that schedules `work()` on `model` (``what`` names it if it fails)."""
+    return lambda: model.schedule(work(), what=what)
 
 
 def side_by_side(*widgets: Any) -> ipw.HBox:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from traitlets import dlink
 
 from ..bootstrap import UserSession
@@ -27,6 +26,9 @@ from .organisation import OrganisationLister, OrganisationModel
 from .settings import ConsoleSettings
 from .steps import STEPS
 from .sync import SyncModel
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["AppPanels", "ContactSyncApp", "StackLike"]
 
@@ -111,21 +113,9 @@ class ContactSyncApp(ConsoleView):
         )
         self.organisation = OrganisationModel(lister=organisation_lister, server=self.server)
         self.sync = SyncModel(server=self.server)
-        self.freshness = FreshnessModel(
-            clock=self.clock,
-            draw_chart=draw_chart,
-            threshold_hours=stale_after.total_seconds() / 3600,
-        )
         self.clearing = ClearingModel()
-        self.diagnostics = DiagnosticsModel(
-            clock=self.clock,
-            load_on_sign_in=False,
-            threshold_hours=self.freshness.threshold_hours,
-            server=self.server,
-            prober=prober,
-        )
         self.data = CachedDataModel()
-        self.export = ExportModel(diagnostics=self.diagnostics)
+        self._make_checks(stale_after, draw_chart=draw_chart, prober=prober)
         self.auto_refresh = AutoRefreshModel(
             sync=self.sync,
             clock=self.clock,
@@ -139,6 +129,24 @@ class ContactSyncApp(ConsoleView):
         self._link()
         self._widget = None
         self._panels = None
+
+    def _make_checks(
+        self, stale_after: timedelta, *, draw_chart: bool, prober: Prober | None
+    ) -> None:
+        """The steps that check the copy: freshness, diagnosis and its export."""
+        self.freshness = FreshnessModel(
+            clock=self.clock,
+            draw_chart=draw_chart,
+            threshold_hours=stale_after.total_seconds() / 3600,
+        )
+        self.diagnostics = DiagnosticsModel(
+            clock=self.clock,
+            load_on_sign_in=False,
+            threshold_hours=self.freshness.threshold_hours,
+            server=self.server,
+            prober=prober,
+        )
+        self.export = ExportModel(diagnostics=self.diagnostics)
 
     def _link(self) -> None:
         """Wire the models: one session, one pick, one threshold, and what follows what."""

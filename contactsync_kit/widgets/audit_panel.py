@@ -29,7 +29,7 @@ from ..rls_audit import (
 )
 from . import _view
 from ._base import PanelModel
-from ._panel import Panel, button
+from ._panel import Panel, button, scheduled
 
 __all__ = ["AuditModel", "AuditPanel"]
 
@@ -186,6 +186,10 @@ class AuditModel(PanelModel):
         return paths
 
 
+_RUN_TIP = "Sign in as every test user and probe"
+_EXPORT_TIP = "CSV, Parquet and a markdown summary"
+
+
 class AuditPanel(Panel[AuditModel]):
     """The view of an `AuditModel`: Run, verdict, heat map, failing cells, lint, Export."""
 
@@ -200,19 +204,12 @@ class AuditPanel(Panel[AuditModel]):
     def build(self) -> list[Any]:
         """Run audit, Export, the status line, the heat map, the failing cells and lint."""
         model = self.model
-        self.run_button = button(
-            "Run audit",
-            on_click=lambda: model.schedule(model.run(), what="The audit"),
-            icon="shield",
-            button_style="primary",
-            tooltip="Sign in as every test user and probe",
+        run, export = (
+            scheduled(model, model.run, "The audit"),
+            scheduled(model, model.export, "Exporting"),
         )
-        self.export_button = button(
-            "Export",
-            on_click=lambda: model.schedule(model.export(), what="Exporting"),
-            icon="download",
-            tooltip="CSV, Parquet and a markdown summary",
-        )
+        self.run_button = button("Run audit", "", run, "shield", _RUN_TIP, "primary")
+        self.export_button = button("Export", "", export, "download", _EXPORT_TIP)
         self.image = ipw.Image(format="png", layout=ipw.Layout(max_width="900px"))
         self.cells = ipw.HTML()
         self.lint = ipw.HTML()

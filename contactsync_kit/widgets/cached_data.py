@@ -321,6 +321,9 @@ class CachedDataModel(PanelModel):
         return f"{total:,} cached {many}"
 
 
+_ALL_TIP = "Drop the filter from the diagnosis and the search"
+
+
 class CachedDataPanel(Panel[CachedDataModel]):
     """The view of a `CachedDataModel`: one search box, then one grid per synced table
     (the columns support scans; the rest behind each row's "more"; a CSV of each).
@@ -348,13 +351,7 @@ class CachedDataPanel(Panel[CachedDataModel]):
         )
         self.search.observe(lambda c: setattr(model, "search", c["new"]), names="value")
         model.observe(self._search_changed, names="search")
-        self.show_all_button = button(
-            "Show all",
-            "csk-show-all",
-            on_click=model.show_all,
-            icon="times",
-            tooltip="Drop the filter from the diagnosis and the search",
-        )
+        self.show_all_button = button("Show all", "csk-show-all", model.show_all, "times", _ALL_TIP)
         self.grids = _view.tag(ipw.HTML(), "csk-data")
         return [ipw.HBox([self.search, self.show_all_button]), self.status, self.grids]
 

@@ -179,24 +179,16 @@ class ClearingPanel(Panel[ClearingModel]):
         """What is cached, Clear, and the confirmation's buttons."""
         model = self.model
         self.summary = _view.tag(ipw.HTML(), "csk-cached")
-        self.clear_button = button(
-            "Clear cache…",
-            "csk-clear",
-            on_click=model.ask,
-            button_style="danger",
-            icon="trash",
-            tooltip="Asks before deleting",
-        )
-        self.confirm_button = button(
-            "Yes, delete", "csk-confirm", on_click=model.confirm, button_style="danger"
-        )
+        ask, danger = "Asks before deleting", "danger"
+        self.clear_button = button("Clear cache…", "csk-clear", model.ask, "trash", ask, danger)
+        self.confirm_button = button("Yes, delete", "csk-confirm", model.confirm, style=danger)
         self.export_first_button = button(
             "Export the bundle first",
             "csk-export-first",
-            on_click=lambda: self.on_export_first(),
-            icon="download",
+            lambda: self.on_export_first(),
+            "download",
         )
-        self.cancel_button = button("Cancel", "csk-cancel", on_click=model.cancel)
+        self.cancel_button = button("Cancel", "csk-cancel", model.cancel)
         self.confirm_box = ipw.HBox(
             [self.confirm_button, self.export_first_button, self.cancel_button]
         )

@@ -36,7 +36,7 @@ from .table_words import ROOT, label_column, table_counts
 
 __all__ = ["CAUSE_WORDS", "PLAIN_VERDICTS", "VERDICT_TONES", "DiagnosticsModel"]
 
-__io__ = "ui, network, disk"
+__io__ = "ui, disk"
 
 #: How each verdict reads in the panel.
 VERDICT_TONES: Final = {

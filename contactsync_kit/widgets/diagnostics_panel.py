@@ -17,7 +17,7 @@ from ..diagnostics import Diagnosis
 from ..schemas import SYNCED_TABLES
 from ..staleness import format_age
 from . import _view
-from ._panel import Panel, button, side_by_side, threshold_field
+from ._panel import Panel, button, cancel_controls, scheduled, side_by_side, threshold_field
 from .diagnostics_model import (
     CAUSE_WORDS,
     PLAIN_VERDICTS,
@@ -37,6 +37,7 @@ __all__ = [
 
 __io__ = "ui"
 
+_EXPORT_TIP: Final = "Write a support bundle without personal data"
 #: The differing-rows grid's headings and column widths.
 _DIFFERING_HEADINGS: Final = ("Row", ROOT.noun.capitalize(), "How it differs", "Row id", "")
 _DIFFERING_COLUMNS: Final = "7em minmax(10em, 1fr) minmax(14em, 2fr) 7em auto"
@@ -68,28 +69,15 @@ class DiagnosticsPanel(Panel[DiagnosticsModel]):
         self.picker.observe(self._picked, names="value")
         model.observe(self._refill, names=["organisations", "organisation_id"])
         self.threshold = threshold_field(model)
+        diagnose, compare = model.request, "Compare the cache with the server"
         self.diagnose_button = button(
-            "Diagnose",
-            "csk-diagnose",
-            on_click=model.request,
-            icon="stethoscope",
-            button_style="primary",
-            tooltip="Compare the cache with the server",
+            "Diagnose", "csk-diagnose", diagnose, "stethoscope", compare, "primary"
         )
-        self.cancel_button = button(
-            "Cancel",
-            "csk-diagnose-cancel",
-            on_click=model.cancel,
-            icon="stop",
-            tooltip="Stop the diagnosis",
+        self.cancel_button, self.elapsed = cancel_controls(
+            model.cancel, "csk-diagnose", "the diagnosis"
         )
-        self.elapsed = _view.tag(ipw.HTML(), "csk-diagnose-elapsed")
-        self.export_button = button(
-            "Export bundle",
-            on_click=lambda: model.schedule(model.export_bundle(), what="Writing the bundle"),
-            icon="download",
-            tooltip="Write a support bundle without personal data",
-        )
+        export = scheduled(model, model.export_bundle, "Writing the bundle")
+        self.export_button = button("Export bundle", "", export, "download", _EXPORT_TIP)
         self.table = _view.tag(ipw.HTML(), "csk-verdicts")
         self.rows_box = _view.tag(ipw.VBox(), "csk-differing")
         self.history = ipw.VBox()
@@ -180,9 +168,9 @@ class DiagnosticsPanel(Panel[DiagnosticsModel]):
         show = button(
             "Show in Cached data",
             "csk-show-row",
-            on_click=lambda: self.model.show_rows(ids, label),
-            icon="search",
-            tooltip=f"Open Cached data filtered to this row's {ROOT.noun}",
+            lambda: self.model.show_rows(ids, label),
+            "search",
+            f"Open Cached data filtered to this row's {ROOT.noun}",
             layout=ipw.Layout(width="auto"),
             disabled=not found["contact"],
         )

@@ -22,7 +22,7 @@ from ..bootstrap import UserSession
 from ..diagnostics import Diagnosis, write_support_bundle
 from . import _view
 from ._base import PanelModel
-from ._panel import Panel, button
+from ._panel import Panel, button, scheduled
 from .diagnostics_model import DiagnosticsModel
 
 __all__ = ["ExportModel", "ExportPanel", "bundle_text"]
@@ -115,6 +115,9 @@ class ExportModel(PanelModel):
         return Path(name)
 
 
+_PREPARE_TIP = "Diagnose if needed, then build the support bundle"
+
+
 class ExportPanel(Panel[ExportModel]):
     """The view of an `ExportModel`: Prepare, then a download link."""
 
@@ -129,13 +132,9 @@ class ExportPanel(Panel[ExportModel]):
     def build(self) -> list[Any]:
         """Prepare bundle, the status line and the download link."""
         model = self.model
+        prepare = scheduled(model, model.prepare, "Building the bundle")
         self.prepare_button = button(
-            "Prepare bundle",
-            "csk-prepare",
-            on_click=lambda: model.schedule(model.prepare(), what="Building the bundle"),
-            icon="file",
-            button_style="primary",
-            tooltip="Diagnose if needed, then build the support bundle",
+            "Prepare bundle", "csk-prepare", prepare, "file", _PREPARE_TIP, "primary"
         )
         self.link = _view.tag(ipw.HTML(), "csk-bundle-link")
         return [self.prepare_button, self.status, self.link]

@@ -23,7 +23,7 @@ from ..verify import CacheVerification, verify_cache
 from . import _view
 from ._base import CANCELLED_TEXT, LongWorkModel, ThresholdModel
 from ._chart import age_chart_png
-from ._panel import Panel, button, side_by_side, threshold_field
+from ._panel import Panel, button, cancel_controls, scheduled, side_by_side, threshold_field
 
 __all__ = ["VERIFICATION_PILLS", "FreshnessModel", "FreshnessPanel", "Verifier"]
 
@@ -304,6 +304,13 @@ def _check_outcome(rows: list[dict[str, Any]]) -> str:
     return f"{which} the server ✓ (checked by digest, one request each)."
 
 
+_AGAIN_TIP = "Read the cache and the clock again"
+_CHECK_TIP = (
+    "Ask the server, one request per organisation, whether each cached copy still equals "
+    "what it shows you"
+)
+
+
 class FreshnessPanel(Panel[FreshnessModel]):
     """The view of a `FreshnessModel`: threshold, banner, table and age chart."""
 
@@ -330,28 +337,17 @@ class FreshnessPanel(Panel[FreshnessModel]):
         """The threshold, Check again, Check against the server, the table and the chart."""
         model = self.model
         self.threshold = threshold_field(model)
-        self.refresh_button = button(
-            "Check again",
-            on_click=lambda: model.schedule(model.refresh(), what="Reading the cache"),
-            icon="refresh",
-            tooltip="Read the cache and the clock again",
-        )
+        again = scheduled(model, model.refresh, "Reading the cache")
+        self.refresh_button = button("Check again", "", again, "refresh", _AGAIN_TIP)
         self.check_button = button(
             "Check against the server",
             "csk-verify",
-            on_click=model.request_check,
-            icon="check",
-            tooltip="Ask the server, one request per organisation, whether each cached "
-            "copy still equals what it shows you",
+            model.request_check,
+            "check",
+            _CHECK_TIP,
             layout=ipw.Layout(width="auto"),  # the whole label, not "Check against th…"
         )
-        self.cancel_button = button(
-            "Cancel",
-            "csk-verify-cancel",
-            on_click=model.cancel_check,
-            icon="stop",
-            tooltip="Stop the check",
-        )
+        self.cancel_button, _ = cancel_controls(model.cancel_check, "csk-verify", "the check")
         #: Extra widgets shown at the end of the card (the console's auto-refresh switch).
         self.extras = ipw.VBox()
         self.verification = _view.tag(ipw.HTML(), "csk-verification")

@@ -8,7 +8,7 @@ import ipywidgets as ipw
 from traitlets import link
 
 from . import _view
-from ._panel import Panel, button
+from ._panel import Panel, button, scheduled
 from .login_model import LoginModel, SessionFactory, describe_removed, on_enter
 
 __all__ = ["LoginModel", "LoginPanel", "SessionFactory", "describe_removed", "on_enter"]
@@ -22,6 +22,10 @@ _FIELDS = (
     ("email", ipw.Text, "Email", "you@example.org"),
     ("password", ipw.Password, "Password", ""),
 )
+
+
+_SIGN_OUT_TIP = "Deletes this computer's copy of the contacts, then ends the session"
+_RESET_TIP = "Securely erases this computer's cache file"
 
 
 class LoginPanel(Panel[LoginModel]):
@@ -59,15 +63,11 @@ class LoginPanel(Panel[LoginModel]):
         if model.configured:  # support staff never see, or need, the project's key
             self.url.layout.display = self.key.layout.display = "none"
         self.sign_in_button = button(
-            "Sign in", "csk-sign-in", on_click=self._submit, button_style="primary", icon="sign-in"
+            "Sign in", "csk-sign-in", self._submit, "sign-in", style="primary"
         )
+        sign_out = scheduled(model, model.sign_out, "Signing out")
         self.sign_out_button = button(
-            "Sign out",
-            "csk-sign-out",
-            on_click=lambda: model.schedule(model.sign_out(), what="Signing out"),
-            button_style="warning",
-            icon="sign-out",
-            tooltip="Deletes this computer's copy of the contacts, then ends the session",
+            "Sign out", "csk-sign-out", sign_out, "sign-out", _SIGN_OUT_TIP, "warning"
         )
         self.reset_box = self._reset_box()
         self.key_warning = ipw.HTML()
@@ -91,13 +91,9 @@ class LoginPanel(Panel[LoginModel]):
     def _reset_box(self) -> ipw.VBox:
         """The offer to erase a damaged cache file (shown only when one stopped sign-in)."""
         model = self.model
+        reset = scheduled(model, model.reset_cache, "Resetting the cache file")
         self.reset_button = button(
-            "Reset the cache file",
-            "csk-reset-cache",
-            on_click=lambda: model.schedule(model.reset_cache(), what="Resetting the cache file"),
-            button_style="danger",
-            icon="trash",
-            tooltip="Securely erases this computer's cache file",
+            "Reset the cache file", "csk-reset-cache", reset, "trash", _RESET_TIP, "danger"
         )
         warning = _view.status_html(
             "warn",

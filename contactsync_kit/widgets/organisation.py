@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import ipywidgets as ipw
@@ -13,7 +13,7 @@ from ..bootstrap import UserSession
 from ..remote import RemoteFailure, RemoteReader
 from . import _view
 from ._base import PanelModel
-from ._panel import Panel, button
+from ._panel import Panel, button, scheduled
 from .connection import ServerStatusModel, is_outage
 from .known_names import read_names, remember_names
 
@@ -58,6 +58,11 @@ def _cached_organisations(session: UserSession) -> tuple[dict[str, str], str | N
     return {oid: names.get(oid, f"organisation {oid[:8]}") for oid in ids}, (
         str(last[-1]) if last else None
     )
+
+
+def _sorted_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(name, id) pairs by name, ignoring case (then by id)."""
+    return sorted(pairs, key=lambda pair: (pair[0].casefold(), pair[1]))
 
 
 class OrganisationModel(PanelModel):
@@ -149,32 +154,28 @@ class OrganisationModel(PanelModel):
             return []  # signed out (or in as someone else, or reloaded again) meanwhile
         if self.server is not None:
             self.server.answered()
-        pairs = sorted(
-            ((str(r.get("name") or r["id"]), str(r["id"])) for r in rows),
-            key=lambda pair: (pair[0].casefold(), pair[1]),
-        )
+        pairs = _sorted_pairs((str(r.get("name") or r["id"]), str(r["id"])) for r in rows)
         names = {oid: name for name, oid in pairs}
         await asyncio.to_thread(remember_names, session, names)
         self._show(pairs, keep, last, from_cache=False)
-        if pairs:
-            gone = sorted(set(known) - set(names))
-            extra = (
-                f" This computer also holds {len(gone)} organisation"
-                f"{'' if len(gone) == 1 else 's'} the server no longer shows you."
-                if gone
-                else ""
-            )
-            self.say(
-                "ok",
-                f"You belong to {len(pairs)} organisation{'' if len(pairs) == 1 else 's'}." + extra,
-            )
-        else:
+        self._say_loaded(len(pairs), gone=len(set(known) - set(names)))
+        return pairs
+
+    def _say_loaded(self, found: int, *, gone: int) -> None:
+        if not found:
             self.say(
                 "warn",
                 "This account belongs to no organisation, so there is nothing to "
                 "sync. Ask an administrator to add you.",
             )
-        return pairs
+            return
+        extra = (
+            f" This computer also holds {gone} organisation{'' if gone == 1 else 's'} the "
+            "server no longer shows you."
+            if gone
+            else ""
+        )
+        self.say("ok", f"You belong to {found} organisation{'' if found == 1 else 's'}." + extra)
 
     async def _from_cache(
         self, session: UserSession, keep: str | None, load: int
@@ -182,10 +183,7 @@ class OrganisationModel(PanelModel):
         known, last = await asyncio.to_thread(_cached_organisations, session)
         if load != self._loads or session is not self.session:
             return []
-        pairs = sorted(
-            ((name, oid) for oid, name in known.items()),
-            key=lambda pair: (pair[0].casefold(), pair[1]),
-        )
+        pairs = _sorted_pairs((name, oid) for oid, name in known.items())
         self._show(pairs, keep, last, from_cache=True)
         if pairs:
             self.say(
@@ -221,6 +219,9 @@ class OrganisationModel(PanelModel):
         raise ValueError(f"{organisation!r} is not one of this user's organisations")
 
 
+_RELOAD_TIP = "Read the list again from the server"
+
+
 class OrganisationPanel(Panel[OrganisationModel]):
     """The view of an `OrganisationModel`: a dropdown (names shown, ids as values)."""
 
@@ -250,13 +251,8 @@ class OrganisationPanel(Panel[OrganisationModel]):
         self.dropdown.observe(self._picked, names="value")
         model.observe(self._fill, names=["organisations", "organisation_id"])
         self._fill()
-        self.reload_button = button(
-            "Reload",
-            "csk-reload",
-            on_click=lambda: model.schedule(model.refresh(), what="Loading organisations"),
-            icon="refresh",
-            tooltip="Read the list again from the server",
-        )
+        reload = scheduled(model, model.refresh, "Loading organisations")
+        self.reload_button = button("Reload", "csk-reload", reload, "refresh", _RELOAD_TIP)
         self.id_line = ipw.HTML()
         return [ipw.HBox([self.dropdown, self.reload_button]), self.id_line, self.status]
 

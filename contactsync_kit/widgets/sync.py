@@ -13,7 +13,7 @@ from ..repository import SyncProgress
 from ..results import SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
 from . import _view
 from ._base import CANCELLED_TEXT, LongWorkModel
-from ._panel import Panel, button, side_by_side
+from ._panel import Panel, button, cancel_controls, side_by_side
 from .connection import ServerStatusModel, is_outage
 from .sync_words import describe_result, result_details
 from .table_words import NOUNS, PLURALS, ROOT
@@ -278,22 +278,13 @@ class SyncPanel(Panel[SyncModel]):
     def build(self) -> list[Any]:
         """Sync now / Cancel, the progress bar, the notice and the readout."""
         model = self.model
+        fetch = f"Fetch and cache this organisation's {PLURALS}"
         self.sync_button = button(
-            "Sync now",
-            "csk-sync",
-            on_click=model.request,
-            button_style="primary",
-            icon="refresh",
-            tooltip=f"Fetch and cache this organisation's {PLURALS}",
+            "Sync now", "csk-sync", model.request, "refresh", fetch, "primary"
         )
-        self.cancel_button = button(
-            "Cancel",
-            "csk-sync-cancel",
-            on_click=model.cancel,
-            icon="stop",
-            tooltip="Stop the sync; the cache stays as it was",
+        self.cancel_button, self.elapsed = cancel_controls(
+            model.cancel, "csk-sync", "the sync; the cache stays as it was"
         )
-        self.elapsed = _view.tag(ipw.HTML(), "csk-sync-elapsed")
         self.bar = ipw.FloatProgress(value=0.0, min=0.0, max=1.0, layout=ipw.Layout(width="22em"))
         self.bar_text = ipw.HTML()
         self.notice = ipw.HTML()

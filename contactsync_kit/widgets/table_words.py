@@ -46,9 +46,9 @@ def listed(words: Iterable[str]) -> str:
     return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else "".join(items)
 
 
-#: Every synced table's plural, as a sentence reads it: "contacts, notes and assignments".
+#: Every synced table's plural, as a sentence reads it: "contacts, notes and …".
 PLURALS: Final = listed(spec.plural for spec in SYNCED_TABLES)
-#: Every synced table's noun: "contact, note and assignment".
+#: Every synced table's noun: "contact, note and …".
 NOUNS: Final = listed(spec.noun for spec in SYNCED_TABLES)
 
 
@@ -66,7 +66,7 @@ def heading(column: str) -> str:
 
 
 def css_class(spec: TableSpec) -> str:
-    """The stable CSS class of a table's grid: ``csk-`` and its plural (``csk-assignments``)."""
+    """The stable CSS class of a table's grid: ``csk-`` and its plural (``csk-notes``)."""
     return "csk-" + spec.plural.replace(" ", "-")
 
 
