@@ -167,6 +167,24 @@ async def test_unreachable_server_is_a_message_not_a_traceback(app: ContactSyncA
     assert "network" in app.login.status and "kernel log" not in app.login.status
 
 
+async def test_a_key_the_server_does_not_know_reads_as_a_project_key_problem(
+    app: ContactSyncApp,
+) -> None:
+    import jwt
+
+    # An anon key in the right shape, signed by another project: the gateway answers 401
+    # "Invalid API key", which `session.sign_in` translates to `ProjectRefusedError`.
+    app.login.key = jwt.encode(
+        {"role": "anon", "exp": int(time.time()) + 3600},
+        "a-secret-that-is-not-this-stacks-0123456789",
+        algorithm="HS256",
+    )
+    assert app.login.key_problem == ""
+    assert await app.login.sign_in() is False
+    assert app.login.tone == "error" and app.login.session is None
+    assert app.login.status.startswith("The server did not accept the project key")
+
+
 async def test_missing_fields_are_named(app: ContactSyncApp) -> None:
     app.login.email = ""
     assert await app.login.sign_in() is False
@@ -644,6 +662,34 @@ async def test_the_console_demo_runs_on_its_own_seeded_stack(
 
 
 # -- the console: one truth across the steps --------------------------------------------------
+
+
+async def test_every_step_shows_every_synced_table_of_the_spec(
+    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser, widget_stack: DevStack
+) -> None:
+    from contactsync_kit.schemas import DATA_TABLES, SYNCED_TABLES
+    from contactsync_kit.widgets.table_words import css_class
+
+    org_id, _ = org_wide_org(world, multi_org)
+    result = await signed_in_and_synced(app, org_id)
+    panels = app.panels
+    await click(app, panels.diagnostics.diagnose_button)
+    on_server = {t: server_count(widget_stack, t, org_id) for t in DATA_TABLES}
+    assert dict(result.rows_synced) == on_server
+    # One count, one grid, one heading per synced table, in the spec's order and words.
+    assert app.data.counts == on_server and app.clearing.counts == on_server
+    grids = panels.data.grids.value
+    titles = [grids.index(f"<b>{spec.title}</b>") for spec in SYNCED_TABLES]
+    assert titles == sorted(titles) and all(css_class(s) in grids for s in SYNCED_TABLES)
+    [fresh] = [r for r in app.freshness.rows if r["organisation_id"] == org_id]
+    assert {t: fresh[t] for t in DATA_TABLES} == on_server
+    assert all(f"<th>{spec.title}</th>" in panels.freshness.table.value for spec in SYNCED_TABLES)
+    verdicts = panels.diagnostics.table.value
+    for spec in SYNCED_TABLES:
+        n = on_server[spec.name]
+        assert f"{spec.plural} {n:,} / {n:,}" in verdicts
+        assert f"{n:,} {spec.noun if n == 1 else spec.plural}" in panels.clearing.summary.value
+    assert all(spec.plural in app.sync.readout for spec in SYNCED_TABLES)
 
 
 async def test_after_a_clear_every_step_shows_the_empty_cache(
