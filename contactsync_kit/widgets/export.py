@@ -79,9 +79,7 @@ class ExportModel(PanelModel):
         if session is None:
             self.say("error", "Sign in first.")
             return None
-        self.busy = True
-        self.say("busy", "Building the support bundle…")
-        try:
+        with self.busy_saying("Building the support bundle…"):
             diagnosis = self.diagnostics.diagnosis or await self.diagnostics.diagnose()
             if diagnosis is None or session is not self.session:
                 self.forget()
@@ -95,8 +93,6 @@ class ExportModel(PanelModel):
                     "description of the problem instead.",
                 )
                 return None
-        finally:
-            self.busy = False
         bundle = json.loads(text)
         encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
         with self.hold_trait_notifications():

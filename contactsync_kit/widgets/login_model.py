@@ -220,23 +220,22 @@ class LoginModel(PanelModel):
 
     async def _start(self, url: str) -> UserSession | None:
         """Start the session; None (and why, in `status`) when it could not start."""
-        self.busy = True
         self.cache_problem = ""
-        self.say("busy", f"Signing in as {self.email.strip()}…")
         try:
-            return await self._factory(
-                url,
-                self.key.strip(),
-                email=self.email.strip(),
-                password=self.password,
-                cache_path=self.cache_path,
-                clock=self.clock,
-                # A short connect timeout: a server that is down is known in seconds.
-                http_client=self._http_client
-                or httpx.AsyncClient(timeout=httpx.Timeout(_READ_TIMEOUT_S, connect=3.0)),
-                max_rows=self._max_rows,
-                page_size=self._page_size,
-            )
+            with self.busy_saying(f"Signing in as {self.email.strip()}…"):
+                return await self._factory(
+                    url,
+                    self.key.strip(),
+                    email=self.email.strip(),
+                    password=self.password,
+                    cache_path=self.cache_path,
+                    clock=self.clock,
+                    # A short connect timeout: a server that is down is known in seconds.
+                    http_client=self._http_client
+                    or httpx.AsyncClient(timeout=httpx.Timeout(_READ_TIMEOUT_S, connect=3.0)),
+                    max_rows=self._max_rows,
+                    page_size=self._page_size,
+                )
         except PrivilegedKeyError:
             self.say(
                 "error",
@@ -255,8 +254,6 @@ class LoginModel(PanelModel):
             self.cache_problem = self.cache_location
         except CacheFileError as exc:  # someone else's file, or locked: resetting cannot help
             self.say("error", _cache_problem(exc))
-        finally:
-            self.busy = False
         return None
 
     async def sign_out(self) -> dict[str, int] | None:
@@ -265,16 +262,12 @@ class LoginModel(PanelModel):
         if session is None:
             self.say("info", "Not signed in.")
             return None
-        self.busy = True
-        self.say("busy", "Signing out: wiping the local cache first…")
         try:
-            removed = await session.sign_out()
+            with self.busy_saying("Signing out: wiping the local cache first…"):
+                removed = await session.sign_out()
         except SessionEndedError as exc:  # signed out in another window meanwhile
-            self.busy = False
             self.end_session(exc.message)
             return None
-        finally:
-            self.busy = False
         session.close()
         who = self.user
         self.session = None
@@ -318,10 +311,9 @@ class LoginModel(PanelModel):
         if self.busy or not self.cache_problem:
             return None
         path = Path(self.cache_problem)
-        self.busy = True
-        self.say("busy", "Erasing this computer's cache file…")
         try:
-            erased = await asyncio.to_thread(ContactCache.reset, path)
+            with self.busy_saying("Erasing this computer's cache file…"):
+                erased = await asyncio.to_thread(ContactCache.reset, path)
         except CacheFileError as exc:
             self.cache_problem = ""
             self.say("error", _cache_problem(exc))
@@ -333,8 +325,6 @@ class LoginModel(PanelModel):
                 "Check that this account may write to its folder, then try again.",
             )
             return None
-        finally:
-            self.busy = False
         self.cache_problem = ""
         self.say(
             "ok",
