@@ -29,8 +29,10 @@ from .tokens import unverified_claims
 from .transport import AiohttpTransport
 
 __all__ = [
+    "BadCredentialsError",
     "ConfirmedUser",
     "PrivilegedKeyError",
+    "ProjectRefusedError",
     "SignInError",
     "TokenInfo",
     "anonymous_client",
@@ -68,6 +70,14 @@ class SignInError(ContactSyncError, RuntimeError):
         self.message = message
         self.status = status
         self.kind = kind
+
+
+class BadCredentialsError(SignInError):
+    """The server refused the email and password (not the project, its key or the network)."""
+
+
+class ProjectRefusedError(SignInError):
+    """The project's URL or key was refused, by supabase-py's own check or by the server."""
 
 
 # Database roles that bypass RLS or own the database: a key or token naming one of them
@@ -310,7 +320,7 @@ async def sign_in(
         if email is not None and password is not None:
             await client.auth.sign_in_with_password({"email": email, "password": password})
     except AuthApiError as exc:
-        raise SignInError(_auth_message(exc), status=exc.status) from exc
+        raise _auth_refusal(exc) from exc
     except AuthRetryableError as exc:
         # supabase_auth wraps connection failures (refused, DNS, timeouts) in this class.
         raise SignInError(f"cannot reach {url}: {exc}", kind=SyncErrorKind.NETWORK) from exc
@@ -321,7 +331,7 @@ async def sign_in(
             f"cannot reach {url}: {type(exc).__name__}", kind=SyncErrorKind.NETWORK
         ) from exc
     except AsyncSupabaseException as exc:  # supabase-py's own check of the URL and key
-        raise SignInError(f"the project URL or key was refused: {exc}") from exc
+        raise ProjectRefusedError(f"the project URL or key was refused: {exc}") from exc
     return client
 
 
@@ -405,7 +415,12 @@ async def anonymous_client(
     return await acreate_client(url, key, options=options)
 
 
-def _auth_message(exc: AuthApiError) -> str:
-    if exc.status in (400, 401) and "credentials" in str(exc).lower():
-        return "wrong email or password"
-    return f"sign-in refused by the server ({exc.status}): {exc}"
+def _auth_refusal(exc: AuthApiError) -> SignInError:
+    text = str(exc).lower()
+    if exc.status in (400, 401) and "credentials" in text:
+        return BadCredentialsError("wrong email or password", status=exc.status)
+    if exc.status in (401, 403) and "api key" in text:  # the gateway: "Invalid API key"
+        return ProjectRefusedError(
+            f"the server refused the project key ({exc.status}): {exc}", status=exc.status
+        )
+    return SignInError(f"sign-in refused by the server ({exc.status}): {exc}", status=exc.status)

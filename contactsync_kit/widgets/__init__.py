@@ -1,9 +1,9 @@
 """Jupyter panels over the kit: the support console and its steps.
 
 Each panel is a traitlets model (state + coroutines that call the kit) and a thin ipywidgets
-view; `ContactSyncApp` wires them into one console (sign in, organisation, sync, freshness,
-diagnose, cached data, export, clear). `table` is the one display for tables. Importing this
-package builds no widget.
+view over it (`Panel[PM]`); `ContactSyncApp` wires them into one console (sign in,
+organisation, sync, freshness, diagnose, cached data, export, clear). `table` is the one
+display for tables. Importing this package builds no widget.
 """
 
 from ..extras import require_extra
@@ -16,6 +16,7 @@ from .cached_data import CachedDataModel, CachedDataPanel
 from .clearing import ClearingModel, ClearingPanel
 from .diagnostics_panel import DiagnosticsModel, DiagnosticsPanel
 from .export import ExportModel, ExportPanel
+from .freshness import FreshnessModel, FreshnessPanel
 from .login import LoginModel, LoginPanel
 from .organisation import (
     OrganisationModel,
@@ -24,7 +25,6 @@ from .organisation import (
     organisation_names,
 )
 from .settings import ConsoleSettings, check_url
-from .staleness import StalenessModel, StalenessPanel
 from .sync import SyncModel, SyncPanel, describe_result
 from .tables import present, table
 
@@ -41,12 +41,12 @@ __all__ = [
     "DiagnosticsPanel",
     "ExportModel",
     "ExportPanel",
+    "FreshnessModel",
+    "FreshnessPanel",
     "LoginModel",
     "LoginPanel",
     "OrganisationModel",
     "OrganisationPanel",
-    "StalenessModel",
-    "StalenessPanel",
     "SyncModel",
     "SyncPanel",
     "check_url",
@@ -56,3 +56,5 @@ __all__ = [
     "present",
     "table",
 ]
+
+__io__ = "none"

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Final, Literal, TypeVar
 
 from traitlets import Bool, Float, HasTraits, Instance, Unicode, validate
@@ -16,6 +16,8 @@ from ..errors import SessionEndedError
 from ..staleness import DEFAULT_STALE_AFTER
 
 __all__ = ["CANCELLED_TEXT", "LongWorkModel", "PanelModel", "Tone", "elapsed_words"]
+
+__io__ = "ui"
 
 #: How cancelled work ends, in every panel: reads only, or an all-or-nothing write undone.
 CANCELLED_TEXT: Final = "cancelled; the cache is as it was"
@@ -68,6 +70,16 @@ class PanelModel(HasTraits):
         self.say("warn", f"Signed out: {message.rstrip('.')}.")
         if self.on_session_ended is not None:
             self.on_session_ended(message)
+
+    @contextlib.contextmanager
+    def busy_saying(self, text: str) -> Iterator[None]:
+        """Busy while the block runs, saying `text` (the block says how it ended)."""
+        self.busy = True
+        self.say("busy", text)
+        try:
+            yield
+        finally:
+            self.busy = False
 
     def say(self, tone: Tone, text: str) -> None:
         """Set the status line."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import polars as pl
 
 __all__ = ["age_chart_png"]
+
+__io__ = "ui"
 
 _OK = "#2da44e"
 _STALE = "#cf222e"
@@ -24,8 +27,6 @@ def age_chart_png(
     # kit never draw a chart.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
     labels = [str(v) for v in report.get_column(label_column).to_list()]
     ages = [None if s is None else s / 3600 for s in report.get_column("age_s").to_list()]
@@ -46,13 +47,24 @@ def age_chart_png(
     for y, age, text in zip(positions, ages, texts, strict=True):
         ax.text((age or 0.0) + longest * 0.015, y, text, va="center", fontsize=8, color="#1f2328")
     ax.axvline(threshold_hours, color="#9a6700", linestyle="--", linewidth=1.2)
+    _legend(ax, threshold_hours)
+    _axes(ax, labels, longest)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _legend(ax: Any, threshold_hours: float) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    threshold = f"stale after {threshold_hours:g} h"
     ax.legend(
         handles=[
             Patch(color=_OK, label="fresh"),
             Patch(color=_STALE, label="stale"),
-            Line2D(
-                [], [], color="#9a6700", linestyle="--", label=f"stale after {threshold_hours:g} h"
-            ),
+            Line2D([], [], color="#9a6700", linestyle="--", label=threshold),
         ],
         loc="lower center",
         bbox_to_anchor=(0.5, 1.0),
@@ -60,7 +72,11 @@ def age_chart_png(
         frameon=False,
         fontsize=8,
     )
-    ax.set_yticks(positions, labels=labels, fontsize=9)
+
+
+def _axes(ax: Any, labels: list[str], longest: float) -> None:
+    """Organisations down the side (the first on top), hours along the bottom."""
+    ax.set_yticks(list(range(len(labels))), labels=labels, fontsize=9)
     ax.invert_yaxis()
     ax.set_xlim(0, longest * 1.25)
     ax.set_ylim(len(labels) - 0.4 if labels else 1, -0.6)
@@ -70,7 +86,3 @@ def age_chart_png(
         ax.spines[side].set_visible(False)
     if not labels:
         ax.text(0.5, 0.5, "nothing cached", transform=ax.transAxes, ha="center", color="#57606a")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()

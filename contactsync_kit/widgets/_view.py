@@ -23,6 +23,8 @@ __all__ = [
     "tag",
 ]
 
+__io__ = "ui"
+
 #: Text colours per tone, dark enough to read on white (WCAG AA).
 COLOURS: Final = {
     "info": "#3d4a5c",

@@ -29,9 +29,11 @@ from ..rls_audit import (
 )
 from . import _view
 from ._base import PanelModel
-from .static import StaticFallback
+from ._panel import Panel, button, scheduled
 
 __all__ = ["AuditModel", "AuditPanel"]
+
+__io__ = "ui, disk"
 
 
 class _Stack(Protocol):
@@ -184,55 +186,46 @@ class AuditModel(PanelModel):
         return paths
 
 
-class AuditPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
+_RUN_TIP = "Sign in as every test user and probe"
+_EXPORT_TIP = "CSV, Parquet and a markdown summary"
+
+
+class AuditPanel(Panel[AuditModel]):
     """The view of an `AuditModel`: Run, verdict, heat map, failing cells, lint, Export."""
 
-    def __init__(self, model: AuditModel, **kwargs: Any) -> None:
-        self.model = model
-        self.run_button = ipw.Button(
-            description="Run audit",
-            icon="shield",
-            button_style="primary",
-            tooltip="Sign in as every test user and probe",
+    title = "RLS scoping audit"
+    help_text = (
+        "Signs in as each test user (never with the service key) and asks the server for "
+        "every organisation's rows in every way the app does; compares with ground truth "
+        "and lints the policies."
+    )
+    watched = ("failing", "lint_rows", "chart", "passed")
+
+    def build(self) -> list[Any]:
+        """Run audit, Export, the status line, the heat map, the failing cells and lint."""
+        model = self.model
+        run, export = (
+            scheduled(model, model.run, "The audit"),
+            scheduled(model, model.export, "Exporting"),
         )
-        self.run_button.on_click(lambda _: model.schedule(model.run(), what="The audit"))
-        self.export_button = ipw.Button(
-            description="Export", icon="download", tooltip="CSV, Parquet and a markdown summary"
-        )
-        self.export_button.on_click(lambda _: model.schedule(model.export(), what="Exporting"))
-        self.status = ipw.HTML()
+        self.run_button = button("Run audit", "", run, "shield", _RUN_TIP, "primary")
+        self.export_button = button("Export", "", export, "download", _EXPORT_TIP)
         self.image = ipw.Image(format="png", layout=ipw.Layout(max_width="900px"))
         self.cells = ipw.HTML()
         self.lint = ipw.HTML()
-        super().__init__(
-            children=[
-                _view.card(
-                    "RLS scoping audit",
-                    "Signs in as each test user (never with the service key) and asks the server "
-                    "for "
-                    "every organisation's rows in every way the app does; compares with ground "
-                    "truth "
-                    "and lints the policies.",
-                    ipw.HBox([self.run_button, self.export_button]),
-                    self.status,
-                    self.image,
-                    self.cells,
-                    self.lint,
-                )
-            ],
-            **kwargs,
-        )
-        model.observe(
-            self._render,
-            names=["busy", "status", "tone", "failing", "lint_rows", "chart", "passed"],
-        )
-        self._render()
+        return [
+            ipw.HBox([self.run_button, self.export_button]),
+            self.status,
+            self.image,
+            self.cells,
+            self.lint,
+        ]
 
-    def _render(self, _change: object = None) -> None:
+    def render(self) -> None:
+        """Enable the buttons; show the heat map, the failing cells and the lint."""
         model = self.model
         self.run_button.disabled = model.busy
         self.export_button.disabled = model.busy or model.report is None
-        self.status.value = _view.status_html(model.tone, model.status)
         self.image.value = model.chart
         self.image.layout.display = "" if model.chart else "none"
         self.cells.value = _failing_html(model.failing) if model.failing else ""

@@ -24,8 +24,11 @@ from ..staleness import format_age
 from ._base import PanelModel
 from .connection import ServerStatusModel, is_outage
 from .sync import SyncModel
+from .table_words import ROOT
 
 __all__ = ["AutoRefreshModel", "Probe", "server_reachable"]
+
+__io__ = "ui"
 
 #: Tells whether the server answers this session; `server_reachable` unless a test injects.
 Probe = Callable[[UserSession], Awaitable[bool]]
@@ -151,7 +154,7 @@ class AutoRefreshModel(PanelModel):
         how = (
             f"{result.rows_changed:,} row(s) changed, {result.rows_deleted:,} removed"
             if result.mode == "delta"
-            else f"{result.items_synced:,} contacts fetched"
+            else f"{result.items_synced:,} {ROOT.plural} fetched"
         )
         proof = ", verified ✓" if result.verified else ""
         self.say("ok", f"Refreshed {name} automatically at {at} because {why}: {how}{proof}.")

@@ -1,15 +1,17 @@
 """Cached data panel: search and browse what this computer holds for one organisation.
 
 Only while someone is signed in, and only for the organisation picked from that person's own
-memberships (read through RLS): contacts, and the notes and assignments of the contacts
-shown. A search matches names, emails, phone numbers, addresses and ids, ignoring case. It
-reads the cache only, so it works the same while the server does not answer. Diagnose can
-open it on the rows it named (`show_rows`), which are then marked with how they differ.
+memberships (read through RLS): the root table's rows (contacts), and the rows of every other
+synced table that belong to the ones shown. A search matches the root rows' free text and
+ids, ignoring case. It reads the cache only, so it works the same while the server does not
+answer. Diagnose can open it on the rows it named (`show_rows`), which are then marked with
+how they differ. Every synced table of `schemas.SYNCED_TABLES` gets its own grid.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -18,25 +20,38 @@ import polars as pl
 from traitlets import Dict, Int, List, Unicode, observe
 
 from ..bootstrap import UserSession
+from ..schemas import DATA_TABLES, ROOT_TABLE, SYNCED_TABLES, TABLES, TableSpec
 from ..staleness import format_age
 from . import _view
 from ._base import PanelModel
-from .static import StaticFallback
+from ._panel import Panel, button
+from .table_words import (
+    ROOT,
+    css_class,
+    heading,
+    label_column,
+    person_columns,
+    plain_columns,
+    searched_columns,
+)
 from .tables import csv_link, present, rows_html
 
 __all__ = ["CachedData", "CachedDataModel", "CachedDataPanel", "filter_contacts"]
 
-_SEARCHED = ("full_name", "email", "phone", "address", "id")
+__io__ = "ui"
+
 #: Rows each table shows at once; the search narrows the rest.
 _SHOWN: Final = 25
+#: The heading of the column Diagnose fills with how a row differs.
+_DIAGNOSIS: Final = "diagnosis"
 
 
 def filter_contacts(contacts: pl.DataFrame, search: str) -> pl.DataFrame:
-    """Contacts whose name, email, phone, address or id contains `search` (any case)."""
+    """Root rows whose free text (name, email, phone, address) or id contains `search`."""
     text = search.strip()
     if not text or contacts.is_empty():
         return contacts
-    columns = [c for c in _SEARCHED if c in contacts.columns]
+    columns = [c for c in searched_columns(ROOT) if c in contacts.columns]
     hit = pl.any_horizontal(
         [
             pl.col(c)
@@ -50,165 +65,163 @@ def filter_contacts(contacts: pl.DataFrame, search: str) -> pl.DataFrame:
     return contacts.filter(hit)
 
 
-class CachedData:
-    """One organisation's cached rows: contacts, and their notes and assignments."""
+def _children() -> tuple[TableSpec, ...]:
+    return tuple(spec for spec in SYNCED_TABLES if spec.parent is not None)
 
-    def __init__(
-        self,
-        contacts: pl.DataFrame,
-        notes: pl.DataFrame,
-        assignments: pl.DataFrame,
-        synced_at: datetime | None = None,
-    ) -> None:
-        self.contacts, self.notes, self.assignments = contacts, notes, assignments
+
+class CachedData:
+    """One organisation's cached rows: one frame per synced table (`frames`, by name)."""
+
+    def __init__(self, frames: Mapping[str, pl.DataFrame], synced_at: datetime | None = None):
+        self.frames: dict[str, pl.DataFrame] = {
+            name: frames.get(name, pl.DataFrame(schema=TABLES[name].frame_schema()))
+            for name in DATA_TABLES
+        }
         #: When the organisation last synced here (None: never): "synced, 0 contacts" is
         #: then a fact, not "nothing cached".
         self.synced_at = synced_at
+
+    @property
+    def root(self) -> pl.DataFrame:
+        """The root table's rows (contacts)."""
+        return self.frames[ROOT_TABLE]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per synced table."""
+        return {name: frame.height for name, frame in self.frames.items()}
 
     @classmethod
     def read(cls, session: UserSession, organisation_id: str) -> CachedData:
         """Read the organisation's rows from the session's cache (blocking: use a thread)."""
         cache = session.cache
         return cls(
-            cache.read_table("contacts", organisation_id),
-            cache.read_table("notes", organisation_id),
-            cache.read_table("contact_assignments", organisation_id),
+            {name: cache.read_table(name, organisation_id) for name in DATA_TABLES},
             cache.last_synced_at(organisation_id),
         )
 
     def focused(self, ids: list[str]) -> CachedData:
-        """The contacts with these ids, or owning notes / assignments with these ids."""
+        """The root rows with these ids, or owning child rows with these ids."""
         wanted = {i.lower() for i in ids}
         owners: set[str] = set()
-        for frame in (self.notes, self.assignments):
-            if {"id", "contact_id"} <= set(frame.columns):
-                owners.update(
-                    str(o)
-                    for o in frame.filter(pl.col("id").is_in(list(wanted)))
-                    .get_column("contact_id")
-                    .to_list()
-                )
-        keep = list(wanted | {str(o) for o in owners})
-        contacts = (
-            self.contacts.filter(pl.col("id").is_in(keep))
-            if "id" in self.contacts.columns
-            else self.contacts
+        for spec in _children():
+            frame, link = self.frames[spec.name], spec.parent[0] if spec.parent else ""
+            if {spec.key, link} <= set(frame.columns):
+                hits = frame.filter(pl.col(spec.key).is_in(list(wanted)))
+                owners.update(str(o) for o in hits.get_column(link).to_list())
+        keep = list(wanted | owners)
+        root = self.root
+        return self._with(
+            root.filter(pl.col(ROOT.key).is_in(keep)) if ROOT.key in root.columns else root
         )
-        return self._with(contacts)
 
     def matching(self, search: str) -> CachedData:
-        """The contacts matching `search`, with only their notes and assignments."""
-        contacts = filter_contacts(self.contacts, search)
-        if contacts.height == self.contacts.height:
-            return self
-        return self._with(contacts)
+        """The root rows matching `search`, with only their child rows."""
+        root = filter_contacts(self.root, search)
+        return self if root.height == self.root.height else self._with(root)
 
-    def _with(self, contacts: pl.DataFrame) -> CachedData:
-        ids = contacts.get_column("id") if "id" in contacts.columns else pl.Series([])
-        notes, assignments = (
-            frame.filter(pl.col("contact_id").is_in(ids.implode()))
-            if "contact_id" in frame.columns
-            else frame
-            for frame in (self.notes, self.assignments)
-        )
-        return CachedData(contacts, notes, assignments, self.synced_at)
+    def _with(self, root: pl.DataFrame) -> CachedData:
+        ids = root.get_column(ROOT.key) if ROOT.key in root.columns else pl.Series([])
+        frames = {ROOT_TABLE: root}
+        for spec in _children():
+            frame, link = self.frames[spec.name], spec.parent[0] if spec.parent else ""
+            keep = (
+                frame.filter(pl.col(link).is_in(ids.implode())) if link in frame.columns else frame
+            )
+            frames[spec.name] = keep
+        return CachedData(frames, self.synced_at)
 
     def for_people(
         self,
         people: dict[str, str] | None = None,
         marks: dict[str, str] | None = None,
-    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-        """The three frames with names first and contact names next to contact ids.
+    ) -> dict[str, pl.DataFrame]:
+        """Each table's frame as people read it, by table name (the spec's order).
 
-        `people` names user ids (assignees, note authors) where a name is known; `marks`
-        (row id → words, from Diagnose) adds a first column saying how a row differs.
+        Labels first, the root row's label next to each child row's link, person ids
+        named where `people` (user id → name) knows them; `marks` (row id → words, from
+        Diagnose) adds a first column saying how a row differs.
         """
-        names = (
-            self.contacts.select(
-                pl.col("id").alias("contact_id"), pl.col("full_name").alias("contact")
-            )
-            if {"id", "full_name"} <= set(self.contacts.columns)
-            else pl.DataFrame(schema={"contact_id": pl.String, "contact": pl.String})
-        )
-        contacts = self.contacts.select(
-            [
-                c
-                for c in (
-                    "full_name",
-                    "status",
-                    "phone",
-                    "email",
-                    "address",
-                    "updated_at",
-                    "id",
-                    "chapter_id",
-                )
-                if c in self.contacts.columns
-            ]
-        )
+        shown = {}
+        for spec in SYNCED_TABLES:
+            frame = _ordered(self.frames[spec.name], spec)
+            if spec.parent is not None:
+                frame = _named(frame, spec, self.root)
+            for column in person_columns(spec):
+                frame = _person(frame, column, people or {})
+            shown[spec.name] = _marked(frame, spec, marks or {})
+        return shown
 
-        def named(frame: pl.DataFrame, first: list[str]) -> pl.DataFrame:
-            if "contact_id" not in frame.columns:
-                return frame
-            joined = frame.join(names, on="contact_id", how="left")
-            keep = ["contact", *[c for c in first if c in joined.columns], "contact_id"]
-            return joined.select(keep)
 
-        def person(frame: pl.DataFrame, column: str, label: str) -> pl.DataFrame:
-            if column not in frame.columns:
-                return frame
-            known = people or {}
-            return frame.with_columns(
-                pl.col(column)
-                .replace_strict(known, default=pl.lit("someone else"), return_dtype=pl.String)
-                .alias(label)
-            ).select([label if c == column else c for c in frame.columns] + [column])
+def _ordered(frame: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
+    # Free text and codes first, ids and the scope (the organisation, picked) last.
+    first = [*plain_columns(spec), *(c.name for c in spec.columns if c.values)]
+    rest = [c for c in spec.names if c not in first and c != spec.scope]
+    return frame.select([c for c in (*first, *rest) if c in frame.columns])
 
-        def marked(frame: pl.DataFrame) -> pl.DataFrame:
-            if not marks or "id" not in frame.columns:
-                return frame
-            return frame.with_columns(
-                pl.col("id")
-                .replace_strict(marks, default=None, return_dtype=pl.String)
-                .alias("diagnosis")
-            ).select(["diagnosis", *frame.columns])
 
-        return (
-            marked(contacts),
-            marked(
-                person(
-                    named(self.notes, ["body", "updated_at", "author_id", "id"]),
-                    "author_id",
-                    "author",
-                )
-            ),
-            marked(
-                person(
-                    named(self.assignments, ["role", "assignee_id", "assigned_at", "id"]),
-                    "assignee_id",
-                    "assignee",
-                )
-            ),
-        )
+def _named(frame: pl.DataFrame, spec: TableSpec, root: pl.DataFrame) -> pl.DataFrame:
+    # The root row's label (the contact's name) first, next to the link to it.
+    link, label, noun = spec.parent[0] if spec.parent else "", label_column(ROOT), ROOT.noun
+    if label is None or link not in frame.columns or not {ROOT.key, label} <= set(root.columns):
+        return frame
+    names = root.select(pl.col(ROOT.key).alias(link), pl.col(label).alias(noun))
+    joined = frame.join(names, on=link, how="left")
+    return joined.select([noun, *[c for c in frame.columns if c != link], link])
+
+
+def _person(frame: pl.DataFrame, column: str, known: dict[str, str]) -> pl.DataFrame:
+    if column not in frame.columns:
+        return frame
+    label = column.removesuffix("_id")
+    named = pl.col(column).replace_strict(
+        known, default=pl.lit("someone else"), return_dtype=pl.String
+    )
+    return frame.with_columns(named.alias(label)).select(
+        [label if c == column else c for c in frame.columns] + [column]
+    )
+
+
+def _marked(frame: pl.DataFrame, spec: TableSpec, marks: dict[str, str]) -> pl.DataFrame:
+    if not marks or spec.key not in frame.columns:
+        return frame
+    mark = pl.col(spec.key).replace_strict(marks, default=None, return_dtype=pl.String)
+    return frame.with_columns(mark.alias(_DIAGNOSIS)).select([_DIAGNOSIS, *frame.columns])
+
+
+def visible_columns(spec: TableSpec) -> list[str]:
+    """The headings support scans in a table's grid; the rest sit behind each row's "more".
+
+    How the row differs, the root row it belongs to, its free text and codes, the people it
+    names, and its own time: a timestamp of its own (``assigned_at``), else ``updated_at``.
+    """
+    stamps = [c.name for c in spec.columns if c.timestamp]
+    own = [s for s in stamps if s not in ("created_at", "updated_at")] or [
+        s for s in stamps if s == "updated_at"
+    ]
+    codes = [c.name for c in spec.columns if c.values]
+    people = [c.removesuffix("_id") for c in person_columns(spec)]
+    parent = [ROOT.noun] if spec.parent is not None else []
+    shown = [*plain_columns(spec), *codes, *people, *own[:1]]
+    return [_DIAGNOSIS, *parent, *(heading(c) for c in shown)]
 
 
 class CachedDataModel(PanelModel):
     """What the cache holds for the picked organisation, filtered by `search`.
 
     `refresh()` reads the cache again (after a sync or a clear); `counts` says how many rows
-    are shown of how many cached. `focus` (ids, set by `show_rows`) narrows the view to the
+    are shown per synced table. `focus` (ids, set by `show_rows`) narrows the view to the
     rows Diagnose named; `marks` (row id → words) says how each differs. `people` names user
     ids (the signed-in person's own). Signed out, it holds nothing.
     """
 
     organisation_id = Unicode(None, allow_none=True)
     organisation_name = Unicode("")
-    search = Unicode("", help="Filter contacts by name, email, phone, address or id.")
+    search = Unicode("", help="Filter the root rows by their free text or id.")
     focus: List[str] = List(help="Row ids Diagnose asked to show; empty: no such filter.")
     focus_label = Unicode("", help="What `focus` is, in words.")
     marks = Dict(help="Row id → how it differs from the server (from Diagnose).")
     people = Dict(help="User id → a name people know (e.g. 'you (ada@example.org)').")
-    counts = Dict(help="Rows shown per table.")
+    counts = Dict(help="Rows shown per synced table.")
     version = Int(0, help="Bumped whenever `shown` changes, for the view.")
 
     def __init__(self, **kwargs: Any) -> None:
@@ -217,7 +230,7 @@ class CachedDataModel(PanelModel):
         self.read_at: datetime | None = None
         self._reads = 0
         super().__init__(**kwargs)
-        self.say("info", "Sign in and pick an organisation to see its cached contacts.")
+        self.say("info", f"Sign in and pick an organisation to see its cached {ROOT.plural}.")
 
     @observe("session", "organisation_id")
     def _on_change(self, _change: object) -> None:
@@ -233,11 +246,11 @@ class CachedDataModel(PanelModel):
 
     @property
     def cached_contacts(self) -> int:
-        """Contacts cached for the picked organisation, whatever the search."""
-        return 0 if self._all is None else self._all.contacts.height
+        """Root rows (contacts) cached for the picked organisation, whatever the search."""
+        return 0 if self._all is None else self._all.root.height
 
     def show_rows(self, ids: list[str], label: str = "") -> None:
-        """Show only these rows (contact ids, or note / assignment ids: their contacts)."""
+        """Show only these rows (root row ids, or child row ids: their root rows)."""
         with self.hold_trait_notifications():
             self.search = ""
             self.focus_label = label or f"{len(ids)} row(s) from the diagnosis"
@@ -275,76 +288,62 @@ class CachedDataModel(PanelModel):
             if data is not None and self.focus:
                 data = data.focused(list(self.focus))
             self.shown = None if data is None else data.matching(self.search)
-            shown = self.shown
-            self.counts = (
-                {}
-                if shown is None
-                else {
-                    "contacts": shown.contacts.height,
-                    "notes": shown.notes.height,
-                    "contact_assignments": shown.assignments.height,
-                }
-            )
+            self.counts = {} if self.shown is None else self.shown.counts()
             self.version += 1
-            self._say(shown)
+            self._say(self.shown)
 
     def _say(self, shown: CachedData | None) -> None:
         name = self.organisation_name or self.organisation_id or ""
-        every = self._all
+        every, many = self._all, ROOT.plural
         if self.session is None:
-            self.say("info", "Sign in and pick an organisation to see its cached contacts.")
+            self.say("info", f"Sign in and pick an organisation to see its cached {many}.")
         elif shown is None or every is None:
-            self.say(
-                "info",
-                f"Reading the cached contacts of {name}…"
-                if self.organisation_id
-                else "Pick an organisation.",
-            )
-        elif every.contacts.is_empty() and every.synced_at is not None:
+            reading = f"Reading the cached {many} of {name}…"
+            self.say("info", reading if self.organisation_id else "Pick an organisation.")
+        elif every.root.is_empty() and every.synced_at is not None:
             ago = format_age(((self.read_at or every.synced_at) - every.synced_at).total_seconds())
             self.say(
                 "ok",
-                f"{name}: synced {ago} ago, 0 contacts — the server shows you no contacts "
+                f"{name}: synced {ago} ago, 0 {many} — the server shows you no {many} "
                 "in this organisation.",
             )
-        elif every.contacts.is_empty():
+        elif every.root.is_empty():
             self.say("info", f"Nothing of {name} is cached on this computer. Sync to fetch it.")
         else:
-            total = every.contacts.height
-            if self.focus:
-                found = (
-                    f"showing {shown.contacts.height:,} of {total:,} cached contacts: "
-                    f"{self.focus_label}"
-                )
-            elif self.search.strip():
-                found = (
-                    f"{shown.contacts.height:,} of {total:,} cached contacts match "
-                    f"'{self.search.strip()}'"
-                )
-            else:
-                found = f"{total:,} cached contacts"
-            self.say("ok", f"{name}: {found}.")
+            self.say("ok", f"{name}: {self._found(shown.root.height, every.root.height)}.")
+
+    def _found(self, shown: int, total: int) -> str:
+        many = ROOT.plural
+        if self.focus:
+            return f"showing {shown:,} of {total:,} cached {many}: {self.focus_label}"
+        if self.search.strip():
+            return f"{shown:,} of {total:,} cached {many} match '{self.search.strip()}'"
+        return f"{total:,} cached {many}"
 
 
-#: The columns support scans per table; the rest is behind each row's "more".
-_VISIBLE: Final = {
-    "contacts": ["diagnosis", "full name", "status", "phone", "email", "updated at"],
-    "notes": ["diagnosis", "contact", "body", "author", "updated at"],
-    "contact_assignments": ["diagnosis", "contact", "role", "assignee", "assigned at"],
-}
+_ALL_TIP = "Drop the filter from the diagnosis and the search"
 
 
-class CachedDataPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
-    """The view of a `CachedDataModel`: one search box, then contacts, notes, assignments
+class CachedDataPanel(Panel[CachedDataModel]):
+    """The view of a `CachedDataModel`: one search box, then one grid per synced table
     (the columns support scans; the rest behind each row's "more"; a CSV of each).
     """
 
-    def __init__(self, model: CachedDataModel, **kwargs: Any) -> None:
-        self.model = model
+    title = "Cached data"
+    help_text = (
+        "What this computer holds for the organisation picked, for the signed-in person only. "
+        "It reads this computer's copy, so it works while the server does not answer."
+    )
+    watched = ("version",)
+    status_css = "csk-data-status"
+
+    def build(self) -> list[Any]:
+        """The search box, Show all, the status line and the grids."""
+        model = self.model
         self.search = _view.tag(
             ipw.Text(
                 description="Search",
-                placeholder="name, email, phone, address or id",
+                placeholder=", ".join(map(heading, plain_columns(ROOT))) + f" or {ROOT.key}",
                 continuous_update=False,
                 layout=ipw.Layout(width="28em"),
             ),
@@ -352,62 +351,33 @@ class CachedDataPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
         )
         self.search.observe(lambda c: setattr(model, "search", c["new"]), names="value")
         model.observe(self._search_changed, names="search")
-        self.show_all_button = _view.tag(
-            ipw.Button(
-                description="Show all",
-                icon="times",
-                tooltip="Drop the filter from the diagnosis and the search",
-            ),
-            "csk-show-all",
-        )
-        self.show_all_button.on_click(lambda _: model.show_all())
-        self.status = _view.tag(ipw.HTML(), "csk-data-status")
+        self.show_all_button = button("Show all", "csk-show-all", model.show_all, "times", _ALL_TIP)
         self.grids = _view.tag(ipw.HTML(), "csk-data")
-        super().__init__(
-            children=[
-                _view.card(
-                    "Cached data",
-                    "What this computer holds for the organisation picked, for the signed-in "
-                    "person only. It reads this computer's copy, so it works while the server "
-                    "does not answer.",
-                    ipw.HBox([self.search, self.show_all_button]),
-                    self.status,
-                    self.grids,
-                )
-            ],
-            **kwargs,
-        )
-        model.observe(self._render, names=["version", "status", "tone", "session"])
-        self._render()
+        return [ipw.HBox([self.search, self.show_all_button]), self.status, self.grids]
 
     def _search_changed(self, change: dict[str, Any]) -> None:
         if self.search.value != change["new"]:
             self.search.value = change["new"]
 
-    def _render(self, _change: object = None) -> None:
+    def render(self) -> None:
+        """Enable the search, and draw one grid per synced table."""
         model = self.model
         self.search.disabled = model.session is None
         self.show_all_button.layout.display = "" if model.focus or model.search.strip() else "none"
-        self.status.value = _view.status_html(model.tone, model.status)
         shown = model.shown
         if shown is None or not model.cached_contacts:
             self.grids.value = ""
             return
         frames = shown.for_people(dict(model.people), dict(model.marks))
-        parts = []
-        for (title, key, css), frame in zip(
-            (
-                ("Contacts", "contacts", "csk-contacts"),
-                ("Notes", "notes", "csk-notes"),
-                ("Assignments", "contact_assignments", "csk-assignments"),
-            ),
-            frames,
-            strict=True,
-        ):
-            people = present(frame, now=model.read_at)
-            parts.append(
-                f"<div style='margin-top:8px'><b>{title}</b> <span class='csk-help'>"
-                f"{people.height:,} · {csv_link(people, key)}</span></div>"
-                + rows_html(people, visible=_VISIBLE[key], limit=_SHOWN, css_class=css)
-            )
-        self.grids.value = "".join(parts)
+        self.grids.value = "".join(
+            _grid_html(spec, present(frames[spec.name], now=model.read_at))
+            for spec in SYNCED_TABLES
+        )
+
+
+def _grid_html(spec: TableSpec, people: pl.DataFrame) -> str:
+    return (
+        f"<div style='margin-top:8px'><b>{_view.esc(spec.title)}</b> <span class='csk-help'>"
+        f"{people.height:,} · {csv_link(people, spec.name)}</span></div>"
+        + rows_html(people, visible=visible_columns(spec), limit=_SHOWN, css_class=css_class(spec))
+    )

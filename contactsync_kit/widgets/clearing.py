@@ -10,13 +10,16 @@ import ipywidgets as ipw
 from traitlets import Bool, Dict, Int
 
 from ..bootstrap import UserSession
-from ..cache import DATA_TABLES
+from ..schemas import DATA_TABLES
 from . import _view
 from ._base import PanelModel
-from .login import describe_removed
-from .static import StaticFallback
+from ._panel import Panel, button
+from .login_model import describe_removed
+from .table_words import PLURALS
 
 __all__ = ["ClearingModel", "ClearingPanel"]
+
+__io__ = "ui"
 
 
 class ClearingModel(PanelModel):
@@ -75,8 +78,8 @@ class ClearingModel(PanelModel):
                     "info",
                     "Nothing is cached on this computer."
                     if not self.total
-                    else "Clearing deletes this computer's copy of the contacts, notes and "
-                    "assignments, and the sync log.",
+                    else f"Clearing deletes this computer's copy of the {PLURALS}, and the "
+                    "sync log.",
                 )
         return counts
 
@@ -146,8 +149,20 @@ class ClearingModel(PanelModel):
         return removed
 
 
-class ClearingPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
+def _every_table(counts: dict[str, int]) -> dict[str, int]:
+    """Rows per synced table, 0 for a table the counts leave out."""
+    return {name: int(counts.get(name, 0)) for name in DATA_TABLES}
+
+
+class ClearingPanel(Panel[ClearingModel]):
     """The view of a `ClearingModel`: counts, Clear, then Confirm / Cancel."""
+
+    title = "Clear"
+    help_text = (
+        f"Deletes this computer's copy of every organisation's {PLURALS}, and the sync log. "
+        "Signing out does this too."
+    )
+    watched = ("counts", "organisations", "confirming", "log_entries")
 
     def __init__(
         self,
@@ -156,83 +171,43 @@ class ClearingPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
         on_export_first: Callable[[], object] | None = None,
         **kwargs: Any,
     ) -> None:
-        self.model = model
         #: What "Export the bundle first" does (the console opens its export step).
         self.on_export_first: Callable[[], object] = on_export_first or model.cancel
+        super().__init__(model, **kwargs)
+
+    def build(self) -> list[Any]:
+        """What is cached, Clear, and the confirmation's buttons."""
+        model = self.model
         self.summary = _view.tag(ipw.HTML(), "csk-cached")
-        self.clear_button = ipw.Button(
-            description="Clear cache…",
-            button_style="danger",
-            icon="trash",
-            tooltip="Asks before deleting",
+        ask, danger = "Asks before deleting", "danger"
+        self.clear_button = button("Clear cache…", "csk-clear", model.ask, "trash", ask, danger)
+        self.confirm_button = button("Yes, delete", "csk-confirm", model.confirm, style=danger)
+        self.export_first_button = button(
+            "Export the bundle first",
+            "csk-export-first",
+            lambda: self.on_export_first(),
+            "download",
         )
-        self.clear_button.on_click(lambda _: model.ask())
-        self.confirm_button = ipw.Button(description="Yes, delete", button_style="danger")
-        self.confirm_button.on_click(lambda _: model.confirm())
-        self.export_first_button = ipw.Button(
-            description="Export the bundle first", icon="download"
-        )
-        self.export_first_button.on_click(lambda _: self.on_export_first())
-        _view.tag(self.export_first_button, "csk-export-first")
-        self.cancel_button = ipw.Button(description="Cancel")
-        self.cancel_button.on_click(lambda _: model.cancel())
-        _view.tag(self.clear_button, "csk-clear")
-        _view.tag(self.confirm_button, "csk-confirm")
-        _view.tag(self.cancel_button, "csk-cancel")
+        self.cancel_button = button("Cancel", "csk-cancel", model.cancel)
         self.confirm_box = ipw.HBox(
             [self.confirm_button, self.export_first_button, self.cancel_button]
         )
-        self.status = ipw.HTML()
-        super().__init__(
-            children=[
-                _view.card(
-                    "Clear",
-                    "Deletes this computer's copy of every organisation's contacts, notes and "
-                    "assignments, and the sync log. Signing out does this too.",
-                    self.summary,
-                    self.clear_button,
-                    self.status,
-                    self.confirm_box,
-                )
-            ],
-            **kwargs,
-        )
-        model.observe(
-            self._render,
-            names=[
-                "session",
-                "busy",
-                "counts",
-                "organisations",
-                "confirming",
-                "status",
-                "tone",
-                "log_entries",
-            ],
-        )
-        self._render()
+        return [self.summary, self.clear_button, self.status, self.confirm_box]
 
-    def _render(self, _change: object = None) -> None:
+    def render(self) -> None:
+        """What is cached, and which buttons can be pressed."""
         model = self.model
-        counts = model.counts
-        if model.session is None:
-            self.summary.value = ""
-        else:
-            self.summary.value = _view.facts_html(
+        entries = model.log_entries
+        self.summary.value = (
+            ""
+            if model.session is None
+            else _view.facts_html(
                 [
-                    (
-                        "Cached now",
-                        _view.esc(
-                            f"{describe_removed({t: int(counts.get(t, 0)) for t in DATA_TABLES})}"
-                        ),
-                    ),
+                    ("Cached now", _view.esc(describe_removed(_every_table(model.counts)))),
                     ("Organisations", f"{model.organisations:,}"),
-                    (
-                        "Sync log",
-                        f"{model.log_entries:,} entr{'y' if model.log_entries == 1 else 'ies'}",
-                    ),
+                    ("Sync log", f"{entries:,} entr{'y' if entries == 1 else 'ies'}"),
                 ]
             )
+        )
         self.clear_button.disabled = model.session is None or model.busy or model.confirming
         self.confirm_box.layout.display = "" if model.confirming else "none"
-        self.status.value = _view.status_html(model.tone, model.status)

@@ -34,6 +34,8 @@ __all__ = [
     "probe_server",
 ]
 
+__io__ = "ui, network"
+
 #: The probe's whole budget: an outage is stated well within 5 s.
 PROBE_TIMEOUT_S: Final = 3.0
 #: What a gateway answers when the server behind it is down or overloaded.

@@ -28,12 +28,15 @@ from ..diagnostics import (
     write_support_bundle,
 )
 from ..remote import RemoteFailure, RemoteReader
-from ..schemas import DATA_TABLES
+from ..schemas import DATA_TABLES, ROOT_TABLE
 from ..staleness import format_age
 from ._base import CANCELLED_TEXT, LongWorkModel, ThresholdModel, Tone
 from .connection import Prober, ServerStatusModel, probe_server
+from .table_words import ROOT, label_column, table_counts
 
 __all__ = ["CAUSE_WORDS", "PLAIN_VERDICTS", "VERDICT_TONES", "DiagnosticsModel"]
+
+__io__ = "ui, disk"
 
 #: How each verdict reads in the panel.
 VERDICT_TONES: Final = {
@@ -79,6 +82,23 @@ Lister = Callable[[UserSession], Awaitable[list[dict[str, Any]]]]
 RowShower = Callable[[list[str], str], object]
 
 
+#: How a row can differ from the server (the diagnosis's count columns).
+_DIFF_KINDS: Final = ("missing_locally", "gone_from_server", "newer_on_server")
+
+
+def _table_facts(
+    result: Diagnosis,
+) -> tuple[dict[str, dict[str, tuple[int, int | None]]], dict[str, dict[str, dict[str, int]]]]:
+    """Per organisation and table: (cached, on the server) rows, and the differences."""
+    per_table: dict[str, dict[str, tuple[int, int | None]]] = {}
+    diffs: dict[str, dict[str, dict[str, int]]] = {}
+    for t in result.tables.iter_rows(named=True):
+        org, name = t["organisation_id"], t["table"]
+        per_table.setdefault(org, {})[name] = (t["local_rows"], t["server_rows"])
+        diffs.setdefault(org, {})[name] = {k: int(t[k] or 0) for k in _DIFF_KINDS}
+    return per_table, diffs
+
+
 async def _list_organisations(session: UserSession) -> list[dict[str, Any]]:
     return await RemoteReader(session.client).rows("organisations", "id, name")
 
@@ -88,10 +108,11 @@ async def _server_names(session: UserSession, contact_ids: list[str]) -> dict[st
     if not contact_ids:
         return {}
     with contextlib.suppress(RemoteFailure):
+        key, label = ROOT.key, label_column(ROOT) or ROOT.key
         rows = await RemoteReader(session.client).rows(
-            "contacts", "id, full_name", [("id", "in", f"({','.join(contact_ids[:100])})")]
+            ROOT_TABLE, f"{key}, {label}", [(key, "in", f"({','.join(contact_ids[:100])})")]
         )
-        return {str(r["id"]): str(r.get("full_name") or "") for r in rows}
+        return {str(r[key]): str(r.get(label) or "") for r in rows}
     return {}
 
 
@@ -223,15 +244,7 @@ class DiagnosticsModel(LongWorkModel, ThresholdModel):
             return None
         try:
             async with self.working_on():
-                problem = None
-                if self._prober is not None:
-                    self.say("busy", "Asking whether the server answers…")
-                    problem = await self._prober(session)
-                    if self.server is not None:
-                        if problem is None:
-                            self.server.answered()
-                        else:
-                            self.server.failed(problem)
+                problem = await self._probe(session)
                 self.say(
                     "busy",
                     "Comparing the cache with the server…"
@@ -246,20 +259,7 @@ class DiagnosticsModel(LongWorkModel, ThresholdModel):
                     reader=self.reader,
                     unreachable=problem,
                 )
-                ids = [
-                    str(i)
-                    for i in result.differences.filter(
-                        (pl.col("table") == "contacts") & (pl.col("status") != "gone_from_server")
-                    )
-                    .get_column("id")
-                    .to_list()
-                ]
-                on_server = (
-                    await _server_names(session, ids)
-                    if problem is None and self.reader is None
-                    else {}
-                )
-                named = await asyncio.to_thread(differing_rows, result, session.cache, on_server)
+                named = await self._named(session, result, asked=problem is None)
         except asyncio.CancelledError:
             self.busy = False
             self.say("info", f"Diagnosis {CANCELLED_TEXT}.")
@@ -272,72 +272,76 @@ class DiagnosticsModel(LongWorkModel, ThresholdModel):
         self._show(result, named)
         return result
 
+    async def _probe(self, session: UserSession) -> str | None:
+        """Whether the server answers (None: it does), told to the console's server state."""
+        if self._prober is None:
+            return None
+        self.say("busy", "Asking whether the server answers…")
+        problem = await self._prober(session)
+        if self.server is not None:
+            if problem is None:
+                self.server.answered()
+            else:
+                self.server.failed(problem)
+        return problem
+
+    async def _named(self, session: UserSession, result: Diagnosis, *, asked: bool) -> pl.DataFrame:
+        """The differing rows with names: the cache's, and the server's for root rows."""
+        differing_roots = result.differences.filter(
+            (pl.col("table") == ROOT_TABLE) & (pl.col("status") != "gone_from_server")
+        )
+        ids = [str(i) for i in differing_roots.get_column("id").to_list()]
+        on_server = await _server_names(session, ids) if asked and self.reader is None else {}
+        return await asyncio.to_thread(differing_rows, result, session.cache, on_server)
+
     def _show(self, result: Diagnosis, named: pl.DataFrame | None = None) -> None:
+        per_table, diffs = _table_facts(result)
+        rows = [
+            self._row(row, per_table.get(row["organisation_id"], {}), diffs)
+            for row in result.organisations.iter_rows(named=True)
+        ]
         names = self.names
-        per_table: dict[str, dict[str, tuple[int, int | None]]] = {}
-        diffs: dict[str, dict[str, dict[str, int]]] = {}
-        for t in result.tables.iter_rows(named=True):
-            org, table_name = t["organisation_id"], t["table"]
-            per_table.setdefault(org, {})[table_name] = (t["local_rows"], t["server_rows"])
-            diffs.setdefault(org, {})[table_name] = {
-                k: int(t[k] or 0)
-                for k in ("missing_locally", "gone_from_server", "newer_on_server")
+        differing = [
+            {
+                "organisation": names.get(d["organisation_id"], ""),
+                **{key: d[key] for key in ("table", "row", "id", "contact_id", "status")},
+                "contact": d["contact"] or "",
+                "name_on_server": d["name_on_server"] or "",
+                "difference": d["difference"],
             }
-        rows = []
-        for row in result.organisations.iter_rows(named=True):
-            org = row["organisation_id"]
-            age = row["cache_age_hours"]
-            known = row["server_checked"] and row["verdict"] != "unreachable"
-            counts = {
-                table_name: per_table.get(org, {}).get(
-                    table_name,
-                    (int(row[f"local_{table_name}"] or 0), row[f"server_{table_name}"]),
-                )
-                for table_name in DATA_TABLES
-            }
-            rows.append(
-                {
-                    "label": names.get(org, f"organisation {org[:8]}"),
-                    "organisation_id": org,
-                    "verdict": row["verdict"],
-                    "cause": row["cause"],
-                    "cause_words": CAUSE_WORDS.get(row["cause"], row["cause"]),
-                    "summary": row["summary"],
-                    "action": row["action"],
-                    "plain": PLAIN_VERDICTS.get(row["verdict"], row["verdict"]),
-                    "age": format_age(None if age is None else age * 3600),
-                    "contacts": counts["contacts"],
-                    "tables": counts,
-                    "table_diffs": diffs.get(org, {}),
-                    "differences": (
-                        (row["missing_locally"] or 0)
-                        + (row["gone_from_server"] or 0)
-                        + (row["newer_on_server"] or 0)
-                    )
-                    if known
-                    else None,
-                }
-            )
-        differing = []
-        if named is not None:
-            for d in named.iter_rows(named=True):
-                differing.append(
-                    {
-                        "organisation": names.get(d["organisation_id"], ""),
-                        "table": d["table"],
-                        "row": d["row"],
-                        "id": d["id"],
-                        "contact_id": d["contact_id"],
-                        "contact": d["contact"] or "",
-                        "name_on_server": d["name_on_server"] or "",
-                        "status": d["status"],
-                        "difference": d["difference"],
-                    }
-                )
+            for d in (() if named is None else named.iter_rows(named=True))
+        ]
         with self.hold_trait_notifications():
             self.rows = rows
             self.differing = differing
             self._headline(rows, result)
+
+    def _row(
+        self,
+        row: dict[str, Any],
+        counted: dict[str, tuple[int, int | None]],
+        diffs: dict[str, dict[str, dict[str, int]]],
+    ) -> dict[str, Any]:
+        """One diagnosed organisation, for the view."""
+        org, age = row["organisation_id"], row["cache_age_hours"]
+        known = row["server_checked"] and row["verdict"] != "unreachable"
+        counts = {name: counted.get(name) or table_counts(row, name) for name in DATA_TABLES}
+        differences = sum(int(row[k] or 0) for k in _DIFF_KINDS)
+        return {
+            "label": self.names.get(org, f"organisation {org[:8]}"),
+            "organisation_id": org,
+            "verdict": row["verdict"],
+            "cause": row["cause"],
+            "cause_words": CAUSE_WORDS.get(row["cause"], row["cause"]),
+            "summary": row["summary"],
+            "action": row["action"],
+            "plain": PLAIN_VERDICTS.get(row["verdict"], row["verdict"]),
+            "age": format_age(None if age is None else age * 3600),
+            ROOT_TABLE: counts[ROOT_TABLE][0],
+            "tables": counts,
+            "table_diffs": diffs.get(org, {}),
+            "differences": differences if known else None,
+        }
 
     def _headline(self, rows: list[dict[str, Any]], result: Diagnosis) -> None:
         verdicts = [r["verdict"] for r in rows]

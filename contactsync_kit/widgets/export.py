@@ -22,10 +22,12 @@ from ..bootstrap import UserSession
 from ..diagnostics import Diagnosis, write_support_bundle
 from . import _view
 from ._base import PanelModel
-from .diagnostics_panel import DiagnosticsModel
-from .static import StaticFallback
+from ._panel import Panel, button, scheduled
+from .diagnostics_model import DiagnosticsModel
 
 __all__ = ["ExportModel", "ExportPanel", "bundle_text"]
+
+__io__ = "ui, disk"
 
 
 def bundle_text(diagnosis: Diagnosis, session: UserSession) -> tuple[str, str]:
@@ -77,9 +79,7 @@ class ExportModel(PanelModel):
         if session is None:
             self.say("error", "Sign in first.")
             return None
-        self.busy = True
-        self.say("busy", "Building the support bundle…")
-        try:
+        with self.busy_saying("Building the support bundle…"):
             diagnosis = self.diagnostics.diagnosis or await self.diagnostics.diagnose()
             if diagnosis is None or session is not self.session:
                 self.forget()
@@ -93,8 +93,6 @@ class ExportModel(PanelModel):
                     "description of the problem instead.",
                 )
                 return None
-        finally:
-            self.busy = False
         bundle = json.loads(text)
         encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
         with self.hold_trait_notifications():
@@ -113,45 +111,34 @@ class ExportModel(PanelModel):
         return Path(name)
 
 
-class ExportPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
+_PREPARE_TIP = "Diagnose if needed, then build the support bundle"
+
+
+class ExportPanel(Panel[ExportModel]):
     """The view of an `ExportModel`: Prepare, then a download link."""
 
-    def __init__(self, model: ExportModel, **kwargs: Any) -> None:
-        self.model = model
-        self.prepare_button = _view.tag(
-            ipw.Button(
-                description="Prepare bundle",
-                icon="file",
-                button_style="primary",
-                tooltip="Diagnose if needed, then build the support bundle",
-            ),
-            "csk-prepare",
-        )
-        self.prepare_button.on_click(
-            lambda _: model.schedule(model.prepare(), what="Building the bundle")
+    title = "Export for support"
+    help_text = (
+        "A file for the support ticket: what the diagnosis found and the sync history, with "
+        "no personal data. It downloads through your browser."
+    )
+    watched = ("href",)
+    status_css = "csk-export-status"
+
+    def build(self) -> list[Any]:
+        """Prepare bundle, the status line and the download link."""
+        model = self.model
+        prepare = scheduled(model, model.prepare, "Building the bundle")
+        self.prepare_button = button(
+            "Prepare bundle", "csk-prepare", prepare, "file", _PREPARE_TIP, "primary"
         )
         self.link = _view.tag(ipw.HTML(), "csk-bundle-link")
-        self.status = _view.tag(ipw.HTML(), "csk-export-status")
-        super().__init__(
-            children=[
-                _view.card(
-                    "Export for support",
-                    "A file for the support ticket: what the diagnosis found and the sync history, "
-                    "with no personal data. It downloads through your browser.",
-                    self.prepare_button,
-                    self.status,
-                    self.link,
-                )
-            ],
-            **kwargs,
-        )
-        model.observe(self._render, names=["session", "busy", "href", "status", "tone"])
-        self._render()
+        return [self.prepare_button, self.status, self.link]
 
-    def _render(self, _change: object = None) -> None:
+    def render(self) -> None:
+        """Enable Prepare; show the link once the bundle is ready."""
         model = self.model
         self.prepare_button.disabled = model.session is None or model.busy
-        self.status.value = _view.status_html(model.tone, model.status)
         self.link.value = (
             f'<a class="csk-download" download="{_view.esc(model.file_name)}" '
             f'href="{model.href}"><i class="fa fa-download" aria-hidden="true"></i> '

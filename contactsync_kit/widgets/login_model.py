@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,22 @@ from ..cache import CacheVersionError, ContactCache
 from ..cache_files import CacheFileError, CorruptCacheError
 from ..clock import Clock, SystemClock
 from ..errors import SessionEndedError
-from ..session import PrivilegedKeyError, SignInError, inspect_token
+from ..results import SyncErrorKind
+from ..session import (
+    BadCredentialsError,
+    PrivilegedKeyError,
+    ProjectRefusedError,
+    SignInError,
+    inspect_token,
+)
 from ..staleness import format_age
 from ._base import PanelModel
 from .settings import UrlProblem, check_url
+from .table_words import listed, words_for
 
 __all__ = ["LoginModel", "SessionFactory", "describe_removed", "on_enter"]
+
+__io__ = "ui, network"
 
 #: Seconds a request may wait for an answer (connecting gets 3 s).
 _READ_TIMEOUT_S = 15.0
@@ -33,20 +43,12 @@ _READ_TIMEOUT_S = 15.0
 #: Builds a `UserSession`; `start_session` unless a test injects another.
 SessionFactory = Callable[..., Awaitable[UserSession]]
 
-_TABLE_WORDS = {
-    "contacts": ("contact", "contacts"),
-    "notes": ("note", "notes"),
-    "contact_assignments": ("assignment", "assignments"),
-    "sync_state": ("sync timestamp", "sync timestamps"),
-    "sync_log": ("sync log entry", "sync log entries"),
-}
 
-
-def describe_removed(removed: dict[str, int]) -> str:
+def describe_removed(removed: Mapping[str, int]) -> str:
     """Rows removed per table, as a sentence fragment: ``"120 contacts, 360 notes, …"``."""
     parts = []
     for table, count in removed.items():
-        one, many = _TABLE_WORDS.get(table, (table, table))
+        one, many = words_for(table)
         parts.append(f"{count:,} {one if count == 1 else many}")
     return ", ".join(parts) if parts else "nothing"
 
@@ -68,28 +70,33 @@ def _cache_problem(exc: CacheFileError | CacheVersionError) -> str:
 
 
 def _sign_in_problem(exc: SignInError, url: str) -> str:
-    """A failed sign-in in words a support person can act on."""
-    message = exc.message.lower()
-    if "wrong email or password" in message:
+    """A failed sign-in in words a support person can act on, by the error's type."""
+    if isinstance(exc, BadCredentialsError):
         return (
             "The email or password is not right. Check both (passwords are "
             "case-sensitive) and try again."
         )
-    if message.startswith("cannot reach"):
-        return (
-            f"Cannot reach the server at {url}. Check the project address and this "
-            "computer's network connection, then try again."
-        )
-    if exc.status in (401, 403) and "key" in message:
+    if isinstance(exc, ProjectRefusedError):
         return (
             "The server did not accept the project key. Ask whoever set up the console "
             "for the project's publishable (anon) key."
+        )
+    if exc.kind is SyncErrorKind.NETWORK:
+        return (
+            f"Cannot reach the server at {url}. Check the project address and this "
+            "computer's network connection, then try again."
         )
     return (
         f"The server refused the sign-in ({exc.message.rstrip('.')}). Check your email "
         "and password; if it keeps happening, ask an admin whether your account is "
         "active."
     )
+
+
+def _missing(fields: dict[str, str]) -> str:
+    """What is left to type, as a sentence; empty when everything is filled in."""
+    missing = [name for name, value in fields.items() if not value.strip()]
+    return f"Type {listed(missing)}, then press Sign in." if missing else ""
 
 
 class LoginModel(PanelModel):
@@ -181,23 +188,16 @@ class LoginModel(PanelModel):
             return True
         if self.busy:
             return False  # a second Enter or click while signing in
-        missing = [
-            name
-            for name, value in (
-                ("the project address", self.url),
-                ("the project key", self.key),
-                ("your email address", self.email),
-                ("your password", self.password),
-            )
-            if not value.strip()
-        ]
+        missing = _missing(
+            {
+                "the project address": self.url,
+                "the project key": self.key,
+                "your email address": self.email,
+                "your password": self.password,
+            }
+        )
         if missing:
-            listed = (
-                " and ".join(missing)
-                if len(missing) < 3
-                else (", ".join(missing[:-1]) + " and " + missing[-1])
-            )
-            self.say("error", f"Type {listed}, then press Sign in.")
+            self.say("error", missing)
             return False
         try:
             url = check_url(self.url)
@@ -205,61 +205,9 @@ class LoginModel(PanelModel):
             self.say("error", str(exc))
             return False
         self.url = url
-        self.busy = True
-        self.cache_problem = ""
-        self.say("busy", f"Signing in as {self.email.strip()}…")
-        try:
-            session = await self._factory(
-                url,
-                self.key.strip(),
-                email=self.email.strip(),
-                password=self.password,
-                cache_path=self.cache_path,
-                clock=self.clock,
-                # A short connect timeout: a server that is down is known in seconds.
-                http_client=self._http_client
-                or httpx.AsyncClient(timeout=httpx.Timeout(_READ_TIMEOUT_S, connect=3.0)),
-                max_rows=self._max_rows,
-                page_size=self._page_size,
-            )
-        except PrivilegedKeyError:
-            self.say(
-                "error",
-                "Refused: this is a service-role / secret key, which bypasses Row "
-                "Level Security. Use the project's publishable (anon) key.",
-            )
+        session = await self._start(url)
+        if session is None:
             return False
-        except SignInError as exc:
-            self.say("error", _sign_in_problem(exc, url))
-            return False
-        except (CorruptCacheError, CacheVersionError) as exc:
-            # The kit's own file, damaged or from a newer kit: erasing it is the way out.
-            self.say(
-                "error",
-                _cache_problem(exc) + " Press \u201cReset the cache file\u201d "
-                "below to erase it, then sign in again.",
-            )
-            self.cache_problem = self.cache_location
-            return False
-        except CacheFileError as exc:  # someone else's file, or locked: resetting cannot help
-            self.say("error", _cache_problem(exc))
-            return False
-        except Exception as exc:  # supabase-py's own checks of the URL and key
-            if "api key" in str(exc).lower():
-                self.say(
-                    "error",
-                    "The project key is not a valid key. Ask whoever set up the "
-                    "console for the project's publishable (anon) key.",
-                )
-            else:
-                self.say(
-                    "error",
-                    f"Could not start a session with {url}: check the project "
-                    f"address and key. (Technical: {type(exc).__name__}: {exc})",
-                )
-            return False
-        finally:
-            self.busy = False
         # Not kept after use: the session holds the tokens it needs.
         self.password = ""
         self.ended = ""
@@ -270,22 +218,56 @@ class LoginModel(PanelModel):
         self.say("ok", f"Signed in as {self.user}.")
         return True
 
+    async def _start(self, url: str) -> UserSession | None:
+        """Start the session; None (and why, in `status`) when it could not start."""
+        self.cache_problem = ""
+        try:
+            with self.busy_saying(f"Signing in as {self.email.strip()}…"):
+                return await self._factory(
+                    url,
+                    self.key.strip(),
+                    email=self.email.strip(),
+                    password=self.password,
+                    cache_path=self.cache_path,
+                    clock=self.clock,
+                    # A short connect timeout: a server that is down is known in seconds.
+                    http_client=self._http_client
+                    or httpx.AsyncClient(timeout=httpx.Timeout(_READ_TIMEOUT_S, connect=3.0)),
+                    max_rows=self._max_rows,
+                    page_size=self._page_size,
+                )
+        except PrivilegedKeyError:
+            self.say(
+                "error",
+                "Refused: this is a service-role / secret key, which bypasses Row "
+                "Level Security. Use the project's publishable (anon) key.",
+            )
+        except SignInError as exc:
+            self.say("error", _sign_in_problem(exc, url))
+        except (CorruptCacheError, CacheVersionError) as exc:
+            # The kit's own file, damaged or from a newer kit: erasing it is the way out.
+            self.say(
+                "error",
+                _cache_problem(exc) + " Press \u201cReset the cache file\u201d "
+                "below to erase it, then sign in again.",
+            )
+            self.cache_problem = self.cache_location
+        except CacheFileError as exc:  # someone else's file, or locked: resetting cannot help
+            self.say("error", _cache_problem(exc))
+        return None
+
     async def sign_out(self) -> dict[str, int] | None:
         """Wipe the cache, end the session; return the rows removed per table (None if idle)."""
         session = self.session
         if session is None:
             self.say("info", "Not signed in.")
             return None
-        self.busy = True
-        self.say("busy", "Signing out: wiping the local cache first…")
         try:
-            removed = await session.sign_out()
+            with self.busy_saying("Signing out: wiping the local cache first…"):
+                removed = await session.sign_out()
         except SessionEndedError as exc:  # signed out in another window meanwhile
-            self.busy = False
             self.end_session(exc.message)
             return None
-        finally:
-            self.busy = False
         session.close()
         who = self.user
         self.session = None
@@ -329,10 +311,9 @@ class LoginModel(PanelModel):
         if self.busy or not self.cache_problem:
             return None
         path = Path(self.cache_problem)
-        self.busy = True
-        self.say("busy", "Erasing this computer's cache file…")
         try:
-            erased = await asyncio.to_thread(ContactCache.reset, path)
+            with self.busy_saying("Erasing this computer's cache file…"):
+                erased = await asyncio.to_thread(ContactCache.reset, path)
         except CacheFileError as exc:
             self.cache_problem = ""
             self.say("error", _cache_problem(exc))
@@ -344,8 +325,6 @@ class LoginModel(PanelModel):
                 "Check that this account may write to its folder, then try again.",
             )
             return None
-        finally:
-            self.busy = False
         self.cache_problem = ""
         self.say(
             "ok",

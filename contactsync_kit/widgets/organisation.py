@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import ipywidgets as ipw
@@ -13,9 +13,9 @@ from ..bootstrap import UserSession
 from ..remote import RemoteFailure, RemoteReader
 from . import _view
 from ._base import PanelModel
+from ._panel import Panel, button, scheduled
 from .connection import ServerStatusModel, is_outage
 from .known_names import read_names, remember_names
-from .static import StaticFallback
 
 __all__ = [
     "OrganisationLister",
@@ -24,6 +24,8 @@ __all__ = [
     "list_organisations",
     "organisation_names",
 ]
+
+__io__ = "ui"
 
 #: Reads the organisations a session may see, as rows with ``id`` and ``name``.
 OrganisationLister = Callable[[UserSession], Awaitable[list[dict[str, Any]]]]
@@ -56,6 +58,11 @@ def _cached_organisations(session: UserSession) -> tuple[dict[str, str], str | N
     return {oid: names.get(oid, f"organisation {oid[:8]}") for oid in ids}, (
         str(last[-1]) if last else None
     )
+
+
+def _sorted_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(name, id) pairs by name, ignoring case (then by id)."""
+    return sorted(pairs, key=lambda pair: (pair[0].casefold(), pair[1]))
 
 
 class OrganisationModel(PanelModel):
@@ -147,32 +154,28 @@ class OrganisationModel(PanelModel):
             return []  # signed out (or in as someone else, or reloaded again) meanwhile
         if self.server is not None:
             self.server.answered()
-        pairs = sorted(
-            ((str(r.get("name") or r["id"]), str(r["id"])) for r in rows),
-            key=lambda pair: (pair[0].casefold(), pair[1]),
-        )
+        pairs = _sorted_pairs((str(r.get("name") or r["id"]), str(r["id"])) for r in rows)
         names = {oid: name for name, oid in pairs}
         await asyncio.to_thread(remember_names, session, names)
         self._show(pairs, keep, last, from_cache=False)
-        if pairs:
-            gone = sorted(set(known) - set(names))
-            extra = (
-                f" This computer also holds {len(gone)} organisation"
-                f"{'' if len(gone) == 1 else 's'} the server no longer shows you."
-                if gone
-                else ""
-            )
-            self.say(
-                "ok",
-                f"You belong to {len(pairs)} organisation{'' if len(pairs) == 1 else 's'}." + extra,
-            )
-        else:
+        self._say_loaded(len(pairs), gone=len(set(known) - set(names)))
+        return pairs
+
+    def _say_loaded(self, found: int, *, gone: int) -> None:
+        if not found:
             self.say(
                 "warn",
                 "This account belongs to no organisation, so there is nothing to "
                 "sync. Ask an administrator to add you.",
             )
-        return pairs
+            return
+        extra = (
+            f" This computer also holds {gone} organisation{'' if gone == 1 else 's'} the "
+            "server no longer shows you."
+            if gone
+            else ""
+        )
+        self.say("ok", f"You belong to {found} organisation{'' if found == 1 else 's'}." + extra)
 
     async def _from_cache(
         self, session: UserSession, keep: str | None, load: int
@@ -180,10 +183,7 @@ class OrganisationModel(PanelModel):
         known, last = await asyncio.to_thread(_cached_organisations, session)
         if load != self._loads or session is not self.session:
             return []
-        pairs = sorted(
-            ((name, oid) for oid, name in known.items()),
-            key=lambda pair: (pair[0].casefold(), pair[1]),
-        )
+        pairs = _sorted_pairs((name, oid) for oid, name in known.items())
         self._show(pairs, keep, last, from_cache=True)
         if pairs:
             self.say(
@@ -219,16 +219,31 @@ class OrganisationModel(PanelModel):
         raise ValueError(f"{organisation!r} is not one of this user's organisations")
 
 
-class OrganisationPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
+_RELOAD_TIP = "Read the list again from the server"
+
+
+class OrganisationPanel(Panel[OrganisationModel]):
     """The view of an `OrganisationModel`: a dropdown (names shown, ids as values)."""
 
-    def __init__(self, model: OrganisationModel, **kwargs: Any) -> None:
-        self.model = model
-        self.dropdown = ipw.Dropdown(
-            description="Organisation",
-            options=[],
-            layout=ipw.Layout(width="34em"),
-            style={"description_width": "7em"},
+    title = "Organisation"
+    help_text = (
+        "Only the organisations this account belongs to are listed: the server's Row Level "
+        "Security decides."
+    )
+    watched = ("organisation_id", "organisations")
+    status_css = "csk-organisation-status"
+
+    def build(self) -> list[Any]:
+        """The dropdown, Reload and the organisation's id."""
+        model = self.model
+        self.dropdown = _view.tag(
+            ipw.Dropdown(
+                description="Organisation",
+                options=[],
+                layout=ipw.Layout(width="34em"),
+                style={"description_width": "7em"},
+            ),
+            "csk-organisation",
         )
         # Options and value are set together: a dropdown given new options falls back to the
         # first one, which must never become the pick (a reload keeps the chosen organisation).
@@ -236,34 +251,10 @@ class OrganisationPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
         self.dropdown.observe(self._picked, names="value")
         model.observe(self._fill, names=["organisations", "organisation_id"])
         self._fill()
-        self.reload_button = ipw.Button(
-            description="Reload", icon="refresh", tooltip="Read the list again from the server"
-        )
-        self.reload_button.on_click(
-            lambda _: model.schedule(model.refresh(), what="Loading organisations")
-        )
-        _view.tag(self.dropdown, "csk-organisation")
-        _view.tag(self.reload_button, "csk-reload")
+        reload = scheduled(model, model.refresh, "Loading organisations")
+        self.reload_button = button("Reload", "csk-reload", reload, "refresh", _RELOAD_TIP)
         self.id_line = ipw.HTML()
-        self.status = _view.tag(ipw.HTML(), "csk-organisation-status")
-        super().__init__(
-            children=[
-                _view.card(
-                    "Organisation",
-                    "Only the organisations this account belongs to are listed: the server's Row "
-                    "Level Security decides.",
-                    ipw.HBox([self.dropdown, self.reload_button]),
-                    self.id_line,
-                    self.status,
-                )
-            ],
-            **kwargs,
-        )
-        model.observe(
-            self._render,
-            names=["session", "busy", "status", "tone", "organisation_id", "organisations"],
-        )
-        self._render()
+        return [ipw.HBox([self.dropdown, self.reload_button]), self.id_line, self.status]
 
     def _fill(self, _change: object = None) -> None:
         options = [tuple(p) for p in self.model.organisations]
@@ -279,7 +270,8 @@ class OrganisationPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
         if not self._syncing and change["new"] is not None:
             self.model.organisation_id = change["new"]
 
-    def _render(self, _change: object = None) -> None:
+    def render(self) -> None:
+        """Enable the dropdown and Reload; show the picked organisation's id."""
         model = self.model
         self.dropdown.disabled = model.session is None or model.busy or not model.organisations
         self.reload_button.disabled = model.session is None or model.busy
@@ -291,4 +283,3 @@ class OrganisationPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
             if oid
             else ""
         )
-        self.status.value = _view.status_html(model.tone, model.status)

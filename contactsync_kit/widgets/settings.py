@@ -25,6 +25,8 @@ from ..errors import ContactSyncError
 
 __all__ = ["ConsoleSettings", "UrlProblem", "check_url", "settings_path"]
 
+__io__ = "disk"
+
 
 class UrlProblem(ContactSyncError, ValueError):
     """A project URL that cannot be used; the message says what to type instead."""

@@ -19,6 +19,8 @@ from . import _view
 
 __all__ = ["StaticFallback", "static_html"]
 
+__io__ = "ui"
+
 # Hidden when the output just before it holds a rendered widget box: the live view is there.
 _HIDE_WHEN_LIVE: Final = (
     "<style>.jp-OutputArea-child:has(.widget-box) + .jp-OutputArea-child .csk-static,"

@@ -13,13 +13,16 @@ from ..repository import SyncProgress
 from ..results import SyncError, SyncErrorKind, SyncFailure, SyncResult, SyncSuccess
 from . import _view
 from ._base import CANCELLED_TEXT, LongWorkModel
+from ._panel import Panel, button, cancel_controls, side_by_side
 from .connection import ServerStatusModel, is_outage
-from .static import StaticFallback
 from .sync_words import describe_result, result_details
+from .table_words import NOUNS, PLURALS, ROOT
 
 __all__ = ["SyncModel", "SyncPanel", "describe_result", "result_details"]
 
-# The bar's split: fetching pages is most of a sync, writing the three tables the rest.
+__io__ = "ui"
+
+# The bar's split: fetching pages is most of a sync, writing the tables the rest.
 _FETCH_SHARE: Final = 0.8
 
 
@@ -61,10 +64,9 @@ class SyncModel(LongWorkModel):
         else:
             self.say(
                 "info",
-                "Ready. Sync makes the cached copy equal to every contact, note and "
-                "assignment you may see in this organisation: the first time it fetches "
-                "everything, after that only what changed, and then it checks the copy "
-                "against the server.",
+                f"Ready. Sync makes the cached copy equal to every {NOUNS} you may see in "
+                "this organisation: the first time it fetches everything, after that only "
+                "what changed, and then it checks the copy against the server.",
             )
 
     @observe("session", "organisation_id")
@@ -76,12 +78,14 @@ class SyncModel(LongWorkModel):
     def forget(self) -> None:
         """Drop the last result, notice and progress (after a clear, sign-out or new pick)."""
         with self.hold_trait_notifications():
-            self.result = None
-            self.readout = ""
-            self.notice = ""
-            self.progress = 0.0
-            self.progress_text = ""
+            self._reset("")
             self._explain()
+
+    def _reset(self, progress_text: str) -> None:
+        self.result = None
+        self.readout = self.notice = ""
+        self.progress = 0.0
+        self.progress_text = progress_text
 
     def request(self) -> None:
         """Start a sync without waiting (the button's path); no-op with a notice if one runs."""
@@ -135,15 +139,10 @@ class SyncModel(LongWorkModel):
         if session is None or not org:
             self.running = False
             return None
-        name = self.organisation_name or org
         with self.hold_trait_notifications():
             # A new attempt: the last one's result (say, an old 401) must not stay on screen.
-            self.result = None
-            self.readout = ""
-            self.notice = ""
-            self.progress = 0.0
-            self.progress_text = "Asking the server…"
-            self.say("busy", f"Syncing {name}…")
+            self._reset("Asking the server…")
+            self.say("busy", f"Syncing {self.organisation_name or org}…")
         try:
             # Inside: a cache that ended meanwhile (signed out in another tab) raises here.
             before = await asyncio.to_thread(session.cache.last_synced_at, org)
@@ -158,69 +157,72 @@ class SyncModel(LongWorkModel):
             # Signed out meanwhile (which cancels the sync): the panel was already reset.
             self.running = False
             return result
+        cancelled = result.error is not None and result.error.kind is SyncErrorKind.CANCELLED
+        committed = (
+            cancelled and await asyncio.to_thread(session.cache.last_synced_at, org) != before
+        )
         # Held: views re-render once per change, and must never show half an update.
         with self.hold_trait_notifications():
             self.running = False
-            if result.error is not None and result.error.kind is SyncErrorKind.IN_PROGRESS:
-                # Started elsewhere (another cell or panel): that run reports its own result.
-                self._already_running()
-                self.progress_text = ""
-                self._explain()
-                return result
-            error = result.error
-            if error is not None and error.kind is SyncErrorKind.SIGNED_OUT:
-                self.progress_text = ""
-                self.session_ended(error.message)
-                return result
-            if error is not None and error.kind is SyncErrorKind.CANCELLED:
-                after = await asyncio.to_thread(session.cache.last_synced_at, org)
-                self.progress = 0.0
-                self.progress_text = ""
-                self.result = result
-                self.readout = describe_result(result, self.organisation_name)
-                if after != before:  # the write had committed before Cancel arrived
-                    self.say(
-                        "ok",
-                        f"Cancel came too late: the sync of {name} had already written the "
-                        "new copy.",
-                    )
-                else:
-                    self.say("info", f"The sync of {name} was {CANCELLED_TEXT}.")
-                return result
-            if self.server is not None:
-                if is_outage(error):
-                    self.server.failed(error.message if error else "")
-                else:
-                    self.server.answered()
-            self.progress = 1.0 if error is None else 0.0
-            self.progress_text = "Done" if result.ok else "Did not work"
-            self.readout = describe_result(result, self.organisation_name)
-            self.result = result
-            self.notice = ""  # "already in progress" was about this run, which is over
-            if is_outage(error):
-                self.progress_text = "No answer"
-                self.say(
-                    "warn",
-                    f"The server does not answer, so {name} was not synced. This "
-                    "computer's copy is kept as it was.",
-                )
-            elif result.error is None:
-                how = " (only changes)" if result.mode == "delta" else ""
-                proof = ", verified ✓" if result.verified else ", not verified"
-                if result.items_synced == 0:
-                    self.say("ok", f"Synced {name}: 0 contacts (the server shows you none){proof}.")
-                else:
-                    self.say(
-                        "ok", f"Synced {result.items_synced:,} contacts of {name}{how}{proof}."
-                    )
-            else:
-                error = result.error
-                self.say(
-                    "error",
-                    f"The sync of {name} did not work. "
-                    f"{advise(error.kind, error.code, error.status).sentence}",
-                )
+            self._finished(result, committed=committed)
         return result
+
+    def _finished(self, result: SyncResult, *, committed: bool) -> None:
+        """Show a finished sync; `committed`: a cancelled one had written before Cancel."""
+        name, error = self.organisation_name or self.organisation_id or "", result.error
+        if error is not None and error.kind is SyncErrorKind.IN_PROGRESS:
+            # Started elsewhere (another cell or panel): that run reports its own result.
+            self._already_running()
+            self.progress_text = ""
+            self._explain()
+            return
+        if error is not None and error.kind is SyncErrorKind.SIGNED_OUT:
+            self.progress_text = ""
+            self.session_ended(error.message)
+            return
+        if error is not None and error.kind is SyncErrorKind.CANCELLED:
+            self.progress, self.progress_text = 0.0, ""
+            self.result = result
+            self.readout = describe_result(result, self.organisation_name)
+            if committed:
+                self.say(
+                    "ok",
+                    f"Cancel came too late: the sync of {name} had already written the new copy.",
+                )
+            else:
+                self.say("info", f"The sync of {name} was {CANCELLED_TEXT}.")
+            return
+        if self.server is not None:
+            if is_outage(error):
+                self.server.failed(error.message if error else "")
+            else:
+                self.server.answered()
+        self.progress = 1.0 if error is None else 0.0
+        self.progress_text = "Done" if result.ok else "Did not work"
+        self.readout = describe_result(result, self.organisation_name)
+        self.result = result
+        self.notice = ""  # "already in progress" was about this run, which is over
+        self._say_outcome(result, name)
+
+    def _say_outcome(self, result: SyncResult, name: str) -> None:
+        error, many = result.error, ROOT.plural
+        if is_outage(error):
+            self.progress_text = "No answer"
+            self.say(
+                "warn",
+                f"The server does not answer, so {name} was not synced. This "
+                "computer's copy is kept as it was.",
+            )
+        elif error is None:
+            how = " (only changes)" if result.mode == "delta" else ""
+            proof = ", verified ✓" if result.verified else ", not verified"
+            if result.items_synced == 0:
+                self.say("ok", f"Synced {name}: 0 {many} (the server shows you none){proof}.")
+            else:
+                self.say("ok", f"Synced {result.items_synced:,} {many} of {name}{how}{proof}.")
+        else:
+            advice = advise(error.kind, error.code, error.status).sentence
+            self.say("error", f"The sync of {name} did not work. {advice}")
 
     def cancel(self) -> bool:
         """Cancel the sync started here; it ends "cancelled; the cache is as it was".
@@ -243,7 +245,7 @@ class SyncModel(LongWorkModel):
             self.progress = _FETCH_SHARE * min(share, 1.0)
             of = f" of {expected:,}" if expected is not None else ""
             self.progress_text = (
-                f"Fetching: page {report.pages}, {report.contacts_received:,}{of} contacts"
+                f"Fetching: page {report.pages}, {report.contacts_received:,}{of} {ROOT.plural}"
             )
         else:
             share = report.tables_written / report.tables_total if report.tables_total else 1.0
@@ -254,72 +256,49 @@ class SyncModel(LongWorkModel):
             )
 
 
-class SyncPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
+class SyncPanel(Panel[SyncModel]):
     """The view of a `SyncModel`: Sync button, progress bar, readout."""
 
-    def __init__(self, model: SyncModel, **kwargs: Any) -> None:
-        self.model = model
-        self.sync_button = ipw.Button(
-            description="Sync now",
-            button_style="primary",
-            icon="refresh",
-            tooltip="Fetch and cache this organisation's contacts, notes and assignments",
+    title = "Sync"
+    help_text = (
+        f"Copies the organisation's {PLURALS} into the local cache. All or nothing: a "
+        "failed sync leaves the cache as it was."
+    )
+    watched = (
+        "organisation_id",
+        "running",
+        "progress",
+        "progress_text",
+        "result",
+        "notice",
+        "elapsed",
+        "working",
+    )
+
+    def build(self) -> list[Any]:
+        """Sync now / Cancel, the progress bar, the notice and the readout."""
+        model = self.model
+        fetch = f"Fetch and cache this organisation's {PLURALS}"
+        self.sync_button = button(
+            "Sync now", "csk-sync", model.request, "refresh", fetch, "primary"
         )
-        self.sync_button.on_click(lambda _: model.request())
-        _view.tag(self.sync_button, "csk-sync")
-        self.cancel_button = _view.tag(
-            ipw.Button(
-                description="Cancel",
-                icon="stop",
-                tooltip="Stop the sync; the cache stays as it was",
-            ),
-            "csk-sync-cancel",
+        self.cancel_button, self.elapsed = cancel_controls(
+            model.cancel, "csk-sync", "the sync; the cache stays as it was"
         )
-        self.cancel_button.on_click(lambda _: model.cancel())
-        self.elapsed = _view.tag(ipw.HTML(), "csk-sync-elapsed")
         self.bar = ipw.FloatProgress(value=0.0, min=0.0, max=1.0, layout=ipw.Layout(width="22em"))
         self.bar_text = ipw.HTML()
         self.notice = ipw.HTML()
-        self.status = ipw.HTML()
         self.readout = _view.tag(ipw.HTML(), "csk-readout")
-        super().__init__(
-            children=[
-                _view.card(
-                    "Sync",
-                    "Copies the organisation's contacts, notes and assignments into the local "
-                    "cache. "
-                    "All or nothing: a failed sync leaves the cache as it was.",
-                    ipw.HBox(
-                        [self.sync_button, self.cancel_button, self.bar, self.elapsed],
-                        layout=ipw.Layout(align_items="center"),
-                    ),
-                    self.bar_text,
-                    self.notice,
-                    self.status,
-                    self.readout,
-                )
-            ],
-            **kwargs,
-        )
-        model.observe(
-            self._render,
-            names=[
-                "session",
-                "organisation_id",
-                "running",
-                "progress",
-                "progress_text",
-                "result",
-                "notice",
-                "status",
-                "tone",
-                "elapsed",
-                "working",
-            ],
-        )
-        self._render()
+        return [
+            side_by_side(self.sync_button, self.cancel_button, self.bar, self.elapsed),
+            self.bar_text,
+            self.notice,
+            self.status,
+            self.readout,
+        ]
 
-    def _render(self, _change: object = None) -> None:
+    def render(self) -> None:
+        """Show the button's state, the progress and the last result."""
         model = self.model
         self.sync_button.disabled = (
             model.running or model.session is None or not model.organisation_id
@@ -338,7 +317,6 @@ class SyncPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
         )
         self.bar_text.value = f'<span class="csk-help">{_view.esc(model.progress_text)}</span>'
         self.notice.value = _view.status_html("warn", model.notice)
-        self.status.value = _view.status_html(model.tone, model.status)
         self.readout.value = _readout_html(result, model.organisation_name) if result else ""
 
 

@@ -20,8 +20,13 @@ import polars as pl
 
 from ..staleness import format_age
 from . import _view
+from .table_words import heading
 
 __all__ = ["StaticTable", "csv_link", "present", "rows_html", "table"]
+
+# `write_csv` here writes into a string (a download link's data: URL), never a file; the
+# architecture test counts the call as disk I/O all the same.
+__io__ = "disk"
 
 _UTC_TS: Final = pl.Datetime("us", "UTC")
 #: Rows a panel's table shows at once.
@@ -38,10 +43,6 @@ def _human_time(moment: datetime | None, now: datetime) -> str | None:
     return f"{format_age(seconds)} ago · {when}"
 
 
-def _heading(column: str) -> str:
-    return column.replace("_", " ")
-
-
 def present(
     frame: pl.DataFrame, *, names: Mapping[str, str] | None = None, now: datetime | None = None
 ) -> pl.DataFrame:
@@ -55,53 +56,41 @@ def present(
     * other values are shown as they are, nulls as empty cells.
     """
     now = now or datetime.now(UTC)
-    columns: list[pl.Series] = []
-    for name in frame.columns:
-        series = frame.get_column(name)
-        if name.endswith("_at") and series.dtype == pl.String:
-            series = series.str.to_datetime(time_zone="UTC", strict=False)
-        if name.endswith("organisation_id"):
-            label = (
-                "organisation" if name == "organisation_id" else _heading(name.removesuffix("_id"))
-            )
-            known = dict(names or {})
-            columns.append(
-                pl.Series(
-                    label,
-                    [
-                        None if v is None else known.get(str(v), "unknown organisation")
-                        for v in series.to_list()
-                    ],
-                    dtype=pl.String,
-                )
-            )
-            columns.append(series.cast(pl.String).alias(_heading(name)))
-        elif isinstance(series.dtype, pl.Datetime):
-            values = (
-                series.cast(_UTC_TS).to_list()
-                if series.dtype.time_zone
-                else series.dt.replace_time_zone("UTC").to_list()
-            )
-            columns.append(
-                pl.Series(_heading(name), [_human_time(v, now) for v in values], dtype=pl.String)
-            )
-        elif name.endswith("_hours") and series.dtype.is_numeric():
-            columns.append(
-                pl.Series(
-                    _heading(name.removesuffix("_hours")),
-                    [None if v is None else format_age(float(v) * 3600) for v in series.to_list()],
-                    dtype=pl.String,
-                )
-            )
-        elif series.dtype == pl.Boolean:
-            columns.append(
-                series.replace_strict(
-                    {True: "yes", False: "no"}, default=None, return_dtype=pl.String
-                ).alias(_heading(name))
-            )
-        else:
-            columns.append(series.cast(pl.String).alias(_heading(name)))
+    known = dict(names or {})
+    columns = [
+        shown for name in frame.columns for shown in _readable(frame.get_column(name), known, now)
+    ]
     return pl.DataFrame(columns) if columns else pl.DataFrame()
+
+
+def _readable(series: pl.Series, names: dict[str, str], now: datetime) -> list[pl.Series]:
+    """One column as people read it (an organisation id gives two: its name, then itself)."""
+    name = series.name
+    if name.endswith("_at") and series.dtype == pl.String:
+        series = series.str.to_datetime(time_zone="UTC", strict=False)
+    if name.endswith("organisation_id"):
+        label = "organisation" if name == "organisation_id" else heading(name.removesuffix("_id"))
+        named = [None if v is None else names.get(str(v), "unknown organisation") for v in series]
+        return [
+            pl.Series(label, named, dtype=pl.String),
+            series.cast(pl.String).alias(heading(name)),
+        ]
+    if isinstance(series.dtype, pl.Datetime):
+        values = (
+            series.cast(_UTC_TS).to_list()
+            if series.dtype.time_zone
+            else series.dt.replace_time_zone("UTC").to_list()
+        )
+        return [pl.Series(heading(name), [_human_time(v, now) for v in values], dtype=pl.String)]
+    if name.endswith("_hours") and series.dtype.is_numeric():
+        ages = [None if v is None else format_age(float(v) * 3600) for v in series.to_list()]
+        return [pl.Series(heading(name.removesuffix("_hours")), ages, dtype=pl.String)]
+    if series.dtype == pl.Boolean:
+        words = series.replace_strict(
+            {True: "yes", False: "no"}, default=None, return_dtype=pl.String
+        )
+        return [words.alias(heading(name))]
+    return [series.cast(pl.String).alias(heading(name))]
 
 
 def _cell(value: object) -> str:

@@ -16,7 +16,7 @@ from contactsync_kit import SyncSuccess, UserSession, start_session, verify_cach
 from contactsync_kit.devstack import DevStack, SeedResult
 from contactsync_kit.diagnostics import Verdict, diagnose
 from contactsync_kit.widgets import describe_result
-from contactsync_kit.widgets.staleness import StalenessModel, StalenessPanel
+from contactsync_kit.widgets.freshness import FreshnessModel, FreshnessPanel
 
 pytestmark = pytest.mark.integration
 
@@ -78,8 +78,8 @@ async def test_equal_by_digest_then_drifted_after_a_delete_then_a_verified_delta
     digests = [e for e in stack.request_log.rest() if e.path == "/rpc/contactsync_digest"]
     assert len(digests) == 1
 
-    model = StalenessModel(draw_chart=False)
-    panel = StalenessPanel(model)
+    model = FreshnessModel(draw_chart=False)
+    panel = FreshnessPanel(model)
     model.session = admin
     await model.wait()
     panel.check_button.click()

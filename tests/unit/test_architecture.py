@@ -40,10 +40,7 @@ import pytest
 import contactsync_kit
 
 #: For modules whose files other engineers own. Module or package name -> kinds.
-DECLARED: dict[str, str] = {
-    # ipywidgets panels; the login panel builds the httpx client, panels use temp folders.
-    "contactsync_kit.widgets": "ui, network, disk",
-}
+DECLARED: dict[str, str] = {}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-import contactsync_kit.widgets.staleness as staleness_panel
+import contactsync_kit.widgets.freshness as freshness_panel
 from contactsync_kit import ContactCache, ManualClock, SyncErrorKind, SyncSuccess
 from contactsync_kit.advice import advise
 from contactsync_kit.devstack import DevStack, SeededUser, SeedResult
@@ -165,6 +165,24 @@ async def test_unreachable_server_is_a_message_not_a_traceback(app: ContactSyncA
     assert app.login.tone == "error"
     assert app.login.status.startswith("Cannot reach the server at http://127.0.0.1:9")
     assert "network" in app.login.status and "kernel log" not in app.login.status
+
+
+async def test_a_key_the_server_does_not_know_reads_as_a_project_key_problem(
+    app: ContactSyncApp,
+) -> None:
+    import jwt
+
+    # An anon key in the right shape, signed by another project: the gateway answers 401
+    # "Invalid API key", which `session.sign_in` translates to `ProjectRefusedError`.
+    app.login.key = jwt.encode(
+        {"role": "anon", "exp": int(time.time()) + 3600},
+        "a-secret-that-is-not-this-stacks-0123456789",
+        algorithm="HS256",
+    )
+    assert app.login.key_problem == ""
+    assert await app.login.sign_in() is False
+    assert app.login.tone == "error" and app.login.session is None
+    assert app.login.status.startswith("The server did not accept the project key")
 
 
 async def test_missing_fields_are_named(app: ContactSyncApp) -> None:
@@ -434,25 +452,25 @@ async def test_staleness_banner_appears_once_the_clock_passes_24_hours(
 ) -> None:
     org_id, name = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
-    panel = app.panels.staleness
-    assert app.staleness.banner == "" and app.staleness.stale_count == 0
-    assert "synced within 24 h" in app.staleness.summary
-    [row] = app.staleness.rows
+    panel = app.panels.freshness
+    assert app.freshness.banner == "" and app.freshness.stale_count == 0
+    assert "synced within 24 h" in app.freshness.summary
+    [row] = app.freshness.rows
     assert (row["label"], row["contacts"], row["stale"]) == (name, 60, False)
-    assert app.staleness.chart.startswith(b"\x89PNG")
+    assert app.freshness.chart.startswith(b"\x89PNG")
 
     now_clock.advance(timedelta(hours=25))
     await click(app, panel.refresh_button)
 
-    assert app.staleness.stale_count == 1
-    assert f"older than 24 h: {name} (1 d 1 h)" in app.staleness.banner
+    assert app.freshness.stale_count == 1
+    assert f"older than 24 h: {name} (1 d 1 h)" in app.freshness.banner
     assert "fa-exclamation-triangle" in panel.banner.value and "stale" in panel.table.value
     assert panel.image.layout.display != "none"
     assert bytes(panel.image.value).startswith(b"\x89PNG")
 
     panel.threshold.value = 48  # a support person relaxes the rule
     await app.wait()
-    assert app.staleness.banner == "" and app.staleness.stale_count == 0
+    assert app.freshness.banner == "" and app.freshness.stale_count == 0
 
 
 async def test_a_slow_early_chart_never_replaces_a_newer_one(
@@ -461,7 +479,7 @@ async def test_a_slow_early_chart_never_replaces_a_newer_one(
     multi_org: SeededUser,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = staleness_panel.age_chart_png  # type: ignore[attr-defined]  # patched where used
+    real = freshness_panel.age_chart_png  # type: ignore[attr-defined]  # patched where used
     drawing_empty = threading.Event()
 
     def slow_when_empty(report: pl.DataFrame, hours: float) -> bytes:
@@ -470,7 +488,7 @@ async def test_a_slow_early_chart_never_replaces_a_newer_one(
             time.sleep(0.5)  # the first drawing in a kernel also imports matplotlib
         return real(report, hours)
 
-    monkeypatch.setattr(staleness_panel, "age_chart_png", slow_when_empty)
+    monkeypatch.setattr(freshness_panel, "age_chart_png", slow_when_empty)
     org_id, _ = org_wide_org(world, multi_org)
     assert await app.login.sign_in()  # schedules reading and drawing the (empty) cache
     assert await asyncio.to_thread(drawing_empty.wait, 10)
@@ -479,14 +497,14 @@ async def test_a_slow_early_chart_never_replaces_a_newer_one(
     assert (await app.sync.run()) is not None  # the synced cache is drawn while that one runs
 
     await app.wait()
-    assert "of 1 cached organisation;" in app.staleness.chart_caption
-    assert "1 cached organisation" in app.panels.staleness.caption.value
+    assert "of 1 cached organisation;" in app.freshness.chart_caption
+    assert "1 cached organisation" in app.panels.freshness.caption.value
 
 
 async def test_a_non_positive_threshold_is_refused_in_words(app: ContactSyncApp) -> None:
-    app.panels.staleness.threshold.value = 0
-    assert app.staleness.threshold_hours == 24 == app.panels.staleness.threshold.value
-    assert app.staleness.tone == "error" and "more than 0 hours" in app.staleness.status
+    app.panels.freshness.threshold.value = 0
+    assert app.freshness.threshold_hours == 24 == app.panels.freshness.threshold.value
+    assert app.freshness.tone == "error" and "more than 0 hours" in app.freshness.status
 
 
 # -- clearing ---------------------------------------------------------------------------------
@@ -523,7 +541,7 @@ async def test_clear_asks_for_confirmation_then_the_counts_are_zero(
     assert app.clearing.counts == {"contacts": 0, "notes": 0, "contact_assignments": 0}
     assert app.clearing.removed["contacts"] == 60
     assert "Cleared: removed 60 contacts" in app.clearing.status
-    assert app.staleness.rows == [], "the freshness panel saw the wipe"
+    assert app.freshness.rows == [], "the freshness panel saw the wipe"
     assert (
         app.login.session is not None
         and app.login.session.repository.last_synced_at(org_id) is None
@@ -560,7 +578,7 @@ async def test_sign_out_wipes_the_cache_and_resets_the_panels(
         cache.close()
     assert app.organisation.organisations == [] and app.sync.result is None
     assert app.panels.sync.sync_button.disabled
-    assert app.staleness.rows == [] and app.clearing.counts == {}
+    assert app.freshness.rows == [] and app.clearing.counts == {}
     assert not app.panels.login.sign_in_button.disabled
 
 
@@ -646,6 +664,34 @@ async def test_the_console_demo_runs_on_its_own_seeded_stack(
 # -- the console: one truth across the steps --------------------------------------------------
 
 
+async def test_every_step_shows_every_synced_table_of_the_spec(
+    app: ContactSyncApp, world: SeedResult, multi_org: SeededUser, widget_stack: DevStack
+) -> None:
+    from contactsync_kit.schemas import DATA_TABLES, SYNCED_TABLES
+    from contactsync_kit.widgets.table_words import css_class
+
+    org_id, _ = org_wide_org(world, multi_org)
+    result = await signed_in_and_synced(app, org_id)
+    panels = app.panels
+    await click(app, panels.diagnostics.diagnose_button)
+    on_server = {t: server_count(widget_stack, t, org_id) for t in DATA_TABLES}
+    assert dict(result.rows_synced) == on_server
+    # One count, one grid, one heading per synced table, in the spec's order and words.
+    assert app.data.counts == on_server and app.clearing.counts == on_server
+    grids = panels.data.grids.value
+    titles = [grids.index(f"<b>{spec.title}</b>") for spec in SYNCED_TABLES]
+    assert titles == sorted(titles) and all(css_class(s) in grids for s in SYNCED_TABLES)
+    [fresh] = [r for r in app.freshness.rows if r["organisation_id"] == org_id]
+    assert {t: fresh[t] for t in DATA_TABLES} == on_server
+    assert all(f"<th>{spec.title}</th>" in panels.freshness.table.value for spec in SYNCED_TABLES)
+    verdicts = panels.diagnostics.table.value
+    for spec in SYNCED_TABLES:
+        n = on_server[spec.name]
+        assert f"{spec.plural} {n:,} / {n:,}" in verdicts
+        assert f"{n:,} {spec.noun if n == 1 else spec.plural}" in panels.clearing.summary.value
+    assert all(spec.plural in app.sync.readout for spec in SYNCED_TABLES)
+
+
 async def test_after_a_clear_every_step_shows_the_empty_cache(
     app: ContactSyncApp,
     world: SeedResult,
@@ -666,7 +712,7 @@ async def test_after_a_clear_every_step_shows_the_empty_cache(
 
     assert app.sync.result is None and panels.sync.readout.value == ""
     assert "success" not in panels.sync.status.value
-    assert app.staleness.rows == [] and "empty" in app.staleness.summary
+    assert app.freshness.rows == [] and "empty" in app.freshness.summary
     assert app.diagnostics.rows == [] and panels.diagnostics.table.value == ""
     assert panels.diagnostics.history.children == ()
     assert app.export.href == "" and panels.export.link.value == ""
@@ -800,7 +846,7 @@ async def test_a_stale_copy_is_refreshed_when_the_console_opens(
     await signed_in_and_synced(app, org_id)
     first = app.session.repository.last_synced_at(org_id) if app.session else None
     # Old by a tiny threshold, not by a jump of the clock past the token's hour.
-    app.staleness.threshold_hours = 0.0001
+    app.freshness.threshold_hours = 0.0001
     now_clock.advance(timedelta(seconds=2))
 
     app.auto_refresh.enabled = True  # the switch, as a person flips it
@@ -811,7 +857,7 @@ async def test_a_stale_copy_is_refreshed_when_the_console_opens(
     assert "because it was 2 s old" in app.auto_refresh.status
     assert app.session is not None
     assert app.session.repository.last_synced_at(org_id) != first
-    assert app.staleness.stale_count == 0
+    assert app.freshness.stale_count == 0
 
 
 async def test_a_failed_refresh_says_why_keeps_the_cache_and_retries_when_back(
@@ -840,7 +886,7 @@ async def test_a_failed_refresh_says_why_keeps_the_cache_and_retries_when_back(
     )
     org_id, _ = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
-    app.staleness.threshold_hours = 0.0001
+    app.freshness.threshold_hours = 0.0001
     now_clock.advance(timedelta(seconds=2))
     widget_stack.faults.cut_after_bytes = 0  # the connection drops: offline
     statuses: list[str] = []
@@ -873,7 +919,7 @@ async def test_the_switch_turns_refreshing_off(
     org_id, _ = org_wide_org(world, multi_org)
     await signed_in_and_synced(app, org_id)
     assert app.panels.auto_refresh.value is False
-    app.staleness.threshold_hours = 0.0001
+    app.freshness.threshold_hours = 0.0001
     now_clock.advance(timedelta(seconds=2))
     assert await app.auto_refresh.check() is False
     assert app.auto_refresh.tone != "ok"

@@ -307,7 +307,7 @@ async def test_an_empty_organisation_reads_synced_0_contacts_everywhere(
         assert result.items_synced == 0
         assert "0 contacts" in app.sync.status and "synced" in app.data.status
         assert "Nothing of" not in app.data.status
-        assert any(r["organisation_id"] == empty for r in app.staleness.rows)
+        assert any(r["organisation_id"] == empty for r in app.freshness.rows)
     finally:
         stack.remove_membership(user.user_id, empty)
 
@@ -347,10 +347,10 @@ async def test_freshness_is_live_and_a_lowered_threshold_refreshes(
     clock = app.clock
     assert isinstance(clock, ManualClock)
     clock.advance(timedelta(minutes=3))
-    app.staleness.tick()
-    assert app.staleness.rows[0]["age"] == "3 min"
+    app.freshness.tick()
+    assert app.freshness.rows[0]["age"] == "3 min"
     app.auto_refresh.enabled = True
-    app.staleness.threshold_hours = 0.01
+    app.freshness.threshold_hours = 0.01
     await app.wait()
     assert f"Refreshed {name} automatically" in app.auto_refresh.status
     assert "old" in app.auto_refresh.status
@@ -368,7 +368,7 @@ async def test_a_session_ended_elsewhere_signs_the_console_out_from_any_step(
         raise SessionEndedError(SessionEndReason.SIGNED_OUT_ELSEWHERE)
 
     monkeypatch.setattr(session.cache, "overview", ended)
-    app.panels.staleness.refresh_button.click()
+    app.panels.freshness.refresh_button.click()
     await app.wait()
     assert app.login.session is None
     assert app.signed_out_reason == SessionEndReason.SIGNED_OUT_ELSEWHERE.message.rstrip(".")

@@ -22,7 +22,7 @@ from contactsync_kit.diagnostics import Verdict
 from contactsync_kit.testing import FakeSupabase
 from contactsync_kit.verify import CacheVerification, TableVerification
 from contactsync_kit.widgets import SyncModel, SyncPanel, describe_result
-from contactsync_kit.widgets.staleness import StalenessModel, StalenessPanel
+from contactsync_kit.widgets.freshness import FreshnessModel, FreshnessPanel
 from contactsync_kit.widgets.sync import result_details
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -184,11 +184,11 @@ async def cached_two(session: UserSession, fake: FakeSupabase) -> None:
 
 async def freshness(
     session: UserSession, verifier: FakeVerifier | None
-) -> tuple[StalenessModel, StalenessPanel]:
-    model = StalenessModel(
+) -> tuple[FreshnessModel, FreshnessPanel]:
+    model = FreshnessModel(
         clock=ManualClock(NOW), draw_chart=False, verifier=verifier, organisation_names=NAMES
     )
-    panel = StalenessPanel(model)
+    panel = FreshnessPanel(model)
     assert panel.check_button.disabled, "nothing to check before signing in"
     model.session = session
     await model.wait()

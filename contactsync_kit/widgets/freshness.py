@@ -1,4 +1,4 @@
-"""Staleness panel: how old each organisation's cached copy is, with a banner and a chart.
+"""Freshness step: how old each organisation's cached copy is, with a banner and a chart.
 
 "Check against the server" asks the server's digest, one request per cached organisation,
 whether each copy still equals what the server shows the user (`contactsync_kit.verify`).
@@ -17,14 +17,17 @@ from traitlets import Bool, Bytes, Dict, Int, List, Unicode, observe
 
 from ..bootstrap import UserSession
 from ..clock import Clock, SystemClock
+from ..schemas import DATA_TABLES, SYNCED_TABLES
 from ..staleness import assess_staleness
 from ..verify import CacheVerification, verify_cache
 from . import _view
 from ._base import CANCELLED_TEXT, LongWorkModel, ThresholdModel
 from ._chart import age_chart_png
-from .static import StaticFallback
+from ._panel import Panel, button, cancel_controls, scheduled, side_by_side, threshold_field
 
-__all__ = ["VERIFICATION_PILLS", "StalenessModel", "StalenessPanel", "Verifier"]
+__all__ = ["VERIFICATION_PILLS", "FreshnessModel", "FreshnessPanel", "Verifier"]
+
+__io__ = "ui"
 
 #: Compares one organisation's cache with the server (`verify_cache` over the session).
 Verifier = Callable[[UserSession, str], Awaitable[CacheVerification]]
@@ -41,7 +44,7 @@ async def _verify(session: UserSession, organisation_id: str) -> CacheVerificati
     return await verify_cache(session.client, session.cache, organisation_id)
 
 
-class StalenessModel(LongWorkModel, ThresholdModel):
+class FreshnessModel(LongWorkModel, ThresholdModel):
     """Per organisation in the cache: when it last synced, how long ago, stale or not.
 
     `refresh()` reads the cache overview (off the event loop) and re-assesses it against
@@ -239,9 +242,7 @@ class StalenessModel(LongWorkModel, ThresholdModel):
             "last_synced_at",
             "age",
             "stale",
-            "contacts",
-            "notes",
-            "contact_assignments",
+            *DATA_TABLES,
         ).to_dicts()
         stale = report.filter(pl.col("stale"))
         self.stale_count = stale.height
@@ -303,45 +304,50 @@ def _check_outcome(rows: list[dict[str, Any]]) -> str:
     return f"{which} the server ✓ (checked by digest, one request each)."
 
 
-class StalenessPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
-    """The view of a `StalenessModel`: threshold, banner, table and age chart."""
+_AGAIN_TIP = "Read the cache and the clock again"
+_CHECK_TIP = (
+    "Ask the server, one request per organisation, whether each cached copy still equals "
+    "what it shows you"
+)
 
-    def __init__(self, model: StalenessModel, **kwargs: Any) -> None:
-        self.model = model
-        self.threshold = ipw.BoundedFloatText(
-            description="Stale after",
-            min=0.0,
-            max=24 * 365,
-            step=1.0,
-            layout=ipw.Layout(width="14em"),
-            style={"description_width": "7em"},
-        )
-        self.threshold.value = model.threshold_hours
-        # Only in this direction, from a finished edit: the model rejects bad values itself.
-        self.threshold.observe(self._threshold_edited, names="value")
-        model.observe(lambda c: setattr(self.threshold, "value", c["new"]), names="threshold_hours")
-        self.refresh_button = ipw.Button(
-            description="Check again", icon="refresh", tooltip="Read the cache and the clock again"
-        )
-        self.refresh_button.on_click(
-            lambda _: model.schedule(model.refresh(), what="Reading the cache")
-        )
-        self.check_button = _view.tag(
-            ipw.Button(
-                description="Check against the server",
-                icon="check",
-                tooltip="Ask the server, one request per organisation, whether each cached "
-                "copy still equals what it shows you",
-                layout=ipw.Layout(width="auto"),  # the whole label, not "Check against th…"
-            ),
+
+class FreshnessPanel(Panel[FreshnessModel]):
+    """The view of a `FreshnessModel`: threshold, banner, table and age chart."""
+
+    title = "Cache freshness"
+    help_text = (
+        "How long ago each organisation in this machine's cache was synced. Older than the "
+        "threshold means support should sync again before trusting it."
+    )
+    css = "csk-freshness"
+    watched = (
+        "rows",
+        "banner",
+        "summary",
+        "chart",
+        "chart_caption",
+        "verification",
+        "checking",
+        "check_text",
+        "elapsed",
+        "working",
+    )
+
+    def build(self) -> list[Any]:
+        """The threshold, Check again, Check against the server, the table and the chart."""
+        model = self.model
+        self.threshold = threshold_field(model)
+        again = scheduled(model, model.refresh, "Reading the cache")
+        self.refresh_button = button("Check again", "", again, "refresh", _AGAIN_TIP)
+        self.check_button = button(
+            "Check against the server",
             "csk-verify",
+            model.request_check,
+            "check",
+            _CHECK_TIP,
+            layout=ipw.Layout(width="auto"),  # the whole label, not "Check against th…"
         )
-        self.check_button.on_click(lambda _: model.request_check())
-        self.cancel_button = _view.tag(
-            ipw.Button(description="Cancel", icon="stop", tooltip="Stop the check"),
-            "csk-verify-cancel",
-        )
-        self.cancel_button.on_click(lambda _: model.cancel_check())
+        self.cancel_button, _ = cancel_controls(model.cancel_check, "csk-verify", "the check")
         #: Extra widgets shown at the end of the card (the console's auto-refresh switch).
         self.extras = ipw.VBox()
         self.verification = _view.tag(ipw.HTML(), "csk-verification")
@@ -351,62 +357,25 @@ class StalenessPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
             ipw.Image(format="png", layout=ipw.Layout(max_width="640px")), "csk-chart"
         )
         self.caption = _view.tag(ipw.HTML(), "csk-chart-caption")
-        self.status = ipw.HTML()
-        super().__init__(
-            children=[
-                _view.card(
-                    "Cache freshness",
-                    "How long ago each organisation in this machine's cache was synced. Older than "
-                    "the threshold means support should sync again before trusting it.",
-                    ipw.HBox(
-                        [
-                            self.threshold,
-                            ipw.HTML("&nbsp;hours&nbsp;"),
-                            self.refresh_button,
-                            self.check_button,
-                            self.cancel_button,
-                        ],
-                        layout=ipw.Layout(align_items="center"),
-                    ),
-                    self.banner,
-                    self.table,
-                    self.verification,
-                    self.image,
-                    self.caption,
-                    self.status,
-                    self.extras,
-                )
-            ],
-            **kwargs,
-        )
-        self.add_class("csk-freshness")
-        model.observe(
-            self._render,
-            names=[
-                "session",
-                "busy",
-                "rows",
-                "banner",
-                "summary",
-                "status",
-                "tone",
-                "chart",
-                "chart_caption",
-                "verification",
-                "checking",
-                "check_text",
-                "elapsed",
-                "working",
-            ],
-        )
-        self._render()
+        return [
+            side_by_side(
+                self.threshold,
+                ipw.HTML("&nbsp;hours&nbsp;"),
+                self.refresh_button,
+                self.check_button,
+                self.cancel_button,
+            ),
+            self.banner,
+            self.table,
+            self.verification,
+            self.image,
+            self.caption,
+            self.status,
+            self.extras,
+        ]
 
-    def _threshold_edited(self, change: dict[str, Any]) -> None:
-        self.model.threshold_hours = float(change["new"])
-        if self.model.threshold_hours != change["new"]:  # refused: show the kept value again
-            self.threshold.value = self.model.threshold_hours
-
-    def _render(self, _change: object = None) -> None:
+    def render(self) -> None:
+        """Show the banner, the table, the check and the chart."""
         model = self.model
         self.refresh_button.disabled = model.session is None or model.busy
         self.check_button.disabled = model.session is None or model.checking or not model.rows
@@ -418,14 +387,8 @@ class StalenessPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
         self.verification.value = _verification_html(
             model.verification, model.check_text + elapsed, model.checking
         )
-        if model.banner:
-            self.banner.value = _view.status_html("warn", model.banner)
-        else:
-            self.banner.value = (
-                _view.status_html("ok", model.summary)
-                if model.rows
-                else (_view.status_html("info", model.summary))
-            )
+        tone = "warn" if model.banner else "ok" if model.rows else "info"
+        self.banner.value = _view.status_html(tone, model.banner or model.summary)
         self.table.value = _rows_html(model.rows) if model.rows else ""
         self.image.value = model.chart
         shown = bool(model.chart and model.rows)
@@ -433,7 +396,6 @@ class StalenessPanel(StaticFallback, ipw.VBox):  # type: ignore[misc]
         self.caption.value = (
             f'<div class="csk-help">{_view.esc(model.chart_caption)}</div>' if shown else ""
         )
-        self.status.value = _view.status_html(model.tone, model.status)
 
 
 def _rows_html(rows: list[dict[str, Any]]) -> str:
@@ -446,15 +408,13 @@ def _rows_html(rows: list[dict[str, Any]]) -> str:
                 _view.esc(f"{synced:%Y-%m-%d %H:%M} UTC") if synced else "<i>never</i>",
                 _view.esc(row["age"]),
                 _view.pill("warn", "stale") if row["stale"] else _view.pill("ok", "fresh"),
-                f"{row['contacts']:,}",
-                f"{row['notes']:,}",
-                f"{row['contact_assignments']:,}",
+                *(f"{row[name]:,}" for name in DATA_TABLES),
             ]
         )
     return _view.table_html(
-        ["Organisation", "Last synced", "Age", "State", "Contacts", "Notes", "Assignments"],
+        ["Organisation", "Last synced", "Age", "State", *(spec.title for spec in SYNCED_TABLES)],
         body,
-        numeric=(4, 5, 6),
+        numeric=range(4, 4 + len(DATA_TABLES)),
     )
 
 
