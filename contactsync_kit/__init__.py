@@ -31,12 +31,21 @@ from .results import (
     SyncResult,
     SyncSuccess,
 )
-from .session import PrivilegedKeyError, SignInError, TokenInfo, inspect_token, sign_in
+from .session import (
+    BadCredentialsError,
+    PrivilegedKeyError,
+    ProjectRefusedError,
+    SignInError,
+    TokenInfo,
+    inspect_token,
+    sign_in,
+)
 from .verify import CacheVerification, verify_cache
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BadCredentialsError",
     "CacheFileError",
     "CacheKeyError",
     "CacheLockedError",
@@ -55,6 +64,7 @@ __all__ = [
     "MappedPage",
     "MappingProblem",
     "PrivilegedKeyError",
+    "ProjectRefusedError",
     "ServerClock",
     "SessionEndReason",
     "SessionEndedError",
@@ -74,7 +84,6 @@ __all__ = [
     "TokenInfo",
     "UnsafeCachePathError",
     "UserSession",
-    "__version__",
     "default_cache_folder",
     "default_cache_path",
     "inspect_token",
@@ -82,6 +91,7 @@ __all__ = [
     "sign_in",
     "start_session",
     "verify_cache",
+    "__version__",
 ]
 
 __io__ = "none"

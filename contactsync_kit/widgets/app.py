@@ -11,6 +11,7 @@ from traitlets import dlink
 
 from ..bootstrap import UserSession
 from ..clock import Clock, SystemClock
+from ..options import DEFAULT_OPTIONS, SyncOptions
 from ..results import SyncResult
 from ..staleness import DEFAULT_STALE_AFTER
 from .autorefresh import AutoRefreshModel, Probe
@@ -63,8 +64,9 @@ class ContactSyncApp(ConsoleView):
     refreshes the freshness and cache panels, signing out resets everything.
 
     `clock` is used for token expiry and staleness (inject a `ManualClock` in tests);
-    `cache_path` is the SQLite cache file (default: `default_cache_path()`); `max_rows` is
-    the server's PostgREST row cap and `page_size` the sync's page size; `stale_after` the
+    `cache_path` is the SQLite cache file (default: `default_cache_path()`); `options`
+    (`SyncOptions`) how its sessions sync, or singly `max_rows`, the server's PostgREST row
+    cap, and `page_size`, the sync's page size; `stale_after` the
     freshness threshold. `organisation_lister` and `session_factory` replace the server calls
     in tests.
     """
@@ -79,8 +81,9 @@ class ContactSyncApp(ConsoleView):
         clock: Clock | None = None,
         cache_path: str | Path | None = None,
         http_client: httpx.AsyncClient | None = None,
-        max_rows: int | None = 1000,
-        page_size: int = 1000,
+        options: SyncOptions | None = None,
+        max_rows: int | None = DEFAULT_OPTIONS.max_rows,
+        page_size: int = DEFAULT_OPTIONS.page_size,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
         draw_chart: bool = True,
         organisation_lister: OrganisationLister | None = None,
@@ -107,6 +110,7 @@ class ContactSyncApp(ConsoleView):
             clock=self.clock,
             cache_path=cache_path,
             http_client=http_client,
+            options=options,
             max_rows=max_rows,
             page_size=page_size,
             session_factory=session_factory,

@@ -20,6 +20,7 @@ from ..cache import CacheVersionError, ContactCache
 from ..cache_files import CacheFileError, CorruptCacheError
 from ..clock import Clock, SystemClock
 from ..errors import SessionEndedError
+from ..options import DEFAULT_OPTIONS, SyncOptions, resolve_options
 from ..results import SyncErrorKind
 from ..session import (
     BadCredentialsError,
@@ -132,16 +133,17 @@ class LoginModel(PanelModel):
         clock: Clock | None = None,
         cache_path: str | Path | None = None,
         http_client: httpx.AsyncClient | None = None,
-        max_rows: int | None = 1000,
-        page_size: int = 1000,
+        options: SyncOptions | None = None,
+        max_rows: int | None = DEFAULT_OPTIONS.max_rows,
+        page_size: int = DEFAULT_OPTIONS.page_size,
         session_factory: SessionFactory | None = None,
         **kwargs: Any,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.cache_path = cache_path
         self._http_client = http_client
-        self._max_rows = max_rows
-        self._page_size = page_size
+        #: How the sessions this panel starts sync (`SyncOptions`).
+        self.options = resolve_options(options, max_rows=max_rows, page_size=page_size)
         self._factory: SessionFactory = session_factory or start_session
         super().__init__(**kwargs)
         self._check_key({"new": self.key})
@@ -233,8 +235,7 @@ class LoginModel(PanelModel):
                     # A short connect timeout: a server that is down is known in seconds.
                     http_client=self._http_client
                     or httpx.AsyncClient(timeout=httpx.Timeout(_READ_TIMEOUT_S, connect=3.0)),
-                    max_rows=self._max_rows,
-                    page_size=self._page_size,
+                    options=self.options,
                 )
         except PrivilegedKeyError:
             self.say(

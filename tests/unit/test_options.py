@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,8 @@ from contactsync_kit import (
     start_session,
 )
 from contactsync_kit.options import DEFAULT_OPTIONS, resolve_options
+from contactsync_kit.widgets import ContactSyncApp
+from contactsync_kit.widgets.login_model import LoginModel
 
 
 @pytest.mark.parametrize(
@@ -55,9 +58,21 @@ def test_a_single_keyword_overrides_the_options_and_defaults_stay_put() -> None:
     assert resolve_options(None, max_rows=None).max_rows is None
 
 
-@pytest.mark.parametrize("entry", [start_session, ContactCacheSyncRepository.__init__])
-def test_every_entry_point_takes_the_defaults_from_sync_options(entry: object) -> None:
-    parameters = inspect.signature(entry).parameters  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    "entry",
+    [start_session, ContactCacheSyncRepository.__init__, LoginModel.__init__, ContactSyncApp],
+)
+def test_every_entry_point_takes_the_defaults_from_sync_options(entry: Any) -> None:
+    parameters = inspect.signature(entry).parameters
     assert "options" in parameters
     for name in ("page_size", "max_rows", "delta_window"):
-        assert parameters[name].default == getattr(DEFAULT_OPTIONS, name), name
+        if name in parameters:
+            assert parameters[name].default == getattr(DEFAULT_OPTIONS, name), name
+
+
+def test_the_sign_in_panel_hands_its_options_to_the_session() -> None:
+    chosen = SyncOptions(page_size=250, delta_window=timedelta(seconds=5))
+    assert ContactSyncApp(options=chosen, max_rows=500).login.options == chosen.updated(
+        max_rows=500
+    )
+    assert LoginModel().options is DEFAULT_OPTIONS
