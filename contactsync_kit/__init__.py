@@ -84,6 +84,7 @@ __all__ = [
     "TokenInfo",
     "UnsafeCachePathError",
     "UserSession",
+    "__version__",
     "default_cache_folder",
     "default_cache_path",
     "inspect_token",
@@ -91,7 +92,6 @@ __all__ = [
     "sign_in",
     "start_session",
     "verify_cache",
-    "__version__",
 ]
 
 __io__ = "none"
