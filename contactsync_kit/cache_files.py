@@ -220,7 +220,8 @@ def erase_cache_files(path: str | Path) -> list[Path]:
             os.fsync(fd)
         finally:
             os.close(fd)
-        file.unlink()
+        # A connection still closing (a cancelled sync's) may remove its -wal meanwhile.
+        file.unlink(missing_ok=True)
         erased.append(file)
     return erased
 
