@@ -246,14 +246,15 @@ def _pg_micros(stamps: pl.Series) -> np.ndarray | None:
     for position, char in _STAMP_PUNCTUATION.items():
         if (raw[:, position] != char[0]).any():
             return None
-    digits = raw[:, _STAMP_DIGITS].astype(np.int64) - ord("0")
-    if ((digits < 0) | (digits > 9)).any():
+    # uint8 arithmetic wraps: anything but a digit comes out above 9.
+    if ((raw[:, _STAMP_DIGITS] - np.uint8(ord("0"))) > 9).any():
         return None
 
     def number(start: int, count: int) -> np.ndarray:
-        result = digits[:, start]
-        for i in range(start + 1, start + count):
-            result = result * 10 + digits[:, i]
+        positions = _STAMP_DIGITS[start : start + count]
+        result = raw[:, positions[0]].astype(np.int64) - ord("0")
+        for i in positions[1:]:
+            result = result * 10 + (raw[:, i].astype(np.int64) - ord("0"))
         return result
 
     year, month, day = number(0, 4), number(4, 2), number(6, 2)

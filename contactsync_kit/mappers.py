@@ -21,7 +21,6 @@ from .schemas import (
     ROOT_TABLE,
     TABLES,
     UUID_PATTERN,
-    TableSpec,
     table_schema,
 )
 
@@ -100,21 +99,13 @@ def map_contacts_page(
         return empty_page()
 
     reasons: dict[str, int] = {}
-    # One pass for both: the missing arrays and those at the cap.
-    arrays = frame.select(
-        *(pl.col(c).is_null().sum().alias(f"missing:{c}") for c in EMBEDDED_TABLES),
-        *(
-            (pl.col(c).list.len() >= embedded_cap).sum().alias(f"cap:{c}")
-            for c in (EMBEDDED_TABLES if embedded_cap is not None else ())
-        ),
-    ).row(0, named=True)
     for column in EMBEDDED_TABLES:
-        missing = arrays[f"missing:{column}"]
+        missing = frame.select(pl.col(column).is_null().sum()).item()
         if missing:
             reasons[f"contacts without an embedded {column} array"] = missing
     if embedded_cap is not None:
         for column in EMBEDDED_TABLES:
-            at_cap = arrays[f"cap:{column}"]
+            at_cap = frame.select((pl.col(column).list.len() >= embedded_cap).sum()).item()
             if at_cap:
                 return MappingProblem(
                     "incomplete",
@@ -128,12 +119,10 @@ def map_contacts_page(
     frames = {ROOT_TABLE: root}
     for table in EMBEDDED_TABLES:
         exploded = (
-            frame.lazy()
-            .select(pl.col(TABLES[ROOT_TABLE].key).alias(_PARENT), pl.col(table))
+            frame.select(pl.col(TABLES[ROOT_TABLE].key).alias(_PARENT), pl.col(table))
             .explode(table)
             .filter(pl.col(table).is_not_null())
             .unnest(table)
-            .collect()
         )
         frames[table], child_reasons = _validate(exploded, table, organisation_id)
         reasons.update(child_reasons)
@@ -178,82 +167,48 @@ def _validate(
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Normalise one table's frame and count what is wrong with it, all as expressions.
 
-    One pass counts the problems as if every uuid column were canonical lower-case and every
-    timestamp column UTC text in PostgREST's form (what a server's ``uuid`` and
-    ``timestamptz`` columns always send), and checks that they are: those need no case
-    folding, and only an impossible date is left to catch in them. A column that is not in
-    that form takes the general path (a second pass), so a bad value is still found and
-    counted.
+    A first pass learns which uuid columns are canonical lower-case throughout and which
+    timestamp columns are UTC text in PostgREST's form (what a server's ``uuid`` and
+    ``timestamptz`` columns always send): those are checked by that pass alone and need no
+    case folding, and their dates are checked once per distinct day. Any other column takes
+    the general path, so a bad value is still found and counted.
     """
     spec = TABLES[table]
+    org = organisation_id.lower()
     uuids = [c.name for c in spec.columns if c.uuid]
     if spec.parent is not None:
         uuids.append(_PARENT)
-    uuids = [n for n in uuids if n in frame.columns]
-    stamps = [c.name for c in spec.columns if c.timestamp and c.name in frame.columns]
-    canonical, utc_text = set(uuids), set(stamps)
-    probes = [
-        (pl.col(n).is_null() | pl.col(n).str.contains(_CANONICAL_UUID)).all().alias(f"u:{n}")
-        for n in uuids
-    ] + [
-        (pl.col(n).is_null() | pl.col(n).str.contains(_UTC_TEXT)).all().alias(f"t:{n}")
-        for n in stamps
-    ]
-    checks = _checks(spec, organisation_id, canonical, utc_text)
-    row = frame.select(*probes, *_counted(checks)).row(0, named=True)
-    canonical = {n for n in uuids if row[f"u:{n}"]}
-    utc_text = {n for n in stamps if row[f"t:{n}"]}
-    if len(canonical) < len(uuids) or len(utc_text) < len(stamps):
-        checks = _checks(spec, organisation_id, canonical, utc_text)
-        row = frame.select(*_counted(checks)).row(0, named=True)
-    reasons: dict[str, int] = {}
-    for reason in checks:
-        if row[reason]:
-            reasons[reason] = int(row[reason])
-
-    normalised: list[pl.Expr] = []
-    for column in spec.columns:
-        name, value = column.name, pl.col(column.name)
-        if column.uuid:
-            normalised.append(value if name in canonical else value.str.to_lowercase())
-        elif column.timestamp and name in utc_text:
-            normalised.append(_utc_text_to_cache(value).alias(name))
-        elif column.timestamp:
-            parsed = value.str.to_datetime(time_zone="UTC", strict=False)
-            normalised.append(parsed.dt.strftime(_ISO_UTC).alias(name))
-        else:
-            normalised.append(value)
-    return frame.select(normalised), reasons
-
-
-def _counted(checks: dict[str, pl.Expr]) -> list[pl.Expr]:
-    return [check.fill_null(False).sum().alias(reason) for reason, check in checks.items()]
-
-
-def _checks(
-    spec: TableSpec, organisation_id: str, canonical: set[str], utc_text: set[str]
-) -> dict[str, pl.Expr]:
-    """Reason -> a row's problem, for columns known canonical / UTC text or not."""
-    table, org = spec.name, organisation_id.lower()
+    stamps = [c.name for c in spec.columns if c.timestamp]
+    canonical, utc_text = _uniform_columns(frame, uuids, stamps)
 
     def folded(name: str) -> pl.Expr:
         return pl.col(name) if name in canonical else pl.col(name).str.to_lowercase()
 
     checks: dict[str, pl.Expr] = {}
+    normalised: list[pl.Expr] = []
+    reasons: dict[str, int] = {}
     for column in spec.columns:
         name, value = column.name, pl.col(column.name)
         if column.required:
             checks[f"{table}.{name} missing"] = value.is_null()
-        if column.uuid and name not in canonical:
-            checks[f"{table}.{name} not a UUID"] = value.is_not_null() & ~value.str.contains(
-                UUID_PATTERN
-            )
+        if column.uuid:
+            if name not in canonical:
+                checks[f"{table}.{name} not a UUID"] = value.is_not_null() & ~value.str.contains(
+                    UUID_PATTERN
+                )
+            normalised.append(folded(name))
         elif column.timestamp and name in utc_text:
             # The form is right; only an impossible date (30 February) is left to catch.
-            checks[f"{table}.{name} not a timestamp"] = _impossible_date(value)
+            impossible = _impossible_dates(frame, name)
+            if impossible:
+                reasons[f"{table}.{name} not a timestamp"] = impossible
+            normalised.append(_utc_text_to_cache(value).alias(name))
         elif column.timestamp:
             parsed = value.str.to_datetime(time_zone="UTC", strict=False)
             checks[f"{table}.{name} not a timestamp"] = value.is_not_null() & parsed.is_null()
+            normalised.append(parsed.dt.strftime(_ISO_UTC).alias(name))
+        else:
+            normalised.append(value)
         if column.values is not None:
             checks[f"{table}.{name} unknown"] = ~value.is_in(column.values)
     checks[f"{table} rows of another organisation"] = folded(spec.scope) != org
@@ -261,22 +216,12 @@ def _checks(
     checks[f"{table} ids repeated"] = key.is_duplicated() & key.is_not_null()
     if spec.parent is not None:
         checks[f"{table} under the wrong contact"] = folded(spec.parent[0]) != folded(_PARENT)
-    return checks
 
-
-_SHORT_MONTHS: Final = ["04", "06", "09", "11"]
-
-
-def _impossible_date(value: pl.Expr) -> pl.Expr:
-    """Whether UTC text in the usual form (month 01-12, day 01-31) names no real day.
-
-    That is the 31st of a short month, 30 or 31 February, or 29 February of a common year.
-    """
-    year = value.str.slice(0, 4).cast(pl.Int32, strict=False)
-    month, day = value.str.slice(5, 2), value.str.slice(8, 2)
-    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
-    february = (month == "02") & ((day > "29") | ((day == "29") & ~leap))
-    return (day >= "29") & (february | ((day == "31") & month.is_in(_SHORT_MONTHS)))
+    counts = frame.select(
+        [check.fill_null(False).sum().alias(reason) for reason, check in checks.items()]
+    ).row(0, named=True)
+    reasons.update({reason: int(count) for reason, count in counts.items() if count})
+    return frame.select(normalised), reasons
 
 
 def _utc_text_to_cache(value: pl.Expr) -> pl.Expr:
@@ -293,6 +238,41 @@ def _utc_text_to_cache(value: pl.Expr) -> pl.Expr:
         .str.pad_end(6, "0")
     )
     return pl.concat_str([value.str.slice(0, 19), pl.lit("."), fraction, pl.lit("Z")])
+
+
+def _impossible_dates(frame: pl.DataFrame, name: str) -> int:
+    """Rows of `name` (UTC text in the usual form) whose day does not exist (30 February)."""
+    days = frame.get_column(name).drop_nulls().str.slice(0, 10)
+    distinct = days.unique()
+    bad = distinct.filter(distinct.str.to_date("%Y-%m-%d", strict=False).is_null())
+    return int(days.is_in(bad.to_list()).sum()) if bad.len() else 0
+
+
+def _uniform_columns(
+    frame: pl.DataFrame, uuids: list[str], stamps: list[str]
+) -> tuple[set[str], set[str]]:
+    """The uuid columns canonical lower-case throughout, and the UTC-text timestamp columns.
+
+    A timestamp column counts when every value is UTC text in PostgREST's form; nulls are
+    allowed in both.
+    """
+    present_uuids = [n for n in uuids if n in frame.columns]
+    present_stamps = [n for n in stamps if n in frame.columns]
+    if frame.height == 0:
+        return set(present_uuids), set(present_stamps)
+    probes = [
+        (pl.col(n).is_null() | pl.col(n).str.contains(_CANONICAL_UUID)).all().alias(f"u:{n}")
+        for n in present_uuids
+    ] + [
+        (pl.col(n).is_null() | pl.col(n).str.contains(_UTC_TEXT)).all().alias(f"t:{n}")
+        for n in present_stamps
+    ]
+    if not probes:
+        return set(), set()
+    row = frame.select(probes).row(0, named=True)
+    canonical = {n for n in present_uuids if row[f"u:{n}"]}
+    utc_text = {n for n in present_stamps if row[f"t:{n}"]}
+    return canonical, utc_text
 
 
 def map_table_rows(raw: Any, table: str, organisation_id: str) -> pl.DataFrame | MappingProblem:
