@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 import random
+import uuid
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from contactsync_kit import digest
 from contactsync_kit.digest import (
     DIGEST_MODULUS,
     Digest,
@@ -173,3 +175,32 @@ def test_batches_folded_one_after_another_add_up_to_the_whole() -> None:
         assert running[0].height == running[0].select("table", "bucket").n_unique()
     assert running is not None
     assert combine_digest_batches([running]) == combine_digest_batches([digest_batch([mixed])])
+
+
+def test_the_fixed_width_reading_agrees_with_polars_parsing() -> None:
+    # Uuids and the cache's timestamps are read from their bytes by numpy; polars' parsing
+    # (kept for any other form) must give the same words and microseconds.
+    rng = random.Random(3)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(2000)]
+    ids[:2] = [ids[0].upper(), "00000000-0000-0000-0000-000000000000"]
+    stamps = [
+        f"{rng.randrange(1, 10000):04d}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}T"
+        f"{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}."
+        f"{rng.randrange(10**6):06d}Z"
+        for _ in range(2000)
+    ]
+    stamps[:3] = [
+        "2024-02-29T23:59:59.999999Z",
+        "1999-12-31T23:59:59.000001Z",
+        "2000-01-01T00:00:00.000000Z",
+    ]
+    frame = pl.DataFrame({"id": ids, "updated_at": stamps})
+    words, micros = digest._uuid_words(frame["id"]), digest._pg_micros(frame["updated_at"])
+    parsed_words, parsed_micros = digest._parsed_words_and_micros(frame)
+    assert words is not None and micros is not None
+    assert all((a == b).all() for a, b in zip(words, parsed_words, strict=True))
+    assert (micros == parsed_micros).all()
+    # Not the fixed forms: left to polars.
+    for stamp in ("2023-02-29T00:00:00.000000Z", "2023-02-2xT00:00:00.000000Z", "2023-02-28"):
+        assert digest._pg_micros(pl.Series([stamp])) is None
+    assert digest._uuid_words(pl.Series(["g" * 8 + "-0000-0000-0000-" + "0" * 12])) is None

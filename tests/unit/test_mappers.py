@@ -61,6 +61,7 @@ def test_timestamps_are_normalised_to_utc_and_uuids_to_lower_case() -> None:
         ("2026-03-01T12:00:00.5+00:00", "2026-03-01T12:00:00.500000Z"),
         ("2026-03-01T12:00:00.123456+00:00", "2026-03-01T12:00:00.123456Z"),
         ("2024-02-29T23:59:59.000001Z", "2024-02-29T23:59:59.000001Z"),
+        ("2000-02-29T00:00:00+00:00", "2000-02-29T00:00:00.000000Z"),  # a 400th year leaps
         ("2026-03-01T12:00:00.25+00", "2026-03-01T12:00:00.250000Z"),
         # Any other form is parsed: another offset, a space for the T.
         ("2026-03-01T12:00:00.5-03:30", "2026-03-01T15:30:00.500000Z"),
@@ -80,7 +81,16 @@ def test_every_timestamp_form_is_cached_in_one_form(sent: str, cached: str) -> N
 
 
 @pytest.mark.parametrize(
-    "impossible", ["2023-02-30T10:00:00+00:00", "2023-04-31T10:00:00.5+00:00", "2023-13-01"]
+    "impossible",
+    [
+        "2023-02-30T10:00:00+00:00",
+        "2023-04-31T10:00:00.5+00:00",
+        "2023-13-01",
+        "2023-02-29T10:00:00+00:00",  # not a leap year
+        "1900-02-29T10:00:00+00:00",  # a century that is not a 400th year
+        "2024-02-31T10:00:00Z",
+        "2024-11-31T10:00:00Z",
+    ],
 )
 def test_an_impossible_date_in_the_usual_form_is_refused(impossible: str) -> None:
     raw = rows(2)

@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from contactsync_kit import ContactCache, MappedPage, map_contacts_page
+from contactsync_kit import staging as staging_module
 from contactsync_kit.staging import SyncStaging
 from contactsync_kit.table_writer import ColumnsWriter, TableWriter
 from contactsync_kit.testing import fake_contact
@@ -46,7 +47,10 @@ def test_the_columns_writer_writes_every_row_across_its_slices(tmp_path: Path) -
     cache.close()
 
 
-def test_rows_a_writer_wrote_roll_back_with_the_sync(tmp_path: Path) -> None:
+def test_rows_a_writer_wrote_roll_back_with_the_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(staging_module, "SORTED_BATCH_ROWS", 20)  # notes are written now
     cache = ContactCache.open(tmp_path / "cache.sqlite3")
     written: list[int] = []
 
@@ -62,6 +66,70 @@ def test_rows_a_writer_wrote_roll_back_with_the_sync(tmp_path: Path) -> None:
     staging.discard()  # no commit: everything the writer wrote is rolled back
     assert cache.counts(ORG) == {"contacts": 0, "notes": 0, "contact_assignments": 0}
     cache.close()
+
+
+class Recording:
+    """A writer that keeps each table's written frames (and writes them)."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[str, pl.DataFrame]] = []
+
+    def write(self, conn, sql, frame):  # type: ignore[no-untyped-def]
+        self.frames.append((sql.split()[4], frame))
+        return ColumnsWriter().write(conn, sql, frame)
+
+
+def test_child_rows_are_written_sorted_by_key_in_batches_during_the_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Notes and assignments have random uuid keys: held back and written in key order, a
+    # batch at a time, so the primary-key B-tree is walked once per batch, not once per row.
+    monkeypatch.setattr(staging_module, "SORTED_BATCH_ROWS", 100)
+    cache = ContactCache.open(tmp_path / "cache.sqlite3")
+    writer = Recording()
+    staging = SyncStaging(cache.store, ORG, 1, writer=writer)
+    pages = [page(20, seed=10 + n) for n in range(4)]  # 60 notes a page
+    for mapped in pages[:2]:
+        staging.stage(mapped)
+    notes = [frame for table, frame in writer.frames if table == "notes"]
+    assert len(notes) == 1 and notes[0].height == 120, "a batch is written once it is full"
+    staging.stage(pages[2])
+    staging.stage(pages[3])
+    staging.commit(WHEN)
+    for table in ("notes", "contact_assignments"):
+        written = [frame for name, frame in writer.frames if name == table]
+        assert all(frame.get_column("id").is_sorted() for frame in written)
+        everything = pl.concat([getattr(p, table) for p in pages])
+        assert sum(frame.height for frame in written) == everything.height
+        stored = cache.read_table(table, ORG).sort("id")
+        assert stored.equals(everything.select(stored.columns).sort("id"))
+    cache.close()
+
+
+def test_a_child_row_that_came_twice_keeps_its_last_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A note moved to another contact between two pages arrives twice: the later copy wins,
+    # as it did when each page was written as it came.
+    rng = random.Random(5)
+    first = [fake_contact(ORG, rng=rng) for _ in range(3)]
+    second = [fake_contact(ORG, rng=rng) for _ in range(3)]
+    moved = dict(first[0]["notes"][0], contact_id=second[1]["id"], body="moved")
+    second[1]["notes"].append(moved)
+    for batch in (10_000, 4):  # written at the commit, or in a batch during the sync
+        monkeypatch.setattr(staging_module, "SORTED_BATCH_ROWS", batch)
+        cache = ContactCache.open(tmp_path / f"cache-{batch}.sqlite3")
+        staging = SyncStaging(cache.store, ORG, 1)
+        for rows in (first, second):
+            mapped = map_contacts_page(rows, ORG)
+            assert isinstance(mapped, MappedPage)
+            staging.stage(mapped)
+        staging.commit(WHEN)
+        notes = cache.read_table("notes", ORG)
+        assert notes.height == 3 * 3 + 3 * 3  # the moved note once
+        row = notes.filter(pl.col("id") == moved["id"]).row(0, named=True)
+        assert (row["contact_id"], row["body"]) == (second[1]["id"], "moved")
+        cache.close()
 
 
 def test_an_empty_frame_writes_nothing(tmp_path: Path) -> None:
