@@ -16,9 +16,9 @@ from typing import Any, Final, Literal
 
 from .errors import SessionEndReason, SyncStopped
 from .mappers import MappedPage
-from .paging import IdRange
+from .paging import SEQUENTIAL_PAGES, IdRange, id_ranges, pages_needed
 from .results import StageTimings, SyncError, SyncErrorKind, SyncFailure, SyncSuccess
-from .schemas import DATA_TABLES
+from .schemas import DATA_TABLES, ROOT_TABLE, TABLES
 from .staging import SyncStaging
 
 __all__ = [
@@ -30,8 +30,10 @@ __all__ = [
     "Refused",
     "SyncProgress",
     "Timer",
+    "check_count",
     "fetch_keyset",
     "fetch_range",
+    "fetch_rest",
     "first_failure",
     "report_progress",
     "settle",
@@ -241,3 +243,29 @@ def signed_out(org: str, reason: SessionEndReason) -> SyncFailure:
     return SyncFailure(
         organisation_id=org, error=SyncError(SyncErrorKind.SIGNED_OUT, reason.message)
     )
+
+
+async def fetch_rest(
+    fetched: Fetcher, rows: int, last: str | None, expected: int | None, limit: int
+) -> None:
+    """After the first page: the rest, by keyset pages or, when many, by id ranges."""
+    remaining = (expected or 0) - rows
+    if not rows or last is None or remaining <= 0:
+        return
+    if pages_needed(remaining, limit) <= SEQUENTIAL_PAGES:
+        await fetch_keyset(fetched, last, rows, expected or 0)
+    else:
+        ranges = id_ranges(last, remaining, limit)
+        await asyncio.gather(*(fetch_range(fetched, r, limit) for r in ranges))
+
+
+def check_count(received: int, expected: int | None) -> None:
+    """Refuse (`Refused`, incomplete) a sync whose root rows miss the server's count."""
+    if expected is None or received != expected:
+        raise Refused(
+            SyncError(
+                SyncErrorKind.INCOMPLETE,
+                f"received {received} {TABLES[ROOT_TABLE].plural} but the server counted "
+                f"{'none' if expected is None else expected}; nothing was written",
+            )
+        )

@@ -39,11 +39,14 @@ __all__ = [
     "digest_batch",
     "fold_digest_batch",
     "merge_buckets",
+    "parsed_words_and_micros",
+    "pg_micros",
     "row_digest_columns",
     "server_total",
     "table_bucket_sums",
     "table_digests",
     "total",
+    "uuid_words",
 ]
 
 __io__ = "none"
@@ -185,10 +188,10 @@ def row_digest_columns(frame: pl.DataFrame) -> pl.DataFrame:
     """
     keep = [pl.col("table")] if "table" in frame.columns else []
     ids, stamps = frame.get_column("id"), frame.get_column("updated_at")
-    words = _uuid_words(ids)
-    t = _pg_micros(stamps)
+    words = uuid_words(ids)
+    t = pg_micros(stamps)
     if words is None or t is None:  # not the fixed forms: polars parses them (and refuses)
-        words, t = _parsed_words_and_micros(frame)
+        words, t = parsed_words_and_micros(frame)
     seed_hi, seed_lo = _hashint8extended(t)
     high, low = _uuid_hash_extended(words, seed_hi, seed_lo)
     return frame.select(
@@ -202,7 +205,7 @@ def row_digest_columns(frame: pl.DataFrame) -> pl.DataFrame:
 # The fixed-width forms read straight from their bytes: a uuid's 36 characters (hex digits
 # with dashes at 8, 13, 18, 23) and the cache's 27-character timestamp
 # (``YYYY-MM-DDTHH:MM:SS.ffffffZ``). Several times cheaper than polars' string parsing; any
-# other form (or a null) takes `_parsed_words_and_micros`.
+# other form (or a null) takes `parsed_words_and_micros`.
 _HEX = np.full(256, 255, dtype=np.uint8)
 _HEX[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10, dtype=np.uint8)
 _HEX[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
@@ -226,8 +229,11 @@ def _fixed_bytes(values: pl.Series, width: int) -> np.ndarray | None:
     return np.frombuffer(text, dtype=np.uint8).reshape(-1, width)
 
 
-def _uuid_words(ids: pl.Series) -> list[np.ndarray] | None:
-    """The uuids' bytes as lookup3 reads them: each 4-byte group a little-endian word."""
+def uuid_words(ids: pl.Series) -> list[np.ndarray] | None:
+    """The uuids' bytes as lookup3 reads them: each 4-byte group a little-endian word.
+
+    None unless every id is in the canonical 36-character form (then `parsed_words_and_micros`).
+    """
     raw = _fixed_bytes(ids, 36)
     if raw is None or (raw[:, [8, 13, 18, 23]] != ord("-")).any():
         return None
@@ -239,8 +245,11 @@ def _uuid_words(ids: pl.Series) -> list[np.ndarray] | None:
     return [words[:, i].astype(np.uint32) for i in range(4)]
 
 
-def _pg_micros(stamps: pl.Series) -> np.ndarray | None:
-    """Microseconds since PostgreSQL's epoch of the cache's timestamps (real dates only)."""
+def pg_micros(stamps: pl.Series) -> np.ndarray | None:
+    """Microseconds since PostgreSQL's epoch of the cache's timestamps (real dates only).
+
+    None unless every stamp is in the cache's fixed form (then `parsed_words_and_micros`).
+    """
     raw = _fixed_bytes(stamps, 27)
     if raw is None:
         return None
@@ -277,7 +286,11 @@ def _pg_micros(stamps: pl.Series) -> np.ndarray | None:
     return result
 
 
-def _parsed_words_and_micros(frame: pl.DataFrame) -> tuple[list[np.ndarray], np.ndarray]:
+def parsed_words_and_micros(frame: pl.DataFrame) -> tuple[list[np.ndarray], np.ndarray]:
+    """`uuid_words` and `pg_micros` of a frame's ``id`` / ``updated_at``, parsed by polars.
+
+    The general path, for any form the fixed-width readers refuse.
+    """
     updated = pl.col("updated_at")
     if frame.schema.get("updated_at") == pl.String:
         updated = updated.str.to_datetime(_ISO_UTC, time_unit="us", time_zone="UTC")

@@ -20,8 +20,8 @@ from .attempt import (
     ProgressCallback,
     Refused,
     SyncProgress,
-    fetch_keyset,
-    fetch_range,
+    check_count,
+    fetch_rest,
     first_failure,
     report_progress,
     signed_out,
@@ -35,10 +35,7 @@ from .mappers import MappedPage, MappingProblem, map_contacts_page
 from .options import DEFAULT_OPTIONS, SyncOptions, resolve_options
 from .paging import (
     PARALLEL_PAGES,
-    SEQUENTIAL_PAGES,
     WRITE_QUEUE,
-    id_ranges,
-    pages_needed,
 )
 from .remote import ContactSource, RemotePage, SupabaseDeltaSource
 from .results import SyncError, SyncErrorKind, SyncFailure, SyncResult
@@ -313,28 +310,14 @@ class ContactCacheSyncRepository:
                 )
                 rows, last = await fetched(None, first=True)
                 expected = attempt.total
-                remaining = (expected or 0) - rows
-                if rows and last is not None and remaining > 0:
-                    limit = min(self._source.page_size, self._max_rows or self._source.page_size)
-                    if pages_needed(remaining, limit) <= SEQUENTIAL_PAGES:
-                        await fetch_keyset(fetched, last, rows, expected or 0)
-                    else:
-                        ranges = id_ranges(last, remaining, limit)
-                        await asyncio.gather(*(fetch_range(fetched, r, limit) for r in ranges))
+                limit = min(self._source.page_size, self._max_rows or self._source.page_size)
+                await fetch_rest(fetched, rows, last, expected, limit)
                 arrived.put_nowait(None)
                 await writer
         except BaseExceptionGroup as failures:
             first = first_failure(failures)
             raise first from first.__cause__  # keep its cause: a local write failure names it
-        received = counts["contacts"]
-        if expected is None or received != expected:
-            raise Refused(
-                SyncError(
-                    SyncErrorKind.INCOMPLETE,
-                    f"received {received} contacts but the server counted "
-                    f"{'none' if expected is None else expected}; nothing was written",
-                )
-            )
+        check_count(counts[ROOT_TABLE], expected)
         return counts
 
     async def _write_pages(

@@ -195,12 +195,12 @@ def test_the_fixed_width_reading_agrees_with_polars_parsing() -> None:
         "2000-01-01T00:00:00.000000Z",
     ]
     frame = pl.DataFrame({"id": ids, "updated_at": stamps})
-    words, micros = digest._uuid_words(frame["id"]), digest._pg_micros(frame["updated_at"])
-    parsed_words, parsed_micros = digest._parsed_words_and_micros(frame)
+    words, micros = digest.uuid_words(frame["id"]), digest.pg_micros(frame["updated_at"])
+    parsed_words, parsed_micros = digest.parsed_words_and_micros(frame)
     assert words is not None and micros is not None
     assert all((a == b).all() for a, b in zip(words, parsed_words, strict=True))
     assert (micros == parsed_micros).all()
     # Not the fixed forms: left to polars.
     for stamp in ("2023-02-29T00:00:00.000000Z", "2023-02-2xT00:00:00.000000Z", "2023-02-28"):
-        assert digest._pg_micros(pl.Series([stamp])) is None
-    assert digest._uuid_words(pl.Series(["g" * 8 + "-0000-0000-0000-" + "0" * 12])) is None
+        assert digest.pg_micros(pl.Series([stamp])) is None
+    assert digest.uuid_words(pl.Series(["g" * 8 + "-0000-0000-0000-" + "0" * 12])) is None

@@ -32,7 +32,7 @@ WHEN = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
 
 def page(count: int, seed: int = 0) -> MappedPage:
     rng = random.Random(seed)
-    mapped = map_contacts_page([fake_contact(ORG, rng=rng) for _ in range(count)], ORG)
+    mapped = map_contacts_page([fake_contact(ORG, rng=rng, notes=3) for _ in range(count)], ORG)
     assert isinstance(mapped, MappedPage)
     return mapped
 
@@ -99,7 +99,7 @@ def test_child_rows_are_written_sorted_by_key_in_batches_during_the_sync(
     for table in ("notes", "contact_assignments"):
         written = [frame for name, frame in writer.frames if name == table]
         assert all(frame.get_column("id").is_sorted() for frame in written)
-        everything = pl.concat([getattr(p, table) for p in pages])
+        everything = pl.concat([p[table] for p in pages])
         assert sum(frame.height for frame in written) == everything.height
         stored = cache.read_table(table, ORG).sort("id")
         assert stored.equals(everything.select(stored.columns).sort("id"))
@@ -112,8 +112,8 @@ def test_a_child_row_that_came_twice_keeps_its_last_copy(
     # A note moved to another contact between two pages arrives twice: the later copy wins,
     # as it did when each page was written as it came.
     rng = random.Random(5)
-    first = [fake_contact(ORG, rng=rng) for _ in range(3)]
-    second = [fake_contact(ORG, rng=rng) for _ in range(3)]
+    first = [fake_contact(ORG, rng=rng, notes=3) for _ in range(3)]
+    second = [fake_contact(ORG, rng=rng, notes=3) for _ in range(3)]
     moved = dict(first[0]["notes"][0], contact_id=second[1]["id"], body="moved")
     second[1]["notes"].append(moved)
     for batch in (10_000, 4):  # written at the commit, or in a batch during the sync
