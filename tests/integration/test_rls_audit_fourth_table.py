@@ -60,34 +60,14 @@ ACCEPTED = [
     f"table public.{TAGS} authenticated",
 ]
 
-# Like notes in 0002/0003: RLS on at creation, authenticated may only select, the composite
-# key keeps a tag's organisation its contact's, indexes on every policy column.
-CREATE_SQL = f"""
-CREATE TABLE public.{TAGS} (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    contact_id uuid NOT NULL,
-    organisation_id uuid NOT NULL REFERENCES public.organisations ON DELETE CASCADE,
-    tag text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    FOREIGN KEY (organisation_id, contact_id)
-        REFERENCES public.contacts (organisation_id, id) ON DELETE CASCADE
-);
-ALTER TABLE public.{TAGS} ENABLE ROW LEVEL SECURITY;
-REVOKE ALL ON public.{TAGS} FROM anon, authenticated;
-GRANT SELECT ON public.{TAGS} TO authenticated;
-GRANT ALL ON public.{TAGS} TO service_role;
-CREATE INDEX {TAGS}_contact_id_idx ON public.{TAGS} (contact_id);
-CREATE INDEX {TAGS}_organisation_id_contact_id_idx ON public.{TAGS} (organisation_id, contact_id);
-CREATE POLICY {TAGS}_select_scope ON public.{TAGS}
-    FOR SELECT TO authenticated
-    USING (
-        organisation_id IN (SELECT private.org_wide_organisation_ids())
-        OR contact_id IN (SELECT private.bound_chapter_contact_ids())
-    );
-INSERT INTO public.{TAGS} (contact_id, organisation_id, tag)
-    SELECT id, organisation_id, 'tag ' || left(id::text, 4) FROM public.contacts;
-"""
+# The fourth-table migration tests/integration/test_fourth_table.py adds to a copy of the kit
+# (like notes in 0002/0003), then one tag per contact.
+CREATE_SQL = (Path(__file__).resolve().parents[1] / "fourth_table" / "contact_tags.sql").read_text(
+    encoding="utf-8"
+) + (
+    f"INSERT INTO public.{TAGS} (contact_id, organisation_id, tag) "
+    "SELECT id, organisation_id, 'tag ' || left(id::text, 4) FROM public.contacts;"
+)
 LEAKY = "contact_tags_open"
 
 
