@@ -9,7 +9,7 @@ sync-log columns. Pure data: imports neither supabase nor SQLAlchemy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -32,6 +32,7 @@ __all__ = [
     "Column",
     "TableSpec",
     "describe_rows",
+    "listed",
     "table_schema",
 ]
 
@@ -200,6 +201,8 @@ SYNC_STATE: Final = TableSpec(
         Column("last_synced_at", required=True),
     ),
     key="organisation_id",
+    noun="sync timestamp",
+    plural="sync timestamps",
 )
 
 #: Every sync attempt, for stale-cache diagnosis. Counts and codes only: no personal data.
@@ -225,6 +228,8 @@ SYNC_LOG: Final = TableSpec(
     ),
     generated_key=True,
     indexes=(("organisation_id", "started_at"),),
+    noun="sync log entry",
+    plural="sync log entries",
 )
 
 #: The names the server last gave the user's organisations, for reading the cache offline
@@ -266,17 +271,22 @@ def table_schema(table: str) -> pl.Schema:
     return TABLES[table].frame_schema()
 
 
+def listed(words: Iterable[str]) -> str:
+    """``["a", "b", "c"]`` as ``"a, b and c"``."""
+    items = list(words)
+    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else "".join(items)
+
+
 def describe_rows(counts: Mapping[str, int]) -> str:
     """Rows per synced table as people read them: ``"40 contacts, 120 notes and 1 assignment"``.
 
     Tables missing from `counts` read as 0; the spec's order, nouns and plurals.
     """
-    parts = [
+    return listed(
         f"{n:,} {spec.noun if n == 1 else spec.plural}"
         for spec in SYNCED_TABLES
         for n in (counts.get(spec.name, 0),)
-    ]
-    return ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else parts[0]
+    )
 
 
 def _struct(spec: TableSpec) -> pl.Struct:

@@ -8,10 +8,10 @@ A table added to the spec therefore shows in every panel with no change here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
-from ..schemas import ROOT_TABLE, SYNCED_TABLES, TABLES, Column, TableSpec
+from ..schemas import ROOT_TABLE, SYNCED_TABLES, TABLES, Column, TableSpec, listed
 
 __all__ = [
     "NOUNS",
@@ -33,19 +33,6 @@ __io__ = "none"
 #: The root table's spec (contacts): the rows every other synced table hangs under.
 ROOT: Final = TABLES[ROOT_TABLE]
 
-#: The bookkeeping tables a wipe also empties, in words (not synced: not in the spec's nouns).
-_BOOKKEEPING_WORDS: Final = {
-    "sync_state": ("sync timestamp", "sync timestamps"),
-    "sync_log": ("sync log entry", "sync log entries"),
-}
-
-
-def listed(words: Iterable[str]) -> str:
-    """``["a", "b", "c"]`` as ``"a, b and c"``."""
-    items = list(words)
-    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else "".join(items)
-
-
 #: Every synced table's plural, as a sentence reads it: "contacts, notes and …".
 PLURALS: Final = listed(spec.plural for spec in SYNCED_TABLES)
 #: Every synced table's noun: "contact, note and …".
@@ -55,9 +42,7 @@ NOUNS: Final = listed(spec.noun for spec in SYNCED_TABLES)
 def words_for(table: str) -> tuple[str, str]:
     """(one row, several rows) of any cache table in words; its name when it has none."""
     spec = TABLES.get(table)
-    if spec is not None and spec in SYNCED_TABLES:
-        return spec.noun, spec.plural
-    return _BOOKKEEPING_WORDS.get(table, (table, table))
+    return (spec.noun, spec.plural) if spec is not None else (table, table)
 
 
 def heading(column: str) -> str:
