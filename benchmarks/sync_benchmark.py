@@ -158,7 +158,7 @@ def report(results: dict[int, tuple[dict[tuple[str, str], Runs], float | None]])
                     f"| {size:,} | {setup} | {client} | {med(entry.wall) * 1000:,.0f} ms | "
                     f"{med(entry.cpu):.2f} | {server} | {ratio} | {rss} |"
                 )
-    print("\nThe kit's client CPU-s by thread (median of the runs; /proc/self/task/*/stat):")
+    print("\nThe kit's client CPU-s by thread role (median of the runs; /proc/self/task/*/stat):")
     for size, (runs, _naive) in results.items():
         for setup in SETUPS:
             threads = runs[setup, "kit"].threads

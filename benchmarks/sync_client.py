@@ -241,8 +241,22 @@ def _thread_delta(before: dict[str, float], after: dict[str, float]) -> dict[str
     return {k: round(v - before.get(k, 0.0), 2) for k, v in after.items() if v > before.get(k, 0)}
 
 
+#: Thread-name prefix -> the role its CPU is reported under: the pools' numbered names
+#: (asyncio_0, asyncio_1, ...) shift between runs, so medians are taken per role.
+THREAD_ROLES = {
+    "MainThread": "event loop (HTTP)",
+    "contactsync-map": "mapping and hashing",
+    "asyncio_": "SQLite writes and commit",
+    "polars": "polars' pool",
+}
+
+
+def _role(name: str) -> str:
+    return next((role for prefix, role in THREAD_ROLES.items() if name.startswith(prefix)), "other")
+
+
 def _thread_cpu() -> dict[str, float]:
-    """CPU seconds of each thread of this process so far, by name (polars' by their own)."""
+    """CPU seconds of this process's live threads so far, summed by role (`THREAD_ROLES`)."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     ticks = os.sysconf("SC_CLK_TCK")
     result: dict[str, float] = {}
@@ -254,8 +268,8 @@ def _thread_cpu() -> dict[str, float]:
                 comm = handle.read().strip()
         except FileNotFoundError:
             continue
-        name = names.get(int(tid)) or comm
-        result[name] = result.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        role = _role(names.get(int(tid)) or comm)
+        result[role] = result.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
     return result
 
 

@@ -46,4 +46,4 @@ def test_the_benchmark_measures_client_and_server_apart_in_both_setups() -> None
     assert re.search(r"\| 200 \| shared \| kit \|.*\| \d+ MiB \|", done.stdout)
     # The kit's CPU split by thread (at this size the event loop's is sure to pass a tick).
     split = re.search(r"^  200 shared: (.*)$", done.stdout, re.MULTILINE)
-    assert split and re.search(r"MainThread \d", split.group(1))
+    assert split and re.search(r"event loop \(HTTP\) \d", split.group(1))
