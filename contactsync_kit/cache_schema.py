@@ -13,7 +13,14 @@ from typing import Final
 
 from .schemas import TABLES, TableSpec
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "FileShape", "create_table_sql", "spec_gaps_sql"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "FileShape",
+    "create_table_sql",
+    "index_sql",
+    "spec_gaps_sql",
+]
 
 __io__ = "none"
 
@@ -104,12 +111,16 @@ def create_table_sql(spec: TableSpec) -> tuple[str, ...]:
         return " ".join(parts)
 
     table = f"CREATE TABLE {spec.name} ({', '.join(column_sql(c) for c in spec.names)})"
-    indexes = tuple(
-        f"CREATE INDEX {spec.name}_{columns[0].removesuffix('_id')} "
-        f"ON {spec.name} ({', '.join(columns)})"
+    return (table, *index_sql(spec).values())
+
+
+def index_sql(spec: TableSpec) -> dict[str, str]:
+    """Index name -> its ``CREATE INDEX``, for each of the spec's indexed column groups."""
+    return {
+        name: f"CREATE INDEX {name} ON {spec.name} ({', '.join(columns)})"
         for columns in spec.indexes
-    )
-    return (table, *indexes)
+        for name in (f"{spec.name}_{columns[0].removesuffix('_id')}",)
+    }
 
 
 FileShape = Mapping[str, tuple[set[str], set[str]]]
@@ -135,7 +146,5 @@ def spec_gaps_sql(shape: FileShape) -> tuple[str, ...]:
                 statements.append(
                     f"ALTER TABLE {spec.name} ADD COLUMN {column.name} {column.sql_type}{default}"
                 )
-        statements.extend(
-            sql for sql in create_table_sql(spec)[1:] if sql.split()[2] not in indexes
-        )
+        statements.extend(sql for name, sql in index_sql(spec).items() if name not in indexes)
     return tuple(statements)

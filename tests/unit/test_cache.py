@@ -19,6 +19,7 @@ from contactsync_kit.cache import (
     spec_gaps_sql,
 )
 from contactsync_kit.cache_files import OWNER_TABLE
+from contactsync_kit.cache_schema import index_sql
 from contactsync_kit.delta_store import DIGEST_TABLES
 from contactsync_kit.schemas import CACHE_TABLES, DATA_TABLES, SYNC_LOG, TABLES, TableSpec
 from contactsync_kit.testing import StorageFaults, WriteStep, fake_contact
@@ -342,7 +343,7 @@ def test_a_table_or_column_the_spec_adds_is_created_from_the_spec() -> None:
     # A file as the frozen migrations leave it, but without the assignments table and the sync
     # log's count column for it: what a file looks like to a kit whose spec has a new table.
     shape = {
-        name: (set(spec.names), {sql.split()[2] for sql in create_table_sql(spec)[1:]})
+        name: (set(spec.names), set(index_sql(spec)))
         for name, spec in TABLES.items()
         if name != "contact_assignments"
     }
