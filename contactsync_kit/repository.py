@@ -85,24 +85,21 @@ class ContactCacheSyncRepository:
         self.options = resolve_options(
             options, page_size=page_size, max_rows=max_rows, delta_window=delta_window
         )
-        page_size, max_rows = self.options.page_size, self.options.max_rows
         self._clock = clock or SystemClock()
         if source is None:
             if client is None:
                 raise ValueError("give a signed-in supabase client or a ContactSource")
             # The token's expiry is the server's: judged in its time, whatever this clock says.
             server_clock = ServerClock(self._clock, clock_offset)
-            source = SupabaseDeltaSource(client, server_clock, page_size=page_size)
+            source = SupabaseDeltaSource(client, server_clock, page_size=self.options.page_size)
         self._source = source
         self._cache = cache
-        self._max_rows = max_rows
         self._on_concurrent = on_concurrent
         self._running: dict[str, asyncio.Task[SyncResult]] = {}
         self._write_lock = asyncio.Lock()
         # Bumped by clear_cache: a sync that started before a wipe may not write after it.
         self._epoch = 0
         self._delta_store = DeltaStore(cache)
-        self._delta_window = self.options.delta_window
         # Mapping and hashing (polars) on one thread: polars' allocator keeps freed memory a
         # while per thread, so peak memory grows with the threads the pages are spread over.
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contactsync-map")
@@ -213,7 +210,7 @@ class ContactCacheSyncRepository:
             write=self._exclusive_write,
             log=self._log,
             epoch=self._epoch,
-            window=self._delta_window,
+            window=self.options.delta_window,
             cpu=self._cpu,
         ).run(org, mode)
 
@@ -310,7 +307,8 @@ class ContactCacheSyncRepository:
                 )
                 rows, last = await fetched(None, first=True)
                 expected = attempt.total
-                limit = min(self._source.page_size, self._max_rows or self._source.page_size)
+                cap = self.options.max_rows or self._source.page_size
+                limit = min(self._source.page_size, cap)
                 await fetch_rest(fetched, rows, last, expected, limit)
                 arrived.put_nowait(None)
                 await writer
@@ -386,7 +384,7 @@ class ContactCacheSyncRepository:
         result = await asyncio.get_running_loop().run_in_executor(
             self._cpu,
             functools.partial(
-                map_contacts_page, page.body, attempt.org, embedded_cap=self._max_rows
+                map_contacts_page, page.body, attempt.org, embedded_cap=self.options.max_rows
             ),
         )
         attempt.timer.map += time.perf_counter() - mark
