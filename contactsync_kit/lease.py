@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,6 +142,9 @@ class CacheLease:
         self._stamp = stamp
         self._inode: int | None = None
         self._ended: SessionEndReason | None = None
+        # Sign-out (a worker thread) and close (a cancelled sync's cleanup) may meet: one of
+        # them closes the descriptor, once, and sign-out's use of it is never cut short.
+        self._held = threading.RLock()
 
     @classmethod
     def acquire(cls, path: Path, owner: CacheOwner | None, *, wait_s: float) -> CacheLease:
@@ -212,12 +216,13 @@ class CacheLease:
             raise SessionEndedError(reason)
 
     def release(self, reason: SessionEndReason = SessionEndReason.CLOSED) -> None:
-        """Let go of the file (idempotent); later checks say `reason`."""
-        if self._ended in (None, SessionEndReason.CLOSED):
-            self._ended = reason
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Let go of the file (idempotent, thread-safe); later checks say `reason`."""
+        with self._held:
+            if self._ended in (None, SessionEndReason.CLOSED):
+                self._ended = reason
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def sign_out(self) -> list[Path]:
         """Erase the files and end the generation for every session of it; the files erased.
@@ -227,10 +232,11 @@ class CacheLease:
         signed in since): it is not this session's to erase. Works after `release` too.
         """
         erased: list[Path] = []
-        if self._lost() is None:
-            erased = erase_cache_files(self.path)
-            self._end_generation()
-        self.release(SessionEndReason.SIGNED_OUT)
+        with self._held:
+            if self._lost() is None:
+                erased = erase_cache_files(self.path)
+                self._end_generation()
+            self.release(SessionEndReason.SIGNED_OUT)
         return erased
 
     def _end_generation(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from contactsync_kit import (
     UserSession,
     start_session,
 )
+from contactsync_kit import lease as lease_module
 from contactsync_kit.results import SyncErrorKind
 from contactsync_kit.testing import FakeSupabase
 from tests.session_worker import ORGS, PASSWORD, Worker, fake_server
@@ -425,3 +427,29 @@ async def test_organisation_names_live_in_the_cache_and_go_with_it(tmp_path: Pat
     assert bob.cache.organisation_names() == {}
     await bob.sign_out()
     await alice.aclose()
+
+
+def test_closing_while_signing_out_waits_for_the_sign_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cancelled sync's cleanup closes the cache while sign-out erases it on another thread.
+    # The close must wait until sign-out is done with the lock file's descriptor: two
+    # releases at once closed it twice (EBADF, or another file's reused descriptor).
+    cache = ContactCache.open(tmp_path / "cache.sqlite3")
+    erase = lease_module.erase_cache_files
+    closer = threading.Thread(target=cache.close)
+    waited: list[bool] = []
+
+    def erase_while_closing(path: Path) -> list[Path]:
+        closer.start()
+        closer.join(timeout=0.5)
+        waited.append(closer.is_alive())
+        return erase(path)
+
+    monkeypatch.setattr(lease_module, "erase_cache_files", erase_while_closing)
+    erased = cache.erase()
+    closer.join(timeout=10)
+    assert waited == [True], "the close went ahead in the middle of the sign-out"
+    assert not closer.is_alive()
+    assert tmp_path / "cache.sqlite3" in erased
+    assert not (tmp_path / "cache.sqlite3").exists()
