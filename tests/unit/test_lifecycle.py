@@ -30,6 +30,7 @@ from contactsync_kit import (
     start_session,
 )
 from contactsync_kit import lease as lease_module
+from contactsync_kit.cache_files import erase_cache_files
 from contactsync_kit.results import SyncErrorKind
 from contactsync_kit.testing import FakeSupabase
 from tests.session_worker import ORGS, PASSWORD, Worker, fake_server
@@ -436,7 +437,7 @@ def test_closing_while_signing_out_waits_for_the_sign_out(
     # The close must wait until sign-out is done with the lock file's descriptor: two
     # releases at once closed it twice (EBADF, or another file's reused descriptor).
     cache = ContactCache.open(tmp_path / "cache.sqlite3")
-    erase = lease_module.erase_cache_files
+    erase = erase_cache_files
     closer = threading.Thread(target=cache.close)
     waited: list[bool] = []
 
