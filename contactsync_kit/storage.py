@@ -132,7 +132,10 @@ class SqliteStore:
             )
         else:
             engine = file_engine(Path(path), key=key, busy_timeout_s=busy_timeout_s)
-        _install_transaction_control(engine, wal=not in_memory)
+        plain_file = not in_memory and key is None
+        _install_transaction_control(
+            engine, wal=not in_memory, page_bytes=NEW_FILE_PAGE_BYTES if plain_file else None
+        )
         store = cls(engine, in_memory=in_memory, faults=faults, guard=guard)
         store._encrypted = key is not None
         return store
@@ -231,8 +234,16 @@ def iso_utc(moment: datetime) -> str:
 
 _WRITE_OPTION: Final = "contactsync_write"
 
+#: The page size a new, unencrypted cache file is made with. A full sync rewrites most of the
+#: file through the WAL, one system call per page: at SQLite's default 4 KiB that was about
+#: 450,000 reads and writes per 100k contacts and a third of the writer's CPU. Larger pages
+#: also make a delta sync rewrite more bytes per changed row, so the size stays moderate.
+#: SQLite sets a page size only on an empty file: an existing cache keeps its own, and a
+#: SQLCipher file keeps its cipher's (`cipher_page_size`).
+NEW_FILE_PAGE_BYTES: Final = 16384
 
-def _install_transaction_control(engine: Engine, *, wal: bool) -> None:
+
+def _install_transaction_control(engine: Engine, *, wal: bool, page_bytes: int | None) -> None:
     # pysqlite's own transaction handling defers BEGIN and ignores SAVEPOINT semantics; take
     # control so a writer's `begin()` is a real `BEGIN IMMEDIATE` (no lock-upgrade deadlocks).
     @sa.event.listens_for(engine, "connect")
@@ -244,6 +255,9 @@ def _install_transaction_control(engine: Engine, *, wal: bool) -> None:
         # Sorts, TEMP tables and VACUUM's copy stay in memory: never a temporary file of
         # personal values outside the cache's private folder.
         cursor.execute("PRAGMA temp_store=MEMORY")
+        if page_bytes is not None:
+            # Before the journal mode: a file in WAL mode can no longer change its page size.
+            cursor.execute(f"PRAGMA page_size={page_bytes}")
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")

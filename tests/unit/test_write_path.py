@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,8 @@ from aiohttp import web
 
 from contactsync_kit import ContactCache, MappedPage, map_contacts_page
 from contactsync_kit import staging as staging_module
+from contactsync_kit import storage as storage_module
+from contactsync_kit.cache_files import sqlcipher_module
 from contactsync_kit.staging import SyncStaging
 from contactsync_kit.table_writer import ColumnsWriter, TableWriter
 from contactsync_kit.testing import fake_contact
@@ -45,6 +48,56 @@ def test_the_columns_writer_writes_every_row_across_its_slices(tmp_path: Path) -
     stored = cache.read_table("contacts", ORG).sort("id")
     assert stored.equals(big["contacts"].select(stored.columns).sort("id"))
     cache.close()
+
+
+def page_bytes(path: Path, key: str | None = None) -> int:
+    conn = (sqlite3 if key is None else sqlcipher_module()).connect(path)
+    if key is not None:
+        conn.execute(f"PRAGMA key = '{key}'")
+    try:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_new_cache_file_is_made_with_the_kits_page_size(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite3"
+    cache = ContactCache.open(path)
+    cache.apply_sync(ORG, page(50), WHEN)
+    cache.close()
+    sqlite_default = 4096  # so the test can fail
+    assert page_bytes(path) == storage_module.NEW_FILE_PAGE_BYTES != sqlite_default
+
+
+def test_an_existing_cache_keeps_its_page_size_and_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    with monkeypatch.context() as older_kit:
+        older_kit.setattr(storage_module, "NEW_FILE_PAGE_BYTES", 4096)
+        cache = ContactCache.open(path)
+        cache.apply_sync(ORG, page(50, seed=1), WHEN)
+        cache.close()
+    cache = ContactCache.open(path)
+    assert cache.counts(ORG)["contacts"] == 50
+    cache.apply_sync(ORG, page(80, seed=2), WHEN)
+    assert cache.counts(ORG)["contacts"] == 80
+    cache.clear()  # not even its VACUUM changes a WAL file's page size
+    cache.apply_sync(ORG, page(30, seed=3), WHEN)
+    assert cache.counts(ORG)["contacts"] == 30
+    cache.close()
+    assert page_bytes(path) == 4096
+
+
+def test_an_encrypted_cache_keeps_its_ciphers_page_size(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite3"
+    cache = ContactCache.open(path, key="k")
+    cache.apply_sync(ORG, page(50), WHEN)
+    cache.close()
+    assert page_bytes(path, key="k") == 4096
+    reopened = ContactCache.open(path, key="k")
+    assert reopened.counts(ORG)["contacts"] == 50
+    reopened.close()
 
 
 def test_rows_a_writer_wrote_roll_back_with_the_sync(
