@@ -56,6 +56,7 @@ class Runs:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     rss: list[float] = field(default_factory=list)
+    rss_file: list[float] = field(default_factory=list)  # of `rss`: file-backed (library code)
     server: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROLES})
     threads: list[dict[str, float]] = field(default_factory=list)  # CPU-s by thread, per run
 
@@ -118,13 +119,18 @@ def measure_size(
                 entry.wall.append(result["wall"])
                 entry.cpu.append(result["cpu"])
                 entry.rss.append(result["rss"])
+                entry.rss_file.append(result["rss_file"])
                 if result.get("threads"):
                     entry.threads.append(result["threads"])
                 for role in ROLES:
                     entry.server[role].append(after[role] - before[role])
                 line.append(
                     f"{client} {result['wall'] * 1000:,.0f} ms / {result['cpu']:.2f} cpu-s"
-                    + (f" / +{result['rss']:.0f} MiB" if client == "kit" else "")
+                    + (
+                        f" / +{result['rss']:.0f} MiB ({result['rss_file']:.0f} code)"
+                        if client == "kit"
+                        else ""
+                    )
                 )
             print(f"  round {attempt + 1} {setup}: " + ", ".join(line), flush=True)
     stack.pin(_all_cores())
@@ -143,9 +149,10 @@ def report(results: dict[int, tuple[dict[tuple[str, str], Runs], float | None]])
     med = statistics.median
     print(
         "\n| contacts | setup | client | wall | client CPU-s | server CPU-s "
-        "(postgres / postgrest / gateway) | kit / floor (wall) | kit RSS growth (max) |"
+        "(postgres / postgrest / gateway) | kit / floor (wall) | kit RSS growth (max) "
+        "| of it library code |"
     )
-    print("|---:|---|---|---:|---:|---:|---:|---:|")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|")
     for size, (runs, _naive) in results.items():
         for setup in SETUPS:
             floor_wall = med(runs[setup, "floor"].wall)
@@ -153,10 +160,13 @@ def report(results: dict[int, tuple[dict[tuple[str, str], Runs], float | None]])
                 entry = runs[setup, client]
                 server = " / ".join(f"{med(entry.server[r]):.2f}" for r in ROLES)
                 ratio = f"{med(entry.wall) / floor_wall:.2f}" if client != "floor" else ""
-                rss = f"{max(entry.rss):.0f} MiB" if client == "kit" else ""
+                rss = code = ""
+                if client == "kit":
+                    rss = f"{max(entry.rss):.0f} MiB"
+                    code = f"{med(entry.rss_file):.0f} MiB"
                 print(
                     f"| {size:,} | {setup} | {client} | {med(entry.wall) * 1000:,.0f} ms | "
-                    f"{med(entry.cpu):.2f} | {server} | {ratio} | {rss} |"
+                    f"{med(entry.cpu):.2f} | {server} | {ratio} | {rss} | {code} |"
                 )
     print("\nThe kit's client CPU-s by thread role (median of the runs; /proc/self/task/*/stat):")
     for size, (runs, _naive) in results.items():
