@@ -230,19 +230,23 @@ class IncrementalSync:
         Returns the changes, the server's ``(row_count, digest)`` per table, and the newest
         change per table the cache will hold once they are applied.
         """
-        digest_rows, frames = await asyncio.gather(
-            run.source.digest(run.org, 0),
-            asyncio.gather(*(self._changed(run, state, t) for t in DATA_TABLES)),
-        )
-        changes = DeltaChanges(upserts=dict(zip(DATA_TABLES, frames, strict=True)))
-        if any(
-            (newest_change(changes.upserts[t], None) or "") > state.changed_up_to.get(t, "")
-            for t in DATA_TABLES
-        ):
-            # Rows newer than the last sync: the server changed, so rows may have gone too,
-            # which only the bucketed digest locates. Ask for it now, while the apply runs
-            # (the safety window's rows, seen before, are no such sign).
-            run.bucketed_digest()
+        # The digest scans every row of the organisation; the changes come back long before it.
+        totals = asyncio.ensure_future(run.source.digest(run.org, 0))
+        try:
+            frames = await asyncio.gather(*(self._changed(run, state, t) for t in DATA_TABLES))
+            changes = DeltaChanges(upserts=dict(zip(DATA_TABLES, frames, strict=True)))
+            if any(
+                (newest_change(changes.upserts[t], None) or "") > state.changed_up_to.get(t, "")
+                for t in DATA_TABLES
+            ):
+                # Rows newer than the last sync: the server changed, so rows may have gone
+                # too, which only the bucketed digest locates. Ask for it now, beside the
+                # total, so it is ready when the apply or the reconcile needs it (the safety
+                # window's rows, seen before, are no such sign).
+                run.bucketed_digest()
+            digest_rows = await totals
+        finally:
+            settle(totals)
         newest = {
             t: stamp
             for t in DATA_TABLES

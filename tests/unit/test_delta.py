@@ -168,6 +168,35 @@ async def test_deletes_are_located_by_the_digest_and_reconciled(server: FakeDelt
     assert sorted(digests) == [0, BUCKET_PREFIX]
 
 
+async def test_a_changed_servers_bucketed_digest_is_asked_for_beside_the_total(
+    server: FakeDeltaSource,
+) -> None:
+    # The total digest scans every row on a real server; the changes come back long before
+    # it. Once they show the server changed, the bucketed digest must not wait for the total.
+    repository = await synced(server)
+    contact = server.rows(ROOT_TABLE, ORG)[2]
+    server.put(ROOT_TABLE, {**contact, "full_name": "Renamed Person"})
+    server.delete(CHILD, server.rows(CHILD, ORG)[0]["id"])  # found only by the buckets
+    bucketed_asked = asyncio.Event()
+    real_digest = server.digest
+
+    async def digest(organisation_id: str, prefix_length: int = 0) -> Any:
+        if prefix_length == 0:
+            await asyncio.wait_for(bucketed_asked.wait(), timeout=5)
+        else:
+            bucketed_asked.set()
+        return await real_digest(organisation_id, prefix_length)
+
+    server.digest = digest  # type: ignore[method-assign]
+
+    result = await repository.sync_contacts_for_organisation(ORG)
+
+    assert isinstance(result, SyncSuccess), result
+    assert (result.mode, result.verified, result.reconciled) == ("delta", True, True)
+    assert (result.rows_changed, result.rows_deleted) == (1, 1)
+    assert cached(repository.cache) == on_server(server)
+
+
 async def test_a_digest_that_still_differs_after_reconciling_runs_a_full_sync(
     server: FakeDeltaSource,
 ) -> None:
