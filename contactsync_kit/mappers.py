@@ -8,6 +8,7 @@ Imports neither supabase nor SQLAlchemy.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,13 +102,21 @@ def map_contacts_page(
         return empty_page()
 
     reasons: dict[str, int] = {}
+    embedded = frame.select(
+        *(pl.col(c).is_null().sum().alias(f"missing {c}") for c in EMBEDDED_TABLES),
+        *(
+            (pl.col(c).list.len() >= embedded_cap).sum().alias(f"at cap {c}")
+            for c in EMBEDDED_TABLES
+            if embedded_cap is not None
+        ),
+    ).row(0, named=True)
     for column in EMBEDDED_TABLES:
-        missing = frame.select(pl.col(column).is_null().sum()).item()
+        missing = embedded[f"missing {column}"]
         if missing:
             reasons[f"contacts without an embedded {column} array"] = missing
     if embedded_cap is not None:
         for column in EMBEDDED_TABLES:
-            at_cap = frame.select((pl.col(column).list.len() >= embedded_cap).sum()).item()
+            at_cap = embedded[f"at cap {column}"]
             if at_cap:
                 return MappingProblem(
                     "incomplete",
@@ -121,10 +130,12 @@ def map_contacts_page(
     frames = {ROOT_TABLE: root}
     for table in EMBEDDED_TABLES:
         exploded = (
-            frame.select(pl.col(TABLES[ROOT_TABLE].key).alias(_PARENT), pl.col(table))
+            frame.lazy()
+            .select(pl.col(TABLES[ROOT_TABLE].key).alias(_PARENT), pl.col(table))
             .explode(table)
             .filter(pl.col(table).is_not_null())
             .unnest(table)
+            .collect()
         )
         frames[table], child_reasons = _validate(exploded, table, organisation_id)
         reasons.update(child_reasons)
@@ -175,20 +186,38 @@ def _validate(
     case folding, and their dates are checked once per distinct day. Any other column takes
     the general path, so a bad value is still found and counted.
     """
+    canonical, utc_text, bad_days = _survey(frame, *_checked_columns(table))
+    plan = _plan(table, organisation_id.lower(), canonical, utc_text)
+    reasons: dict[str, int] = {}
+    for name in utc_text:
+        # The form is right; only an impossible date (30 February) is left to catch.
+        if bad_days[name] and (impossible := _impossible_dates(frame, name)):
+            reasons[f"{table}.{name} not a timestamp"] = impossible
+    counts = frame.select(plan.counts).row(0, named=True)
+    reasons.update({reason: int(count) for reason, count in counts.items() if count})
+    return frame.select(plan.normalised), reasons
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One table's checks and normalisation as polars expressions, for one kind of page."""
+
+    counts: tuple[pl.Expr, ...]  # one count per reason, aliased by the reason
+    normalised: tuple[pl.Expr, ...]
+
+
+# Expressions are immutable and a sync's pages are nearly always of one kind: building them
+# once per (table, organisation, kind of page) and not once per page saves most of the
+# mapper's Python time.
+@functools.lru_cache(maxsize=256)
+def _plan(table: str, org: str, canonical: frozenset[str], utc_text: frozenset[str]) -> _Plan:
     spec = TABLES[table]
-    org = organisation_id.lower()
-    uuids = [c.name for c in spec.columns if c.uuid]
-    if spec.parent is not None:
-        uuids.append(_PARENT)
-    stamps = [c.name for c in spec.columns if c.timestamp]
-    canonical, utc_text = _uniform_columns(frame, uuids, stamps)
 
     def folded(name: str) -> pl.Expr:
         return pl.col(name) if name in canonical else pl.col(name).str.to_lowercase()
 
     checks: dict[str, pl.Expr] = {}
     normalised: list[pl.Expr] = []
-    reasons: dict[str, int] = {}
     for column in spec.columns:
         name, value = column.name, pl.col(column.name)
         if column.required:
@@ -200,10 +229,6 @@ def _validate(
                 )
             normalised.append(folded(name))
         elif column.timestamp and name in utc_text:
-            # The form is right; only an impossible date (30 February) is left to catch.
-            impossible = _impossible_dates(frame, name)
-            if impossible:
-                reasons[f"{table}.{name} not a timestamp"] = impossible
             normalised.append(_utc_text_to_cache(value).alias(name))
         elif column.timestamp:
             parsed = value.str.to_datetime(time_zone="UTC", strict=False)
@@ -218,12 +243,22 @@ def _validate(
     checks[f"{table} ids repeated"] = key.is_duplicated() & key.is_not_null()
     if spec.parent is not None:
         checks[f"{table} under the wrong contact"] = folded(spec.parent[0]) != folded(_PARENT)
+    return _Plan(
+        counts=tuple(
+            check.fill_null(False).sum().alias(reason) for reason, check in checks.items()
+        ),
+        normalised=tuple(normalised),
+    )
 
-    counts = frame.select(
-        [check.fill_null(False).sum().alias(reason) for reason, check in checks.items()]
-    ).row(0, named=True)
-    reasons.update({reason: int(count) for reason, count in counts.items() if count})
-    return frame.select(normalised), reasons
+
+@functools.cache
+def _checked_columns(table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`table`'s uuid columns (with the parent key of an embedded row) and timestamp columns."""
+    spec = TABLES[table]
+    uuids = tuple(c.name for c in spec.columns if c.uuid)
+    if spec.parent is not None:
+        uuids += (_PARENT,)
+    return uuids, tuple(c.name for c in spec.columns if c.timestamp)
 
 
 def _utc_text_to_cache(value: pl.Expr) -> pl.Expr:
@@ -250,31 +285,53 @@ def _impossible_dates(frame: pl.DataFrame, name: str) -> int:
     return int(days.is_in(bad.to_list()).sum()) if bad.len() else 0
 
 
-def _uniform_columns(
-    frame: pl.DataFrame, uuids: list[str], stamps: list[str]
-) -> tuple[set[str], set[str]]:
-    """The uuid columns canonical lower-case throughout, and the UTC-text timestamp columns.
+def _survey(
+    frame: pl.DataFrame, uuids: tuple[str, ...], stamps: tuple[str, ...]
+) -> tuple[frozenset[str], frozenset[str], dict[str, int]]:
+    """One pass over the frame: what form its uuid and timestamp columns are in.
 
-    A timestamp column counts when every value is UTC text in PostgREST's form; nulls are
-    allowed in both.
+    Returns the uuid columns canonical lower-case throughout, the timestamp columns that are
+    UTC text in PostgREST's form throughout (nulls are allowed in both), and per timestamp
+    column the number of distinct days that do not exist (meaningful for the UTC-text ones).
     """
-    present_uuids = [n for n in uuids if n in frame.columns]
-    present_stamps = [n for n in stamps if n in frame.columns]
+    present_uuids = tuple(n for n in uuids if n in frame.columns)
+    present_stamps = tuple(n for n in stamps if n in frame.columns)
     if frame.height == 0:
-        return set(present_uuids), set(present_stamps)
-    probes = [
-        (pl.col(n).is_null() | pl.col(n).str.contains(_CANONICAL_UUID)).all().alias(f"u:{n}")
-        for n in present_uuids
-    ] + [
-        (pl.col(n).is_null() | pl.col(n).str.contains(_UTC_TEXT)).all().alias(f"t:{n}")
-        for n in present_stamps
-    ]
+        return frozenset(present_uuids), frozenset(present_stamps), dict.fromkeys(stamps, 0)
+    probes = _probes(present_uuids, present_stamps)
     if not probes:
-        return set(), set()
+        return frozenset(), frozenset(), {}
     row = frame.select(probes).row(0, named=True)
-    canonical = {n for n in present_uuids if row[f"u:{n}"]}
-    utc_text = {n for n in present_stamps if row[f"t:{n}"]}
-    return canonical, utc_text
+    return (
+        frozenset(n for n in present_uuids if row[f"u:{n}"]),
+        frozenset(n for n in present_stamps if row[f"t:{n}"]),
+        {n: int(row[f"d:{n}"] or 0) for n in present_stamps},
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _probes(uuids: tuple[str, ...], stamps: tuple[str, ...]) -> tuple[pl.Expr, ...]:
+    canonical = tuple(
+        (pl.col(n).is_null() | pl.col(n).str.contains(_CANONICAL_UUID)).all().alias(f"u:{n}")
+        for n in uuids
+    )
+    utc_text = tuple(
+        (pl.col(n).is_null() | pl.col(n).str.contains(_UTC_TEXT)).all().alias(f"t:{n}")
+        for n in stamps
+    )
+    # Distinct days only: a page's timestamps fall on a few days, so the parse is cheap.
+    days = tuple(
+        pl.col(n)
+        .drop_nulls()
+        .str.slice(0, 10)
+        .unique()
+        .str.to_date("%Y-%m-%d", strict=False)
+        .is_null()
+        .sum()
+        .alias(f"d:{n}")
+        for n in stamps
+    )
+    return canonical + utc_text + days
 
 
 def map_table_rows(raw: Any, table: str, organisation_id: str) -> pl.DataFrame | MappingProblem:

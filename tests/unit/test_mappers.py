@@ -266,3 +266,28 @@ def test_mapped_page_frames_are_the_data_tables_in_order() -> None:
     assert isinstance(page, MappedPage)
     assert tuple(page.frames()) == DATA_TABLES
     assert tuple(empty_page().frames()) == DATA_TABLES
+
+
+def test_pages_mapped_one_after_another_are_each_checked_on_their_own() -> None:
+    # The checks are built once per table, organisation and kind of page, and reused: a
+    # later page must still be checked for its own organisation and its own forms.
+    raw = rows()
+    assert isinstance(map_contacts_page(raw, ORG), MappedPage)
+
+    other = map_contacts_page(raw, "5f0e7a4e-1111-4c3b-9d2a-000000000002")
+    assert isinstance(other, MappingProblem)
+    assert other.reasons["contacts rows of another organisation"] == 3
+
+    shouting = copy.deepcopy(raw)
+    for contact in shouting:
+        contact["id"] = contact["id"].upper()
+        for note in contact["notes"]:
+            note["contact_id"] = note["contact_id"].upper()
+    folded = map_contacts_page(shouting, ORG)
+    assert isinstance(folded, MappedPage)
+    assert folded["contacts"]["id"].to_list() == [c["id"] for c in raw]
+
+    raw[1]["updated_at"] = "2026-02-30T10:00:00+00:00"
+    impossible = map_contacts_page(raw, ORG)
+    assert isinstance(impossible, MappingProblem)
+    assert impossible.reasons == {"contacts.updated_at not a timestamp": 1}
