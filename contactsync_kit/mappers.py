@@ -283,10 +283,14 @@ def _utc_text_to_cache(value: pl.Expr) -> pl.Expr:
 
 def _impossible_dates(frame: pl.DataFrame, name: str) -> int:
     """Rows of `name` (UTC text in the usual form) whose day does not exist (30 February)."""
-    days = frame.get_column(name).drop_nulls().str.slice(0, 10)
-    distinct = days.unique()
-    bad = distinct.filter(distinct.str.to_date("%Y-%m-%d", strict=False).is_null())
-    return int(days.is_in(bad.to_list()).sum()) if bad.len() else 0
+    return int(
+        frame.select_seq(_impossible_days(pl.col(name).drop_nulls().str.slice(0, 10))).item()
+    )
+
+
+def _impossible_days(days: pl.Expr) -> pl.Expr:
+    """How many of `days` (``YYYY-MM-DD`` text) name a day that does not exist."""
+    return days.str.to_date("%Y-%m-%d", strict=False).is_null().sum()
 
 
 def _survey(
@@ -325,14 +329,7 @@ def _probes(uuids: tuple[str, ...], stamps: tuple[str, ...]) -> tuple[pl.Expr, .
     )
     # Distinct days only: a page's timestamps fall on a few days, so the parse is cheap.
     days = tuple(
-        pl.col(n)
-        .drop_nulls()
-        .str.slice(0, 10)
-        .unique()
-        .str.to_date("%Y-%m-%d", strict=False)
-        .is_null()
-        .sum()
-        .alias(f"d:{n}")
+        _impossible_days(pl.col(n).drop_nulls().str.slice(0, 10).unique()).alias(f"d:{n}")
         for n in stamps
     )
     return canonical + utc_text + days
